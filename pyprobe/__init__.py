@@ -1,0 +1,36 @@
+"""pyprobe: Linux eBPF tracing tools written in Python.
+
+    from pyprobe import Program, Hash, syscall, u32, u64
+    from pyprobe.bpf import tgid
+
+    class Opens(Program):
+        counts = Hash(u32, u64)
+
+        @syscall("openat")
+        def on_open(self, args):
+            self.counts[tgid()] += 1
+
+    with Opens() as prog:
+        time.sleep(1)
+    print(prog.counts.items())
+
+Handlers are Python with C semantics, translated to BPF C, compiled with clang
+(cached) and loaded with libbpf. Importing pyprobe loads neither numpy nor libbpf.
+"""
+from pyprobe.dsl.decorators import (kprobe, kretprobe, perf_event, raw_tracepoint, syscall, syscall_return,
+                                    tracepoint, uprobe, uretprobe)
+from pyprobe.dsl.maps import Array, Hash, Histogram
+from pyprobe.dsl.types import Struct, bool_, char, s8, s16, s32, s64, u8, u16, u32, u64
+from pyprobe.errors import (BPFError, CompileError, PyprobeError, TranslationError, UnsupportedProbe,
+                            VerifierError)
+from pyprobe.program import Program
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Program", "Array", "Hash", "Histogram", "Struct",
+    "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "kprobe", "kretprobe", "uprobe", "uretprobe",
+    "perf_event",
+    "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "char", "bool_",
+    "PyprobeError", "TranslationError", "CompileError", "BPFError", "VerifierError", "UnsupportedProbe",
+]

@@ -1,0 +1,252 @@
+"""cffi build script for pyprobe.backend._libbpf (API mode, built at install time).
+
+The cdef speaks libbpf's own names. A few small C helpers live here because
+they need what Python cannot express well: va_list callbacks (libbpf's print
+and btf_dump's printf), perf_event_attr setup, and per-record copies from ring
+and perf buffers into one flat array, so no Python runs per event.
+"""
+from cffi import FFI
+
+CDEF = r"""
+typedef int... pid_t;
+
+struct bpf_object;
+struct bpf_program;
+struct bpf_map;
+struct bpf_link;
+struct btf;
+struct btf_type { uint32_t name_off; uint32_t info; ...; };
+
+struct bpf_object_open_opts { size_t sz; const char *object_name; ...; };
+struct bpf_uprobe_opts { size_t sz; size_t ref_ctr_offset; uint64_t bpf_cookie;
+                         bool retprobe; const char *func_name; ...; };
+struct bpf_kprobe_opts { size_t sz; uint64_t bpf_cookie; size_t offset; bool retprobe; ...; };
+struct bpf_ksyscall_opts { size_t sz; uint64_t bpf_cookie; bool retprobe; ...; };
+struct bpf_usdt_opts { size_t sz; uint64_t usdt_cookie; ...; };
+struct bpf_map_batch_opts { size_t sz; uint64_t elem_flags; uint64_t flags; ...; };
+struct bpf_insn { uint8_t code; int32_t imm; ...; };
+struct bpf_prog_load_opts { size_t sz; uint32_t expected_attach_type; uint32_t attach_btf_id;
+                            char *log_buf; uint32_t log_size; uint32_t log_level; ...; };
+
+struct bpf_object *bpf_object__open_mem(const void *obj_buf, size_t obj_buf_sz,
+                                        const struct bpf_object_open_opts *opts);
+int bpf_object__load(struct bpf_object *obj);
+void bpf_object__close(struct bpf_object *obj);
+struct bpf_program *bpf_object__find_program_by_name(const struct bpf_object *obj, const char *name);
+struct bpf_program *bpf_object__next_program(const struct bpf_object *obj, struct bpf_program *prog);
+struct bpf_map *bpf_object__find_map_by_name(const struct bpf_object *obj, const char *name);
+struct bpf_map *bpf_object__next_map(const struct bpf_object *obj, const struct bpf_map *map);
+
+const char *bpf_program__name(const struct bpf_program *prog);
+const char *bpf_program__section_name(const struct bpf_program *prog);
+int bpf_program__fd(const struct bpf_program *prog);
+int bpf_program__set_log_buf(struct bpf_program *prog, char *log_buf, size_t log_size);
+int bpf_program__set_log_level(struct bpf_program *prog, uint32_t log_level);
+int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
+
+struct bpf_link *bpf_program__attach_tracepoint(const struct bpf_program *prog,
+                                                const char *tp_category, const char *tp_name);
+struct bpf_link *bpf_program__attach_raw_tracepoint(const struct bpf_program *prog, const char *tp_name);
+struct bpf_link *bpf_program__attach_kprobe_opts(const struct bpf_program *prog, const char *func_name,
+                                                 const struct bpf_kprobe_opts *opts);
+struct bpf_link *bpf_program__attach_ksyscall(const struct bpf_program *prog, const char *syscall_name,
+                                              const struct bpf_ksyscall_opts *opts);
+struct bpf_link *bpf_program__attach_uprobe_opts(const struct bpf_program *prog, pid_t pid,
+                                                 const char *binary_path, size_t func_offset,
+                                                 const struct bpf_uprobe_opts *opts);
+struct bpf_link *bpf_program__attach_usdt(const struct bpf_program *prog, pid_t pid,
+                                          const char *binary_path, const char *usdt_provider,
+                                          const char *usdt_name, const struct bpf_usdt_opts *opts);
+struct bpf_link *bpf_program__attach_perf_event(const struct bpf_program *prog, int pfd);
+struct bpf_link *bpf_program__attach_trace(const struct bpf_program *prog);
+struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
+int bpf_link__destroy(struct bpf_link *link);
+int bpf_link__fd(const struct bpf_link *link);
+
+int bpf_map__fd(const struct bpf_map *map);
+const char *bpf_map__name(const struct bpf_map *map);
+int bpf_map__type(const struct bpf_map *map);
+uint32_t bpf_map__max_entries(const struct bpf_map *map);
+uint32_t bpf_map__key_size(const struct bpf_map *map);
+uint32_t bpf_map__value_size(const struct bpf_map *map);
+int bpf_map__set_max_entries(struct bpf_map *map, uint32_t max_entries);
+int bpf_map__set_initial_value(struct bpf_map *map, const void *data, size_t size);
+const void *bpf_map__initial_value(struct bpf_map *map, size_t *psize);
+
+int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags);
+int bpf_map_lookup_elem(int fd, const void *key, void *value);
+int bpf_map_delete_elem(int fd, const void *key);
+int bpf_map_get_next_key(int fd, const void *key, void *next_key);
+int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values,
+                         uint32_t *count, const struct bpf_map_batch_opts *opts);
+int bpf_map_delete_batch(int fd, const void *keys, uint32_t *count, const struct bpf_map_batch_opts *opts);
+
+int bpf_prog_get_next_id(uint32_t start_id, uint32_t *next_id);
+int bpf_link_get_next_id(uint32_t start_id, uint32_t *next_id);
+int bpf_map_get_next_id(uint32_t start_id, uint32_t *next_id);
+int bpf_prog_get_fd_by_id(uint32_t id);
+int bpf_link_get_fd_by_id(uint32_t id);
+
+int bpf_prog_load(int prog_type, const char *prog_name, const char *license,
+                  const struct bpf_insn *insns, size_t insn_cnt, struct bpf_prog_load_opts *opts);
+int bpf_raw_tracepoint_open(const char *name, int prog_fd);
+int pp_trivial_prog(int prog_type, uint32_t expected_attach_type, uint32_t attach_btf_id, char *log, uint32_t log_size);
+int libbpf_probe_bpf_prog_type(int prog_type, const void *opts);
+int libbpf_probe_bpf_map_type(int map_type, const void *opts);
+int libbpf_num_possible_cpus(void);
+long libbpf_get_error(const void *ptr);
+
+struct btf *btf__load_vmlinux_btf(void);
+struct btf *btf__parse(const char *path, void **btf_ext);
+void btf__free(struct btf *btf);
+int32_t btf__find_by_name_kind(const struct btf *btf, const char *type_name, uint32_t kind);
+uint32_t btf__type_cnt(const struct btf *btf);
+const struct btf_type *btf__type_by_id(const struct btf *btf, uint32_t id);
+const char *btf__name_by_offset(const struct btf *btf, uint32_t offset);
+
+/* pyprobe's helpers, defined below in C */
+extern "Python" void pp_on_libbpf_print(int level, const char *msg);
+void pp_install_print(int enabled);
+char *pp_btf_dump_types(const struct btf *btf, const uint32_t *ids, int n, int *err);
+void pp_free(void *p);
+int pp_perf_event_open(uint32_t type, uint64_t config, uint64_t period_or_freq, int use_freq,
+                       int pid, int cpu);
+int pp_prog_info(int fd, uint32_t *id, uint32_t *type, char *name, uint32_t *xlated_len,
+                 uint64_t *run_time_ns, uint64_t *run_cnt);
+int pp_link_info(int fd, uint32_t *id, uint32_t *prog_id, uint32_t *type);
+"""
+
+SOURCE = r"""
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/perf_event.h>
+#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+
+static void pp_on_libbpf_print(int level, const char *msg);
+
+static int pp_print_cb(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    char buf[4096];
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    pp_on_libbpf_print((int)level, buf);
+    return 0;
+}
+
+static void pp_install_print(int enabled)
+{
+    libbpf_set_print(enabled ? pp_print_cb : NULL);
+}
+
+static void pp_dump_printf(void *ctx, const char *fmt, va_list ap)
+{
+    vfprintf((FILE *)ctx, fmt, ap);
+}
+
+/* Dump the C declarations of the given BTF types and everything they depend
+ * on, each once, in an order C accepts. Returns a malloc'ed string. */
+static char *pp_btf_dump_types(const struct btf *btf, const uint32_t *ids, int n, int *err)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    struct btf_dump *d;
+    int i;
+
+    *err = 0;
+    if (!f) { *err = errno; return NULL; }
+    d = btf_dump__new(btf, pp_dump_printf, f, NULL);
+    if (!d) { *err = errno; fclose(f); free(out); return NULL; }
+    for (i = 0; i < n; i++) {
+        int r = btf_dump__dump_type(d, ids[i]);
+        if (r) { *err = -r; break; }
+    }
+    btf_dump__free(d);
+    fclose(f);
+    return out;
+}
+
+static void pp_free(void *p) { free(p); }
+
+/* Load `r0 = 0; exit`: enough to ask the kernel whether a program type and
+ * attach point are allowed (feature probes). Returns an fd or -errno. */
+static int pp_trivial_prog(int prog_type, uint32_t expected_attach_type, uint32_t attach_btf_id,
+                           char *log, uint32_t log_size)
+{
+    struct bpf_insn insns[2];
+    LIBBPF_OPTS(bpf_prog_load_opts, opts);
+
+    memset(insns, 0, sizeof(insns));
+    insns[0].code = 0xb7;   /* BPF_ALU64 | BPF_MOV | BPF_K: r0 = 0 */
+    insns[1].code = 0x95;   /* BPF_JMP | BPF_EXIT */
+    opts.expected_attach_type = expected_attach_type;
+    opts.attach_btf_id = attach_btf_id;
+    opts.log_buf = log;
+    opts.log_size = log_size;
+    opts.log_level = log ? 1 : 0;
+    return bpf_prog_load(prog_type, "pp_probe", "GPL", insns, 2, &opts);
+}
+
+static int pp_perf_event_open(uint32_t type, uint64_t config, uint64_t period_or_freq, int use_freq,
+                              int pid, int cpu)
+{
+    struct perf_event_attr attr;
+    int fd;
+
+    memset(&attr, 0, sizeof(attr));
+    attr.size = sizeof(attr);
+    attr.type = type;
+    attr.config = config;
+    attr.freq = use_freq ? 1 : 0;
+    attr.sample_period = period_or_freq;   /* sample_freq shares the union */
+    fd = syscall(__NR_perf_event_open, &attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+static int pp_prog_info(int fd, uint32_t *id, uint32_t *type, char *name, uint32_t *xlated_len,
+                        uint64_t *run_time_ns, uint64_t *run_cnt)
+{
+    struct bpf_prog_info info;
+    uint32_t len = sizeof(info);
+    int r;
+
+    memset(&info, 0, sizeof(info));
+    r = bpf_obj_get_info_by_fd(fd, &info, &len);
+    if (r) return r;
+    *id = info.id;
+    *type = info.type;
+    memcpy(name, info.name, sizeof(info.name));
+    *xlated_len = info.xlated_prog_len;
+    *run_time_ns = info.run_time_ns;
+    *run_cnt = info.run_cnt;
+    return 0;
+}
+
+static int pp_link_info(int fd, uint32_t *id, uint32_t *prog_id, uint32_t *type)
+{
+    struct bpf_link_info info;
+    uint32_t len = sizeof(info);
+    int r;
+
+    memset(&info, 0, sizeof(info));
+    r = bpf_obj_get_info_by_fd(fd, &info, &len);
+    if (r) return r;
+    *id = info.id;
+    *prog_id = info.prog_id;
+    *type = info.type;
+    return 0;
+}
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source("pyprobe.backend._libbpf", SOURCE, libraries=["bpf"])
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

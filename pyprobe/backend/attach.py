@@ -1,0 +1,173 @@
+"""One attach function per probe kind. Each returns the list of libbpf links it made.
+
+Capabilities are checked first, so a missing one fails with a message that
+names an alternative instead of a bare errno.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+from pyprobe.backend import features
+from pyprobe.backend.libbpf import check_ptr, ffi, lib
+from pyprobe.dsl.decorators import Probe
+from pyprobe.errors import BPFError, UnsupportedProbe
+
+
+def attach(prog, probe: Probe) -> list:
+    fn = _ATTACH.get(probe.kind)
+    if fn is None:
+        raise UnsupportedProbe(f"pyprobe cannot attach {probe.describe()} yet")
+    return fn(prog, probe)
+
+
+def _tracepoint(prog, probe):
+    category, name = probe.target
+    return [check_ptr(lib.bpf_program__attach_tracepoint(prog, category.encode(), name.encode()),
+                      f"attach tracepoint {category}:{name}")]
+
+
+def _raw_tracepoint(prog, probe):
+    (name,) = probe.target
+    return [check_ptr(lib.bpf_program__attach_raw_tracepoint(prog, name.encode()), f"attach raw_tracepoint {name}")]
+
+
+def _kprobe(prog, probe):
+    (function,) = probe.target
+    if not features.has("kprobes"):
+        raise UnsupportedProbe(kprobe_alternatives(function, probe.kind))
+    opts = ffi.new("struct bpf_kprobe_opts *", {"sz": ffi.sizeof("struct bpf_kprobe_opts"),
+                                                 "retprobe": probe.kind == "kretprobe"})
+    return [check_ptr(lib.bpf_program__attach_kprobe_opts(prog, function.encode(), opts),
+                      f"attach {probe.kind} {function}")]
+
+
+def _ksyscall(prog, probe):
+    (name,) = probe.target
+    if not features.has("kprobes"):
+        raise UnsupportedProbe(f"this kernel has neither syscall tracepoints nor kprobes, so pyprobe cannot "
+                               f"trace the system call {name}() (needs CONFIG_FTRACE_SYSCALLS or CONFIG_KPROBES)")
+    opts = ffi.new("struct bpf_ksyscall_opts *", {"sz": ffi.sizeof("struct bpf_ksyscall_opts"),
+                                                   "retprobe": probe.kind == "kretsyscall"})
+    return [check_ptr(lib.bpf_program__attach_ksyscall(prog, name.encode(), opts), f"attach ksyscall {name}")]
+
+
+def _uprobe(prog, probe):
+    binary, symbol = probe.target
+    path = resolve_binary(binary)
+    if not features.has("uprobes"):
+        raise UnsupportedProbe("uprobes are not available in this kernel (needs CONFIG_UPROBE_EVENTS)")
+    c_symbol = ffi.new("char[]", symbol.encode())
+    opts = ffi.new("struct bpf_uprobe_opts *", {"sz": ffi.sizeof("struct bpf_uprobe_opts"),
+                                                 "retprobe": probe.kind == "uretprobe", "func_name": c_symbol})
+    link = lib.bpf_program__attach_uprobe_opts(prog, probe.options.get("pid", -1), path.encode(), 0, opts)
+    return [check_ptr(link, f"attach {probe.kind} {path}:{symbol}")]
+
+
+# perf_event_open(2) types and configs for the names users write
+PERF_EVENTS = {
+    "cpu-clock": (1, 0), "task-clock": (1, 1), "page-faults": (1, 2), "context-switches": (1, 3),
+    "cpu-migrations": (1, 4), "cycles": (0, 0), "cpu-cycles": (0, 0), "instructions": (0, 1),
+    "cache-references": (0, 2), "cache-misses": (0, 3), "branch-instructions": (0, 4), "branch-misses": (0, 5),
+}
+
+
+def online_cpus() -> list[int]:
+    with open("/sys/devices/system/cpu/online") as f:
+        text = f.read().strip()
+    cpus = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def _perf_event(prog, probe):
+    (event,) = probe.target
+    if event not in PERF_EVENTS:
+        raise UnsupportedProbe(f"unknown perf event {event!r} (known: {', '.join(PERF_EVENTS)})")
+    ptype, config = PERF_EVENTS[event]
+    freq, period = probe.options.get("freq"), probe.options.get("period")
+    cpu = probe.options.get("cpu")
+    links = []
+    try:
+        for c in ([cpu] if cpu is not None else online_cpus()):
+            fd = lib.pp_perf_event_open(ptype, config, freq or period, 1 if freq else 0, probe.options.get("pid", -1), c)
+            if fd < 0:
+                hint = " (hardware events are often missing in VMs: try cpu-clock)" if ptype == 0 else ""
+                raise BPFError(-fd, f"perf_event_open {event} on cpu {c}{hint}")
+            link = lib.bpf_program__attach_perf_event(prog, fd)
+            if link == ffi.NULL:
+                err = ffi.errno
+                os.close(fd)
+                raise BPFError(err, f"attach perf_event {event} on cpu {c}")
+            links.append(link)          # the link owns fd and closes it on destroy
+    except BaseException:
+        for link in reversed(links):
+            lib.bpf_link__destroy(link)
+        raise
+    return links
+
+
+_ATTACH = {
+    "tracepoint": _tracepoint, "raw_tracepoint": _raw_tracepoint,
+    "kprobe": _kprobe, "kretprobe": _kprobe, "ksyscall": _ksyscall, "kretsyscall": _ksyscall,
+    "uprobe": _uprobe, "uretprobe": _uprobe, "perf_event": _perf_event,
+}
+
+
+def resolve_binary(name: str) -> str:
+    """A path, or a library short name ('c' -> the libc this system uses)."""
+    if "/" in name:
+        if not os.path.exists(name):
+            raise UnsupportedProbe(f"no such binary: {name}")
+        return name
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.rstrip("\n").split(None, 5)[-1]
+            if re.search(rf"/lib{re.escape(name)}([-.][\d.]*)?\.so", path):
+                return path
+    for pattern in (f"/lib/*/lib{name}.so*", f"/usr/lib/*/lib{name}.so*", f"/usr/lib/lib{name}.so*", f"/usr/lib64/lib{name}.so*"):
+        hits = sorted(glob.glob(pattern))
+        if hits:
+            return hits[0]
+    from shutil import which
+
+    found = which(name)
+    if found:
+        return found
+    raise UnsupportedProbe(f"cannot find a library or program named {name!r}: give a path")
+
+
+def kprobe_alternatives(function: str, kind: str) -> str:
+    """Say kprobes are missing, and which tracepoints might cover the same event."""
+    lines = [f"@{kind}(\"{function}\"): kprobes are not available in this kernel (CONFIG_KPROBES is not set),",
+             "so kernel functions cannot be probed here. Alternatives:"]
+    from pyprobe.backend.tracefs import event_exists
+
+    words = [w for w in re.split(r"[_.]+", function) if w and not w.isdigit()]
+    for word in sorted(set(words), key=len, reverse=True):
+        if event_exists("syscalls", f"sys_enter_{word}"):
+            lines.append(f"  @syscall(\"{word}\")   (the syscalls:sys_enter_{word} tracepoint)")
+    for cat, ev in _matching_tracepoints(function)[:6]:
+        lines.append(f"  @tracepoint(\"{cat}\", \"{ev}\")")
+    lines.append("List tracepoints with: pyprobe list 'tracepoint:*'   (pyprobe doctor shows what this kernel supports)")
+    return "\n".join(lines)
+
+
+def _matching_tracepoints(function: str) -> list[tuple[str, str]]:
+    from pyprobe.backend.tracefs import TracefsUnavailable, tracefs_root
+
+    try:
+        with open(os.path.join(tracefs_root(), "available_events")) as f:
+            events = [tuple(l.strip().split(":", 1)) for l in f if ":" in l]
+    except (OSError, TracefsUnavailable):
+        return []
+    words = [w for w in re.split(r"[_.]+", function) if len(w) >= 4 and w not in ("isra", "part")]
+    scored = []
+    for cat, ev in events:
+        score = sum(1 for w in words if w in ev or w == cat)
+        if score and cat != "syscalls":
+            scored.append((-score, cat, ev))
+    return [(c, e) for _, c, e in sorted(scored)]

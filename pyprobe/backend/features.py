@@ -1,0 +1,188 @@
+"""Feature probes: one place that knows what this kernel supports.
+
+Each probe asks the kernel directly and is cached for the boot (in the cache
+directory, keyed by boot_id), shared by fallbacks, test skips and `pyprobe doctor`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+# enum bpf_prog_type / bpf_attach_type / bpf_map_type values (uapi, stable)
+PROG_KPROBE, PROG_TRACEPOINT, PROG_PERF_EVENT, PROG_RAW_TP, PROG_TRACING = 2, 5, 7, 17, 26
+ATTACH_TRACE_FENTRY = 24
+MAP_RINGBUF = 27
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    summary: str
+    fix: str
+
+
+FEATURES = {f.name: f for f in (
+    Feature("root", "running as root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)", "run as root (sudo)"),
+    Feature("btf", "kernel BTF at /sys/kernel/btf/vmlinux", "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"),
+    Feature("tracefs", "tracefs mounted (tracepoint formats, trace_pipe)", "mount -t tracefs nodev /sys/kernel/tracing"),
+    Feature("tracepoints", "BPF programs on tracepoints", "needs CONFIG_BPF_EVENTS=y"),
+    Feature("syscall_tracepoints", "syscalls:sys_enter_*/sys_exit_* tracepoints", "needs CONFIG_FTRACE_SYSCALLS=y; @syscall falls back to kprobes"),
+    Feature("raw_tracepoints", "raw tracepoints", "needs Linux >= 4.17"),
+    Feature("kprobes", "kprobes and kretprobes", "needs CONFIG_KPROBES=y (Debian, Ubuntu and Fedora kernels have it); here use @syscall or @tracepoint"),
+    Feature("fentry", "fentry/fexit programs (BPF trampolines)", "needs CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS and BPF trampoline support (x86-64, Linux >= 5.5)"),
+    Feature("uprobes", "uprobes and uretprobes", "needs CONFIG_UPROBE_EVENTS=y"),
+    Feature("perf_events", "perf_event sampling programs", "needs CONFIG_PERF_EVENTS=y; check /proc/sys/kernel/perf_event_paranoid"),
+    Feature("ringbuf", "BPF ring buffer maps", "needs Linux >= 5.8"),
+)}
+
+_cache: dict[str, bool] | None = None
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def _memo_path() -> str:
+    from pyprobe.backend.cache import cache_dir
+
+    return os.path.join(cache_dir(), f"features-{_boot_id()}-{os.geteuid()}.json")
+
+
+def has(name: str) -> bool:
+    """Whether this kernel (and this process's privileges) support a feature."""
+    global _cache
+    if _cache is None:
+        try:
+            with open(_memo_path()) as f:
+                _cache = json.load(f)
+        except (OSError, ValueError):
+            _cache = {}
+    if name not in _cache:
+        _cache[name] = bool(_PROBES[name]())
+        _save()
+    return _cache[name]
+
+
+def _save() -> None:
+    from pyprobe.backend.cache import _safe_dir, atomic_write
+
+    try:
+        _safe_dir(os.path.dirname(_memo_path()))
+        atomic_write(_memo_path(), json.dumps(_cache).encode())
+    except OSError:
+        pass
+
+
+def forget() -> None:
+    """Drop cached answers (e.g. after mounting tracefs)."""
+    global _cache
+    _cache = {}
+    try:
+        os.unlink(_memo_path())
+    except OSError:
+        pass
+
+
+def report() -> list[tuple[Feature, bool]]:
+    return [(f, has(name)) for name, f in FEATURES.items()]
+
+
+def _root() -> bool:
+    return os.geteuid() == 0
+
+
+def _btf() -> bool:
+    return os.path.exists("/sys/kernel/btf/vmlinux")
+
+
+def _tracefs() -> bool:
+    from pyprobe.backend.tracefs import TracefsUnavailable, tracefs_root
+
+    try:
+        tracefs_root()
+        return True
+    except TracefsUnavailable:
+        return False
+
+
+def _prog_type(t: int):
+    def probe() -> bool:
+        from pyprobe.backend.libbpf import ffi, lib
+
+        return _root() and lib.libbpf_probe_bpf_prog_type(t, ffi.NULL) == 1
+    return probe
+
+
+def _syscall_tracepoints() -> bool:
+    from pyprobe.backend.tracefs import event_exists
+
+    return _tracefs() and event_exists("syscalls", "sys_enter_getpid")
+
+
+def _kprobes() -> bool:
+    # The perf kprobe PMU (Linux >= 4.17) or the legacy tracefs interface.
+    if os.path.exists("/sys/bus/event_source/devices/kprobe/type"):
+        return True
+    from pyprobe.backend.tracefs import TracefsUnavailable, tracefs_root
+
+    try:
+        return os.path.exists(os.path.join(tracefs_root(), "kprobe_events"))
+    except TracefsUnavailable:
+        return False
+
+
+def _uprobes() -> bool:
+    return os.path.exists("/sys/bus/event_source/devices/uprobe/type")
+
+
+def _fentry() -> bool:
+    """Load and attach a trivial fentry program on a function every kernel has."""
+    if not (_root() and _btf()):
+        return False
+    from pyprobe.backend.libbpf import ffi, lib
+    from pyprobe.backend.vmlinux import KIND_FUNC, kernel_btf
+
+    btf_id = lib.btf__find_by_name_kind(kernel_btf(), b"bpf_fentry_test1", KIND_FUNC)
+    if btf_id <= 0:
+        return False
+    fd = lib.pp_trivial_prog(PROG_TRACING, ATTACH_TRACE_FENTRY, btf_id, ffi.NULL, 0)
+    if fd < 0:
+        return False
+    try:
+        link = lib.bpf_raw_tracepoint_open(ffi.NULL, fd)
+        if link < 0:
+            return False
+        os.close(link)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _perf_events() -> bool:
+    return os.path.exists("/proc/sys/kernel/perf_event_paranoid") and _prog_type(PROG_PERF_EVENT)()
+
+
+def _ringbuf() -> bool:
+    from pyprobe.backend.libbpf import ffi, lib
+
+    return _root() and lib.libbpf_probe_bpf_map_type(MAP_RINGBUF, ffi.NULL) == 1
+
+
+_PROBES = {
+    "root": _root,
+    "btf": _btf,
+    "tracefs": _tracefs,
+    "tracepoints": _prog_type(PROG_TRACEPOINT),
+    "syscall_tracepoints": _syscall_tracepoints,
+    "raw_tracepoints": _prog_type(PROG_RAW_TP),
+    "kprobes": _kprobes,
+    "fentry": _fentry,
+    "uprobes": _uprobes,
+    "perf_events": _perf_events,
+    "ringbuf": _ringbuf,
+}

@@ -1,0 +1,49 @@
+"""Kernel-side helpers for handlers: `from pyprobe.bpf import ktime_ns, tgid, trace_printk`.
+
+These names are translated to BPF helper calls; calling one from ordinary
+Python raises an error that says so. Their meaning, in brief:
+
+- ktime_ns(): monotonic time in nanoseconds (bpf_ktime_get_ns).
+- pid() / tgid(): the process id as `ps` shows it; tid(): the thread id.
+- uid(), gid(): the current task's ids.
+- comm(): the current task's name, a char[16].
+- log2(v): bcc's bpf_log2l bucket of v (1 + floor(log2 v), 1 for 0 as in bcc).
+- trace_printk(fmt, *args): printf to the kernel trace pipe (up to 3 args,
+  or more on kernels with bpf_trace_vprintk).
+- smp_processor_id(): the CPU running the handler. prandom(): a random u32.
+"""
+from __future__ import annotations
+
+
+class KernelHelper:
+    """A name that only means something inside a handler."""
+
+    def __init__(self, name: str, doc: str):
+        self._pp_builtin = name
+        self.__name__ = name
+        self.__doc__ = doc
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"pyprobe.bpf.{self.__name__}() runs only inside a BPF handler "
+                        "(a method decorated with @kprobe, @tracepoint, @syscall, ...)")
+
+    def __repr__(self) -> str:
+        return f"<kernel helper {self.__name__}>"
+
+
+def _helper(name: str, doc: str) -> KernelHelper:
+    return KernelHelper(name, doc)
+
+
+ktime_ns = _helper("ktime_ns", "Monotonic time in nanoseconds.")
+pid = _helper("pid", "Process id (the kernel's tgid), as ps shows it.")
+tgid = _helper("tgid", "Process id (thread group id).")
+tid = _helper("tid", "Thread id (the kernel's pid).")
+uid = _helper("uid", "Real user id of the current task.")
+gid = _helper("gid", "Real group id of the current task.")
+comm = _helper("comm", "Name of the current task: a char[16].")
+log2 = _helper("log2", "bcc's bpf_log2l(): the log2 histogram slot of a value.")
+trace_printk = _helper("trace_printk", "printf to the kernel's trace pipe.")
+smp_processor_id = _helper("smp_processor_id", "The CPU this handler runs on.")
+prandom = _helper("prandom", "A pseudo-random u32.")
+retval = _helper("retval", "The return value in a kretprobe or uretprobe: retval(ctx).")

@@ -1,0 +1,155 @@
+"""The registry of kernel helpers and map methods the translator knows.
+
+Each entry turns already-translated arguments into a C expression. The
+visitor only looks names up here, so adding a helper touches this file only.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from pyprobe.dsl.cbuilder import c_string
+from pyprobe.dsl.maps import Histogram
+from pyprobe.dsl.types import ArrayType, PointerType, StructType, char, s64, u32, u64
+from pyprobe.dsl.values import Nullable, StringLit, Value
+
+HELPERS: dict[str, Callable] = {}
+MAP_METHODS: dict[str, Callable] = {}
+
+
+def helper(name: str, nargs: int | tuple[int, int] = 0):
+    lo, hi = (nargs, nargs) if isinstance(nargs, int) else nargs
+
+    def register(fn):
+        def checked(tr, node, args):
+            if not lo <= len(args) <= hi:
+                want = str(lo) if lo == hi else f"{lo} to {hi}"
+                tr.fail(node, f"{name}() takes {want} argument{'s' if hi != 1 else ''}, {len(args)} given")
+            return fn(tr, node, *args)
+        HELPERS[name] = checked
+        return fn
+    return register
+
+
+def map_method(name: str):
+    def register(fn):
+        MAP_METHODS[name] = fn
+        return fn
+    return register
+
+
+@helper("ktime_ns")
+def _ktime_ns(tr, node):
+    return Value("bpf_ktime_get_ns()", u64)
+
+
+@helper("pid")
+@helper("tgid")
+def _tgid(tr, node):
+    return Value("(__u32)(bpf_get_current_pid_tgid() >> 32)", u32)
+
+
+@helper("tid")
+def _tid(tr, node):
+    return Value("(__u32)bpf_get_current_pid_tgid()", u32)
+
+
+@helper("uid")
+def _uid(tr, node):
+    return Value("(__u32)bpf_get_current_uid_gid()", u32)
+
+
+@helper("gid")
+def _gid(tr, node):
+    return Value("(__u32)(bpf_get_current_uid_gid() >> 32)", u32)
+
+
+@helper("smp_processor_id")
+def _cpu(tr, node):
+    return Value("bpf_get_smp_processor_id()", u32)
+
+
+@helper("prandom")
+def _prandom(tr, node):
+    return Value("bpf_get_prandom_u32()", u32)
+
+
+@helper("comm")
+def _comm(tr, node):
+    tmp = tr.temp(ArrayType(char, 16), "comm")
+    tr.emit(f"bpf_get_current_comm(&{tmp}, sizeof({tmp}));")
+    return Value(tmp, ArrayType(char, 16), lvalue=True)
+
+
+@helper("log2", 1)
+def _log2(tr, node, v):
+    v = tr.scalar(node.args[0], v)
+    return Value(f"pp_log2l({v.code})", u32)
+
+
+@helper("retval", 1)
+def _retval(tr, node, ctx):
+    if not tr.context_has_return:
+        tr.fail(node, "retval(ctx) is only defined in a kretprobe or uretprobe",
+                "attach this handler with @kretprobe or @uretprobe")
+    return Value(f"PT_REGS_RC({tr.context_param})", s64)
+
+
+@helper("trace_printk", (1, 8))
+def _trace_printk(tr, node, fmt, *args):
+    if not isinstance(fmt, StringLit):
+        tr.fail(node.args[0], "trace_printk() needs a string constant as its format",
+                'write trace_printk("pid %d\\n", pid())')
+    c_args = []
+    for arg_node, arg in zip(node.args[1:], args):
+        if isinstance(arg, StringLit):
+            c_args.append(c_string(arg.text))
+        elif isinstance(arg, Value) and isinstance(arg.type, ArrayType):
+            c_args.append(arg.code)            # decays to a pointer for %s
+        elif isinstance(arg, Value) and isinstance(arg.type, PointerType):
+            c_args.append(f"(void *){arg.code}")
+        else:
+            c_args.append(tr.scalar(arg_node, arg).code)
+    tr.uses_vprintk = tr.uses_vprintk or len(args) > 3
+    tail = "".join(", " + a for a in c_args)
+    return Value(f"bpf_printk({c_string(fmt.text)}{tail})", s64)
+
+
+# Map methods: (translator, call node, MapRef, argument values) -> value or None.
+
+def _key(tr, node, ref, key_node, key):
+    spec = ref.spec
+    if isinstance(spec.key, StructType):
+        if not (isinstance(key, Value) and key.type == spec.key):
+            tr.fail(key_node, f"self.{ref.name} takes a {spec.key.name} key")
+        return key.code
+    return tr.scalar(key_node, key).code
+
+
+@map_method("get")
+@map_method("lookup")
+def _get(tr, node, ref, key):
+    return Nullable(f"pp_get({ref.name}, {_key(tr, node, ref, node.args[0], key)})", ref.spec.value)
+
+
+@map_method("increment")
+def _increment(tr, node, ref, key, n=None):
+    amount = "1" if n is None else tr.scalar(node.args[1], n).code
+    macro = "pp_array_add" if ref.spec.kind == "array" else "pp_hash_add"
+    tr.emit(f"{macro}({ref.name}, {_key(tr, node, ref, node.args[0], key)}, {amount});")
+    return None
+
+
+@map_method("update")
+def _update(tr, node, ref, key, value):
+    tr.emit(f"pp_set({ref.name}, {_key(tr, node, ref, node.args[0], key)}, {tr.value_for(node.args[1], value, ref.spec.value)});")
+    return None
+
+
+@map_method("delete")
+def _delete(tr, node, ref, key):
+    tr.emit(f"pp_delete({ref.name}, {_key(tr, node, ref, node.args[0], key)});")
+    return None
+
+
+def is_histogram(spec) -> bool:
+    return isinstance(spec, Histogram)

@@ -1,0 +1,152 @@
+"""What a handler's context parameter means for each probe kind.
+
+A context gives the BPF program's section and C signature, the declarations
+it needs, and the meaning of `args.<field>` and of extra handler parameters.
+"""
+from __future__ import annotations
+
+from pyprobe.dsl.decorators import Probe
+from pyprobe.dsl.types import ArrayType, PointerType, char, scalar_for, u8, u32, u64
+from pyprobe.dsl.values import Value
+
+
+class Context:
+    section: str
+    c_param_type: str
+    attach: Probe                      # the probe as the backend attaches it
+    kernel_types: tuple[str, ...] = ()  # BTF types to dump without CO-RE
+    needs_tracing_h = False
+
+    def declarations(self) -> str:
+        return ""
+
+    def field(self, param: str, name: str) -> Value | None:
+        """`args.<name>`, or None when there is no such field."""
+        return None
+
+    def field_names(self) -> list[str]:
+        return []
+
+    def function_arg(self, index: int, param: str) -> Value | None:
+        """The index-th argument of the probed function (kprobes, uprobes)."""
+        return None
+
+    def choice(self) -> str:
+        """The probe point as chosen on this kernel, for -v and `prog.probes`."""
+        return self.attach.describe()
+
+
+class TracepointContext(Context):
+    def __init__(self, category: str, name: str, probe: Probe, fields):
+        self.category, self.name = category, name
+        self.attach = Probe("tracepoint", (category, name), probe.options)
+        self.section = f"tracepoint/{category}/{name}"
+        self.struct = f"pp_tp__{category}__{name}"
+        self.c_param_type = f"struct {self.struct} *"
+        self.fields = {f.name: f for f in fields if not f.name.startswith("common_")}
+        self._all = list(fields)
+
+    def _field_type(self, f):
+        if f.is_data_loc:
+            return u32
+        if f.array_len:
+            elem = char if "char" in f.c_type else scalar_for(f.size // f.array_len, f.signed)
+            return ArrayType(elem, f.array_len)
+        if f.is_pointer:
+            return PointerType(char if "char" in f.c_type else u8, user="__user" in f.c_type or self.category == "syscalls")
+        if f.size in (1, 2, 4, 8):
+            return scalar_for(f.size, f.signed)
+        return ArrayType(u8, f.size)
+
+    def declarations(self) -> str:
+        """The record layout, with explicit padding so every offset is the kernel's."""
+        lines, pos = [], 0
+        for i, f in enumerate(self._all):
+            if f.offset < pos:           # overlapping fields do not occur; be safe
+                continue
+            if f.offset > pos:
+                lines.append(f"    __u8 __pp_pad{i}[{f.offset - pos}];")
+            t = self._field_type(f)
+            cname = f"__data_loc_{f.name}" if f.is_data_loc else f.name
+            decl = f"__u64 {cname}" if isinstance(t, PointerType) else t.c_decl(cname)
+            lines.append(f"    {decl};")
+            pos = f.offset + (t.size if not f.array_len == 0 else 0)
+        body = "\n".join(lines)
+        return f"struct {self.struct} {{\n{body}\n}};\n"
+
+    def field(self, param, name):
+        f = self.fields.get(name)
+        if f is None:
+            return None
+        t = self._field_type(f)
+        cname = f"__data_loc_{f.name}" if f.is_data_loc else f.name
+        return Value(f"{param}->{cname}", t, lvalue=not isinstance(t, PointerType))
+
+    def field_names(self):
+        return list(self.fields)
+
+
+class RawTracepointContext(Context):
+    def __init__(self, name: str, probe: Probe):
+        self.attach = Probe("raw_tracepoint", (name,), probe.options)
+        self.section = f"raw_tracepoint/{name}"
+        self.c_param_type = "struct pp_raw_tp_args *"
+
+    def declarations(self):
+        return "struct pp_raw_tp_args { __u64 args[0]; };\n"
+
+    def field(self, param, name):
+        if name == "args":
+            return Value(f"{param}->args", ArrayType(u64, 12))
+        return None
+
+    def field_names(self):
+        return ["args"]
+
+
+class KprobeContext(Context):
+    """kprobe/kretprobe, and ksyscall (the kprobe fallback for @syscall)."""
+
+    kernel_types = ("struct pt_regs",)
+    needs_tracing_h = True
+
+    def __init__(self, kind: str, function: str, probe: Probe):
+        self.kind = kind
+        self.function = function
+        self.attach = Probe(kind, (function,), probe.options)
+        self.section = {"kprobe": f"kprobe/{function}", "kretprobe": f"kretprobe/{function}",
+                        "ksyscall": f"ksyscall/{function}", "kretsyscall": f"kretsyscall/{function}"}[kind]
+        self.c_param_type = "struct pt_regs *"
+
+    def function_arg(self, index, param):
+        if index >= 5:
+            return None
+        if self.kind in ("ksyscall", "kretsyscall"):
+            # The syscall's own registers sit behind the wrapper's pt_regs.
+            return Value(f"PT_REGS_PARM{index + 1}_CORE_SYSCALL((struct pt_regs *)PT_REGS_PARM1({param}))", u64)
+        return Value(f"PT_REGS_PARM{index + 1}({param})", u64)
+
+    def field(self, param, name):
+        # Syscall fields by position when no tracepoint names them.
+        if self.kind == "ksyscall" and name.startswith("arg") and name[3:].isdigit():
+            return self.function_arg(int(name[3:]), param)
+        return None
+
+
+class UprobeContext(KprobeContext):
+    def __init__(self, kind: str, binary: str, symbol: str, probe: Probe):
+        self.kind = kind
+        self.function = symbol
+        self.attach = Probe(kind, (binary, symbol), probe.options)
+        self.section = kind
+        self.c_param_type = "struct pt_regs *"
+
+
+class PerfEventContext(Context):
+    kernel_types = ("struct bpf_perf_event_data",)
+    needs_tracing_h = True
+
+    def __init__(self, probe: Probe):
+        self.attach = probe
+        self.section = "perf_event"
+        self.c_param_type = "struct bpf_perf_event_data *"

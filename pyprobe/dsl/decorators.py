@@ -1,0 +1,95 @@
+"""Probe decorators. They capture the handler and where to attach it; nothing more.
+
+Translation happens when the Program is translated; calling a handler from
+Python is an error that says it only runs in the kernel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Where one BPF program attaches: a kind and its target."""
+
+    kind: str                      # tracepoint, raw_tracepoint, syscall, kprobe, kretprobe, ...
+    target: tuple                  # e.g. ("syscalls", "sys_enter_sync") or ("vfs_read",)
+    options: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def describe(self) -> str:
+        return f"{self.kind}:{':'.join(str(t) for t in self.target)}"
+
+
+class Handler:
+    """A decorated handler method: its Python function and the probes it attaches to."""
+
+    def __init__(self, func, probe: Probe):
+        self.func = func
+        self.probes = [probe]
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"{self.name}() is a BPF handler: it runs only in the kernel, "
+                        "attached by its Program (use `with MyProgram() as prog:`)")
+
+    def __repr__(self) -> str:
+        return f"<handler {self.name} on {', '.join(p.describe() for p in self.probes)}>"
+
+
+def _decorator(probe: Probe):
+    def wrap(func):
+        if isinstance(func, Handler):        # stacked decorators: one handler, several probes
+            func.probes.insert(0, probe)
+            return func
+        return Handler(func, probe)
+    return wrap
+
+
+def tracepoint(category: str, name: str):
+    """A kernel tracepoint, e.g. `@tracepoint("block", "block_rq_issue")`; args fields by name."""
+    return _decorator(Probe("tracepoint", (category, name)))
+
+
+def raw_tracepoint(name: str):
+    """A raw tracepoint: `ctx.args[i]` are the tracepoint's raw arguments."""
+    return _decorator(Probe("raw_tracepoint", (name,)))
+
+
+def syscall(name: str):
+    """Entry of a system call: its syscalls:sys_enter_<name> tracepoint, else a kprobe."""
+    return _decorator(Probe("syscall", (name,)))
+
+
+def syscall_return(name: str):
+    """Return of a system call: syscalls:sys_exit_<name> (`args.ret`), else a kretprobe."""
+    return _decorator(Probe("syscall_return", (name,)))
+
+
+def kprobe(function: str):
+    """Entry of a kernel function (needs CONFIG_KPROBES)."""
+    return _decorator(Probe("kprobe", (function,)))
+
+
+def kretprobe(function: str):
+    """Return of a kernel function (needs CONFIG_KPROBES); `retval(ctx)` is its return value."""
+    return _decorator(Probe("kretprobe", (function,)))
+
+
+def uprobe(binary: str, symbol: str, pid: int = -1):
+    """Entry of a user function: `@uprobe("c", "strlen")` or a path to a binary."""
+    return _decorator(Probe("uprobe", (binary, symbol), {"pid": pid}))
+
+
+def uretprobe(binary: str, symbol: str, pid: int = -1):
+    """Return of a user function; `retval(ctx)` is its return value."""
+    return _decorator(Probe("uretprobe", (binary, symbol), {"pid": pid}))
+
+
+def perf_event(event: str = "cpu-clock", freq: int | None = None, period: int | None = None,
+               cpu: int | None = None, pid: int = -1):
+    """A sampling perf event on every CPU (or one): `@perf_event("cpu-clock", freq=99)`."""
+    if freq is None and period is None:
+        freq = 49
+    return _decorator(Probe("perf_event", (event,), {"freq": freq, "period": period, "cpu": cpu, "pid": pid}))

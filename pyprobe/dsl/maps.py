@@ -1,0 +1,76 @@
+"""Map declarations: typed class attributes of a Program.
+
+A declaration is plain data (kind, key and value types, size). Read on a class
+it is the declaration; read on a loaded program it is the live map.
+"""
+from __future__ import annotations
+
+from pyprobe.dsl.types import CType, as_ctype, u32, u64
+from pyprobe.errors import NotLoadedError
+
+# enum bpf_map_type (include/uapi/linux/bpf.h); stable kernel ABI.
+MAP_TYPES = {
+    "hash": 1, "array": 2, "prog_array": 3, "perf_event_array": 4, "percpu_hash": 5,
+    "percpu_array": 6, "stack_trace": 7, "lru_hash": 9, "lpm_trie": 11, "ringbuf": 27,
+}
+
+
+class MapSpec:
+    kind = "hash"
+
+    def __init__(self, key: CType | None, value: CType | None, max_entries: int):
+        self.key = as_ctype(key) if key is not None else None
+        self.value = as_ctype(value) if value is not None else None
+        self.max_entries = max_entries
+        self.name: str | None = None
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        live = instance.__dict__.get("_maps", {}).get(self.name)
+        if live is None:
+            raise NotLoadedError(f"{owner.__name__}.{self.name}: the program is not loaded "
+                                 f"(use `with {owner.__name__}() as prog:` or prog.load())")
+        return live
+
+    @property
+    def map_type(self) -> int:
+        return MAP_TYPES[self.kind]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.key!r}, {self.value!r}, max_entries={self.max_entries})"
+
+
+class Hash(MapSpec):
+    """BPF_MAP_TYPE_HASH: `Hash(u32, u64, max_entries=10240)`."""
+
+    kind = "hash"
+
+    def __init__(self, key, value=u64, max_entries: int = 10240):
+        super().__init__(key, value, max_entries)
+
+
+class Array(MapSpec):
+    """BPF_MAP_TYPE_ARRAY of `max_entries` values indexed by u32; every slot exists, zeroed."""
+
+    kind = "array"
+
+    def __init__(self, value=u64, max_entries: int = 1):
+        super().__init__(u32, value, max_entries)
+
+
+class Histogram(MapSpec):
+    """Log2 buckets of u64 counts, as bcc's BPF_HISTOGRAM with `bpf_log2l` slots.
+
+    An array of 65 slots: slot k counts values in [2^(k-1), 2^k); as in bcc,
+    `log2(0)` is 1, so zeros land in slot 1 beside the ones.
+    """
+
+    kind = "array"
+    LOG2_SLOTS = 65
+
+    def __init__(self, max_entries: int = LOG2_SLOTS):
+        super().__init__(u32, u64, max_entries)

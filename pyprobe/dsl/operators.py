@@ -1,0 +1,87 @@
+"""Typing rules for operators: C's fixed-width semantics, kept apart from the visitor.
+
+Integers are C integers: `//` truncates toward zero (as C's `/`), `%` takes the
+sign of the dividend, results wrap at the operand width after C's usual
+arithmetic conversions. Constant operands fold with the same rules.
+"""
+from __future__ import annotations
+
+import ast
+
+from pyprobe.dsl.types import Scalar, common_type
+from pyprobe.dsl.values import Value, literal
+
+BINOPS = {
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "/", ast.Mod: "%",
+    ast.LShift: "<<", ast.RShift: ">>", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^",
+}
+COMPARES = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+UNARY = {ast.USub: "-", ast.Invert: "~", ast.Not: "!", ast.UAdd: "+"}
+
+REFUSED_BINOPS = {
+    ast.Div: ("'/' is true division, which BPF cannot do (no floating point)", "use '//' for integer division"),
+    ast.MatMult: ("'@' has no meaning in a BPF handler", None),
+}
+
+
+def _c_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def fold(op: type, a: int, b: int) -> int | None:
+    """Fold two constants as C would, or None to leave it to the compiler."""
+    if op in (ast.FloorDiv, ast.Mod) and b == 0:
+        return None
+    if op is ast.FloorDiv:
+        return _c_div(a, b)
+    if op is ast.Mod:
+        return a - _c_div(a, b) * b
+    if op in (ast.LShift, ast.RShift) and not 0 <= b < 64:
+        return None
+    return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b, ast.LShift: a << b if op is ast.LShift else 0,
+            ast.RShift: a >> b if op is ast.RShift else 0, ast.BitAnd: a & b, ast.BitOr: a | b,
+            ast.BitXor: a ^ b}[op]
+
+
+def result_type(a: Value, b: Value) -> Scalar | None:
+    """The type of `a op b`; None when both are untyped literals."""
+    if a.type is None and b.type is None:
+        return None
+    if a.type is None:
+        return common_type(b.scalar, b.scalar)
+    if b.type is None:
+        return common_type(a.scalar, a.scalar)
+    return common_type(a.scalar, b.scalar)
+
+
+def binop(op: type, a: Value, b: Value) -> Value:
+    if a.const is not None and b.const is not None:
+        folded = fold(op, a.const, b.const)
+        if folded is not None:
+            return literal(folded)
+    t = result_type(a, b)
+    code = f"({a.code} {BINOPS[op]} {b.code})"
+    if op in (ast.LShift, ast.RShift) and t is not None:
+        t = common_type(a.scalar, a.scalar)      # shifts take the left operand's type
+    return Value(code, t)
+
+
+def compare(op: type, a: Value, b: Value) -> Value:
+    if a.const is not None and b.const is not None:
+        result = {ast.Eq: a.const == b.const, ast.NotEq: a.const != b.const, ast.Lt: a.const < b.const,
+                  ast.LtE: a.const <= b.const, ast.Gt: a.const > b.const, ast.GtE: a.const >= b.const}[op]
+        return literal(int(result))
+    from pyprobe.dsl.types import s32
+
+    return Value(f"({a.code} {COMPARES[op]} {b.code})", s32)
+
+
+def unary(op: type, a: Value) -> Value:
+    from pyprobe.dsl.types import s32
+
+    if a.const is not None:
+        return literal({ast.USub: -a.const, ast.Invert: ~a.const, ast.Not: int(not a.const),
+                        ast.UAdd: a.const}[op])
+    t = s32 if op is ast.Not else (common_type(a.scalar, a.scalar) if a.type is not None else None)
+    return Value(f"({UNARY[op]}{a.code})", t)

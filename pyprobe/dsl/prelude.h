@@ -1,0 +1,79 @@
+/* pyprobe's prelude: fixed-width types, libbpf's helpers, and the few macros
+ * the translator emits. Map macros work on any libbpf BTF-defined map, since
+ * `typeof(*(map).key)` and `typeof(*(map).value)` name its key and value types. */
+typedef unsigned char __u8;
+typedef signed char __s8;
+typedef unsigned short __u16;
+typedef short __s16;
+typedef unsigned int __u32;
+typedef int __s32;
+typedef unsigned long long __u64;
+typedef long long __s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u64 __be64;
+typedef __u32 __wsum;
+
+#include <bpf/bpf_helpers.h>
+
+#define PP_ANY 0        /* BPF_ANY */
+#define PP_NOEXIST 1    /* BPF_NOEXIST */
+
+/* self.m[k] as a value: the stored value, or zero when the key is missing. */
+#define pp_read(map_, key_) ({                                              \
+	typeof(*(map_).key) __pp_k = (key_);                                     \
+	typeof(*(map_).value) *__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);   \
+	__pp_v ? *__pp_v : (typeof(*(map_).value)){0}; })
+
+/* self.m.get(k): a pointer to the value, or NULL. */
+#define pp_get(map_, key_) ({                                               \
+	typeof(*(map_).key) __pp_k = (key_);                                     \
+	(typeof(*(map_).value) *)bpf_map_lookup_elem(&(map_), &__pp_k); })
+
+/* self.m[k] = v */
+#define pp_set(map_, key_, val_) ({                                          \
+	typeof(*(map_).key) __pp_k = (key_);                                     \
+	typeof(*(map_).value) __pp_x = (val_);                                   \
+	bpf_map_update_elem(&(map_), &__pp_k, &__pp_x, PP_ANY); })
+
+/* del self.m[k] */
+#define pp_delete(map_, key_) ({                                            \
+	typeof(*(map_).key) __pp_k = (key_);                                     \
+	bpf_map_delete_elem(&(map_), &__pp_k); })
+
+/* self.m[k] += n on a hash: libbpf-tools' lookup-or-try-init, then an atomic add. */
+#define pp_hash_add(map_, key_, n_) ({                                       \
+	typeof(*(map_).key) __pp_k = (key_);                                     \
+	typeof(*(map_).value) *__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);   \
+	if (!__pp_v) {                                                         \
+		typeof(*(map_).value) __pp_z = 0;                                   \
+		bpf_map_update_elem(&(map_), &__pp_k, &__pp_z, PP_NOEXIST);         \
+		__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);                     \
+	}                                                                      \
+	if (__pp_v) __sync_fetch_and_add(__pp_v, (n_)); })
+
+/* self.m[i] += n on an array: every slot in range exists. */
+#define pp_array_add(map_, key_, n_) ({                                      \
+	typeof(*(map_).key) __pp_k = (key_);                                     \
+	typeof(*(map_).value) *__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);   \
+	if (__pp_v) __sync_fetch_and_add(__pp_v, (n_)); })
+
+/* bcc's bpf_log2l(): 1 + floor(log2(v)), and, as in bcc, 1 for v == 0 too. */
+static __always_inline __u32 pp_log2(__u32 v)
+{
+	__u32 r, shift;
+	r = (v > 0xFFFF) << 4; v >>= r;
+	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+static __always_inline __u32 pp_log2l(__u64 v)
+{
+	__u32 hi = v >> 32;
+	if (hi)
+		return pp_log2(hi) + 32 + 1;
+	return pp_log2((__u32)v) + 1;
+}

@@ -1,0 +1,171 @@
+"""A whole Program class in, its BPF C source (plain data) out.
+
+The result keeps kernel type declarations apart (`kernel_types`): they are
+dumped from BTF only when the object is not in the cache, so a warm start
+never parses the kernel's 6 MB of BTF.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from pyprobe.dsl.capture import function_ast
+from pyprobe.dsl.cbuilder import CBuilder
+from pyprobe.dsl.contexts import (Context, KprobeContext, PerfEventContext, RawTracepointContext,
+                                  TracepointContext, UprobeContext)
+from pyprobe.dsl.decorators import Handler, Probe
+from pyprobe.dsl.maps import MapSpec
+from pyprobe.dsl.translate import HandlerTranslator
+from pyprobe.dsl.types import StructType
+from pyprobe.errors import Location, TranslationError
+
+KERNEL_TYPES_MARK = "/* @@pyprobe kernel types@@ */"
+_PRELUDE = os.path.join(os.path.dirname(__file__), "prelude.h")
+
+
+@dataclass
+class ProgramInfo:
+    c_name: str
+    handler: str
+    context: Context
+
+
+@dataclass
+class ProgramSource:
+    """The translated program: C text (kernel types left as a mark), maps and probes."""
+
+    name: str
+    text: str
+    kernel_types: tuple[str, ...]
+    programs: list[ProgramInfo]
+    maps: dict[str, MapSpec]
+    co_re_types: tuple[str, ...] = field(default=())
+
+    def full_text(self) -> str:
+        """The C source with kernel types dumped from this kernel's BTF."""
+        from pyprobe.backend import vmlinux
+
+        decls = ""
+        if self.kernel_types:
+            decls = vmlinux.declarations(list(self.kernel_types), co_re=False)
+        if self.co_re_types:
+            decls += vmlinux.declarations(list(self.co_re_types), co_re=True)
+        return self.text.replace(KERNEL_TYPES_MARK, decls, 1)
+
+
+def collect(cls) -> tuple[dict[str, MapSpec], dict[str, Handler]]:
+    maps, handlers = {}, {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if isinstance(value, MapSpec):
+                maps[name] = value
+            elif isinstance(value, Handler):
+                handlers[name] = value
+    return maps, handlers
+
+
+def context_for(probe: Probe, loc: Location) -> Context:
+    """Choose how a probe attaches on this kernel (tracepoint before kprobe)."""
+    from pyprobe.backend import features, tracefs
+
+    kind, target = probe.kind, probe.target
+    if kind == "tracepoint":
+        try:
+            fields = tracefs.tracepoint_fields(*target)
+        except tracefs.TracefsUnavailable as e:
+            raise TranslationError(str(e), loc, "list what exists with: pyprobe list 'tracepoint:*'") from None
+        return TracepointContext(target[0], target[1], probe, fields)
+    if kind in ("syscall", "syscall_return"):
+        name = target[0]
+        event = f"sys_{'enter' if kind == 'syscall' else 'exit'}_{name}"
+        if features.has("syscall_tracepoints"):
+            if not tracefs.event_exists("syscalls", event):
+                raise TranslationError(f"there is no system call '{name}' on this kernel (no syscalls:{event})", loc)
+            return TracepointContext("syscalls", event, probe, tracefs.tracepoint_fields("syscalls", event))
+        return KprobeContext("ksyscall" if kind == "syscall" else "kretsyscall", name, probe)
+    if kind == "raw_tracepoint":
+        return RawTracepointContext(target[0], probe)
+    if kind in ("kprobe", "kretprobe"):
+        return KprobeContext(kind, target[0], probe)
+    if kind in ("uprobe", "uretprobe"):
+        return UprobeContext(kind, target[0], target[1], probe)
+    if kind == "perf_event":
+        return PerfEventContext(probe)
+    raise TranslationError(f"unknown probe kind {kind}", loc)
+
+
+class ProgramTranslator:
+    def __init__(self, cls):
+        self.cls = cls
+        self.maps, self.handlers = collect(cls)
+        self.structs: dict[str, StructType] = {}
+
+    def use_struct(self, st: StructType) -> None:
+        for _, ftype in st.fields:
+            if isinstance(ftype, StructType):
+                self.use_struct(ftype)
+        self.structs.setdefault(st.name, st)
+
+    def translate(self) -> ProgramSource:
+        if not self.handlers:
+            raise TranslationError(f"{self.cls.__name__} has no handlers: decorate a method with "
+                                   "@tracepoint, @syscall, @kprobe, ...")
+        for spec in self.maps.values():
+            for t in (spec.key, spec.value):
+                if isinstance(t, StructType):
+                    self.use_struct(t)
+        functions, programs, contexts = [], [], []
+        used = set()
+        for handler in self.handlers.values():
+            filename, fdef = function_ast(handler.func)
+            for i, probe in enumerate(handler.probes):
+                loc = Location(filename, fdef.lineno, fdef.col_offset)
+                ctx = context_for(probe, loc)
+                c_name = handler.name if i == 0 else f"{handler.name}_{i}"
+                if c_name in used or c_name in self.maps:
+                    raise TranslationError(f"the name {c_name} is used twice", loc)
+                used.add(c_name)
+                functions.append(HandlerTranslator(self, handler.func, fdef, filename, ctx, c_name).translate())
+                programs.append(ProgramInfo(c_name, handler.name, ctx))
+                contexts.append(ctx)
+        out = CBuilder()
+        out.line(f"/* generated by pyprobe from {self.cls.__module__}.{self.cls.__qualname__} */")
+        with open(_PRELUDE) as f:
+            out.lines.append(f.read())
+        kernel_types: list[str] = []
+        for ctx in contexts:
+            for t in ctx.kernel_types:
+                if t not in kernel_types:
+                    kernel_types.append(t)
+        out.lines.append(KERNEL_TYPES_MARK)
+        if any(ctx.needs_tracing_h for ctx in contexts):
+            out.line("#include <bpf/bpf_tracing.h>")
+            out.line("#include <bpf/bpf_core_read.h>")
+        seen = set()
+        for ctx in contexts:
+            decl = ctx.declarations()
+            if decl and decl not in seen:
+                seen.add(decl)
+                out.lines.append(decl)
+        for st in self.structs.values():
+            out.lines.append(st.c_definition())
+        for name, spec in self.maps.items():
+            out.lines.append(map_definition(name, spec))
+        out.lines.extend(functions)
+        out.line('char LICENSE[] SEC("license") = "GPL";')
+        return ProgramSource(self.cls.__name__, out.text(), tuple(kernel_types), programs, dict(self.maps))
+
+
+def map_definition(name: str, spec: MapSpec) -> str:
+    lines = [f"struct {{", f"    __uint(type, {spec.map_type});   /* BPF_MAP_TYPE_{spec.kind.upper()} */",
+             f"    __uint(max_entries, {spec.max_entries});"]
+    if spec.key is not None:
+        lines.append(f"    __type(key, {spec.key.c_name});")
+    if spec.value is not None:
+        lines.append(f"    __type(value, {spec.value.c_name});")
+    lines.append(f'}} {name} SEC(".maps");\n')
+    return "\n".join(lines)
+
+
+def translate_program(cls) -> ProgramSource:
+    return ProgramTranslator(cls).translate()

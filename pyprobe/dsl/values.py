@@ -1,0 +1,86 @@
+"""What a translated expression is: C text plus what the translator knows about it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyprobe.dsl.types import ArrayType, CType, PointerType, Scalar, StructType, s64, u64
+
+
+@dataclass
+class Value:
+    """A C rvalue or lvalue of a known type. `const` is set for compile-time integers."""
+
+    code: str
+    type: CType | None            # None: an untyped integer literal (adapts like C's int)
+    lvalue: bool = False
+    const: int | None = None
+
+    @property
+    def scalar(self) -> Scalar | None:
+        if self.type is None:
+            return s64 if self.const is None or self.const < (1 << 63) else u64
+        return self.type if isinstance(self.type, Scalar) else None
+
+    @property
+    def is_array(self) -> bool:
+        return isinstance(self.type, ArrayType)
+
+    @property
+    def is_struct(self) -> bool:
+        return isinstance(self.type, StructType)
+
+    @property
+    def is_pointer(self) -> bool:
+        return isinstance(self.type, PointerType)
+
+
+def literal(n: int) -> Value:
+    code = str(n)
+    if n >= (1 << 63):
+        code += "ULL"
+    elif n >= (1 << 31) or n < -(1 << 31):
+        code += "LL"
+    return Value(code, None, const=n)
+
+
+@dataclass
+class Nullable:
+    """`self.m.get(k)`: a pointer to a map value that may be NULL.
+
+    Stored in a local it is a pointer variable; used as a value it reads
+    through the pointer (the verifier insists the None check came first).
+    """
+
+    code: str
+    target: CType
+
+    def deref(self) -> Value:
+        return Value(f"(*{self.code})", self.target, lvalue=True)
+
+
+@dataclass
+class StringLit:
+    text: str
+
+
+@dataclass
+class MapRef:
+    """`self.<map>`: the map itself, usable only through its methods and [k]."""
+
+    spec: object
+    name: str
+
+
+@dataclass
+class PyObject:
+    """A Python object named in a handler (module, helper, type, constant)."""
+
+    obj: object
+    name: str
+
+
+@dataclass
+class ContextRef:
+    """The handler's context parameter (`args` or `ctx`)."""
+
+    name: str

@@ -1,0 +1,162 @@
+"""`Program`: the base class of every pyprobe tool.
+
+Subclass it with typed maps as class attributes and decorated handler methods;
+`with MyProgram() as prog:` translates (cached), compiles (cached), loads,
+attaches, and on leaving detaches. Maps stay readable until `close()`.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+import weakref
+
+from pyprobe.errors import PyprobeError
+
+
+def _hide_internals(fn):
+    """Re-raise pyprobe's own errors from the public call, so tracebacks stop at the user's line."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PyprobeError as e:
+            raise e.with_traceback(None) from None
+    return wrapper
+
+
+class Program:
+    """Base class of pyprobe programs. See the package docstring for an example."""
+
+    def __init__(self):
+        self._session = None
+        self._maps = {}
+        self._finalizer = None
+        self._old_sigterm = None
+
+    # ---- kernel-free: translate and compile -------------------------------
+    @classmethod
+    def _source(cls):
+        cached = cls.__dict__.get("_pp_source")
+        if cached is None:
+            from pyprobe.dsl.program_source import translate_program
+
+            cached = translate_program(cls)
+            cls._pp_source = cached
+        return cached
+
+    @classmethod
+    @_hide_internals
+    def translate(cls) -> str:
+        """The generated BPF C (needs no root and no clang)."""
+        return cls._source().full_text()
+
+    @classmethod
+    @_hide_internals
+    def compile(cls) -> bytes:
+        """The BPF ELF object (clang only, no root); served from the cache when possible."""
+        return cls._object(cls._source())
+
+    @classmethod
+    def _object(cls, source) -> bytes:
+        from pyprobe.backend import cache, clang
+
+        key = cache.key(source.text, "|".join(source.kernel_types + source.co_re_types),
+                        cache.kernel_identity(), " ".join(clang.FLAGS), clang.clang_identity())
+        obj = cache.load(key)
+        if obj is None:
+            obj = clang.compile_c(source.full_text(), source.name)
+            cache.store(key, obj)
+        return obj
+
+    # ---- life cycle -------------------------------------------------------
+    @_hide_internals
+    def load(self) -> "Program":
+        if self._session is not None:
+            return self
+        from pyprobe.backend.tracefs import ensure_bpffs
+        from pyprobe.runtime.session import Session
+
+        ensure_bpffs()
+        source = self._source()
+        session = Session(source, self._object(source))
+        session.load()
+        self._session = session
+        self._maps = session.maps
+        self._finalizer = weakref.finalize(self, session.close)
+        return self
+
+    @_hide_internals
+    def attach(self) -> "Program":
+        self.load()
+        self._session.attach()
+        self._install_sigterm()
+        return self
+
+    def detach(self) -> None:
+        """Stop every probe; maps stay readable."""
+        if self._session is not None:
+            self._session.detach()
+        self._restore_sigterm()
+
+    def close(self) -> None:
+        """Release programs, links and maps. Safe to call twice."""
+        self.detach()
+        if self._finalizer is not None:
+            self._finalizer()
+        self._session = None
+
+    def __enter__(self) -> "Program":
+        self.load()
+        try:
+            self.attach()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+    # SIGTERM's default kills without unwinding; turn it into SystemExit so
+    # `with` blocks and finally clauses release what they attached.
+    def _install_sigterm(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._old_sigterm = signal.SIG_DFL
+            signal.signal(signal.SIGTERM, _sigterm_to_exit)
+
+    def _restore_sigterm(self) -> None:
+        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGTERM) is _sigterm_to_exit:
+                signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+
+    # ---- what was attached, and the trace pipe --------------------------------
+    @property
+    def probes(self) -> list[tuple[str, str]]:
+        """(program, probe point) for each BPF program, as chosen on this kernel."""
+        return self.probe_points()
+
+    @classmethod
+    def probe_points(cls) -> list[tuple[str, str]]:
+        """(program, probe point) that translation chose on this kernel, before loading."""
+        return [(p.c_name, p.context.choice()) for p in cls._source().programs]
+
+    @staticmethod
+    def trace_print(fmt: str | None = None, timeout: float | None = None) -> None:
+        from pyprobe.runtime.tracepipe import trace_print
+
+        trace_print(fmt, timeout)
+
+    @staticmethod
+    def trace_fields(timeout: float | None = None):
+        from pyprobe.runtime.tracepipe import trace_fields
+
+        return trace_fields(timeout)
+
+
+def _sigterm_to_exit(signum, frame):
+    raise SystemExit(128 + signum)

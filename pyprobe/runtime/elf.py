@@ -1,0 +1,242 @@
+"""A small ELF64 reader: load segments and function symbols, no syscalls beyond read.
+
+Reads only the headers, the symbol tables (.symtab, .dynsym) and their string
+tables, with struct for the headers and numpy for the symbol arrays. Symbol
+names stay in the string tables' bytes until a lookup asks for one.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from typing import Iterator
+
+from pyprobe.errors import PyprobeError
+
+__all__ = ["ElfError", "LoadSegment", "ElfFile", "FunctionTable", "read_elf"]
+
+PT_LOAD = 1
+PF_X = 1
+SHT_SYMTAB = 2
+SHT_DYNSYM = 11
+SHN_UNDEF = 0
+SHN_XINDEX = 0xFFFF
+PN_XNUM = 0xFFFF
+STT_FUNC = 2
+STT_GNU_IFUNC = 10
+STB_LOCAL, STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 0, 1, 2, 10
+ET_NAMES = {1: "REL", 2: "EXEC", 3: "DYN", 4: "CORE"}
+
+_EHDR = "16sHHIQQQIHHHHHH"   # after the byte-order character
+_PHDR = "IIQQQQQQ"
+_SHDR = "IIQQQQIIQQ"
+
+
+class ElfError(PyprobeError, ValueError):
+    """A file is not an ELF64 object pyprobe can read, or is truncated."""
+
+
+@dataclass(frozen=True)
+class LoadSegment:
+    """One PT_LOAD program header: file bytes [offset, offset+filesz) live at vaddr."""
+    offset: int
+    vaddr: int
+    filesz: int
+    memsz: int
+    flags: int
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.flags & PF_X)
+
+
+class FunctionTable:
+    """Function symbols (STT_FUNC, STT_GNU_IFUNC) sorted by address.
+
+    find() sees one entry per start address: aliases collapse to the preferred
+    name (global over weak over local, .symtab before .dynsym, then the first
+    seen) and the largest size among them. address_of() knows every name.
+    """
+
+    def __init__(self, starts, sizes, name_offsets, strtab_ids, strtabs: list[bytes],
+                 aliases=None):
+        import numpy as np
+
+        self.starts = np.asarray(starts, dtype=np.uint64)
+        self.sizes = np.asarray(sizes, dtype=np.uint64)
+        self.ends = self.starts + self.sizes
+        # the furthest end among symbols up to i: tells fast that no symbol covers an address
+        self._reach = np.maximum.accumulate(self.ends) if len(self.ends) else self.ends
+        self._name_offsets = np.asarray(name_offsets, dtype=np.int64)
+        self._strtab_ids = np.asarray(strtab_ids, dtype=np.int8)
+        self._strtabs = strtabs
+        # (starts, name offsets, strtab ids) of every symbol, aliases included
+        self._aliases = aliases if aliases is not None else (
+            self.starts, self._name_offsets, self._strtab_ids)
+        self._by_name: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def name(self, i: int) -> str:
+        return self._name(int(self._strtab_ids[i]), int(self._name_offsets[i]))
+
+    def _name(self, strtab: int, off: int) -> str:
+        table = self._strtabs[strtab]
+        end = table.find(b"\0", off)
+        return table[off:end if end >= 0 else len(table)].decode("utf-8", "replace")
+
+    def find(self, vaddr: int) -> tuple[str, int] | None:
+        """(name, offset into it) of the function covering vaddr, or None.
+
+        A symbol covers [start, start+size); nested symbols resolve to the
+        innermost (latest-starting) one, as bcc does.
+        """
+        import numpy as np
+
+        i = int(np.searchsorted(self.starts, np.uint64(vaddr), side="right")) - 1
+        if i < 0 or self._reach[i] <= vaddr:
+            return None
+        if vaddr >= self.ends[i]:
+            i = int(np.flatnonzero(self.ends[:i] > np.uint64(vaddr))[-1])
+        return self.name(i), vaddr - int(self.starts[i])
+
+    def address_of(self, name: str) -> int | None:
+        """The start address (st_value) of the function called `name`, or None."""
+        if self._by_name is None:
+            starts, offsets, ids = (a.tolist() for a in self._aliases)
+            by_name: dict[str, int] = {}
+            for start, off, strtab in zip(reversed(starts), reversed(offsets), reversed(ids)):
+                by_name[self._name(strtab, off)] = start      # reversed: the preferred wins
+            self._by_name = by_name
+        return self._by_name.get(name)
+
+    def items(self) -> Iterator[tuple[str, int, int]]:
+        """(name, start, size) for every function, by address."""
+        for i in range(len(self)):
+            yield self.name(i), int(self.starts[i]), int(self.sizes[i])
+
+
+@dataclass(frozen=True)
+class ElfFile:
+    path: str
+    elf_type: str            # "EXEC", "DYN", ...
+    machine: int
+    segments: tuple[LoadSegment, ...]
+    functions: FunctionTable
+
+    def vaddr_of_offset(self, offset: int) -> int | None:
+        """The link-time address of file offset `offset`, through the PT_LOAD holding it."""
+        best = None
+        for seg in self.segments:
+            if seg.offset <= offset < seg.offset + seg.filesz:
+                if seg.executable:
+                    return offset - seg.offset + seg.vaddr
+                best = best if best is not None else offset - seg.offset + seg.vaddr
+        return best
+
+
+def read_elf(path: str | os.PathLike) -> ElfFile:
+    """Read the load segments and function symbols of an ELF64 file."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        return _Reader(f, path).read()
+
+
+class _Reader:
+    def __init__(self, f, path: str):
+        self.f = f
+        self.path = path
+        self.size = os.fstat(f.fileno()).st_size
+
+    def fail(self, what: str) -> ElfError:
+        return ElfError(f"{self.path}: {what}")
+
+    def pread(self, offset: int, size: int) -> bytes:
+        if offset < 0 or size < 0 or offset + size > self.size:
+            raise self.fail(f"truncated ELF file: wants bytes {offset}..{offset + size}, "
+                            f"file has {self.size}")
+        self.f.seek(offset)
+        return self.f.read(size)
+
+    def read(self) -> ElfFile:
+        ident = self.pread(0, 16) if self.size >= 16 else b""
+        if ident[:4] != b"\x7fELF":
+            raise self.fail("not an ELF file")
+        if ident[4] != 2:
+            raise self.fail("32-bit ELF is not supported (only ELF64)")
+        if ident[5] not in (1, 2):
+            raise self.fail(f"unknown ELF byte order {ident[5]}")
+        bo = "<" if ident[5] == 1 else ">"
+        ehdr = struct.unpack(bo + _EHDR, self.pread(0, struct.calcsize(bo + _EHDR)))
+        (_, e_type, e_machine, _, _, e_phoff, e_shoff, _, _, e_phentsize, e_phnum,
+         e_shentsize, e_shnum, e_shstrndx) = ehdr
+
+        sections = []
+        if e_shoff:
+            if e_shentsize != 64:
+                raise self.fail(f"unexpected section header size {e_shentsize}")
+            first = struct.unpack(bo + _SHDR, self.pread(e_shoff, 64))
+            if e_shnum == 0:                       # more than 0xff00 sections
+                e_shnum = first[5]
+            if e_phnum == PN_XNUM:
+                e_phnum = first[7]
+            raw = self.pread(e_shoff, 64 * e_shnum)
+            sections = [struct.unpack_from(bo + _SHDR, raw, 64 * i) for i in range(e_shnum)]
+
+        segments = []
+        if e_phoff and e_phnum:
+            if e_phentsize != 56:
+                raise self.fail(f"unexpected program header size {e_phentsize}")
+            raw = self.pread(e_phoff, 56 * e_phnum)
+            for i in range(e_phnum):
+                p_type, p_flags, p_offset, p_vaddr, _, p_filesz, p_memsz, _ = \
+                    struct.unpack_from(bo + _PHDR, raw, 56 * i)
+                if p_type == PT_LOAD:
+                    segments.append(LoadSegment(p_offset, p_vaddr, p_filesz, p_memsz, p_flags))
+
+        return ElfFile(self.path, ET_NAMES.get(e_type, str(e_type)), e_machine,
+                       tuple(segments), self._functions(bo, sections))
+
+    def _functions(self, bo: str, sections) -> FunctionTable:
+        import numpy as np
+
+        sym_dtype = np.dtype([("name", bo + "u4"), ("info", "u1"), ("other", "u1"),
+                              ("shndx", bo + "u2"), ("value", bo + "u8"), ("size", bo + "u8")])
+        parts, strtabs = [], []
+        # .symtab first: on equal preference its names win over .dynsym's
+        for kind in (SHT_SYMTAB, SHT_DYNSYM):
+            for sh in sections:
+                sh_type, sh_offset, sh_size, sh_link = sh[1], sh[4], sh[5], sh[6]
+                if sh_type != kind or sh_size == 0 or sh_link >= len(sections):
+                    continue
+                if sections[sh_link][1] == 8:       # SHT_NOBITS: a stripped debug file
+                    continue
+                syms = np.frombuffer(self.pread(sh_offset, sh_size - sh_size % 24), dtype=sym_dtype)
+                stype = syms["info"] & 0xF
+                keep = (((stype == STT_FUNC) | (stype == STT_GNU_IFUNC))
+                        & (syms["shndx"] != SHN_UNDEF) & (syms["value"] != 0))
+                syms = syms[keep]
+                if not len(syms):
+                    continue
+                link = sections[sh_link]
+                strtabs.append(self.pread(link[4], link[5]))
+                bind = syms["info"] >> 4
+                rank = np.where((bind == STB_GLOBAL) | (bind == STB_GNU_UNIQUE), 2,
+                                np.where(bind == STB_WEAK, 1, 0))
+                parts.append((syms["value"], syms["size"], syms["name"].astype(np.int64),
+                              np.full(len(syms), len(strtabs) - 1, dtype=np.int8), rank))
+        if not parts:
+            empty = np.zeros(0, dtype=np.uint64)
+            return FunctionTable(empty, empty, empty, empty, [])
+
+        starts, sizes, names, ids, rank = (np.concatenate(col) for col in zip(*parts))
+        order = np.arange(len(starts))
+        # sort by start; within a start, best rank first, then file order
+        idx = np.lexsort((order, -rank, starts))
+        starts, sizes, names, ids = starts[idx], sizes[idx], names[idx], ids[idx]
+        first = np.ones(len(starts), dtype=bool)
+        first[1:] = starts[1:] != starts[:-1]
+        heads = np.flatnonzero(first)
+        return FunctionTable(starts[heads], np.maximum.reduceat(sizes, heads),
+                             names[heads], ids[heads], strtabs, aliases=(starts, names, ids))

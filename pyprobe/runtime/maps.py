@@ -1,0 +1,209 @@
+"""Live maps: the user side of a map declaration, dict-like and numpy-native.
+
+Single lookups go through cffi buffers (no numpy import); bulk reads use the
+kernel's batch operations into numpy arrays, falling back to key iteration
+where a map type has no batch support.
+"""
+from __future__ import annotations
+
+import errno as errno_mod
+
+from pyprobe.backend.libbpf import ffi, lib
+from pyprobe.dsl.types import ArrayType, Scalar, StructType
+from pyprobe.errors import BPFError
+
+_BATCH = 4096
+# Batch lookups are missing on some map types and old kernels (524 is the kernel's ENOTSUPP).
+_NO_BATCH = {errno_mod.EINVAL, errno_mod.EOPNOTSUPP, 524}
+
+
+class LiveMap:
+    def __init__(self, spec, fd: int, name: str):
+        self.spec = spec
+        self.fd = fd
+        self.name = name
+        self.key_type = spec.key
+        self.value_type = spec.value
+        self._kbuf = ffi.new("char[]", spec.key.size)
+        self._vbuf = ffi.new("char[]", spec.value.size)
+        self._batch_ok = True
+
+    # ---- conversions ----------------------------------------------------
+    def _pack(self, ctype, value, buf) -> None:
+        if isinstance(ctype, Scalar):
+            data = int(value).to_bytes(ctype.size, "little", signed=ctype.signed and int(value) < 0)
+        elif isinstance(ctype, ArrayType) and isinstance(value, (bytes, str)):
+            data = (value.encode() if isinstance(value, str) else value)[: ctype.size].ljust(ctype.size, b"\0")
+        else:
+            import numpy as np
+
+            data = np.asarray(value, dtype=ctype.dtype()).tobytes()
+        ffi.memmove(buf, data, ctype.size)
+
+    def _unpack(self, ctype, buf):
+        data = ffi.buffer(buf, ctype.size)[:]
+        if isinstance(ctype, Scalar):
+            return int.from_bytes(data, "little", signed=ctype.signed)
+        if isinstance(ctype, ArrayType) and ctype.elem.name == "char":
+            return data.split(b"\0", 1)[0]
+        import numpy as np
+
+        return np.frombuffer(data, dtype=ctype.dtype())[0]
+
+    # ---- dict-like ------------------------------------------------------
+    def __getitem__(self, key):
+        self._pack(self.key_type, key, self._kbuf)
+        if lib.bpf_map_lookup_elem(self.fd, self._kbuf, self._vbuf) < 0:
+            if ffi.errno == errno_mod.ENOENT:
+                raise KeyError(key)
+            raise BPFError(ffi.errno, f"lookup in map {self.name}")
+        return self._unpack(self.value_type, self._vbuf)
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __setitem__(self, key, value) -> None:
+        self._pack(self.key_type, key, self._kbuf)
+        self._pack(self.value_type, value, self._vbuf)
+        r = lib.bpf_map_update_elem(self.fd, self._kbuf, self._vbuf, 0)
+        if r < 0:
+            raise BPFError(-r, f"update of map {self.name}")
+
+    update_elem = __setitem__
+
+    def __delitem__(self, key) -> None:
+        self._pack(self.key_type, key, self._kbuf)
+        r = lib.bpf_map_delete_elem(self.fd, self._kbuf)
+        if r < 0:
+            if -r == errno_mod.ENOENT:
+                raise KeyError(key)
+            raise BPFError(-r, f"delete from map {self.name}")
+
+    def __contains__(self, key) -> bool:
+        return self.get(key) is not None
+
+    def _raw_keys(self):
+        """Key bytes, by get_next_key (works on every map type)."""
+        cur, nxt = ffi.NULL, ffi.new("char[]", self.key_type.size)
+        out = []
+        while lib.bpf_map_get_next_key(self.fd, cur, nxt) == 0:
+            out.append(ffi.buffer(nxt, self.key_type.size)[:])
+            cur = ffi.new("char[]", out[-1])
+        return out
+
+    def keys(self):
+        return [self._unpack(self.key_type, ffi.from_buffer(k)) for k in self._raw_keys()]
+
+    def items(self):
+        out = []
+        for k in self._raw_keys():
+            kb = ffi.from_buffer(k)
+            if lib.bpf_map_lookup_elem(self.fd, kb, self._vbuf) == 0:
+                out.append((self._unpack(self.key_type, kb), self._unpack(self.value_type, self._vbuf)))
+        return out
+
+    def values(self):
+        return [v for _, v in self.items()]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._raw_keys())
+
+    def clear(self) -> None:
+        for k in self._raw_keys():
+            lib.bpf_map_delete_elem(self.fd, ffi.from_buffer(k))
+
+    # ---- numpy ----------------------------------------------------------
+    def to_numpy(self):
+        """(keys, values) as numpy arrays, read with batch lookups where the kernel has them."""
+        import numpy as np
+
+        kdt, vdt = self.key_type.dtype(), self.value_type.dtype()
+        if self._batch_ok:
+            try:
+                return self._batch_read(np, kdt, vdt)
+            except BPFError as e:
+                if e.errno not in _NO_BATCH:
+                    raise
+                self._batch_ok = False
+        pairs = self._raw_items()
+        keys = np.frombuffer(b"".join(k for k, _ in pairs), dtype=kdt)
+        values = np.frombuffer(b"".join(v for _, v in pairs), dtype=vdt)
+        return keys, values
+
+    def _raw_items(self):
+        out = []
+        for k in self._raw_keys():
+            kb = ffi.from_buffer(k)
+            if lib.bpf_map_lookup_elem(self.fd, kb, self._vbuf) == 0:
+                out.append((k, ffi.buffer(self._vbuf, self.value_type.size)[:]))
+        return out
+
+    def _batch_read(self, np, kdt, vdt):
+        cap = max(1, self.spec.max_entries)
+        keys = np.empty(cap, dtype=kdt)
+        values = np.empty(cap, dtype=vdt)
+        token_in = ffi.NULL
+        token_out = ffi.new("char[]", max(self.key_type.size, 8))
+        count = ffi.new("uint32_t *")
+        opts = ffi.new("struct bpf_map_batch_opts *", {"sz": ffi.sizeof("struct bpf_map_batch_opts")})
+        kptr, vptr = ffi.from_buffer(keys), ffi.from_buffer(values)
+        n = 0
+        while n < cap:
+            count[0] = min(_BATCH, cap - n)
+            r = lib.bpf_map_lookup_batch(self.fd, token_in, token_out, kptr + n * kdt.itemsize,
+                                         vptr + n * vdt.itemsize, count, opts)
+            n += count[0]
+            if r < 0:
+                if -r == errno_mod.ENOENT:
+                    break
+                raise BPFError(-r, f"batch lookup in map {self.name}")
+            token_in = token_out
+        return keys[:n], values[:n]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.spec!r}>"
+
+
+class ArrayMap(LiveMap):
+    """Every index exists; `to_numpy()` gives the values indexed by position."""
+
+    def __len__(self) -> int:
+        return self.spec.max_entries
+
+    def to_numpy(self):
+        _, values = super().to_numpy()
+        return values
+
+    def clear(self) -> None:
+        zero = bytes(self.value_type.size)
+        for i in range(self.spec.max_entries):
+            self._pack(self.key_type, i, self._kbuf)
+            lib.bpf_map_update_elem(self.fd, self._kbuf, ffi.from_buffer(zero), 0)
+
+
+class HistogramMap(ArrayMap):
+    """A log2 histogram: bucket counts, and bcc's text layout."""
+
+    def print_log2_hist(self, val_type: str = "value", strip_leading_zero: bool = False) -> None:
+        from pyprobe.runtime.histogram import format_log2_hist
+
+        print(format_log2_hist(self.to_numpy(), val_type, strip_leading_zero=strip_leading_zero), end="")
+
+    def total(self) -> int:
+        return int(self.to_numpy().sum())
+
+
+def live_map(spec, fd: int, name: str) -> LiveMap:
+    from pyprobe.dsl.maps import Histogram
+
+    if isinstance(spec, Histogram):
+        return HistogramMap(spec, fd, name)
+    if spec.kind == "array":
+        return ArrayMap(spec, fd, name)
+    return LiveMap(spec, fd, name)

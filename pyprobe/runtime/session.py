@@ -1,0 +1,141 @@
+"""A loaded program: owns the libbpf object, its maps and links, and releases them.
+
+Attaching is all or nothing; `detach()` and `close()` are idempotent and run
+in reverse order of creation.
+"""
+from __future__ import annotations
+
+import re
+
+from pyprobe.backend import attach as attach_mod
+from pyprobe.backend.libbpf import ffi, lib, recent_messages
+from pyprobe.errors import BPFError, VerifierError
+from pyprobe.runtime.maps import live_map
+
+LOG_SIZE = 1 << 22   # the kernel truncates (ENOSPC) past this; untouched pages cost no memory
+_alloc = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+class Session:
+    def __init__(self, source, obj: bytes):
+        self.source = source
+        self.obj_bytes = obj
+        self.obj = ffi.NULL
+        self.maps = {}
+        self.links: list = []
+        self.attached: list[tuple[str, str]] = []
+        self._logs = {}
+
+    # ---- load -----------------------------------------------------------
+    def load(self) -> None:
+        opts = ffi.new("struct bpf_object_open_opts *", {"sz": ffi.sizeof("struct bpf_object_open_opts")})
+        name = ffi.new("char[]", self.source.name[:15].encode())
+        opts.object_name = name
+        self._obj_buf = ffi.from_buffer(self.obj_bytes)
+        obj = lib.bpf_object__open_mem(self._obj_buf, len(self.obj_bytes), opts)
+        if obj == ffi.NULL:
+            raise BPFError(ffi.errno, f"open BPF object of {self.source.name}", _libbpf_tail())
+        self.obj = obj
+        for info in self.source.programs:
+            prog = lib.bpf_object__find_program_by_name(obj, info.c_name.encode())
+            buf = _alloc("char[]", LOG_SIZE)
+            buf[0] = b"\0"
+            lib.bpf_program__set_log_buf(prog, buf, LOG_SIZE)
+            self._logs[info.c_name] = buf
+        r = lib.bpf_object__load(obj)
+        if r < 0:
+            err = self._load_error(-r)
+            self.close()
+            raise err
+        self._logs.clear()
+        for name, spec in self.source.maps.items():
+            m = lib.bpf_object__find_map_by_name(obj, name.encode())
+            self.maps[name] = live_map(spec, lib.bpf_map__fd(m), name)
+
+    def _load_error(self, errno_: int) -> BPFError:
+        for c_name, buf in self._logs.items():
+            log = ffi.string(buf).decode(errors="replace")
+            if log.strip():
+                return VerifierError(errno_, c_name, log, summarize_verifier_log(log))
+        return BPFError(errno_, f"load {self.source.name}", _libbpf_tail())
+
+    # ---- attach ---------------------------------------------------------
+    def attach(self) -> None:
+        if self.links:
+            return
+        made = []
+        try:
+            for info in self.source.programs:
+                prog = lib.bpf_object__find_program_by_name(self.obj, info.c_name.encode())
+                made.extend(attach_mod.attach(prog, info.context.attach))
+                self.attached.append((info.c_name, info.context.choice()))
+        except BaseException:
+            for link in reversed(made):
+                lib.bpf_link__destroy(link)
+            self.attached.clear()
+            raise
+        self.links = made
+
+    def detach(self) -> None:
+        links, self.links = self.links, []
+        for link in reversed(links):
+            lib.bpf_link__destroy(link)
+        self.attached.clear()
+
+    def close(self) -> None:
+        self.detach()
+        self.maps.clear()
+        obj, self.obj = self.obj, ffi.NULL
+        if obj != ffi.NULL:
+            lib.bpf_object__close(obj)
+
+
+def _libbpf_tail() -> str:
+    msgs = [m for m in recent_messages() if m.strip()]
+    return "\n".join(msgs[-8:])
+
+
+_PY_LINE = re.compile(r"@ (?P<file>[^\s:]+\.py):(?P<line>\d+)")
+
+
+def summarize_verifier_log(log: str) -> str:
+    """The verifier's last complaint, the Python line it stopped at, and a hint."""
+    lines = [l for l in log.splitlines() if l.strip()]
+    where = None
+    for l in lines:
+        m = _PY_LINE.search(l)
+        if m:
+            where = (m["file"], int(m["line"]), l.split("@")[0].lstrip("; ").strip())
+    complaint = next((l for l in reversed(lines) if not l.startswith(("processed", "verification time",
+                                                                      "stack depth", "insn ", "mark_precise"))),
+                     lines[-1] if lines else "")
+    out = [complaint]
+    if where:
+        out.append(f"at {where[0]}:{where[1]}: {where[2]}")
+    hint = _hint(log)
+    if hint:
+        out.append("hint: " + hint)
+    out.append("(the whole log is in the exception's .log)")
+    return "\n".join(out)
+
+
+_HINTS = [
+    (r"invalid mem access 'map_value_or_null'|R\d+ invalid mem access '(map_value_or_null|ptr_or_null)",
+     "a map value is used before checking it: after v = self.m.get(k) write `if v is None: return`"),
+    (r"back-edge|infinite loop|loop is not bounded|BPF program is too large",
+     "a loop the verifier cannot bound: use `for i in range(N)` with a small constant N"),
+    (r"combined stack size|stack limit|invalid (read|write) from stack|stack depth \d{3,}",
+     "the BPF stack holds 512 bytes: move big buffers into a map (e.g. a PerCpuArray used as scratch)"),
+    (r"invalid mem access|invalid access to|R\d+ !read_ok",
+     "kernel memory must be read with probe_read()/CO-RE reads; check pointers before use"),
+    (r"unknown func|program of this type cannot use helper",
+     "this helper is not allowed for this probe kind on this kernel"),
+    (r"cannot call GPL-restricted", "the program needs a GPL-compatible license"),
+]
+
+
+def _hint(log: str) -> str | None:
+    for pattern, hint in _HINTS:
+        if re.search(pattern, log):
+            return hint
+    return None
