@@ -16,6 +16,10 @@ typedef __u32 __wsum;
 
 #include <bpf/bpf_helpers.h>
 
+/* Kernel types come from the kernel's BTF, so bpf_tracing.h must use the
+ * kernel's pt_regs field names (di, si, ...), as it does with a vmlinux.h. */
+#define __VMLINUX_H__ 1
+
 #define PP_ANY 0        /* BPF_ANY */
 #define PP_NOEXIST 1    /* BPF_NOEXIST */
 

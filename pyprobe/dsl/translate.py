@@ -476,7 +476,8 @@ class HandlerTranslator:
         parts = []
         left_node, left = node.left, self.expr(node.left)
         for op, right_node in zip(node.ops, node.comparators):
-            right = self.expr(right_node)
+            is_none = isinstance(right_node, ast.Constant) and right_node.value is None
+            right = None if is_none and isinstance(op, (ast.Is, ast.IsNot)) else self.expr(right_node)
             parts.append(self.compare_one(node, op, left_node, left, right_node, right))
             left_node, left = right_node, right
         if len(parts) == 1:

@@ -94,11 +94,12 @@ class FunctionTable:
         """
         import numpy as np
 
-        i = int(np.searchsorted(self.starts, np.uint64(vaddr), side="right")) - 1
-        if i < 0 or self._reach[i] <= vaddr:
+        v = np.uint64(vaddr)
+        i = int(self.starts.searchsorted(v, side="right")) - 1
+        if i < 0 or self._reach[i] <= v:
             return None
-        if vaddr >= self.ends[i]:
-            i = int(np.flatnonzero(self.ends[:i] > np.uint64(vaddr))[-1])
+        if v >= self.ends[i]:                     # inside an earlier, enclosing symbol
+            i = int(np.flatnonzero(self.ends[:i] > v)[-1])
         return self.name(i), vaddr - int(self.starts[i])
 
     def address_of(self, name: str) -> int | None:
@@ -107,7 +108,9 @@ class FunctionTable:
             starts, offsets, ids = (a.tolist() for a in self._aliases)
             by_name: dict[str, int] = {}
             for start, off, strtab in zip(reversed(starts), reversed(offsets), reversed(ids)):
-                by_name[self._name(strtab, off)] = start      # reversed: the preferred wins
+                # reversed, so a name defined twice (two static functions) maps to
+                # its lowest address, as in the sorted table
+                by_name[self._name(strtab, off)] = start
             self._by_name = by_name
         return self._by_name.get(name)
 

@@ -141,8 +141,6 @@ class KernelSymbols:
 
     def resolve_many(self, addrs) -> list[tuple[str, int, str] | None]:
         """resolve() for a whole array of addresses (a stack, a map's keys): one searchsorted."""
-        import numpy as np
-
         addrs = _u64_array(addrs)
         idx = self.addrs.searchsorted(addrs, side="right") - 1
         return [None if i < 0 else self._entry(i, a) for i, a in zip(idx.tolist(), addrs.tolist())]

@@ -1,0 +1,42 @@
+# The two commands for a fresh machine:
+#   make demo   set up, then run lesson 1 (hello_world) for a few seconds with processes to see
+#   make test   set up, then run the whole test suite (host tests, then the qemu kernel matrix)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup demo test test-host test-unit test-vm bench clean
+
+setup: $(STAMP)
+	@tools/setup-system.sh
+
+$(STAMP): pyproject.toml setup.py pyprobe/backend/_libbpf_build.py
+	@tools/setup-system.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+demo: setup
+	@echo "== lesson 1: hello_world (Ctrl-C to stop; the demo stops itself after 4 s) =="
+	@( sleep 1.5; for i in 1 2 3 4 5; do /bin/true; sh -c 'ls / >/dev/null'; sleep 0.4; done ) &
+	@timeout -s INT 4 $(PY) lessons/hello_world.py || [ $$? -eq 124 ]
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit tests/compile
+
+test-host: setup
+	$(PY) -m pytest -q tests
+
+test-vm: setup
+	tools/vm/run-matrix
+
+test: test-host test-vm
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info pyprobe/backend/_libbpf*.so

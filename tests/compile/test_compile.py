@@ -1,0 +1,97 @@
+"""clang compiles what the translator emits; debug info names Python lines; the cache works.
+
+Needs clang (and the kernel's BTF for context types), not root.
+"""
+import os
+import subprocess
+
+import pytest
+
+from pyprobe import Array, Hash, Program, Struct, char, raw_tracepoint, u32, u64, uprobe
+from pyprobe.backend import cache, clang
+from pyprobe.bpf import comm, ktime_ns, log2, tgid, trace_printk
+
+
+class Event(Struct):
+    pid: u32
+    ts: u64
+    comm: char[16]
+
+
+class Everything(Program):
+    count = Array(u64, 4)
+    per_pid = Hash(u32, u64)
+    last = Hash(u32, Event)
+
+    @raw_tracepoint("sys_enter")
+    def enter(self, ctx):
+        self.count[0] += 1
+        self.per_pid[tgid()] += 1
+        e = Event()
+        e.pid = tgid()
+        e.ts = ktime_ns()
+        e.comm = comm()
+        prev = self.last.get(tgid())
+        if prev is not None and e.ts - prev.ts < 1000:
+            trace_printk("%s again after %d ns\n", e.comm, e.ts - prev.ts)
+        self.last[tgid()] = e
+        self.count[1] = log2(e.ts)
+
+    @uprobe("c", "strlen")
+    def strlen(self, ctx, s):
+        self.count[2] += 1
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_compiles_to_a_bpf_elf_object(fresh_cache):
+    obj = Everything.compile()
+    assert obj[:4] == b"\x7fELF"
+    assert obj[18] == 247                       # e_machine == EM_BPF
+    path = fresh_cache / "obj.o"
+    path.write_bytes(obj)
+    sections = subprocess.run(["llvm-objdump", "-h", str(path)], capture_output=True, text=True).stdout
+    for name in ("raw_tracepoint/sys_enter", "uprobe", ".maps", "license", ".BTF", ".BTF.ext"):
+        assert name in sections
+
+
+def test_debug_line_info_names_the_python_file(fresh_cache):
+    obj = Everything.compile()
+    path = fresh_cache / "obj.o"
+    path.write_bytes(obj)
+    listing = subprocess.run(["llvm-objdump", "-d", "-l", str(path)], capture_output=True, text=True).stdout
+    src = open(__file__).read().splitlines()
+    line = next(i for i, l in enumerate(src, 1) if "self.per_pid[tgid()] += 1" in l)
+    assert f"{__file__}:{line}" in listing
+
+
+def test_objects_are_cached_on_disk(fresh_cache, monkeypatch):
+    Everything.compile()
+    calls = []
+    real = clang.compile_c
+    monkeypatch.setattr(clang, "compile_c", lambda *a, **k: calls.append(1) or real(*a, **k))
+    Everything.compile()
+    assert calls == []                           # served from the cache
+    mode = os.stat(fresh_cache).st_mode & 0o777
+    assert mode == 0o700
+    objs = [f for d, _, fs in os.walk(fresh_cache) for f in fs if f.endswith(".o")]
+    assert len(objs) == 1
+
+
+def test_cache_refuses_a_directory_others_can_write(fresh_cache):
+    os.makedirs(fresh_cache, exist_ok=True)
+    os.chmod(fresh_cache, 0o777)
+    from pyprobe.errors import PyprobeError
+    with pytest.raises(PyprobeError, match="writable only by its owner"):
+        Everything.compile()
+
+
+def test_cache_key_changes_with_the_source():
+    a = cache.key("int x;", "", "btf", "flags", "clang")
+    b = cache.key("int y;", "", "btf", "flags", "clang")
+    c = cache.key("int x;", "", "other-btf", "flags", "clang")
+    assert len({a, b, c}) == 3

@@ -1,0 +1,31 @@
+"""Test tiers: unit (no root, no clang), compile (clang), kernel (root, real programs).
+
+Kernel tests that need a capability this kernel lacks are skipped naming it;
+those marked needs_kprobes / needs_fentry run in the qemu kernel matrix
+(tools/vm/run-matrix) where Debian's kernels have them.
+"""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+def pytest_collection_modifyitems(config, items):
+    from pyprobe.backend import features
+
+    root = os.geteuid() == 0
+    for item in items:
+        path = str(item.fspath)
+        if f"{os.sep}kernel{os.sep}" in path or item.get_closest_marker("kernel"):
+            item.add_marker(pytest.mark.kernel)
+            if not root:
+                item.add_marker(pytest.mark.skip(reason="needs root: loads BPF programs into the kernel"))
+                continue
+        if item.get_closest_marker("needs_kprobes") and not features.has("kprobes"):
+            item.add_marker(pytest.mark.skip(
+                reason="kprobes missing: CONFIG_KPROBES is not set in this kernel; runs in the qemu kernel matrix"))
+        if item.get_closest_marker("needs_fentry") and not features.has("fentry"):
+            item.add_marker(pytest.mark.skip(
+                reason="fentry/fexit not supported by this kernel (load fails); runs in the qemu kernel matrix"))

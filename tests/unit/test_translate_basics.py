@@ -1,0 +1,148 @@
+"""Translation of the first slice of the language: no root, no clang, no kernel.
+
+Programs use raw tracepoints and uprobes, whose contexts need no tracefs.
+"""
+import re
+
+import pytest
+
+from pyprobe import Array, Hash, Histogram, Program, Struct, char, raw_tracepoint, u32, u64, uprobe
+from pyprobe.bpf import comm, ktime_ns, log2, pid, tgid, tid, trace_printk, uid
+
+THRESHOLD = 1000
+
+
+class Counter(Program):
+    count = Array(u64, 1)
+    per_pid = Hash(u32, u64)
+    dist = Histogram()
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        self.count[0] += 1
+        self.per_pid[tgid()] += 1
+        if ctx.args[1] == 162:
+            trace_printk("sync by %d\n", pid())
+        self.dist.increment(log2(ktime_ns() % THRESHOLD))
+
+
+def test_generated_c_has_sections_maps_and_line_directives():
+    c = Counter.translate()
+    assert 'SEC("raw_tracepoint/sys_enter")' in c
+    assert "int on_enter(struct pp_raw_tp_args *ctx)" in c
+    assert re.search(r"__uint\(type, 2\);.*\n.*max_entries, 1\);", c)       # Array(u64, 1)
+    assert "} per_pid SEC(\".maps\")" in c and "max_entries, 65" in c      # Histogram: 65 log2 slots
+    assert "pp_array_add(count, 0, 1);" in c
+    assert "pp_hash_add(per_pid, (__u32)(bpf_get_current_pid_tgid() >> 32), 1);" in c
+    assert 'bpf_printk("sync by %d\\n", (__u32)(bpf_get_current_pid_tgid() >> 32));' in c
+    assert "% 1000" in c                                                   # module constant inlined
+    assert 'char LICENSE[] SEC("license") = "GPL";' in c
+    # every statement is preceded by the Python line it came from
+    src = open(__file__).read().splitlines()
+    for m in re.finditer(r'#line (\d+) "([^"]+)"\n\s*(\S[^\n]*)', c):
+        lineno, path = int(m[1]), m[2]
+        assert path == __file__
+        assert src[lineno - 1].strip(), f"#line {lineno} points at an empty line"
+
+
+def test_line_numbers_match_the_source():
+    c = Counter.translate()
+    src = open(__file__).read().splitlines()
+    n_count = next(i for i, l in enumerate(src, 1) if "self.count[0] += 1" in l)
+    assert f'#line {n_count} "{__file__}"\n    pp_array_add(count, 0, 1);' in c
+
+
+class Locals(Program):
+    out = Hash(u32, u64)
+
+    @raw_tracepoint("sys_enter")
+    def handler(self, ctx):
+        x = 5                       # untyped literal: becomes s64
+        y: u32 = 7
+        start = self.out.get(tid())
+        if start is None:
+            return
+        delta = ktime_ns() - start
+        for i in range(4):
+            x += i
+        z = u32(delta) // 3 if x > 2 else y % 2
+        self.out[uid()] = z + (x << 1)
+        del self.out[tid()]
+
+
+def test_locals_are_hoisted_and_typed():
+    c = Locals.translate()
+    assert "__s64 x = 0;" in c
+    assert "__u32 y = 0;" in c
+    assert "__u64 *start = 0;" in c                   # a .get() result is a pointer
+    assert "if ((!start))" in c
+    assert "(bpf_ktime_get_ns() - (*start))" in c     # used as a value, it is read through
+    assert "for (i = 0; i < 4; i += 1)" in c
+    assert "pp_delete(out, (__u32)bpf_get_current_pid_tgid());" in c
+    assert "pp_set(out, (__u32)bpf_get_current_uid_gid()" in c
+
+
+class Event(Struct):
+    pid: u32
+    ts: u64
+    comm: char[16]
+
+
+def test_struct_layout_matches_c_rules_and_numpy():
+    st = Event.__pp_type__
+    assert st.offsets == {"pid": 0, "ts": 8, "comm": 16}
+    assert st.size == 32 and st.align == 8
+    dt = Event.dtype()
+    assert dt.itemsize == 32 and dt.fields["ts"][1] == 8 and dt.fields["comm"][1] == 16
+    assert st.c_definition() == "struct Event {\n    __u32 pid;\n    __u64 ts;\n    char comm[16];\n};\n"
+
+
+class WithStruct(Program):
+    events = Hash(u32, Event)
+
+    @raw_tracepoint("sched_switch")
+    def on_switch(self, ctx):
+        e = Event()
+        e.pid = pid()
+        e.ts = ktime_ns()
+        e.comm = comm()
+        self.events[0] = e
+
+
+def test_struct_values_and_comm():
+    c = WithStruct.translate()
+    assert "struct Event {" in c
+    assert "struct Event __pp_v1 = {};" in c
+    assert "bpf_get_current_comm(&__pp_comm2, sizeof(__pp_comm2));" in c
+    assert "__builtin_memcpy(&e.comm, &__pp_comm2, sizeof(e.comm));" in c
+    assert "pp_set(events, 0, e);" in c
+
+
+class Strlen(Program):
+    calls = Hash(u64, u64)
+
+    @uprobe("c", "strlen")
+    def count(self, ctx, s):
+        self.calls[s] += 1
+
+
+def test_uprobe_arguments_come_from_registers():
+    c = Strlen.translate()
+    assert 'SEC("uprobe")' in c
+    assert "__u64 s = PT_REGS_PARM1(ctx);" in c
+    assert "#include <bpf/bpf_tracing.h>" in c
+    assert "struct pt_regs {" in c                   # from the kernel's BTF, no headers
+
+
+def test_handlers_cannot_be_called_from_python():
+    with pytest.raises(TypeError, match="runs only in the kernel"):
+        Counter.on_enter(None, None)
+    with pytest.raises(TypeError, match="only inside a BPF handler"):
+        ktime_ns()
+
+
+def test_maps_are_declarations_on_the_class():
+    assert Counter.count.max_entries == 1 and Counter.per_pid.key is u32
+    from pyprobe.errors import NotLoadedError
+    with pytest.raises(NotLoadedError, match="not loaded"):
+        Counter().count

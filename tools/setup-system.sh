@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the system packages pyprobe needs, only when missing (idempotent).
+set -euo pipefail
+
+need=()
+command -v clang >/dev/null 2>&1 || need+=(clang)
+[ -f /usr/include/bpf/libbpf.h ] || need+=(libbpf-dev)
+[ -f /usr/include/linux/perf_event.h ] || need+=(linux-libc-dev)
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+# bcc's Python module: the tests compare print_log2_hist with bcc's own layout.
+[ -f /usr/lib/python3/dist-packages/bcc/table.py ] || need+=(python3-bpfcc)
+for extra in "$@"; do
+    dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra")
+done
+
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends "${need[@]}" >/dev/null 2>&1 || {
+        apt-get update >/dev/null && apt-get install -y --no-install-recommends "${need[@]}" >/dev/null
+    }
+fi
+
+# tracefs and bpffs: BPF tracing needs both; mount them when missing.
+if [ "$(id -u)" = 0 ]; then
+    grep -qs " /sys/kernel/tracing tracefs " /proc/mounts || mount -t tracefs nodev /sys/kernel/tracing
+    grep -qs " /sys/fs/bpf bpf " /proc/mounts || mount -t bpf bpf /sys/fs/bpf
+fi
