@@ -4,11 +4,14 @@ Shared by every BPF program on the system, as in bcc: filter by your own text.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import select
 import time
 from typing import Iterator, NamedTuple
+
+from pyprobe.errors import PyprobeError
 
 # "  <task>-<pid>  [(<tgid>)] [<cpu>] <flags> <ts>: <function>: <message>"
 _LINE = re.compile(r"^\s*(?P<task>.*?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
@@ -35,7 +38,14 @@ def trace_lines(timeout: float | None = None) -> Iterator[str]:
     """Lines of the trace pipe; stops after `timeout` seconds (None: forever)."""
     from pyprobe.backend.tracefs import tracefs_root
 
-    fd = os.open(os.path.join(tracefs_root(), "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    path = os.path.join(tracefs_root(), "trace_pipe")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.EBUSY:
+            raise PyprobeError(f"{path} is busy: another process is reading it (the kernel allows one reader; "
+                               "find it with: fuser -v " + path + ")") from None
+        raise
     deadline = None if timeout is None else time.monotonic() + timeout
     pending = b""
     poller = select.poll()

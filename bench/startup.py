@@ -1,0 +1,62 @@
+"""W1: process start to first event, cold and warm, and peak RSS.
+
+Cold: an empty pyprobe cache and dropped page cache. Warm: cache filled.
+A background shell forks continuously so the first event comes at once.
+Prints medians and minimums of N runs.
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNS = int(os.environ.get("RUNS", "7"))
+
+
+def run_once(cache_dir: str, drop: bool) -> dict:
+    if drop:
+        subprocess.run(["sync"])
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    env = dict(os.environ, PYPROBE_CACHE_DIR=cache_dir)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "hello_first_event.py")],
+                            stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = (time.perf_counter() - t0) * 1e3
+    phases = json.loads(proc.stderr.read().decode().strip().splitlines()[-1])
+    phases["wall_to_exit"] = wall
+    phases["rss_mib"] = usage.ru_maxrss / 1024
+    return phases
+
+
+def summarize(name, runs):
+    keys = ["import", "attached", "first_event", "clang", "rss_mib"]
+    print(f"{name:5s} " + "  ".join(
+        f"{k}: med {statistics.median(r[k] for r in runs):7.1f} min {min(r[k] for r in runs):7.1f}" for k in keys))
+
+
+def main():
+    forker = subprocess.Popen(["sh", "-c", "while :; do /bin/true; sleep 0.001; done"])
+    try:
+        cold = []
+        for _ in range(RUNS):
+            with tempfile.TemporaryDirectory() as d:
+                cold.append(run_once(os.path.join(d, "c"), drop=True))
+        with tempfile.TemporaryDirectory() as d:
+            run_once(os.path.join(d, "c"), drop=False)
+            warm = [run_once(os.path.join(d, "c"), drop=False) for _ in range(RUNS)]
+    finally:
+        forker.kill()
+    print(f"lesson 1 start-up, {RUNS} runs each (ms since the interpreter started; RSS in MiB)")
+    summarize("cold", cold)
+    summarize("warm", warm)
+    share = statistics.median(r["clang"] / r["first_event"] for r in cold)
+    print(f"clang's share of cold time to first event: {share:.0%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from pyprobe.cli import main
+import sys
+sys.exit(main())
