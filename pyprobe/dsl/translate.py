@@ -242,7 +242,7 @@ class HandlerTranslator:
     # ---- assignment -------------------------------------------------------
     def assign(self, target, value_node, value) -> None:
         if isinstance(target, ast.Name):
-            self.assign_local(target, value)
+            self.assign_local(target, value, value_node=value_node)
         elif isinstance(target, ast.Subscript) and isinstance(self.expr(target.value), MapRef):
             ref = self.expr(target.value)
             registry.MAP_METHODS["update"](self, _FakeCall(target, [target.slice, value_node]), ref,
@@ -255,7 +255,7 @@ class HandlerTranslator:
         else:
             self.fail(target, "cannot assign to this expression")
 
-    def assign_local(self, target: ast.Name, value, default: CType | None = None) -> str:
+    def assign_local(self, target: ast.Name, value, default: CType | None = None, value_node=None) -> str:
         name = target.id
         if name == "self":
             self.fail(target, "self cannot be reassigned")
@@ -277,7 +277,7 @@ class HandlerTranslator:
         elif isinstance(local, ContextRef):
             self.fail(target, f"{name} is the probe's context and cannot be reassigned")
         else:
-            self.store(target, local, target, value)
+            self.store(target, local, value_node or target, value)
         return name
 
     def declare(self, name: str, ctype: CType, node) -> None:
@@ -547,7 +547,11 @@ class HandlerTranslator:
         return self.expr_Attribute(node.func)
 
     def type_of_annotation(self, node) -> CType:
-        obj = self.expr(node)
+        message = "annotations must be pyprobe types (u8..u64, s8..s64, char[N], a Struct)"
+        try:
+            obj = self.expr(node)
+        except TranslationError:
+            self.fail(node, message)
         if isinstance(obj, PyObject):
             try:
                 ctype = as_ctype(obj.obj)
@@ -557,7 +561,7 @@ class HandlerTranslator:
                 if isinstance(ctype, StructType):
                     self.program.use_struct(ctype)
                 return ctype
-        self.fail(node, "annotations must be pyprobe types (u8..u64, s8..s64, char[N], a Struct)")
+        self.fail(node, message)
 
 
 class _FakeCall:

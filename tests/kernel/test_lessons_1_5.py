@@ -65,7 +65,9 @@ for _ in range(k):                    # glibc posix_spawn(): clone3 (clone befor
 """
 # (subprocess.Popen is not used: by default it forks with vfork(2), which is neither clone nor clone3.)
 
-TRACE_LINE = re.compile(r"^\s*(?P<task>.*)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[\d+\]\s.*?: (?P<msg>.*)$")
+# "<task>-<pid> [(<tgid>)] [<cpu>] <flags> <ts>: <event>: <message>", as the kernel writes trace_pipe lines
+TRACE_LINE = re.compile(r"^\s*(?P<task>.*)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[\d+\]\s+(?:\S+\s+)?\d+\.\d+: "
+                        r"[^:]+: (?P<msg>.*)$")
 PIPE_PATH = re.compile(r"tracing/(per_cpu/cpu\d+/)?trace_pipe$")
 
 
