@@ -29,7 +29,15 @@ def _hide_internals(fn):
 class Program:
     """Base class of pyprobe programs. See the package docstring for an example."""
 
-    def __init__(self):
+    def __init__(self, **params):
+        from pyprobe.dsl.params import Param
+
+        known = {n for k in type(self).__mro__ for n, v in vars(k).items() if isinstance(v, Param)}
+        unknown = set(params) - known
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no Param {', '.join(sorted(unknown))} "
+                            f"(Params: {', '.join(sorted(known)) or 'none'})")
+        self._params = params
         self._session = None
         self._maps = {}
         self._finalizer = None
@@ -80,7 +88,7 @@ class Program:
 
         ensure_bpffs()
         source = self._source()
-        session = Session(source, self._object(source))
+        session = Session(source, self._object(source), self._params)
         session.load()
         self._session = session
         self._maps = session.maps

@@ -5,6 +5,7 @@ visitor only looks names up here, so adding a helper touches this file only.
 """
 from __future__ import annotations
 
+import ast
 from typing import Callable
 
 from pyprobe.dsl.cbuilder import c_string
@@ -94,8 +95,57 @@ def _retval(tr, node, ctx):
     return Value(f"PT_REGS_RC({tr.context_param})", s64)
 
 
+def fstring_format(tr, node) -> tuple[str, list[str]]:
+    """An f-string as a printf format and its C arguments, specifiers chosen by type.
+
+    `{x}` prints in decimal by x's type (%u, %d, %llu, %lld), `{x:x}` in hex,
+    `{buf}` of a char[N] as %s, `{p:p}` as a pointer.
+    """
+    fmt, c_args = [], []
+    for part in node.values:
+        if isinstance(part, ast.Constant):
+            fmt.append(str(part.value).replace("%", "%%"))
+            continue
+        if part.conversion != -1:
+            tr.fail(part, "conversions (!r, !s, !a) are not available in trace_printk f-strings")
+        spec = ""
+        if part.format_spec is not None:
+            if not (len(part.format_spec.values) == 1 and isinstance(part.format_spec.values[0], ast.Constant)):
+                tr.fail(part.format_spec, "format specs must be constants such as :x or :p")
+            spec = part.format_spec.values[0].value
+        value = tr.expr(part.value)
+        if isinstance(value, StringLit):
+            fmt.append(value.text.replace("%", "%%"))
+            continue
+        if isinstance(value, Value) and isinstance(value.type, ArrayType):
+            fmt.append("%s")
+            c_args.append(value.code)
+            continue
+        if spec == "p" or (isinstance(value, Value) and isinstance(value.type, PointerType)):
+            fmt.append("%llx" if spec == "x" else "%p")
+            c_args.append(f"(void *)({value.code})")
+            continue
+        v = tr.scalar(part.value, value)
+        t = v.scalar
+        if spec not in ("", "d", "x", "u", "c"):
+            tr.fail(part.format_spec, f"format spec :{spec} is not available (use :x, :d, :u, :c or :p)")
+        if spec == "c":
+            fmt.append("%c")
+            c_args.append(f"(char)({v.code})")
+            continue
+        letter = "x" if spec == "x" else ("u" if spec == "u" or not t.signed else "d")
+        fmt.append(("%ll" if t.size == 8 else "%") + letter)
+        c_args.append(v.code)
+    return "".join(fmt), c_args
+
+
 @helper("trace_printk", (1, 8))
 def _trace_printk(tr, node, fmt, *args):
+    if isinstance(node.args[0], ast.JoinedStr):
+        if args:
+            tr.fail(node.args[1], "an f-string format takes no further arguments")
+        text, c_args = fstring_format(tr, node.args[0])
+        return _printk(tr, text, c_args)
     if not isinstance(fmt, StringLit):
         tr.fail(node.args[0], "trace_printk() needs a string constant as its format",
                 'write trace_printk("pid %d\\n", pid())')
@@ -109,9 +159,13 @@ def _trace_printk(tr, node, fmt, *args):
             c_args.append(f"(void *){arg.code}")
         else:
             c_args.append(tr.scalar(arg_node, arg).code)
-    tr.uses_vprintk = tr.uses_vprintk or len(args) > 3
+    return _printk(tr, fmt.text, c_args)
+
+
+def _printk(tr, text: str, c_args: list[str]) -> Value:
+    tr.uses_vprintk = tr.uses_vprintk or len(c_args) > 3
     tail = "".join(", " + a for a in c_args)
-    return Value(f"bpf_printk({c_string(fmt.text)}{tail})", s64)
+    return Value(f"bpf_printk({c_string(text)}{tail})", s64)
 
 
 # Map methods: (translator, call node, MapRef, argument values) -> value or None.

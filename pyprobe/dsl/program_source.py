@@ -15,6 +15,7 @@ from pyprobe.dsl.contexts import (Context, KprobeContext, PerfEventContext, RawT
                                   TracepointContext, UprobeContext)
 from pyprobe.dsl.decorators import Handler, Probe
 from pyprobe.dsl.maps import MapSpec
+from pyprobe.dsl.params import SECTION, Param, params_struct
 from pyprobe.dsl.translate import HandlerTranslator
 from pyprobe.dsl.types import StructType
 from pyprobe.errors import Location, TranslationError
@@ -40,6 +41,7 @@ class ProgramSource:
     programs: list[ProgramInfo]
     maps: dict[str, MapSpec]
     co_re_types: tuple[str, ...] = field(default=())
+    params: dict = field(default_factory=dict)
 
     def full_text(self) -> str:
         """The C source with kernel types dumped from this kernel's BTF."""
@@ -53,15 +55,17 @@ class ProgramSource:
         return self.text.replace(KERNEL_TYPES_MARK, decls, 1)
 
 
-def collect(cls) -> tuple[dict[str, MapSpec], dict[str, Handler]]:
-    maps, handlers = {}, {}
+def collect(cls) -> tuple[dict[str, MapSpec], dict[str, Handler], dict[str, Param]]:
+    maps, handlers, params = {}, {}, {}
     for klass in reversed(cls.__mro__):
         for name, value in vars(klass).items():
             if isinstance(value, MapSpec):
                 maps[name] = value
             elif isinstance(value, Handler):
                 handlers[name] = value
-    return maps, handlers
+            elif isinstance(value, Param):
+                params[name] = value
+    return maps, handlers, params
 
 
 def context_for(probe: Probe, loc: Location) -> Context:
@@ -97,7 +101,7 @@ def context_for(probe: Probe, loc: Location) -> Context:
 class ProgramTranslator:
     def __init__(self, cls):
         self.cls = cls
-        self.maps, self.handlers = collect(cls)
+        self.maps, self.handlers, self.params = collect(cls)
         self.structs: dict[str, StructType] = {}
 
     def use_struct(self, st: StructType) -> None:
@@ -149,11 +153,16 @@ class ProgramTranslator:
                 out.lines.append(decl)
         for st in self.structs.values():
             out.lines.append(st.c_definition())
+        if self.params:
+            st = params_struct(self.params)
+            out.lines.append(st.c_definition())
+            out.line(f'const volatile struct pp_params pp_params SEC("{SECTION}") = {{}};\n')
         for name, spec in self.maps.items():
             out.lines.append(map_definition(name, spec))
         out.lines.extend(functions)
         out.line('char LICENSE[] SEC("license") = "GPL";')
-        return ProgramSource(self.cls.__name__, out.text(), tuple(kernel_types), programs, dict(self.maps))
+        return ProgramSource(self.cls.__name__, out.text(), tuple(kernel_types), programs, dict(self.maps),
+                             params=dict(self.params))
 
 
 def map_definition(name: str, spec: MapSpec) -> str:

@@ -353,7 +353,7 @@ class HandlerTranslator:
         self.fail(node, f"{type(v).__name__} constants are not available in a BPF handler")
 
     def expr_JoinedStr(self, node):
-        self.fail(node, "f-strings are not supported here yet", 'use trace_printk("x=%d\\n", x)')
+        self.fail(node, "f-strings are only available as the format of trace_printk()", "trace_printk(f\"x={x}\\n\")")
 
     def expr_Name(self, node):
         name = node.id
@@ -415,6 +415,9 @@ class HandlerTranslator:
         spec = self.program.maps.get(attr)
         if spec is not None:
             return MapRef(spec, attr)
+        param = self.program.params.get(attr)
+        if param is not None:
+            return Value(f"pp_params.{attr}", param.type)
         maps = ", ".join(self.program.maps) or "none"
         self.fail(node, f"self.{attr} is not a map of {self.program.cls.__name__} (maps: {maps})",
                   f"declare it as a class attribute, e.g. {attr} = Hash(u32, u64)")
@@ -516,10 +519,13 @@ class HandlerTranslator:
                 if "positional argument" in str(e):
                     self.fail(node, f"wrong number of arguments to self.{ref.name}.{method}()")
                 raise
-        args = [self.expr(a) for a in node.args]
+        builtin = getattr(callee.obj, "_pp_builtin", None) if isinstance(callee, PyObject) else None
+        if builtin == "trace_printk" and node.args and isinstance(node.args[0], ast.JoinedStr):
+            args = [StringLit("")] + [self.expr(a) for a in node.args[1:]]     # the f-string is read from the node
+        else:
+            args = [self.expr(a) for a in node.args]
         if isinstance(callee, PyObject):
             obj = callee.obj
-            builtin = getattr(obj, "_pp_builtin", None)
             if builtin is not None:
                 return registry.HELPERS[builtin](self, node, args)
             if isinstance(obj, Scalar):

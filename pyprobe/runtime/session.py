@@ -17,7 +17,7 @@ _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 
 
 class Session:
-    def __init__(self, source, obj: bytes):
+    def __init__(self, source, obj: bytes, param_values: dict | None = None):
         self.source = source
         self.obj_bytes = obj
         self.obj = ffi.NULL
@@ -25,6 +25,7 @@ class Session:
         self.links: list = []
         self.attached: list[tuple[str, str]] = []
         self._logs = {}
+        self.param_values = param_values or {}
 
     # ---- load -----------------------------------------------------------
     def load(self) -> None:
@@ -42,6 +43,8 @@ class Session:
             buf[0] = b"\0"
             lib.bpf_program__set_log_buf(prog, buf, LOG_SIZE)
             self._logs[info.c_name] = buf
+        if self.source.params:
+            self._set_params(obj)
         r = lib.bpf_object__load(obj)
         if r < 0:
             err = self._load_error(-r)
@@ -51,6 +54,18 @@ class Session:
         for name, spec in self.source.maps.items():
             m = lib.bpf_object__find_map_by_name(obj, name.encode())
             self.maps[name] = live_map(spec, lib.bpf_map__fd(m), name)
+
+    def _set_params(self, obj) -> None:
+        from pyprobe.dsl.params import SECTION, pack
+
+        m = lib.bpf_object__find_map_by_name(obj, SECTION.encode())
+        if m == ffi.NULL:
+            raise BPFError(2, f"find the {SECTION} section of {self.source.name}")
+        data = pack(self.source.params, self.param_values)
+        self._params_buf = ffi.from_buffer(data)
+        r = lib.bpf_map__set_initial_value(m, self._params_buf, len(data))
+        if r < 0:
+            raise BPFError(-r, f"set the Params of {self.source.name}")
 
     def _load_error(self, errno_: int) -> BPFError:
         for c_name, buf in self._logs.items():

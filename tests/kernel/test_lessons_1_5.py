@@ -204,6 +204,7 @@ def run_lesson(name: str, workload: str, args: list, done, witness_syncs: bool =
             return _attempt(name, workload, args, done, witness_syncs)
         except Retry as e:
             why = e
+            print(f"{name}: run {attempt + 1} disturbed ({e}); retrying", file=sys.stderr)
             time.sleep(1 + attempt)
     pytest.fail(f"{name}: {ATTEMPTS} runs were disturbed by other processes, the last because {why}")
 

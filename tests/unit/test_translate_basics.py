@@ -146,3 +146,40 @@ def test_maps_are_declarations_on_the_class():
     from pyprobe.errors import NotLoadedError
     with pytest.raises(NotLoadedError, match="not loaded"):
         Counter().count
+
+
+class FStrings(Program):
+    @raw_tracepoint("sys_enter")
+    def h(self, ctx):
+        c = comm()
+        small: u32 = 7
+        trace_printk(f"pid={pid()} t={ktime_ns()} s={small:x} 100% {c}\n")
+
+
+def test_fstrings_become_printf_formats_by_type():
+    c = FStrings.translate()
+    assert 'bpf_printk("pid=%u t=%llu s=%x 100%% %s\\n", ' in c
+    assert "bpf_get_current_comm" in c
+
+
+class WithParam(Program):
+    from pyprobe import Param
+    target = Param(u32, default=5)
+    seen = Array(u64, 1)
+
+    @raw_tracepoint("sys_enter")
+    def h(self, ctx):
+        if tgid() == self.target:
+            self.seen[0] += 1
+
+
+def test_params_are_rodata_constants_and_constructor_arguments():
+    c = WithParam.translate()
+    assert "struct pp_params {\n    __u32 target;\n};" in c
+    assert 'const volatile struct pp_params pp_params SEC(".rodata.pyprobe") = {};' in c
+    assert "== pp_params.target" in c
+    assert WithParam(target=9).target == 9 and WithParam().target == 5
+    with pytest.raises(TypeError, match="has no Param nope"):
+        WithParam(nope=1)
+    from pyprobe.dsl.params import pack
+    assert pack(WithParam._source().params, {"target": 0x01020304}) == bytes([4, 3, 2, 1])
