@@ -15,7 +15,10 @@ struct bpf_program;
 struct bpf_map;
 struct bpf_link;
 struct btf;
-struct btf_type { uint32_t name_off; uint32_t info; ...; };
+struct btf_type { uint32_t name_off; uint32_t info; union { uint32_t size; uint32_t type; }; ...; };
+struct btf_member { uint32_t name_off; uint32_t type; uint32_t offset; };
+struct btf_param { uint32_t name_off; uint32_t type; };
+struct btf_array { uint32_t type; uint32_t index_type; uint32_t nelems; };
 
 struct bpf_object_open_opts { size_t sz; const char *object_name; ...; };
 struct bpf_uprobe_opts { size_t sz; size_t ref_ctr_offset; uint64_t bpf_cookie;

@@ -207,3 +207,31 @@ def _delete(tr, node, ref, key):
 
 def is_histogram(spec) -> bool:
     return isinstance(spec, Histogram)
+
+
+@helper("current_task")
+def _current_task(tr, node):
+    from pyprobe.dsl.kernel_data import current_task
+
+    return current_task(tr)
+
+
+def _probe_read(c_helper: str, string: bool):
+    def read(tr, node, dst, src):
+        if not (isinstance(dst, Value) and dst.lvalue and isinstance(dst.type, (ArrayType, StructType))):
+            tr.fail(node.args[0], "the destination must be a buffer such as char[64]() or a Struct local")
+        if isinstance(src, Value) and isinstance(src.type, (ArrayType,)):
+            source = src.code
+        else:
+            source = tr.scalar(node.args[1], src).code
+        return Value(f"{c_helper}(&{dst.code}, sizeof({dst.code}), (const void *)({source}))", s64)
+    return read
+
+
+for _name, _c, _str in (("probe_read", "bpf_probe_read_kernel", False),
+                        ("probe_read_kernel", "bpf_probe_read_kernel", False),
+                        ("probe_read_user", "bpf_probe_read_user", False),
+                        ("probe_read_str", "bpf_probe_read_kernel_str", True),
+                        ("probe_read_kernel_str", "bpf_probe_read_kernel_str", True),
+                        ("probe_read_user_str", "bpf_probe_read_user_str", True)):
+    helper(_name, 2)(_probe_read(_c, _str))

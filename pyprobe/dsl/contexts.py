@@ -121,6 +121,10 @@ class KprobeContext(Context):
     def function_arg(self, index, param):
         if index >= 5:
             return None
+        if self.kind in ("kprobe", "kretprobe"):
+            typed = _btf_param(self.function, index)
+            if typed is not None:
+                return Value(f"(({typed.c_name})PT_REGS_PARM{index + 1}({param}))", typed)
         if self.kind in ("ksyscall", "kretsyscall"):
             # The syscall's own registers sit behind the wrapper's pt_regs.
             return Value(f"PT_REGS_PARM{index + 1}_CORE_SYSCALL((struct pt_regs *)PT_REGS_PARM1({param}))", u64)
@@ -131,6 +135,22 @@ class KprobeContext(Context):
         if self.kind == "ksyscall" and name.startswith("arg") and name[3:].isdigit():
             return self.function_arg(int(name[3:]), param)
         return None
+
+
+def _btf_param(function: str, index: int):
+    """The DSL type of a kernel function's argument, from its BTF prototype."""
+    from pyprobe.backend import btf
+    from pyprobe.dsl.kernel_data import type_of
+
+    from pyprobe.backend.vmlinux import BTFUnavailable
+
+    try:
+        params = btf.function_params(function)
+    except BTFUnavailable:          # no BTF: arguments stay untyped u64
+        return None
+    if not params or index >= len(params):
+        return None
+    return type_of(params[index][1])
 
 
 class UprobeContext(KprobeContext):

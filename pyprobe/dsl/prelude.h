@@ -19,6 +19,7 @@ typedef __u32 __wsum;
 /* Kernel types come from the kernel's BTF, so bpf_tracing.h must use the
  * kernel's pt_regs field names (di, si, ...), as it does with a vmlinux.h. */
 #define __VMLINUX_H__ 1
+#include <bpf/bpf_core_read.h>
 
 #define PP_ANY 0        /* BPF_ANY */
 #define PP_NOEXIST 1    /* BPF_NOEXIST */
@@ -80,4 +81,13 @@ static __always_inline __u32 pp_log2l(__u64 v)
 	if (hi)
 		return pp_log2(hi) + 32 + 1;
 	return pp_log2((__u32)v) + 1;
+}
+
+/* `buf == "literal"`: compare n bytes (the literal and its NUL), unrolled. */
+static __always_inline int pp_memeq(const char *a, const char *b, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
 }

@@ -47,11 +47,10 @@ class ProgramSource:
         """The C source with kernel types dumped from this kernel's BTF."""
         from pyprobe.backend import vmlinux
 
-        decls = ""
-        if self.kernel_types:
-            decls = vmlinux.declarations(list(self.kernel_types), co_re=False)
-        if self.co_re_types:
-            decls += vmlinux.declarations(list(self.co_re_types), co_re=True)
+        # One dump for all types, so nothing is declared twice; CO-RE whenever a
+        # handler reads kernel memory (libbpf then loads the kernel BTF anyway).
+        names = list(self.kernel_types) + [t for t in self.co_re_types if t not in self.kernel_types]
+        decls = vmlinux.declarations(names, co_re=bool(self.co_re_types)) if names else ""
         return self.text.replace(KERNEL_TYPES_MARK, decls, 1)
 
 
@@ -103,6 +102,11 @@ class ProgramTranslator:
         self.cls = cls
         self.maps, self.handlers, self.params = collect(cls)
         self.structs: dict[str, StructType] = {}
+        self.kernel_types_used: list[str] = []
+
+    def use_kernel_type(self, c_name: str) -> None:
+        if c_name not in self.kernel_types_used:
+            self.kernel_types_used.append(c_name)
 
     def use_struct(self, st: StructType) -> None:
         for _, ftype in st.fields:
@@ -162,7 +166,7 @@ class ProgramTranslator:
         out.lines.extend(functions)
         out.line('char LICENSE[] SEC("license") = "GPL";')
         return ProgramSource(self.cls.__name__, out.text(), tuple(kernel_types), programs, dict(self.maps),
-                             params=dict(self.params))
+                             co_re_types=tuple(self.kernel_types_used), params=dict(self.params))
 
 
 def map_definition(name: str, spec: MapSpec) -> str:

@@ -126,6 +126,20 @@ class PointerType(CType):
         return f"pointer({self.c_name.strip()})"
 
 
+class KernelPointer(PointerType):
+    """A pointer to a kernel type known from BTF; its members read as CO-RE relocations."""
+
+    def __init__(self, btf_id: int, c_name: str):
+        super().__init__(c_name)
+        self.btf_id = btf_id
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, KernelPointer) and other.btf_id == self.btf_id
+
+    def __hash__(self) -> int:
+        return hash(("kptr", self.btf_id))
+
+
 u8 = Scalar("u8", "__u8", 1, False)
 u16 = Scalar("u16", "__u16", 2, False)
 u32 = Scalar("u32", "__u32", 4, False)

@@ -84,3 +84,13 @@ class ContextRef:
     """The handler's context parameter (`args` or `ctx`)."""
 
     name: str
+
+
+@dataclass
+class KernelPath:
+    """A struct embedded in kernel memory: `task.se` is base `task`, path ['se']."""
+
+    base: str
+    path: list
+    btf_id: int
+    c_name: str

@@ -36,3 +36,52 @@ def test_param_filters_in_the_kernel():
         prog.close()
         os.close(r)
         os.close(w)
+
+
+from pyprobe import char  # noqa: E402
+from pyprobe.bpf import current_task, probe_read_user_str  # noqa: E402
+
+
+class KernelData(Program):
+    target = Param(u32)
+    parent = Array(u64, 1)
+    opened = Array(u64, 1)
+    comm_ok = Array(u64, 1)
+
+    @syscall("openat")
+    def on_open(self, args):
+        if tgid() != self.target:
+            return
+        task = current_task()
+        self.parent[0] = task.real_parent.tgid          # a CO-RE pointer chain
+        path = char[64]()
+        probe_read_user_str(path, args.filename)       # a typed tracepoint field, a user string
+        if path == "/etc/hostname":
+            self.opened[0] += 1
+        if task.comm == "pyprobe-child":                 # a kernel char array compared with a literal
+            self.comm_ok[0] += 1
+
+
+def test_core_chains_strings_and_typed_fields():
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        with open("/proc/self/comm", "w") as f:
+            f.write("pyprobe-child")
+        for _ in range(4):
+            open("/etc/hostname").close()
+        open("/etc/os-release").close()
+        os._exit(0)
+    prog = KernelData(target=child)
+    try:
+        with prog:
+            os.write(w, b"g")
+            os.waitpid(child, 0)
+        assert prog.parent[0] == os.getpid()
+        assert prog.opened[0] == 4
+        assert prog.comm_ok[0] >= 5          # every openat after the rename, including /proc/self/comm's own
+    finally:
+        prog.close()
+        os.close(r)
+        os.close(w)

@@ -69,6 +69,7 @@ for _ in range(k):                    # glibc posix_spawn(): clone3 (clone befor
 TRACE_LINE = re.compile(r"^\s*(?P<task>.*)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[\d+\]\s+(?:\S+\s+)?\d+\.\d+: "
                         r"[^:]+: (?P<msg>.*)$")
 PIPE_PATH = re.compile(r"tracing/(per_cpu/cpu\d+/)?trace_pipe$")
+BUSY = re.compile(r"trace_pipe is busy|Device or resource busy")      # EBUSY on opening trace_pipe
 
 
 class SyncCallers(Program):
@@ -168,7 +169,7 @@ class LessonRun:
             pytest.fail(f"{self.name} did not start reading the trace pipe; stderr:\n" + "\n".join(self.err))
 
     def check_busy(self) -> None:
-        if any("Device or resource busy" in l for l in self.err):
+        if any(BUSY.search(l) for l in self.err):
             raise Retry(f"another process opened trace_pipe before {self.name}")
 
     def stop(self) -> int:

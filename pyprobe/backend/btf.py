@@ -1,0 +1,120 @@
+"""A read-only view of the kernel's BTF: what the translator needs to type kernel data.
+
+Function prototypes (kprobe arguments), struct members (pointer chains) and the
+C spelling of a type, all read through libbpf's parsed BTF.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from pyprobe.backend.libbpf import ffi, lib
+from pyprobe.backend.vmlinux import (KIND_ARRAY, KIND_ENUM, KIND_ENUM64, KIND_FUNC, KIND_FUNC_PROTO, KIND_INT,
+                                     KIND_PTR, KIND_STRUCT, KIND_TYPEDEF, KIND_UNION, kernel_btf)
+
+_MODIFIERS = {9, 10, 11, 18}           # volatile, const, restrict, type_tag
+
+
+@dataclass(frozen=True)
+class KType:
+    """A resolved kernel type (typedefs and qualifiers stripped)."""
+
+    id: int
+    kind: int
+    name: str
+    size: int          # bytes, for ints, enums, structs
+    signed: bool = False
+    target: int = 0    # pointee for PTR, element for ARRAY
+    nelems: int = 0
+
+    @property
+    def c_name(self) -> str:
+        if self.kind == KIND_STRUCT:
+            return f"struct {self.name}"
+        if self.kind == KIND_UNION:
+            return f"union {self.name}"
+        if self.kind in (KIND_ENUM, KIND_ENUM64):
+            return f"enum {self.name}" if self.name else "int"
+        return self.name or "void"
+
+
+def _raw(tid: int):
+    return lib.btf__type_by_id(kernel_btf(), tid)
+
+
+def _name(off: int) -> str:
+    p = lib.btf__name_by_offset(kernel_btf(), off)
+    return ffi.string(p).decode() if p != ffi.NULL else ""
+
+
+def _kind(t) -> int:
+    return (t.info >> 24) & 0x1F
+
+
+def _vlen(t) -> int:
+    return t.info & 0xFFFF
+
+
+@functools.lru_cache(maxsize=4096)
+def resolve(tid: int) -> KType:
+    """Follow typedefs and qualifiers to the type that decides the layout."""
+    while True:
+        if tid == 0:
+            return KType(0, 0, "void", 0)
+        t = _raw(tid)
+        kind = _kind(t)
+        if kind in _MODIFIERS or kind == KIND_TYPEDEF:
+            tid = t.type
+            continue
+        name = _name(t.name_off)
+        if kind == KIND_INT:
+            encoding = ffi.cast("uint32_t *", t + 1)[0]
+            return KType(tid, kind, name, t.size, signed=bool((encoding >> 24) & 1))
+        if kind == KIND_PTR:
+            return KType(tid, kind, name, 8, target=t.type)
+        if kind == KIND_ARRAY:
+            arr = ffi.cast("struct btf_array *", t + 1)
+            return KType(tid, kind, name, 0, target=arr.type, nelems=arr.nelems)
+        if kind in (KIND_ENUM, KIND_ENUM64):
+            return KType(tid, kind, name, t.size, signed=bool(t.info >> 31))
+        return KType(tid, kind, name, t.size if kind in (KIND_STRUCT, KIND_UNION) else 0)
+
+
+def find(name: str, kind: int) -> int | None:
+    tid = lib.btf__find_by_name_kind(kernel_btf(), name.encode(), kind)
+    return tid if tid > 0 else None
+
+
+def struct_id(name: str) -> int | None:
+    return find(name, KIND_STRUCT)
+
+
+@functools.lru_cache(maxsize=1024)
+def members(tid: int) -> dict[str, int]:
+    """Member name -> type id of a struct or union, anonymous members flattened."""
+    t = _raw(tid)
+    out: dict[str, int] = {}
+    ms = ffi.cast("struct btf_member *", t + 1)
+    for i in range(_vlen(t)):
+        name = _name(ms[i].name_off)
+        if name:
+            out[name] = ms[i].type
+        else:                                  # anonymous struct/union: its members are ours
+            inner = resolve(ms[i].type)
+            if inner.kind in (KIND_STRUCT, KIND_UNION):
+                for n, mt in members(inner.id).items():
+                    out.setdefault(n, mt)
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def function_params(name: str) -> list[tuple[str, int]] | None:
+    """(name, type id) of each parameter of a kernel function, or None if BTF does not know it."""
+    fid = find(name, KIND_FUNC)
+    if fid is None:
+        return None
+    proto = _raw(_raw(fid).type)
+    if _kind(proto) != KIND_FUNC_PROTO:
+        return None
+    ps = ffi.cast("struct btf_param *", proto + 1)
+    return [(_name(ps[i].name_off), ps[i].type) for i in range(_vlen(proto))]
