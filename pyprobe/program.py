@@ -153,17 +153,23 @@ class Program:
         """(program, probe point) that translation chose on this kernel, before loading."""
         return [(p.c_name, p.context.choice()) for p in cls._source().programs]
 
-    @staticmethod
-    def trace_print(fmt: str | None = None, timeout: float | None = None) -> None:
+    def _pipe(self) -> str | None:
+        instance = self._session.trace_instance if self._session else None
+        return instance.pipe if instance else None
+
+    @_hide_internals
+    def trace_print(self, fmt: str | None = None, timeout: float | None = None) -> None:
+        """Print trace_printk lines, as bcc's trace_print(), until Ctrl-C or `timeout` seconds."""
         from pyprobe.runtime.tracepipe import trace_print
 
-        trace_print(fmt, timeout)
+        trace_print(fmt, timeout, self._pipe())
 
-    @staticmethod
-    def trace_fields(timeout: float | None = None):
+    @_hide_internals
+    def trace_fields(self, timeout: float | None = None):
+        """(task, pid, cpu, flags, ts, msg) per trace_printk line, as bcc's trace_fields()."""
         from pyprobe.runtime.tracepipe import trace_fields
 
-        return trace_fields(timeout)
+        return trace_fields(timeout, self._pipe())
 
 
 def _sigterm_to_exit(signum, frame):

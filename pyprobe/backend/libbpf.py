@@ -13,6 +13,8 @@ from pyprobe.errors import BPFError
 __all__ = ["ffi", "lib", "check", "check_ptr", "log"]
 
 log = logging.getLogger("pyprobe.libbpf")
+# A library logs; the application decides what to show. (Errors carry libbpf's text.)
+logging.getLogger("pyprobe").addHandler(logging.NullHandler())
 
 # libbpf_print_level: LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG
 _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}

@@ -24,6 +24,7 @@ class Session:
         self.maps = {}
         self.links: list = []
         self.attached: list[tuple[str, str]] = []
+        self.trace_instance = None
         self._logs = {}
         self.param_values = param_values or {}
 
@@ -78,6 +79,8 @@ class Session:
     def attach(self) -> None:
         if self.links:
             return
+        if "bpf_printk(" in self.source.text and self.trace_instance is None:
+            self.trace_instance = _open_trace_instance()
         made = []
         try:
             for info in self.source.programs:
@@ -99,10 +102,23 @@ class Session:
 
     def close(self) -> None:
         self.detach()
+        if self.trace_instance is not None:
+            self.trace_instance.close()
+            self.trace_instance = None
         self.maps.clear()
         obj, self.obj = self.obj, ffi.NULL
         if obj != ffi.NULL:
             lib.bpf_object__close(obj)
+
+
+def _open_trace_instance():
+    """A private trace pipe for this program's trace_printk, or None (then the global pipe)."""
+    from pyprobe.runtime.tracepipe import TraceInstance
+
+    try:
+        return TraceInstance()
+    except OSError:
+        return None
 
 
 def _libbpf_tail() -> str:

@@ -34,52 +34,127 @@ def parse_line(line: str) -> TraceEvent | None:
     return TraceEvent(m["task"], int(m["pid"]), int(m["cpu"]), m["flags"] or "", float(m["ts"]), m["msg"])
 
 
-def trace_lines(timeout: float | None = None) -> Iterator[str]:
-    """Lines of the trace pipe; stops after `timeout` seconds (None: forever)."""
-    from pyprobe.backend.tracefs import tracefs_root
+class TraceInstance:
+    """A private tracefs instance that receives bpf_trace_printk events.
 
-    path = os.path.join(tracefs_root(), "trace_pipe")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno == errno.EBUSY:
-            raise PyprobeError(f"{path} is busy: another process is reading it (the kernel allows one reader; "
-                               "find it with: fuser -v " + path + ")") from None
-        raise
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pending = b""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    try:
-        while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if wait == 0.0:
-                return
-            if not poller.poll(None if wait is None else min(wait, 0.25) * 1000):
-                continue
+    Reading it instead of the global trace_pipe means no lines left over from
+    earlier programs and no fight over the pipe's single reader.
+    """
+
+    def __init__(self):
+        from pyprobe.backend.tracefs import tracefs_root
+
+        root = os.path.join(tracefs_root(), "instances")
+        _remove_stale(root)
+        TraceInstance._count += 1
+        self.path = os.path.join(root, f"pyprobe-{os.getpid()}-{TraceInstance._count}")
+        os.mkdir(self.path)
+        try:
+            with open(os.path.join(self.path, "events/bpf_trace/bpf_trace_printk/enable"), "w") as f:
+                f.write("1")
+        except OSError:
+            os.rmdir(self.path)
+            raise
+        self.pipe = os.path.join(self.path, "trace_pipe")
+
+    _count = 0
+
+    def close(self) -> None:
+        path, self.path = self.path, None
+        if path:
             try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                continue
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield line.decode(errors="replace")
-    finally:
-        os.close(fd)
+                with open(os.path.join(path, "events/bpf_trace/bpf_trace_printk/enable"), "w") as f:
+                    f.write("0")
+                os.rmdir(path)
+            except OSError:
+                pass              # already gone
 
 
-def trace_fields(timeout: float | None = None) -> Iterator[TraceEvent]:
+def _remove_stale(root: str) -> None:
+    """Instances left by pyprobe processes that were killed (SIGKILL skips cleanup)."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) == 3 and parts[0] == "pyprobe" and parts[1].isdigit() and not os.path.exists(f"/proc/{parts[1]}"):
+            try:
+                os.rmdir(os.path.join(root, name))
+            except OSError:
+                pass
+
+
+class TraceReader:
+    """Lines of a trace pipe, opened at once (so a busy pipe fails here, not mid-iteration)."""
+
+    def __init__(self, pipe: str | None = None, timeout: float | None = None):
+        from pyprobe.backend.tracefs import tracefs_root
+
+        self.path = pipe or os.path.join(tracefs_root(), "trace_pipe")
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno == errno.EBUSY:
+                raise PyprobeError(f"{self.path} is busy: another process is reading it (the kernel allows one "
+                                   f"reader; find it with: fuser -v {self.path})") from None
+            raise
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self._lines = self._read()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        return next(self._lines)
+
+    def close(self) -> None:
+        self._lines.close()
+
+    def _read(self) -> Iterator[str]:
+        pending = b""
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        try:
+            while True:
+                wait = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+                if wait == 0.0:
+                    return
+                if not poller.poll(250 if wait is None else min(wait, 0.25) * 1000):
+                    continue
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except BlockingIOError:
+                    continue
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():      # a message's own trailing newline leaves an empty line
+                        yield line.decode(errors="replace")
+        finally:
+            os.close(self.fd)
+
+
+def trace_lines(timeout: float | None = None, pipe: str | None = None) -> TraceReader:
+    """Lines of the trace pipe; stops after `timeout` seconds (None: forever)."""
+    return TraceReader(pipe, timeout)
+
+
+def trace_fields(timeout: float | None = None, pipe: str | None = None) -> Iterator[TraceEvent]:
     """(task, pid, cpu, flags, ts, msg) for each trace_printk line, like bcc's trace_fields()."""
-    for line in trace_lines(timeout):
+    return _fields(trace_lines(timeout, pipe))
+
+
+def _fields(lines) -> Iterator[TraceEvent]:
+    for line in lines:
         event = parse_line(line)
         if event is not None:
             yield event
 
 
-def trace_print(fmt: str | None = None, timeout: float | None = None) -> None:
+def trace_print(fmt: str | None = None, timeout: float | None = None, pipe: str | None = None) -> None:
     """Print trace pipe lines (or `fmt.format(**fields)` for each) until Ctrl-C or timeout."""
-    for line in trace_lines(timeout):
+    for line in trace_lines(timeout, pipe):
         if fmt is None:
             print(line, flush=True)
         else:

@@ -3,7 +3,7 @@ import sys
 import time
 
 from pyprobe import Hash, Program, syscall, u32, u64
-from pyprobe.bpf import tgid
+from pyprobe.bpf import tgid, trace_printk
 
 
 class LeakCheck(Program):
@@ -12,6 +12,7 @@ class LeakCheck(Program):
     @syscall("getppid")
     def leak_probe(self, args):
         self.seen[tgid()] += 1
+        trace_printk("leak check\n")        # makes the program open a private trace instance
 
 
 def main(mode: str) -> None:

@@ -13,6 +13,11 @@ from pyprobe.backend import introspect
 SCRIPT = os.path.join(os.path.dirname(__file__), "leaky_program.py")
 
 
+def instances_of(pid: int) -> list[str]:
+    root = "/sys/kernel/tracing/instances"
+    return [n for n in os.listdir(root) if n.startswith(f"pyprobe-{pid}-")]
+
+
 def ours() -> tuple[list, list]:
     progs = [p for p in introspect.programs() if p.name == "leak_probe"]
     ids = {p.id for p in progs}
@@ -36,6 +41,7 @@ def start(mode: str) -> subprocess.Popen:
     assert proc.stdout.readline().strip() == "ready"
     progs, links = ours()
     assert progs and links, "the child's program should be loaded and attached"
+    assert instances_of(proc.pid), "the child's private trace instance should exist"
     return proc
 
 
@@ -48,6 +54,7 @@ def test_close_and_exceptions_release_everything_while_the_process_lives(mode):
         proc.stdin.flush()
         assert proc.stdout.readline().strip() == "closed"
         assert wait_until_gone() == ([], [])
+        assert instances_of(proc.pid) == []
         assert proc.poll() is None            # released by pyprobe, not by process exit
     finally:
         proc.kill()
@@ -61,5 +68,6 @@ def test_signals_unwind_and_release_everything(sig):
     proc.send_signal(sig)
     proc.wait(timeout=10)
     assert wait_until_gone() == ([], [])
+    assert instances_of(proc.pid) == []
     # SIGTERM became SystemExit(143) so the with block ran; SIGINT a KeyboardInterrupt
     assert proc.returncode in ((128 + sig), -sig, 1)
