@@ -36,13 +36,10 @@ def main():
         finally:
             compiled.append(time.perf_counter() - t)
     clang.compile_c = timed
-    from pyprobe.runtime.tracepipe import trace_lines
-
-    lines = trace_lines(timeout=10)
     with HelloWorld() as prog:
         marks["attached"] = time.perf_counter()
-        for line in lines:
-            if "Hello, World!" in line:
+        for event in prog.trace_fields(timeout=10):
+            if event.msg == "Hello, World!":
                 marks["first_event"] = time.perf_counter()
                 break
     marks["closed"] = time.perf_counter()

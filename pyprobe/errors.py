@@ -1,8 +1,6 @@
 """The errors pyprobe raises. Each says where (a Python line) and what to do."""
 from __future__ import annotations
 
-import linecache
-
 
 class PyprobeError(Exception):
     """Base of every error pyprobe raises on purpose."""
@@ -24,6 +22,8 @@ class Location:
 
     def excerpt(self) -> str:
         """The source line with a caret run under the columns this location covers."""
+        import linecache
+
         line = linecache.getline(self.filename, self.lineno).rstrip("\n")
         if not line:
             return ""
@@ -46,6 +46,8 @@ class TranslationError(PyprobeError, SyntaxError):
         self.hint = hint
         PyprobeError.__init__(self, message)
         if loc is not None:
+            import linecache
+
             self.filename = loc.filename
             self.lineno = loc.lineno
             self.offset = loc.col + 1

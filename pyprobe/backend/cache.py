@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tempfile
 
 from pyprobe.errors import PyprobeError
 
@@ -80,6 +79,8 @@ def store(k: str, data: bytes) -> None:
 
 
 def atomic_write(path: str, data: bytes) -> None:
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:

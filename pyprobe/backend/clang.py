@@ -5,8 +5,6 @@ import functools
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 
 from pyprobe.errors import CompileError, PyprobeError
 
@@ -43,6 +41,9 @@ _DIAG = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): (?P<kind>err
 
 def compile_c(source: str, name: str = "program") -> bytes:
     """Compile BPF C to an ELF object. Errors keep only clang's located messages."""
+    import subprocess
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="pyprobe-") as tmp:
         out = os.path.join(tmp, f"{name}.o")
         proc = subprocess.run([clang_path(), *FLAGS, "-c", "-x", "c", "-", "-o", out],

@@ -5,19 +5,28 @@ Everything else in pyprobe calls `lib.<libbpf name>` and passes the result to
 """
 from __future__ import annotations
 
-import logging
-
 from pyprobe.backend._libbpf import ffi, lib
 from pyprobe.errors import BPFError
 
-__all__ = ["ffi", "lib", "check", "check_ptr", "log"]
+__all__ = ["ffi", "lib", "check", "check_ptr", "logger"]
 
-log = logging.getLogger("pyprobe.libbpf")
-# A library logs; the application decides what to show. (Errors carry libbpf's text.)
-logging.getLogger("pyprobe").addHandler(logging.NullHandler())
+_log = None
 
-# libbpf_print_level: LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG
-_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+
+def logger():
+    """pyprobe.libbpf's logger, made on first use: `logging` costs start-up time."""
+    global _log
+    if _log is None:
+        import logging
+
+        # A library logs; the application decides what to show (errors carry libbpf's text).
+        logging.getLogger("pyprobe").addHandler(logging.NullHandler())
+        _log = logging.getLogger("pyprobe.libbpf")
+    return _log
+
+
+# libbpf_print_level LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG as logging levels
+_LEVELS = {0: 30, 1: 20, 2: 10}
 
 # libbpf's messages while a call is in progress, so an error can quote them.
 _recent: list[str] = []
@@ -28,7 +37,7 @@ def pp_on_libbpf_print(level, msg):
     text = ffi.string(msg).decode(errors="replace").rstrip("\n")
     _recent.append(text)
     del _recent[:-200]
-    log.log(_LEVELS.get(level, logging.DEBUG), "%s", text)
+    logger().log(_LEVELS.get(level, 10), "%s", text)
 
 
 lib.pp_install_print(1)

@@ -5,16 +5,29 @@ Python is an error that says it only runs in the kernel.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
 class Probe:
-    """Where one BPF program attaches: a kind and its target."""
+    """Where one BPF program attaches: a kind and its target.
 
-    kind: str                      # tracepoint, raw_tracepoint, syscall, kprobe, kretprobe, ...
-    target: tuple                  # e.g. ("syscalls", "sys_enter_sync") or ("vfs_read",)
-    options: dict = field(default_factory=dict, hash=False, compare=False)
+    (A plain class, not a dataclass: `dataclasses` imports `inspect`, 10 ms
+    of start-up for nothing.)
+    """
+
+    __slots__ = ("kind", "target", "options")
+
+    def __init__(self, kind: str, target: tuple, options: dict | None = None):
+        self.kind = kind               # tracepoint, raw_tracepoint, syscall, kprobe, kretprobe, ...
+        self.target = target           # e.g. ("syscalls", "sys_enter_sync") or ("vfs_read",)
+        self.options = options or {}
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Probe) and (self.kind, self.target) == (other.kind, other.target)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.target))
+
+    def __repr__(self) -> str:
+        return f"Probe({self.kind!r}, {self.target!r})"
 
     def describe(self) -> str:
         return f"{self.kind}:{':'.join(str(t) for t in self.target)}"

@@ -50,8 +50,10 @@ class TraceInstance:
         self.path = os.path.join(root, f"pyprobe-{os.getpid()}-{TraceInstance._count}")
         os.mkdir(self.path)
         try:
-            with open(os.path.join(self.path, "events/bpf_trace/bpf_trace_printk/enable"), "w") as f:
-                f.write("1")
+            # Wake readers on any data: poll() on a trace pipe otherwise waits
+            # until the buffer is buffer_percent (50%) full, seconds at low rates.
+            _write(os.path.join(self.path, "buffer_percent"), "0")
+            _write(os.path.join(self.path, "events/bpf_trace/bpf_trace_printk/enable"), "1")
         except OSError:
             os.rmdir(self.path)
             raise
@@ -68,6 +70,11 @@ class TraceInstance:
                 os.rmdir(path)
             except OSError:
                 pass              # already gone
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def _remove_stale(root: str) -> None:
@@ -120,8 +127,9 @@ class TraceReader:
                 wait = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
                 if wait == 0.0:
                     return
-                if not poller.poll(250 if wait is None else min(wait, 0.25) * 1000):
-                    continue
+                # Read after a short wait even without a wake-up: the global pipe
+                # may only signal readers once half its buffer is full.
+                poller.poll(100 if wait is None else min(wait, 0.1) * 1000)
                 try:
                     chunk = os.read(self.fd, 65536)
                 except BlockingIOError:
