@@ -103,6 +103,28 @@ class ProgramTranslator:
         self.maps, self.handlers, self.params = collect(cls)
         self.structs: dict[str, StructType] = {}
         self.kernel_types_used: list[str] = []
+        self.helpers: dict[tuple, tuple[str, object]] = {}    # (func, arg types) -> (C name, return type)
+        self.helper_texts: list[str] = []
+        self._in_progress: set = set()
+
+    def helper_function(self, tr, node, func, arg_types):
+        """The C name and return type of a plain function called from a handler."""
+        from pyprobe.dsl.functions import translate_helper
+
+        key = (func, arg_types)
+        if key in self.helpers:
+            return self.helpers[key]
+        if func in self._in_progress:
+            tr.fail(node, f"{func.__name__}() calls itself: recursion is not available in BPF")
+        self._in_progress.add(func)
+        try:
+            c_name = f"pp_fn_{func.__name__}_{len(self.helpers) + len(self._in_progress) - 1}"
+            text, ret = translate_helper(self, tr, node, func, arg_types, c_name)
+        finally:
+            self._in_progress.discard(func)
+        self.helpers[key] = (c_name, ret)
+        self.helper_texts.append(text)     # callees finish first, so C sees them first
+        return c_name, ret
 
     def use_kernel_type(self, c_name: str) -> None:
         if c_name not in self.kernel_types_used:
@@ -163,6 +185,7 @@ class ProgramTranslator:
             out.line(f'const volatile struct pp_params pp_params SEC("{SECTION}") = {{}};\n')
         for name, spec in self.maps.items():
             out.lines.append(map_definition(name, spec))
+        out.lines.extend(self.helper_texts)
         out.lines.extend(functions)
         out.line('char LICENSE[] SEC("license") = "GPL";')
         return ProgramSource(self.cls.__name__, out.text(), tuple(kernel_types), programs, dict(self.maps),

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ast
 import builtins as py_builtins
+import types
 from contextlib import contextmanager
 
 from pyprobe.dsl import builtins as registry
+from pyprobe.dsl import functions
 from pyprobe.dsl import operators
 from pyprobe.dsl.cbuilder import CBuilder
 from pyprobe.dsl.contexts import Context
@@ -60,7 +62,8 @@ class HandlerTranslator:
         self.n_temps = 0
         self.uses_vprintk = False
         self.context_param = "ctx"
-        self.context_has_return = context.attach.kind in ("kretprobe", "uretprobe", "kretsyscall")
+        self.context_has_return = context is not None and context.attach.kind in ("kretprobe", "uretprobe", "kretsyscall")
+        self.return_type = None           # helpers: the type of their first `return value`
         self.loop_depth = 0
 
     # ---- errors -----------------------------------------------------------
@@ -105,13 +108,7 @@ class HandlerTranslator:
                           "function arguments after ctx exist for kprobes and uprobes (up to 5)")
             self.decls.append(f"{arg.type.c_decl(name)} = {arg.code};")
             self.locals[name] = Value(name, arg.type, lvalue=True)
-        for stmt in self.fdef.body:
-            if stmt is self.fdef.body[0] and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
-                    and isinstance(stmt.value.value, str):
-                continue                                   # docstring
-            self.stmt(stmt)
-        if not self.fdef.body or not isinstance(self.fdef.body[-1], ast.Return):
-            self.emit("return 0;")
+        self.translate_body()
         out = CBuilder()
         out.directive(self.fdef.lineno, self.filename)
         out.line(f'SEC("{self.context.section}")')
@@ -122,6 +119,15 @@ class HandlerTranslator:
         out.extend(self.body)
         out.line("}")
         return out.text()
+
+    def translate_body(self) -> None:
+        for stmt in self.fdef.body:
+            if stmt is self.fdef.body[0] and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
+                    and isinstance(stmt.value.value, str):
+                continue                                   # docstring
+            self.stmt(stmt)
+        if not self.fdef.body or not isinstance(self.fdef.body[-1], ast.Return):
+            self.emit("return 0;")
 
     # ---- statements -------------------------------------------------------
     def stmt(self, node: ast.stmt) -> None:
@@ -148,7 +154,10 @@ class HandlerTranslator:
         if node.value is None:
             self.emit("return 0;")
         else:
-            self.emit(f"return {self.scalar(node.value, self.expr(node.value)).code};")
+            value = self.scalar(node.value, self.expr(node.value))
+            if self.return_type is None:
+                self.return_type = value.scalar
+            self.emit(f"return {value.code};")
 
     def stmt_If(self, node):
         with self.block(f"if ({self.condition(node.test)})"):
@@ -362,7 +371,7 @@ class HandlerTranslator:
         name = node.id
         if name in self.locals:
             return self.locals[name]
-        if name == "self":
+        if name == "self" and self.context is not None:
             return PyObject(self.program, "self")
         return self.python_object(node, name)
 
@@ -551,6 +560,8 @@ class HandlerTranslator:
             obj = callee.obj
             if builtin is not None:
                 return registry.HELPERS[builtin](self, node, args)
+            if isinstance(obj, types.FunctionType):
+                return functions.call(self, node, obj, args)
             if isinstance(obj, Scalar):
                 if len(args) != 1:
                     self.fail(node, f"{callee.name}(x) casts one value")

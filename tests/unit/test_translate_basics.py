@@ -183,3 +183,49 @@ def test_params_are_rodata_constants_and_constructor_arguments():
         WithParam(nope=1)
     from pyprobe.dsl.params import pack
     assert pack(WithParam._source().params, {"target": 0x01020304}) == bytes([4, 3, 2, 1])
+
+
+def to_ms(ns):
+    return ns // 1000000
+
+
+def clamp_ms(ns, limit):
+    v = to_ms(ns)
+    return v if v < limit else limit
+
+
+def forever(n):
+    return forever(n - 1)
+
+
+class UsesHelpers(Program):
+    out = Array(u64, 2)
+
+    @raw_tracepoint("sys_enter")
+    def h(self, ctx):
+        self.out[0] = clamp_ms(ktime_ns(), 5000)
+        self.out[1] = to_ms(u32(tid()))
+
+
+class Recursive(Program):
+    out = Array(u64, 1)
+
+    @raw_tracepoint("sys_enter")
+    def h(self, ctx):
+        self.out[0] = forever(3)
+
+
+def test_plain_functions_become_static_inline_helpers():
+    c = UsesHelpers.translate()
+    assert "static __always_inline __u64 pp_fn_to_ms_1(__u64 ns)" in c
+    # C's conversions: u64 and s64 give u64
+    assert "static __always_inline __u64 pp_fn_clamp_ms_0(__u64 ns, __s64 limit)" in c
+    assert "static __always_inline __u32 pp_fn_to_ms_2(__u32 ns)" in c     # one per argument types
+    assert c.index("pp_fn_to_ms_1(__u64 ns)") < c.index("pp_fn_clamp_ms_0(__u64")  # callees first
+    UsesHelpers.compile()
+
+
+def test_recursion_is_refused_at_the_call():
+    from pyprobe import TranslationError
+    with pytest.raises(TranslationError, match="calls itself: recursion is not available"):
+        Recursive.translate()
