@@ -235,3 +235,13 @@ for _name, _c, _str in (("probe_read", "bpf_probe_read_kernel", False),
                         ("probe_read_kernel_str", "bpf_probe_read_kernel_str", True),
                         ("probe_read_user_str", "bpf_probe_read_user_str", True)):
     helper(_name, 2)(_probe_read(_c, _str))
+
+
+@helper("override_return", 2)
+def _override_return(tr, node, ctx, rc):
+    kind = tr.context.attach.kind if tr.context is not None else None
+    if kind != "kprobe":
+        tr.fail(node, f"override_return() only works in a @kprobe handler (this one is {kind or 'a helper'}): "
+                      "the kernel can change a return value only at a kprobe on a function marked "
+                      "ALLOW_ERROR_INJECTION, with CONFIG_BPF_KPROBE_OVERRIDE")
+    return Value(f"bpf_override_return({tr.context_param}, {tr.scalar(node.args[1], rc).code})", s64)

@@ -142,3 +142,15 @@ def test_errors_hide_pyprobe_frames(tmp_path):
 
 def test_there_are_at_least_forty_error_cases():
     assert len(CASES) >= 40
+
+
+def test_override_return_is_refused_outside_kprobes(tmp_path):
+    path, module = _load(tmp_path, "from_here = 1", "override")
+    src = path.read_text().replace("from pyprobe.bpf import", "from pyprobe.bpf import override_return,")
+    src = src.replace("from_here = 1", "override_return(ctx, 0)")
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("override2", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(TranslationError, match=r"override_return\(\) only works in a @kprobe handler"):
+        module.P.translate()
