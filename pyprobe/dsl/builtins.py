@@ -245,3 +245,18 @@ def _override_return(tr, node, ctx, rc):
                       "the kernel can change a return value only at a kprobe on a function marked "
                       "ALLOW_ERROR_INJECTION, with CONFIG_BPF_KPROBE_OVERRIDE")
     return Value(f"bpf_override_return({tr.context_param}, {tr.scalar(node.args[1], rc).code})", s64)
+
+
+@map_method("get_stackid")
+def _get_stackid(tr, node, ref, ctx, user=None):
+    from pyprobe.dsl.maps import StackTrace
+
+    if not isinstance(ref.spec, StackTrace):
+        tr.fail(node.func, f"get_stackid() is a method of StackTrace maps; self.{ref.name} is a {type(ref.spec).__name__}")
+    flags = "0"
+    if user is not None:
+        if user.const is None:
+            tr.fail(node.args[1], "get_stackid(ctx, user) takes a constant: 1 for the user stack, 0 for the kernel's")
+        flags = "BPF_F_USER_STACK" if user.const else "0"
+    # negative ids are errors (e.g. -EFAULT for a missing user stack): keep the sign
+    return Value(f"bpf_get_stackid({tr.context_param}, &{ref.name}, {flags})", s64)

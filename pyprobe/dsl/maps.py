@@ -62,6 +62,17 @@ class Array(MapSpec):
         super().__init__(u32, value, max_entries)
 
 
+class StackTrace(MapSpec):
+    """BPF_MAP_TYPE_STACK_TRACE: `self.stacks.get_stackid(ctx)` in a handler,
+    `prog.stacks.walk(stack_id)` (addresses, innermost first) in Python."""
+
+    kind = "stack_trace"
+    DEPTH = 127          # PERF_MAX_STACK_DEPTH
+
+    def __init__(self, max_entries: int = 1024):
+        super().__init__(u32, u64[self.DEPTH], max_entries)
+
+
 class Histogram(MapSpec):
     """Log2 buckets of u64 counts, as bcc's BPF_HISTOGRAM with `bpf_log2l` slots.
 

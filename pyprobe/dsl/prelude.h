@@ -23,6 +23,7 @@ typedef __u32 __wsum;
 
 #define PP_ANY 0        /* BPF_ANY */
 #define PP_NOEXIST 1    /* BPF_NOEXIST */
+#define BPF_F_USER_STACK (1ULL << 8)
 
 /* self.m[k] as a value: the stored value, or zero when the key is missing. */
 #define pp_read(map_, key_) ({                                              \

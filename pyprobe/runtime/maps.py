@@ -199,9 +199,28 @@ class HistogramMap(ArrayMap):
         return int(self.to_numpy().sum())
 
 
-def live_map(spec, fd: int, name: str) -> LiveMap:
-    from pyprobe.dsl.maps import Histogram
+class StackTraceMap(LiveMap):
+    """Stack ids to addresses."""
 
+    def walk(self, stack_id: int) -> list[int]:
+        """The stack's addresses, innermost frame first ([] for an unknown or negative id)."""
+        if stack_id < 0:
+            return []
+        try:
+            frames = self[stack_id]
+        except KeyError:
+            return []
+        import numpy as np
+
+        frames = np.asarray(frames, dtype=np.uint64)
+        return [int(a) for a in frames if a]
+
+
+def live_map(spec, fd: int, name: str) -> LiveMap:
+    from pyprobe.dsl.maps import Histogram, StackTrace
+
+    if isinstance(spec, StackTrace):
+        return StackTraceMap(spec, fd, name)
     if isinstance(spec, Histogram):
         return HistogramMap(spec, fd, name)
     if spec.kind == "array":

@@ -85,3 +85,43 @@ def test_core_chains_strings_and_typed_fields():
         prog.close()
         os.close(r)
         os.close(w)
+
+
+from pyprobe import StackTrace, perf_event, s64  # noqa: E402
+from pyprobe.runtime.symbols import ksym  # noqa: E402
+
+
+class Stacks(Program):
+    target = Param(u32)
+    stacks = StackTrace()
+    ids = Hash(s64, u64)
+
+    @syscall("getppid")
+    def on_getppid(self, args):
+        if tgid() == self.target:
+            self.ids[self.stacks.get_stackid(args)] += 1
+
+
+def test_kernel_stack_ids_walk_to_symbols():
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        for _ in range(20):
+            os.getppid()
+        os._exit(0)
+    prog = Stacks(target=child)
+    try:
+        with prog:
+            os.write(w, b"g")
+            os.waitpid(child, 0)
+        items = prog.ids.items()
+        assert sum(n for _, n in items) == 20
+        stack_id = max(items, key=lambda kv: kv[1])[0]
+        assert stack_id >= 0
+        names = [ksym(a) for a in prog.stacks.walk(stack_id)]
+        assert any("syscall" in n or "getppid" in n for n in names), names
+    finally:
+        prog.close()
+        os.close(r)
+        os.close(w)
