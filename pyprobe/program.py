@@ -153,6 +153,18 @@ class Program:
         """(program, probe point) that translation chose on this kernel, before loading."""
         return [(p.c_name, p.context.choice()) for p in cls._source().programs]
 
+    def poll(self, timeout_ms: int = 100) -> int:
+        """Wait up to timeout_ms for records on the buffers opened with .open(callback); run the callbacks."""
+        from pyprobe.runtime.buffers import poll
+
+        streams = [s for s in (self._session.streams if self._session else []) if s._callbacks]
+        if not streams:
+            raise PyprobeError("nothing to poll: open a RingBuf or PerfBuf first with prog.<buffer>.open(callback)")
+        return poll(streams, timeout_ms)
+
+    perf_buffer_poll = poll          # bcc's name
+    ring_buffer_poll = poll
+
     def _pipe(self) -> str | None:
         instance = self._session.trace_instance if self._session else None
         return instance.pipe if instance else None

@@ -107,7 +107,22 @@ uint32_t btf__type_cnt(const struct btf *btf);
 const struct btf_type *btf__type_by_id(const struct btf *btf, uint32_t id);
 const char *btf__name_by_offset(const struct btf *btf, uint32_t offset);
 
+struct ring_buffer;
+struct perf_buffer;
+int ring_buffer__poll(struct ring_buffer *rb, int timeout_ms);
+int ring_buffer__consume(struct ring_buffer *rb);
+int ring_buffer__epoll_fd(const struct ring_buffer *rb);
+void ring_buffer__free(struct ring_buffer *rb);
+int perf_buffer__poll(struct perf_buffer *pb, int timeout_ms);
+int perf_buffer__consume(struct perf_buffer *pb);
+int perf_buffer__epoll_fd(const struct perf_buffer *pb);
+void perf_buffer__free(struct perf_buffer *pb);
+
 /* pyprobe's helpers, defined below in C */
+struct pp_sink { char *buf; size_t len; size_t cap; size_t rec; uint64_t count; uint64_t lost; uint64_t short_records; };
+struct ring_buffer *pp_ring_new(int map_fd, struct pp_sink *sink);
+struct perf_buffer *pp_perf_new(int map_fd, size_t page_cnt, uint32_t wakeup_events, struct pp_sink *sink);
+void pp_sink_free(struct pp_sink *sink);
 extern "Python" void pp_on_libbpf_print(int level, const char *msg);
 void pp_install_print(int enabled);
 char *pp_btf_dump_types(const struct btf *btf, const uint32_t *ids, int n, int *err);
@@ -176,6 +191,78 @@ static char *pp_btf_dump_types(const struct btf *btf, const uint32_t *ids, int n
 }
 
 static void pp_free(void *p) { free(p); }
+
+/* Event records land in one growing array (a numpy batch to be), copied in C:
+ * no Python runs per event. */
+struct pp_sink { char *buf; size_t len; size_t cap; size_t rec; uint64_t count; uint64_t lost; uint64_t short_records; };
+
+static int pp_sink_put(struct pp_sink *s, const void *data, size_t size)
+{
+    if (s->len + s->rec > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : s->rec * 4096;
+        char *buf = realloc(s->buf, cap);
+        if (!buf)
+            return -ENOMEM;
+        s->buf = buf;
+        s->cap = cap;
+    }
+    if (size >= s->rec) {
+        memcpy(s->buf + s->len, data, s->rec);
+    } else {
+        memcpy(s->buf + s->len, data, size);
+        memset(s->buf + s->len + size, 0, s->rec - size);
+        s->short_records++;
+    }
+    s->len += s->rec;
+    s->count++;
+    return 0;
+}
+
+static void pp_sink_free(struct pp_sink *s) { free(s->buf); s->buf = NULL; s->len = s->cap = 0; }
+
+static int pp_ring_cb(void *ctx, void *data, size_t size)
+{
+    struct pp_sink *s = ctx;
+    if (pp_sink_put(s, data, size))
+        s->lost++;                /* out of memory: counted, never silent */
+    return 0;
+}
+
+static struct ring_buffer *pp_ring_new(int map_fd, struct pp_sink *sink)
+{
+    return ring_buffer__new(map_fd, pp_ring_cb, sink, NULL);
+}
+
+struct pp_perf_sample { struct perf_event_header header; uint32_t size; char data[]; };
+struct pp_perf_lost { struct perf_event_header header; uint64_t id; uint64_t lost; };
+
+static enum bpf_perf_event_ret pp_perf_cb(void *ctx, int cpu, struct perf_event_header *ev)
+{
+    struct pp_sink *s = ctx;
+    if (ev->type == PERF_RECORD_SAMPLE) {
+        struct pp_perf_sample *r = (void *)ev;
+        if (pp_sink_put(s, r->data, r->size))
+            s->lost++;
+    } else if (ev->type == PERF_RECORD_LOST) {
+        s->lost += ((struct pp_perf_lost *)ev)->lost;
+    }
+    return LIBBPF_PERF_EVENT_CONT;
+}
+
+/* A perf buffer that wakes the reader every `wakeup_events` records (not each). */
+static struct perf_buffer *pp_perf_new(int map_fd, size_t page_cnt, uint32_t wakeup_events, struct pp_sink *sink)
+{
+    struct perf_event_attr attr;
+
+    memset(&attr, 0, sizeof(attr));
+    attr.size = sizeof(attr);
+    attr.type = PERF_TYPE_SOFTWARE;
+    attr.config = PERF_COUNT_SW_BPF_OUTPUT;
+    attr.sample_type = PERF_SAMPLE_RAW;
+    attr.sample_period = 1;
+    attr.wakeup_events = wakeup_events ? wakeup_events : 1;
+    return perf_buffer__new_raw(map_fd, page_cnt, &attr, pp_perf_cb, sink, NULL);
+}
 
 /* Load `r0 = 0; exit`: enough to ask the kernel whether a program type and
  * attach point are allowed (feature probes). Returns an fd or -errno. */

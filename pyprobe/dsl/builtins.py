@@ -260,3 +260,50 @@ def _get_stackid(tr, node, ref, ctx, user=None):
         flags = "BPF_F_USER_STACK" if user.const else "0"
     # negative ids are errors (e.g. -EFAULT for a missing user stack): keep the sign
     return Value(f"bpf_get_stackid({tr.context_param}, &{ref.name}, {flags})", s64)
+
+
+def _event_buffer(tr, node, ref, kind: str):
+    from pyprobe.dsl.maps import EventBuffer, PerfBuf, RingBuf
+
+    if not isinstance(ref.spec, EventBuffer):
+        tr.fail(node.func, f"{kind}() is a method of RingBuf and PerfBuf; self.{ref.name} is a {type(ref.spec).__name__}")
+    return ref.spec, isinstance(ref.spec, RingBuf), isinstance(ref.spec, PerfBuf)
+
+
+@map_method("submit")
+@map_method("output")
+@map_method("perf_submit")
+@map_method("ringbuf_output")
+def _submit(tr, node, ref, record):
+    spec, ring, _ = _event_buffer(tr, node, ref, "submit")
+    if isinstance(record, Nullable):
+        if not ring:
+            tr.fail(node.args[0], "only ring buffers reserve records; submit a Struct local to a PerfBuf")
+        flags = f"pp_ringbuf_flags({ref.name}, {spec.wakeup_bytes})"
+        tr.emit(f"bpf_ringbuf_submit({record.code}, {flags});")
+        return None
+    if not (isinstance(record, Value) and record.lvalue and record.type == spec.value):
+        tr.fail(node.args[0], f"self.{ref.name} carries {spec.value!r} records: submit a local of that type")
+    if ring:
+        flags = f"pp_ringbuf_flags({ref.name}, {spec.wakeup_bytes})"
+        tr.emit(f"pp_ringbuf_output({ref.name}, &{record.code}, {flags}, {spec.lost_map});")
+    else:
+        tr.emit(f"pp_perf_output({tr.context_param}, {ref.name}, &{record.code}, {spec.lost_map});")
+    return None
+
+
+@map_method("reserve")
+def _reserve(tr, node, ref):
+    spec, ring, _ = _event_buffer(tr, node, ref, "reserve")
+    if not ring:
+        tr.fail(node.func, "reserve() is for RingBuf; a PerfBuf copies a Struct local with submit()")
+    return Nullable(f"pp_ringbuf_reserve({ref.name}, {spec.value.c_name}, {spec.lost_map})", spec.value)
+
+
+@map_method("discard")
+def _discard(tr, node, ref, record):
+    spec, ring, _ = _event_buffer(tr, node, ref, "discard")
+    if not (ring and isinstance(record, Nullable)):
+        tr.fail(node.args[0], "discard() takes a record from self.<ringbuf>.reserve()")
+    tr.emit(f"bpf_ringbuf_discard({record.code}, 0);")
+    return None

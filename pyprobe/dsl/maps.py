@@ -73,6 +73,51 @@ class StackTrace(MapSpec):
         super().__init__(u32, u64[self.DEPTH], max_entries)
 
 
+class EventBuffer(MapSpec):
+    """Per-event output to Python. Every record the kernel could not deliver is
+    counted, in a hidden per-CPU counter `pp_lost_<name>`, and shows in `.lost`."""
+
+    @property
+    def lost_map(self) -> str:
+        return f"pp_lost_{self.name}"
+
+
+class RingBuf(EventBuffer):
+    """BPF_MAP_TYPE_RINGBUF of `Event` records: `self.events.submit(e)`, or
+    `e = self.events.reserve()` ... `self.events.submit(e)`.
+
+    size: bytes, a power of two multiple of the page size. wakeup_bytes: when set,
+    the kernel wakes the reader only once that much data waits (the reader also
+    polls every `poll_ms`, which bounds the delay); by default the kernel wakes it
+    when it has caught up, which batches by itself under load.
+    """
+
+    kind = "ringbuf"
+
+    def __init__(self, value, size: int = 1 << 22, wakeup_bytes: int = 0, poll_ms: int = 10):
+        if size & (size - 1) or size < 4096:
+            raise ValueError("a RingBuf size is a power of two of at least 4096 bytes")
+        super().__init__(None, value, size)
+        self.wakeup_bytes = wakeup_bytes
+        self.poll_ms = poll_ms
+
+
+class PerfBuf(EventBuffer):
+    """BPF_MAP_TYPE_PERF_EVENT_ARRAY used as bcc's BPF_PERF_OUTPUT: per-CPU buffers.
+
+    wakeup_events: the reader is woken every N records per CPU instead of every
+    record (each wake-up costs ~8 us here); `poll_ms` bounds the delay.
+    """
+
+    kind = "perf_event_array"
+
+    def __init__(self, value, pages: int = 256, wakeup_events: int = 64, poll_ms: int = 10):
+        super().__init__(None, value, 0)
+        self.pages = pages
+        self.wakeup_events = wakeup_events
+        self.poll_ms = poll_ms
+
+
 class Histogram(MapSpec):
     """Log2 buckets of u64 counts, as bcc's BPF_HISTOGRAM with `bpf_log2l` slots.
 

@@ -64,6 +64,31 @@ typedef __u32 __wsum;
 	typeof(*(map_).value) *__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);   \
 	if (__pp_v) __sync_fetch_and_add(__pp_v, (n_)); })
 
+/* Loss is never silent: a record that cannot be delivered is counted. */
+#define pp_count_lost(lost_) ({                                          \
+	__u32 __pp_z = 0;                                                      \
+	__u64 *__pp_l = bpf_map_lookup_elem(&(lost_), &__pp_z);                \
+	if (__pp_l) *__pp_l += 1; })
+
+#define pp_ringbuf_output(map_, ptr_, flags_, lost_) ({                   \
+	long __pp_r = bpf_ringbuf_output(&(map_), (ptr_), sizeof(*(ptr_)), (flags_)); \
+	if (__pp_r) pp_count_lost(lost_);                                      \
+	__pp_r; })
+
+#define pp_ringbuf_reserve(map_, type_, lost_) ({                         \
+	type_ *__pp_p = bpf_ringbuf_reserve(&(map_), sizeof(type_), 0);        \
+	if (!__pp_p) pp_count_lost(lost_);                                     \
+	__pp_p; })
+
+/* Wake the reader only when `bytes_` wait in the ring (0: the kernel's choice). */
+#define pp_ringbuf_flags(map_, bytes_)                                    \
+	((bytes_) ? (bpf_ringbuf_query(&(map_), 0) >= (bytes_) ? 2 : 1) : 0)
+
+#define pp_perf_output(ctx_, map_, ptr_, lost_) ({                        \
+	long __pp_r = bpf_perf_event_output((ctx_), &(map_), 0xffffffffULL, (ptr_), sizeof(*(ptr_))); \
+	if (__pp_r) pp_count_lost(lost_);                                      \
+	__pp_r; })
+
 /* bcc's bpf_log2l(): 1 + floor(log2(v)), and, as in bcc, 1 for v == 0 too. */
 static __always_inline __u32 pp_log2(__u32 v)
 {

@@ -14,7 +14,7 @@ from pyprobe.dsl.cbuilder import CBuilder
 from pyprobe.dsl.contexts import (Context, KprobeContext, PerfEventContext, RawTracepointContext,
                                   TracepointContext, UprobeContext)
 from pyprobe.dsl.decorators import Handler, Probe
-from pyprobe.dsl.maps import MapSpec
+from pyprobe.dsl.maps import EventBuffer, MapSpec, PerfBuf, RingBuf
 from pyprobe.dsl.params import SECTION, Param, params_struct
 from pyprobe.dsl.translate import HandlerTranslator
 from pyprobe.dsl.types import StructType
@@ -193,13 +193,21 @@ class ProgramTranslator:
 
 
 def map_definition(name: str, spec: MapSpec) -> str:
-    lines = [f"struct {{", f"    __uint(type, {spec.map_type});   /* BPF_MAP_TYPE_{spec.kind.upper()} */",
-             f"    __uint(max_entries, {spec.max_entries});"]
-    if spec.key is not None:
-        lines.append(f"    __type(key, {spec.key.c_name});")
-    if spec.value is not None:
-        lines.append(f"    __type(value, {spec.value.c_name});")
+    lines = [f"struct {{", f"    __uint(type, {spec.map_type});   /* BPF_MAP_TYPE_{spec.kind.upper()} */"]
+    if spec.max_entries:                 # perf event arrays: libbpf sizes them to the CPUs
+        lines.append(f"    __uint(max_entries, {spec.max_entries});")
+    if isinstance(spec, PerfBuf):
+        lines += ["    __uint(key_size, sizeof(__u32));", "    __uint(value_size, sizeof(__u32));"]
+    elif not isinstance(spec, RingBuf):  # a ring buffer's records are typed by the handlers
+        if spec.key is not None:
+            lines.append(f"    __type(key, {spec.key.c_name});")
+        if spec.value is not None:
+            lines.append(f"    __type(value, {spec.value.c_name});")
     lines.append(f'}} {name} SEC(".maps");\n')
+    if isinstance(spec, EventBuffer):
+        lines.append(f"/* records self.{name} could not deliver, per CPU */")
+        lines.append("struct {\n    __uint(type, 6);   /* BPF_MAP_TYPE_PERCPU_ARRAY */\n    __uint(max_entries, 1);\n"
+                     f"    __type(key, __u32);\n    __type(value, __u64);\n}} {spec.lost_map} SEC(\".maps\");\n")
     return "\n".join(lines)
 
 

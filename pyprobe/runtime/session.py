@@ -10,6 +10,8 @@ import re
 from pyprobe.backend import attach as attach_mod
 from pyprobe.backend.libbpf import ffi, lib, recent_messages
 from pyprobe.errors import BPFError, VerifierError
+from pyprobe.dsl.maps import EventBuffer, RingBuf
+from pyprobe.runtime.buffers import EventStream, PerfBufStream, RingBufStream
 from pyprobe.runtime.maps import live_map
 
 LOG_SIZE = 1 << 22   # the kernel truncates (ENOSPC) past this; untouched pages cost no memory
@@ -53,8 +55,19 @@ class Session:
             raise err
         self._logs.clear()
         for name, spec in self.source.maps.items():
-            m = lib.bpf_object__find_map_by_name(obj, name.encode())
-            self.maps[name] = live_map(spec, lib.bpf_map__fd(m), name)
+            fd = self._map_fd(name)
+            if isinstance(spec, EventBuffer):
+                stream = (RingBufStream if isinstance(spec, RingBuf) else PerfBufStream)
+                self.maps[name] = stream(spec, fd, self._map_fd(spec.lost_map), name)
+            else:
+                self.maps[name] = live_map(spec, fd, name)
+
+    def _map_fd(self, name: str) -> int:
+        return lib.bpf_map__fd(lib.bpf_object__find_map_by_name(self.obj, name.encode()))
+
+    @property
+    def streams(self) -> list:
+        return [m for m in self.maps.values() if isinstance(m, EventStream)]
 
     def _set_params(self, obj) -> None:
         from pyprobe.dsl.params import SECTION, pack
@@ -105,6 +118,8 @@ class Session:
         if self.trace_instance is not None:
             self.trace_instance.close()
             self.trace_instance = None
+        for stream in self.streams:
+            stream.close()
         self.maps.clear()
         obj, self.obj = self.obj, ffi.NULL
         if obj != ffi.NULL:

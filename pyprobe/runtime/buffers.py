@@ -1,0 +1,156 @@
+"""Ring and perf buffers: records drained in C into numpy batches.
+
+libbpf's consumers call a C callback per record that appends it to one growing
+array (`pp_sink`); Python sees whole batches, typed with the record's dtype.
+Losses are summed from the kernel's per-CPU counters (failed outputs and
+reserves) and, for perf buffers, the kernel's lost-record notices.
+"""
+from __future__ import annotations
+
+import select
+import time
+
+from pyprobe.backend.libbpf import ffi, lib
+from pyprobe.errors import BPFError
+
+
+class EventStream:
+    def __init__(self, spec, fd: int, lost_fd: int, name: str):
+        self.spec = spec
+        self.name = name
+        self.fd = fd
+        self._lost_fd = lost_fd
+        self._sink = ffi.new("struct pp_sink *")
+        self._sink.rec = spec.value.size
+        self._callbacks = []
+        self._mgr = self._new_manager()
+        self._dtype = None
+
+    # ---- subclass hooks --------------------------------------------------
+    def _new_manager(self):
+        raise NotImplementedError
+
+    def _consume(self) -> int:
+        raise NotImplementedError
+
+    def epoll_fd(self) -> int:
+        raise NotImplementedError
+
+    # ---- draining ---------------------------------------------------------
+    @property
+    def dtype(self):
+        if self._dtype is None:
+            self._dtype = self.spec.value.dtype()
+        return self._dtype
+
+    def drain(self):
+        """Every record waiting now, as one numpy array (possibly empty)."""
+        import numpy as np
+
+        r = self._consume()
+        if r < 0:
+            raise BPFError(-r, f"consume {self.name}")
+        s = self._sink
+        n = s.len // s.rec
+        out = np.frombuffer(ffi.buffer(s.buf, s.len), dtype=self.dtype).copy() if n else np.empty(0, self.dtype)
+        s.len = 0
+        return out
+
+    def batches(self, timeout: float | None = None, duration: float | None = None):
+        """Yield numpy batches until `timeout` seconds pass with no record, or `duration` in all."""
+        poller = select.poll()
+        poller.register(self.epoll_fd(), select.POLLIN)
+        start = last = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if duration is not None and now - start >= duration:
+                return
+            if timeout is not None and now - last >= timeout:
+                return
+            poller.poll(self.spec.poll_ms)
+            batch = self.drain()
+            if len(batch):
+                last = time.monotonic()
+                yield batch
+
+    def open(self, callback, batch: bool = False) -> None:
+        """bcc style: `callback(event)` per record (or `callback(batch)`) on each `prog.poll()`."""
+        self._callbacks.append((callback, batch))
+
+    def dispatch(self) -> int:
+        batch = self.drain()
+        if len(batch):
+            for callback, whole in self._callbacks:
+                if whole:
+                    callback(batch)
+                else:
+                    for record in batch:
+                        callback(record)
+        return len(batch)
+
+    # ---- losses -------------------------------------------------------------
+    @property
+    def received(self) -> int:
+        return int(self._sink.count)
+
+    @property
+    def lost(self) -> int:
+        """Records the kernel could not deliver, plus any the reader could not store."""
+        ncpu = lib.libbpf_num_possible_cpus()
+        values = ffi.new("uint64_t[]", max(ncpu, 1))
+        key = ffi.new("uint32_t *", 0)
+        kernel = 0
+        if lib.bpf_map_lookup_elem(self._lost_fd, key, values) == 0:
+            kernel = sum(values[i] for i in range(ncpu))
+        return int(kernel + self._sink.lost)
+
+    def close(self) -> None:
+        if self._mgr is not None:
+            self._free(self._mgr)
+            self._mgr = None
+            lib.pp_sink_free(self._sink)
+
+
+class RingBufStream(EventStream):
+    def _new_manager(self):
+        rb = lib.pp_ring_new(self.fd, self._sink)
+        if rb == ffi.NULL:
+            raise BPFError(ffi.errno, f"open ring buffer {self.name}")
+        return rb
+
+    def _consume(self) -> int:
+        return lib.ring_buffer__consume(self._mgr)
+
+    def epoll_fd(self) -> int:
+        return lib.ring_buffer__epoll_fd(self._mgr)
+
+    @staticmethod
+    def _free(mgr) -> None:
+        lib.ring_buffer__free(mgr)
+
+
+class PerfBufStream(EventStream):
+    def _new_manager(self):
+        pb = lib.pp_perf_new(self.fd, self.spec.pages, self.spec.wakeup_events, self._sink)
+        if pb == ffi.NULL:
+            raise BPFError(ffi.errno, f"open perf buffer {self.name}")
+        return pb
+
+    def _consume(self) -> int:
+        return lib.perf_buffer__consume(self._mgr)
+
+    def epoll_fd(self) -> int:
+        return lib.perf_buffer__epoll_fd(self._mgr)
+
+    @staticmethod
+    def _free(mgr) -> None:
+        lib.perf_buffer__free(mgr)
+
+
+def poll(streams, timeout_ms: int) -> int:
+    """Wait up to timeout_ms for any stream, then run every stream's callbacks; records handled."""
+    poller = select.poll()
+    for s in streams:
+        poller.register(s.epoll_fd(), select.POLLIN)
+    poller.poll(timeout_ms)
+    return sum(s.dispatch() for s in streams)
