@@ -19,7 +19,8 @@ Handlers are Python with C semantics, translated to BPF C, compiled with clang
 """
 from pyprobe.dsl.decorators import (kprobe, kretprobe, perf_event, raw_tracepoint, syscall, syscall_return,
                                     tracepoint, uprobe, uretprobe)
-from pyprobe.dsl.maps import Array, Hash, Histogram, PerfBuf, RingBuf, StackTrace
+from pyprobe.dsl.maps import (Array, Hash, Histogram, LpmTrie, LruHash, PerCpuArray, PerCpuHash, PerfBuf, RingBuf,
+                              StackTrace)
 from pyprobe.dsl.params import Param
 from pyprobe.dsl.types import Struct, bool_, char, s8, s16, s32, s64, u8, u16, u32, u64
 from pyprobe.errors import (BPFError, CompileError, PyprobeError, TranslationError, UnsupportedProbe,
@@ -29,9 +30,19 @@ from pyprobe.program import Program
 __version__ = "0.1.0"
 
 __all__ = [
-    "Program", "Param", "Array", "Hash", "Histogram", "StackTrace", "RingBuf", "PerfBuf", "Struct",
+    "Program", "Param", "Array", "Hash", "Histogram", "StackTrace", "RingBuf", "PerfBuf", "PerCpuHash",
+    "PerCpuArray", "LruHash", "LpmTrie", "ksym", "ksymname", "usym", "Struct",
     "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "kprobe", "kretprobe", "uprobe", "uretprobe",
     "perf_event",
     "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "char", "bool_",
     "PyprobeError", "TranslationError", "CompileError", "BPFError", "VerifierError", "UnsupportedProbe",
 ]
+
+
+def __getattr__(name):
+    # Symbols need numpy: load them only when asked for.
+    if name in ("ksym", "ksymname", "usym"):
+        from pyprobe.runtime import symbols
+
+        return getattr(symbols, name)
+    raise AttributeError(f"module 'pyprobe' has no attribute {name!r}")

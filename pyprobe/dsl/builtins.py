@@ -9,7 +9,7 @@ import ast
 from typing import Callable
 
 from pyprobe.dsl.cbuilder import c_string
-from pyprobe.dsl.maps import Histogram
+
 from pyprobe.dsl.types import ArrayType, PointerType, StructType, char, s64, u32, u64
 from pyprobe.dsl.values import Nullable, StringLit, Value
 
@@ -188,8 +188,26 @@ def _get(tr, node, ref, key):
 @map_method("increment")
 def _increment(tr, node, ref, key, n=None):
     amount = "1" if n is None else tr.scalar(node.args[1], n).code
-    macro = "pp_array_add" if ref.spec.kind == "array" else "pp_hash_add"
+    if ref.spec.per_cpu:                  # this CPU's value: no other writer, no atomic needed
+        macro = "pp_percpu_array_add" if ref.spec.kind == "percpu_array" else "pp_percpu_hash_add"
+    else:
+        macro = "pp_array_add" if ref.spec.kind == "array" else "pp_hash_add"
     tr.emit(f"{macro}({ref.name}, {_key(tr, node, ref, node.args[0], key)}, {amount});")
+    return None
+
+
+@map_method("lookup_or_init")
+@map_method("lookup_or_try_init")
+def _lookup_or_init(tr, node, ref, key, init):
+    code = f"pp_lookup_or_init({ref.name}, {_key(tr, node, ref, node.args[0], key)}, " \
+           f"{tr.value_for(node.args[1], init, ref.spec.value)})"
+    return Nullable(code, ref.spec.value)
+
+
+@map_method("insert")
+def _insert(tr, node, ref, key, value):
+    tr.emit(f"pp_insert({ref.name}, {_key(tr, node, ref, node.args[0], key)}, "
+            f"{tr.value_for(node.args[1], value, ref.spec.value)});")
     return None
 
 
@@ -204,9 +222,6 @@ def _delete(tr, node, ref, key):
     tr.emit(f"pp_delete({ref.name}, {_key(tr, node, ref, node.args[0], key)});")
     return None
 
-
-def is_histogram(spec) -> bool:
-    return isinstance(spec, Histogram)
 
 
 @helper("current_task")

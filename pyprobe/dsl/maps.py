@@ -36,9 +36,15 @@ class MapSpec:
                                  f"(use `with {owner.__name__}() as prog:` or prog.load())")
         return live
 
+    flags = 0
+
     @property
     def map_type(self) -> int:
         return MAP_TYPES[self.kind]
+
+    @property
+    def per_cpu(self) -> bool:
+        return self.kind.startswith("percpu")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.key!r}, {self.value!r}, max_entries={self.max_entries})"
@@ -119,14 +125,56 @@ class PerfBuf(EventBuffer):
 
 
 class Histogram(MapSpec):
-    """Log2 buckets of u64 counts, as bcc's BPF_HISTOGRAM with `bpf_log2l` slots.
+    """Bucket counts, as bcc's BPF_HISTOGRAM.
 
-    An array of 65 slots: slot k counts values in [2^(k-1), 2^k); as in bcc,
-    `log2(0)` is 1, so zeros land in slot 1 beside the ones.
+    Log2 by default: an array of 65 slots where slot k counts values in
+    [2^(k-1), 2^k); as in bcc, `log2(0)` is 1, so zeros land in slot 1 beside
+    the ones. `linear=True` counts `increment(v)` in slot v. With `key=SomeStruct`
+    (a Struct with a `slot` field) it is a hash of sections, printed one block per
+    section as bcc does for `print_log2_hist(..., section_header)`.
     """
 
-    kind = "array"
     LOG2_SLOTS = 65
 
-    def __init__(self, max_entries: int = LOG2_SLOTS):
-        super().__init__(u32, u64, max_entries)
+    def __init__(self, key=None, linear: bool = False, max_entries: int | None = None):
+        self.linear = linear
+        if key is None:
+            self.kind = "array"
+            super().__init__(u32, u64, max_entries or (100 if linear else self.LOG2_SLOTS))
+        else:
+            self.kind = "hash"
+            super().__init__(key, u64, max_entries or 10240)
+            if "slot" not in getattr(self.key, "field_types", {}):
+                raise TypeError("a sectioned Histogram key is a Struct with a `slot` field")
+
+
+class PerCpuHash(Hash):
+    """BPF_MAP_TYPE_PERCPU_HASH: one value per CPU, no atomics needed; Python sees (n, ncpus)."""
+
+    kind = "percpu_hash"
+
+
+class LruHash(Hash):
+    """BPF_MAP_TYPE_LRU_HASH: when full, inserting evicts the least recently used key."""
+
+    kind = "lru_hash"
+
+
+class PerCpuArray(Array):
+    """BPF_MAP_TYPE_PERCPU_ARRAY: one value per CPU and index."""
+
+    kind = "percpu_array"
+
+
+class LpmTrie(MapSpec):
+    """BPF_MAP_TYPE_LPM_TRIE: longest-prefix match. The key is a Struct whose first
+    field is `prefixlen: u32` followed by the data (e.g. `addr: u8[4]`)."""
+
+    kind = "lpm_trie"
+    flags = 1            # BPF_F_NO_PREALLOC, required by the kernel
+
+    def __init__(self, key, value=u64, max_entries: int = 1024):
+        super().__init__(key, value, max_entries)
+        first = getattr(self.key, "fields", [("", None)])[0]
+        if first[0] != "prefixlen" or first[1] is not u32:
+            raise TypeError("an LpmTrie key is a Struct starting with `prefixlen: u32`")

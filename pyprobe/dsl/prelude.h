@@ -64,6 +64,39 @@ typedef __u32 __wsum;
 	typeof(*(map_).value) *__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);   \
 	if (__pp_v) __sync_fetch_and_add(__pp_v, (n_)); })
 
+/* Per-CPU maps: this CPU's slot has no other writer. */
+#define pp_percpu_hash_add(map_, key_, n_) ({                            \
+	typeof(*(map_).key) __pp_k = (key_);                                     \
+	typeof(*(map_).value) *__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);   \
+	if (!__pp_v) {                                                         \
+		typeof(*(map_).value) __pp_z = 0;                                   \
+		bpf_map_update_elem(&(map_), &__pp_k, &__pp_z, PP_NOEXIST);         \
+		__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);                     \
+	}                                                                      \
+	if (__pp_v) *__pp_v += (n_); })
+
+#define pp_percpu_array_add(map_, key_, n_) ({                           \
+	typeof(*(map_).key) __pp_k = (key_);                                     \
+	typeof(*(map_).value) *__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);   \
+	if (__pp_v) *__pp_v += (n_); })
+
+/* bcc's lookup_or_try_init: the value, inserting `init` first when missing. */
+#define pp_lookup_or_init(map_, key_, init_) ({                           \
+	typeof(*(map_).key) __pp_k = (key_);                                     \
+	typeof(*(map_).value) *__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);   \
+	if (!__pp_v) {                                                         \
+		typeof(*(map_).value) __pp_i = (init_);                             \
+		bpf_map_update_elem(&(map_), &__pp_k, &__pp_i, PP_NOEXIST);         \
+		__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);                     \
+	}                                                                      \
+	__pp_v; })
+
+/* bcc's insert: only if the key is absent. */
+#define pp_insert(map_, key_, val_) ({                                   \
+	typeof(*(map_).key) __pp_k = (key_);                                     \
+	typeof(*(map_).value) __pp_x = (val_);                                   \
+	bpf_map_update_elem(&(map_), &__pp_k, &__pp_x, PP_NOEXIST); })
+
 /* Loss is never silent: a record that cannot be delivered is counted. */
 #define pp_count_lost(lost_) ({                                          \
 	__u32 __pp_z = 0;                                                      \

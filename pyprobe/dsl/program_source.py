@@ -196,6 +196,8 @@ def map_definition(name: str, spec: MapSpec) -> str:
     lines = [f"struct {{", f"    __uint(type, {spec.map_type});   /* BPF_MAP_TYPE_{spec.kind.upper()} */"]
     if spec.max_entries:                 # perf event arrays: libbpf sizes them to the CPUs
         lines.append(f"    __uint(max_entries, {spec.max_entries});")
+    if spec.flags:
+        lines.append(f"    __uint(map_flags, {spec.flags});")
     if isinstance(spec, PerfBuf):
         lines += ["    __uint(key_size, sizeof(__u32));", "    __uint(value_size, sizeof(__u32));"]
     elif not isinstance(spec, RingBuf):  # a ring buffer's records are typed by the handlers

@@ -24,9 +24,26 @@ class LiveMap:
         self.name = name
         self.key_type = spec.key
         self.value_type = spec.value
+        self.vsize = self._value_bytes()
         self._kbuf = ffi.new("char[]", spec.key.size)
-        self._vbuf = ffi.new("char[]", spec.value.size)
+        self._vbuf = ffi.new("char[]", self.vsize)
         self._batch_ok = True
+
+    def _value_bytes(self) -> int:
+        return self.value_type.size
+
+    def _slot_dtype(self):
+        """The numpy dtype of one value as the kernel hands it over."""
+        return self.value_type.dtype()
+
+    def _value_out(self, buf):
+        return self._unpack(self.value_type, buf)
+
+    def _value_in(self, value, buf) -> None:
+        self._pack(self.value_type, value, buf)
+
+    def _values_view(self, values):
+        return values
 
     # ---- conversions ----------------------------------------------------
     def _pack(self, ctype, value, buf) -> None:
@@ -57,7 +74,7 @@ class LiveMap:
             if ffi.errno == errno_mod.ENOENT:
                 raise KeyError(key)
             raise BPFError(ffi.errno, f"lookup in map {self.name}")
-        return self._unpack(self.value_type, self._vbuf)
+        return self._value_out(self._vbuf)
 
     def get(self, key, default=None):
         try:
@@ -67,7 +84,7 @@ class LiveMap:
 
     def __setitem__(self, key, value) -> None:
         self._pack(self.key_type, key, self._kbuf)
-        self._pack(self.value_type, value, self._vbuf)
+        self._value_in(value, self._vbuf)
         r = lib.bpf_map_update_elem(self.fd, self._kbuf, self._vbuf, 0)
         if r < 0:
             raise BPFError(-r, f"update of map {self.name}")
@@ -102,7 +119,7 @@ class LiveMap:
         for k in self._raw_keys():
             kb = ffi.from_buffer(k)
             if lib.bpf_map_lookup_elem(self.fd, kb, self._vbuf) == 0:
-                out.append((self._unpack(self.key_type, kb), self._unpack(self.value_type, self._vbuf)))
+                out.append((self._unpack(self.key_type, kb), self._value_out(self._vbuf)))
         return out
 
     def values(self):
@@ -123,7 +140,7 @@ class LiveMap:
         """(keys, values) as numpy arrays, read with batch lookups where the kernel has them."""
         import numpy as np
 
-        kdt, vdt = self.key_type.dtype(), self.value_type.dtype()
+        kdt, vdt = self.key_type.dtype(), self._slot_dtype()
         if self._batch_ok:
             try:
                 return self._batch_read(np, kdt, vdt)
@@ -134,14 +151,32 @@ class LiveMap:
         pairs = self._raw_items()
         keys = np.frombuffer(b"".join(k for k, _ in pairs), dtype=kdt)
         values = np.frombuffer(b"".join(v for _, v in pairs), dtype=vdt)
-        return keys, values
+        return keys, self._values_view(values)
+
+    def to_pandas(self):
+        """A DataFrame with the key and value fields as columns (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            from pyprobe.errors import PyprobeError
+
+            raise PyprobeError("to_pandas() needs pandas: pip install pyprobe[pandas]") from None
+        keys, values = self.to_numpy()
+        columns = {}
+        for prefix, arr in (("key", keys), ("value", values)):
+            if arr.dtype.names:
+                for n in arr.dtype.names:
+                    columns[n] = list(arr[n]) if arr[n].ndim > 1 else arr[n]
+            else:
+                columns[prefix] = list(arr) if arr.ndim > 1 else arr
+        return pd.DataFrame(columns)
 
     def _raw_items(self):
         out = []
         for k in self._raw_keys():
             kb = ffi.from_buffer(k)
             if lib.bpf_map_lookup_elem(self.fd, kb, self._vbuf) == 0:
-                out.append((k, ffi.buffer(self._vbuf, self.value_type.size)[:]))
+                out.append((k, ffi.buffer(self._vbuf, self.vsize)[:]))
         return out
 
     def _batch_read(self, np, kdt, vdt):
@@ -164,10 +199,49 @@ class LiveMap:
                     break
                 raise BPFError(-r, f"batch lookup in map {self.name}")
             token_in = token_out
-        return keys[:n], values[:n]
+        return keys[:n], self._values_view(values[:n])
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.spec!r}>"
+
+
+class PerCpuMixin:
+    """Per-CPU maps: each value is one slot per possible CPU, 8-byte aligned."""
+
+    def _value_bytes(self) -> int:
+        self.ncpus = lib.libbpf_num_possible_cpus()
+        self.stride = (self.value_type.size + 7) // 8 * 8
+        return self.stride * self.ncpus
+
+    def _slot_dtype(self):
+        import numpy as np
+
+        one = np.dtype({"names": ["v"], "formats": [self.value_type.dtype()], "offsets": [0], "itemsize": self.stride})
+        return np.dtype((one, (self.ncpus,)))
+
+    def _values_view(self, values):
+        return values["v"]                     # shape (n, ncpus)
+
+    def _value_out(self, buf):
+        import numpy as np
+
+        return np.frombuffer(ffi.buffer(buf, self.vsize)[:], dtype=self._slot_dtype())[0]["v"]
+
+    def _value_in(self, value, buf) -> None:
+        import numpy as np
+
+        per_cpu = np.zeros(1, dtype=self._slot_dtype())
+        per_cpu[0]["v"] = value                # a scalar is given to every CPU
+        ffi.memmove(buf, per_cpu.tobytes(), self.vsize)
+
+    def sum(self):
+        """(keys, values summed over CPUs)."""
+        keys, values = LiveMap.to_numpy(self)
+        return keys, values.sum(axis=1)
+
+
+class PerCpuHashMap(PerCpuMixin, LiveMap):
+    pass
 
 
 class ArrayMap(LiveMap):
@@ -187,16 +261,95 @@ class ArrayMap(LiveMap):
             lib.bpf_map_update_elem(self.fd, self._kbuf, ffi.from_buffer(zero), 0)
 
 
-class HistogramMap(ArrayMap):
-    """A log2 histogram: bucket counts, and bcc's text layout."""
+class PerCpuArrayMap(PerCpuMixin, ArrayMap):
+    def to_numpy(self):
+        """Values per index and CPU: shape (max_entries, ncpus)."""
+        _, values = LiveMap.to_numpy(self)
+        return values
 
-    def print_log2_hist(self, val_type: str = "value", strip_leading_zero: bool = False) -> None:
-        from pyprobe.runtime.histogram import format_log2_hist
+    def sum(self):
+        return self.to_numpy().sum(axis=1)
 
-        print(format_log2_hist(self.to_numpy(), val_type, strip_leading_zero=strip_leading_zero), end="")
+    def clear(self) -> None:
+        for i in range(self.spec.max_entries):
+            self[i] = 0
+
+
+class HistogramMap(LiveMap):
+    """Bucket counts with bcc's text layout; sectioned when the key is a Struct."""
+
+    @property
+    def sectioned(self) -> bool:
+        return isinstance(self.key_type, StructType)
+
+    def to_numpy(self):
+        keys, values = super().to_numpy()
+        if self.sectioned:
+            return keys, values
+        import numpy as np
+
+        counts = np.zeros(self.spec.max_entries, dtype=np.uint64)
+        counts[keys] = values
+        return counts
+
+    def sections(self) -> dict:
+        """{section: counts by slot} for a sectioned histogram."""
+        import numpy as np
+
+        keys, values = super().to_numpy()
+        names = [n for n in keys.dtype.names if n != "slot"]
+        out: dict = {}
+        for k, v in zip(keys, values):
+            section = k[names[0]] if len(names) == 1 else tuple(k[n] for n in names)
+            if isinstance(section, bytes):
+                section = section.split(b"\0", 1)[0].decode(errors="replace")
+            elif isinstance(section, np.integer):
+                section = int(section)
+            counts = out.setdefault(section, np.zeros(_section_slots(self.spec), dtype=np.uint64))
+            if int(k["slot"]) < len(counts):
+                counts[int(k["slot"])] += v
+        return out
+
+    def _print(self, log2: bool, val_type, section_header, section_print_fn, strip_leading_zero):
+        from pyprobe.runtime import histogram as h
+
+        if self.sectioned:
+            fmt = h.format_log2_hist_sections if log2 else h.format_linear_hist_sections
+            text = fmt(self.sections(), val_type, section_header=section_header,
+                       section_print_fn=section_print_fn, strip_leading_zero=strip_leading_zero)
+        else:
+            fmt = h.format_log2_hist if log2 else h.format_linear_hist
+            text = fmt(self.to_numpy(), val_type, strip_leading_zero=strip_leading_zero)
+        print(text, end="")
+
+    def print_log2_hist(self, val_type: str = "value", section_header: str = "Bucket ptr",
+                        section_print_fn=None, strip_leading_zero: bool = False) -> None:
+        self._print(True, val_type, section_header, section_print_fn, strip_leading_zero)
+
+    def print_linear_hist(self, val_type: str = "value", section_header: str = "Bucket ptr",
+                          section_print_fn=None, strip_leading_zero: bool = False) -> None:
+        self._print(False, val_type, section_header, section_print_fn, strip_leading_zero)
+
+    def plot(self, path: str, title: str | None = None) -> None:
+        """A PNG of the buckets (needs matplotlib: pip install pyprobe[plot])."""
+        from pyprobe.runtime.histogram import plot_hist
+
+        counts = self.to_numpy() if not self.sectioned else sum(self.sections().values())
+        plot_hist(counts, path, log2=not self.spec.linear, title=title)
 
     def total(self) -> int:
-        return int(self.to_numpy().sum())
+        counts = self.to_numpy() if not self.sectioned else self.to_numpy()[1]
+        return int(counts.sum())
+
+    def clear(self) -> None:
+        if self.sectioned:
+            super().clear()
+        else:
+            ArrayMap.clear(self)
+
+
+def _section_slots(spec) -> int:
+    return 100 if spec.linear else spec.LOG2_SLOTS
 
 
 class StackTraceMap(LiveMap):
@@ -223,6 +376,5 @@ def live_map(spec, fd: int, name: str) -> LiveMap:
         return StackTraceMap(spec, fd, name)
     if isinstance(spec, Histogram):
         return HistogramMap(spec, fd, name)
-    if spec.kind == "array":
-        return ArrayMap(spec, fd, name)
-    return LiveMap(spec, fd, name)
+    return {"array": ArrayMap, "percpu_array": PerCpuArrayMap, "percpu_hash": PerCpuHashMap}.get(
+        spec.kind, LiveMap)(spec, fd, name)
