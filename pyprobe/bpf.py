@@ -55,3 +55,4 @@ probe_read_str = _helper("probe_read_str", "Copy a NUL-terminated kernel string 
 probe_read_kernel_str = _helper("probe_read_kernel_str", "Copy a NUL-terminated kernel string into a char[N].")
 probe_read_user_str = _helper("probe_read_user_str", "Copy a NUL-terminated user string into a char[N].")
 override_return = _helper("override_return", "override_return(ctx, rc): make the probed function return rc (kprobes only).")
+usdt_arg = _helper("usdt_arg", "usdt_arg(ctx, n): argument n (1-based) of a USDT probe, as an s64.")

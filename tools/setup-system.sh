@@ -9,6 +9,8 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 # bcc's Python module: the tests compare print_log2_hist with bcc's own layout.
 [ -f /usr/lib/python3/dist-packages/bcc/table.py ] || need+=(python3-bpfcc)
+# <sys/sdt.h>: the USDT tests build a small C program with probes.
+[ -f /usr/include/x86_64-linux-gnu/sys/sdt.h ] || need+=(systemtap-sdt-dev)
 for extra in "$@"; do
     dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra")
 done

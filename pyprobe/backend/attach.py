@@ -65,6 +65,24 @@ def _uprobe(prog, probe):
     return [check_ptr(link, f"attach {probe.kind} {path}:{symbol}")]
 
 
+def _usdt(prog, probe):
+    binary, provider, name = probe.target
+    if not features.has("uprobes"):
+        raise UnsupportedProbe("USDT probes need uprobes, which this kernel lacks (CONFIG_UPROBE_EVENTS)")
+    link = lib.bpf_program__attach_usdt(prog, probe.options.get("pid", -1), binary.encode(), provider.encode(),
+                                        name.encode(), ffi.NULL)
+    return [check_ptr(link, f"attach usdt {binary}:{provider}:{name}")]
+
+
+def _btf_trace(prog, probe):
+    (name,) = probe.target
+    if probe.kind in ("fentry", "fexit") and not features.has("fentry"):
+        raise UnsupportedProbe(f"@{probe.kind}(\"{name}\"): this kernel refuses fentry/fexit programs "
+                               f"(BPF trampolines); use @kprobe where kprobes exist, or a tracepoint:\n"
+                               + kprobe_alternatives(name, probe.kind).split("\n", 2)[-1])
+    return [check_ptr(lib.bpf_program__attach_trace(prog), f"attach {probe.kind} {name}")]
+
+
 # perf_event_open(2) types and configs for the names users write
 PERF_EVENTS = {
     "cpu-clock": (1, 0), "task-clock": (1, 1), "page-faults": (1, 2), "context-switches": (1, 3),
@@ -113,7 +131,8 @@ def _perf_event(prog, probe):
 _ATTACH = {
     "tracepoint": _tracepoint, "raw_tracepoint": _raw_tracepoint,
     "kprobe": _kprobe, "kretprobe": _kprobe, "ksyscall": _ksyscall, "kretsyscall": _ksyscall,
-    "uprobe": _uprobe, "uretprobe": _uprobe, "perf_event": _perf_event,
+    "uprobe": _uprobe, "uretprobe": _uprobe, "perf_event": _perf_event, "usdt": _usdt,
+    "tp_btf": _btf_trace, "fentry": _btf_trace, "fexit": _btf_trace,
 }
 
 

@@ -107,14 +107,23 @@ def members(tid: int) -> dict[str, int]:
     return out
 
 
-@functools.lru_cache(maxsize=1024)
-def function_params(name: str) -> list[tuple[str, int]] | None:
-    """(name, type id) of each parameter of a kernel function, or None if BTF does not know it."""
-    fid = find(name, KIND_FUNC)
-    if fid is None:
-        return None
-    proto = _raw(_raw(fid).type)
+def proto_params(proto_id: int) -> list[tuple[str, int]] | None:
+    """(name, type id) of each parameter of a FUNC_PROTO."""
+    proto = _raw(proto_id)
     if _kind(proto) != KIND_FUNC_PROTO:
         return None
     ps = ffi.cast("struct btf_param *", proto + 1)
     return [(_name(ps[i].name_off), ps[i].type) for i in range(_vlen(proto))]
+
+
+@functools.lru_cache(maxsize=1024)
+def function_params(name: str) -> list[tuple[str, int]] | None:
+    """(name, type id) of each parameter of a kernel function, or None if BTF does not know it."""
+    fid = find(name, KIND_FUNC)
+    return None if fid is None else proto_params(_raw(fid).type)
+
+
+def function_return(name: str) -> int | None:
+    """The type id a kernel function returns (0 for void), or None if BTF does not know it."""
+    fid = find(name, KIND_FUNC)
+    return None if fid is None else _raw(_raw(fid).type).type

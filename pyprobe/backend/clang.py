@@ -9,7 +9,9 @@ import shutil
 from pyprobe.errors import CompileError, PyprobeError
 
 FLAGS = ("-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wno-unused-value",
-         "-Wno-pointer-sign", "-Wno-compare-distinct-pointer-types", "-Wno-unknown-attributes")
+         "-Wno-pointer-sign", "-Wno-compare-distinct-pointer-types", "-Wno-unknown-attributes",
+         # libbpf's usdt.bpf.h includes <linux/errno.h>, whose <asm/...> lives in the multiarch dir
+         "-idirafter", "/usr/include/x86_64-linux-gnu")
 
 _CANDIDATES = ("clang", "clang-19", "clang-18", "clang-17", "clang-16", "clang-15", "clang-14")
 

@@ -89,10 +89,24 @@ def _log2(tr, node, v):
 
 @helper("retval", 1)
 def _retval(tr, node, ctx):
+    kind = tr.context.attach.kind if tr.context is not None else None
+    if kind == "fexit":
+        return tr.context.return_value(tr.context_param)
     if not tr.context_has_return:
-        tr.fail(node, "retval(ctx) is only defined in a kretprobe or uretprobe",
-                "attach this handler with @kretprobe or @uretprobe")
+        tr.fail(node, "retval(ctx) is only defined in a kretprobe, uretprobe or fexit",
+                "attach this handler with @kretprobe, @uretprobe or @fexit")
     return Value(f"PT_REGS_RC({tr.context_param})", s64)
+
+
+@helper("usdt_arg", 2)
+def _usdt_arg(tr, node, ctx, n):
+    if tr.context is None or tr.context.attach.kind != "usdt":
+        tr.fail(node, "usdt_arg(ctx, n) is only defined in a @usdt handler")
+    if not isinstance(n, Value) or n.const is None or not 1 <= n.const <= 12:
+        tr.fail(node.args[1], "usdt_arg(ctx, n) takes a constant n from 1 (bcc's numbering) to 12")
+    tmp = tr.temp(s64, "arg")
+    tr.emit(f"bpf_usdt_arg({tr.context_param}, {n.const - 1}, (long *)&{tmp});")
+    return Value(tmp, s64)
 
 
 def fstring_format(tr, node) -> tuple[str, list[str]]:

@@ -170,3 +170,60 @@ class PerfEventContext(Context):
         self.attach = probe
         self.section = "perf_event"
         self.c_param_type = "struct bpf_perf_event_data *"
+
+
+class UsdtContext(Context):
+    kernel_types = ("struct pt_regs", "enum bpf_map_type")     # usdt.bpf.h's own maps use the enum
+    needs_tracing_h = True
+    needs_usdt_h = True
+
+    def __init__(self, binary: str, provider: str, name: str, probe: Probe):
+        self.attach = Probe("usdt", (binary, provider, name), probe.options)
+        self.section = "usdt"
+        self.c_param_type = "struct pt_regs *"
+
+
+class BtfArgsContext(Context):
+    """tp_btf, fentry and fexit: the context is an array of u64 arguments, typed from BTF."""
+
+    def __init__(self, kind: str, name: str, probe: Probe, params: list, ret_type=None):
+        self.attach = Probe(kind, (name,), probe.options)
+        self.kind = kind
+        self.section = f"{kind}/{name}"
+        self.c_param_type = "__u64 *"
+        self.params = params             # [(name, DSL type or None)]
+        self.ret_type = ret_type
+
+    def function_arg(self, index, param):
+        if index >= len(self.params):
+            return None
+        t = self.params[index][1] or u64
+        return Value(f"(({t.c_name}){param}[{index}])", t)
+
+    def return_value(self, param):
+        """fexit: the return value follows the arguments."""
+        t = self.ret_type or u64
+        return Value(f"(({t.c_name}){param}[{len(self.params)}])", t)
+
+
+def btf_args_context(kind: str, name: str, probe: Probe, loc):
+    """Arguments of a tp_btf tracepoint (btf_trace_<name>) or of a kernel function, from BTF."""
+    from pyprobe.backend import btf
+    from pyprobe.backend.vmlinux import KIND_FUNC_PROTO, KIND_PTR, KIND_TYPEDEF
+    from pyprobe.dsl.kernel_data import type_of
+    from pyprobe.errors import TranslationError
+
+    if kind == "tp_btf":
+        tid = btf.find(f"btf_trace_{name}", KIND_TYPEDEF)
+        ptr = btf.resolve(tid) if tid else None
+        proto_params = btf.proto_params(ptr.target)[1:] if ptr and ptr.kind == KIND_PTR else None
+        ret = None
+    else:
+        proto_params = btf.function_params(name)
+        ret = btf.function_return(name)
+    if proto_params is None:
+        what = "tracepoint" if kind == "tp_btf" else "function"
+        raise TranslationError(f"the kernel's BTF has no {what} {name}", loc,
+                               "list tracepoints with: pyprobe list 'tracepoint:*'")
+    params = [(pname, type_of(ptype)) for pname, ptype in proto_params]
+    return BtfArgsContext(kind, name, probe, params, type_of(ret) if ret else None)

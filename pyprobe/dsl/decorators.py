@@ -106,3 +106,29 @@ def perf_event(event: str = "cpu-clock", freq: int | None = None, period: int | 
     if freq is None and period is None:
         freq = 49
     return _decorator(Probe("perf_event", (event,), {"freq": freq, "period": period, "cpu": cpu, "pid": pid}))
+
+
+def usdt(binary_or_pid, probe: str, pid: int = -1):
+    """A USDT probe: `@usdt("/usr/bin/python3.11", "python:function__entry")`, or a pid.
+
+    `probe` is 'provider:name' or a name the binary has once; `usdt_arg(ctx, n)`
+    reads argument n (1-based, as bcc's bpf_usdt_readarg).
+    """
+    if isinstance(binary_or_pid, int):
+        pid, binary_or_pid = binary_or_pid, f"/proc/{binary_or_pid}/exe"
+    return _decorator(Probe("usdt", (binary_or_pid, probe), {"pid": pid}))
+
+
+def tp_btf(name: str):
+    """A BTF-typed raw tracepoint: `def switch(self, ctx, preempt, prev, next)` gets typed arguments."""
+    return _decorator(Probe("tp_btf", (name,)))
+
+
+def fentry(function: str):
+    """Entry of a kernel function through a BPF trampoline (arguments typed from BTF)."""
+    return _decorator(Probe("fentry", (function,)))
+
+
+def fexit(function: str):
+    """Exit of a kernel function through a BPF trampoline; `retval(ctx)` is its return value."""
+    return _decorator(Probe("fexit", (function,)))

@@ -38,8 +38,9 @@ def translate_helper(program, tr, node, func, arg_types: tuple[Scalar, ...], c_n
     helper = HandlerTranslator(program, func, fdef, filename, None, c_name)
     params = []
     for arg, t in zip(a.args, arg_types):
-        helper.locals[arg.arg] = Value(arg.arg, t, lvalue=True)
-        params.append(t.c_decl(arg.arg))
+        c_arg = helper.c_local(arg.arg)
+        helper.locals[arg.arg] = Value(c_arg, t, lvalue=True)
+        params.append(t.c_decl(c_arg))
     helper.translate_body()
     ret = helper.return_type or s64
     out = CBuilder()

@@ -13,6 +13,7 @@ typedef __u16 __be16;
 typedef __u32 __be32;
 typedef __u64 __be64;
 typedef __u32 __wsum;
+typedef _Bool bool;
 
 #include <bpf/bpf_helpers.h>
 

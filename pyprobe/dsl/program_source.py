@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pyprobe.dsl.capture import function_ast
 from pyprobe.dsl.cbuilder import CBuilder
 from pyprobe.dsl.contexts import (Context, KprobeContext, PerfEventContext, RawTracepointContext,
-                                  TracepointContext, UprobeContext)
+                                  TracepointContext, UprobeContext, UsdtContext, btf_args_context)
 from pyprobe.dsl.decorators import Handler, Probe
 from pyprobe.dsl.maps import EventBuffer, MapSpec, PerfBuf, RingBuf
 from pyprobe.dsl.params import SECTION, Param, params_struct
-from pyprobe.dsl.translate import HandlerTranslator
+from pyprobe.dsl.translate import C_RESERVED, HandlerTranslator
 from pyprobe.dsl.types import StructType
-from pyprobe.errors import Location, TranslationError
+from pyprobe.errors import Location, PyprobeError, TranslationError
 
 KERNEL_TYPES_MARK = "/* @@pyprobe kernel types@@ */"
 _PRELUDE = os.path.join(os.path.dirname(__file__), "prelude.h")
@@ -88,6 +88,18 @@ def context_for(probe: Probe, loc: Location) -> Context:
         return KprobeContext("ksyscall" if kind == "syscall" else "kretsyscall", name, probe)
     if kind == "raw_tracepoint":
         return RawTracepointContext(target[0], probe)
+    if kind == "usdt":
+        from pyprobe.backend import usdt
+        from pyprobe.backend.attach import resolve_binary
+
+        try:
+            binary = resolve_binary(target[0])
+            provider, name = usdt.resolve(binary, target[1])
+        except PyprobeError as e:
+            raise TranslationError(str(e), loc) from None
+        return UsdtContext(binary, provider, name, probe)
+    if kind in ("tp_btf", "fentry", "fexit"):
+        return btf_args_context(kind, target[0], probe, loc)
     if kind in ("kprobe", "kretprobe"):
         return KprobeContext(kind, target[0], probe)
     if kind in ("uprobe", "uretprobe"):
@@ -152,6 +164,8 @@ class ProgramTranslator:
                 loc = Location(filename, fdef.lineno, fdef.col_offset)
                 ctx = context_for(probe, loc)
                 c_name = handler.name if i == 0 else f"{handler.name}_{i}"
+                if c_name in C_RESERVED or c_name.startswith(("pp_", "bpf_")):
+                    c_name += "_"
                 if c_name in used or c_name in self.maps:
                     raise TranslationError(f"the name {c_name} is used twice", loc)
                 used.add(c_name)
@@ -170,7 +184,8 @@ class ProgramTranslator:
         out.lines.append(KERNEL_TYPES_MARK)
         if any(ctx.needs_tracing_h for ctx in contexts):
             out.line("#include <bpf/bpf_tracing.h>")
-            out.line("#include <bpf/bpf_core_read.h>")
+        if any(getattr(ctx, "needs_usdt_h", False) for ctx in contexts):
+            out.line("#include <bpf/usdt.bpf.h>")
         seen = set()
         for ctx in contexts:
             decl = ctx.declarations()

@@ -48,6 +48,12 @@ REFUSED = {
 }
 
 
+# C keywords and names the prelude defines: a Python name equal to one gets a trailing _.
+C_RESERVED = frozenset("""auto break case char const continue default do double else enum extern float for goto
+if inline int long register restrict return short signed sizeof static struct switch typedef union unsigned
+void volatile while _Bool bool NULL LICENSE SEC""".split())
+
+
 class HandlerTranslator:
     def __init__(self, program, func, fdef: ast.FunctionDef, filename: str, context: Context, c_name: str):
         self.program = program            # ProgramTranslator: maps, structs, params
@@ -99,20 +105,20 @@ class HandlerTranslator:
         if len(params) < 2 or params[0] != "self":
             self.fail(self.fdef, f"handler {self.fdef.name}() must take (self, {'args' if 'tracepoint' in self.context.section else 'ctx'})",
                       f"def {self.fdef.name}(self, ctx): ...")
-        self.context_param = params[1]
-        self.locals[params[1]] = ContextRef(params[1])
+        self.context_param = self.c_local(params[1])
+        self.locals[params[1]] = ContextRef(self.context_param)
         for i, name in enumerate(params[2:]):
-            arg = self.context.function_arg(i, params[1])
+            arg = self.context.function_arg(i, self.context_param)
             if arg is None:
                 self.fail(self.fdef.args.args[i + 2], f"{self.context.attach.kind} handlers have no argument #{i + 1} ({name})",
                           "function arguments after ctx exist for kprobes and uprobes (up to 5)")
-            self.decls.append(f"{arg.type.c_decl(name)} = {arg.code};")
-            self.locals[name] = Value(name, arg.type, lvalue=True)
+            self.decls.append(f"{arg.type.c_decl(self.c_local(name))} = {arg.code};")
+            self.locals[name] = Value(self.c_local(name), arg.type, lvalue=True)
         self.translate_body()
         out = CBuilder()
         out.directive(self.fdef.lineno, self.filename)
         out.line(f'SEC("{self.context.section}")')
-        out.line(f"int {self.c_name}({self.context.c_param_type}{params[1]})")
+        out.line(f"int {self.c_name}({self.context.c_param_type}{self.context_param})")
         out.line("{")
         for d in self.decls:
             out.line("    " + d)
@@ -273,8 +279,8 @@ class HandlerTranslator:
             self.fail(target, "self cannot be reassigned")
         if name not in self.locals:
             if isinstance(value, Nullable):
-                self.decls.append(f"{value.target.c_name} *{name} = 0;")
-                self.locals[name] = Nullable(name, value.target)
+                self.decls.append(f"{value.target.c_name} *{self.c_local(name)} = 0;")
+                self.locals[name] = Nullable(self.c_local(name), value.target)
             elif isinstance(value, Value):
                 ctype = value.type if value.type is not None else (default or value.scalar)
                 self.declare(name, ctype, target)
@@ -285,17 +291,24 @@ class HandlerTranslator:
             if not isinstance(value, Nullable):
                 self.fail(target, f"{name} holds the result of .get() (a map value or None); assign it another .get() result",
                           "use a new name for this value")
-            self.emit(f"{name} = {value.code};")
+            self.emit(f"{local.code} = {value.code};")
         elif isinstance(local, ContextRef):
             self.fail(target, f"{name} is the probe's context and cannot be reassigned")
         else:
             self.store(target, local, value_node or target, value)
-        return name
+        return local.code
 
     def declare(self, name: str, ctype: CType, node) -> None:
         init = "0" if isinstance(ctype, (Scalar, PointerType)) else "{}"
-        self.decls.append(f"{ctype.c_decl(name)} = {init};")
-        self.locals[name] = Value(name, ctype, lvalue=True)
+        c_name = self.c_local(name)
+        self.decls.append(f"{ctype.c_decl(c_name)} = {init};")
+        self.locals[name] = Value(c_name, ctype, lvalue=True)
+
+    def c_local(self, name: str) -> str:
+        """The C name of a Python local: itself, unless it would clash with C or the program."""
+        if name in C_RESERVED or name in self.program.maps or name.startswith(("pp_", "__pp", "bpf_")):
+            return name + "_"
+        return name
 
     def store(self, target_node, dest: Value, value_node, value) -> None:
         """dest = value, with C's conversions for integers and a copy for arrays and structs."""

@@ -229,3 +229,21 @@ def test_recursion_is_refused_at_the_call():
     from pyprobe import TranslationError
     with pytest.raises(TranslationError, match="calls itself: recursion is not available"):
         Recursive.translate()
+
+
+class Clashes(Program):
+    count = Array(u64, 1)
+
+    @raw_tracepoint("sys_enter")
+    def switch(self, ctx):
+        count = 3                   # a local named like the map
+        default = count + 1         # a C keyword
+        self.count[0] = default
+
+
+def test_names_that_clash_with_c_or_maps_are_renamed():
+    c = Clashes.translate()
+    assert "int switch_(struct pp_raw_tp_args *ctx)" in c
+    assert "__s64 count_ = 0;" in c and "__s64 default_ = 0;" in c
+    assert "pp_set(count, 0, default_);" in c
+    Clashes.compile()
