@@ -6,7 +6,9 @@ attaches, and on leaving detaches. Maps stay readable until `close()`.
 """
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 import weakref
 
@@ -100,6 +102,9 @@ class Program:
         self.load()
         self._session.attach()
         self._install_sigterm()
+        if os.environ.get("PYPROBE_VERBOSE"):
+            for name, point in self.probes:
+                print(f"pyprobe: {name} attached to {point}", file=sys.stderr)
         return self
 
     def detach(self) -> None:

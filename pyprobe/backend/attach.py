@@ -34,13 +34,29 @@ def _raw_tracepoint(prog, probe):
 
 
 def _kprobe(prog, probe):
+    from pyprobe.backend import ksyms
+
     (function,) = probe.target
     if not features.has("kprobes"):
         raise UnsupportedProbe(kprobe_alternatives(function, probe.kind))
     opts = ffi.new("struct bpf_kprobe_opts *", {"sz": ffi.sizeof("struct bpf_kprobe_opts"),
                                                  "retprobe": probe.kind == "kretprobe"})
-    return [check_ptr(lib.bpf_program__attach_kprobe_opts(prog, function.encode(), opts),
-                      f"attach {probe.kind} {function}")]
+    link = lib.bpf_program__attach_kprobe_opts(prog, function.encode(), opts)
+    if link != ffi.NULL:
+        return [link]
+    err = ffi.errno
+    # Renamed by the compiler (finish_task_switch.isra.0)? Then probe the variant.
+    actual = ksyms.resolve(function)
+    if actual and actual != function:
+        probe.options["resolved"] = actual
+        return [check_ptr(lib.bpf_program__attach_kprobe_opts(prog, actual.encode(), opts),
+                          f"attach {probe.kind} {actual} (for {function})")]
+    if actual is None:
+        near = ksyms.did_you_mean(function)
+        raise UnsupportedProbe(f"@{probe.kind}(\"{function}\"): no such kernel function here (removed, renamed "
+                               f"or inlined)" + (f"; did you mean: {', '.join(near)}" if near else "") + "\n"
+                               + kprobe_alternatives(function, probe.kind).split("\n", 2)[-1])
+    raise BPFError(err, f"attach {probe.kind} {function}")
 
 
 def _ksyscall(prog, probe):
@@ -160,7 +176,10 @@ def resolve_binary(name: str) -> str:
 
 
 def kprobe_alternatives(function: str, kind: str) -> str:
-    """Say kprobes are missing, and which tracepoints might cover the same event."""
+    """Say kprobes are missing, and which tracepoints might cover the same event.
+
+    The first two lines say what is missing; the rest lists alternatives.
+    """
     lines = [f"@{kind}(\"{function}\"): kprobes are not available in this kernel (CONFIG_KPROBES is not set),",
              "so kernel functions cannot be probed here. Alternatives:"]
     from pyprobe.backend.tracefs import event_exists

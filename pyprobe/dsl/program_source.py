@@ -101,6 +101,10 @@ def context_for(probe: Probe, loc: Location) -> Context:
     if kind in ("tp_btf", "fentry", "fexit"):
         return btf_args_context(kind, target[0], probe, loc)
     if kind in ("kprobe", "kretprobe"):
+        # The fallback chain: kprobes, else fentry/fexit (same handler code), else
+        # attaching fails naming the tracepoints that cover the event.
+        if not features.has("kprobes") and features.has("fentry"):
+            return btf_args_context("fentry" if kind == "kprobe" else "fexit", target[0], probe, loc)
         return KprobeContext(kind, target[0], probe)
     if kind in ("uprobe", "uretprobe"):
         return UprobeContext(kind, target[0], target[1], probe)

@@ -1,0 +1,50 @@
+"""Kernel function names as they are in this kernel: compiler variants and near misses.
+
+GCC renames functions it specialises (`finish_task_switch.isra.0`,
+`.part.N`, `.constprop.N`, `.cold`); a probe on the plain name must find them.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+
+_VARIANT = re.compile(r"^(?P<base>[^.]+)\.(isra|part|constprop|cold|llvm)(\.\d+)*$")
+
+
+@functools.lru_cache(maxsize=1)
+def text_symbols() -> frozenset[str]:
+    """Names of the kernel's functions (text symbols in /proc/kallsyms)."""
+    names = set()
+    with open("/proc/kallsyms") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] in "tT":
+                names.add(parts[2])
+    return frozenset(names)
+
+
+def variants(name: str, symbols=None) -> list[str]:
+    """Compiler-made variants of a function name, most specific first (isra before part ...)."""
+    symbols = text_symbols() if symbols is None else symbols
+    found = [s for s in symbols if s.startswith(name + ".") and (m := _VARIANT.match(s)) and m["base"] == name]
+    order = {"isra": 0, "constprop": 1, "part": 2, "llvm": 3, "cold": 4}
+    return sorted(found, key=lambda s: (order.get(s.split(".")[1], 9), s))
+
+
+def resolve(name: str, symbols=None) -> str | None:
+    """The name to probe: itself when it exists, else its first non-.cold variant, else None."""
+    symbols = text_symbols() if symbols is None else symbols
+    if name in symbols:
+        return name
+    for v in variants(name, symbols):
+        if ".cold" not in v:
+            return v
+    return None
+
+
+def did_you_mean(name: str, symbols=None, n: int = 6) -> list[str]:
+    """Existing functions with names like this one, best first."""
+    symbols = text_symbols() if symbols is None else symbols
+    prefix = [s for s in symbols if s.startswith(name[:4])] or list(symbols)
+    return difflib.get_close_matches(name, prefix, n=n, cutoff=0.6)
