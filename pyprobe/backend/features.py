@@ -54,8 +54,13 @@ def _memo_path() -> str:
 
 
 def has(name: str) -> bool:
-    """Whether this kernel (and this process's privileges) support a feature."""
+    """Whether this kernel (and this process's privileges) support a feature.
+
+    PYPROBE_DISABLE=kprobes,fentry pretends some are missing (to see fallbacks).
+    """
     global _cache
+    if name in os.environ.get("PYPROBE_DISABLE", "").split(","):
+        return False
     if _cache is None:
         try:
             with open(_memo_path()) as f:
