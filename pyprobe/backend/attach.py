@@ -53,8 +53,10 @@ def _kprobe(prog, probe):
                           f"attach {probe.kind} {actual} (for {function})")]
     if actual is None:
         near = ksyms.did_you_mean(function)
-        raise UnsupportedProbe(f"@{probe.kind}(\"{function}\"): no such kernel function here (removed, renamed "
-                               f"or inlined)" + (f"; did you mean: {', '.join(near)}" if near else "") + "\n"
+        why = ("is inlined into its callers in this kernel (its BTF knows it, kallsyms does not)"
+               if ksyms.known_to_btf(function) else "does not exist in this kernel (removed or renamed)")
+        raise UnsupportedProbe(f"@{probe.kind}(\"{function}\"): the function {why}"
+                               + (f"; did you mean: {', '.join(near)}" if near else "") + "\n"
                                + kprobe_alternatives(function, probe.kind).split("\n", 2)[-1])
     raise BPFError(err, f"attach {probe.kind} {function}")
 

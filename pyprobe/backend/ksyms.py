@@ -48,3 +48,14 @@ def did_you_mean(name: str, symbols=None, n: int = 6) -> list[str]:
     symbols = text_symbols() if symbols is None else symbols
     prefix = [s for s in symbols if s.startswith(name[:4])] or list(symbols)
     return difflib.get_close_matches(name, prefix, n=n, cutoff=0.6)
+
+
+def known_to_btf(name: str) -> bool:
+    """Whether the kernel's BTF describes this function (true of inlined ones too)."""
+    from pyprobe.backend import btf
+    from pyprobe.backend.vmlinux import KIND_FUNC, BTFUnavailable
+
+    try:
+        return btf.find(name, KIND_FUNC) is not None
+    except BTFUnavailable:
+        return False

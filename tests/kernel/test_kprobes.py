@@ -129,3 +129,50 @@ def test_kprobe_on_a_compiler_renamed_function():
     assert prog.switches[0] >= 10
     assert prog.probes == [("switched_in", f"kprobe:{actual}")]
     prog.close()
+
+
+@pytest.mark.needs_kprobes
+def test_syscall_falls_back_to_a_kprobe_without_syscall_tracepoints(monkeypatch):
+    monkeypatch.setenv("PYPROBE_DISABLE", "syscall_tracepoints")
+    from pyprobe import syscall
+
+    class Getppid(Program):
+        target = Param(u32)
+        counts = Hash(u32, u64)
+
+        @syscall("getppid")
+        def on(self, args):
+            if tgid() == self.target:
+                self.counts[0] += 1
+
+    assert Getppid.probe_points() == [("on", "ksyscall:getppid")]
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        for _ in range(31):
+            os.getppid()
+        os._exit(0)
+    prog = Getppid(target=child)
+    with prog:
+        os.write(w, b"g")
+        os.waitpid(child, 0)
+    assert prog.counts[0] == 31
+    prog.close()
+
+
+@pytest.mark.needs_kprobes
+def test_a_missing_function_gets_suggestions_and_tracepoints():
+    from pyprobe import UnsupportedProbe
+
+    class Gone(Program):
+        counts = Hash(u32, u64)
+
+        @kprobe("blk_account_io_doneX")
+        def done(self, ctx):
+            self.counts[0] += 1
+
+    with pytest.raises(UnsupportedProbe, match="does not exist in this kernel") as err:
+        with Gone():
+            pass
+    assert "did you mean" in str(err.value)
