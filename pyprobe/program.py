@@ -156,7 +156,7 @@ class Program:
     @classmethod
     def probe_points(cls) -> list[tuple[str, str]]:
         """(program, probe point) that translation chose on this kernel, before loading."""
-        return [(p.c_name, p.context.choice()) for p in cls._source().programs]
+        return [(p.c_name, p.context.choice()) for p in cls._source().programs if p.attach]
 
     def poll(self, timeout_ms: int = 100) -> int:
         """Wait up to timeout_ms for records on the buffers opened with .open(callback); run the callbacks."""

@@ -336,3 +336,17 @@ def _discard(tr, node, ref, record):
         tr.fail(node.args[0], "discard() takes a record from self.<ringbuf>.reserve()")
     tr.emit(f"bpf_ringbuf_discard({record.code}, 0);")
     return None
+
+
+@map_method("call")
+def _tail_call(tr, node, ref, ctx, index):
+    from pyprobe.dsl.maps import ProgArray
+
+    if not isinstance(ref.spec, ProgArray):
+        tr.fail(node.func, f"call() is a method of ProgArray maps; self.{ref.name} is a {type(ref.spec).__name__}")
+    if tr.context is None:
+        tr.fail(node, "tail calls are made from handlers, not from helper functions")
+    tr.program.note_tail_call(ref.name, tr.context)
+    # On success a tail call does not return; on failure execution goes on here.
+    tr.emit(f"bpf_tail_call({tr.context_param}, &{ref.name}, {tr.scalar(node.args[1], index).code});")
+    return None

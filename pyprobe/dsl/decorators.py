@@ -51,6 +51,13 @@ class Handler:
         return f"<handler {self.name} on {', '.join(p.describe() for p in self.probes)}>"
 
 
+def tail_call(func):
+    """A handler reached only through a ProgArray's `call()`, never attached itself."""
+    handler = Handler(func, None)
+    handler.probes = []
+    return handler
+
+
 def _decorator(probe: Probe):
     def wrap(func):
         if isinstance(func, Handler):        # stacked decorators: one handler, several probes

@@ -124,6 +124,19 @@ class PerfBuf(EventBuffer):
         self.poll_ms = poll_ms
 
 
+class ProgArray(MapSpec):
+    """BPF_MAP_TYPE_PROG_ARRAY for tail calls: `ProgArray({1: "second"})` and, in a
+    handler, `self.progs.call(ctx, 1)`; `second` is a `@tail_call` handler."""
+
+    kind = "prog_array"
+
+    def __init__(self, entries: dict | None = None, max_entries: int = 8):
+        super().__init__(u32, u32, max_entries)
+        self.entries = dict(entries or {})
+        if any(not 0 <= i < max_entries for i in self.entries):
+            raise ValueError(f"ProgArray indexes go from 0 to {max_entries - 1}")
+
+
 class Histogram(MapSpec):
     """Bucket counts, as bcc's BPF_HISTOGRAM.
 

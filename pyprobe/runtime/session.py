@@ -97,6 +97,8 @@ class Session:
         made = []
         try:
             for info in self.source.programs:
+                if not info.attach:
+                    continue
                 prog = lib.bpf_object__find_program_by_name(self.obj, info.c_name.encode())
                 made.extend(attach_mod.attach(prog, info.context.attach))
                 self.attached.append((info.c_name, info.context.choice()))

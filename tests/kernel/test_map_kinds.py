@@ -165,3 +165,36 @@ def test_linear_and_sectioned_histograms_lookup_or_init_and_insert(capsys):
     prog.linear.print_linear_hist("n")
     assert "distribution" in capsys.readouterr().out
     prog.close()
+
+
+from pyprobe import ProgArray, tail_call  # noqa: E402
+
+
+class Tail(Program):
+    target = Param(u32)
+    progs = ProgArray({1: "second", 2: "third"})
+    hits = Array(u64, 4)
+
+    @syscall("getppid")
+    def first(self, args):
+        if tgid() != self.target:
+            return
+        self.hits[0] += 1
+        self.progs.call(args, 1 + self.hits[0] % 2)      # alternate between the two targets
+        self.hits[3] += 1                                  # reached only if the tail call failed
+
+    @tail_call
+    def second(self, args):
+        self.hits[1] += 1
+
+    @tail_call
+    def third(self, args):
+        self.hits[2] += 1
+
+
+def test_tail_calls_through_a_prog_array():
+    prog = Tail()
+    run_with(prog, 10)
+    assert prog.hits.to_numpy().tolist() == [10, 5, 5, 0]
+    assert [name for name, _ in prog.probes] == ["first"]          # targets are not attached
+    prog.close()
