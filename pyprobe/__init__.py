@@ -19,8 +19,8 @@ Handlers are Python with C semantics, translated to BPF C, compiled with clang
 """
 from pyprobe.dsl.decorators import (fentry, fexit, kprobe, kretprobe, perf_event, raw_tracepoint, syscall,
                                     syscall_return, tail_call, tp_btf, tracepoint, uprobe, uretprobe, usdt)
-from pyprobe.dsl.maps import (Array, Hash, Histogram, LpmTrie, LruHash, PerCpuArray, PerCpuHash, PerfBuf, ProgArray,
-                              RingBuf, StackTrace)
+from pyprobe.dsl.maps import (Array, Hash, Histogram, CpuMap, DevMap, LpmTrie, LruHash, PerCpuArray, PerCpuHash, PerfBuf,
+                              PerfEventArray, ProgArray, RingBuf, StackTrace)
 from pyprobe.dsl.params import Param
 from pyprobe.dsl.types import Struct, bool_, char, s8, s16, s32, s64, u8, u16, u32, u64
 from pyprobe.errors import (BPFError, CompileError, PyprobeError, TranslationError, UnsupportedProbe,
@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Program", "Param", "Array", "Hash", "Histogram", "StackTrace", "RingBuf", "PerfBuf", "PerCpuHash",
-    "PerCpuArray", "LruHash", "LpmTrie", "ProgArray", "tail_call", "ksym", "ksymname", "usym", "Struct",
+    "PerCpuArray", "LruHash", "LpmTrie", "ProgArray", "tail_call", "PerfEventArray", "DevMap", "CpuMap", "ksym", "ksymname", "usym", "Struct",
     "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "kprobe", "kretprobe", "uprobe", "uretprobe",
     "perf_event", "usdt", "tp_btf", "fentry", "fexit",
     "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "char", "bool_",

@@ -350,3 +350,23 @@ def _tail_call(tr, node, ref, ctx, index):
     # On success a tail call does not return; on failure execution goes on here.
     tr.emit(f"bpf_tail_call({tr.context_param}, &{ref.name}, {tr.scalar(node.args[1], index).code});")
     return None
+
+
+@map_method("perf_read")
+def _perf_read(tr, node, ref):
+    from pyprobe.dsl.maps import PerfEventArray
+
+    if not isinstance(ref.spec, PerfEventArray):
+        tr.fail(node.func, f"perf_read() is a method of PerfEventArray maps; self.{ref.name} is a {type(ref.spec).__name__}")
+    # this CPU's counter (BPF_F_CURRENT_CPU); a negative value is an error
+    return Value(f"(__s64)bpf_perf_event_read(&{ref.name}, 0xffffffffULL)", s64)
+
+
+@map_method("redirect_map")
+def _redirect_map(tr, node, ref, key, flags=None):
+    from pyprobe.dsl.maps import CpuMap, DevMap
+
+    if not isinstance(ref.spec, (DevMap, CpuMap)):
+        tr.fail(node.func, f"redirect_map() is a method of DevMap and CpuMap; self.{ref.name} is a {type(ref.spec).__name__}")
+    f = "0" if flags is None else tr.scalar(node.args[1], flags).code
+    return Value(f"bpf_redirect_map(&{ref.name}, {tr.scalar(node.args[0], key).code}, {f})", s64)

@@ -11,7 +11,8 @@ from pyprobe.errors import NotLoadedError
 # enum bpf_map_type (include/uapi/linux/bpf.h); stable kernel ABI.
 MAP_TYPES = {
     "hash": 1, "array": 2, "prog_array": 3, "perf_event_array": 4, "percpu_hash": 5,
-    "percpu_array": 6, "stack_trace": 7, "lru_hash": 9, "lpm_trie": 11, "ringbuf": 27,
+    "percpu_array": 6, "stack_trace": 7, "lru_hash": 9, "lpm_trie": 11, "devmap": 14, "cpumap": 16,
+    "ringbuf": 27,
 }
 
 
@@ -135,6 +136,36 @@ class ProgArray(MapSpec):
         self.entries = dict(entries or {})
         if any(not 0 <= i < max_entries for i in self.entries):
             raise ValueError(f"ProgArray indexes go from 0 to {max_entries - 1}")
+
+
+class PerfEventArray(MapSpec):
+    """Hardware or software counters, one per CPU, read in a handler with
+    `self.cycles.perf_read()` (bcc's BPF_PERF_ARRAY + perf_read). pyprobe opens the
+    perf event on every CPU when the program loads: `PerfEventArray("instructions")`."""
+
+    kind = "perf_event_array"
+
+    def __init__(self, event: str = "cpu-clock"):
+        super().__init__(None, None, 0)
+        self.event = event
+
+
+class DevMap(MapSpec):
+    """BPF_MAP_TYPE_DEVMAP for XDP: `return self.tx.redirect_map(key, 0)` sends to an ifindex."""
+
+    kind = "devmap"
+
+    def __init__(self, max_entries: int = 64):
+        super().__init__(u32, u32, max_entries)
+
+
+class CpuMap(MapSpec):
+    """BPF_MAP_TYPE_CPUMAP for XDP: redirect packets to another CPU (value: queue size)."""
+
+    kind = "cpumap"
+
+    def __init__(self, max_entries: int = 64):
+        super().__init__(u32, u32, max_entries)
 
 
 class Histogram(MapSpec):

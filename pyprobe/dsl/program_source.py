@@ -14,7 +14,7 @@ from pyprobe.dsl.cbuilder import CBuilder
 from pyprobe.dsl.contexts import (Context, KprobeContext, PerfEventContext, RawTracepointContext,
                                   TracepointContext, UprobeContext, UsdtContext, btf_args_context)
 from pyprobe.dsl.decorators import Handler, Probe
-from pyprobe.dsl.maps import EventBuffer, MapSpec, PerfBuf, ProgArray, RingBuf
+from pyprobe.dsl.maps import EventBuffer, MapSpec, PerfBuf, PerfEventArray, ProgArray, RingBuf
 from pyprobe.dsl.params import SECTION, Param, params_struct
 from pyprobe.dsl.translate import C_RESERVED, HandlerTranslator
 from pyprobe.dsl.types import StructType
@@ -252,7 +252,7 @@ def map_definition(name: str, spec: MapSpec) -> str:
         lines.append(f"    __uint(max_entries, {spec.max_entries});")
     if spec.flags:
         lines.append(f"    __uint(map_flags, {spec.flags});")
-    if isinstance(spec, PerfBuf):
+    if isinstance(spec, (PerfBuf, PerfEventArray)):
         lines += ["    __uint(key_size, sizeof(__u32));", "    __uint(value_size, sizeof(__u32));"]
     elif isinstance(spec, ProgArray):
         lines += ["    __type(key, __u32);", "    __array(values, int (void *));"]

@@ -10,9 +10,9 @@ import re
 from pyprobe.backend import attach as attach_mod
 from pyprobe.backend.libbpf import ffi, lib, recent_messages
 from pyprobe.errors import BPFError, VerifierError
-from pyprobe.dsl.maps import EventBuffer, RingBuf
+from pyprobe.dsl.maps import EventBuffer, PerfEventArray, RingBuf
 from pyprobe.runtime.buffers import EventStream, PerfBufStream, RingBufStream
-from pyprobe.runtime.maps import live_map
+from pyprobe.runtime.maps import PerfCounters, live_map
 
 LOG_SIZE = 1 << 22   # the kernel truncates (ENOSPC) past this; untouched pages cost no memory
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
@@ -56,7 +56,9 @@ class Session:
         self._logs.clear()
         for name, spec in self.source.maps.items():
             fd = self._map_fd(name)
-            if isinstance(spec, EventBuffer):
+            if isinstance(spec, PerfEventArray):
+                self.maps[name] = PerfCounters(spec, fd, name)
+            elif isinstance(spec, EventBuffer):
                 stream = (RingBufStream if isinstance(spec, RingBuf) else PerfBufStream)
                 self.maps[name] = stream(spec, fd, self._map_fd(spec.lost_map), name)
             else:
@@ -120,8 +122,9 @@ class Session:
         if self.trace_instance is not None:
             self.trace_instance.close()
             self.trace_instance = None
-        for stream in self.streams:
-            stream.close()
+        for m in self.maps.values():
+            if isinstance(m, (EventStream, PerfCounters)):
+                m.close()
         self.maps.clear()
         obj, self.obj = self.obj, ffi.NULL
         if obj != ffi.NULL:

@@ -95,3 +95,26 @@ def test_cache_key_changes_with_the_source():
     b = cache.key("int y;", "", "btf", "flags", "clang")
     c = cache.key("int x;", "", "other-btf", "flags", "clang")
     assert len({a, b, c}) == 3
+
+
+from pyprobe import CpuMap, DevMap  # noqa: E402
+
+
+class Redirects(Program):
+    tx = DevMap(8)
+    cpus = CpuMap(4)
+    out = Array(u64, 2)
+
+    @raw_tracepoint("sys_enter")
+    def h(self, ctx):
+        # (only XDP programs may call these at load time; this checks the declarations and C)
+        self.out[0] = self.tx.redirect_map(1, 0)
+        self.out[1] = self.cpus.redirect_map(0)
+
+
+def test_devmap_and_cpumap_declarations_compile(fresh_cache):
+    c = Redirects.translate()
+    assert "__uint(type, 14);   /* BPF_MAP_TYPE_DEVMAP */" in c
+    assert "__uint(type, 16);   /* BPF_MAP_TYPE_CPUMAP */" in c
+    assert "bpf_redirect_map(&tx, 1, 0)" in c and "bpf_redirect_map(&cpus, 0, 0)" in c
+    assert Redirects.compile()[:4] == b"\x7fELF"

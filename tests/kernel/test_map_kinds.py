@@ -198,3 +198,33 @@ def test_tail_calls_through_a_prog_array():
     assert prog.hits.to_numpy().tolist() == [10, 5, 5, 0]
     assert [name for name, _ in prog.probes] == ["first"]          # targets are not attached
     prog.close()
+
+
+from pyprobe import PerfEventArray  # noqa: E402
+
+
+class Clock(Program):
+    target = Param(u32)
+    clock = PerfEventArray("cpu-clock")
+    readings = Array(u64, 3)
+
+    @syscall("getppid")
+    def on(self, args):
+        if tgid() != self.target:
+            return
+        now = self.clock.perf_read()
+        if now < 0:
+            self.readings[2] += 1                # read failed
+            return
+        if self.readings[0] == 0:
+            self.readings[0] = now
+        self.readings[1] = now
+
+
+def test_perf_event_array_counters_read_in_the_kernel():
+    prog = Clock()
+    run_with(prog, 2000)
+    first, last, failed = prog.readings.to_numpy().tolist()
+    assert failed == 0
+    assert last > first > 0                      # the CPU clock (ns) advanced between calls
+    prog.close()
