@@ -7,9 +7,7 @@ attaches, and on leaving detaches. Maps stay readable until `close()`.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 import weakref
 
 from pyprobe.errors import PyprobeError
@@ -50,9 +48,13 @@ class Program:
     def _source(cls):
         cached = cls.__dict__.get("_pp_source")
         if cached is None:
-            from pyprobe.dsl.program_source import translate_program
+            from pyprobe.dsl import source_cache
 
-            cached = translate_program(cls)
+            cached = source_cache.load(cls)
+            if cached is None:
+                from pyprobe.dsl.program_source import translate_program
+
+                cached = translate_program(cls)
             cls._pp_source = cached
         return cached
 
@@ -135,6 +137,9 @@ class Program:
     # SIGTERM's default kills without unwinding; turn it into SystemExit so
     # `with` blocks and finally clauses release what they attached.
     def _install_sigterm(self) -> None:
+        import signal
+        import threading
+
         if threading.current_thread() is not threading.main_thread():
             return
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
@@ -142,6 +147,9 @@ class Program:
             signal.signal(signal.SIGTERM, _sigterm_to_exit)
 
     def _restore_sigterm(self) -> None:
+        import signal
+        import threading
+
         if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
             if signal.getsignal(signal.SIGTERM) is _sigterm_to_exit:
                 signal.signal(signal.SIGTERM, self._old_sigterm)

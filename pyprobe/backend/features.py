@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 
 # enum bpf_prog_type / bpf_attach_type / bpf_map_type values (uapi, stable)
 PROG_KPROBE, PROG_TRACEPOINT, PROG_PERF_EVENT, PROG_RAW_TP, PROG_TRACING = 2, 5, 7, 17, 26
@@ -15,11 +15,7 @@ ATTACH_TRACE_FENTRY = 24
 MAP_RINGBUF = 27
 
 
-@dataclass(frozen=True)
-class Feature:
-    name: str
-    summary: str
-    fix: str
+Feature = namedtuple("Feature", "name summary fix")
 
 
 FEATURES = {f.name: f for f in (

@@ -36,6 +36,7 @@ def translate_helper(program, tr, node, func, arg_types: tuple[Scalar, ...], c_n
     if len(a.args) != len(arg_types):
         tr.fail(node, f"{func.__name__}() takes {len(a.args)} arguments, {len(arg_types)} given")
     helper = HandlerTranslator(program, func, fdef, filename, None, c_name)
+    program.deps.note_function(func)
     params = []
     for arg, t in zip(a.args, arg_types):
         c_arg = helper.c_local(arg.arg)

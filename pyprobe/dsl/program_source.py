@@ -7,7 +7,6 @@ never parses the kernel's 6 MB of BTF.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from pyprobe.dsl.capture import function_ast
 from pyprobe.dsl.cbuilder import CBuilder
@@ -20,39 +19,10 @@ from pyprobe.dsl.translate import C_RESERVED, HandlerTranslator
 from pyprobe.dsl.types import StructType
 from pyprobe.errors import Location, PyprobeError, TranslationError
 
-KERNEL_TYPES_MARK = "/* @@pyprobe kernel types@@ */"
+from pyprobe.dsl.source import KERNEL_TYPES_MARK, ProgramInfo, ProgramSource
+from pyprobe.dsl.source_cache import Dependencies
+
 _PRELUDE = os.path.join(os.path.dirname(__file__), "prelude.h")
-
-
-@dataclass
-class ProgramInfo:
-    c_name: str
-    handler: str
-    context: Context
-    attach: bool = True          # tail-call targets are loaded, not attached
-
-
-@dataclass
-class ProgramSource:
-    """The translated program: C text (kernel types left as a mark), maps and probes."""
-
-    name: str
-    text: str
-    kernel_types: tuple[str, ...]
-    programs: list[ProgramInfo]
-    maps: dict[str, MapSpec]
-    co_re_types: tuple[str, ...] = field(default=())
-    params: dict = field(default_factory=dict)
-
-    def full_text(self) -> str:
-        """The C source with kernel types dumped from this kernel's BTF."""
-        from pyprobe.backend import vmlinux
-
-        # One dump for all types, so nothing is declared twice; CO-RE whenever a
-        # handler reads kernel memory (libbpf then loads the kernel BTF anyway).
-        names = list(self.kernel_types) + [t for t in self.co_re_types if t not in self.kernel_types]
-        decls = vmlinux.declarations(names, co_re=bool(self.co_re_types)) if names else ""
-        return self.text.replace(KERNEL_TYPES_MARK, decls, 1)
 
 
 def collect(cls) -> tuple[dict[str, MapSpec], dict[str, Handler], dict[str, Param]]:
@@ -120,6 +90,7 @@ class ProgramTranslator:
         self.maps, self.handlers, self.params = collect(cls)
         self.structs: dict[str, StructType] = {}
         self.kernel_types_used: list[str] = []
+        self.deps = Dependencies()
         self.tail_callers: dict[str, Context] = {}
         self.helpers: dict[tuple, tuple[str, object]] = {}    # (func, arg types) -> (C name, return type)
         self.helper_texts: list[str] = []
@@ -273,4 +244,9 @@ def map_definition(name: str, spec: MapSpec) -> str:
 
 
 def translate_program(cls) -> ProgramSource:
-    return ProgramTranslator(cls).translate()
+    from pyprobe.dsl import source_cache
+
+    translator = ProgramTranslator(cls)
+    source = translator.translate()
+    source_cache.store(cls, source, translator.deps)
+    return source

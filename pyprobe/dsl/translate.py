@@ -99,6 +99,7 @@ class HandlerTranslator:
 
     # ---- the function -----------------------------------------------------
     def translate(self) -> str:
+        self.program.deps.note_function(self.func)
         params = [a.arg for a in self.fdef.args.args]
         if self.fdef.args.vararg or self.fdef.args.kwarg or self.fdef.args.kwonlyargs:
             self.fail(self.fdef, "a handler takes (self, ctx, *function arguments) only")
@@ -393,6 +394,8 @@ class HandlerTranslator:
         closure = dict(zip(self.func.__code__.co_freevars, [c.cell_contents for c in (self.func.__closure__ or ())]))
         for scope in (closure, self.func.__globals__):
             if name in scope:
+                if scope is not closure:
+                    self.program.deps.note_global(self.func, name, scope[name])
                 return self.wrap_python(node, scope[name], name)
         if name == "range":
             self.fail(node, "range() is only available as the iterable of a for loop")

@@ -49,6 +49,10 @@ class Scalar(CType):
             return np.dtype("?")
         return np.dtype(("<i" if self.signed else "<u") + str(self.size))
 
+    def __reduce__(self):
+        # unpickle to the one instance, so `t is u32` holds for cached translations
+        return (_scalar_named, (self.name,))
+
     def wrap(self, value: int) -> int:
         """Python's view of a C cast: truncate to the width, then sign."""
         bits = 8 * self.size
@@ -152,6 +156,10 @@ char = Scalar("char", "char", 1, True)
 bool_ = Scalar("bool", "_Bool", 1, False)
 
 SCALARS = {t.name: t for t in (u8, u16, u32, u64, s8, s16, s32, s64, char, bool_)}
+
+
+def _scalar_named(name: str) -> Scalar:
+    return SCALARS[name]
 
 
 def scalar_for(size: int, signed: bool) -> Scalar:

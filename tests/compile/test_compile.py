@@ -118,3 +118,37 @@ def test_devmap_and_cpumap_declarations_compile(fresh_cache):
     assert "__uint(type, 16);   /* BPF_MAP_TYPE_CPUMAP */" in c
     assert "bpf_redirect_map(&tx, 1, 0)" in c and "bpf_redirect_map(&cpus, 0, 0)" in c
     assert Redirects.compile()[:4] == b"\x7fELF"
+
+
+def test_translations_are_cached_and_invalidated_by_the_constants_they_inline(fresh_cache, tmp_path):
+    import importlib.util
+    import sys
+
+    from pyprobe.dsl import source_cache
+
+    path = tmp_path / "cached_prog.py"
+    path.write_text("from pyprobe import Program, Array, raw_tracepoint, u64\n"
+                    "LIMIT = 5\n"
+                    "class P(Program):\n"
+                    "    a = Array(u64, 1)\n"
+                    "    @raw_tracepoint('sys_enter')\n"
+                    "    def h(self, ctx):\n"
+                    "        self.a[0] = LIMIT\n")
+
+    def fresh_class():
+        spec = importlib.util.spec_from_file_location("cached_prog", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["cached_prog"] = module
+        spec.loader.exec_module(module)
+        return module
+
+    module = fresh_class()
+    assert source_cache.load(module.P) is None
+    first = module.P._source()
+    module = fresh_class()
+    again = source_cache.load(module.P)
+    assert again is not None and again.text == first.text       # a warm start skips translation
+    module.LIMIT = 7                                             # the inlined constant changed
+    assert source_cache.load(module.P) is None
+    assert "pp_set(a, 0, 7);" in module.P.translate()
+    del sys.modules["cached_prog"]

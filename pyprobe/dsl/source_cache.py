@@ -1,0 +1,149 @@
+"""A cache of translations, so a warm start neither parses nor translates handlers.
+
+Keyed by the Program class, the files its handlers come from (path, size,
+mtime), pyprobe's own source, and the boot (tracepoint formats and kernel
+features do not change without a reboot). Each entry also records the
+module-level names the handlers used, with a stable description of their
+values (constants are inlined into the C): if one differs now, the entry is
+not used. Classes defined inside functions, or handlers with closures, are
+not cached at all.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sys
+
+_FORMAT = b"pyprobe-source-1"
+
+
+def stable(obj) -> str | None:
+    """A description of a value that is equal across runs, or None if there is none."""
+    from pyprobe.dsl.types import CType, Struct
+
+    if isinstance(obj, (bool, int, float, str)):
+        return f"{type(obj).__name__}:{obj!r}"
+    if isinstance(obj, CType):
+        return f"type:{obj!r}"
+    if isinstance(obj, type) and issubclass(obj, Struct):
+        return f"struct:{obj.__module__}.{obj.__qualname__}:{obj.__pp_type__.c_definition()}"
+    if getattr(obj, "_pp_builtin", None):
+        return f"helper:{obj._pp_builtin}"
+    if type(obj).__name__ == "module":
+        return f"module:{obj.__name__}"
+    if callable(obj) and hasattr(obj, "__code__") and "<locals>" not in obj.__qualname__:
+        return f"function:{obj.__module__}.{obj.__qualname__}"
+    return None
+
+
+def _own_source_stamp() -> str:
+    """Sizes and mtimes of pyprobe's translator files: a changed translator invalidates."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    parts = []
+    for d in (here, os.path.join(os.path.dirname(here), "backend")):
+        for entry in sorted(os.scandir(d), key=lambda e: e.name):
+            if entry.name.endswith((".py", ".h")):
+                st = entry.stat()
+                parts.append(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}")
+    return ";".join(parts)
+
+
+def _file_stamp(path: str) -> str:
+    st = os.stat(path)
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _boot() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def _key(cls) -> str | None:
+    if "<locals>" in cls.__qualname__:
+        return None
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    if not path or not os.path.exists(path):
+        return None
+    from pyprobe.backend.cache import VERSION
+
+    h = hashlib.sha256()
+    for part in (VERSION, cls.__module__, cls.__qualname__, _file_stamp(path), _own_source_stamp(), _boot(),
+                 str(os.geteuid()), os.environ.get("PYPROBE_DISABLE", "")):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()
+
+
+def _path(key: str) -> str:
+    from pyprobe.backend.cache import cache_dir
+
+    return os.path.join(cache_dir(), "sources", key[:2], key + ".pickle")
+
+
+def load(cls):
+    """The cached ProgramSource of cls, if every recorded dependency still holds."""
+    key = _key(cls)
+    if key is None:
+        return None
+    try:
+        with open(_path(key), "rb") as f:
+            if f.read(len(_FORMAT)) != _FORMAT:
+                return None
+            entry = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+        return None
+    for path, stamp in entry["files"]:
+        try:
+            if _file_stamp(path) != stamp:
+                return None
+        except OSError:
+            return None
+    for module, name, description in entry["globals"]:
+        mod = sys.modules.get(module)
+        if mod is None or stable(mod.__dict__.get(name)) != description:
+            return None
+    return entry["source"]
+
+
+def store(cls, source, deps) -> None:
+    """Remember a translation; `deps` is the translator's record (files, globals, cacheable)."""
+    key = _key(cls)
+    if key is None or not deps.cacheable:
+        return
+    from pyprobe.backend.cache import _safe_dir, atomic_write, cache_dir
+
+    path = _path(key)
+    _safe_dir(cache_dir())
+    _safe_dir(os.path.join(cache_dir(), "sources"))
+    _safe_dir(os.path.dirname(path))
+    entry = {"files": [(p, _file_stamp(p)) for p in sorted(deps.files)],
+             "globals": sorted(deps.globals), "source": source}
+    try:
+        atomic_write(path, _FORMAT + pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        pass                      # an uncacheable value: translate next time too
+
+
+class Dependencies:
+    """What a translation read: handler files and module-level names."""
+
+    def __init__(self):
+        self.files: set[str] = set()
+        self.globals: set[tuple[str, str, str]] = set()
+        self.cacheable = True
+
+    def note_function(self, func) -> None:
+        self.files.add(func.__code__.co_filename)
+        if func.__code__.co_freevars:
+            self.cacheable = False            # closure values are not on record
+
+    def note_global(self, func, name: str, obj) -> None:
+        description = stable(obj)
+        if description is None:
+            self.cacheable = False
+        else:
+            self.globals.add((func.__module__, name, description))
