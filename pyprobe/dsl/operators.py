@@ -62,6 +62,11 @@ def binop(op: type, a: Value, b: Value) -> Value:
             return literal(folded)
     t = result_type(a, b)
     code = f"({a.code} {BINOPS[op]} {b.code})"
+    if op in (ast.FloorDiv, ast.Mod) and (t is None or t.signed):
+        # signed division has no BPF instruction (clang refuses it): see pp_sdiv in prelude.h
+        fn = "pp_sdiv" if op is ast.FloorDiv else "pp_smod"
+        t = t or common_type(a.scalar, b.scalar)
+        code = f"(({t.c_name}){fn}({a.code}, {b.code}))"
     if op in (ast.LShift, ast.RShift) and t is not None:
         t = common_type(a.scalar, a.scalar)      # shifts take the left operand's type
     return Value(code, t)

@@ -123,6 +123,22 @@ typedef _Bool bool;
 	if (__pp_r) pp_count_lost(lost_);                                      \
 	__pp_r; })
 
+/* Signed // and %: BPF (before cpu v4) divides only unsigned, so divide the
+ * magnitudes and put the sign back: C's truncation toward zero. As BPF does,
+ * dividing by zero gives 0 and the remainder is then the dividend. */
+static __always_inline __s64 pp_sdiv(__s64 a, __s64 b)
+{
+	__u64 ua = a < 0 ? -(__u64)a : (__u64)a;
+	__u64 ub = b < 0 ? -(__u64)b : (__u64)b;
+	__u64 q = ua / ub;
+	return ((a < 0) != (b < 0)) ? -(__s64)q : (__s64)q;
+}
+
+static __always_inline __s64 pp_smod(__s64 a, __s64 b)
+{
+	return b ? a - pp_sdiv(a, b) * b : a;
+}
+
 /* bcc's bpf_log2l(): 1 + floor(log2(v)), and, as in bcc, 1 for v == 0 too. */
 static __always_inline __u32 pp_log2(__u32 v)
 {

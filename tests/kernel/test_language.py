@@ -87,7 +87,7 @@ def test_core_chains_strings_and_typed_fields():
         os.close(w)
 
 
-from pyprobe import StackTrace, perf_event, s64  # noqa: E402
+from pyprobe import StackTrace, perf_event, s64  # noqa: E402,F401
 from pyprobe.runtime.symbols import ksym  # noqa: E402
 
 
@@ -125,3 +125,39 @@ def test_kernel_stack_ids_walk_to_symbols():
         prog.close()
         os.close(r)
         os.close(w)
+
+
+class Arithmetic(Program):
+    a = Param(s64)
+    b = Param(s64)
+    target = Param(u32)
+    out = Hash(u32, s64)
+
+    @syscall("getppid")
+    def on(self, args):
+        if tgid() != self.target:
+            return
+        x: s64 = self.a
+        y: s64 = self.b
+        self.out[0] = x // y
+        self.out[1] = x % y
+        self.out[2] = u32(x) >> 28
+        self.out[3] = (x * y) & 0xFFFF
+        self.out[4] = 1 if -3 < x < 0 else 0
+
+
+def c_div(a, b):
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def test_integer_semantics_are_cs_on_the_real_kernel():
+    from pyprobe import s64  # noqa: F401
+    for a, b in ((-7, 2), (7, -2), (-7, -2), (1 << 40, 3), (-2, 5)):
+        prog = Arithmetic(a=a, b=b, target=os.getpid())
+        with prog:
+            os.getppid()
+        got = [prog.out[i] for i in range(5)]
+        prog.close()
+        expected = [c_div(a, b), a - c_div(a, b) * b, (a & 0xFFFFFFFF) >> 28, (a * b) & 0xFFFF, int(-3 < a < 0)]
+        assert got == expected, (a, b)

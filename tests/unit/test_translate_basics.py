@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pyprobe import Array, Hash, Histogram, Program, Struct, char, raw_tracepoint, u32, u64, uprobe
+from pyprobe import Array, Hash, Histogram, Program, Struct, char, raw_tracepoint, s32, s64, u32, u64, uprobe
 from pyprobe.bpf import comm, ktime_ns, log2, pid, tgid, tid, trace_printk, uid
 
 THRESHOLD = 1000
@@ -247,3 +247,24 @@ def test_names_that_clash_with_c_or_maps_are_renamed():
     assert "__s64 count_ = 0;" in c and "__s64 default_ = 0;" in c
     assert "pp_set(count, 0, default_);" in c
     Clashes.compile()
+
+
+class SignedDivision(Program):
+    out = Array(u64, 4)
+
+    @raw_tracepoint("sys_enter")
+    def h(self, ctx):
+        a: s64 = -7
+        b: s32 = 2
+        self.out[0] = a // 2
+        self.out[1] = a % 2
+        self.out[2] = u64(a) // 2          # unsigned: a plain division
+        self.out[3] = b // b
+
+
+def test_signed_division_is_done_on_magnitudes():
+    c = SignedDivision.translate()
+    assert "((__s64)pp_sdiv(a, 2))" in c and "((__s64)pp_smod(a, 2))" in c
+    assert "((__s32)pp_sdiv(b, b))" in c
+    assert "(((__u64)a) / 2)" in c
+    SignedDivision.compile()                     # clang refuses a signed division in BPF
