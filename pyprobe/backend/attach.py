@@ -79,8 +79,37 @@ def _uprobe(prog, probe):
     c_symbol = ffi.new("char[]", symbol.encode())
     opts = ffi.new("struct bpf_uprobe_opts *", {"sz": ffi.sizeof("struct bpf_uprobe_opts"),
                                                  "retprobe": probe.kind == "uretprobe", "func_name": c_symbol})
-    link = lib.bpf_program__attach_uprobe_opts(prog, probe.options.get("pid", -1), path.encode(), 0, opts)
+    pid = probe.options.get("pid", -1)
+    link = lib.bpf_program__attach_uprobe_opts(prog, pid, path.encode(), 0, opts)
+    if link == ffi.NULL:
+        # glibc's strlen & co. are IFUNCs, which libbpf 1.1 cannot resolve by name:
+        # ask the dynamic linker which implementation this CPU uses, and probe that.
+        offset = ifunc_offset(path, symbol)
+        if offset is None:
+            raise BPFError(ffi.errno, f"attach {probe.kind} {path}:{symbol}")
+        opts.func_name = ffi.NULL
+        link = lib.bpf_program__attach_uprobe_opts(prog, pid, path.encode(), offset, opts)
     return [check_ptr(link, f"attach {probe.kind} {path}:{symbol}")]
+
+
+def ifunc_offset(path: str, symbol: str) -> int | None:
+    """File offset of the implementation the dynamic linker picks for `symbol` here."""
+    import ctypes
+
+    try:
+        addr = ctypes.cast(getattr(ctypes.CDLL(path), symbol), ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+    real = os.path.realpath(path)
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 6 or os.path.realpath(fields[5]) != real:
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if start <= addr < end:
+                return addr - start + int(fields[2], 16)
+    return None
 
 
 def _usdt(prog, probe):

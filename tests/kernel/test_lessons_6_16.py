@@ -42,14 +42,6 @@ LESSONS = ROOT / "lessons"
 STARTUP = 120            # seconds to translate, compile (cold cache), load and attach
 RETRY_FOR = 180          # seconds of retries while other processes call sync()
 
-STRLEN_XFAIL = pytest.mark.xfail(
-    reason="pyprobe: @uprobe(\"c\", \"strlen\") cannot attach: glibc's strlen is an IFUNC symbol and "
-           "attach fails with BPFError 'attach uprobe .../libc.so.6:strlen: No such file or directory' "
-           "(pyprobe/backend/attach.py _uprobe passes the IFUNC name to libbpf 1.1, which resolves only "
-           "STT_FUNC symbols; the resolved implementation has no exported name)",
-    strict=True)
-
-
 # ---- a lesson as a subprocess ------------------------------------------------
 class LessonRun:
     """`python lessons/<name>.py <args>`, its stdout and stderr collected line by line."""
@@ -558,7 +550,6 @@ for _ in range(int(sys.argv[1])):
 STRLEN_ROW = re.compile(r'^ *(?P<count>\d+) "(?P<s>.*)"$')
 
 
-@STRLEN_XFAIL
 def test_strlen_count_counts_a_known_string():
     calls = 37
     run = start("strlen_count", "--duration", "60", expect=["uprobe:c:strlen"])
@@ -725,7 +716,7 @@ FIRST_LINES = {
 }
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=STRLEN_XFAIL) if n == "strlen_count" else n
+@pytest.mark.parametrize("name", [n
                                   for n in FIRST_LINES])
 def test_lesson_stops_after_duration(name):
     run = LessonRun(name, "--duration", "1")
