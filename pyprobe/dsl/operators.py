@@ -24,6 +24,31 @@ REFUSED_BINOPS = {
 }
 
 
+def fit64(n: int) -> int:
+    """A folded constant as C holds it: values past 64 bits wrap (as u64 arithmetic does)."""
+    if -(1 << 63) <= n < (1 << 64):
+        return n
+    n &= (1 << 64) - 1
+    return n
+
+
+def literal_type(v: Value):
+    """C's type of an integer literal: int if it fits, else long long, else unsigned long long."""
+    from pyprobe.dsl.types import s32, s64, u64
+
+    n = v.const if v.const is not None else 0
+    if -(1 << 31) <= n < (1 << 31):
+        return s32
+    return s64 if -(1 << 63) <= n < (1 << 63) else u64
+
+
+def power(a: int, b: int) -> int:
+    """a ** b folded with 64-bit wrap-around, without computing huge numbers."""
+    if abs(a) <= 1 or b <= 64:
+        return fit64(a ** b)            # small: exact, then wrapped
+    return fit64(pow(a, b, 1 << 64))    # |a| >= 2 and b > 64: only the low 64 bits survive anyway
+
+
 def _c_div(a: int, b: int) -> int:
     q = abs(a) // abs(b)
     return q if (a >= 0) == (b >= 0) else -q
@@ -39,20 +64,18 @@ def fold(op: type, a: int, b: int) -> int | None:
         return a - _c_div(a, b) * b
     if op in (ast.LShift, ast.RShift) and not 0 <= b < 64:
         return None
-    return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b, ast.LShift: a << b if op is ast.LShift else 0,
+    return fit64({ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b, ast.LShift: a << b if op is ast.LShift else 0,
             ast.RShift: a >> b if op is ast.RShift else 0, ast.BitAnd: a & b, ast.BitOr: a | b,
-            ast.BitXor: a ^ b}[op]
+            ast.BitXor: a ^ b}[op])
 
 
 def result_type(a: Value, b: Value) -> Scalar | None:
     """The type of `a op b`; None when both are untyped literals."""
     if a.type is None and b.type is None:
         return None
-    if a.type is None:
-        return common_type(b.scalar, b.scalar)
-    if b.type is None:
-        return common_type(a.scalar, a.scalar)
-    return common_type(a.scalar, b.scalar)
+    ta = a.scalar if a.type is not None else literal_type(a)
+    tb = b.scalar if b.type is not None else literal_type(b)
+    return common_type(ta, tb)
 
 
 def binop(op: type, a: Value, b: Value) -> Value:
@@ -86,7 +109,7 @@ def unary(op: type, a: Value) -> Value:
     from pyprobe.dsl.types import s32
 
     if a.const is not None:
-        return literal({ast.USub: -a.const, ast.Invert: ~a.const, ast.Not: int(not a.const),
-                        ast.UAdd: a.const}[op])
+        return literal(fit64({ast.USub: -a.const, ast.Invert: ~a.const, ast.Not: int(not a.const),
+                              ast.UAdd: a.const}[op]))
     t = s32 if op is ast.Not else (common_type(a.scalar, a.scalar) if a.type is not None else None)
     return Value(f"({UNARY[op]}{a.code})", t)

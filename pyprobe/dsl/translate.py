@@ -306,9 +306,13 @@ class HandlerTranslator:
         self.locals[name] = Value(c_name, ctype, lvalue=True)
 
     def c_local(self, name: str) -> str:
-        """The C name of a Python local: itself, unless it would clash with C or the program."""
+        """The C name of a Python local: itself, unless it would clash with C or the program.
+
+        Clashing names get the prefix pp_v_; names that start with pp_ always do, so two
+        Python names never meet in C.
+        """
         if name in C_RESERVED or name in self.program.maps or name.startswith(("pp_", "__pp", "bpf_")):
-            return name + "_"
+            return "pp_v_" + name
         return name
 
     def store(self, target_node, dest: Value, value_node, value) -> None:
@@ -482,7 +486,7 @@ class HandlerTranslator:
         if op is ast.Pow:
             if isinstance(left, Value) and isinstance(right, Value) and left.const is not None and right.const is not None \
                     and right.const >= 0:
-                return literal(left.const ** right.const)
+                return literal(operators.power(left.const, right.const))
             self.fail(node, "** needs constant operands (BPF has no power instruction)", "multiply, or shift: 1 << n")
         a, b = self.scalar(node.left, left), self.scalar(node.right, right)
         if op in (ast.FloorDiv, ast.Mod) and b.const == 0:

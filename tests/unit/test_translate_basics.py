@@ -244,8 +244,8 @@ class Clashes(Program):
 def test_names_that_clash_with_c_or_maps_are_renamed():
     c = Clashes.translate()
     assert "int switch_(struct pp_raw_tp_args *ctx)" in c
-    assert "__s64 count_ = 0;" in c and "__s64 default_ = 0;" in c
-    assert "pp_set(count, 0, default_);" in c
+    assert "__s64 pp_v_count = 0;" in c and "__s64 pp_v_default = 0;" in c
+    assert "pp_set(count, 0, pp_v_default);" in c
     Clashes.compile()
 
 
@@ -268,3 +268,19 @@ def test_signed_division_is_done_on_magnitudes():
     assert "((__s32)pp_sdiv(b, b))" in c
     assert "(((__u64)a) / 2)" in c
     SignedDivision.compile()                     # clang refuses a signed division in BPF
+
+
+def test_constant_folding_wraps_at_64_bits_and_literals_have_cs_types():
+    from pyprobe.dsl import operators
+    from pyprobe.dsl.types import s32, s64, u32
+    from pyprobe.dsl.values import Value, literal
+    import ast
+    assert operators.fold(ast.Mult, 1 << 63, 4) == 0
+    assert operators.power(10, 100) == pow(10, 100, 1 << 64)
+    assert operators.power(3, 1 << 40) == pow(3, 1 << 40, 1 << 64)      # no hang
+    assert operators.unary(ast.Invert, literal((1 << 64) - 1)).const == 0
+    tgid = Value("t", u32)
+    # u32 op int literal stays unsigned; u32 op a literal beyond int is long long (signed 64)
+    assert operators.result_type(tgid, literal(7)) is u32
+    assert operators.result_type(tgid, literal(1 << 31)) is s64
+    assert operators.result_type(Value("x", s32), literal(2)) is s32
