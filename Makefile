@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml setup.py pyprobe/backend/_libbpf_build.py
 	@touch $@
 
 demo: setup
-	@echo "== lesson 1: hello_world (Ctrl-C to stop; the demo stops itself after 4 s) =="
-	@( sleep 1.5; for i in 1 2 3 4 5; do /bin/true; sh -c 'ls / >/dev/null'; sleep 0.4; done ) &
-	@timeout -s INT 4 $(PY) lessons/hello_world.py || [ $$? -eq 124 ]
+	@echo "== lesson 1: hello_world (Ctrl-C to stop; the demo stops itself after 6 s) =="
+	@# the workload forks (the clone syscall) and spawns (clone3) a few processes
+	@$(PY) -c 'import os, subprocess, time\nfor i in range(6):\n    time.sleep(0.6)\n    os.fork() or os._exit(0)\n    subprocess.run(["true"])' &
+	@timeout -s INT 6 $(PY) lessons/hello_world.py || [ $$? -eq 124 ]
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit tests/compile
