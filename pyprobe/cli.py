@@ -34,11 +34,18 @@ def cmd_c(args) -> int:
     if not programs:
         print(f"{args.file}: no Program subclasses found", file=sys.stderr)
         return 1
+    from pyprobe.errors import PyprobeError
+
+    status = 0
     for cls in programs:
         if args.name and cls.__name__ != args.name:
             continue
-        print(cls.translate())
-    return 0
+        try:
+            print(cls.translate())
+        except PyprobeError as e:        # e.g. a fallback class for a kernel this is not
+            print(f"/* {cls.__name__}: not translatable on this kernel:\n{e}\n*/", file=sys.stderr)
+            status = 1
+    return status
 
 
 def cmd_list(args) -> int:

@@ -149,7 +149,8 @@ def _btf_param(function: str, index: int):
     from pyprobe.backend.vmlinux import BTFUnavailable
 
     try:
-        params = btf.function_params(function)
+        # BTF knows finish_task_switch, not its compiler copy finish_task_switch.isra.0
+        params = btf.function_params(function.split(".")[0])
     except BTFUnavailable:          # no BTF: arguments stay untyped u64
         return None
     if not params or index >= len(params):

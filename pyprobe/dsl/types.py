@@ -201,6 +201,9 @@ class StructType(CType):
     def c_name(self) -> str:
         return f"struct {self.name}"
 
+    def __repr__(self) -> str:
+        return f"struct {self.name}"
+
     def c_definition(self) -> str:
         body = "".join(f"    {t.c_decl(n)};\n" for n, t in self.fields)
         return f"struct {self.name} {{\n{body}}};\n"
