@@ -42,6 +42,7 @@ LESSONS = ROOT / "lessons"
 STARTUP = 120            # seconds to translate, compile (cold cache), load and attach
 RETRY_FOR = 180          # seconds of retries while other processes call sync()
 
+
 # ---- a lesson as a subprocess ------------------------------------------------
 class LessonRun:
     """`python lessons/<name>.py <args>`, its stdout and stderr collected line by line."""
@@ -544,6 +545,7 @@ def test_urandomread_shows_bits_asked_of_getrandom_and_dev_urandom():
 STRLEN_WORKLOAD = """
 import ctypes, sys
 libc = ctypes.CDLL("libc.so.6")
+sys.stdin.readline()                  # until the lesson traces this process
 for _ in range(int(sys.argv[1])):
     assert libc.strlen(b"pyprobe strlen lesson") == 21
 """
@@ -551,20 +553,28 @@ STRLEN_ROW = re.compile(r'^ *(?P<count>\d+) "(?P<s>.*)"$')
 
 
 def test_strlen_count_counts_a_known_string():
+    # -p: on a busy machine the 10240-string hash soon fills with other processes' strings
     calls = 37
-    run = start("strlen_count", "--duration", "60", expect=["uprobe:c:strlen"])
+    child = subprocess.Popen([sys.executable, "-c", STRLEN_WORKLOAD, str(calls)], text=True, stdin=subprocess.PIPE)
     try:
-        run_child(STRLEN_WORKLOAD, calls)
-        time.sleep(0.3)
+        run = start("strlen_count", "-p", str(child.pid), "--duration", "60", expect=["uprobe:c:strlen"])
+        try:
+            child.communicate("go\n", timeout=60)
+            assert child.returncode == 0, "workload failed"
+            time.sleep(0.3)
+        finally:
+            out = run.finish()
     finally:
-        out = run.finish()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
     assert out[0] == "Tracing strlen()... Hit Ctrl-C to end."
     assert out[1] == "%10s %s" % ("COUNT", "STRING")
     rows = [STRLEN_ROW.match(l) for l in out[2:]]
     assert all(rows), "\n".join(out)
     counts = [int(r["count"]) for r in rows]
     assert counts == sorted(counts)                          # smallest first, as bcc
-    assert {r["s"]: int(r["count"]) for r in rows}.get("pyprobe strlen lesson") == calls
+    assert {r["s"]: int(r["count"]) for r in rows}.get("pyprobe strlen lesson") == calls, "\n".join(out)
 
 
 # ---- lesson 16: task_switch --------------------------------------------------------------------
@@ -716,8 +726,7 @@ FIRST_LINES = {
 }
 
 
-@pytest.mark.parametrize("name", [n
-                                  for n in FIRST_LINES])
+@pytest.mark.parametrize("name", list(FIRST_LINES))
 def test_lesson_stops_after_duration(name):
     run = LessonRun(name, "--duration", "1")
     try:
