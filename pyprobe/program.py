@@ -178,23 +178,24 @@ class Program:
     perf_buffer_poll = poll          # bcc's name
     ring_buffer_poll = poll
 
-    def _pipe(self) -> str | None:
-        instance = self._session.trace_instance if self._session else None
-        return instance.pipe if instance else None
+    def _instance(self):
+        return self._session.trace_instance if self._session else None
 
     @_hide_internals
     def trace_print(self, fmt: str | None = None, timeout: float | None = None) -> None:
         """Print trace_printk lines, as bcc's trace_print(), until Ctrl-C or `timeout` seconds."""
         from pyprobe.runtime.tracepipe import trace_print
 
-        trace_print(fmt, timeout, self._pipe())
+        instance = self._instance()
+        trace_print(fmt, timeout, instance.pipe if instance else None, instance)
 
     @_hide_internals
     def trace_fields(self, timeout: float | None = None):
         """(task, pid, cpu, flags, ts, msg) per trace_printk line, as bcc's trace_fields()."""
         from pyprobe.runtime.tracepipe import trace_fields
 
-        return trace_fields(timeout, self._pipe())
+        instance = self._instance()
+        return trace_fields(timeout, instance.pipe if instance else None, instance)
 
 
 def _sigterm_to_exit(signum, frame):

@@ -118,9 +118,11 @@ typedef _Bool bool;
 #define pp_ringbuf_flags(map_, bytes_)                                    \
 	((bytes_) ? (bpf_ringbuf_query(&(map_), 0) >= (bytes_) ? 2 : 1) : 0)
 
+/* A full perf buffer (-ENOSPC) is reported again by the kernel's lost-record
+ * notice, which the reader counts: count only the other failures here. */
 #define pp_perf_output(ctx_, map_, ptr_, lost_) ({                        \
 	long __pp_r = bpf_perf_event_output((ctx_), &(map_), 0xffffffffULL, (ptr_), sizeof(*(ptr_))); \
-	if (__pp_r) pp_count_lost(lost_);                                      \
+	if (__pp_r && __pp_r != -28) pp_count_lost(lost_);                     \
 	__pp_r; })
 
 /* Signed // and %: BPF (before cpu v4) divides only unsigned, so divide the

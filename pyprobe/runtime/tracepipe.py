@@ -58,10 +58,15 @@ class TraceInstance:
             os.rmdir(self.path)
             raise
         self.pipe = os.path.join(self.path, "trace_pipe")
+        self.readers: list = []
 
     _count = 0
 
     def close(self) -> None:
+        # an open reader keeps the instance busy: rmdir would fail with EBUSY
+        for reader in self.readers:
+            reader.close()
+        self.readers = []
         path, self.path = self.path, None
         if path:
             try:
@@ -95,10 +100,12 @@ def _remove_stale(root: str) -> None:
 class TraceReader:
     """Lines of a trace pipe, opened at once (so a busy pipe fails here, not mid-iteration)."""
 
-    def __init__(self, pipe: str | None = None, timeout: float | None = None):
+    def __init__(self, pipe: str | None = None, timeout: float | None = None, owner: TraceInstance | None = None):
         from pyprobe.backend.tracefs import tracefs_root
 
         self.path = pipe or os.path.join(tracefs_root(), "trace_pipe")
+        if owner is not None:
+            owner.readers.append(self)
         try:
             self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
@@ -117,6 +124,9 @@ class TraceReader:
 
     def close(self) -> None:
         self._lines.close()
+        if self.fd >= 0:          # the generator never started: its finally did not run
+            os.close(self.fd)
+            self.fd = -1
 
     def _read(self) -> Iterator[str]:
         pending = b""
@@ -140,17 +150,19 @@ class TraceReader:
                     if line.strip():      # a message's own trailing newline leaves an empty line
                         yield line.decode(errors="replace")
         finally:
-            os.close(self.fd)
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
 
 
-def trace_lines(timeout: float | None = None, pipe: str | None = None) -> TraceReader:
+def trace_lines(timeout: float | None = None, pipe: str | None = None, owner=None) -> TraceReader:
     """Lines of the trace pipe; stops after `timeout` seconds (None: forever)."""
-    return TraceReader(pipe, timeout)
+    return TraceReader(pipe, timeout, owner)
 
 
-def trace_fields(timeout: float | None = None, pipe: str | None = None) -> Iterator[TraceEvent]:
+def trace_fields(timeout: float | None = None, pipe: str | None = None, owner=None) -> Iterator[TraceEvent]:
     """(task, pid, cpu, flags, ts, msg) for each trace_printk line, like bcc's trace_fields()."""
-    return _fields(trace_lines(timeout, pipe))
+    return _fields(trace_lines(timeout, pipe, owner))
 
 
 def _fields(lines) -> Iterator[TraceEvent]:
@@ -160,9 +172,10 @@ def _fields(lines) -> Iterator[TraceEvent]:
             yield event
 
 
-def trace_print(fmt: str | None = None, timeout: float | None = None, pipe: str | None = None) -> None:
+def trace_print(fmt: str | None = None, timeout: float | None = None, pipe: str | None = None,
+                owner=None) -> None:
     """Print trace pipe lines (or `fmt.format(**fields)` for each) until Ctrl-C or timeout."""
-    for line in trace_lines(timeout, pipe):
+    for line in trace_lines(timeout, pipe, owner):
         if fmt is None:
             print(line, flush=True)
         else:

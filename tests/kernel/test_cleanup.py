@@ -71,3 +71,16 @@ def test_signals_unwind_and_release_everything(sig):
     assert instances_of(proc.pid) == []
     # SIGTERM became SystemExit(143) so the with block ran; SIGINT a KeyboardInterrupt
     assert proc.returncode in ((128 + sig), -sig, 1)
+
+
+def test_closing_removes_the_trace_instance_even_with_a_reader_left_open():
+    sys.path.insert(0, os.path.dirname(__file__))
+    from leaky_program import LeakCheck
+
+    prog = LeakCheck()
+    with prog:
+        os.getppid()
+        for _ in prog.trace_fields(timeout=2.0):
+            break                             # the reader is left open, as lessons do
+    prog.close()
+    assert instances_of(os.getpid()) == []
