@@ -1,0 +1,215 @@
+"""pyprobe's benchmark against its peers: the single entry point of `make bench`.
+
+    .venv/bin/python bench/run.py                 every workload, 5 runs each
+    .venv/bin/python bench/run.py --quick         2 runs each
+    .venv/bin/python bench/run.py --only W3,W4    some workloads
+    .venv/bin/python bench/run.py --runs 9
+    .venv/bin/python bench/run.py --table RESULTS.json [--markdown]   print saved results again
+
+Installs the peers it needs when they are missing (C toolchain and libbpf, bcc, bpftrace,
+PythonBPF), runs W1-W5 (see each bench/w*.py), prints one table, and saves the raw
+results as JSON (and the table as Markdown) in the build directory
+($PYPROBE_BENCH_DIR, else $XDG_CACHE_HOME/pyprobe-bench, else /tmp/pyprobe-bench).
+Needs root. Cells are "median (minimum)" over the runs; for rates "median (best)".
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import peers as peers_mod  # noqa: E402
+from common import LOAD_CPU, LOADER_CPU, build_dir, log  # noqa: E402
+
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
+COLUMNS = ("C", "pyprobe", "bcc", "bpftrace", "PythonBPF")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 runs per workload instead of 5")
+    ap.add_argument("--runs", type=int, help="runs per workload (default 5, --quick 2)")
+    ap.add_argument("--only", action="append", default=[], help="workloads to run, e.g. W3 or W1,W4")
+    ap.add_argument("--table", metavar="JSON", help="print the table of saved results (add --markdown) and exit")
+    ap.add_argument("--markdown", action="store_true", help="with --table: as Markdown")
+    args = ap.parse_args(argv)
+    if args.table:
+        with open(args.table) as f:
+            print(render(json.load(f), markdown=args.markdown))
+        return 0
+    if os.geteuid() != 0:
+        print("bench/run.py needs root (BPF programs, drop_caches)", file=sys.stderr)
+        return 2
+    runs = args.runs or (2 if args.quick else 5)
+    only = [w.strip().upper() for arg in args.only for w in arg.split(",") if w.strip()] or list(WORKLOADS)
+    unknown = set(only) - set(WORKLOADS)
+    if unknown:
+        ap.error(f"unknown workload {', '.join(sorted(unknown))} (choose from {', '.join(WORKLOADS)})")
+    os.sched_setaffinity(0, {LOADER_CPU})
+
+    started = time.time()
+    peers = peers_mod.setup_all()
+    results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "runs": runs,
+               "machine": peers_mod.machine(),
+               "peers": {n: {"ok": p.ok, "version": p.version, "reason": p.reason} for n, p in peers.items()}}
+    for w in WORKLOADS:
+        if w not in only:
+            continue
+        log(f"bench: {w} ({runs} runs)")
+        module = __import__({"W1": "w1_startup", "W2": "w2_kernel_cost", "W3": "w3_delivery",
+                             "W4": "w4_map_read", "W5": "w5_histogram"}[w])
+        t = time.monotonic()
+        results[w] = module.run(peers, runs)
+        results[w + "_seconds"] = round(time.monotonic() - t, 1)
+    results["seconds"] = round(time.time() - started, 1)
+
+    table = render(results)
+    print(table)
+    out = build_dir()
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for name in (f"results-{stamp}.json", "results-latest.json"):
+        with open(os.path.join(out, name), "w") as f:
+            json.dump(results, f, indent=1, default=str)
+    with open(os.path.join(out, "results-latest.md"), "w") as f:
+        f.write(render(results, markdown=True) + "\n")
+    print(f"\nraw results: {os.path.join(out, f'results-{stamp}.json')}; "
+          f"Markdown table: {os.path.join(out, 'results-latest.md')}")
+    return 0
+
+
+# ---- the table ----------------------------------------------------------------------------------
+def _num(v: float) -> str:
+    if v is None:
+        return "-"
+    if v == 0 or (float(v).is_integer() and 10 <= abs(v) < 1e4):
+        return str(int(v))
+    a = abs(v)
+    if a >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if a >= 1e4:
+        return f"{v / 1e3:.0f}k"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def _mm(pair) -> str:
+    return "-" if not pair else f"{_num(pair[0])} ({_num(pair[1])})"
+
+
+def rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    peers = results["peers"]
+    cols = [c for c in COLUMNS if c in peers]
+    out = []
+
+    def add(label, cell, goal=""):
+        cells = []
+        for c in cols:
+            if not peers[c]["ok"]:
+                cells.append("n/a")
+            else:
+                cells.append(cell(c) or "-")
+        out.append([label, *cells, goal])
+
+    w1 = results.get("W1")
+    if w1:
+        get = lambda c, k: _mm(w1[c][k]) if c in w1 else None  # noqa: E731
+        p = w1.get("pyprobe", {})
+        bt = w1.get("bpftrace", {})
+        goal_warm = _verdict(p.get("warm_first_event_ms"), bt.get("warm_first_event_ms"), "<= bpftrace")
+        goal_cold = _verdict(p.get("cold_first_event_ms"), (300, 300), "<= 300 ms")
+        goal_rss = _verdict(p.get("warm_rss_mib"), (40, 40), "<= 40 MiB")
+        add("W1 cold: ms to first event", lambda c: get(c, "cold_first_event_ms"), goal_cold)
+        add("W1 warm: ms to first event", lambda c: get(c, "warm_first_event_ms"), goal_warm)
+        add("W1 warm: ms to attached", lambda c: get(c, "warm_attached_ms"))
+        add("W1 peak RSS MiB, cold", lambda c: get(c, "cold_rss_mib"))
+        add("W1 peak RSS MiB, warm", lambda c: get(c, "warm_rss_mib"), goal_rss)
+    w2 = results.get("W2")
+    if w2:
+        p = w2.get("pyprobe", {})
+        c_insns = w2.get("C", {}).get("insns")
+        goal = _verdict(p.get("ratio_to_c"), (1.02, 1.02), "<= 1.02x C")
+        add(f"W2 added ns/read (no probe: {_mm(w2['baseline_ns'])})",
+            lambda c: _mm(w2[c]["added_ns"]) if c in w2 else None)
+        add("W2 added ns/read, ratio to C", lambda c: _mm(w2[c]["ratio_to_c"]) if c in w2 else None, goal)
+        add("W2 probe ns/run (bpf_stats)", lambda c: _mm(w2[c]["prog_ns"]) if c in w2 else None)
+        add("W2 probe ns/run, ratio to C", lambda c: _mm(w2[c]["prog_ratio_to_c"]) if c in w2 else None)
+        add("W2 translated instructions", lambda c: ",".join(map(str, w2[c]["insns"])) if c in w2 else None,
+            ("PASS" if p.get("insns") == c_insns else "FAIL") + " same as C" if p and c_insns else "")
+    w3 = results.get("W3")
+    if w3:
+        labels = {"ring": "ring buffer", "ring64k": "ring, 64 KiB wake-up", "perf": "perf buffer"}
+        for mode in ("ring", "ring64k", "perf"):
+            m = w3.get(mode)
+            if not m:
+                continue
+            p, cref = m.get("pyprobe"), m.get("C")
+            goal = ""
+            if p and mode != "ring64k":
+                fast = p["events_per_s"] and p["events_per_s"][0] >= 1e6
+                noloss = not (cref and cref["lost"] and cref["lost"][1] == 0 and p["lost"][1] > 0)
+                goal = ("PASS" if fast and noloss else "FAIL") + " >= 1M/s, no loss"
+                if p.get("ratio_to_c"):
+                    goal += f" ({p['ratio_to_c'][0]:.2f}x C)"
+            add(f"W3 {labels[mode]}: events/s", lambda c, m=m: _mm(m[c]["events_per_s"]) if c in m else None, goal)
+            add(f"W3 {labels[mode]}: lost (missing)",
+                lambda c, m=m: (f"{_num(m[c]['lost'][1])}" + (f" ({_num(m[c]['missing'][1])})"
+                                                              if m[c]["missing"] and m[c]["missing"][1] else ""))
+                if c in m and m[c]["lost"] else None)
+    w4 = results.get("W4")
+    if w4:
+        p = w4.get("pyprobe", {})
+        goal = _verdict(p.get("ratio_to_c"), (1.2, 1.2), "<= 1.2x C")
+        add("W4 ms to read 100k entries", lambda c: _mm(w4[c]["ms"]) if c in w4 else None)
+        add("W4 ratio to C", lambda c: _mm(w4[c]["ratio_to_c"]) if c in w4 else None, goal)
+        add("W4 bcc items_lookup_batch() ms", lambda c: _mm(w4[c]["batch_ms"]) if c in w4 and w4[c]["batch_ms"] else None)
+    w5 = results.get("W5")
+    if w5:
+        add("W5 ms to read+print, first", lambda c: _mm(w5[c]["ms"]) if c in w5 else None)
+        add("W5 ms to read+print, again", lambda c: _mm(w5[c]["again_ms"]) if c in w5 else None)
+        add("W5 added ns/read", lambda c: _mm(w5[c]["added_ns"]) if c in w5 else None)
+        add("W5 every bucket exact", lambda c: ("yes" if w5[c]["exact"] else "NO") if c in w5 else None)
+    return ["workload", *cols, "pyprobe goal"], out
+
+
+def _verdict(ours, target, text: str) -> str:
+    if not ours or not target:
+        return text
+    return ("PASS " if ours[0] <= target[0] else "FAIL ") + text
+
+
+def render(results: dict, markdown: bool = False) -> str:
+    header, body = rows(results)
+    lines = []
+    if markdown:
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join("---" for _ in header) + "|")
+        lines += ["| " + " | ".join(r) + " |" for r in body]
+    else:
+        widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+        fmt = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
+        lines.append(fmt(header))
+        lines.append("  ".join("-" * w for w in widths))
+        lines += [fmt(r) for r in body]
+    lines.append("")
+    lines.append(f"cells: median (minimum) of {results['runs']} runs; events/s: median (best); "
+                 f"loader on CPU {LOADER_CPU}, load generator on CPU {LOAD_CPU}")
+    for name, p in results["peers"].items():
+        lines.append(f"{name}: " + (p["version"] if p["ok"] else f"not available: {p['reason']}"))
+    m = results["machine"]
+    lines.append(f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, kernel {m['kernel']}, {m['os']}, "
+                 f"Python {m['python']}, numpy {m['numpy']}; {results['date']}, {results['seconds']:.0f} s")
+    if markdown:
+        lines = lines[:len(body) + 2] + [""] + [f"- {l}" for l in lines[len(body) + 3:]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
