@@ -319,8 +319,12 @@ class HistogramMap(LiveMap):
                        section_print_fn=section_print_fn, strip_leading_zero=strip_leading_zero)
         else:
             fmt = h.format_log2_hist if log2 else h.format_linear_hist
-            text = fmt(self.to_numpy(), val_type, strip_leading_zero=strip_leading_zero)
+            text = fmt(self.counts(), val_type, strip_leading_zero=strip_leading_zero)
         print(text, end="")
+
+    def counts(self) -> list[int]:
+        """Bucket counts as a list, read without numpy (printing stays fast on a cold start)."""
+        return [self.get(i, 0) for i in range(self.spec.max_entries)]
 
     def print_log2_hist(self, val_type: str = "value", section_header: str = "Bucket ptr",
                         section_print_fn=None, strip_leading_zero: bool = False) -> None:
