@@ -64,7 +64,7 @@ def cmd_list(args) -> int:
         from pyprobe.backend.tracefs import tracefs_root
 
         if kind != "fentry" and not features.has("kprobes"):
-            print(f"note: this kernel has no kprobes; these functions are traceable elsewhere only",
+            print("note: this kernel has no kprobes; these functions are traceable elsewhere only",
                   file=sys.stderr)
         for name in _kernel_functions(tracefs_root()):
             if fnmatch.fnmatch(name, pattern):

@@ -214,7 +214,7 @@ class BtfArgsContext(Context):
 def btf_args_context(kind: str, name: str, probe: Probe, loc):
     """Arguments of a tp_btf tracepoint (btf_trace_<name>) or of a kernel function, from BTF."""
     from pyprobe.backend import btf
-    from pyprobe.backend.vmlinux import KIND_FUNC_PROTO, KIND_PTR, KIND_TYPEDEF
+    from pyprobe.backend.vmlinux import KIND_PTR, KIND_TYPEDEF
     from pyprobe.dsl.kernel_data import type_of
     from pyprobe.errors import TranslationError
 

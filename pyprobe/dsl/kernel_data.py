@@ -5,7 +5,7 @@ with the field offsets relocated by libbpf for the running kernel.
 """
 from __future__ import annotations
 
-from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, char, scalar_for, u8, u64
+from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, char, scalar_for, u8
 from pyprobe.dsl.values import KernelPath, Value
 
 

@@ -218,7 +218,7 @@ class ProgramTranslator:
 
 
 def map_definition(name: str, spec: MapSpec) -> str:
-    lines = [f"struct {{", f"    __uint(type, {spec.map_type});   /* BPF_MAP_TYPE_{spec.kind.upper()} */"]
+    lines = ["struct {", f"    __uint(type, {spec.map_type});   /* BPF_MAP_TYPE_{spec.kind.upper()} */"]
     if spec.max_entries:                 # perf event arrays: libbpf sizes them to the CPUs
         lines.append(f"    __uint(max_entries, {spec.max_entries});")
     if spec.flags:

@@ -53,7 +53,7 @@ FUNCS = ("pyprobe_alpha", "pyprobe_beta", "pyprobe_gamma", "main")
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     if not (shutil.which("gcc") and shutil.which("nm") and shutil.which("strip")):
-        pytest.skip("needs gcc and binutils (nm, strip)")
+        pytest.skip("gcc or binutils (nm, strip) missing: cannot build the test binaries")
     d = tmp_path_factory.mktemp("elf")
     (d / "prog.c").write_text(PROG_C)
     (d / "lib.c").write_text(LIB_C)

@@ -1,0 +1,61 @@
+"""What the handler language refuses, what C reserves, and how values are named in errors."""
+from __future__ import annotations
+
+import ast
+
+from pyprobe.dsl.values import ContextRef, MapRef, Nullable, PyObject, StringLit, Value
+
+# Python constructs that have no BPF meaning, and what to write instead.
+REFUSED = {
+    ast.List: ("lists are not available in a BPF handler", "use a fixed array such as u64[8]() or a map"),
+    ast.Dict: ("dicts are not available in a BPF handler", "declare a Hash(...) map on the Program"),
+    ast.Set: ("sets are not available in a BPF handler", "use a Hash map as a set"),
+    ast.Tuple: ("tuples are not available in a BPF handler", "use a Struct"),
+    ast.ListComp: ("comprehensions are not available in a BPF handler", "use a for loop over range(N)"),
+    ast.Lambda: ("lambdas are not available in a BPF handler", "define a helper function"),
+    ast.Await: ("await is not available in a BPF handler", None),
+    ast.Yield: ("generators are not available in a BPF handler", None),
+    ast.Starred: ("*args are not available in a BPF handler", None),
+    ast.Try: ("exceptions do not exist in BPF", "check values with if and return early"),
+    ast.Raise: ("exceptions do not exist in BPF", "return early instead"),
+    ast.With: ("with blocks are not available in a BPF handler", None),
+    ast.Import: ("imports belong at module level, not in a handler", None),
+    ast.ImportFrom: ("imports belong at module level, not in a handler", None),
+    ast.Global: ("global variables cannot be assigned in a handler", "use an Array map of one entry"),
+    ast.Nonlocal: ("nonlocal is not available in a BPF handler", None),
+    ast.FunctionDef: ("nested functions are not available in a BPF handler", "define helpers at module level"),
+    ast.ClassDef: ("classes cannot be defined in a handler", None),
+    ast.While: ("while loops have no provable bound", "use `for i in range(N)` with a constant N"),
+}
+
+
+# C keywords and names the prelude defines: a Python name equal to one gets a trailing _.
+C_RESERVED = frozenset("""auto break case char const continue default do double else enum extern float for goto
+if inline int long register restrict return short signed sizeof static struct switch typedef union unsigned
+void volatile while _Bool bool NULL LICENSE SEC""".split())
+
+
+
+class FakeCall:
+    """A call-shaped view of `self.m[k] op= v`, so map methods see argument nodes."""
+
+    def __init__(self, node, args):
+        self.args = args
+        self.lineno, self.col_offset = node.lineno, node.col_offset
+        self.end_lineno, self.end_col_offset = node.end_lineno, node.end_col_offset
+
+
+def describe(value) -> str:
+    if isinstance(value, MapRef):
+        return f"the map self.{value.name}"
+    if isinstance(value, Nullable):
+        return "a .get() result"
+    if isinstance(value, StringLit):
+        return "a string"
+    if isinstance(value, ContextRef):
+        return "the probe context"
+    if isinstance(value, PyObject):
+        return f"the Python object {value.name}"
+    if isinstance(value, Value):
+        return f"a {value.type!r}" if value.type is not None else "an integer"
+    return "this value"
