@@ -30,13 +30,18 @@ def _safe_dir(path: str) -> str:
     return path
 
 
-def kernel_identity() -> str:
-    """A digest of the kernel's BTF, computed once per boot (BTF cannot change without a reboot)."""
+def boot_id() -> str:
+    """This boot's id: what the kernel offers (BTF, tracepoints, features) is fixed per boot."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
-            boot = f.read().strip()
+            return f.read().strip()
     except OSError:
-        boot = "unknown-boot"
+        return "unknown-boot"
+
+
+def kernel_identity() -> str:
+    """A digest of the kernel's BTF, computed once per boot (BTF cannot change without a reboot)."""
+    boot = boot_id()
     d = _safe_dir(cache_dir())
     memo = os.path.join(d, "btf-" + boot)
     try:

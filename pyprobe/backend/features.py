@@ -35,18 +35,10 @@ FEATURES = {f.name: f for f in (
 _cache: dict[str, bool] | None = None
 
 
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return "unknown"
-
-
 def _memo_path() -> str:
-    from pyprobe.backend.cache import cache_dir
+    from pyprobe.backend.cache import boot_id, cache_dir
 
-    return os.path.join(cache_dir(), f"features-{_boot_id()}-{os.geteuid()}.json")
+    return os.path.join(cache_dir(), f"features-{boot_id()}-{os.geteuid()}.json")
 
 
 def has(name: str) -> bool:

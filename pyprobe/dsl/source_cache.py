@@ -54,14 +54,6 @@ def _file_stamp(path: str) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _boot() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return "unknown"
-
-
 def _key(cls) -> str | None:
     if "<locals>" in cls.__qualname__:
         return None
@@ -69,10 +61,10 @@ def _key(cls) -> str | None:
     path = getattr(module, "__file__", None)
     if not path or not os.path.exists(path):
         return None
-    from pyprobe.backend.cache import VERSION
+    from pyprobe.backend.cache import VERSION, boot_id
 
     h = hashlib.sha256()
-    for part in (VERSION, cls.__module__, cls.__qualname__, _file_stamp(path), _own_source_stamp(), _boot(),
+    for part in (VERSION, cls.__module__, cls.__qualname__, _file_stamp(path), _own_source_stamp(), boot_id(),
                  str(os.geteuid()), os.environ.get("PYPROBE_DISABLE", "")):
         h.update(part.encode() + b"\0")
     return h.hexdigest()
