@@ -56,3 +56,6 @@ probe_read_kernel_str = _helper("probe_read_kernel_str", "Copy a NUL-terminated 
 probe_read_user_str = _helper("probe_read_user_str", "Copy a NUL-terminated user string into a char[N].")
 override_return = _helper("override_return", "override_return(ctx, rc): make the probed function return rc (kprobes only).")
 usdt_arg = _helper("usdt_arg", "usdt_arg(ctx, n): argument n (1-based) of a USDT probe, as an s64.")
+
+# XDP verdicts (enum xdp_action)
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4

@@ -62,6 +62,7 @@ struct bpf_link *bpf_program__attach_usdt(const struct bpf_program *prog, pid_t 
                                           const char *usdt_name, const struct bpf_usdt_opts *opts);
 struct bpf_link *bpf_program__attach_perf_event(const struct bpf_program *prog, int pfd);
 struct bpf_link *bpf_program__attach_trace(const struct bpf_program *prog);
+struct bpf_link *bpf_program__attach_xdp(const struct bpf_program *prog, int ifindex);
 struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
 int bpf_link__destroy(struct bpf_link *link);
 int bpf_link__fd(const struct bpf_link *link);

@@ -130,6 +130,18 @@ def _btf_trace(prog, probe):
     return [check_ptr(lib.bpf_program__attach_trace(prog), f"attach {probe.kind} {name}")]
 
 
+def _xdp(prog, probe):
+    import socket
+
+    (interface,) = probe.target
+    try:
+        ifindex = socket.if_nametoindex(interface)
+    except OSError:
+        raise UnsupportedProbe(f"@xdp: no network interface {interface!r} "
+                               f"(interfaces: {', '.join(n for _, n in socket.if_nameindex())})") from None
+    return [check_ptr(lib.bpf_program__attach_xdp(prog, ifindex), f"attach xdp to {interface}")]
+
+
 # perf_event_open(2) types and configs for the names users write
 PERF_EVENTS = {
     "cpu-clock": (1, 0), "task-clock": (1, 1), "page-faults": (1, 2), "context-switches": (1, 3),
@@ -179,7 +191,7 @@ _ATTACH = {
     "tracepoint": _tracepoint, "raw_tracepoint": _raw_tracepoint,
     "kprobe": _kprobe, "kretprobe": _kprobe, "ksyscall": _ksyscall, "kretsyscall": _ksyscall,
     "uprobe": _uprobe, "uretprobe": _uprobe, "perf_event": _perf_event, "usdt": _usdt,
-    "tp_btf": _btf_trace, "fentry": _btf_trace, "fexit": _btf_trace,
+    "tp_btf": _btf_trace, "fentry": _btf_trace, "fexit": _btf_trace, "xdp": _xdp,
 }
 
 

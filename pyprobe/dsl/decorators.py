@@ -139,3 +139,9 @@ def fentry(function: str):
 def fexit(function: str):
     """Exit of a kernel function through a BPF trampoline; `retval(ctx)` is its return value."""
     return _decorator(Probe("fexit", (function,)))
+
+
+def xdp(interface: str):
+    """An XDP program on a network interface: `@xdp("eth0")`; return XDP_PASS, XDP_DROP,
+    XDP_TX, or `self.tx.redirect_map(i, 0)`. Falling off the end passes the packet."""
+    return _decorator(Probe("xdp", (interface,)))

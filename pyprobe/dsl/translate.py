@@ -104,7 +104,7 @@ class HandlerTranslator:
                 continue                                   # docstring
             self.stmt(stmt)
         if not self.fdef.body or not isinstance(self.fdef.body[-1], ast.Return):
-            self.emit("return 0;")
+            self.emit(f"return {self.default_return};")
 
     # ---- statements -------------------------------------------------------
     def stmt(self, node: ast.stmt) -> None:
@@ -127,9 +127,13 @@ class HandlerTranslator:
         if isinstance(result, Value):
             self.emit(f"{result.code};")
 
+    @property
+    def default_return(self) -> int:
+        return self.context.default_return if self.context is not None else 0
+
     def stmt_Return(self, node):
         if node.value is None:
-            self.emit("return 0;")
+            self.emit(f"return {self.default_return};")
         else:
             value = self.scalar(node.value, self.expr(node.value))
             if self.return_type is None:
