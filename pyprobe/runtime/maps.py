@@ -91,6 +91,11 @@ class LiveMap:
 
     update_elem = __setitem__
 
+    def update(self, entries) -> None:
+        """Set many entries: a dict or (key, value) pairs."""
+        for key, value in (entries.items() if hasattr(entries, "items") else entries):
+            self[key] = value
+
     def __delitem__(self, key) -> None:
         self._pack(self.key_type, key, self._kbuf)
         r = lib.bpf_map_delete_elem(self.fd, self._kbuf)

@@ -228,3 +228,20 @@ def test_perf_event_array_counters_read_in_the_kernel():
     assert failed == 0
     assert last > first > 0                      # the CPU clock (ns) advanced between calls
     prog.close()
+
+
+def test_user_side_dict_operations():
+    prog = Lru().load()
+    m = prog.recent
+    m.update({1: 10, 2: 20})
+    m.update([(3, 30)])
+    assert sorted(m.items()) == [(1, 10), (2, 20), (3, 30)]
+    assert sorted(m.keys()) == [1, 2, 3] and sorted(m.values()) == [10, 20, 30]
+    assert len(m) == 3 and 2 in m and 9 not in m
+    del m[2]
+    assert m.get(2) is None
+    keys, values = m.to_numpy()
+    assert sorted(zip(keys.tolist(), values.tolist())) == [(1, 10), (3, 30)]
+    m.clear()
+    assert len(m) == 0
+    prog.close()
