@@ -87,26 +87,26 @@ class Gen:
         self.loops: list[str] = []         # loop variables of the enclosing loops
 
     # ---- choices ----------------------------------------------------------
-    def int(self, lo: int, hi: int) -> int:
+    def integer(self, lo: int, hi: int) -> int:
         return self.draw(_integers(lo, hi))
 
     def pick(self, options):
-        return options[self.int(0, len(options) - 1)]
+        return options[self.integer(0, len(options) - 1)]
 
     def flip(self) -> bool:
-        return self.int(0, 1) == 1
+        return self.integer(0, 1) == 1
 
     def rarely(self, one_in: int) -> bool:
-        return self.int(1, one_in) == one_in
+        return self.integer(1, one_in) == one_in
 
     def defined(self, name: str) -> bool:
         return name in self.scalars or name in self.nullables
 
     # ---- expressions ------------------------------------------------------
     def constant(self) -> int:
-        kind = self.int(0, 99)
+        kind = self.integer(0, 99)
         if kind < 40:
-            return self.int(0, 10)
+            return self.integer(0, 10)
         if kind < 65:
             return self.pick(EDGES)
         if kind < 99:
@@ -134,12 +134,12 @@ class Gen:
         if kind == "binop":
             return f"({sub()} {self.pick(BINOPS)} {sub()})"
         if kind == "compare":
-            parts = [sub() for _ in range(self.int(2, 4))]
+            parts = [sub() for _ in range(self.integer(2, 4))]
             return "(" + parts[0] + "".join(f" {self.pick(COMPARES)} {p}" for p in parts[1:]) + ")"
         if kind == "unary":
             return f"({self.pick(['-', '~', 'not ', '+'])}{sub()})"
         if kind == "boolop":
-            return "(" + f" {self.pick(['and', 'or'])} ".join(sub() for _ in range(self.int(2, 3))) + ")"
+            return "(" + f" {self.pick(['and', 'or'])} ".join(sub() for _ in range(self.integer(2, 3))) + ")"
         if kind == "ifexp":
             return f"({sub()} if {self.condition(depth - 1)} else {sub()})"
         if kind == "cast":
@@ -178,7 +178,7 @@ class Gen:
     # ---- statements -------------------------------------------------------
     def statements(self, depth: int, max_size: int = 4) -> list[str]:
         out: list[str] = []
-        for _ in range(self.int(1, max_size)):
+        for _ in range(self.integer(1, max_size)):
             out += self.statement(depth)
         return out
 
@@ -243,14 +243,14 @@ class Gen:
             return [kind]
         if kind == "if":
             lines = [f"if {self.condition()}:"] + self.block(depth - 1)
-            for _ in range(self.int(0, 2)):
+            for _ in range(self.integer(0, 2)):
                 lines += [f"elif {self.condition()}:"] + self.block(depth - 1)
             if self.flip():
                 lines += ["else:"] + self.block(depth - 1)
             return lines
         if kind == "for":
             var = self.pick([n for n in LOOP_NAMES if n not in self.loops] or LOOP_NAMES)
-            bounds = self.pick(["{k}", "{k}", "1, {k}", "{k}, 0, -1", "0, {k}, 2", "N"]).format(k=self.int(0, 8))
+            bounds = self.pick(["{k}", "{k}", "1, {k}", "{k}, 0, -1", "0, {k}, 2", "N"]).format(k=self.integer(0, 8))
             if not self.defined(var):
                 self.scalars.append(var)
             self.loops.append(var)
