@@ -20,7 +20,6 @@ import argparse
 import sys
 import time
 
-import pyprobe
 from pyprobe import Hash, Program, Struct, kprobe, tracepoint, u32, u64
 from pyprobe.backend import features
 from pyprobe.bpf import tid
@@ -37,7 +36,7 @@ class TaskSwitchKprobe(Program):
     stats = Hash(Key, u64, max_entries=1024)
 
     @kprobe("finish_task_switch")
-    def count_sched(self, ctx, prev):
+    def count_sched(self, ctx, prev: "struct task_struct *"):   # noqa: F821 - a kernel type, for pyprobe
         key = Key()
         key.curr_pid = tid()                  # bcc: bpf_get_current_pid_tgid(), the thread id
         key.prev_pid = prev.pid
@@ -58,8 +57,11 @@ class TaskSwitch(Program):
 
 
 def choose_program() -> type[Program]:
-    """bcc's kprobe where the kernel has kprobes and the function, else the sched tracepoint."""
-    if features.has("kprobes") and pyprobe.ksymname("finish_task_switch") != -1:
+    """bcc's kprobe where the kernel has kprobes and the function (or its compiler copy,
+    finish_task_switch.isra.0, which pyprobe finds by itself), else the sched tracepoint."""
+    from pyprobe.backend import ksyms
+
+    if features.has("kprobes") and ksyms.resolve("finish_task_switch") is not None:
         return TaskSwitchKprobe
     return TaskSwitch
 

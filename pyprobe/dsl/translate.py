@@ -83,6 +83,9 @@ class HandlerTranslator:
             if arg is None:
                 self.fail(self.fdef.args.args[i + 2], f"{self.context.attach.kind} handlers have no argument #{i + 1} ({name})",
                           "function arguments after ctx exist for kprobes and uprobes (up to 5)")
+            annotation = self.fdef.args.args[i + 2].annotation
+            if annotation is not None:
+                arg = kernel_data.annotated_arg(self, annotation, arg)
             self.decls.append(f"{arg.type.c_decl(self.c_local(name))} = {arg.code};")
             self.locals[name] = Value(self.c_local(name), arg.type, lvalue=True)
         self.translate_body()
