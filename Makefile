@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml setup.py pyprobe/backend/_libbpf_build.py
 demo: setup
 	@echo "== lesson 1: hello_world (Ctrl-C to stop; the demo stops itself after 6 s) =="
 	@# the workload forks (the clone syscall) and spawns (clone3) a few processes
-	@$(PY) -c 'import os, subprocess, time\nfor i in range(6):\n    time.sleep(0.6)\n    os.fork() or os._exit(0)\n    subprocess.run(["true"])' &
+	@$(PY) tools/demo_workload.py &
 	@timeout -s INT 6 $(PY) lessons/hello_world.py || [ $$? -eq 124 ]
 
 test-unit: setup
