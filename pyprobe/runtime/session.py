@@ -5,6 +5,7 @@ in reverse order of creation.
 """
 from __future__ import annotations
 
+import os
 import re
 
 from pyprobe.backend import attach as attach_mod
@@ -87,7 +88,7 @@ class Session:
         for c_name, buf in self._logs.items():
             log = ffi.string(buf).decode(errors="replace")
             if log.strip():
-                return VerifierError(errno_, c_name, log, summarize_verifier_log(log))
+                return VerifierError(errno_, c_name, log, summarize_verifier_log(log, self.source.text))
         return BPFError(errno_, f"load {self.source.name}", _libbpf_tail())
 
     # ---- attach ---------------------------------------------------------
@@ -149,8 +150,13 @@ def _libbpf_tail() -> str:
 _PY_LINE = re.compile(r"@ (?P<file>[^\s:]+\.py):(?P<line>\d+)")
 
 
-def summarize_verifier_log(log: str) -> str:
-    """The verifier's last complaint, the Python line it stopped at, and a hint."""
+def summarize_verifier_log(log: str, c_source: str = "") -> str:
+    """The verifier's last complaint, the Python line it stopped at, and a hint.
+
+    The kernel's line info names files by their base name; the #line directives of
+    the C source give back the full path.
+    """
+    paths = {os.path.basename(p): p for p in re.findall(r'#line \d+ "([^"]+)"', c_source)}
     lines = [l for l in log.splitlines() if l.strip()]
     where = None
     for l in lines:
@@ -162,7 +168,7 @@ def summarize_verifier_log(log: str) -> str:
                      lines[-1] if lines else "")
     out = [complaint]
     if where:
-        out.append(f"at {where[0]}:{where[1]}: {where[2]}")
+        out.append(f"at {paths.get(where[0], where[0])}:{where[1]}: {where[2]}")
     hint = _hint(log)
     if hint:
         out.append("hint: " + hint)
@@ -175,6 +181,8 @@ _HINTS = [
      "a map value is used before checking it: after v = self.m.get(k) write `if v is None: return`"),
     (r"back-edge|infinite loop|loop is not bounded|BPF program is too large",
      "a loop the verifier cannot bound: use `for i in range(N)` with a small constant N"),
+    (r"variable-offset|unbounded min value|min value is negative",
+     "an index the verifier cannot bound: check it first, e.g. `if 0 <= i < N:` before buf[i]"),
     (r"combined stack size|stack limit|invalid (read|write) from stack|stack depth \d{3,}",
      "the BPF stack holds 512 bytes: move big buffers into a map (e.g. a PerCpuArray used as scratch)"),
     (r"invalid mem access|invalid access to|R\d+ !read_ok",

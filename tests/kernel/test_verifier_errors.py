@@ -14,7 +14,7 @@ import pytest
 from pyprobe import Array, CompileError, Hash, Program, VerifierError, char, raw_tracepoint, u32, u64
 from pyprobe.bpf import tgid, trace_printk
 
-HERE = os.path.basename(__file__)        # the verifier's line info carries the file's base name
+HERE = __file__                          # the summary gives the full path back (from the #line directives)
 
 
 def line_of(text: str) -> int:
@@ -88,7 +88,7 @@ def assert_whole_log(e: VerifierError, complaint: str, line: int) -> None:
     log = e.log.rstrip().splitlines()
     assert len(log) > 5 and log[-1].startswith("processed "), e.log       # the end of the run, not a tail
     assert any(complaint in l for l in log), e.log
-    assert f"@ {HERE}:{line}" in e.log, e.log                             # BTF line info names Python lines
+    assert f"@ {os.path.basename(HERE)}:{line}" in e.log, e.log                             # BTF line info names Python lines
     assert len(e.log) > len(e.summary)
 
 
@@ -120,6 +120,7 @@ def test_variable_index_out_of_a_char_array_names_the_line(prog_cls, source_line
     assert_whole_log(e, complaint, line)
     # this is not the 512-byte stack limit: no hint may say it is
     assert "512" not in e.summary, e.summary
+    assert any(l.startswith("hint: an index the verifier cannot bound") for l in summary), e.summary
 
 
 def test_stack_over_512_bytes_is_refused_by_clang_before_the_verifier():
