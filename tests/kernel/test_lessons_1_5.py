@@ -23,7 +23,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import pytest
 
 from pyprobe import Hash, Program, syscall, u32, u64
 from pyprobe.bpf import pid
+from lesson_process import LessonProcess
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: loads BPF programs")
 
@@ -122,35 +122,11 @@ def wait_for_free_trace_pipe(timeout: float = 120) -> None:
 
 
 # ---- a lesson as a subprocess ------------------------------------------------
-class LessonRun:
+class LessonRun(LessonProcess):
     """`python lessons/<name>.py --duration N`, its stdout and stderr collected line by line."""
 
     def __init__(self, name: str, duration: float):
-        self.name = name
-        self.proc = subprocess.Popen([sys.executable, str(LESSONS / f"{name}.py"), "--duration", str(duration)],
-                                     cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"), text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._cond = threading.Condition()
-        self._readers = [threading.Thread(target=self._collect, args=(s, lines), daemon=True)
-                         for s, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
-        for t in self._readers:
-            t.start()
-
-    def _collect(self, stream, lines: list[str]) -> None:
-        for line in stream:
-            with self._cond:
-                lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def wait_until(self, predicate, timeout: float) -> bool:
-        """Until predicate() holds (True) or the lesson has ended or timeout passed (False)."""
-        with self._cond:
-            self._cond.wait_for(lambda: predicate() or self.proc.poll() is not None, timeout)
-            return predicate()
+        super().__init__(name, "--duration", str(duration))
 
     def holds_trace_pipe(self) -> bool:
         try:

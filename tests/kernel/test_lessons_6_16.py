@@ -24,7 +24,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from pyprobe import Hash, Program, UnsupportedProbe, syscall, u32, u64
 from pyprobe.backend import features
 from pyprobe.backend.tracefs import event_exists
 from pyprobe.bpf import pid
+from lesson_process import LessonProcess
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: loads BPF programs")
 
@@ -44,38 +44,8 @@ RETRY_FOR = 180          # seconds of retries while other processes call sync()
 
 
 # ---- a lesson as a subprocess ------------------------------------------------
-class LessonRun:
+class LessonRun(LessonProcess):
     """`python lessons/<name>.py <args>`, its stdout and stderr collected line by line."""
-
-    def __init__(self, name: str, *args: str):
-        self.name = name
-        self.proc = subprocess.Popen([sys.executable, str(LESSONS / f"{name}.py"), *args],
-                                     cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"), text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._cond = threading.Condition()
-        self._readers = [threading.Thread(target=self._collect, args=(s, lines), daemon=True)
-                         for s, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
-        for t in self._readers:
-            t.start()
-
-    def _collect(self, stream, lines: list[str]) -> None:
-        for line in stream:
-            with self._cond:
-                lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def wait_until(self, predicate, timeout: float) -> bool:
-        """Until predicate() holds (True) or the lesson has ended or timeout passed (False)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            # the lesson may end after its last line: look again every 0.1 s
-            while not predicate() and self.proc.poll() is None and time.monotonic() < deadline:
-                self._cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
-            return predicate()
 
     def probe_line(self) -> str:
         """Wait for the `probe: ...` line: the lesson's probes are attached once it is printed."""
