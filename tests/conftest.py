@@ -24,8 +24,8 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason="needs root: loads BPF programs into the kernel"))
                 continue
         if item.get_closest_marker("needs_kprobes") and not features.has("kprobes"):
-            item.add_marker(pytest.mark.skip(
-                reason="kprobes missing: CONFIG_KPROBES is not set in this kernel; runs in the qemu kernel matrix"))
+            reason = "kprobes missing: CONFIG_KPROBES is not set in this kernel; runs in the qemu kernel matrix"
+            item.add_marker(pytest.mark.skip(reason=reason))     # capability: kprobes
         if item.get_closest_marker("needs_fentry") and not features.has("fentry"):
-            item.add_marker(pytest.mark.skip(
-                reason="fentry/fexit not supported by this kernel (load fails); runs in the qemu kernel matrix"))
+            reason = "fentry/fexit not supported by this kernel (load fails); runs in the qemu kernel matrix"
+            item.add_marker(pytest.mark.skip(reason=reason))     # capability: fentry

@@ -113,3 +113,22 @@ def unary(op: type, a: Value) -> Value:
                               ast.UAdd: a.const}[op]))
     t = s32 if op is ast.Not else (common_type(a.scalar, a.scalar) if a.type is not None else None)
     return Value(f"({UNARY[op]}{a.code})", t)
+
+
+def string_compare(tr, node, op, buf, lit) -> Value | None:
+    """`buf == "text"` for a char[N]: a bounded comparison of the text and its NUL
+    (None when the operands are not a char array and a string)."""
+    from pyprobe.dsl.cbuilder import c_string
+    from pyprobe.dsl.types import ArrayType, char, s32
+    from pyprobe.dsl.values import StringLit
+
+    if not (isinstance(buf, Value) and isinstance(buf.type, ArrayType) and buf.type.elem is char
+            and isinstance(lit, StringLit)):
+        return None
+    if not isinstance(op, (ast.Eq, ast.NotEq)):
+        tr.fail(node, "strings compare only with == and !=")
+    n = len(lit.text.encode()) + 1
+    if n > buf.type.n:
+        return literal(int(isinstance(op, ast.NotEq)))     # cannot fit: never equal
+    test = f"pp_memeq({buf.code}, {c_string(lit.text)}, {n})"
+    return Value(test if isinstance(op, ast.Eq) else f"(!{test})", s32)

@@ -18,7 +18,7 @@ from pyprobe.dsl import operators
 from pyprobe.dsl.cbuilder import CBuilder
 from pyprobe.dsl.contexts import Context
 from pyprobe.dsl.types import (ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype,
-                               char, s64)
+                               s64)
 from pyprobe.dsl import kernel_data
 from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, PyObject, StringLit, Value, literal
 from pyprobe.dsl.refusals import C_RESERVED, REFUSED, FakeCall as _FakeCall, describe as _describe
@@ -511,25 +511,11 @@ class HandlerTranslator:
             key = registry._key(self, node, right, left_node, left)
             test = f"pp_get({right.name}, {key})"
             return Value(f"(!!{test})" if isinstance(op, ast.In) else f"(!{test})", as_ctype("s32"))
-        strings = self.string_compare(node, op, left, right) or self.string_compare(node, op, right, left)
+        strings = operators.string_compare(self, node, op, left, right) or \
+            operators.string_compare(self, node, op, right, left)
         if strings is not None:
             return strings
         return operators.compare(type(op), self.scalar(left_node, left), self.scalar(right_node, right))
-
-    def string_compare(self, node, op, buf, lit) -> Value | None:
-        """`buf == "text"` for a char[N]: a bounded comparison of the text and its NUL."""
-        if not (isinstance(buf, Value) and isinstance(buf.type, ArrayType) and buf.type.elem is char
-                and isinstance(lit, StringLit)):
-            return None
-        if not isinstance(op, (ast.Eq, ast.NotEq)):
-            self.fail(node, "strings compare only with == and !=")
-        from pyprobe.dsl.cbuilder import c_string
-
-        n = len(lit.text.encode()) + 1
-        if n > buf.type.n:
-            return literal(int(isinstance(op, ast.NotEq)))     # cannot fit: never equal
-        test = f"pp_memeq({buf.code}, {c_string(lit.text)}, {n})"
-        return Value(test if isinstance(op, ast.Eq) else f"(!{test})", as_ctype("s32"))
 
     def expr_Call(self, node):
         if node.keywords and not isinstance(node.func, ast.Attribute):

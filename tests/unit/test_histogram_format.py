@@ -73,7 +73,7 @@ def _load_bcc():
 @pytest.fixture(scope="module")
 def bcc():
     if not os.path.exists(BCC_TABLE):
-        pytest.skip(NO_BCC)
+        pytest.skip(NO_BCC)   # bcc missing: python3-bpfcc not installed
     ns, table = _load_bcc()
     return ns, table
 
