@@ -59,3 +59,30 @@ def test_writes_under_tmp_work(tmp_path):
     target.unlink()
     (tmp_path / "x").write_bytes(b"\0" * 4096)
     assert (tmp_path / "x").stat().st_size == 4096
+
+
+def test_scratch_disk_is_a_blank_blk_mq_disk_that_takes_direct_io():
+    # vmrun attaches a fresh sparse image as a virtio-blk disk for block I/O tests.
+    import mmap
+    import stat
+
+    path = os.environ.get("PYPROBE_VM_SCRATCH_DISK")
+    assert path == "/dev/vda"
+    assert stat.S_ISBLK(os.stat(path).st_mode)
+    name = Path(path).name
+    assert Path(f"/sys/block/{name}/mq").is_dir()           # request-based (blk-mq), as real disks
+    size = int(Path(f"/sys/block/{name}/size").read_text()) * 512
+    assert size >= 16 << 20
+    at = size - 8192                                         # the end: the lesson tests use the start
+    fd = os.open(path, os.O_RDWR | os.O_DIRECT)
+    try:
+        buf = mmap.mmap(-1, 8192)                            # page-aligned, as O_DIRECT wants
+        assert os.preadv(fd, [buf], at) == 8192
+        assert buf[:] == b"\0" * 8192                        # blank: made for this run
+        buf[:] = b"v" * 8192
+        assert os.pwritev(fd, [buf], at) == 8192
+        back = mmap.mmap(-1, 8192)
+        assert os.preadv(fd, [back], at) == 8192
+        assert back[:] == b"v" * 8192
+    finally:
+        os.close(fd)
