@@ -5,9 +5,7 @@ names an alternative instead of a bare errno.
 """
 from __future__ import annotations
 
-import glob
 import os
-import re
 
 from pyprobe.backend import features
 from pyprobe.backend.libbpf import check_ptr, ffi, lib
@@ -201,11 +199,15 @@ def resolve_binary(name: str) -> str:
         if not os.path.exists(name):
             raise UnsupportedProbe(f"no such binary: {name}")
         return name
+    import re
+
     with open("/proc/self/maps") as f:
         for line in f:
             path = line.rstrip("\n").split(None, 5)[-1]
             if re.search(rf"/lib{re.escape(name)}([-.][\d.]*)?\.so", path):
                 return path
+    import glob
+
     for pattern in (f"/lib/*/lib{name}.so*", f"/usr/lib/*/lib{name}.so*", f"/usr/lib/lib{name}.so*", f"/usr/lib64/lib{name}.so*"):
         hits = sorted(glob.glob(pattern))
         if hits:
@@ -225,6 +227,8 @@ def kprobe_alternatives(function: str, kind: str) -> str:
     """
     lines = [f"@{kind}(\"{function}\"): kprobes are not available in this kernel (CONFIG_KPROBES is not set),",
              "so kernel functions cannot be probed here. Alternatives:"]
+    import re
+
     from pyprobe.backend.tracefs import event_exists
 
     words = [w for w in re.split(r"[_.]+", function) if w and not w.isdigit()]
@@ -238,6 +242,8 @@ def kprobe_alternatives(function: str, kind: str) -> str:
 
 
 def _matching_tracepoints(function: str) -> list[tuple[str, str]]:
+    import re
+
     from pyprobe.backend.tracefs import TracefsUnavailable, tracefs_root
 
     try:

@@ -3,12 +3,16 @@
 Key: the program's C (which holds Python paths and lines), pyprobe's version,
 clang's identity and flags, and the kernel's BTF. Writes are atomic; the
 directory must belong to us and be writable by no one else.
+
+A file is named by a cheap 64-bit checksum of its key and holds the whole key,
+compared on load: a warm start neither imports hashlib (OpenSSL, ~5 ms) nor
+trusts a name that two keys could share.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
+import zlib
 
 from pyprobe.errors import PyprobeError
 
@@ -49,6 +53,8 @@ def kernel_identity() -> str:
             return f.read().strip()
     except OSError:
         pass
+    import hashlib
+
     h = hashlib.sha256()
     try:
         with open("/sys/kernel/btf/vmlinux", "rb") as f:
@@ -62,25 +68,48 @@ def kernel_identity() -> str:
 
 
 def key(*parts: str) -> str:
-    h = hashlib.sha256()
-    for part in (VERSION, *parts):
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()
+    """The whole key: every part, pyprobe's version first."""
+    return "\0".join((VERSION, *parts))
+
+
+def file_name(k: str) -> str:
+    """A short name for a key (two 32-bit checksums); the file itself holds the key."""
+    data = k.encode()
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+
+
+def keyed(k: str, payload: bytes) -> bytes:
+    """An entry: the key's length and text, then the payload."""
+    data = k.encode()
+    return len(data).to_bytes(8, "little") + data + payload
+
+
+def unkeyed(k: str, entry: bytes) -> bytes | None:
+    """The payload of an entry written for exactly this key, else None."""
+    data = k.encode()
+    n = len(data)
+    if entry[:8] != n.to_bytes(8, "little") or entry[8:8 + n] != data:
+        return None
+    return entry[8 + n:]
+
+
+def _object_path(k: str, make: bool = False) -> str:
+    name = file_name(k)
+    top = _safe_dir(cache_dir())
+    sub = _safe_dir(os.path.join(top, name[:2])) if make else os.path.join(top, name[:2])
+    return os.path.join(sub, name + ".o")
 
 
 def load(k: str) -> bytes | None:
-    path = os.path.join(_safe_dir(cache_dir()), k[:2], k + ".o")
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        with open(_object_path(k), "rb") as f:
+            return unkeyed(k, f.read())
     except OSError:
         return None
 
 
 def store(k: str, data: bytes) -> None:
-    sub = _safe_dir(os.path.join(_safe_dir(cache_dir()), k[:2]))
-    atomic_write(os.path.join(sub, k + ".o"), data)
+    atomic_write(_object_path(k, make=True), keyed(k, data))
 
 
 def atomic_write(path: str, data: bytes) -> None:

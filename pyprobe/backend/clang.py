@@ -1,10 +1,7 @@
 """clang: BPF C in, ELF object bytes out; diagnostics mapped to Python lines."""
 from __future__ import annotations
 
-import functools
 import os
-import re
-import shutil
 
 from pyprobe.errors import CompileError, PyprobeError
 
@@ -20,15 +17,31 @@ class ClangMissing(PyprobeError):
     pass
 
 
-@functools.lru_cache(maxsize=1)
-def clang_path() -> str:
-    explicit = os.environ.get("PYPROBE_CLANG")
-    for name in ((explicit,) if explicit else _CANDIDATES):
-        path = shutil.which(name)
-        if path:
+def _which(name: str) -> str | None:
+    """shutil.which() for a plain command name, without importing shutil
+    (it pulls in bz2 and lzma, and this runs on every warm start)."""
+    if os.sep in name:
+        return name if os.access(name, os.X_OK) else None
+    for d in os.get_exec_path():
+        path = os.path.join(d, name)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
             return path
-    raise ClangMissing("clang is not installed: pyprobe compiles handlers with it "
-                       "(Debian/Ubuntu: apt-get install clang libbpf-dev)")
+    return None
+
+
+_clang_path: str | None = None
+
+
+def clang_path() -> str:
+    global _clang_path
+    if _clang_path is None:
+        explicit = os.environ.get("PYPROBE_CLANG")
+        found = (_which(name) for name in ((explicit,) if explicit else _CANDIDATES))
+        _clang_path = next((path for path in found if path), None)
+    if _clang_path is None:
+        raise ClangMissing("clang is not installed: pyprobe compiles handlers with it "
+                           "(Debian/Ubuntu: apt-get install clang libbpf-dev)")
+    return _clang_path
 
 
 def clang_identity() -> str:
@@ -38,7 +51,7 @@ def clang_identity() -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
-_DIAG = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning|fatal error): (?P<msg>.*)$")
+_DIAG = r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning|fatal error): (?P<msg>.*)$"
 
 
 def compile_c(source: str, name: str = "program") -> bytes:
@@ -62,9 +75,11 @@ def _summarize(stderr: str, source: str) -> str:
     Errors inside generated code without a Python line keep clang's text but
     say they are pyprobe's fault, with the C line for a bug report.
     """
+    import re
+
     lines = []
     for line in stderr.splitlines():
-        m = _DIAG.match(line)
+        m = re.match(_DIAG, line)
         if not m or m["kind"] == "warning":
             continue
         where = f"{m['file']}:{m['line']}"

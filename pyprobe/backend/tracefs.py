@@ -1,10 +1,7 @@
 """tracefs and bpffs: find them, mount them when missing (as root), read event formats."""
 from __future__ import annotations
 
-import ctypes
-import functools
 import os
-import re
 
 from pyprobe.errors import PyprobeError
 
@@ -17,6 +14,8 @@ class TracefsUnavailable(PyprobeError):
 
 
 def _mount(source: str, target: str, fstype: str) -> bool:
+    import ctypes
+
     libc = ctypes.CDLL(None, use_errno=True)
     return libc.mount(source.encode(), target.encode(), fstype.encode(), 0, None) == 0
 
@@ -29,9 +28,18 @@ def _is_mounted(path: str, fstype: str) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=1)
+_root: str | None = None
+
+
 def tracefs_root() -> str:
     """The tracefs mount point, mounting it at /sys/kernel/tracing if needed."""
+    global _root
+    if _root is None:
+        _root = _find_tracefs()
+    return _root
+
+
+def _find_tracefs() -> str:
     if os.path.exists(os.path.join(TRACEFS, "events")):
         return TRACEFS
     legacy = "/sys/kernel/debug/tracing"
@@ -76,13 +84,15 @@ class Field:
         return f"Field({self.c_type!r}, {self.name!r}, off={self.offset}, size={self.size})"
 
 
-_FIELD = re.compile(r"field:(?P<decl>[^;]+);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);\s*signed:(?P<signed>\d)")
+_FIELD = r"field:(?P<decl>[^;]+);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);\s*signed:(?P<signed>\d)"
 
 
 def parse_format(text: str) -> list[Field]:
     """The fields of a tracepoint record, from its tracefs `format` file."""
+    import re     # translation only: a warm start never parses formats
+
     fields = []
-    for m in _FIELD.finditer(text):
+    for m in re.finditer(_FIELD, text):
         decl = m["decl"].strip()
         array_len = None
         am = re.match(r"(.*?)\s*\[(\d*)\]$", decl)
@@ -96,12 +106,17 @@ def parse_format(text: str) -> list[Field]:
     return fields
 
 
-@functools.lru_cache(maxsize=None)
+_formats: dict[tuple[str, str], tuple[Field, ...]] = {}
+
+
 def tracepoint_fields(category: str, name: str) -> tuple[Field, ...]:
+    if (category, name) in _formats:
+        return _formats[category, name]
     path = os.path.join(tracefs_root(), "events", category, name, "format")
     try:
         with open(path) as f:
-            return tuple(parse_format(f.read()))
+            fields = _formats[category, name] = tuple(parse_format(f.read()))
+            return fields
     except FileNotFoundError:
         raise TracefsUnavailable(f"no tracepoint {category}:{name} in this kernel ({path} is missing)") from None
     except PermissionError:

@@ -119,10 +119,6 @@ class KprobeContext(Context):
                         "ksyscall": f"ksyscall/{function}", "kretsyscall": f"kretsyscall/{function}"}[kind]
         self.c_param_type = "struct pt_regs *"
 
-    def choice(self) -> str:
-        resolved = self.attach.options.get("resolved")      # e.g. finish_task_switch.isra.0
-        return f"{self.kind}:{resolved}" if resolved else self.attach.describe()
-
     def function_arg(self, index, param):
         if index >= 5:
             return None

@@ -30,6 +30,9 @@ class Probe:
         return f"Probe({self.kind!r}, {self.target!r})"
 
     def describe(self) -> str:
+        resolved = self.options.get("resolved")      # set at attach, e.g. finish_task_switch.isra.0
+        if resolved:
+            return f"{self.kind}:{resolved}"
         return f"{self.kind}:{':'.join(str(t) for t in self.target)}"
 
 

@@ -222,3 +222,29 @@ class LpmTrie(MapSpec):
         first = getattr(self.key, "fields", [("", None)])[0]
         if first[0] != "prefixlen" or first[1] is not u32:
             raise TypeError("an LpmTrie key is a Struct starting with `prefixlen: u32`")
+
+
+def map_definition(name: str, spec: MapSpec) -> str:
+    lines = ["struct {", f"    __uint(type, {spec.map_type});   /* BPF_MAP_TYPE_{spec.kind.upper()} */"]
+    if spec.max_entries:                 # perf event arrays: libbpf sizes them to the CPUs
+        lines.append(f"    __uint(max_entries, {spec.max_entries});")
+    if spec.flags:
+        lines.append(f"    __uint(map_flags, {spec.flags});")
+    if isinstance(spec, (PerfBuf, PerfEventArray)):
+        lines += ["    __uint(key_size, sizeof(__u32));", "    __uint(value_size, sizeof(__u32));"]
+    elif isinstance(spec, ProgArray):
+        lines += ["    __type(key, __u32);", "    __array(values, int (void *));"]
+        init = ", ".join(f"[{i}] = (void *)&{t}" for i, t in sorted(spec.entries.items()))
+        lines.append(f'}} {name} SEC(".maps") = {{ .values = {{ {init} }} }};\n')
+        return "\n".join(lines)
+    elif not isinstance(spec, RingBuf):  # a ring buffer's records are typed by the handlers
+        if spec.key is not None:
+            lines.append(f"    __type(key, {spec.key.c_name});")
+        if spec.value is not None:
+            lines.append(f"    __type(value, {spec.value.c_name});")
+    lines.append(f'}} {name} SEC(".maps");\n')
+    if isinstance(spec, EventBuffer):
+        lines.append(f"/* records self.{name} could not deliver, per CPU */")
+        lines.append("struct {\n    __uint(type, 6);   /* BPF_MAP_TYPE_PERCPU_ARRAY */\n    __uint(max_entries, 1);\n"
+                     f"    __type(key, __u32);\n    __type(value, __u64);\n}} {spec.lost_map} SEC(\".maps\");\n")
+    return "\n".join(lines)

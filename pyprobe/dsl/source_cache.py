@@ -7,15 +7,18 @@ module-level names the handlers used, with a stable description of their
 values (constants are inlined into the C): if one differs now, the entry is
 not used. Classes defined inside functions, or handlers with closures, are
 not cached at all.
+
+Entries are plain data written with `marshal` (ProgramSource.to_plain), not
+pickles: importing pickle (and the `re` and `enum` it imports) would cost a
+warm start more than everything else it does in Python.
 """
 from __future__ import annotations
 
-import hashlib
+import marshal
 import os
-import pickle
 import sys
 
-_FORMAT = b"pyprobe-source-1"
+_FORMAT = b"pyprobe-source-2"
 
 
 def stable(obj) -> str | None:
@@ -54,39 +57,55 @@ def _file_stamp(path: str) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
+def _class_files(cls) -> list[str] | None:
+    """The files of cls and of its bases outside pyprobe (maps and handlers may be inherited)."""
+    files = []
+    for klass in cls.__mro__:
+        if klass is object or klass.__module__.split(".")[0] == "pyprobe":
+            continue
+        path = getattr(sys.modules.get(klass.__module__), "__file__", None)
+        if not path or not os.path.exists(path):
+            return None
+        if path not in files:
+            files.append(path)
+    return files
+
+
 def _key(cls) -> str | None:
     if "<locals>" in cls.__qualname__:
         return None
-    module = sys.modules.get(cls.__module__)
-    path = getattr(module, "__file__", None)
-    if not path or not os.path.exists(path):
+    files = _class_files(cls)
+    if files is None:
         return None
     from pyprobe.backend.cache import VERSION, boot_id
 
-    h = hashlib.sha256()
-    for part in (VERSION, cls.__module__, cls.__qualname__, _file_stamp(path), _own_source_stamp(), boot_id(),
-                 str(os.geteuid()), os.environ.get("PYPROBE_DISABLE", "")):
-        h.update(part.encode() + b"\0")
-    return h.hexdigest()
+    return "\0".join((VERSION, cls.__module__, cls.__qualname__, *map(_file_stamp, files), _own_source_stamp(),
+                      boot_id(), str(os.geteuid()), os.environ.get("PYPROBE_DISABLE", "")))
 
 
 def _path(key: str) -> str:
-    from pyprobe.backend.cache import cache_dir
+    from pyprobe.backend.cache import cache_dir, file_name
 
-    return os.path.join(cache_dir(), "sources", key[:2], key + ".pickle")
+    name = file_name(key)
+    return os.path.join(cache_dir(), "sources", name[:2], name + ".marshal")
 
 
 def load(cls):
     """The cached ProgramSource of cls, if every recorded dependency still holds."""
+    from pyprobe.backend.cache import unkeyed
+    from pyprobe.dsl.source import ProgramSource
+
     key = _key(cls)
     if key is None:
         return None
     try:
         with open(_path(key), "rb") as f:
-            if f.read(len(_FORMAT)) != _FORMAT:
-                return None
-            entry = pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+            data = f.read()
+        payload = unkeyed(key, data[len(_FORMAT):]) if data.startswith(_FORMAT) else None
+        entry = marshal.loads(payload) if payload is not None else None
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if not isinstance(entry, dict):
         return None
     for path, stamp in entry["files"]:
         try:
@@ -98,7 +117,7 @@ def load(cls):
         mod = sys.modules.get(module)
         if mod is None or stable(mod.__dict__.get(name)) != description:
             return None
-    return entry["source"]
+    return ProgramSource.from_plain(entry["source"], cls)
 
 
 def store(cls, source, deps) -> None:
@@ -106,18 +125,18 @@ def store(cls, source, deps) -> None:
     key = _key(cls)
     if key is None or not deps.cacheable:
         return
-    from pyprobe.backend.cache import _safe_dir, atomic_write, cache_dir
+    from pyprobe.backend.cache import _safe_dir, atomic_write, cache_dir, keyed
 
     path = _path(key)
     _safe_dir(cache_dir())
     _safe_dir(os.path.join(cache_dir(), "sources"))
     _safe_dir(os.path.dirname(path))
     entry = {"files": [(p, _file_stamp(p)) for p in sorted(deps.files)],
-             "globals": sorted(deps.globals), "source": source}
+             "globals": sorted(deps.globals), "source": source.to_plain()}
     try:
-        atomic_write(path, _FORMAT + pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
-        pass                      # an uncacheable value: translate next time too
+        atomic_write(path, _FORMAT + keyed(key, marshal.dumps(entry)))
+    except (OSError, ValueError):
+        pass                      # a probe option marshal cannot write: translate next time too
 
 
 class Dependencies:

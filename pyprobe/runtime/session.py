@@ -6,7 +6,6 @@ in reverse order of creation.
 from __future__ import annotations
 
 import os
-import re
 
 from pyprobe.backend import attach as attach_mod
 from pyprobe.backend.libbpf import ffi, lib, recent_messages
@@ -103,8 +102,8 @@ class Session:
                 if not info.attach:
                     continue
                 prog = lib.bpf_object__find_program_by_name(self.obj, info.c_name.encode())
-                made.extend(attach_mod.attach(prog, info.context.attach))
-                self.attached.append((info.c_name, info.context.choice()))
+                made.extend(attach_mod.attach(prog, info.probe))
+                self.attached.append((info.c_name, info.choice()))
         except BaseException:
             for link in reversed(made):
                 lib.bpf_link__destroy(link)
@@ -147,20 +146,19 @@ def _libbpf_tail() -> str:
     return "\n".join(msgs[-8:])
 
 
-_PY_LINE = re.compile(r"@ (?P<file>[^\s:]+\.py):(?P<line>\d+)")
-
-
 def summarize_verifier_log(log: str, c_source: str = "") -> str:
     """The verifier's last complaint, the Python line it stopped at, and a hint.
 
     The kernel's line info names files by their base name; the #line directives of
     the C source give back the full path.
     """
+    import re     # only on this error path: `re` costs a warm start ~10 ms
+
     paths = {os.path.basename(p): p for p in re.findall(r'#line \d+ "([^"]+)"', c_source)}
     lines = [l for l in log.splitlines() if l.strip()]
     where = None
     for l in lines:
-        m = _PY_LINE.search(l)
+        m = re.search(r"@ (?P<file>[^\s:]+\.py):(?P<line>\d+)", l)
         if m:
             where = (m["file"], int(m["line"]), l.split("@")[0].lstrip("; ").strip())
     complaint = next((l for l in reversed(lines) if not l.startswith(("processed", "verification time",
@@ -194,6 +192,8 @@ _HINTS = [
 
 
 def _hint(log: str) -> str | None:
+    import re
+
     for pattern, hint in _HINTS:
         if re.search(pattern, log):
             return hint
