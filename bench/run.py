@@ -135,12 +135,16 @@ def rows(results: dict) -> tuple[list[str], list[list[str]]]:
     if w2:
         p = w2.get("pyprobe", {})
         c_insns = w2.get("C", {}).get("insns")
-        goal = _verdict(p.get("ratio_to_c"), (1.02, 1.02), "<= 1.02x C")
+        # the goal is judged on the side-by-side figure: the separate runs drift more than 2% here
+        goal_together = _verdict(p.get("together_ratio_to_c"), (1.02, 1.02), "<= 1.02x C")
         add(f"W2 added ns/read (no probe: {_mm(w2['baseline_ns'])})",
             lambda c: _mm(w2[c]["added_ns"]) if c in w2 else None)
-        add("W2 added ns/read, ratio to C", lambda c: _mm(w2[c]["ratio_to_c"]) if c in w2 else None, goal)
+        add("W2 added ns/read, ratio to C", lambda c: _mm(w2[c]["ratio_to_c"]) if c in w2 else None)
         add("W2 probe ns/run (bpf_stats)", lambda c: _mm(w2[c]["prog_ns"]) if c in w2 else None)
         add("W2 probe ns/run, ratio to C", lambda c: _mm(w2[c]["prog_ratio_to_c"]) if c in w2 else None)
+        add("W2 side by side: probe ns/run", lambda c: _mm(w2[c].get("together_ns")) if c in w2 else None)
+        add("W2 side by side: ratio to C", lambda c: _mm(w2[c].get("together_ratio_to_c")) if c in w2 else None,
+            goal_together)
         add("W2 translated instructions", lambda c: ",".join(map(str, w2[c]["insns"])) if c in w2 else None,
             ("PASS" if p.get("insns") == c_insns else "FAIL") + " same as C" if p and c_insns else "")
     w3 = results.get("W3")

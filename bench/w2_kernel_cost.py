@@ -8,6 +8,13 @@ cost is its fastest chunk (ns per read), the one least disturbed by the VM's nei
 and the added cost is that minus the round's probe-less cost. Also, with bpf_stats
 enabled for a shorter run: the kernel's own run_time_ns / run_cnt of the probe, and its
 translated instruction count (bpf_prog_info.xlated_prog_len / 8).
+
+Side by side: every peer's probe attached at once, so each read(2) runs all of them
+back to back under the same conditions (cache, frequency, neighbours); bpf_stats gives
+each program's ns per run. Peers attach in a rotated order each round (a tracepoint
+runs its programs in attach order), and the ratio to C is taken per round. This is the
+sturdiest figure on a shared VM: the noise that moves separate runs by +-5% hits every
+program of the same read alike.
 """
 from __future__ import annotations
 
@@ -71,9 +78,47 @@ def _bpftrace_count(text: str, pid: int) -> int:
     return 0
 
 
+def measure_together(order: list, cmds: dict, c: dict, n_stats: int) -> dict:
+    """Every peer attached at once, in `order`: ns per run of each one's probe."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        children = {}
+        for name in order:
+            argv, env = cmds[name]
+            children[name] = child = stack.enter_context(Child(argv, env=env))
+            child.expect("ready", timeout=120)
+        with bpf_stats():
+            run = loadgen(c, n_stats)
+        out = {}
+        for name, child in children.items():
+            progs = tracepoint_programs_of(child.proc.pid)
+            cnt = sum(p.run_cnt for p in progs)
+            out[name] = sum(p.run_time_ns for p in progs) / cnt if cnt else None
+            if name == "bpftrace":
+                child.interrupt(30)
+            else:
+                child.send(str(run["pid"]))
+                child.json(30)
+    return out
+
+
 def run(peers: dict, runs: int) -> dict:
     c = build_c()
     cmds = commands(peers)
+    together = []
+    for i in range(runs):
+        names = list(cmds)
+        k = i % len(names)
+        order = names[k:] + names[:k]
+        try:
+            row = measure_together(order, cmds, c, N_STATS)
+        except ChildFailed as e:
+            log(f"  W2 side by side failed: {e}")
+            continue
+        together.append(row)
+        log(f"  W2 side by side {i + 1} (attach order {', '.join(order)}): " +
+            ", ".join(f"{n} {v:.1f} ns" for n, v in row.items() if v))
     rounds = []
     errors = {name: [] for name in cmds}
     for i in range(runs):
@@ -98,11 +143,11 @@ def run(peers: dict, runs: int) -> dict:
         log(f"  W2 round {i + 1}: baseline {baseline:.1f} ns/read; " + ", ".join(
             f"{n} +{r['added_ns']:.1f} ns ({r['insns']} insns, prog {r['prog_ns'] or 0:.1f} ns)"
             for n, r in row.items() if isinstance(r, dict)))
-    return summarize(rounds, list(cmds), errors)
+    return summarize(rounds, list(cmds), errors, together)
 
 
-def summarize(rounds: list, names: list, errors: dict) -> dict:
-    out = {"baseline_ns": med_min([r["baseline_ns"] for r in rounds]), "rounds": rounds}
+def summarize(rounds: list, names: list, errors: dict, together: list) -> dict:
+    out = {"baseline_ns": med_min([r["baseline_ns"] for r in rounds]), "rounds": rounds, "together": together}
     for name in names:
         rs = [r[name] for r in rounds if name in r]
         ratios = [r[name]["added_ns"] / r["C"]["added_ns"] for r in rounds
@@ -114,6 +159,8 @@ def summarize(rounds: list, names: list, errors: dict) -> dict:
             "ratio_to_c": med_min(ratios),
             "prog_ns": med_min([r["prog_ns"] for r in rs]),
             "prog_ratio_to_c": med_min(prog_ratios),
+            "together_ns": med_min([r[name] for r in together if r.get(name)]),
+            "together_ratio_to_c": med_min([r[name] / r["C"] for r in together if r.get(name) and r.get("C")]),
             "insns": sorted({r["insns"] for r in rs}),
             "counts_ok": all(r["count"] >= N for r in rs),
             "errors": errors.get(name, []),

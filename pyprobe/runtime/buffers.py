@@ -60,6 +60,10 @@ class EventStream:
         """Yield numpy batches until `timeout` seconds pass with no record, or `duration` in all."""
         poller = select.poll()
         poller.register(self.epoll_fd(), select.POLLIN)
+        # With a wake-up threshold, poll() still returns as soon as any record waits
+        # (the ring is readable), so a reader that only polled would wake for every
+        # few records: after a batch below the threshold, sleep poll_ms instead.
+        gather = getattr(self.spec, "wakeup_bytes", 0)
         start = last = time.monotonic()
         while True:
             now = time.monotonic()
@@ -72,6 +76,8 @@ class EventStream:
             if len(batch):
                 last = time.monotonic()
                 yield batch
+                if batch.nbytes < gather:
+                    time.sleep(self.spec.poll_ms / 1000)
 
     def open(self, callback, batch: bool = False) -> None:
         """bcc style: `callback(event)` per record (or `callback(batch)`) on each `prog.poll()`."""

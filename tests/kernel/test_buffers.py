@@ -147,3 +147,38 @@ def test_a_million_events_are_all_received_or_counted():
     print(f"received {received}, lost {prog.ring.lost}")
     assert received + prog.ring.lost == sent
     prog.close()
+
+
+class Gathered(Program):
+    """A ring buffer that wakes its reader only once 64 KiB (2048 records) wait."""
+    target = Param(u32)
+    ring = RingBuf(Event, wakeup_bytes=65536, poll_ms=10)
+
+    @syscall("getppid")
+    def on_getppid(self, args):
+        if tgid() != self.target:
+            return
+        e = Event()
+        e.pid = tgid()
+        e.ts = ktime_ns()
+        self.ring.submit(e)
+
+
+def test_a_wakeup_threshold_gathers_records_into_big_batches():
+    n = 50_000
+    child, go = spawn_calls(n)
+    with Gathered(target=child) as prog:
+        os.write(go, b"g")
+        batches = []
+        for batch in prog.ring.batches(timeout=0.5):
+            batches.append(batch)
+            if sum(map(len, batches)) >= n:
+                break
+        os.waitpid(child, 0)
+    os.close(go)
+    assert sum(map(len, batches)) == n and prog.ring.lost == 0
+    assert all((b["pid"] == child).all() for b in batches)
+    # The reader sleeps poll_ms after a batch below the threshold instead of waking for
+    # every few records: 50,000 records come in a few dozen batches, not thousands.
+    assert len(batches) < n / 200, [len(b) for b in batches]
+    prog.close()
