@@ -47,16 +47,25 @@ class Program:
 
     # ---- kernel-free: translate and compile -------------------------------
     @classmethod
-    def _source(cls):
+    def _source(cls, compiling: bool = False):
+        """The translation (cached). `compiling`: an object will be wanted next, so
+        on a miss clang starts loading while Python translates."""
         cached = cls.__dict__.get("_pp_source")
         if cached is None:
             from pyprobe.dsl import source_cache
 
             cached = source_cache.load(cls)
             if cached is None:
+                from pyprobe.backend import clang
                 from pyprobe.dsl.program_source import translate_program
 
-                cached = translate_program(cls)
+                if compiling:
+                    clang.start_early()
+                try:
+                    cached = translate_program(cls)
+                except BaseException:
+                    clang.cancel_early()
+                    raise
             cls._pp_source = cached
         return cached
 
@@ -70,7 +79,7 @@ class Program:
     @_hide_internals
     def compile(cls) -> bytes:
         """The BPF ELF object (clang only, no root); served from the cache when possible."""
-        return cls._object(cls._source())
+        return cls._object(cls._source(compiling=True))
 
     @classmethod
     def _object(cls, source) -> bytes:
@@ -80,8 +89,13 @@ class Program:
                         cache.kernel_identity(), " ".join(clang.FLAGS), clang.clang_identity())
         obj = cache.load(key)
         if obj is None:
-            obj = clang.compile_c(source.full_text(), source.name)
+            try:
+                obj = clang.compile_c(source.full_text(), source.name)
+            finally:
+                clang.cancel_early()     # not used when the kernel types could not be dumped
             cache.store(key, obj)
+        else:
+            clang.cancel_early()
         return obj
 
     # ---- life cycle -------------------------------------------------------
@@ -93,7 +107,7 @@ class Program:
         from pyprobe.runtime.session import Session
 
         ensure_bpffs()
-        source = self._source()
+        source = self._source(compiling=True)
         session = Session(source, self._object(source), self._params)
         session.load()
         self._session = session

@@ -55,18 +55,48 @@ _DIAG = r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning|
 
 
 def compile_c(source: str, name: str = "program") -> bytes:
-    """Compile BPF C to an ELF object. Errors keep only clang's located messages."""
-    import subprocess
-    import tempfile
+    """Compile BPF C to an ELF object. Errors keep only clang's located messages.
 
-    with tempfile.TemporaryDirectory(prefix="pyprobe-") as tmp:
-        out = os.path.join(tmp, f"{name}.o")
-        proc = subprocess.run([clang_path(), *FLAGS, "-c", "-x", "c", "-", "-o", out],
-                              input=source.encode(), capture_output=True)
-        if proc.returncode != 0:
-            raise CompileError(_summarize(proc.stderr.decode(errors="replace"), source))
-        with open(out, "rb") as f:
-            return f.read()
+    Uses the clang that start_early() started, if any; `name` is for messages.
+    """
+    global _early
+    proc, _early = _early or _spawn(), None
+    out, err = proc.communicate(source.encode())
+    if proc.returncode != 0:
+        raise CompileError(_summarize(err.decode(errors="replace"), source))
+    return out
+
+
+# A clang started before its input exists: loading clang's ~200 MB of libraries
+# (a quarter of a second when they are not in the page cache) overlaps translation.
+_early = None
+
+
+def _spawn():
+    import subprocess
+
+    # the object on stdout: no temporary directory (nor the tempfile import)
+    return subprocess.Popen([clang_path(), *FLAGS, "-c", "-x", "c", "-", "-o", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def start_early() -> None:
+    """Start clang now for the next compile_c(); without clang, compile_c() will say so."""
+    global _early
+    if _early is None:
+        try:
+            _early = _spawn()
+        except (ClangMissing, OSError):
+            pass
+
+
+def cancel_early() -> None:
+    """The object was in the cache after all: stop the clang started early."""
+    global _early
+    proc, _early = _early, None
+    if proc is not None:
+        proc.kill()
+        proc.communicate()
 
 
 def _summarize(stderr: str, source: str) -> str:

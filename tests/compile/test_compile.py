@@ -152,3 +152,57 @@ def test_translations_are_cached_and_invalidated_by_the_constants_they_inline(fr
     assert source_cache.load(module.P) is None
     assert "pp_set(a, 0, 7);" in module.P.translate()
     del sys.modules["cached_prog"]
+
+
+def clang_children() -> list[int]:
+    """clang processes this test process started and has not reaped."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry}/comm") as f:
+                    name = f.read().strip()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and name.startswith("clang"):
+                out.append(int(entry))
+    return out
+
+
+def test_clang_started_early_is_stopped_when_the_object_is_cached(fresh_cache, monkeypatch):
+    Everything.compile()
+    sources = fresh_cache / "sources"
+    for d, _, files in os.walk(sources):
+        for f in files:
+            os.unlink(os.path.join(d, f))         # the translation misses, the object hits
+    monkeypatch.delattr(Everything, "_pp_source", raising=False)
+    started = []
+    real_start = clang.start_early
+    monkeypatch.setattr(clang, "start_early", lambda: started.append(1) or real_start())
+    calls = []
+    real = clang.compile_c
+    monkeypatch.setattr(clang, "compile_c", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert Everything.compile()[:4] == b"\x7fELF"
+    assert started == [1] and calls == []        # clang was started, then not needed
+    assert clang._early is None and clang_children() == []
+
+
+def test_clang_started_early_is_stopped_when_translation_fails(fresh_cache, tmp_path):
+    import importlib.util
+
+    from pyprobe import TranslationError
+
+    path = tmp_path / "broken_prog.py"
+    path.write_text("from pyprobe import Program, raw_tracepoint\n"
+                    "class Broken(Program):\n"
+                    "    @raw_tracepoint('sys_enter')\n"
+                    "    def h(self, ctx):\n"
+                    "        undefined_name += 1\n")
+    spec = importlib.util.spec_from_file_location("broken_prog", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(TranslationError):
+        module.Broken.compile()
+    assert clang._early is None and clang_children() == []
