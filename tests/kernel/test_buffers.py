@@ -149,19 +149,9 @@ def test_a_million_events_are_all_received_or_counted():
     prog.close()
 
 
-class Gathered(Program):
-    """A ring buffer that wakes its reader only once 64 KiB (2048 records) wait."""
-    target = Param(u32)
+class Gathered(Million):
+    """Million's handler with a ring that wakes its reader only once 64 KiB (2048 records) wait."""
     ring = RingBuf(Event, wakeup_bytes=65536, poll_ms=10)
-
-    @syscall("getppid")
-    def on_getppid(self, args):
-        if tgid() != self.target:
-            return
-        e = Event()
-        e.pid = tgid()
-        e.ts = ktime_ns()
-        self.ring.submit(e)
 
 
 def test_a_wakeup_threshold_gathers_records_into_big_batches():
