@@ -22,11 +22,17 @@ start handler. On kernels with kprobes the tool keeps bcc's probe points
 (blk_mq_start_request(), or with -Q blk_account_io_start(), to
 blk_mq_end_request()); elsewhere it uses the block tracepoints:
 block:block_rq_issue, or with -Q block:block_io_start (Linux >= 6.5, else
-block:block_rq_insert), to block:block_rq_complete. A request is named by its
-disk and sector, as bcc's tracepoint version does. The probe points chosen are
-printed to stderr.
+block:block_rq_insert), to block:block_rq_complete. -Q takes the kprobes only
+where blk_account_io_start() can be probed: Linux 6.1 inlines it into its
+callers, and 6.12 keeps a copy that ftrace cannot trace (it is missing from
+available_filter_functions), on which the kernel refuses kprobes ("Could not
+probe notrace function"); there -Q takes the tracepoints, as bcc's tools do
+since block:block_io_start exists. A request is named by its disk and sector,
+as bcc's tracepoint version does. The probe points chosen are printed to
+stderr.
 """
 import argparse
+import os
 import sys
 import time
 
@@ -145,9 +151,25 @@ class BioLatencyKprobesQueued(BioLatencyKprobes):
         self.start[key] = ktime_ns()
 
 
+def kprobe_allowed(function: str) -> bool:
+    """Whether the kernel lets a kprobe on `function`: it exists and ftrace can trace it.
+
+    Kernels built without CONFIG_KPROBE_EVENTS_ON_NOTRACE (Debian's) refuse kprobes on
+    functions missing from available_filter_functions, even when /proc/kallsyms has them.
+    """
+    from pyprobe.backend.tracefs import tracefs_root
+
+    try:
+        with open(os.path.join(tracefs_root(), "available_filter_functions")) as f:
+            return any(line.split(maxsplit=1)[0] == function for line in f if line.strip())
+    except OSError:
+        return pyprobe.ksymname(function) != -1
+
+
 def choose_program(queued: bool) -> type[Program]:
-    """bcc's kprobes where the kernel has them, else the block tracepoints; -Q picks the start."""
-    if features.has("kprobes") and (not queued or pyprobe.ksymname("blk_account_io_start") != -1):
+    """bcc's kprobes where the kernel has them, else the block tracepoints; -Q picks the start
+    (its kprobe only where blk_account_io_start() can be probed)."""
+    if features.has("kprobes") and (not queued or kprobe_allowed("blk_account_io_start")):
         return BioLatencyKprobesQueued if queued else BioLatencyKprobes
     return BioLatencyQueued if queued else BioLatency
 

@@ -9,17 +9,19 @@ bucket counts cross to user space.
 pyprobe: `dist = Histogram()` is BPF_HISTOGRAM, `log2()` is bpf_log2l(), and
 prog.dist.print_log2_hist("kbytes") prints bcc's layout. BiteHistKprobe keeps
 bcc's kprobe, with the function's arguments typed from the kernel's BTF. It is
-chosen only where the kernel has kprobes and a function of that name (newer
-compilers split it into blk_account_io_completion.part.0); elsewhere
-BiteHist counts the same sizes on the block:block_rq_issue tracepoint, whose
-record carries the request's `bytes`. The probe point chosen is printed to
-stderr.
+chosen where the kernel has kprobes and the function. GCC splits it: the test
+of `req->part` is inlined into the callers and the rest becomes
+blk_account_io_completion.part.0 (Debian's 6.1 and 6.12 have only that), which
+pyprobe probes in its place. That copy kept both arguments, req and bytes, in
+those kernels (the lesson's test checks the sizes it counts); a kernel where the
+function is inlined away has neither. Elsewhere BiteHist counts the same sizes
+on the block:block_rq_issue tracepoint, whose record carries the request's
+`bytes`. The probe point chosen is printed to stderr (`.part.0` included).
 """
 import argparse
 import sys
 import time
 
-import pyprobe
 from pyprobe import Histogram, Program, kprobe, tracepoint
 from pyprobe.backend import features
 from pyprobe.bpf import log2
@@ -46,8 +48,11 @@ class BiteHist(Program):
 
 
 def choose_program() -> type[Program]:
-    """bcc's kprobe where the kernel has kprobes and the function, else the block tracepoint."""
-    if features.has("kprobes") and pyprobe.ksymname("blk_account_io_completion") != -1:
+    """bcc's kprobe where the kernel has kprobes and the function (or its compiler copy,
+    blk_account_io_completion.part.0, which pyprobe finds by itself), else the block tracepoint."""
+    from pyprobe.backend import ksyms
+
+    if features.has("kprobes") and ksyms.resolve("blk_account_io_completion") is not None:
         return BiteHistKprobe
     return BiteHist
 
