@@ -77,9 +77,14 @@ int ring_out(struct read_args *args)
 	if (!fill(&e, args))
 		return 0;
 	__u64 flags = 0;
-	if (wakeup_bytes)
-		flags = bpf_ringbuf_query(&ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-										   : BPF_RB_NO_WAKEUP;
+	if (wakeup_bytes) {
+		/* wake the reader for the record that makes wakeup_bytes wait, not for
+		 * every record after it (each wake-up is an irq_work here) */
+		__u64 n = (sizeof(e) + BPF_RINGBUF_HDR_SZ + 7) / 8 * 8;
+		__u64 avail = bpf_ringbuf_query(&ring, BPF_RB_AVAIL_DATA) + n;
+
+		flags = avail >= wakeup_bytes && avail - n < wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	}
 	if (bpf_ringbuf_output(&ring, &e, sizeof(e), flags))
 		count_lost();
 	return 0;

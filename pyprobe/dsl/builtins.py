@@ -308,13 +308,13 @@ def _submit(tr, node, ref, record):
     if isinstance(record, Nullable):
         if not ring:
             tr.fail(node.args[0], "only ring buffers reserve records; submit a Struct local to a PerfBuf")
-        flags = f"pp_ringbuf_flags({ref.name}, {spec.wakeup_bytes})"
+        flags = f"pp_ringbuf_flags({ref.name}, {spec.wakeup_bytes}, {spec.value.size}, 1)"
         tr.emit(f"bpf_ringbuf_submit({record.code}, {flags});")
         return None
     if not (isinstance(record, Value) and record.lvalue and record.type == spec.value):
         tr.fail(node.args[0], f"self.{ref.name} carries {spec.value!r} records: submit a local of that type")
     if ring:
-        flags = f"pp_ringbuf_flags({ref.name}, {spec.wakeup_bytes})"
+        flags = f"pp_ringbuf_flags({ref.name}, {spec.wakeup_bytes}, {spec.value.size}, 0)"
         tr.emit(f"pp_ringbuf_output({ref.name}, &{record.code}, {flags}, {spec.lost_map});")
     else:
         tr.emit(f"pp_perf_output({tr.context_param}, {ref.name}, &{record.code}, {spec.lost_map});")

@@ -114,9 +114,19 @@ typedef _Bool bool;
 	if (!__pp_p) pp_count_lost(lost_);                                     \
 	__pp_p; })
 
-/* Wake the reader only when `bytes_` wait in the ring (0: the kernel's choice). */
-#define pp_ringbuf_flags(map_, bytes_)                                    \
-	((bytes_) ? (bpf_ringbuf_query(&(map_), 0) >= (bytes_) ? 2 : 1) : 0)
+/* RingBuf(wakeup_bytes=N): wake the reader (BPF_RB_FORCE_WAKEUP, 2) only for the
+ * record that makes N bytes wait, else not (BPF_RB_NO_WAKEUP, 1); 0: the kernel's
+ * adaptive choice. Once per crossing, not for every record past it: a wake-up is an
+ * irq_work on the producer's CPU, and a reader that is behind comes within its
+ * poll_ms anyway. `size_` is the record's size; `reserved_` is 1 when the ring
+ * already counts it (submit after reserve), 0 before an output. */
+#define pp_ringbuf_flags(map_, bytes_, size_, reserved_) ({               \
+	__u64 __pp_a = 0, __pp_n = ((size_) + 8 + 7) / 8 * 8; /* + header */    \
+	if (bytes_) {                                                          \
+		__pp_a = bpf_ringbuf_query(&(map_), 0); /* BPF_RB_AVAIL_DATA */     \
+		if (!(reserved_)) __pp_a += __pp_n;                                 \
+	}                                                                      \
+	(bytes_) ? (__pp_a >= (bytes_) && __pp_a - __pp_n < (bytes_) ? 2 : 1) : 0; })
 
 /* A full perf buffer (-ENOSPC) is reported again by the kernel's lost-record
  * notice, which the reader counts: count only the other failures here. */
