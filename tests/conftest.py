@@ -2,7 +2,8 @@
 
 Kernel tests that need a capability this kernel lacks are skipped naming it;
 those marked needs_kprobes / needs_fentry run in the qemu kernel matrix
-(tools/vm/run-matrix) where Debian's kernels have them.
+(tools/vm/run-matrix) where Debian's kernels have them. Those marked
+kernel_matrix run in both places, each with the probes its kernel offers.
 """
 import os
 import sys

@@ -816,6 +816,7 @@ def test_lesson_stops_after_duration(name):
 
 # ---- kprobe spellings: the verifier accepts them here; attaching needs CONFIG_KPROBES -----------
 KPROBE_PROGRAMS = [
+    ("hello_world", "HelloWorldKprobe", {}),
     ("disksnoop", "DiskSnoopKprobes", {}),
     ("bitehist", "BiteHistKprobe", {}),
     ("disklatency", "DiskLatencyKprobes", {}),
