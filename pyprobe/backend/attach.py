@@ -56,6 +56,10 @@ def _kprobe(prog, probe):
         raise UnsupportedProbe(f"@{probe.kind}(\"{function}\"): the function {why}"
                                + (f"; did you mean: {', '.join(near)}" if near else "") + "\n"
                                + kprobe_alternatives(function, probe.kind).split("\n", 2)[-1])
+    if ksyms.traceable(function) is False:
+        raise UnsupportedProbe(f"@{probe.kind}(\"{function}\"): the function exists but cannot be probed: the "
+                               "kernel marks it notrace (it is not in tracefs available_filter_functions)\n"
+                               + kprobe_alternatives(function, probe.kind).split("\n", 2)[-1])
     raise BPFError(err, f"attach {probe.kind} {function}")
 
 

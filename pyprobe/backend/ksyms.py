@@ -59,3 +59,15 @@ def known_to_btf(name: str) -> bool:
         return btf.find(name, KIND_FUNC) is not None
     except BTFUnavailable:
         return False
+
+
+def traceable(name: str) -> bool | None:
+    """Whether ftrace may probe the function (tracefs available_filter_functions lists it);
+    None when that list cannot be read. Functions marked notrace exist but refuse kprobes."""
+    from pyprobe.backend.tracefs import TracefsUnavailable, tracefs_root
+
+    try:
+        with open(f"{tracefs_root()}/available_filter_functions") as f:
+            return any(line.split(None, 1)[0] == name for line in f if line.startswith(name))
+    except (OSError, TracefsUnavailable):
+        return None

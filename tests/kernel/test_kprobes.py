@@ -176,3 +176,38 @@ def test_a_missing_function_gets_suggestions_and_tracepoints():
         with Gone():
             pass
     assert "did you mean" in str(err.value)
+
+
+def notrace_function() -> str | None:
+    """A kernel function that exists (kallsyms) but that ftrace may not trace."""
+    from pyprobe.backend import ksyms
+    from pyprobe.backend.tracefs import tracefs_root
+
+    with open(os.path.join(tracefs_root(), "available_filter_functions")) as f:
+        traceable = {line.split(None, 1)[0] for line in f}
+    # blk_account_io_start is one in Debian's 6.12; else the first in name order
+    for name in ["blk_account_io_start"] + sorted(ksyms.text_symbols()):
+        if name in ksyms.text_symbols() and "." not in name and name not in traceable and name.isidentifier():
+            return name
+    return None
+
+
+@pytest.mark.needs_kprobes
+def test_a_notrace_function_is_reported_as_such():
+    from pyprobe import UnsupportedProbe
+
+    function = notrace_function()
+    assert function is not None, "every kernel function is traceable here"
+
+    class NoTrace(Program):
+        counts = Hash(u32, u64)
+
+        @kprobe(function)
+        def hit(self, ctx):
+            self.counts[0] += 1
+
+    with pytest.raises(UnsupportedProbe, match="notrace") as err:
+        with NoTrace():
+            pass
+    first = str(err.value).split("\n")[0]
+    assert function in first and "cannot be probed" in first
