@@ -17,7 +17,7 @@ class ProgramInfo:
         self.c_name = c_name
         self.handler = handler
         # The probe as the backend attaches it (a dsl.decorators.Probe), not the
-        # translator's Context: a warm start unpickles this without the translator.
+        # translator's Context: a warm start reads this back without the translator.
         self.probe = probe
         self.attach = attach         # tail-call targets are loaded, not attached
 
