@@ -11,7 +11,13 @@ import select
 import time
 
 from pyprobe.backend.libbpf import ffi, lib
+from pyprobe.dsl.maps import RingBuf
 from pyprobe.errors import BPFError
+
+# A batch this big means the stream is busy; a ring this big holds a millisecond of it
+# many times over (1 M/s of 40-byte records is 40 KB a millisecond).
+BUSY_BATCH = 256
+BUSY_RING = 1 << 20
 
 
 class EventStream:
@@ -63,7 +69,11 @@ class EventStream:
         # With a wake-up threshold, poll() still returns as soon as any record waits
         # (the ring is readable), so a reader that only polled would wake for every
         # few records: after a batch below the threshold, sleep poll_ms instead.
+        # Without one, the kernel wakes the reader for the first record after it has
+        # caught up; under load each of those wake-ups costs the producer an irq_work,
+        # so after a big batch the reader lets the next one gather for a millisecond.
         gather = getattr(self.spec, "wakeup_bytes", 0)
+        busy = isinstance(self.spec, RingBuf) and not gather and self.spec.max_entries >= BUSY_RING
         start = last = time.monotonic()
         while True:
             now = time.monotonic()
@@ -78,6 +88,8 @@ class EventStream:
                 yield batch
                 if batch.nbytes < gather:
                     time.sleep(self.spec.poll_ms / 1000)
+                elif busy and len(batch) >= BUSY_BATCH:
+                    time.sleep(0.001)
 
     def open(self, callback, batch: bool = False) -> None:
         """bcc style: `callback(event)` per record (or `callback(batch)`) on each `prog.poll()`."""
