@@ -57,13 +57,13 @@ _DIAG = r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning|
 def compile_c(source: str, name: str = "program") -> bytes:
     """Compile BPF C to an ELF object. Errors keep only clang's located messages.
 
-    Uses the clang that start_early() started, if any; `name` is for messages.
+    Uses the clang that start_early() started, if any; `name` (the Program's) heads errors.
     """
     global _early
     proc, _early = _early or _spawn(), None
     out, err = proc.communicate(source.encode())
     if proc.returncode != 0:
-        raise CompileError(_summarize(err.decode(errors="replace"), source))
+        raise CompileError(_summarize(err.decode(errors="replace"), source, name))
     return out
 
 
@@ -99,7 +99,7 @@ def cancel_early() -> None:
         proc.communicate()
 
 
-def _summarize(stderr: str, source: str) -> str:
+def _summarize(stderr: str, source: str, name: str = "the program") -> str:
     """clang's errors, located at Python lines through the #line directives.
 
     Errors inside generated code without a Python line keep clang's text but
@@ -122,4 +122,4 @@ def _summarize(stderr: str, source: str) -> str:
             lines.append(f"{where}: {m['msg']} (in code pyprobe generated: please report this)")
     if not lines:
         lines.append(stderr.strip())
-    return "clang rejected the program:\n" + "\n".join(lines)
+    return f"clang rejected {name}:\n" + "\n".join(lines)
