@@ -19,9 +19,14 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from pyprobe.errors import PyprobeError
+
+TYPE_CHECKING = False     # importing typing costs a histogram's first print more than the print
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
+
+    Counts = Sequence[int]    # or a 1-D numpy array of integers
 
 __all__ = [
     "BAR_WIDTH",
@@ -37,8 +42,6 @@ __all__ = [
 
 BAR_WIDTH = 40            # bcc's stars_max; the wide log2 layout uses half
 _WIDE_AFTER_SLOT = 32     # a non-empty slot above this switches to 20-digit columns
-
-Counts = Sequence[int]    # or a 1-D numpy array of integers
 
 
 def log2_bucket_range(slot: int) -> tuple[int, int]:
