@@ -6,6 +6,7 @@ directory, keyed by boot_id), shared by fallbacks, test skips and `pyprobe docto
 from __future__ import annotations
 
 import os
+from collections import namedtuple
 
 # enum bpf_prog_type / bpf_attach_type / bpf_map_type values (uapi, stable)
 PROG_KPROBE, PROG_TRACEPOINT, PROG_PERF_EVENT, PROG_RAW_TP, PROG_TRACING = 2, 5, 7, 17, 26
@@ -13,17 +14,7 @@ ATTACH_TRACE_FENTRY = 24
 MAP_RINGBUF = 27
 
 
-class Feature(tuple):
-    """(name, summary, fix). A tuple by hand: collections.namedtuple costs start-up time."""
-
-    __slots__ = ()
-
-    def __new__(cls, name: str, summary: str, fix: str):
-        return super().__new__(cls, (name, summary, fix))
-
-    name = property(lambda self: self[0])
-    summary = property(lambda self: self[1])
-    fix = property(lambda self: self[2])
+Feature = namedtuple("Feature", "name summary fix")
 
 
 FEATURES = {f.name: f for f in (
