@@ -201,11 +201,10 @@ def _get(tr, node, ref, key):
 
 @map_method("increment")
 def _increment(tr, node, ref, key, n=None):
+    macro = ref.spec.increment
+    if macro is None:
+        tr.fail(node, f"self.{ref.name} is a {type(ref.spec).__name__}: it has no counters to increment")
     amount = "1" if n is None else tr.scalar(node.args[1], n).code
-    if ref.spec.per_cpu:                  # this CPU's value: no other writer, no atomic needed
-        macro = "pp_percpu_array_add" if ref.spec.kind == "percpu_array" else "pp_percpu_hash_add"
-    else:
-        macro = "pp_array_add" if ref.spec.kind == "array" else "pp_hash_add"
     tr.emit(f"{macro}({ref.name}, {_key(tr, node, ref, node.args[0], key)}, {amount});")
     return None
 

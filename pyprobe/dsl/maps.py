@@ -2,22 +2,43 @@
 
 A declaration is plain data (kind, key and value types, size). Read on a class
 it is the declaration; read on a loaded program it is the live map.
+
+A map kind is one subclass of MapSpec. Its class attributes say what the kind
+can do (as cilium/ebpf's MapType methods do), and the translator, the loader
+(runtime/session.py) and the reader (runtime/maps.py) ask them instead of
+testing names; defining the class registers the kind in MAP_KINDS. See
+docs/design.md, "How to add a map kind".
 """
 from __future__ import annotations
 
 from pyprobe.dsl.types import CType, as_ctype, u32, u64
 from pyprobe.errors import NotLoadedError
 
-# enum bpf_map_type (include/uapi/linux/bpf.h); stable kernel ABI.
-MAP_TYPES = {
-    "hash": 1, "array": 2, "prog_array": 3, "perf_event_array": 4, "percpu_hash": 5,
-    "percpu_array": 6, "stack_trace": 7, "lru_hash": 9, "lpm_trie": 11, "devmap": 14, "cpumap": 16,
-    "ringbuf": 27,
-}
+# Every map kind by its name: filled by MapSpec.__init_subclass__.
+MAP_KINDS: dict[str, type[MapSpec]] = {}
 
 
 class MapSpec:
-    kind = "hash"
+    # ---- what a kind is (override in each kind's class) ----------------
+    kind = ""                  # unique name, the key in MAP_KINDS
+    map_type = 0               # enum bpf_map_type (include/uapi/linux/bpf.h; stable kernel ABI)
+    type_name = ""             # BPF_MAP_TYPE_<type_name>, for the comment in the C text
+    flags = 0                  # map_flags (e.g. BPF_F_NO_PREALLOC)
+    # ---- what a kind can do --------------------------------------------
+    per_cpu = False            # one value per possible CPU: Python sees (n, ncpus), no atomics in C
+    keyless = False            # no key: records go through (ring and perf buffers, perf counters)
+    indexed = False            # u32 keys 0..max_entries-1 that always exist (arrays)
+    iterable = True            # get_next_key walks its keys (dict-like in Python)
+    typed_in_c = True          # __type(key/value) in the map definition
+    increment: str | None = None   # C macro behind `m.increment(k, n)` and `m[k] += n`; None: no counters
+    reader = "map"             # the live object the loader builds (runtime/maps.py READERS)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            if cls.kind in MAP_KINDS:
+                raise TypeError(f"map kind {cls.kind!r} is defined twice ({MAP_KINDS[cls.kind].__name__}, {cls.__name__})")
+            MAP_KINDS[cls.kind] = cls
 
     def __init__(self, key: CType | None, value: CType | None, max_entries: int):
         self.key = as_ctype(key) if key is not None else None
@@ -37,24 +58,41 @@ class MapSpec:
                                  f"(use `with {owner.__name__}() as prog:` or prog.load())")
         return live
 
-    flags = 0
-
-    @property
-    def map_type(self) -> int:
-        return MAP_TYPES[self.kind]
-
-    @property
-    def per_cpu(self) -> bool:
-        return self.kind.startswith("percpu")
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.key!r}, {self.value!r}, max_entries={self.max_entries})"
+
+    # ---- the C definition ----------------------------------------------
+    def c_definition(self, name: str) -> str:
+        """The map's `struct {...} name SEC(".maps");` (plus any hidden maps it needs)."""
+        lines = ["struct {", f"    __uint(type, {self.map_type});   /* BPF_MAP_TYPE_{self.type_name} */"]
+        if self.max_entries:             # perf event arrays: libbpf sizes them to the CPUs
+            lines.append(f"    __uint(max_entries, {self.max_entries});")
+        if self.flags:
+            lines.append(f"    __uint(map_flags, {self.flags});")
+        lines += self.c_fields()
+        lines.append(f'}} {name} SEC(".maps"){self.c_initializer()};\n')
+        return "\n".join(lines)
+
+    def c_fields(self) -> list[str]:
+        """Key and value lines of the definition."""
+        if not self.typed_in_c:
+            return []
+        out = []
+        if self.key is not None:
+            out.append(f"    __type(key, {self.key.c_name});")
+        if self.value is not None:
+            out.append(f"    __type(value, {self.value.c_name});")
+        return out
+
+    def c_initializer(self) -> str:
+        return ""
 
 
 class Hash(MapSpec):
     """BPF_MAP_TYPE_HASH: `Hash(u32, u64, max_entries=10240)`."""
 
-    kind = "hash"
+    kind, map_type, type_name = "hash", 1, "HASH"
+    increment = "pp_hash_add"
 
     def __init__(self, key, value=u64, max_entries: int = 10240):
         super().__init__(key, value, max_entries)
@@ -63,7 +101,10 @@ class Hash(MapSpec):
 class Array(MapSpec):
     """BPF_MAP_TYPE_ARRAY of `max_entries` values indexed by u32; every slot exists, zeroed."""
 
-    kind = "array"
+    kind, map_type, type_name = "array", 2, "ARRAY"
+    indexed = True
+    increment = "pp_array_add"
+    reader = "array"
 
     def __init__(self, value=u64, max_entries: int = 1):
         super().__init__(u32, value, max_entries)
@@ -73,7 +114,8 @@ class StackTrace(MapSpec):
     """BPF_MAP_TYPE_STACK_TRACE: `self.stacks.get_stackid(ctx)` in a handler,
     `prog.stacks.walk(stack_id)` (addresses, innermost first) in Python."""
 
-    kind = "stack_trace"
+    kind, map_type, type_name = "stack_trace", 7, "STACK_TRACE"
+    reader = "stack_trace"
     DEPTH = 127          # PERF_MAX_STACK_DEPTH
 
     def __init__(self, max_entries: int = 1024):
@@ -84,9 +126,16 @@ class EventBuffer(MapSpec):
     """Per-event output to Python. Every record the kernel could not deliver is
     counted, in a hidden per-CPU counter `pp_lost_<name>`, and shows in `.lost`."""
 
+    keyless = True
+    iterable = False
+
     @property
     def lost_map(self) -> str:
         return f"pp_lost_{self.name}"
+
+    def c_definition(self, name: str) -> str:
+        return (super().c_definition(name) + f"\n/* records self.{name} could not deliver, per CPU */\n"
+                + PerCpuArray(u64, 1).c_definition(self.lost_map))
 
 
 class RingBuf(EventBuffer):
@@ -102,7 +151,9 @@ class RingBuf(EventBuffer):
     records (each wake-up costs the producing CPU an irq_work).
     """
 
-    kind = "ringbuf"
+    kind, map_type, type_name = "ringbuf", 27, "RINGBUF"
+    typed_in_c = False          # a ring buffer's records are typed by the handlers
+    reader = "ringbuf"
 
     def __init__(self, value, size: int = 1 << 22, wakeup_bytes: int = 0, poll_ms: int = 10):
         if size & (size - 1) or size < 4096:
@@ -119,7 +170,8 @@ class PerfBuf(EventBuffer):
     record (each wake-up costs ~8 us here); `poll_ms` bounds the delay.
     """
 
-    kind = "perf_event_array"
+    kind, map_type, type_name = "perfbuf", 4, "PERF_EVENT_ARRAY"
+    reader = "perfbuf"
 
     def __init__(self, value, pages: int = 256, wakeup_events: int = 64, poll_ms: int = 10):
         super().__init__(None, value, 0)
@@ -127,12 +179,16 @@ class PerfBuf(EventBuffer):
         self.wakeup_events = wakeup_events
         self.poll_ms = poll_ms
 
+    def c_fields(self) -> list[str]:
+        return ["    __uint(key_size, sizeof(__u32));", "    __uint(value_size, sizeof(__u32));"]
+
 
 class ProgArray(MapSpec):
     """BPF_MAP_TYPE_PROG_ARRAY for tail calls: `ProgArray({1: "second"})` and, in a
     handler, `self.progs.call(ctx, 1)`; `second` is a `@tail_call` handler."""
 
-    kind = "prog_array"
+    kind, map_type, type_name = "prog_array", 3, "PROG_ARRAY"
+    iterable = False
 
     def __init__(self, entries: dict | None = None, max_entries: int = 8):
         super().__init__(u32, u32, max_entries)
@@ -140,23 +196,35 @@ class ProgArray(MapSpec):
         if any(not 0 <= i < max_entries for i in self.entries):
             raise ValueError(f"ProgArray indexes go from 0 to {max_entries - 1}")
 
+    def c_fields(self) -> list[str]:
+        return ["    __type(key, __u32);", "    __array(values, int (void *));"]
+
+    def c_initializer(self) -> str:
+        init = ", ".join(f"[{i}] = (void *)&{t}" for i, t in sorted(self.entries.items()))
+        return f" = {{ .values = {{ {init} }} }}"
+
 
 class PerfEventArray(MapSpec):
     """Hardware or software counters, one per CPU, read in a handler with
     `self.cycles.perf_read()` (bcc's BPF_PERF_ARRAY + perf_read). pyprobe opens the
     perf event on every CPU when the program loads: `PerfEventArray("instructions")`."""
 
-    kind = "perf_event_array"
+    kind, map_type, type_name = "perf_event_array", 4, "PERF_EVENT_ARRAY"
+    keyless = True
+    iterable = False
+    reader = "perf_counters"
 
     def __init__(self, event: str = "cpu-clock"):
         super().__init__(None, None, 0)
         self.event = event
 
+    c_fields = PerfBuf.c_fields
+
 
 class DevMap(MapSpec):
     """BPF_MAP_TYPE_DEVMAP for XDP: `return self.tx.redirect_map(key, 0)` sends to an ifindex."""
 
-    kind = "devmap"
+    kind, map_type, type_name = "devmap", 14, "DEVMAP"
 
     def __init__(self, max_entries: int = 64):
         super().__init__(u32, u32, max_entries)
@@ -165,7 +233,7 @@ class DevMap(MapSpec):
 class CpuMap(MapSpec):
     """BPF_MAP_TYPE_CPUMAP for XDP: redirect packets to another CPU (value: queue size)."""
 
-    kind = "cpumap"
+    kind, map_type, type_name = "cpumap", 16, "CPUMAP"
 
     def __init__(self, max_entries: int = 64):
         super().__init__(u32, u32, max_entries)
@@ -181,15 +249,19 @@ class Histogram(MapSpec):
     section as bcc does for `print_log2_hist(..., section_header)`.
     """
 
+    kind = "histogram"
+    reader = "histogram"
     LOG2_SLOTS = 65
 
     def __init__(self, key=None, linear: bool = False, max_entries: int | None = None):
         self.linear = linear
+        # An Array of slots, or a Hash of (section, slot): the storage kind's capabilities.
+        self.storage = Array if key is None else Hash
+        for capability in ("map_type", "type_name", "indexed", "increment"):
+            setattr(self, capability, getattr(self.storage, capability))
         if key is None:
-            self.kind = "array"
             super().__init__(u32, u64, max_entries or (100 if linear else self.LOG2_SLOTS))
         else:
-            self.kind = "hash"
             super().__init__(key, u64, max_entries or 10240)
             if "slot" not in getattr(self.key, "field_types", {}):
                 raise TypeError("a sectioned Histogram key is a Struct with a `slot` field")
@@ -198,26 +270,31 @@ class Histogram(MapSpec):
 class PerCpuHash(Hash):
     """BPF_MAP_TYPE_PERCPU_HASH: one value per CPU, no atomics needed; Python sees (n, ncpus)."""
 
-    kind = "percpu_hash"
+    kind, map_type, type_name = "percpu_hash", 5, "PERCPU_HASH"
+    per_cpu = True
+    increment = "pp_percpu_hash_add"      # this CPU's value: no other writer, no atomic needed
 
 
 class LruHash(Hash):
     """BPF_MAP_TYPE_LRU_HASH: when full, inserting evicts the least recently used key."""
 
-    kind = "lru_hash"
+    kind, map_type, type_name = "lru_hash", 9, "LRU_HASH"
 
 
 class PerCpuArray(Array):
     """BPF_MAP_TYPE_PERCPU_ARRAY: one value per CPU and index."""
 
-    kind = "percpu_array"
+    kind, map_type, type_name = "percpu_array", 6, "PERCPU_ARRAY"
+    per_cpu = True
+    increment = "pp_percpu_array_add"
 
 
 class LpmTrie(MapSpec):
     """BPF_MAP_TYPE_LPM_TRIE: longest-prefix match. The key is a Struct whose first
     field is `prefixlen: u32` followed by the data (e.g. `addr: u8[4]`)."""
 
-    kind = "lpm_trie"
+    kind, map_type, type_name = "lpm_trie", 11, "LPM_TRIE"
+    increment = "pp_hash_add"
     flags = 1            # BPF_F_NO_PREALLOC, required by the kernel
 
     def __init__(self, key, value=u64, max_entries: int = 1024):
@@ -225,29 +302,3 @@ class LpmTrie(MapSpec):
         first = getattr(self.key, "fields", [("", None)])[0]
         if first[0] != "prefixlen" or first[1] is not u32:
             raise TypeError("an LpmTrie key is a Struct starting with `prefixlen: u32`")
-
-
-def map_definition(name: str, spec: MapSpec) -> str:
-    lines = ["struct {", f"    __uint(type, {spec.map_type});   /* BPF_MAP_TYPE_{spec.kind.upper()} */"]
-    if spec.max_entries:                 # perf event arrays: libbpf sizes them to the CPUs
-        lines.append(f"    __uint(max_entries, {spec.max_entries});")
-    if spec.flags:
-        lines.append(f"    __uint(map_flags, {spec.flags});")
-    if isinstance(spec, (PerfBuf, PerfEventArray)):
-        lines += ["    __uint(key_size, sizeof(__u32));", "    __uint(value_size, sizeof(__u32));"]
-    elif isinstance(spec, ProgArray):
-        lines += ["    __type(key, __u32);", "    __array(values, int (void *));"]
-        init = ", ".join(f"[{i}] = (void *)&{t}" for i, t in sorted(spec.entries.items()))
-        lines.append(f'}} {name} SEC(".maps") = {{ .values = {{ {init} }} }};\n')
-        return "\n".join(lines)
-    elif not isinstance(spec, RingBuf):  # a ring buffer's records are typed by the handlers
-        if spec.key is not None:
-            lines.append(f"    __type(key, {spec.key.c_name});")
-        if spec.value is not None:
-            lines.append(f"    __type(value, {spec.value.c_name});")
-    lines.append(f'}} {name} SEC(".maps");\n')
-    if isinstance(spec, EventBuffer):
-        lines.append(f"/* records self.{name} could not deliver, per CPU */")
-        lines.append("struct {\n    __uint(type, 6);   /* BPF_MAP_TYPE_PERCPU_ARRAY */\n    __uint(max_entries, 1);\n"
-                     f"    __type(key, __u32);\n    __type(value, __u64);\n}} {spec.lost_map} SEC(\".maps\");\n")
-    return "\n".join(lines)

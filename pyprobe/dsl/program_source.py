@@ -13,7 +13,7 @@ from pyprobe.dsl.cbuilder import CBuilder
 from pyprobe.dsl.contexts import (Context, KprobeContext, PerfEventContext, RawTracepointContext,
                                   TracepointContext, UprobeContext, UsdtContext, XdpContext, btf_args_context)
 from pyprobe.dsl.decorators import Handler, Probe
-from pyprobe.dsl.maps import MapSpec, ProgArray, map_definition
+from pyprobe.dsl.maps import MapSpec, ProgArray
 from pyprobe.dsl.params import SECTION, Param, params_struct
 from pyprobe.dsl.translate import C_RESERVED, HandlerTranslator
 from pyprobe.dsl.types import StructType
@@ -211,7 +211,7 @@ class ProgramTranslator:
         for name, ctx in target_contexts.items():   # prog arrays refer to them before their bodies
             out.line(f"int {name}({ctx.c_param_type}ctx);")
         for name, spec in self.maps.items():
-            out.lines.append(map_definition(name, spec))
+            out.lines.append(spec.c_definition(name))
         out.lines.extend(self.helper_texts)
         out.lines.extend(functions)
         out.line('char LICENSE[] SEC("license") = "GPL";')

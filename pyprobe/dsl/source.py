@@ -54,14 +54,14 @@ class ProgramSource:
     def from_plain(cls, data: dict, program_class) -> "ProgramSource | None":
         """The source `to_plain()` described, with the class's maps and Params, or
         None if one of them no longer declares what the cached C text does."""
-        from pyprobe.dsl.maps import MapSpec, map_definition
+        from pyprobe.dsl.maps import MapSpec
         from pyprobe.dsl.params import Param, params_struct
 
         text = data["text"]
         maps = {name: getattr(program_class, name, None) for name in data["maps"]}
         params = {name: getattr(program_class, name, None) for name in data["params"]}
         for name, spec in maps.items():
-            if not isinstance(spec, MapSpec) or map_definition(name, spec) not in text:
+            if not isinstance(spec, MapSpec) or spec.c_definition(name) not in text:
                 return None
             if not all(_struct_defined(t, text) for t in (spec.key, spec.value)):
                 return None

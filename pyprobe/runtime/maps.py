@@ -378,15 +378,13 @@ class StackTraceMap(LiveMap):
         return [int(a) for a in frames if a]
 
 
-def live_map(spec, fd: int, name: str) -> LiveMap:
-    from pyprobe.dsl.maps import Histogram, StackTrace
-
-    if isinstance(spec, StackTrace):
-        return StackTraceMap(spec, fd, name)
-    if isinstance(spec, Histogram):
-        return HistogramMap(spec, fd, name)
-    return {"array": ArrayMap, "percpu_array": PerCpuArrayMap, "percpu_hash": PerCpuHashMap}.get(
-        spec.kind, LiveMap)(spec, fd, name)
+def live_map(spec, fd: int, name: str):
+    """The live object of a map: the reader its kind names, per-CPU when the kind is."""
+    readers = PER_CPU_READERS if spec.per_cpu else READERS
+    if spec.reader not in readers:
+        raise BPFError(22, f"map {name}: no reader {spec.reader!r} for a {type(spec).__name__}"
+                           f"{' (per CPU)' if spec.per_cpu else ''}")
+    return readers[spec.reader](spec, fd, name)
 
 
 class PerfCounters:
@@ -425,3 +423,10 @@ class PerfCounters:
         fds, self._fds = self._fds, []
         for pfd in fds:
             os.close(pfd)
+
+
+# A map kind's `reader` (dsl/maps.py) names its live class here; event buffers need
+# their lost-record counter too, so the loader opens them (runtime/session.py STREAMS).
+READERS = {"map": LiveMap, "array": ArrayMap, "histogram": HistogramMap, "stack_trace": StackTraceMap,
+           "perf_counters": PerfCounters}
+PER_CPU_READERS = {"map": PerCpuHashMap, "array": PerCpuArrayMap}

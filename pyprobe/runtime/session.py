@@ -10,12 +10,13 @@ import os
 from pyprobe.backend import attach as attach_mod
 from pyprobe.backend.libbpf import ffi, lib, recent_messages
 from pyprobe.errors import BPFError, VerifierError
-from pyprobe.dsl.maps import EventBuffer, PerfEventArray, RingBuf
 from pyprobe.runtime.buffers import EventStream, PerfBufStream, RingBufStream
 from pyprobe.runtime.maps import PerfCounters, live_map
 
 LOG_SIZE = 1 << 22   # the kernel truncates (ENOSPC) past this; untouched pages cost no memory
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
+# Readers (a map kind's `reader`) that also take the fd of the kind's lost-record counter.
+STREAMS = {"ringbuf": RingBufStream, "perfbuf": PerfBufStream}
 
 
 class Session:
@@ -56,10 +57,8 @@ class Session:
         self._logs.clear()
         for name, spec in self.source.maps.items():
             fd = self._map_fd(name)
-            if isinstance(spec, PerfEventArray):
-                self.maps[name] = PerfCounters(spec, fd, name)
-            elif isinstance(spec, EventBuffer):
-                stream = (RingBufStream if isinstance(spec, RingBuf) else PerfBufStream)
+            stream = STREAMS.get(spec.reader)
+            if stream is not None:
                 self.maps[name] = stream(spec, fd, self._map_fd(spec.lost_map), name)
             else:
                 self.maps[name] = live_map(spec, fd, name)
