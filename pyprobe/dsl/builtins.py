@@ -11,6 +11,7 @@ from typing import Callable
 from pyprobe.dsl.cbuilder import c_string
 
 from pyprobe.dsl.types import ArrayType, PointerType, StructType, char, s64, u32, u64
+from pyprobe.dsl.refusals import describe as _describe
 from pyprobe.dsl.values import Nullable, StringLit, Value
 
 HELPERS: dict[str, Callable] = {}
@@ -163,8 +164,15 @@ def _trace_printk(tr, node, fmt, *args):
     if not isinstance(fmt, StringLit):
         tr.fail(node.args[0], "trace_printk() needs a string constant as its format",
                 'write trace_printk("pid %d\\n", pid())')
+    conversions = printk_conversions(tr, node.args[0], fmt.text)
+    if len(conversions) != len(args):
+        tr.fail(node, f"the format has {len(conversions)} conversion{'s' if len(conversions) != 1 else ''} "
+                      f"and {len(args)} argument{'s' if len(args) != 1 else ''} follow it")
     c_args = []
-    for arg_node, arg in zip(node.args[1:], args):
+    for arg_node, arg, conv in zip(node.args[1:], args, conversions):
+        stringy = isinstance(arg, StringLit) or (isinstance(arg, Value) and isinstance(arg.type, (ArrayType, PointerType)))
+        if conv == "s" and not stringy:
+            tr.fail(arg_node, f"%s prints a string; this is {_describe(arg)}", "use %d for integers")
         if isinstance(arg, StringLit):
             c_args.append(c_string(arg.text))
         elif isinstance(arg, Value) and isinstance(arg.type, ArrayType):
@@ -174,6 +182,34 @@ def _trace_printk(tr, node, fmt, *args):
         else:
             c_args.append(tr.scalar(arg_node, arg).code)
     return _printk(tr, fmt.text, c_args)
+
+
+# The kernel's bpf_bprintf_prepare(): flags "0 +-", a width, then one of these (with l/ll for
+# integers). Anything else (%f, %0.2f, %lf, %n) makes the helper print nothing at run time.
+_PRINTK_SPEC = None
+
+
+def printk_conversions(tr, node, fmt: str) -> list[str]:
+    """The conversion letters of a trace_printk format ('d', 's', 'p', ...), refusing what the kernel refuses."""
+    import re
+
+    global _PRINTK_SPEC
+    if _PRINTK_SPEC is None:
+        _PRINTK_SPEC = re.compile(r"%(%|[0 +\-]*(?:[1-9][0-9]*)?(p[KxBs]?|p[iI][46]|c|s|(?:ll|l)?[diuxX]))")
+    out, i = [], 0
+    while True:
+        i = fmt.find("%", i)
+        if i < 0:
+            return out
+        m = _PRINTK_SPEC.match(fmt, i)
+        if m is None:
+            bad = re.match(r"%[^a-zA-Z%]*[hlLqjzt]*[a-zA-Z]?", fmt[i:])[0]
+            tr.fail(node, f"trace_printk() cannot print {bad!r}: the kernel accepts %d %i %u %x %X (with l or ll), "
+                          "%c, %s, %p and a width such as %5d, without precision or floating point",
+                    "BPF has no floating point: print integers, e.g. %llu of a value in microseconds")
+        if m[1] != "%":
+            out.append(m[2][-1] if m[2][0] != "p" else "p")
+        i = m.end()
 
 
 def _printk(tr, text: str, c_args: list[str]) -> Value:

@@ -86,6 +86,20 @@ def context_for(probe: Probe, loc: Location) -> Context:
     raise TranslationError(f"unknown probe kind {kind}", loc)
 
 
+def refuse_repeated_probes(handler: Handler, filename: str, fdef) -> None:
+    """The same decorator stacked twice would count every event twice."""
+    seen = set()
+    for i, probe in enumerate(handler.probes):
+        if probe in seen:
+            decorators = fdef.decorator_list
+            node = decorators[i] if len(decorators) == len(handler.probes) else fdef
+            raise TranslationError(f"{handler.name} is attached to {probe.describe()} twice: every event "
+                                   "would run it twice", Location(filename, node.lineno, node.col_offset,
+                                                                  getattr(node, "end_col_offset", None)),
+                                   "remove the repeated decorator")
+        seen.add(probe)
+
+
 class ProgramTranslator:
     def __init__(self, cls):
         self.cls = cls
@@ -164,6 +178,7 @@ class ProgramTranslator:
             if not handler.probes:
                 continue                       # a tail-call target: translated below
             filename, fdef = function_ast(handler.func)
+            refuse_repeated_probes(handler, filename, fdef)
             for i, probe in enumerate(handler.probes):
                 loc = Location(filename, fdef.lineno, fdef.col_offset)
                 ctx = context_for(probe, loc)

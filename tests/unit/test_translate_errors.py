@@ -85,6 +85,13 @@ CASES = [
     ("del x", "x", "only map entries can be deleted"),
     ("y = x @ x", "x @ x", "'@' has no meaning"),
     ("y = await x", "await x", "await"),
+    ("y = 1 << 70", "1 << 70", "constant does not fit in 64 bits"),
+    ("x <<= 64", "x <<= 64", "shift count 64 is outside 0..63"),
+    ("y = u32(x) >> 32", "u32(x) >> 32", "shift count 32 is outside 0..31"),
+    ("trace_printk('%0.2f', x)", "'%0.2f'", "cannot print '%0.2f'"),
+    ("trace_printk('%lf', x)", "'%lf'", "cannot print '%lf'"),
+    ("trace_printk('%d %d', x)", "trace_printk", "2 conversions and 1 argument"),
+    ("trace_printk('%s', x)", "x)", "%s prints a string"),
 ]
 
 

@@ -1,0 +1,197 @@
+"""Statements of the handler language: `stmt_<Node>` visitors and assignment."""
+from __future__ import annotations
+
+import ast
+
+from pyprobe.dsl import builtins as registry
+from pyprobe.dsl import operators
+from pyprobe.dsl.refusals import FakeCall as _FakeCall, describe as _describe
+from pyprobe.dsl.types import ArrayType, CType, StructType, s64
+from pyprobe.dsl.values import ContextRef, MapRef, Nullable, StringLit, Value, literal
+
+
+class Statements:
+    # ---- statements -------------------------------------------------------
+    def stmt_Pass(self, node):
+        pass
+
+    def stmt_Expr(self, node):
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return                                          # a string used as a comment
+        result = self.expr(node.value)
+        if isinstance(result, Value):
+            self.emit(f"{result.code};")
+
+    @property
+    def default_return(self) -> int:
+        return self.context.default_return if self.context is not None else 0
+
+    def stmt_Return(self, node):
+        if node.value is None:
+            self.emit(f"return {self.default_return};")
+        else:
+            value = self.scalar(node.value, self.expr(node.value))
+            if self.return_type is None:
+                self.return_type = value.scalar
+            self.emit(f"return {value.code};")
+
+    def stmt_If(self, node):
+        with self.block(f"if ({self.condition(node.test)})"):
+            for s in node.body:
+                self.stmt(s)
+        if node.orelse:
+            with self.block("else"):
+                for s in node.orelse:
+                    self.stmt(s)
+
+    def stmt_For(self, node):
+        if not (isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "range"):
+            self.fail(node.iter, "a BPF loop must run over range(...) with constant bounds",
+                      "write `for i in range(N):` with N a constant")
+        if node.orelse:
+            self.fail(node, "for ... else is not available in a BPF handler")
+        if not isinstance(node.target, ast.Name):
+            self.fail(node.target, "the loop variable must be a plain name")
+        bounds = [self.expr(a) for a in node.iter.args]
+        if not 1 <= len(bounds) <= 3 or any(not isinstance(b, Value) or b.const is None for b in bounds):
+            self.fail(node.iter, "range() bounds must be integer constants so the verifier can prove the loop ends",
+                      "use a module-level constant or a literal")
+        start, stop, step = (0, bounds[0].const, 1) if len(bounds) == 1 else (
+            bounds[0].const, bounds[1].const, bounds[2].const if len(bounds) == 3 else 1)
+        if step == 0:
+            self.fail(node.iter, "range() step must not be zero")
+        var = self.assign_local(node.target, literal(start), s64)
+        cmp = "<" if step > 0 else ">"
+        self.loop_depth += 1
+        with self.block(f"for ({var} = {start}; {var} {cmp} {stop}; {var} += {step})"):
+            for s in node.body:
+                self.stmt(s)
+        self.loop_depth -= 1
+
+    def stmt_Break(self, node):
+        self.emit("break;")
+
+    def stmt_Continue(self, node):
+        self.emit("continue;")
+
+    def stmt_Delete(self, node):
+        for target in node.targets:
+            if isinstance(target, ast.Subscript):
+                ref = self.expr(target.value)
+                if isinstance(ref, MapRef):
+                    key = self.expr(target.slice)
+                    registry.MAP_METHODS["delete"](self, _FakeCall(target, [target.slice]), ref, key)
+                    continue
+            self.fail(target, "only map entries can be deleted: del self.<map>[key]")
+
+    def stmt_Assign(self, node):
+        if len(node.targets) != 1:
+            self.fail(node, "chained assignment (a = b = c) is not available", "assign each name on its own line")
+        target = node.targets[0]
+        if isinstance(target, ast.Tuple):
+            self.fail(target, "tuple unpacking is not available in a BPF handler", "assign each name on its own line")
+        self.assign(target, node.value, self.expr(node.value))
+
+    def stmt_AnnAssign(self, node):
+        if not isinstance(node.target, ast.Name):
+            self.fail(node.target, "only plain names can be annotated")
+        ctype = self.type_of_annotation(node.annotation)
+        if node.target.id in self.locals:
+            self.fail(node.target, f"{node.target.id} is already declared")
+        value = self.expr(node.value) if node.value is not None else None
+        self.declare(node.target.id, ctype, node.target)
+        if value is not None:
+            self.assign(node.target, node.value, value)
+
+    def stmt_AugAssign(self, node):
+        op = type(node.op)
+        if op in operators.REFUSED_BINOPS:
+            msg, hint = operators.REFUSED_BINOPS[op]
+            self.fail(node, msg, hint)
+        target = node.target
+        if isinstance(target, ast.Subscript):
+            ref = self.expr(target.value)
+            if isinstance(ref, MapRef):
+                amount = self.expr(node.value)
+                if op in (ast.Add, ast.Sub):
+                    n = self.scalar(node.value, amount)
+                    code = n.code if op is ast.Add else f"-({n.code})"
+                    registry.MAP_METHODS["increment"](self, _FakeCall(node, [target.slice, node.value]),
+                                                      ref, self.expr(target.slice), Value(code, n.type, const=None))
+                    return
+                current = self.expr(target)
+                self.assign(target, node, operators.binop(op, current, self.scalar(node.value, amount)))
+                return
+        current = self.expr(target)
+        if not isinstance(current, Value) or current.scalar is None:
+            self.fail(target, "augmented assignment needs an integer target")
+        amount = self.scalar(node.value, self.expr(node.value))
+        self.check_shift(node, op, current, amount)
+        self.assign(target, node, operators.binop(op, current, amount))
+
+    # ---- assignment -------------------------------------------------------
+    def assign(self, target, value_node, value) -> None:
+        if isinstance(target, ast.Name):
+            self.assign_local(target, value, value_node=value_node)
+        elif isinstance(target, ast.Subscript) and isinstance(self.expr(target.value), MapRef):
+            ref = self.expr(target.value)
+            registry.MAP_METHODS["update"](self, _FakeCall(target, [target.slice, value_node]), ref,
+                                           self.expr(target.slice), value)
+        elif isinstance(target, (ast.Attribute, ast.Subscript)):
+            dest = self.expr(target)
+            if not isinstance(dest, Value) or not dest.lvalue:
+                self.fail(target, "this cannot be assigned to")
+            self.store(target, dest, value_node, value)
+        else:
+            self.fail(target, "cannot assign to this expression")
+
+    def assign_local(self, target: ast.Name, value, default: CType | None = None, value_node=None) -> str:
+        name = target.id
+        if name == "self":
+            self.fail(target, "self cannot be reassigned")
+        if name not in self.locals:
+            if isinstance(value, Nullable):
+                self.decls.append(f"{value.target.c_name} *{self.c_local(name)} = 0;")
+                self.locals[name] = Nullable(self.c_local(name), value.target)
+            elif isinstance(value, Value):
+                ctype = value.type if value.type is not None else (default or value.scalar)
+                self.declare(name, ctype, target)
+            else:
+                self.fail(target, f"{name} cannot hold {_describe(value)}")
+        local = self.locals[name]
+        if isinstance(local, Nullable):
+            if not isinstance(value, Nullable):
+                self.fail(target, f"{name} holds the result of .get() (a map value or None); assign it another .get() result",
+                          "use a new name for this value")
+            self.emit(f"{local.code} = {value.code};")
+        elif isinstance(local, ContextRef):
+            self.fail(target, f"{name} is the probe's context and cannot be reassigned")
+        else:
+            self.store(target, local, value_node or target, value)
+        return local.code
+
+    def store(self, target_node, dest: Value, value_node, value) -> None:
+        """dest = value, with C's conversions for integers and a copy for arrays and structs."""
+        if isinstance(dest.type, (ArrayType, StructType)):
+            if isinstance(value, StringLit) and isinstance(dest.type, ArrayType):
+                data = value.text.encode()
+                if len(data) >= dest.type.n:
+                    self.fail(value_node, f"the string is {len(data)} bytes; {dest.code} holds {dest.type.n - 1} and a NUL")
+                from pyprobe.dsl.cbuilder import c_string
+                self.emit(f"__builtin_memcpy(&{dest.code}, {c_string(value.text)}, {len(data) + 1});")
+                return
+            if not isinstance(value, Value) or value.type != dest.type:
+                self.fail(value_node, f"cannot assign {_describe(value)} to a {dest.type!r}")
+            self.emit(f"__builtin_memcpy(&{dest.code}, &{value.code}, sizeof({dest.code}));")
+            return
+        v = self.scalar(value_node, value)
+        self.emit(f"{dest.code} = {v.code};")
+
+    def value_for(self, node, value, ctype: CType) -> str:
+        """C text of `value` converted to a map's value type."""
+        if isinstance(ctype, (StructType, ArrayType)):
+            if not isinstance(value, Value) or value.type != ctype:
+                self.fail(node, f"expected a {ctype!r} here, got {_describe(value)}")
+            return value.code
+        return self.scalar(node, value).code
+
