@@ -118,7 +118,13 @@ def cmd_doctor(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="pyprobe", description="eBPF tracing tools in Python")
+    from pyprobe import tools
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in tools.TOOLS:          # `pyprobe execsnoop -x`: bcc's tools (pyprobe/tools/)
+        return tools.main(argv[0], argv[1:])
+    parser = argparse.ArgumentParser(prog="pyprobe", description="eBPF tracing tools in Python",
+                                     epilog="tools: " + " ".join(tools.TOOLS) + " (pyprobe TOOL --help)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run a program file")
     p.add_argument("-v", "--verbose", action="store_true", help="print the probe points chosen")

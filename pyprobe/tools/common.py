@@ -1,0 +1,184 @@
+"""What the tools share: options, the kernel's probe points, the event and interval loops, output.
+
+Tools are written against pyprobe's public API only; this module adds the plain
+Python around it that bcc's tools repeat in every file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+# ---- the kernel: which probe points exist ------------------------------------------
+
+_TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+_traceable: set[str] | None = None
+
+
+def tracefs() -> str:
+    for root in _TRACEFS:
+        if os.path.isdir(os.path.join(root, "events")):
+            return root
+    return _TRACEFS[0]
+
+
+def tracepoint_exists(category: str, name: str) -> bool:
+    return os.path.isdir(os.path.join(tracefs(), "events", category, name))
+
+
+def has_kprobes() -> bool:
+    """CONFIG_KPROBES (with kprobe events): the kernel offers kprobe_events."""
+    return os.path.exists(os.path.join(tracefs(), "kprobe_events"))
+
+
+def kernel_function(name: str) -> bool:
+    """Whether ftrace can trace `name` (so a kprobe or fentry may attach to it)."""
+    global _traceable
+    if _traceable is None:
+        try:
+            with open(os.path.join(tracefs(), "available_filter_functions")) as f:
+                _traceable = {line.split(maxsplit=1)[0] for line in f if line.strip()}
+        except OSError:
+            _traceable = set()
+    return name in _traceable
+
+
+# ---- options ----------------------------------------------------------------------------
+
+def parser(prog: str | None, description: str, examples: str = "") -> argparse.ArgumentParser:
+    """bcc's layout of --help (description, options, examples), plus --json."""
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=examples,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print one JSON object per line instead of columns")
+    return p
+
+
+def add_duration(p: argparse.ArgumentParser, short: str | None = None) -> None:
+    names = ([short] if short else []) + ["--duration"]
+    p.add_argument(*names, type=float, help="stop after this many seconds")
+
+
+def add_interval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("interval", nargs="?", type=float, default=99999999, help="output interval, in seconds")
+    p.add_argument("count", nargs="?", type=int, default=99999999, help="number of outputs")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be a positive integer")
+    return value
+
+
+def announce(prog, message: str | None = None) -> None:
+    """Say on stderr which probe points this kernel gave the tool, then what it traces."""
+    print("probe: " + ", ".join(point for _, point in prog.probes), file=sys.stderr)
+    if message:
+        print(message, file=sys.stderr)
+    sys.stderr.flush()
+
+
+# ---- time -----------------------------------------------------------------------------------
+
+def monotonic_ns() -> int:
+    """bpf_ktime_get_ns()'s clock, read from user space."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def wall_clock() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+# ---- records ----------------------------------------------------------------------------------
+
+def text(value) -> str:
+    """A char[N] field (bytes up to the first NUL) as text."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).split(b"\0", 1)[0].decode(errors="replace")
+    return str(value)
+
+
+def plain(value):
+    """A numpy scalar, array or bytes as a JSON-able value."""
+    if isinstance(value, (bytes, bytearray)):
+        return text(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def record_dict(record, skip: tuple[str, ...] = ()) -> dict:
+    return {name: plain(record[name]) for name in record.dtype.names if name not in skip}
+
+
+def print_json(obj: dict) -> None:
+    print(json.dumps(obj, separators=(", ", ": ")), flush=True)
+
+
+# ---- loops ------------------------------------------------------------------------------------
+
+def follow(stream, on_record, duration: float | None = None) -> None:
+    """Call on_record(record) for each record of a RingBuf/PerfBuf until Ctrl-C or `duration`."""
+    try:
+        for batch in stream.batches(duration=duration):
+            for record in batch:
+                on_record(record)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+def intervals(interval: float, count: int, duration: float | None, report) -> None:
+    """Call report() every `interval` seconds, `count` times, and once more on Ctrl-C or at the end
+    of `duration` (bcc's interval/count loop)."""
+    deadline = None if duration is None else time.monotonic() + duration
+    done = 0
+    while True:
+        pause = interval if deadline is None else min(interval, deadline - time.monotonic())
+        stop = False
+        try:
+            time.sleep(max(pause, 0))
+        except KeyboardInterrupt:
+            stop = True
+        if deadline is not None and time.monotonic() >= deadline:
+            stop = True
+        report()
+        sys.stdout.flush()
+        done += 1
+        if stop or done >= count:
+            return
+
+
+def wait(duration: float | None) -> None:
+    """Until Ctrl-C, or `duration` seconds."""
+    try:
+        time.sleep(duration if duration is not None else 1e9)
+    except KeyboardInterrupt:
+        pass
+
+
+def log2_buckets(counts) -> list[dict]:
+    """Non-empty log2 slots as {"low", "high", "count"} (bcc's ranges: slot k holds 2^(k-1)..2^k-1)."""
+    out = []
+    for slot, n in enumerate(counts):
+        if n and slot:
+            out.append({"low": 0 if slot == 1 else 1 << (slot - 1), "high": (1 << slot) - 1, "count": int(n)})
+    return out
+
+
+def run(main_fn) -> int:
+    """A tool's exit status: 0, or 1 with pyprobe's one-line error on stderr."""
+    import pyprobe
+
+    try:
+        main_fn()
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # `| head`: no second error at exit
+    except pyprobe.PyprobeError as e:
+        print(f"pyprobe: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,195 @@
+"""opensnoop: trace open(), openat() and openat2() with the path, the fd or the error.
+
+bcc's tool probes the syscalls' entry and return (kprobes or fentry on
+do_sys_open); here the syscall tracepoints: the entry keeps the path, flags and
+mode by thread, the exit emits one record with the result. -p, -t and -u filter
+in the kernel (load-time Params, so one compiled object serves every value); -n
+and -x filter the records, as bcc does.
+
+    from pyprobe.tools.opensnoop import OpenSnoop
+    with OpenSnoop(target_pid=1234) as prog:
+        ...
+    prog.events.drain()     # numpy records: ts, pid, tid, uid, ret, flags, mode, comm, fname
+"""
+from __future__ import annotations
+
+import os
+
+from pyprobe import Hash, Param, Program, RingBuf, Struct, char, s32, syscall, syscall_return, u32, u64
+from pyprobe.bpf import comm, ktime_ns, probe_read_user_str, tgid, tid, uid
+from pyprobe.tools import common
+
+EXAMPLES = """examples:
+    pyprobe opensnoop                        # trace all open() syscalls
+    pyprobe opensnoop -T                     # include timestamps
+    pyprobe opensnoop -U                     # include UID
+    pyprobe opensnoop -x                     # only show failed opens
+    pyprobe opensnoop -p 181                 # only trace PID 181
+    pyprobe opensnoop -t 123                 # only trace TID 123
+    pyprobe opensnoop -u 1000                # only trace UID 1000
+    pyprobe opensnoop -d 10                  # trace for 10 seconds only
+    pyprobe opensnoop -n main                # only print process names containing "main"
+    pyprobe opensnoop -e                     # show extended fields
+    pyprobe opensnoop -f O_WRONLY -f O_RDWR  # only print calls for writing
+"""
+
+NAME_MAX = 256
+ANY_UID = 0xFFFFFFFF
+
+
+class OpenStart(Struct):
+    ts: u64
+    flags: u32
+    mode: u32
+    fname: char[NAME_MAX]
+
+
+class OpenEvent(Struct):
+    ts: u64                     # at the entry, bpf_ktime_get_ns()
+    pid: u32
+    tid: u32
+    uid: u32
+    ret: s32                    # the fd, or -errno
+    flags: u32
+    mode: u32
+    comm: char[16]
+    fname: char[NAME_MAX]
+
+
+class OpenSnoop(Program):
+    target_pid = Param(u32)     # 0: every process
+    target_tid = Param(u32)
+    target_uid = Param(u32, default=ANY_UID)
+    start = Hash(u32, OpenStart, max_entries=10240)
+    events = RingBuf(OpenEvent, size=1 << 20)
+
+    @syscall("open")
+    @syscall("openat")
+    def enter(self, args):
+        if self.target_pid and tgid() != self.target_pid:
+            return
+        if self.target_tid and tid() != self.target_tid:
+            return
+        if self.target_uid != ANY_UID and uid() != self.target_uid:
+            return
+        self.start[tid()] = OpenStart()     # filled in place: a local would need twice its size of stack
+        s = self.start.get(tid())
+        if s is None:
+            return
+        s.ts = ktime_ns()
+        s.flags = args.flags
+        s.mode = args.mode
+        probe_read_user_str(s.fname, args.filename)
+
+    @syscall("openat2")
+    def enter_openat2(self, args):
+        if self.target_pid and tgid() != self.target_pid:
+            return
+        if self.target_tid and tid() != self.target_tid:
+            return
+        if self.target_uid != ANY_UID and uid() != self.target_uid:
+            return
+        self.start[tid()] = OpenStart()     # filled in place: a local would need twice its size of stack
+        s = self.start.get(tid())
+        if s is None:
+            return
+        s.ts = ktime_ns()
+        s.flags = 0
+        s.mode = 0
+        probe_read_user_str(s.fname, args.filename)
+
+    @syscall_return("open")
+    @syscall_return("openat")
+    @syscall_return("openat2")
+    def leave(self, args):
+        s = self.start.get(tid())
+        if s is None:
+            return
+        e = self.events.reserve()
+        if e is None:
+            del self.start[tid()]
+            return
+        e.ts = s.ts
+        e.pid = tgid()
+        e.tid = tid()
+        e.uid = uid()
+        e.ret = args.ret
+        e.flags = s.flags
+        e.mode = s.mode
+        e.comm = comm()
+        e.fname = s.fname
+        self.events.submit(e)
+        del self.start[tid()]
+
+
+def open_flags(names: list[str]) -> int:
+    """-f O_WRONLY -f O_RDWR: the flags a call must have one of."""
+    mask = 0
+    for name in names:
+        flag = getattr(os, name.upper() if name.upper().startswith("O_") else "O_" + name.upper(), None)
+        if not isinstance(flag, int):
+            raise ValueError(f"unknown open flag {name!r}")
+        mask |= flag
+    return mask
+
+
+def main(argv=None, prog=None) -> int:
+    p = common.parser(prog, "Trace open() syscalls", EXAMPLES)
+    p.add_argument("-T", "--timestamp", action="store_true", help="include timestamp on output")
+    p.add_argument("-U", "--print-uid", action="store_true", help="print UID column")
+    p.add_argument("-x", "--failed", action="store_true", help="only show failed opens")
+    p.add_argument("-p", "--pid", type=common.positive_int, help="trace this PID only")
+    p.add_argument("-t", "--tid", type=common.positive_int, help="trace this TID only")
+    p.add_argument("-u", "--uid", type=int, help="trace this UID only")
+    p.add_argument("-d", "--duration", type=float, help="total duration of trace in seconds")
+    p.add_argument("-n", "--name", help="only print process names containing this name")
+    p.add_argument("-e", "--extended_fields", action="store_true", help="show extended fields")
+    p.add_argument("-f", "--flag_filter", action="append", default=[], help="filter on flags argument (e.g., O_WRONLY)")
+    args = p.parse_args(argv)
+    try:
+        flag_mask = open_flags(args.flag_filter)
+    except ValueError as e:
+        p.error(str(e))
+
+    def trace():
+        params = {"target_pid": args.pid or 0, "target_tid": args.tid or 0}
+        if args.uid is not None:
+            params["target_uid"] = args.uid
+        with OpenSnoop(**params) as tool:
+            common.announce(tool, "Tracing open() syscalls... Hit Ctrl-C to end.")
+            if not args.json:
+                print(("%-14s" % "TIME(s)" if args.timestamp else "") + ("%-6s" % "UID" if args.print_uid else "")
+                      + "%-6s %-16s %4s %3s " % ("TID" if args.tid else "PID", "COMM", "FD", "ERR")
+                      + ("%-8s %-4s " % ("FLAGS", "MODE") if args.extended_fields else "") + "PATH", flush=True)
+            first = []
+
+            def show(e):
+                ret = int(e["ret"])
+                if args.failed and ret >= 0:
+                    return
+                name = common.text(e["comm"])
+                if args.name and args.name not in name:
+                    return
+                flags = int(e["flags"])
+                if flag_mask and not flags & flag_mask:
+                    return
+                if args.json:
+                    common.print_json(common.record_dict(e))
+                    return
+                if not first:
+                    first.append(int(e["ts"]))
+                line = "%-14.9f" % ((int(e["ts"]) - first[0]) / 1e9) if args.timestamp else ""
+                if args.print_uid:
+                    line += "%-6d" % e["uid"]
+                fd, err = (ret, 0) if ret >= 0 else (-1, -ret)
+                line += "%-6d %-16s %4d %3d " % (e["tid"] if args.tid else e["pid"], name, fd, err)
+                if args.extended_fields:
+                    mode = int(e["mode"])
+                    if mode == 0 and not flags & os.O_CREAT and (flags & os.O_TMPFILE) != os.O_TMPFILE:
+                        line += "%08o n/a  " % flags
+                    else:
+                        line += "%08o %04o " % (flags, mode)
+                print(line + common.text(e["fname"]))
+            common.follow(tool.events, show, args.duration)
+
+    return common.run(trace)
