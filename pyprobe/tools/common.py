@@ -128,6 +128,9 @@ def follow(stream, on_record, duration: float | None = None) -> None:
             sys.stdout.flush()
     except KeyboardInterrupt:
         pass
+    for record in stream.drain():       # what came after the last poll: events before Ctrl-C count too
+        on_record(record)
+    sys.stdout.flush()
 
 
 def intervals(interval: float, count: int, duration: float | None, report) -> None:

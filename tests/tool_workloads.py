@@ -1,0 +1,91 @@
+"""Workloads and a command runner for the tools' kernel tests (tests/kernel/test_tools_*.py)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Gated:
+    """A forked child that waits for go() before running work(): its pid can be given to a tool first."""
+
+    def __init__(self, work, *args):
+        r, w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(w)
+            code = 0
+            try:
+                os.read(r, 1)
+                work(*args)
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(r)
+        self._w = w
+        self.status = None
+
+    def go(self) -> int:
+        """Run the work and wait for it; the child's exit status."""
+        os.write(self._w, b"g")
+        os.close(self._w)
+        _, status = os.waitpid(self.pid, 0)
+        self.status = os.waitstatus_to_exitcode(status)
+        return self.status
+
+    def cancel(self) -> None:
+        if self.status is None:
+            os.close(self._w)
+            os.waitpid(self.pid, 0)
+            self.status = -1
+
+
+def set_comm(name: str) -> None:
+    with open("/proc/self/comm", "w") as f:
+        f.write(name)
+
+
+class Tool:
+    """`pyprobe <tool> args...` in a child: started, then stopped with Ctrl-C (SIGINT) once the work is done."""
+
+    def __init__(self, *argv: str):
+        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.proc = subprocess.Popen([sys.executable, "-m", "pyprobe", *argv], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=env)
+        self.stderr_head = []
+        while True:                       # announce(): "probe: ..." then what it traces
+            line = self.proc.stderr.readline()
+            if not line:
+                out, err = self.proc.communicate()
+                raise AssertionError(f"{argv} ended before tracing:\n" + "".join(self.stderr_head) + err + out)
+            self.stderr_head.append(line)
+            if not line.startswith("probe:"):
+                break
+
+    @property
+    def probes(self) -> str:
+        return self.stderr_head[0]
+
+    def stop(self, settle: float = 0.1) -> str:
+        """SIGINT (Ctrl-C); its stdout. The tool must exit 0."""
+        time.sleep(settle)
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=30)
+        assert self.proc.returncode == 0, err
+        return out
+
+    def finish(self, timeout: float = 30) -> str:
+        """Wait for it to end by itself (interval/count or --duration); its stdout."""
+        out, err = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, err
+        return out
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
