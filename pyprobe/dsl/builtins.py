@@ -288,6 +288,10 @@ def _probe_read(c_helper: str, string: bool):
             source = src.code
         else:
             source = tr.scalar(node.args[1], src).code
+        if string:
+            from pyprobe.dsl.strings import read_str
+
+            return Value(read_str(c_helper, dst, source), s64)
         return Value(f"{c_helper}(&{dst.code}, sizeof({dst.code}), (const void *)({source}))", s64)
     return read
 

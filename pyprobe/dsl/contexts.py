@@ -54,7 +54,11 @@ class TracepointContext(Context):
             elem = char if "char" in f.c_type else scalar_for(f.size // f.array_len, f.signed)
             return ArrayType(elem, f.array_len)
         if f.is_pointer:
-            return PointerType(char if "char" in f.c_type else u8, user="__user" in f.c_type or self.category == "syscalls")
+            user = "__user" in f.c_type or self.category == "syscalls"
+            target = char if "char" in f.c_type else u8
+            for _ in range(f.c_type.count("*") - 1):     # char ** argv: a pointer to user pointers
+                target = PointerType(target, user=user)
+            return PointerType(target, user=user)
         if f.size in (1, 2, 4, 8):
             return scalar_for(f.size, f.signed)
         return ArrayType(u8, f.size)
@@ -79,6 +83,10 @@ class TracepointContext(Context):
         f = self.fields.get(name)
         if f is None:
             return None
+        if f.is_data_loc:
+            # __data_loc: the low 16 bits are the offset of the bytes in the record (bpftrace's str(args.x))
+            return Value(f"((__u64){param} + ({param}->__data_loc_{f.name} & 0xffff))",
+                         PointerType(char if "char" in f.c_type else u8))
         t = self._field_type(f)
         cname = f"__data_loc_{f.name}" if f.is_data_loc else f.name
         return Value(f"{param}->{cname}", t, lvalue=not isinstance(t, PointerType))

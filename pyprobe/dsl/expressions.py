@@ -9,8 +9,9 @@ from pyprobe.dsl import builtins as registry
 from pyprobe.dsl import functions
 from pyprobe.dsl import kernel_data
 from pyprobe.dsl import operators
+from pyprobe.dsl import strings
 from pyprobe.dsl.refusals import describe as _describe
-from pyprobe.dsl.types import ArrayType, CType, KernelPointer, Scalar, Struct, StructType, as_ctype
+from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype
 from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, PyObject, StringLit, Value, literal
 from pyprobe.errors import TranslationError
 
@@ -120,6 +121,8 @@ class Expressions:
             if index.const is not None and not 0 <= index.const < base.type.n:
                 self.fail(node.slice, f"index {index.const} is out of range for {base.type!r}")
             return Value(f"{base.code}[{index.code}]", base.type.elem, lvalue=base.lvalue)
+        if isinstance(base, Value) and isinstance(base.type, PointerType) and not isinstance(base.type, KernelPointer):
+            return strings.index_pointer(self, node, base, self.scalar(node.slice, self.expr(node.slice)))
         if isinstance(base, PyObject) and isinstance(base.obj, Scalar):
             n = self.expr(node.slice)
             if not isinstance(n, Value) or n.const is None or n.const <= 0:

@@ -5,9 +5,10 @@ import ast
 
 from pyprobe.dsl import builtins as registry
 from pyprobe.dsl import operators
+from pyprobe.dsl import strings
 from pyprobe.dsl.refusals import FakeCall as _FakeCall, describe as _describe
 from pyprobe.dsl.types import ArrayType, CType, StructType, s64
-from pyprobe.dsl.values import ContextRef, MapRef, Nullable, StringLit, Value, literal
+from pyprobe.dsl.values import ContextRef, MapRef, Nullable, Value, literal
 
 
 class Statements:
@@ -173,12 +174,7 @@ class Statements:
     def store(self, target_node, dest: Value, value_node, value) -> None:
         """dest = value, with C's conversions for integers and a copy for arrays and structs."""
         if isinstance(dest.type, (ArrayType, StructType)):
-            if isinstance(value, StringLit) and isinstance(dest.type, ArrayType):
-                data = value.text.encode()
-                if len(data) >= dest.type.n:
-                    self.fail(value_node, f"the string is {len(data)} bytes; {dest.code} holds {dest.type.n - 1} and a NUL")
-                from pyprobe.dsl.cbuilder import c_string
-                self.emit(f"__builtin_memcpy(&{dest.code}, {c_string(value.text)}, {len(data) + 1});")
+            if strings.is_char_array(dest.type) and strings.store_string(self, value_node, dest, value):
                 return
             if not isinstance(value, Value) or value.type != dest.type:
                 self.fail(value_node, f"cannot assign {_describe(value)} to a {dest.type!r}")
