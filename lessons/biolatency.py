@@ -32,14 +32,10 @@ as bcc's tracepoint version does. The probe points chosen are printed to
 stderr.
 """
 import argparse
-import os
 import sys
 import time
 
-import pyprobe
-from pyprobe import Hash, Histogram, Param, Program, Struct, bool_, kprobe, tracepoint, u32, u64
-from pyprobe.backend import features
-from pyprobe.backend.tracefs import event_exists
+from pyprobe import Hash, Histogram, Param, Program, Struct, bool_, first_of, kernel, kprobe, tracepoint, u32, u64
 from pyprobe.bpf import ktime_ns, log2
 
 EXAMPLES = """examples:
@@ -103,7 +99,7 @@ class BioLatency(Program):
 class BioLatencyQueued(BioLatency):
     """-Q: from the request's creation, so time queued in the OS counts too."""
 
-    @tracepoint("block", "block_io_start" if event_exists("block", "block_io_start") else "block_rq_insert")
+    @first_of(tracepoint("block", "block_io_start"), tracepoint("block", "block_rq_insert"))
     def trace_req_start(self, args):
         key = StartKey()
         key.dev = args.dev
@@ -157,19 +153,13 @@ def kprobe_allowed(function: str) -> bool:
     Kernels built without CONFIG_KPROBE_EVENTS_ON_NOTRACE (Debian's) refuse kprobes on
     functions missing from available_filter_functions, even when /proc/kallsyms has them.
     """
-    from pyprobe.backend.tracefs import tracefs_root
-
-    try:
-        with open(os.path.join(tracefs_root(), "available_filter_functions")) as f:
-            return any(line.split(maxsplit=1)[0] == function for line in f if line.strip())
-    except OSError:
-        return pyprobe.ksymname(function) != -1
+    return kernel.can_kprobe(function)
 
 
 def choose_program(queued: bool) -> type[Program]:
     """bcc's kprobes where the kernel has them, else the block tracepoints; -Q picks the start
     (its kprobe only where blk_account_io_start() can be probed)."""
-    if features.has("kprobes") and (not queued or kprobe_allowed("blk_account_io_start")):
+    if kernel.has("kprobes") and (not queued or kprobe_allowed("blk_account_io_start")):
         return BioLatencyKprobesQueued if queued else BioLatencyKprobes
     return BioLatencyQueued if queued else BioLatency
 

@@ -23,7 +23,7 @@ import sys
 import time
 
 from pyprobe import Histogram, Program, kprobe, tracepoint
-from pyprobe.backend import features
+from pyprobe import kernel
 from pyprobe.bpf import log2
 
 
@@ -50,9 +50,7 @@ class BiteHist(Program):
 def choose_program() -> type[Program]:
     """bcc's kprobe where the kernel has kprobes and the function (or its compiler copy,
     blk_account_io_completion.part.0, which pyprobe finds by itself), else the block tracepoint."""
-    from pyprobe.backend import ksyms
-
-    if features.has("kprobes") and ksyms.resolve("blk_account_io_completion") is not None:
+    if kernel.has("kprobes") and kernel.has_function("blk_account_io_completion"):
         return BiteHistKprobe
     return BiteHist
 

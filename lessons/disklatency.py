@@ -19,7 +19,7 @@ import sys
 import time
 
 from pyprobe import Hash, Histogram, Program, Struct, kprobe, tracepoint, u32, u64
-from pyprobe.backend import features
+from pyprobe import kernel
 from pyprobe.bpf import ktime_ns, log2
 
 
@@ -76,7 +76,7 @@ class DiskLatency(Program):
 
 def choose_program() -> type[Program]:
     """bcc's kprobes where the kernel has them, else the block tracepoints."""
-    return DiskLatencyKprobes if features.has("kprobes") else DiskLatency
+    return DiskLatencyKprobes if kernel.has("kprobes") else DiskLatency
 
 
 def main():

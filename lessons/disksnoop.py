@@ -23,7 +23,7 @@ import argparse
 import sys
 
 from pyprobe import Hash, Program, Struct, kprobe, tracepoint, u32, u64
-from pyprobe.backend import features
+from pyprobe import kernel
 from pyprobe.bpf import ktime_ns, trace_printk
 
 REQ_WRITE = 1          # from include/linux/blk_types.h (REQ_OP_WRITE)
@@ -96,7 +96,7 @@ class DiskSnoop(Program):
 
 def choose_program() -> type[Program]:
     """bcc's kprobes where the kernel has them, else the block tracepoints."""
-    return DiskSnoopKprobes if features.has("kprobes") else DiskSnoop
+    return DiskSnoopKprobes if kernel.has("kprobes") else DiskSnoop
 
 
 def main():

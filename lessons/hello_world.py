@@ -21,7 +21,7 @@ import platform
 import sys
 
 from pyprobe import Program, kprobe, syscall
-from pyprobe.backend import features
+from pyprobe import kernel
 from pyprobe.bpf import trace_printk
 
 # The prefix of syscall entry points (Linux >= 4.17, as bcc's get_syscall_fnname() finds it).
@@ -49,9 +49,8 @@ class HelloWorld(Program):
 
 def choose_program() -> type[Program]:
     """bcc's kprobes where the kernel has kprobes and both functions, else the syscall tracepoints."""
-    from pyprobe.backend import ksyms
-
-    if features.has("kprobes") and {SYSCALL_PREFIX + "clone", SYSCALL_PREFIX + "clone3"} <= ksyms.text_symbols():
+    if kernel.has("kprobes") and kernel.has_function(SYSCALL_PREFIX + "clone") \
+            and kernel.has_function(SYSCALL_PREFIX + "clone3"):
         return HelloWorldKprobe
     return HelloWorld
 

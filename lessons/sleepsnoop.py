@@ -19,7 +19,7 @@ import sys
 import time
 
 from pyprobe import PerfBuf, Program, Struct, kprobe, syscall, u32, u64
-from pyprobe.backend import features
+from pyprobe import kernel
 from pyprobe.bpf import ktime_ns, pid
 
 
@@ -61,7 +61,7 @@ def print_event(event):
 
 def choose_program() -> type[Program]:
     """The book's kprobe where the kernel has kprobes, else the sleep syscalls."""
-    return SleepSnoopKprobe if features.has("kprobes") else SleepSnoop
+    return SleepSnoopKprobe if kernel.has("kprobes") else SleepSnoop
 
 
 def main():

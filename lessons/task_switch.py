@@ -21,7 +21,7 @@ import sys
 import time
 
 from pyprobe import Hash, Program, Struct, kprobe, tracepoint, u32, u64
-from pyprobe.backend import features
+from pyprobe import kernel
 from pyprobe.bpf import tid
 
 
@@ -59,9 +59,7 @@ class TaskSwitch(Program):
 def choose_program() -> type[Program]:
     """bcc's kprobe where the kernel has kprobes and the function (or its compiler copy,
     finish_task_switch.isra.0, which pyprobe finds by itself), else the sched tracepoint."""
-    from pyprobe.backend import ksyms
-
-    if features.has("kprobes") and ksyms.resolve("finish_task_switch") is not None:
+    if kernel.has("kprobes") and kernel.has_function("finish_task_switch"):
         return TaskSwitchKprobe
     return TaskSwitch
 

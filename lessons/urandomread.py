@@ -22,8 +22,7 @@ are printed to stderr.
 import argparse
 import sys
 
-from pyprobe import Hash, Program, Struct, char, syscall, syscall_return, tracepoint, u32, u64
-from pyprobe.backend.tracefs import event_exists
+from pyprobe import Hash, Program, Struct, char, kernel, syscall, syscall_return, tracepoint, u32, u64
 from pyprobe.bpf import pid, probe_read_user_str, tid, trace_printk
 
 
@@ -100,7 +99,7 @@ class UrandomReadSyscalls(Program):
 
 def choose_program() -> type[Program]:
     """bcc's tracepoint where the kernel still has it (before 5.18), else the syscalls."""
-    return UrandomRead if event_exists("random", "urandom_read") else UrandomReadSyscalls
+    return kernel.first_supported(UrandomRead, UrandomReadSyscalls)
 
 
 def main():

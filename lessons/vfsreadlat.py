@@ -21,7 +21,7 @@ import sys
 import time
 
 from pyprobe import Hash, Histogram, Program, kprobe, kretprobe, syscall, syscall_return, u32, u64
-from pyprobe.backend import features
+from pyprobe import kernel
 from pyprobe.bpf import ktime_ns, log2, tid
 
 
@@ -65,7 +65,7 @@ class VfsReadLat(Program):
 
 def choose_program() -> type[Program]:
     """bcc's kprobes on vfs_read() where the kernel has them, else the read syscalls."""
-    return VfsReadLatKprobes if features.has("kprobes") else VfsReadLat
+    return VfsReadLatKprobes if kernel.has("kprobes") else VfsReadLat
 
 
 def main():

@@ -17,7 +17,7 @@
 Handlers are Python with C semantics, translated to BPF C, compiled with clang
 (cached) and loaded with libbpf. Importing pyprobe loads neither numpy nor libbpf.
 """
-from pyprobe.dsl.decorators import (fentry, fexit, kprobe, kretprobe, perf_event, raw_tracepoint, syscall,
+from pyprobe.dsl.decorators import (fentry, fexit, first_of, kprobe, kretprobe, perf_event, raw_tracepoint, syscall,
                                     syscall_return, tail_call, tp_btf, tracepoint, uprobe, uretprobe, usdt, xdp)
 from pyprobe.dsl.maps import (Array, Hash, Histogram, CpuMap, DevMap, LpmTrie, LruHash, PerCpuArray, PerCpuHash, PerfBuf,
                               PerfEventArray, ProgArray, RingBuf, StackTrace)
@@ -33,7 +33,7 @@ __all__ = [
     "Program", "Param", "Array", "Hash", "Histogram", "StackTrace", "RingBuf", "PerfBuf", "PerCpuHash",
     "PerCpuArray", "LruHash", "LpmTrie", "ProgArray", "tail_call", "PerfEventArray", "DevMap", "CpuMap", "ksym", "ksymname", "usym", "Struct",
     "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "kprobe", "kretprobe", "uprobe", "uretprobe",
-    "perf_event", "usdt", "tp_btf", "fentry", "fexit", "xdp",
+    "perf_event", "usdt", "tp_btf", "fentry", "fexit", "xdp", "first_of",
     "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "char", "bool_",
     "PyprobeError", "TranslationError", "CompileError", "BPFError", "VerifierError", "UnsupportedProbe",
 ]

@@ -67,7 +67,27 @@ def _decorator(probe: Probe):
             func.probes.insert(0, probe)
             return func
         return Handler(func, probe)
+    wrap.probe = probe                       # for first_of() and pyprobe.kernel.supports()
     return wrap
+
+
+def first_of(*alternatives):
+    """The first of several probe points that this kernel has, e.g.
+    `@first_of(tracepoint("block", "block_io_start"), tracepoint("block", "block_rq_insert"))`.
+
+    The choice is made when the program is translated (pyprobe.kernel.supports() tells
+    which exist) and shows in `prog.probes`; the handler must suit every alternative.
+    """
+    probes = []
+    for alt in alternatives:
+        probe = getattr(alt, "probe", None)
+        if not isinstance(probe, Probe):
+            raise TypeError(f"first_of() takes probe decorators such as kprobe(\"f\") or "
+                            f"tracepoint(\"cat\", \"name\"), not {alt!r}")
+        probes.append(probe)
+    if not probes:
+        raise TypeError("first_of() needs at least one probe decorator")
+    return _decorator(Probe("first_of", tuple(probes)))
 
 
 def tracepoint(category: str, name: str):

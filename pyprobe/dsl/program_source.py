@@ -43,6 +43,14 @@ def context_for(probe: Probe, loc: Location) -> Context:
     from pyprobe.backend import features, tracefs
 
     kind, target = probe.kind, probe.target
+    if kind == "first_of":
+        from pyprobe.backend.kernel_view import LIVE
+
+        for alternative in target:
+            if LIVE.missing(alternative.kind, alternative.target) is None:
+                return context_for(alternative, loc)
+        raise TranslationError(f"none of the probe points of first_of() exists in this kernel: "
+                               f"{LIVE.missing(kind, target)}", loc)
     if kind == "tracepoint":
         try:
             fields = tracefs.tracepoint_fields(*target)

@@ -1,0 +1,157 @@
+"""What the running kernel offers, asked in one place: features, functions, tracepoints.
+
+`LiveKernel` answers from the kernel itself (feature probes, /proc/kallsyms, tracefs,
+BTF). The public `pyprobe.kernel` module and the translator's choice between probe
+alternatives (`first_of`) both ask it, so a program's choice and pyprobe's agree.
+"""
+from __future__ import annotations
+
+import os
+
+from pyprobe.backend import features, ksyms, tracefs
+
+# Syscall entry points as kallsyms names them, by architecture (libbpf's ksyscall does the same).
+SYSCALL_PREFIXES = ("__x64_sys_", "__arm64_sys_", "__s390x_sys_", "__riscv_sys_", "sys_")
+
+
+class LiveKernel:
+    """Answers about this kernel. Each method is cheap to call again (the modules it
+    reads cache their data per process, feature probes per boot)."""
+
+    def has(self, feature: str) -> bool:
+        if feature not in features.FEATURES:
+            raise ValueError(f"unknown feature {feature!r} (known: {', '.join(features.FEATURES)})")
+        return features.has(feature)
+
+    def function(self, name: str) -> str | None:
+        """The name to probe for a kernel function (a compiler copy such as `.isra.0`
+        when only that exists), or None if kallsyms has neither."""
+        try:
+            return ksyms.resolve(name)
+        except OSError:
+            return None
+
+    def traceable(self, name: str) -> bool | None:
+        """Whether ftrace may probe the function; None when tracefs cannot tell."""
+        return ksyms.traceable(name)
+
+    def has_btf_function(self, name: str) -> bool:
+        return ksyms.known_to_btf(name)
+
+    def has_tracepoint(self, category: str, name: str) -> bool:
+        return tracefs.event_exists(category, name)
+
+    def has_raw_tracepoint(self, name: str) -> bool:
+        """Raw tracepoints are named like their tracepoint, without the category."""
+        if features.has("btf"):
+            from pyprobe.backend import btf
+            from pyprobe.backend.vmlinux import KIND_TYPEDEF
+
+            return btf.find(f"btf_trace_{name}", KIND_TYPEDEF) is not None
+        try:
+            events = os.path.join(tracefs.tracefs_root(), "events")
+            return any(os.path.isdir(os.path.join(events, c, name)) for c in os.listdir(events))
+        except (OSError, tracefs.TracefsUnavailable):
+            return False
+
+    def syscall_function(self, name: str) -> str | None:
+        for prefix in SYSCALL_PREFIXES:
+            found = self.function(prefix + name)
+            if found:
+                return found
+        return None
+
+    def missing(self, kind: str, target: tuple) -> str | None:
+        """Why a probe point cannot be attached on this kernel, or None if it can.
+
+        Mirrors the translator's fallbacks: a kprobe counts as available where
+        fentry can stand in for it, a syscall where kprobes can.
+        """
+        check = getattr(self, "_missing_" + kind, None)
+        if check is None:
+            return f"pyprobe knows no probe kind {kind!r}"
+        return check(*target)
+
+    def _missing_tracepoint(self, category: str, name: str) -> str | None:
+        if not self.has("tracepoints"):
+            return "this kernel runs no BPF programs on tracepoints (CONFIG_BPF_EVENTS)"
+        return None if self.has_tracepoint(category, name) else f"no tracepoint {category}:{name}"
+
+    def _missing_syscall(self, name: str) -> str | None:
+        if self.has("syscall_tracepoints"):
+            return None if self.has_tracepoint("syscalls", f"sys_enter_{name}") else f"no system call {name}()"
+        if not self.has("kprobes"):
+            return "neither syscall tracepoints nor kprobes"
+        return None if self.syscall_function(name) else f"no system call {name}()"
+
+    _missing_syscall_return = _missing_syscall
+
+    def _missing_raw_tracepoint(self, name: str) -> str | None:
+        if not self.has("raw_tracepoints"):
+            return "no raw tracepoints (Linux >= 4.17)"
+        return None if self.has_raw_tracepoint(name) else f"no raw tracepoint {name}"
+
+    def _missing_tp_btf(self, name: str) -> str | None:
+        if not self.has("btf"):
+            return "no kernel BTF"
+        return self._missing_raw_tracepoint(name)
+
+    def _missing_fentry(self, function: str) -> str | None:
+        if not self.has("fentry"):
+            return "no fentry/fexit (BPF trampolines)"
+        return None if self.has_btf_function(function) else f"no function {function} in the kernel's BTF"
+
+    _missing_fexit = _missing_fentry
+
+    def _missing_kprobe(self, function: str) -> str | None:
+        if not self.has("kprobes"):
+            if self.has("fentry"):             # the translator falls back to fentry/fexit
+                return self._missing_fentry(function)
+            return "no kprobes (CONFIG_KPROBES)"
+        actual = self.function(function)
+        if actual is None:
+            return f"no function {function} in kallsyms"
+        if self.traceable(actual) is False:
+            return f"{actual} cannot be probed (notrace: not in available_filter_functions)"
+        return None
+
+    _missing_kretprobe = _missing_kprobe
+
+    def _missing_uprobe(self, binary: str, symbol: str) -> str | None:
+        if not self.has("uprobes"):
+            return "no uprobes (CONFIG_UPROBE_EVENTS)"
+        return None if _binary(binary) else f"no binary {binary}"
+
+    _missing_uretprobe = _missing_uprobe
+
+    def _missing_usdt(self, binary: str, probe: str) -> str | None:
+        return self._missing_uprobe(binary, probe)
+
+    def _missing_perf_event(self, event: str) -> str | None:
+        from pyprobe.backend.attach import PERF_EVENTS
+
+        if not self.has("perf_events"):
+            return "no perf_event programs"
+        return None if event in PERF_EVENTS else f"no perf event {event!r}"
+
+    def _missing_xdp(self, interface: str) -> str | None:
+        return None if os.path.exists(f"/sys/class/net/{interface}") else f"no network interface {interface}"
+
+    def _missing_first_of(self, *alternatives) -> str | None:
+        reasons = [self.missing(p.kind, p.target) for p in alternatives]
+        if any(r is None for r in reasons):
+            return None
+        return "; ".join(f"{p.describe()}: {r}" for p, r in zip(alternatives, reasons))
+
+
+def _binary(name: str) -> str | None:
+    from pyprobe.backend.attach import resolve_binary
+    from pyprobe.errors import UnsupportedProbe
+
+    try:
+        return resolve_binary(name)
+    except UnsupportedProbe:
+        return None
+
+
+LIVE = LiveKernel()

@@ -1,0 +1,121 @@
+"""What this kernel offers, for programs that choose between probe spellings.
+
+    from pyprobe import kernel
+
+    kernel.has("kprobes")                       # a feature, as `pyprobe doctor` lists them
+    kernel.function("finish_task_switch")       # 'finish_task_switch.isra.0', or None
+    kernel.has_tracepoint("block", "block_io_start")
+    kernel.supports(kprobe("blk_mq_start_request"))
+    Program = kernel.first_supported(BioLatencyKprobes, BioLatency)
+
+Inside one handler, `@first_of(probe, probe, ...)` lets pyprobe pick the first probe
+point that exists; `prog.probes` then names the one chosen. The answers come from the
+same place pyprobe's own fallbacks ask (feature probes are cached per boot).
+"""
+from __future__ import annotations
+
+from pyprobe.backend.features import FEATURES
+from pyprobe.backend.kernel_view import LIVE
+
+__all__ = ["has", "features", "function", "has_function", "can_kprobe", "has_btf_function", "has_tracepoint",
+           "has_raw_tracepoint", "syscall_function", "supports", "missing", "first_supported"]
+
+
+def has(feature: str) -> bool:
+    """Whether the kernel (and this process's privileges) support a feature: one of
+    root, btf, tracefs, tracepoints, syscall_tracepoints, raw_tracepoints, kprobes,
+    fentry, uprobes, perf_events, ringbuf. ValueError for another name."""
+    return LIVE.has(feature)
+
+
+def features() -> dict[str, bool]:
+    """Every feature and whether this kernel has it."""
+    return {name: LIVE.has(name) for name in FEATURES}
+
+
+def function(name: str) -> str | None:
+    """The name a kprobe on kernel function `name` uses here: itself, a compiler copy
+    (`.isra.0`, `.part.0`, `.constprop.0`) when only that exists, or None."""
+    return LIVE.function(name)
+
+
+def has_function(name: str) -> bool:
+    """Whether /proc/kallsyms has the function (or a compiler copy of it)."""
+    return LIVE.function(name) is not None
+
+
+def can_kprobe(name: str) -> bool:
+    """Whether a kprobe on the function can attach: kprobes exist, the function (or its
+    copy) exists, and ftrace may trace it (notrace functions refuse kprobes)."""
+    return LIVE.has("kprobes") and LIVE.missing("kprobe", (name,)) is None
+
+
+def has_btf_function(name: str) -> bool:
+    """Whether the kernel's BTF describes the function (an fentry/fexit target)."""
+    return LIVE.has_btf_function(name)
+
+
+def has_tracepoint(category: str, name: str) -> bool:
+    return LIVE.has_tracepoint(category, name)
+
+
+def has_raw_tracepoint(name: str) -> bool:
+    return LIVE.has_raw_tracepoint(name)
+
+
+def syscall_function(name: str) -> str | None:
+    """The kernel function of a system call (`__x64_sys_openat`), or None."""
+    return LIVE.syscall_function(name)
+
+
+def _probe_of(probe):
+    from pyprobe.dsl.decorators import Probe
+
+    found = getattr(probe, "probe", probe)
+    if not isinstance(found, Probe):
+        raise TypeError(f"expected a probe decorator such as kprobe(\"f\"), not {probe!r}")
+    return found
+
+
+def missing(probe) -> str | None:
+    """Why a probe (a decorator such as `kprobe("f")`) cannot attach here, or None if it can."""
+    p = _probe_of(probe)
+    return LIVE.missing(p.kind, p.target)
+
+
+def supports(probe) -> bool:
+    """Whether a probe (a decorator such as `tracepoint("block", "block_rq_issue")`) can
+    attach on this kernel, counting pyprobe's fallbacks (kprobe -> fentry)."""
+    return missing(probe) is None
+
+
+def _program_missing(program) -> str | None:
+    from pyprobe.dsl.decorators import Handler
+
+    seen = set()
+    for klass in program.__mro__:
+        for name, value in vars(klass).items():
+            if name in seen:
+                continue
+            seen.add(name)
+            if isinstance(value, Handler):
+                for p in value.probes:
+                    why = LIVE.missing(p.kind, p.target)
+                    if why is not None:
+                        return f"{program.__name__}.{name}: {why}"
+    return None
+
+
+def first_supported(*programs):
+    """The first Program class all of whose probes can attach here (the last one is the
+    fallback of fallbacks: a PyprobeError says why none can)."""
+    from pyprobe.errors import UnsupportedProbe
+
+    reasons = []
+    for program in programs:
+        why = _program_missing(program)
+        if why is None:
+            return program
+        reasons.append(why)
+    raise UnsupportedProbe("no program of " + ", ".join(p.__name__ for p in programs)
+                           + " can attach on this kernel:\n  " + "\n  ".join(reasons))
