@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml setup.py pyprobe/backend/_libbpf_build.py
 	@tools/setup-system.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,plot]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -e '.[test,plot,pandas,cli,prometheus,jupyter]' --config-settings editable_mode=compat
 	@touch $@
 
 demo: setup

@@ -89,10 +89,14 @@ class Program:
                         cache.kernel_identity(), " ".join(clang.FLAGS), clang.clang_identity())
         obj = cache.load(key)
         if obj is None:
+            from pyprobe import progress
+
+            progress.report(f"compiling {source.name} with clang (the first run; cached afterwards)")
             try:
                 obj = clang.compile_c(source.full_text(), source.name)
             finally:
                 clang.cancel_early()     # not used when the kernel types could not be dumped
+                progress.report(None)
             cache.store(key, obj)
         else:
             clang.cancel_early()

@@ -11,6 +11,8 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 [ -f /usr/lib/python3/dist-packages/bcc/table.py ] || need+=(python3-bpfcc)
 # <sys/sdt.h>: the USDT tests build a small C program with probes.
 [ -f /usr/include/x86_64-linux-gnu/sys/sdt.h ] || need+=(systemtap-sdt-dev)
+# Prometheus' server: the exporter test scrapes `pyprobe serve` with a real one.
+command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need+=(prometheus)
 for extra in "$@"; do
     dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra")
 done

@@ -13,6 +13,7 @@ import time
 from pyprobe.backend.libbpf import ffi, lib
 from pyprobe.dsl.maps import RingBuf
 from pyprobe.errors import BPFError
+from pyprobe.runtime.tabular import Tabular
 
 # A batch this big means the stream is busy; a ring this big holds a millisecond of it
 # many times over (1 M/s of 40-byte records is 40 KB a millisecond).
@@ -20,7 +21,7 @@ BUSY_BATCH = 256
 BUSY_RING = 1 << 20
 
 
-class EventStream:
+class EventStream(Tabular):
     def __init__(self, spec, fd: int, lost_fd: int, name: str):
         self.spec = spec
         self.name = name

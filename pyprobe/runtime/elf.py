@@ -114,6 +114,11 @@ class FunctionTable:
             self._by_name = by_name
         return self._by_name.get(name)
 
+    def names(self) -> list[str]:
+        """Every function name, aliases included (find() shows one name per address), sorted."""
+        _, offsets, ids = self._aliases
+        return sorted({self._name(strtab, off) for off, strtab in zip(offsets.tolist(), ids.tolist())})
+
     def items(self) -> Iterator[tuple[str, int, int]]:
         """(name, start, size) for every function, by address."""
         for i in range(len(self)):

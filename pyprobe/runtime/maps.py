@@ -11,13 +11,14 @@ import errno as errno_mod
 from pyprobe.backend.libbpf import ffi, lib
 from pyprobe.dsl.types import ArrayType, Scalar, StructType
 from pyprobe.errors import BPFError
+from pyprobe.runtime.tabular import Tabular
 
 _BATCH = 4096
 # Batch lookups are missing on some map types and old kernels (524 is the kernel's ENOTSUPP).
 _NO_BATCH = {errno_mod.EINVAL, errno_mod.EOPNOTSUPP, 524}
 
 
-class LiveMap:
+class LiveMap(Tabular):
     def __init__(self, spec, fd: int, name: str):
         self.spec = spec
         self.fd = fd
@@ -157,24 +158,6 @@ class LiveMap:
         keys = np.frombuffer(b"".join(k for k, _ in pairs), dtype=kdt)
         values = np.frombuffer(b"".join(v for _, v in pairs), dtype=vdt)
         return keys, self._values_view(values)
-
-    def to_pandas(self):
-        """A DataFrame with the key and value fields as columns (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            from pyprobe.errors import PyprobeError
-
-            raise PyprobeError("to_pandas() needs pandas: pip install pyprobe[pandas]") from None
-        keys, values = self.to_numpy()
-        columns = {}
-        for prefix, arr in (("key", keys), ("value", values)):
-            if arr.dtype.names:
-                for n in arr.dtype.names:
-                    columns[n] = list(arr[n]) if arr[n].ndim > 1 else arr[n]
-            else:
-                columns[prefix] = list(arr) if arr.ndim > 1 else arr
-        return pd.DataFrame(columns)
 
     def _raw_items(self):
         out = []
@@ -387,7 +370,7 @@ def live_map(spec, fd: int, name: str):
     return readers[spec.reader](spec, fd, name)
 
 
-class PerfCounters:
+class PerfCounters(Tabular):
     """A PerfEventArray: one perf event per CPU, opened at load, its fd stored at the CPU's index."""
 
     def __init__(self, spec, fd: int, name: str):

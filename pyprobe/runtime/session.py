@@ -14,6 +14,7 @@ from pyprobe.runtime.buffers import EventStream, PerfBufStream, RingBufStream
 from pyprobe.runtime.maps import PerfCounters, live_map
 
 LOG_SIZE = 1 << 22   # the kernel truncates (ENOSPC) past this; untouched pages cost no memory
+MANY_PROBES = 8      # attaching this many shows progress (on a terminal, from the command line)
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 # Readers (a map kind's `reader`) that also take the fd of the kind's lost-record counter.
 STREAMS = {"ringbuf": RingBufStream, "perfbuf": PerfBufStream}
@@ -96,10 +97,12 @@ class Session:
         if "bpf_printk(" in self.source.text and self.trace_instance is None:
             self.trace_instance = _open_trace_instance()
         made = []
+        todo = [info for info in self.source.programs if info.attach]
+        report = _progress_report() if len(todo) >= MANY_PROBES else None
         try:
-            for info in self.source.programs:
-                if not info.attach:
-                    continue
+            for i, info in enumerate(todo):
+                if report is not None:
+                    report(f"attaching {i + 1}/{len(todo)}: {info.choice()}")
                 prog = lib.bpf_object__find_program_by_name(self.obj, info.c_name.encode())
                 made.extend(attach_mod.attach(prog, info.probe))
                 self.attached.append((info.c_name, info.choice()))
@@ -108,6 +111,9 @@ class Session:
                 lib.bpf_link__destroy(link)
             self.attached.clear()
             raise
+        finally:
+            if report is not None:
+                report(None)
         self.links = made
 
     def detach(self) -> None:
@@ -128,6 +134,12 @@ class Session:
         obj, self.obj = self.obj, ffi.NULL
         if obj != ffi.NULL:
             lib.bpf_object__close(obj)
+
+
+def _progress_report():
+    from pyprobe.progress import report
+
+    return report
 
 
 def _open_trace_instance():

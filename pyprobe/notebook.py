@@ -1,0 +1,128 @@
+"""pyprobe in Jupyter: maps and histograms display themselves, and a live view
+redraws while a probe runs.
+
+    prog.latency                    # the last expression of a cell: a table, or a plot for a Histogram
+    from pyprobe.notebook import live
+    live(prog, interval=1, duration=30)   # redraws prog's maps in place every second
+
+Plots need matplotlib (pip install pyprobe[jupyter]); without it a histogram
+shows bcc's text layout only.
+"""
+from __future__ import annotations
+
+import html
+import time
+
+MAX_ROWS = 50          # rows shown of a big map; to_pandas() has them all
+
+
+def _plot_png(counts, log2: bool, title: str) -> str | None:
+    """A base64 PNG of the buckets, or None without matplotlib."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    import base64
+    import io
+
+    from pyprobe.runtime.histogram import log2_bucket_range
+
+    vals = [int(v) for v in counts]
+    last = max((i for i, v in enumerate(vals) if v), default=-1)
+    slots = range(1 if log2 else 0, last + 1)
+    labels = ["%d-%d" % log2_bucket_range(s) if log2 else str(s) for s in slots]
+    fig = Figure(figsize=(max(5.0, 0.3 * len(labels) + 2), 3), layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar(range(len(labels)), [vals[s] for s in slots], color="#4c72b0")
+    ax.set_xticks(range(len(labels)), labels, rotation=60 if log2 else 0, fontsize=7)
+    ax.set_ylabel("count")
+    ax.set_title(title, fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _histogram_html(live) -> str:
+    from pyprobe.runtime import histogram as h
+
+    if live.sectioned:
+        sections = live.sections()
+        text = (h.format_log2_hist_sections if not live.spec.linear else h.format_linear_hist_sections)(sections)
+        counts = sum(sections.values()) if sections else []
+    else:
+        counts = live.to_numpy()
+        text = (h.format_log2_hist if not live.spec.linear else h.format_linear_hist)(counts)
+    total = int(sum(int(v) for v in counts))
+    parts = [f"<b>{html.escape(live.name)}</b>: Histogram, {total} values"]
+    png = _plot_png(counts, not live.spec.linear, live.name) if total else None
+    if png:
+        parts.append(f'<br><img alt="{html.escape(live.name)}" src="data:image/png;base64,{png}">')
+    parts.append(f"<pre>{html.escape(text)}</pre>")
+    return "<div class=\"pyprobe-map\">" + "".join(parts) + "</div>"
+
+
+def map_html(live) -> str:
+    """The HTML a notebook shows for a live map or buffer."""
+    from pyprobe.runtime.maps import HistogramMap
+    from pyprobe.runtime.tables import table
+
+    if isinstance(live, HistogramMap):
+        return _histogram_html(live)
+    from pyprobe.runtime.buffers import EventStream
+
+    if isinstance(live, EventStream):     # showing must not drain the records
+        return (f"<div class=\"pyprobe-map\"><b>{html.escape(live.name)}</b>: {type(live.spec).__name__}, "
+                f"{live.received} records received, {live.lost} lost</div>")
+    t = table(live)
+    cols = t.columns
+    n = len(t)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    rows = []
+    for i in range(min(n, MAX_ROWS)):
+        cells = "".join(f"<td>{html.escape(str(_plain(col[i])))}</td>" for col in cols.values())
+        rows.append(f"<tr>{cells}</tr>")
+    more = f"<br>({n - MAX_ROWS} more rows: .to_pandas() has them all)" if n > MAX_ROWS else ""
+    spec = html.escape(repr(live.spec))
+    return (f"<div class=\"pyprobe-map\"><b>{html.escape(live.name)}</b>: {spec}, {n} rows"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}</div>")
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") and hasattr(v, "dtype") else v
+
+
+def _maps_of(target) -> list:
+    """The live maps of a Program (or a single map), buffers left out: showing must not drain them."""
+    from pyprobe.runtime.buffers import EventStream
+
+    maps = getattr(target, "_maps", None)
+    if maps is None:
+        return [target]
+    return [m for name, m in maps.items() if not name.startswith("pp_") and not isinstance(m, EventStream)]
+
+
+def program_html(target) -> str:
+    return "".join(m._repr_html_() for m in _maps_of(target))
+
+
+def live(target, interval: float = 1.0, duration: float | None = None, until=None) -> None:
+    """Show a Program's maps (or one map), redrawn in place every `interval` seconds.
+
+    Runs in the cell until `duration` seconds pass, `until()` returns true, or
+    the kernel is interrupted (the last view stays).
+    """
+    from IPython.display import HTML, display
+
+    handle = display(HTML(program_html(target)), display_id=True)
+    start = time.monotonic()
+    try:
+        while True:
+            if until is not None and until():
+                break
+            if duration is not None and time.monotonic() - start >= duration:
+                break
+            time.sleep(interval if duration is None else max(0.0, min(interval, duration - (time.monotonic() - start))))
+            handle.update(HTML(program_html(target)))
+    except KeyboardInterrupt:
+        pass
+    handle.update(HTML(program_html(target)))
