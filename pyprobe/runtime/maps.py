@@ -193,6 +193,28 @@ class LiveMap(Tabular):
         return f"<{type(self).__name__} {self.name} {self.spec!r}>"
 
 
+_ALL = object()
+
+
+def reduce_cpus(values, op: str, axis: int):
+    """Per-CPU values reduced over the CPU axis; Struct values field by field."""
+    import numpy as np
+
+    if values.dtype.names:
+        fields = [reduce_cpus(values[n], op, axis) for n in values.dtype.names]
+        out = np.empty(fields[0].shape[:values.ndim - 1],
+                       dtype=[(n, f.dtype, f.shape[values.ndim - 1:]) for n, f in zip(values.dtype.names, fields)])
+        for n, f in zip(values.dtype.names, fields):
+            out[n] = f
+        return out if out.ndim else out[()]
+    if values.dtype.kind not in "iub":      # text (char[]): the first CPU's non-empty one
+        first = np.expand_dims(np.argmax(values != values.dtype.type(), axis=axis), axis)
+        return np.take_along_axis(values, first, axis=axis).squeeze(axis)
+    if op == "average":
+        return values.sum(axis=axis) / values.shape[axis]
+    return getattr(values, op)(axis=axis)
+
+
 class PerCpuMixin:
     """Per-CPU maps: each value is one slot per possible CPU, 8-byte aligned."""
 
@@ -222,10 +244,27 @@ class PerCpuMixin:
         per_cpu[0]["v"] = value                # a scalar is given to every CPU
         ffi.memmove(buf, per_cpu.tobytes(), self.vsize)
 
-    def sum(self):
-        """(keys, values summed over CPUs)."""
+    # Reducers over the CPUs, as bcc's sum/max/average: of one key's value, or of
+    # every entry (hash: (keys, reduced); array: reduced by index). Struct values are
+    # reduced field by field.
+    def sum(self, key=_ALL):
+        return self._reduce("sum", key)
+
+    def max(self, key=_ALL):
+        return self._reduce("max", key)
+
+    def min(self, key=_ALL):
+        return self._reduce("min", key)
+
+    def average(self, key=_ALL):
+        """The sum over CPUs divided by the number of possible CPUs (as bcc)."""
+        return self._reduce("average", key)
+
+    def _reduce(self, op, key):
+        if key is not _ALL:
+            return reduce_cpus(self[key], op, 0)
         keys, values = LiveMap.to_numpy(self)
-        return keys, values.sum(axis=1)
+        return keys, reduce_cpus(values, op, 1)
 
 
 class PerCpuHashMap(PerCpuMixin, LiveMap):
@@ -255,8 +294,10 @@ class PerCpuArrayMap(PerCpuMixin, ArrayMap):
         _, values = LiveMap.to_numpy(self)
         return values
 
-    def sum(self):
-        return self.to_numpy().sum(axis=1)
+    def _reduce(self, op, key):
+        if key is not _ALL:
+            return reduce_cpus(self[key], op, 0)
+        return reduce_cpus(self.to_numpy(), op, 1)
 
     def clear(self) -> None:
         for i in range(self.spec.max_entries):
@@ -281,30 +322,31 @@ class HistogramMap(LiveMap):
         return counts
 
     def sections(self) -> dict:
-        """{section: counts by slot} for a sectioned histogram."""
+        """{section: counts by slot} for a sectioned histogram. A section is the key
+        without its slot, as plain Python values: an int, bytes for a char[] (as bcc,
+        so it prints b'demo'), a tuple for a nested Struct or several fields."""
         import numpy as np
 
         keys, values = super().to_numpy()
         names = [n for n in keys.dtype.names if n != "slot"]
         out: dict = {}
         for k, v in zip(keys, values):
-            section = k[names[0]] if len(names) == 1 else tuple(k[n] for n in names)
-            if isinstance(section, bytes):
-                section = section.split(b"\0", 1)[0].decode(errors="replace")
-            elif isinstance(section, np.integer):
-                section = int(section)
+            parts = [python_value(k[n], self.key_type.field_types[n]) for n in names]
+            section = parts[0] if len(parts) == 1 else tuple(parts)
             counts = out.setdefault(section, np.zeros(_section_slots(self.spec), dtype=np.uint64))
             if int(k["slot"]) < len(counts):
                 counts[int(k["slot"])] += v
         return out
 
-    def _print(self, log2: bool, val_type, section_header, section_print_fn, strip_leading_zero):
+    def _print(self, log2: bool, val_type, section_header, section_print_fn, strip_leading_zero,
+               bucket_fn=None, bucket_sort_fn=None):
         from pyprobe.runtime import histogram as h
 
         if self.sectioned:
             fmt = h.format_log2_hist_sections if log2 else h.format_linear_hist_sections
             text = fmt(self.sections(), val_type, section_header=section_header,
-                       section_print_fn=section_print_fn, strip_leading_zero=strip_leading_zero)
+                       section_print_fn=section_print_fn, strip_leading_zero=strip_leading_zero,
+                       bucket_fn=bucket_fn, bucket_sort_fn=bucket_sort_fn)
         else:
             fmt = h.format_log2_hist if log2 else h.format_linear_hist
             text = fmt(self.counts(), val_type, strip_leading_zero=strip_leading_zero)
@@ -315,12 +357,20 @@ class HistogramMap(LiveMap):
         return [self.get(i, 0) for i in range(self.spec.max_entries)]
 
     def print_log2_hist(self, val_type: str = "value", section_header: str = "Bucket ptr",
-                        section_print_fn=None, strip_leading_zero: bool = False) -> None:
-        self._print(True, val_type, section_header, section_print_fn, strip_leading_zero)
+                        section_print_fn=None, strip_leading_zero: bool = False,
+                        bucket_fn=None, bucket_sort_fn=None) -> None:
+        """bcc's print_log2_hist; bucket_fn maps a section to the bucket it counts in,
+        bucket_sort_fn orders the list of buckets."""
+        self._print(True, val_type, section_header, section_print_fn, strip_leading_zero,
+                    bucket_fn, bucket_sort_fn)
 
     def print_linear_hist(self, val_type: str = "value", section_header: str = "Bucket ptr",
-                          section_print_fn=None, strip_leading_zero: bool = False) -> None:
-        self._print(False, val_type, section_header, section_print_fn, strip_leading_zero)
+                        section_print_fn=None, strip_leading_zero: bool = False,
+                        bucket_fn=None, bucket_sort_fn=None) -> None:
+        """bcc's print_linear_hist; bucket_fn maps a section to the bucket it counts in,
+        bucket_sort_fn orders the list of buckets."""
+        self._print(False, val_type, section_header, section_print_fn, strip_leading_zero,
+                    bucket_fn, bucket_sort_fn)
 
     def plot(self, path: str, title: str | None = None) -> None:
         """A PNG of the buckets (needs matplotlib: pip install pyprobe[plot])."""
@@ -338,6 +388,34 @@ class HistogramMap(LiveMap):
             super().clear()
         else:
             ArrayMap.clear(self)
+
+
+def python_value(v, ctype=None):
+    """A numpy field as plain Python: int, bytes up to the first NUL (ctypes' view of a
+    char[]), a named tuple for a Struct (`key.key_1` works, as on bcc's ctypes keys),
+    a tuple for an array."""
+    if isinstance(v, bytes):
+        return v.split(b"\0", 1)[0]
+    fields = getattr(ctype, "fields", None)
+    if fields is not None:
+        return _struct_tuple(ctype)(*(python_value(v[n], t) for n, t in fields))
+    if getattr(v, "ndim", 0):
+        elem = getattr(ctype, "elem", None)
+        return tuple(python_value(x, elem) for x in v)
+    return v.item() if hasattr(v, "item") else v
+
+
+_TUPLES: dict = {}
+
+
+def _struct_tuple(ctype):
+    names = tuple(n for n, _ in ctype.fields)
+    t = _TUPLES.get((ctype.name, names))
+    if t is None:
+        from collections import namedtuple
+
+        t = _TUPLES[(ctype.name, names)] = namedtuple(ctype.name, names)
+    return t
 
 
 def _section_slots(spec) -> int:
