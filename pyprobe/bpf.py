@@ -59,3 +59,7 @@ usdt_arg = _helper("usdt_arg", "usdt_arg(ctx, n): argument n (1-based) of a USDT
 
 # XDP verdicts (enum xdp_action)
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4
+
+# get_stackid(ctx, flags) flags (include/uapi/linux/bpf.h); the low 8 bits skip frames
+BPF_F_USER_STACK, BPF_F_FAST_STACK_CMP, BPF_F_REUSE_STACKID = 1 << 8, 1 << 9, 1 << 10
+BPF_F_SKIP_FIELD_MASK = 0xFF

@@ -29,7 +29,13 @@ def _hide_internals(fn):
 
 
 class Program:
-    """Base class of pyprobe programs. See the package docstring for an example."""
+    """Base class of pyprobe programs. See the package docstring for an example.
+
+    `license`: the program's license string, as the kernel reads it; helpers the kernel
+    marks GPL-only (trace_printk, probe_read, ...) need a GPL-compatible one.
+    """
+
+    license = "GPL"
 
     def __init__(self, **params):
         from pyprobe.dsl.params import Param
@@ -182,8 +188,9 @@ class Program:
     # ---- what was attached, and the trace pipe --------------------------------
     @property
     def probes(self) -> list[tuple[str, str]]:
-        """(program, probe point) for each BPF program, as chosen on this kernel."""
-        return self.probe_points()
+        """(program, probe point) of each attached BPF program, as chosen on this kernel;
+        empty before attach() and after detach() (bcc's num_open_* count the same)."""
+        return list(self._session.attached) if self._session is not None else []
 
     @classmethod
     def probe_points(cls) -> list[tuple[str, str]]:

@@ -315,19 +315,30 @@ def _override_return(tr, node, ctx, rc):
     return Value(f"bpf_override_return({tr.context_param}, {tr.scalar(node.args[1], rc).code})", s64)
 
 
+_STACKID_FLAGS = {1 << 8: "BPF_F_USER_STACK", 1 << 9: "BPF_F_FAST_STACK_CMP", 1 << 10: "BPF_F_REUSE_STACKID"}
+
+
 @map_method("get_stackid")
-def _get_stackid(tr, node, ref, ctx, user=None):
+def _get_stackid(tr, node, ref, ctx, flags=None):
+    """get_stackid(ctx, flags): flags from pyprobe.bpf (BPF_F_USER_STACK | BPF_F_REUSE_STACKID
+    | BPF_F_FAST_STACK_CMP) plus a count of frames to skip in the low 8 bits, as bcc."""
     from pyprobe.dsl.maps import StackTrace
 
     if not isinstance(ref.spec, StackTrace):
         tr.fail(node.func, f"get_stackid() is a method of StackTrace maps; self.{ref.name} is a {type(ref.spec).__name__}")
-    flags = "0"
-    if user is not None:
-        if user.const is None:
-            tr.fail(node.args[1], "get_stackid(ctx, user) takes a constant: 1 for the user stack, 0 for the kernel's")
-        flags = "BPF_F_USER_STACK" if user.const else "0"
+    parts = ["0"]
+    if flags is not None:
+        if flags.const is None or isinstance(flags.const, str):
+            tr.fail(node.args[1], "get_stackid(ctx, flags) takes constant flags: BPF_F_USER_STACK, "
+                                  "BPF_F_REUSE_STACKID, BPF_F_FAST_STACK_CMP (pyprobe.bpf), or'ed, plus frames to skip")
+        value = int(flags.const)
+        unknown = value & ~(0xFF | sum(_STACKID_FLAGS))
+        if value < 0 or unknown:
+            tr.fail(node.args[1], f"get_stackid(): unknown flag bits {hex(unknown if value >= 0 else value)}; "
+                                  f"known: {', '.join(_STACKID_FLAGS.values())} and 0-255 frames to skip")
+        parts = [name for bit, name in _STACKID_FLAGS.items() if value & bit] + ([str(value & 0xFF)] if value & 0xFF else [])
     # negative ids are errors (e.g. -EFAULT for a missing user stack): keep the sign
-    return Value(f"bpf_get_stackid({tr.context_param}, &{ref.name}, {flags})", s64)
+    return Value(f"bpf_get_stackid({tr.context_param}, &{ref.name}, {' | '.join(parts or ['0'])})", s64)
 
 
 def _event_buffer(tr, node, ref, kind: str):

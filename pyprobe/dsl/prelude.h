@@ -25,6 +25,8 @@ typedef _Bool bool;
 #define PP_ANY 0        /* BPF_ANY */
 #define PP_NOEXIST 1    /* BPF_NOEXIST */
 #define BPF_F_USER_STACK (1ULL << 8)
+#define BPF_F_FAST_STACK_CMP (1ULL << 9)
+#define BPF_F_REUSE_STACKID (1ULL << 10)
 
 /* self.m[k] as a value: the stored value, or zero when the key is missing. */
 #define pp_read(map_, key_) ({                                              \

@@ -173,9 +173,13 @@ class ProgramTranslator:
         self.structs.setdefault(st.name, st)
 
     def translate(self) -> ProgramSource:
-        if not self.handlers:
-            raise TranslationError(f"{self.cls.__name__} has no handlers: decorate a method with "
-                                   "@tracepoint, @syscall, @kprobe, ...")
+        if not self.handlers and not self.maps:
+            raise TranslationError(f"{self.cls.__name__} has neither handlers nor maps: decorate a method with "
+                                   "@tracepoint, @syscall, @kprobe, ... (a Program of maps alone shares them)")
+        license = getattr(self.cls, "license", "GPL")
+        if not isinstance(license, str) or not license.isprintable() or '"' in license or "\\" in license:
+            raise TranslationError(f"{self.cls.__name__}.license must be a plain string such as \"GPL\" or "
+                                   f"\"Dual BSD/GPL\", not {license!r}")
         for spec in self.maps.values():
             for t in (spec.key, spec.value):
                 if isinstance(t, StructType):
@@ -237,7 +241,7 @@ class ProgramTranslator:
             out.lines.append(spec.c_definition(name))
         out.lines.extend(self.helper_texts)
         out.lines.extend(functions)
-        out.line('char LICENSE[] SEC("license") = "GPL";')
+        out.line(f'char LICENSE[] SEC("license") = "{license}";')
         return ProgramSource(self.cls.__name__, out.text(), tuple(kernel_types), programs, dict(self.maps),
                              co_re_types=tuple(self.kernel_types_used), params=dict(self.params))
 

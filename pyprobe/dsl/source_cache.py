@@ -80,7 +80,8 @@ def _key(cls) -> str | None:
     from pyprobe.backend.cache import VERSION, boot_id
 
     # (sys.version: marshal's format belongs to the interpreter that wrote it)
-    return "\0".join((VERSION, sys.version, cls.__module__, cls.__qualname__, *map(_file_stamp, files),
+    return "\0".join((VERSION, sys.version, cls.__module__, cls.__qualname__, repr(getattr(cls, "license", "")),
+                      *map(_file_stamp, files),
                       _own_source_stamp(), boot_id(), str(os.geteuid()), os.environ.get("PYPROBE_DISABLE", "")))
 
 

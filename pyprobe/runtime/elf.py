@@ -2,7 +2,9 @@
 
 Reads only the headers, the symbol tables (.symtab, .dynsym) and their string
 tables, with struct for the headers and numpy for the symbol arrays. Symbol
-names stay in the string tables' bytes until a lookup asks for one.
+names stay in the string tables' bytes until a lookup asks for one. Also the
+GNU build id and the .gnu_debuglink (file name, CRC32) that lead to a
+separate debug file for a stripped binary.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from pyprobe.errors import PyprobeError
 __all__ = ["ElfError", "LoadSegment", "ElfFile", "FunctionTable", "read_elf"]
 
 PT_LOAD = 1
+PT_NOTE = 4
+NT_GNU_BUILD_ID = 3
 PF_X = 1
 SHT_SYMTAB = 2
 SHT_DYNSYM = 11
@@ -132,6 +136,9 @@ class ElfFile:
     machine: int
     segments: tuple[LoadSegment, ...]
     functions: FunctionTable
+    has_symtab: bool = False             # stripped binaries keep only .dynsym
+    build_id: bytes | None = None        # NT_GNU_BUILD_ID
+    debuglink: tuple[str, int] | None = None    # .gnu_debuglink: (file name, CRC32 of that file)
 
     def vaddr_of_offset(self, offset: int) -> int | None:
         """The link-time address of file offset `offset`, through the PT_LOAD holding it."""
@@ -144,18 +151,23 @@ class ElfFile:
         return best
 
 
-def read_elf(path: str | os.PathLike) -> ElfFile:
-    """Read the load segments and function symbols of an ELF64 file."""
+def read_elf(path: str | os.PathLike, data: bytes | None = None) -> ElfFile:
+    """Read the load segments and function symbols of an ELF64 file (or of `data`,
+    an image read from memory such as a process's [vdso], named `path`)."""
     path = os.fspath(path)
+    if data is not None:
+        import io
+
+        return _Reader(io.BytesIO(data), path, len(data)).read()
     with open(path, "rb") as f:
-        return _Reader(f, path).read()
+        return _Reader(f, path, os.fstat(f.fileno()).st_size).read()
 
 
 class _Reader:
-    def __init__(self, f, path: str):
+    def __init__(self, f, path: str, size: int):
         self.f = f
         self.path = path
-        self.size = os.fstat(f.fileno()).st_size
+        self.size = size
 
     def fail(self, what: str) -> ElfError:
         return ElfError(f"{self.path}: {what}")
@@ -192,7 +204,7 @@ class _Reader:
             raw = self.pread(e_shoff, 64 * e_shnum)
             sections = [struct.unpack_from(bo + _SHDR, raw, 64 * i) for i in range(e_shnum)]
 
-        segments = []
+        segments, build_id = [], None
         if e_phoff and e_phnum:
             if e_phentsize != 56:
                 raise self.fail(f"unexpected program header size {e_phentsize}")
@@ -202,9 +214,43 @@ class _Reader:
                     struct.unpack_from(bo + _PHDR, raw, 56 * i)
                 if p_type == PT_LOAD:
                     segments.append(LoadSegment(p_offset, p_vaddr, p_filesz, p_memsz, p_flags))
+                elif p_type == PT_NOTE and build_id is None:
+                    build_id = self._build_id(bo, p_offset, p_filesz)
+        if build_id is None:                       # a debug file: notes by section only
+            for sh in sections:
+                if sh[1] == 7 and build_id is None:          # SHT_NOTE
+                    build_id = self._build_id(bo, sh[4], sh[5])
 
         return ElfFile(self.path, ET_NAMES.get(e_type, str(e_type)), e_machine,
-                       tuple(segments), self._functions(bo, sections))
+                       tuple(segments), self._functions(bo, sections),
+                       has_symtab=any(sh[1] == SHT_SYMTAB and sh[5] for sh in sections),
+                       build_id=build_id, debuglink=self._debuglink(bo, sections, e_shstrndx))
+
+    def _build_id(self, bo: str, offset: int, size: int) -> bytes | None:
+        notes = self.pread(offset, size)
+        pos = 0
+        while pos + 12 <= len(notes):
+            namesz, descsz, ntype = struct.unpack_from(bo + "III", notes, pos)
+            name_at = pos + 12
+            desc_at = name_at + (namesz + 3) // 4 * 4
+            if ntype == NT_GNU_BUILD_ID and notes[name_at:name_at + namesz] == b"GNU\0":
+                return notes[desc_at:desc_at + descsz]
+            pos = desc_at + (descsz + 3) // 4 * 4
+        return None
+
+    def _debuglink(self, bo: str, sections, shstrndx: int) -> tuple[str, int] | None:
+        if not sections or shstrndx >= len(sections):
+            return None
+        names = self.pread(sections[shstrndx][4], sections[shstrndx][5])
+        for sh in sections:
+            end = names.find(b"\0", sh[0])
+            if names[sh[0]:end] == b".gnu_debuglink" and sh[5] >= 8:
+                data = self.pread(sh[4], sh[5])
+                name = data.split(b"\0", 1)[0]
+                crc_at = (len(name) + 1 + 3) // 4 * 4
+                (crc,) = struct.unpack_from(bo + "I", data, crc_at)
+                return name.decode("utf-8", "surrogateescape"), crc
+        return None
 
     def _functions(self, bo: str, sections) -> FunctionTable:
         import numpy as np

@@ -11,8 +11,12 @@ the file offset into a link-time address, and the file's .symtab/.dynsym
 of 256. forget_pid(pid) drops a pid (call it when the process exits: a reused
 pid would otherwise see the old process's maps until a lookup misses).
 
-Not handled (they resolve to "[unknown]"): [vdso], JIT code and perf-PID.map
-files, separate debug files (.gnu_debuglink, debuginfod, MiniDebugInfo).
+A stripped binary's symbols come from its separate debug file (build id or
+.gnu_debuglink, pyprobe.runtime.debuginfo); [vdso] is read from the process's
+memory; C++ names are demangled unless demangle=False.
+
+Not handled (they resolve to "[unknown]"): JIT code and perf-PID.map files,
+debuginfod, MiniDebugInfo (.gnu_debugdata).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from pyprobe.errors import PyprobeError
 from pyprobe.runtime.elf import ElfError, ElfFile, read_elf
 
 __all__ = [
-    "ksym", "ksyms", "ksymname", "usym", "forget_pid", "clear_caches", "elf_symbols",
+    "ksym", "ksyms", "ksymname", "usym", "usymname", "forget_pid", "clear_caches", "elf_symbols",
     "KernelSymbols", "UserSymbols", "kernel_symbols",
 ]
 
@@ -223,6 +227,7 @@ class _Mapping:
 
 
 _NOT_FILES = ("/dev/zero", "/SYSV", "/anon_hugepage")
+VDSO = "[vdso]"
 
 
 class _ProcessMaps:
@@ -242,7 +247,7 @@ class _ProcessMaps:
                     if len(fields) < 5 or "x" not in fields[1]:
                         continue
                     path = fields[5] if len(fields) == 6 else ""
-                    if not path.startswith("/") or path.startswith(_NOT_FILES):
+                    if path != VDSO and (not path.startswith("/") or path.startswith(_NOT_FILES)):
                         path = None
                     lo, hi = fields[0].split("-")
                     maps.append(_Mapping(int(lo, 16), int(hi, 16), int(fields[2], 16), path))
@@ -274,7 +279,9 @@ def _start_time(pid: int) -> int | None:
 class UserSymbols:
     """Resolves user-space addresses; both caches are LRUs with fixed bounds."""
 
-    def __init__(self, max_binaries: int = 64, max_pids: int = 256, maps_refresh_s: float = 0.1):
+    def __init__(self, max_binaries: int = 64, max_pids: int = 256, maps_refresh_s: float = 0.1,
+                 debug_roots: list[str] | None = None):
+        self.debug_roots = debug_roots          # None: debuginfo.DEBUG_ROOTS
         self.max_binaries = max_binaries
         self.max_pids = max_pids
         self.maps_refresh_s = maps_refresh_s
@@ -341,6 +348,8 @@ class UserSymbols:
     def _elf_for(self, pid: int, mapping: _Mapping) -> ElfFile | None:
         # A mapping holds only the cache key, never the ElfFile: the LRU's bound is
         # the only thing keeping symbol tables alive.
+        if mapping.path == VDSO:
+            return None if mapping.unreadable else self._vdso(pid, mapping)
         if mapping.key is not None:
             return self._load(mapping.opened, mapping.key)
         if mapping.unreadable:
@@ -363,18 +372,54 @@ class UserSymbols:
         mapping.unreadable = True
         return None
 
+    def _vdso(self, pid: int, mapping: _Mapping) -> ElfFile | None:
+        # The kernel's image, the same in every process of this boot: read it once.
+        key = (VDSO, mapping.end - mapping.start)
+        if key not in self._binaries:
+            try:
+                with open(f"/proc/{pid}/mem", "rb") as f:
+                    f.seek(mapping.start)
+                    self._remember(key, read_elf(VDSO, f.read(mapping.end - mapping.start)))
+            except (OSError, ElfError, OverflowError):
+                mapping.unreadable = True
+                return None
+        return self._binaries[key]
+
+    def _remember(self, key: tuple, elf: ElfFile | None) -> None:
+        self._binaries[key] = elf
+        while len(self._binaries) > self.max_binaries:
+            self._binaries.popitem(last=False)
+
     def _load(self, opened: str, key: tuple) -> ElfFile | None:
         if key in self._binaries:
             self._binaries.move_to_end(key)
             return self._binaries[key]
         try:
             elf = read_elf(opened)
+            if not elf.has_symtab:
+                elf = _with_debug_symbols(elf, opened, key[0], self.debug_roots)
         except ElfError:
             elf = None                               # remembered, so not re-read each time
         self._binaries[key] = elf
         while len(self._binaries) > self.max_binaries:
             self._binaries.popitem(last=False)
         return elf
+
+
+def _with_debug_symbols(elf: ElfFile, opened: str, shown: str, roots) -> ElfFile:
+    """A stripped binary's segments with the function symbols of its debug file, if found."""
+    from dataclasses import replace
+
+    from pyprobe.runtime.debuginfo import find_debug_file
+
+    debug = find_debug_file(elf, opened, shown, roots)
+    if debug is None:
+        return elf
+    try:
+        functions = read_elf(debug).functions
+    except (ElfError, OSError):
+        return elf
+    return replace(elf, functions=functions, has_symtab=True) if len(functions) else elf
 
 
 def _binary_key(opened: str, shown: str) -> tuple:
@@ -385,13 +430,47 @@ def _binary_key(opened: str, shown: str) -> tuple:
 _user = UserSymbols()
 
 
-def usym(addr: int, pid: int, show_module: bool = False, show_offset: bool = False) -> str:
-    """User address in process pid to "name", "name+0x3" or "name [libc.so.6]"; "[unknown]" if none."""
+def usym(addr: int, pid: int, show_module: bool = False, show_offset: bool = False,
+         demangle: bool = True) -> str:
+    """User address in process pid to "name", "name+0x3" or "name [libc.so.6]"; "[unknown]"
+    if none. C++ names are demangled (ns::f(int)) unless demangle=False, as bcc's sym()."""
     found = _user.resolve(addr, pid)
     if found is None:
         return UNKNOWN
     name, offset, module = found
+    if demangle and name is not None and name.startswith("_Z"):
+        from pyprobe.runtime.debuginfo import demangle as cxx
+
+        name = cxx(name)
     return _label(name, offset, os.path.basename(module), show_module, show_offset)
+
+
+def usymname(binary: str, name: str, pid: int | None = None) -> int:
+    """Address of the function `name` in `binary` (a path or a library short name such as
+    "c"): its link-time address, or with `pid` where that process has it mapped. -1 if
+    unknown, as ksymname. The inverse of usym()."""
+    from pyprobe.backend.attach import resolve_binary
+
+    try:
+        path = resolve_binary(binary)
+        shown = path
+        if pid is not None:
+            path = f"/proc/{pid}/root{path}" if os.path.exists(f"/proc/{pid}/root{path}") else path
+        elf = _user.elf_symbols(path)
+    except (PyprobeError, OSError):
+        return -1
+    vaddr = elf.functions.address_of(name)
+    if vaddr is None:
+        return -1
+    if pid is None:
+        return vaddr
+    real = os.path.realpath(shown)
+    for m in _ProcessMaps(pid).maps:              # its executable mappings
+        if m.path and os.path.realpath(m.path) == real:
+            for seg in elf.segments:
+                if seg.offset & ~0xFFF <= m.offset < seg.offset + seg.filesz:
+                    return vaddr + (m.start - m.offset) - (seg.vaddr - seg.offset)
+    return -1
 
 
 def forget_pid(pid: int) -> None:

@@ -12,7 +12,8 @@ from pyprobe import Hash, Param, Program, fentry, fexit, kprobe, kretprobe, u32,
 from pyprobe.bpf import retval, tgid
 
 
-def reads_in_child(prog, n: int) -> int:
+def reads_in_child(prog, n: int) -> list:
+    """Run a child that reads n bytes one at a time; return prog.probes as seen while attached."""
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
@@ -23,11 +24,13 @@ def reads_in_child(prog, n: int) -> int:
         os._exit(0)
     prog._params["target"] = child
     with prog:
+        probes = prog.probes
         os.write(w, b"g")
         os.waitpid(child, 0)
+    assert prog.probes == []                    # detached
     os.close(r)
     os.close(w)
-    return child
+    return probes
 
 
 class KprobeReads(Program):
@@ -49,11 +52,11 @@ class KprobeReads(Program):
 @pytest.mark.needs_kprobes
 def test_kprobe_and_kretprobe_count_exactly():
     prog = KprobeReads()
-    reads_in_child(prog, 77)
+    probes = reads_in_child(prog, 77)
     assert prog.counts[0] == 77
     assert prog.counts[1] == 77                  # each read asked for 1 byte
     assert prog.counts[2] == 77                  # and got it
-    assert [p for _, p in prog.probes] == ["kprobe:vfs_read", "kretprobe:vfs_read"]
+    assert [p for _, p in probes] == ["kprobe:vfs_read", "kretprobe:vfs_read"]
     prog.close()
 
 
@@ -124,10 +127,11 @@ def test_kprobe_on_a_compiler_renamed_function():
         os._exit(0)
     prog = Renamed(target=child)
     with prog:
+        probes = prog.probes
         os.write(w, b"g")
         os.waitpid(child, 0)
     assert prog.switches[0] >= 10
-    assert prog.probes == [("switched_in", f"kprobe:{actual}")]
+    assert probes == [("switched_in", f"kprobe:{actual}")]
     prog.close()
 
 

@@ -196,7 +196,7 @@ def test_tail_calls_through_a_prog_array():
     prog = Tail()
     run_with(prog, 10)
     assert prog.hits.to_numpy().tolist() == [10, 5, 5, 0]
-    assert [name for name, _ in prog.probes] == ["first"]          # targets are not attached
+    assert [name for name, _ in prog.probe_points()] == ["first"]          # targets are not attached
     prog.close()
 
 
