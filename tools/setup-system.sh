@@ -7,6 +7,9 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 [ -f /usr/include/bpf/libbpf.h ] || need+=(libbpf-dev)
 [ -f /usr/include/linux/perf_event.h ] || need+=(linux-libc-dev)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
+# bcc's stack and debuginfo tests, ported: a C++ workload, stripped, its symbols split off.
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v objcopy >/dev/null 2>&1 || need+=(binutils)
 # bcc's Python module: the tests compare print_log2_hist with bcc's own layout.
 [ -f /usr/lib/python3/dist-packages/bcc/table.py ] || need+=(python3-bpfcc)
 # <sys/sdt.h>: the USDT tests build a small C program with probes.

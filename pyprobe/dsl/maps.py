@@ -118,8 +118,21 @@ class StackTrace(MapSpec):
     reader = "stack_trace"
     DEPTH = 127          # PERF_MAX_STACK_DEPTH
 
-    def __init__(self, max_entries: int = 1024):
-        super().__init__(u32, u64[self.DEPTH], max_entries)
+    def __init__(self, max_entries: int = 1024, build_id: bool = False):
+        """build_id: frames as (build id, file offset) instead of addresses (BPF_F_STACK_BUILD_ID,
+        bcc's BPF_STACK_TRACE_BUILDID), for user stacks symbolized after the process is gone."""
+        frame = _build_id_frame() if build_id else u64
+        super().__init__(u32, frame[self.DEPTH], max_entries)
+        self.build_id = build_id
+        if build_id:
+            self.flags = 1 << 5              # BPF_F_STACK_BUILD_ID
+
+
+def _build_id_frame():
+    """struct bpf_stack_build_id: status (0 empty, 1 build id + offset, 2 address only)."""
+    from pyprobe.dsl.types import StructType, s32, u8
+
+    return StructType("pp_stack_build_id", [("status", s32), ("build_id", u8[20]), ("offset", u64)])
 
 
 class EventBuffer(MapSpec):

@@ -182,6 +182,7 @@ class ProgramTranslator:
                                    f"\"Dual BSD/GPL\", not {license!r}")
         for spec in self.maps.values():
             for t in (spec.key, spec.value):
+                t = getattr(t, "elem", t)            # an array of structs (build-id stack frames)
                 if isinstance(t, StructType):
                     self.use_struct(t)
         functions, programs, contexts = [], [], []

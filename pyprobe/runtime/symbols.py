@@ -30,7 +30,8 @@ from pyprobe.errors import PyprobeError
 from pyprobe.runtime.elf import ElfError, ElfFile, read_elf
 
 __all__ = [
-    "ksym", "ksyms", "ksymname", "usym", "usymname", "forget_pid", "clear_caches", "elf_symbols",
+    "ksym", "ksyms", "ksymname", "usym", "usymname", "buildid_sym", "add_module", "forget_pid", "clear_caches",
+    "elf_symbols",
     "KernelSymbols", "UserSymbols", "kernel_symbols",
 ]
 
@@ -443,6 +444,48 @@ def usym(addr: int, pid: int, show_module: bool = False, show_offset: bool = Fal
 
         name = cxx(name)
     return _label(name, offset, os.path.basename(module), show_module, show_offset)
+
+
+_by_build_id: dict[bytes, str] = {}
+
+
+def add_module(path: str) -> bytes:
+    """Make a binary known to buildid_sym() by its build id (bcc's BPF.add_module); returns the id."""
+    elf = _user.elf_symbols(path)
+    if not elf.build_id:
+        raise PyprobeError(f"{path} has no GNU build id (link with -Wl,--build-id)")
+    _by_build_id[elf.build_id] = path
+    return elf.build_id
+
+
+def buildid_sym(build_id: bytes, offset: int, show_module: bool = False, show_offset: bool = False,
+                demangle: bool = True) -> str:
+    """A frame of a StackTrace(build_id=True) to "name": the binary is one given to add_module()
+    or found under /usr/lib/debug/.build-id; "[unknown]" if none."""
+    from pyprobe.runtime.debuginfo import DEBUG_ROOTS
+
+    path = _by_build_id.get(build_id)
+    if path is None and build_id:
+        hexid = build_id.hex()
+        for root in DEBUG_ROOTS:
+            for suffix in ("", ".debug"):
+                candidate = os.path.join(root, ".build-id", hexid[:2], hexid[2:] + suffix)
+                if path is None and os.path.isfile(candidate):
+                    path = candidate
+    try:
+        elf = _user.elf_symbols(path) if path else None
+    except (ElfError, OSError):
+        elf = None
+    vaddr = elf.vaddr_of_offset(offset) if elf is not None else None
+    found = elf.functions.find(vaddr) if vaddr is not None else None
+    if found is None:
+        return UNKNOWN
+    name = found[0]
+    if demangle and name.startswith("_Z"):
+        from pyprobe.runtime.debuginfo import demangle as cxx
+
+        name = cxx(name)
+    return _label(name, found[1], os.path.basename(path), show_module, show_offset)
 
 
 def usymname(binary: str, name: str, pid: int | None = None) -> int:
