@@ -19,6 +19,7 @@ Handlers are Python with C semantics, translated to BPF C, compiled with clang
 """
 from pyprobe.dsl.decorators import (fentry, fexit, first_of, kprobe, kretprobe, perf_event, raw_tracepoint, syscall,
                                     syscall_return, tail_call, tp_btf, tracepoint, uprobe, uretprobe, usdt, xdp)
+from pyprobe.dsl.net_probes import cgroup_egress, cgroup_ingress, cgroup_sock, socket_filter, tc_egress, tc_ingress
 from pyprobe.dsl.maps import (Array, Hash, Histogram, CpuMap, DevMap, LpmTrie, LruHash, PerCpuArray, PerCpuHash, PerfBuf,
                               PerfEventArray, ProgArray, RingBuf, StackTrace)
 from pyprobe.dsl.params import Param
@@ -33,7 +34,8 @@ __all__ = [
     "Program", "Param", "Array", "Hash", "Histogram", "StackTrace", "RingBuf", "PerfBuf", "PerCpuHash",
     "PerCpuArray", "LruHash", "LpmTrie", "ProgArray", "tail_call", "PerfEventArray", "DevMap", "CpuMap", "ksym", "ksymname", "usym", "Struct",
     "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "kprobe", "kretprobe", "uprobe", "uretprobe",
-    "perf_event", "usdt", "tp_btf", "fentry", "fexit", "xdp", "first_of",
+    "perf_event", "usdt", "tp_btf", "fentry", "fexit", "xdp", "first_of", "tc_ingress", "tc_egress", "socket_filter",
+    "cgroup_ingress", "cgroup_egress", "cgroup_sock",
     "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "char", "bool_",
     "PyprobeError", "TranslationError", "CompileError", "BPFError", "VerifierError", "UnsupportedProbe",
 ]

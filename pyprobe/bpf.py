@@ -11,6 +11,8 @@ Python raises an error that says so. Their meaning, in brief:
 - trace_printk(fmt, *args): printf to the kernel trace pipe (up to 3 args,
   or more on kernels with bpf_trace_vprintk).
 - smp_processor_id(): the CPU running the handler. prandom(): a random u32.
+- ntohs/ntohl/htons/htonl(x): byte order, network <-> host (in Python too).
+- Verdicts of packet programs: XDP_*, TC_ACT_*, SOCKET_KEEP/SOCKET_DROP, SK_PASS/SK_DROP.
 """
 from __future__ import annotations
 
@@ -57,8 +59,34 @@ probe_read_user_str = _helper("probe_read_user_str", "Copy a NUL-terminated user
 override_return = _helper("override_return", "override_return(ctx, rc): make the probed function return rc (kprobes only).")
 usdt_arg = _helper("usdt_arg", "usdt_arg(ctx, n): argument n (1-based) of a USDT probe, as an s64.")
 
+
+class ByteOrderHelper(KernelHelper):
+    """ntohs and friends: a byte swap in a handler, and the same in plain Python."""
+
+    def __init__(self, name: str, width: int):
+        super().__init__(name, f"{name}(x): swap the {8 * width}-bit value x between network and host order.")
+        self._width = width
+
+    def __call__(self, value: int) -> int:
+        import sys
+
+        value &= (1 << (8 * self._width)) - 1
+        if sys.byteorder == "big":
+            return value
+        return int.from_bytes(value.to_bytes(self._width, "little"), "big")
+
+
+ntohs, htons = ByteOrderHelper("ntohs", 2), ByteOrderHelper("htons", 2)
+ntohl, htonl = ByteOrderHelper("ntohl", 4), ByteOrderHelper("htonl", 4)
+
 # XDP verdicts (enum xdp_action)
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4
+# tc verdicts (direct action): pass, drop, let the next filter decide, redirect
+TC_ACT_OK, TC_ACT_SHOT, TC_ACT_UNSPEC, TC_ACT_PIPE, TC_ACT_REDIRECT = 0, 2, -1, 3, 7
+# socket filters: keep the whole packet for the socket, or not at all
+SOCKET_KEEP, SOCKET_DROP = -1, 0
+# cgroup programs (cgroup_skb, cgroup/sock): let it through, or refuse it
+SK_PASS, SK_DROP = 1, 0
 
 # get_stackid(ctx, flags) flags (include/uapi/linux/bpf.h); the low 8 bits skip frames
 BPF_F_USER_STACK, BPF_F_FAST_STACK_CMP, BPF_F_REUSE_STACKID = 1 << 8, 1 << 9, 1 << 10

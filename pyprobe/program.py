@@ -197,6 +197,19 @@ class Program:
         """(program, probe point) that translation chose on this kernel, before loading."""
         return [(p.c_name, p.choice()) for p in cls._source().programs if p.attach]
 
+    def socket(self, handler: str | None = None):
+        """The raw socket of a @socket_filter handler (the only one if not named): it
+        receives, as bytes from `recv()`, the packets the filter keeps."""
+        from pyprobe.backend.attach_net import SocketAttachment
+
+        found = [a for a in (self._session.links if self._session else []) if isinstance(a, SocketAttachment)
+                 and handler in (None, a.handler)]
+        if len(found) != 1:
+            what = f"no attached @socket_filter handler {handler}" if handler else \
+                "no attached @socket_filter handler" if not found else "several @socket_filter handlers: name one"
+            raise PyprobeError(f"{type(self).__name__}.socket(): {what}")
+        return found[0].socket
+
     def poll(self, timeout_ms: int = 100) -> int:
         """Wait up to timeout_ms for records on the buffers opened with .open(callback); run the callbacks."""
         from pyprobe.runtime.buffers import poll

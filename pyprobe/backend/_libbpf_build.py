@@ -64,8 +64,16 @@ struct bpf_link *bpf_program__attach_perf_event(const struct bpf_program *prog, 
 struct bpf_link *bpf_program__attach_trace(const struct bpf_program *prog);
 struct bpf_link *bpf_program__attach_xdp(const struct bpf_program *prog, int ifindex);
 struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
+struct bpf_link *bpf_program__attach_cgroup(const struct bpf_program *prog, int cgroup_fd);
 int bpf_link__destroy(struct bpf_link *link);
 int bpf_link__fd(const struct bpf_link *link);
+
+struct bpf_tc_hook { size_t sz; int ifindex; int attach_point; uint32_t parent; ...; };
+struct bpf_tc_opts { size_t sz; int prog_fd; uint32_t flags; uint32_t prog_id; uint32_t handle; uint32_t priority; ...; };
+int bpf_tc_hook_create(struct bpf_tc_hook *hook);
+int bpf_tc_hook_destroy(struct bpf_tc_hook *hook);
+int bpf_tc_attach(const struct bpf_tc_hook *hook, struct bpf_tc_opts *opts);
+int bpf_tc_detach(const struct bpf_tc_hook *hook, const struct bpf_tc_opts *opts);
 
 int bpf_map__fd(const struct bpf_map *map);
 const char *bpf_map__name(const struct bpf_map *map);

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from pyprobe.backend import features
+from pyprobe.backend import attach_net, features
 from pyprobe.backend.libbpf import check_ptr, ffi, lib
 from pyprobe.dsl.decorators import Probe
 from pyprobe.errors import BPFError, UnsupportedProbe
@@ -132,18 +132,6 @@ def _btf_trace(prog, probe):
     return [check_ptr(lib.bpf_program__attach_trace(prog), f"attach {probe.kind} {name}")]
 
 
-def _xdp(prog, probe):
-    import socket
-
-    (interface,) = probe.target
-    try:
-        ifindex = socket.if_nametoindex(interface)
-    except OSError:
-        raise UnsupportedProbe(f"@xdp: no network interface {interface!r} "
-                               f"(interfaces: {', '.join(n for _, n in socket.if_nameindex())})") from None
-    return [check_ptr(lib.bpf_program__attach_xdp(prog, ifindex), f"attach xdp to {interface}")]
-
-
 # perf_event_open(2) types and configs for the names users write
 PERF_EVENTS = {
     "cpu-clock": (1, 0), "task-clock": (1, 1), "page-faults": (1, 2), "context-switches": (1, 3),
@@ -193,8 +181,10 @@ _ATTACH = {
     "tracepoint": _tracepoint, "raw_tracepoint": _raw_tracepoint,
     "kprobe": _kprobe, "kretprobe": _kprobe, "ksyscall": _ksyscall, "kretsyscall": _ksyscall,
     "uprobe": _uprobe, "uretprobe": _uprobe, "perf_event": _perf_event, "usdt": _usdt,
-    "tp_btf": _btf_trace, "fentry": _btf_trace, "fexit": _btf_trace, "xdp": _xdp,
+    "tp_btf": _btf_trace, "fentry": _btf_trace, "fexit": _btf_trace,
 }
+_ATTACH.update(attach_net.ATTACH)        # xdp, tc, socket filters, cgroups
+destroy = attach_net.destroy             # a libbpf link, or a tc or socket attachment
 
 
 def resolve_binary(name: str) -> str:

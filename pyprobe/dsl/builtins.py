@@ -420,3 +420,6 @@ def _redirect_map(tr, node, ref, key, flags=None):
         tr.fail(node.func, f"redirect_map() is a method of DevMap and CpuMap; self.{ref.name} is a {type(ref.spec).__name__}")
     f = "0" if flags is None else tr.scalar(node.args[1], flags).code
     return Value(f"bpf_redirect_map(&{ref.name}, {tr.scalar(node.args[0], key).code}, {f})", s64)
+
+
+from pyprobe.dsl import packet as _packet  # noqa: E402,F401  (registers ntohs, htons, ntohl, htonl)

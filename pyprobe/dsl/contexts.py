@@ -237,23 +237,3 @@ def btf_args_context(kind: str, name: str, probe: Probe, loc):
                                "list tracepoints with: pyprobe list 'tracepoint:*'")
     params = [(pname, type_of(ptype)) for pname, ptype in proto_params]
     return BtfArgsContext(kind, name, probe, params, type_of(ret) if ret else None)
-
-
-class XdpContext(Context):
-    """`ctx` is the packet's `struct xdp_md`: ctx.data, ctx.data_end, ctx.ingress_ifindex, ..."""
-
-    kernel_types = ("struct xdp_md",)
-    default_return = 2                 # XDP_PASS: a handler that just counts lets packets through
-
-    def __init__(self, interface: str, probe: Probe):
-        self.attach = Probe("xdp", (interface,), probe.options)
-        self.section = "xdp"
-        self.c_param_type = "struct xdp_md *"
-
-    def field(self, param, name):
-        if name in ("data", "data_end", "data_meta", "ingress_ifindex", "rx_queue_index", "egress_ifindex"):
-            return Value(f"{param}->{name}", u32)
-        return None
-
-    def field_names(self):
-        return ["data", "data_end", "data_meta", "ingress_ifindex", "rx_queue_index", "egress_ifindex"]

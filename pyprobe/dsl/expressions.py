@@ -75,6 +75,8 @@ class Expressions:
         attr = node.attr
         if isinstance(base, PyObject) and base.obj is self.program:
             return self.self_attribute(node, attr)
+        if hasattr(base, "pp_attribute"):              # a compile-time object, e.g. ctx.packet
+            return base.pp_attribute(self, node, attr)
         if isinstance(base, ContextRef):
             value = self.context.field(base.name, attr)
             if value is None:
@@ -230,6 +232,8 @@ class Expressions:
             args = [StringLit("")] + [self.expr(a) for a in node.args[1:]]     # the f-string is read from the node
         else:
             args = [self.expr(a) for a in node.args]
+        if hasattr(callee, "pp_call"):                   # a method of a compile-time object
+            return callee.pp_call(self, node, args)
         if isinstance(callee, PyObject):
             obj = callee.obj
             if builtin is not None:

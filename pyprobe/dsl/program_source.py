@@ -11,7 +11,8 @@ import os
 from pyprobe.dsl.capture import function_ast
 from pyprobe.dsl.cbuilder import CBuilder
 from pyprobe.dsl.contexts import (Context, KprobeContext, PerfEventContext, RawTracepointContext,
-                                  TracepointContext, UprobeContext, UsdtContext, XdpContext, btf_args_context)
+                                  TracepointContext, UprobeContext, UsdtContext, btf_args_context)
+from pyprobe.dsl.net_contexts import NET_KINDS, net_context
 from pyprobe.dsl.decorators import Handler, Probe
 from pyprobe.dsl.maps import MapSpec, ProgArray
 from pyprobe.dsl.params import SECTION, Param, params_struct
@@ -77,8 +78,8 @@ def context_for(probe: Probe, loc: Location) -> Context:
         except PyprobeError as e:
             raise TranslationError(str(e), loc) from None
         return UsdtContext(binary, provider, name, probe)
-    if kind == "xdp":
-        return XdpContext(target[0], probe)
+    if kind in NET_KINDS:
+        return net_context(probe)
     if kind in ("tp_btf", "fentry", "fexit"):
         return btf_args_context(kind, target[0], probe, loc)
     if kind in ("kprobe", "kretprobe"):

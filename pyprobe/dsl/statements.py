@@ -150,10 +150,13 @@ class Statements:
         name = target.id
         if name == "self":
             self.fail(target, "self cannot be reassigned")
+        if getattr(value, "pp_alias", False) and self.locals.get(name, value) is value:
+            self.locals[name] = value                   # a compile-time object: the name stands for it
+            return name
         if name not in self.locals:
             if isinstance(value, Nullable):
                 self.decls.append(f"{value.target.c_name} *{self.c_local(name)} = 0;")
-                self.locals[name] = Nullable(self.c_local(name), value.target)
+                self.locals[name] = type(value)(self.c_local(name), value.target)
             elif isinstance(value, Value):
                 ctype = value.type if value.type is not None else (default or value.scalar)
                 self.declare(name, ctype, target)

@@ -108,7 +108,7 @@ class Session:
                 self.attached.append((info.c_name, info.choice()))
         except BaseException:
             for link in reversed(made):
-                lib.bpf_link__destroy(link)
+                attach_mod.destroy(link)
             self.attached.clear()
             raise
         finally:
@@ -119,7 +119,7 @@ class Session:
     def detach(self) -> None:
         links, self.links = self.links, []
         for link in reversed(links):
-            lib.bpf_link__destroy(link)
+            attach_mod.destroy(link)
         self.attached.clear()
 
     def close(self) -> None:

@@ -1,0 +1,83 @@
+"""Network namespaces for packet tests: two namespaces joined by a veth pair.
+
+Names are unique per test run (other engineers run tests at the same time);
+traffic stays between the two namespaces. `enter(ns)` moves the calling
+thread into a namespace and back; sockets keep the namespace they were made in.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import os
+import subprocess
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+_counter = itertools.count()
+
+ADDR_A, ADDR_B = "10.11.0.1", "10.11.0.2"     # private addresses, inside the test's namespaces only
+
+
+def ip(*args: str) -> str:
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextlib.contextmanager
+def enter(ns: str):
+    """Run the block with this thread in network namespace `ns`."""
+    back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        _setns(target)
+        yield
+    finally:
+        _setns(back)
+        os.close(back)
+        os.close(target)
+
+
+class VethPair:
+    """Namespaces `a` and `b`; `va` in a (ADDR_A) is wired to `vb` in b (ADDR_B)."""
+
+    def __init__(self):
+        stem = f"pp{os.getpid()}n{next(_counter)}"
+        self.a, self.b = f"{stem}a", f"{stem}b"
+        self.made = []
+
+    def __enter__(self) -> "VethPair":
+        try:
+            for ns in (self.a, self.b):
+                ip("netns", "add", ns)
+                self.made.append(ns)
+                ip("-n", ns, "link", "set", "lo", "up")
+            ip("link", "add", "va", "netns", self.a, "type", "veth", "peer", "name", "vb", "netns", self.b)
+            for ns, dev, addr in ((self.a, "va", ADDR_A), (self.b, "vb", ADDR_B)):
+                ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+                ip("-n", ns, "link", "set", dev, "up")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for ns in reversed(self.made):
+            ip("netns", "del", ns)             # takes its end of the veth pair with it
+        self.made.clear()
+
+    def exists(self) -> bool:
+        names = {line.split()[0] for line in ip("netns", "list").splitlines() if line.strip()}
+        return bool({self.a, self.b} & names)
+
+
+def prog_ids(text: str) -> set[int]:
+    """BPF program ids in `ip link` or `tc filter` output."""
+    import re
+
+    return {int(m) for m in re.findall(r"\bid (\d+)", text)}
