@@ -1,0 +1,277 @@
+"""Packet programs between two network namespaces joined by a veth pair.
+
+Each test makes its namespaces (unique names), sends a known number of packets
+from namespace a to b, and asserts what the program counted and what the
+receiver got; teardown leaves no program, qdisc or namespace. An ordering
+sentinel (a packet to another port, passed) shows that every earlier packet
+has been through the program before a missing packet is called dropped.
+"""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from netns import ADDR_A, ADDR_B, VethPair, enter, ip, prog_ids
+from pyprobe import (Array, Param, Program, cgroup_egress, cgroup_sock, socket_filter, tc_egress, tc_ingress, u32,
+                     u64, xdp)
+from pyprobe.bpf import (SOCKET_DROP, SOCKET_KEEP, TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, htons, ntohs)
+
+PORT, SENTINEL, REWRITTEN = 7000, 7001, 7002
+N = 50
+
+
+@pytest.fixture
+def net():
+    with VethPair() as pair:
+        yield pair
+    assert not pair.exists()
+
+
+def program_ids_alive(ids: set[int]) -> set[int]:
+    """Which of these programs still exist, once the kernel is done releasing them: a tc
+    filter drops its program after an RCU grace period, so wait for that (up to 10 s)."""
+    import time
+
+    from pyprobe.backend.introspect import programs
+
+    deadline = time.monotonic() + 10
+    while (alive := ids & {p.id for p in programs()}) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return alive
+
+
+class XdpUdpCount(Program):
+    n = Array(u64, 1)
+    drop = Param(u32)
+
+    @xdp("vb")
+    def on_packet(self, ctx):
+        pkt = ctx.packet
+        if pkt.udp is None:
+            return XDP_PASS
+        if ntohs(pkt.udp.dest) == PORT:
+            self.n[0] += 1
+            if self.drop:
+                return XDP_DROP
+        return XDP_PASS
+
+
+class TcUdpCount(Program):
+    n = Array(u64, 1)
+    drop = Param(u32)
+
+    @tc_ingress("vb")
+    def on_packet(self, ctx):
+        udp = ctx.packet.udp
+        if udp is not None and udp.dest == htons(PORT):
+            self.n[0] += 1
+            if self.drop:
+                return TC_ACT_SHOT
+        return TC_ACT_OK
+
+
+def receivers(*ports):
+    out = []
+    for port in ports:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((ADDR_B, port))
+        s.settimeout(5)
+        out.append(s)
+    return out
+
+
+def drain(sock) -> list[bytes]:
+    sock.setblocking(False)
+    got = []
+    while True:
+        try:
+            got.append(sock.recv(2048))
+        except BlockingIOError:
+            return got
+
+
+def send_counted(net, n: int, port: int = PORT) -> None:
+    """n datagrams to b:port from namespace a, with a sentinel before (ARP) and after (ordering)."""
+    with enter(net.a):
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with tx:
+        tx.sendto(b"first", (ADDR_B, SENTINEL))
+        net.sentinel.recv(100)
+        for i in range(n):
+            tx.sendto(b"packet %d" % i, (ADDR_B, port))
+        tx.sendto(b"last", (ADDR_B, SENTINEL))
+        assert net.sentinel.recv(100) == b"last"
+
+
+@pytest.mark.parametrize("cls, kind", [(XdpUdpCount, "xdp"), (TcUdpCount, "tc")])
+@pytest.mark.parametrize("drop", [0, 1])
+def test_udp_packets_counted_and_dropped(net, cls, kind, drop):
+    with enter(net.b):
+        rx, net.sentinel = receivers(PORT, SENTINEL)
+        prog = cls(drop=drop).attach()
+        shown = ip("-d", "link", "show", "vb") if kind == "xdp" else ip("-d", "-j", "link", "show", "vb") + \
+            subprocess.run(["tc", "filter", "show", "dev", "vb", "ingress"], capture_output=True, text=True).stdout
+    ids = prog_ids(shown)
+    assert ids, shown
+    try:
+        send_counted(net, N)
+        assert prog.n[0] == N
+        assert len(drain(rx)) == (0 if drop else N)
+    finally:
+        prog.close()
+    with enter(net.b):
+        qdiscs = subprocess.run(["tc", "qdisc", "show", "dev", "vb"], capture_output=True, text=True).stdout
+        assert "clsact" not in qdiscs and "xdp" not in ip("link", "show", "vb")
+    assert not program_ids_alive(ids)
+
+
+class TcRewrite(Program):
+    rewritten = Array(u64, 1)
+
+    @tc_egress("va")
+    def on_packet(self, ctx):
+        udp = ctx.packet.udp
+        if udp is not None and udp.dest == htons(PORT):
+            udp.dest = htons(REWRITTEN)
+            udp.check = 0                        # IPv4 UDP without a checksum: the new port stays valid
+            self.rewritten[0] += 1
+
+
+def test_tc_egress_rewrites_the_port_the_receiver_sees(net):
+    with enter(net.b):
+        original, moved, net.sentinel = receivers(PORT, REWRITTEN, SENTINEL)
+    with enter(net.a):
+        prog = TcRewrite().attach()
+    try:
+        send_counted(net, N)
+        assert prog.rewritten[0] == N
+        got = drain(moved)
+        assert sorted(got) == sorted(b"packet %d" % i for i in range(N))
+        assert drain(original) == []
+    finally:
+        prog.close()
+    with enter(net.a):
+        assert "clsact" not in subprocess.run(["tc", "qdisc", "show", "dev", "va"], capture_output=True,
+                                              text=True).stdout
+
+
+def test_tc_leaves_a_clsact_it_did_not_create(net):
+    with enter(net.b):
+        subprocess.run(["tc", "qdisc", "add", "dev", "vb", "clsact"], check=True)
+        with TcUdpCount(drop=0):
+            pass
+        qdiscs = subprocess.run(["tc", "qdisc", "show", "dev", "vb"], capture_output=True, text=True).stdout
+        filters = subprocess.run(["tc", "filter", "show", "dev", "vb", "ingress"], capture_output=True,
+                                 text=True).stdout
+    assert "clsact" in qdiscs and filters.strip() == ""
+
+
+class HttpRequests(Program):
+    @socket_filter("vb")
+    def on_packet(self, ctx):
+        payload = ctx.packet.payload
+        if payload.startswith("GET ") or payload.startswith("POST "):
+            return SOCKET_KEEP
+        return SOCKET_DROP
+
+
+def http_server(sock, n):
+    for _ in range(n):
+        conn, _ = sock.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
+def request_line(frame: bytes) -> bytes:
+    ihl = (frame[14] & 0xF) * 4
+    doff = (frame[14 + ihl + 12] >> 4) * 4
+    return frame[14 + ihl + doff:].split(b"\r\n", 1)[0]
+
+
+def test_socket_filter_sees_exactly_the_http_request_lines(net):
+    import threading
+
+    lines = [b"GET /index.html HTTP/1.0", b"POST /form HTTP/1.0", b"GET /a?b=c HTTP/1.0"]
+    with enter(net.b):
+        server = socket.create_server((ADDR_B, 8080))
+        prog = HttpRequests().attach()
+    thread = threading.Thread(target=http_server, args=(server, len(lines)))
+    thread.start()
+    try:
+        for line in lines:
+            with enter(net.a):
+                client = socket.create_connection((ADDR_B, 8080), timeout=5)
+            with client:
+                client.sendall(line + b"\r\nHost: b\r\n\r\n")
+                assert client.recv(100).startswith(b"HTTP/1.0 200")
+        thread.join()
+        sock = prog.socket()
+        sock.settimeout(5)
+        seen = [request_line(sock.recv(65536)) for _ in lines]
+        assert seen == lines
+        assert drain(sock) == []
+    finally:
+        server.close()
+        prog.close()
+    assert sock.fileno() == -1
+
+
+def cgroup2_root() -> str:
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == "cgroup2":
+                return fields[1]
+    pytest.skip("no cgroup v2 hierarchy is mounted (cgroup programs attach to cgroup v2 directories)")
+
+
+CONNECTIONS = 7
+CHILD = f"""
+import socket
+server = socket.create_server(("127.0.0.1", 0))
+for _ in range({CONNECTIONS}):
+    c = socket.create_connection(server.getsockname())
+    server.accept()[0].close()
+    c.close()
+"""
+
+
+def make_cgroup_program(path):
+    class ConnectionCount(Program):
+        counts = Array(u64, 2)          # [TCP sockets created, SYNs sent]
+
+        @cgroup_sock(path)
+        def on_socket(self, ctx):
+            if ctx.family == socket.AF_INET and ctx.type == socket.SOCK_STREAM:
+                self.counts[0] += 1
+
+        @cgroup_egress(path)
+        def on_packet(self, ctx):
+            tcp = ctx.packet.tcp
+            if tcp is not None and tcp.syn and not tcp.ack:
+                self.counts[1] += 1
+
+    return ConnectionCount
+
+
+def test_cgroup_programs_count_a_child_process_connections(net):
+    path = os.path.join(cgroup2_root(), f"pyprobe-test-{os.getpid()}")
+    os.mkdir(path)
+    try:
+        prog = make_cgroup_program(path)().attach()
+        try:
+            procs = os.path.join(path, "cgroup.procs")
+            child = subprocess.run(["ip", "netns", "exec", net.b, sys.executable, "-c", CHILD], timeout=60,
+                                   preexec_fn=lambda: open(procs, "w").write("0"))
+            assert child.returncode == 0
+            assert prog.counts[0] == CONNECTIONS + 1       # the clients and the listener
+            assert prog.counts[1] == CONNECTIONS
+        finally:
+            prog.close()
+    finally:
+        os.rmdir(path)
