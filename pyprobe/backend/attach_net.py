@@ -129,8 +129,16 @@ class TcAttachment:
         self.netns.close()
 
 
+def _needs(name: str) -> None:
+    """A clear error where the cffi module was built before pyprobe used this libbpf call."""
+    if not hasattr(lib, name):
+        raise UnsupportedProbe(f"pyprobe's libbpf module was built before it used {name}(): "
+                               "rebuild it (make setup, or pip install -e .)")
+
+
 def _tc(prog, probe):
     (interface,) = probe.target
+    _needs("bpf_tc_attach")
     return [TcAttachment(prog, interface, probe.kind == "tc_egress")]
 
 
@@ -165,6 +173,7 @@ def _socket_filter(prog, probe):
 
 def _cgroup(prog, probe):
     (path,) = probe.target
+    _needs("bpf_program__attach_cgroup")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
