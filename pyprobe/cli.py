@@ -227,6 +227,7 @@ def cmd_serve(args) -> int:
     from pyprobe import metrics
 
     if args.config:
+        _check_file(args.config)
         config = metrics.read_config(args.config)
         entries = config["programs"]
         port = args.port if args.port is not None else config.get("port", metrics.DEFAULT_PORT)
@@ -261,6 +262,9 @@ def cmd_serve(args) -> int:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+        except SystemExit as e:          # SIGTERM (Program turns it into SystemExit): a clean stop
+            if e.code != 128 + 15:
+                raise
     return 0
 
 

@@ -185,6 +185,19 @@ class Program:
                 return                 # not the main thread: the main thread restores it
             self._old_sigterm = None
 
+    # ---- fleet metrics ------------------------------------------------------------
+    @_hide_internals
+    def serve_metrics(self, port: int = 9436, addr: str = "0.0.0.0", prefix: str = "pyprobe",
+                      counters=()):
+        """Expose this program's maps at http://addr:port/metrics for Prometheus
+        (pyprobe.metrics; needs prometheus-client). Returns the server: `.port`, `.close()`."""
+        from pyprobe.metrics import serve_program
+
+        if self._session is None:
+            raise PyprobeError(f"{type(self).__name__}.serve_metrics(): load the program first "
+                               f"(`with {type(self).__name__}() as prog:` or prog.load())")
+        return serve_program(self, port, addr, prefix, counters)
+
     # ---- what was attached, and the trace pipe --------------------------------
     @property
     def probes(self) -> list[tuple[str, str]]:

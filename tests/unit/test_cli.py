@@ -48,6 +48,7 @@ def test_version_is_the_package_version():
     (["run", "/nonexistent/probe.py"], "pyprobe: no such file: /nonexistent/probe.py\n"),
     (["serve", "/nonexistent/probe.py"], "pyprobe: no such file: /nonexistent/probe.py\n"),
     (["c", "/"], "pyprobe: not a file: /\n"),
+    (["serve", "--config", "/nonexistent/exporter.toml"], "pyprobe: no such file: /nonexistent/exporter.toml\n"),
     (["list", "uprobe:/nonexistent/bin:main"], "pyprobe: no such binary: /nonexistent/bin\n"),
     (["list", "nosuchkind:x"], "pyprobe: unknown probe kind 'nosuchkind': use tracepoint:, kprobe:, fentry: or uprobe:\n"),
 ])
