@@ -24,8 +24,8 @@ from pyprobe.dsl.maps import (Array, Hash, Histogram, CpuMap, DevMap, LpmTrie, L
                               PerfEventArray, ProgArray, RingBuf, StackTrace)
 from pyprobe.dsl.params import Param
 from pyprobe.dsl.types import Struct, bool_, char, s8, s16, s32, s64, u8, u16, u32, u64
-from pyprobe.errors import (BPFError, CompileError, PyprobeError, TranslationError, UnsupportedProbe,
-                            VerifierError)
+from pyprobe.errors import (BPFError, CompileError, PyprobeError, SimulationError, TranslationError,
+                            UnsupportedProbe, VerifierError)
 from pyprobe.program import Program
 
 __version__ = "0.1.0"
@@ -37,7 +37,7 @@ __all__ = [
     "perf_event", "usdt", "tp_btf", "fentry", "fexit", "xdp", "first_of", "tc_ingress", "tc_egress", "socket_filter",
     "cgroup_ingress", "cgroup_egress", "cgroup_sock",
     "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "char", "bool_",
-    "PyprobeError", "TranslationError", "CompileError", "BPFError", "VerifierError", "UnsupportedProbe",
+    "PyprobeError", "SimulationError", "TranslationError", "CompileError", "BPFError", "VerifierError", "UnsupportedProbe",
 ]
 
 

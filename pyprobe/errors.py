@@ -101,3 +101,20 @@ class UnsupportedProbe(PyprobeError):
 
 class NotLoadedError(PyprobeError):
     """A map or result was used before the program was loaded."""
+
+
+class SimulationError(PyprobeError):
+    """A handler needs something the test did not give (kernel memory, a member of a
+    kernel object); the message names the line and what to provide."""
+
+    def __init__(self, message: str, lineno: int | None = None):
+        self.message = message
+        self.lineno = lineno
+        self.loc = None
+        PyprobeError.__init__(self, message)
+
+    def __str__(self) -> str:
+        if self.loc is None:
+            return self.message
+        excerpt = self.loc.excerpt()
+        return f"{self.loc}: {self.message}" + (f"\n{excerpt}" if excerpt else "")

@@ -108,6 +108,15 @@ class Program:
             clang.cancel_early()
         return obj
 
+    @classmethod
+    @_hide_internals
+    def simulate(cls, ncpus: int = 2, **params):
+        """The program run in plain Python: its maps, and one method per handler that runs
+        it on an event the test gives (no kernel, no root). See docs/testing.md."""
+        from pyprobe.sim.simulation import simulate
+
+        return simulate(cls, ncpus=ncpus, **params)
+
     # ---- life cycle -------------------------------------------------------
     @_hide_internals
     def load(self) -> "Program":

@@ -1,0 +1,661 @@
+"""A handler's AST in, a plain Python function with C semantics out.
+
+The same walk as the translator (one `stmt()` and one `expr()` choke point that
+name the line on any refusal) and the same typing rules: operator result types
+from dsl/operators.py, conversions from dsl/types.py, constant folding by the
+translator's own `fold()`. Instead of C text it writes Python text that wraps
+every result to its C type; the generated function runs one event.
+"""
+from __future__ import annotations
+
+import ast
+import builtins as py_builtins
+import types
+
+from pyprobe.dsl import operators
+from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl
+from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype, \
+    char, s32, s64, u64
+from pyprobe.dsl.values import ContextRef, MapRef, PyObject, StringLit
+from pyprobe.errors import Location, TranslationError
+from pyprobe.sim import sim_builtins
+from pyprobe.sim.cvalues import fits, wrap_code
+from pyprobe.sim.svalues import SKernel, SNullable, SV, const_value
+
+PY_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.LShift: "<<", ast.RShift: ">>", ast.BitAnd: "&",
+          ast.BitOr: "|", ast.BitXor: "^"}
+PY_COMPARES = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+
+
+class HandlerCompiler:
+    def __init__(self, program, func, fdef: ast.FunctionDef, filename: str, context, name: str):
+        self.program = program              # ProgramCompiler: maps, params, shared state
+        self.func = func
+        self.fdef = fdef
+        self.filename = filename
+        self.context = context              # a sim context (fields, arguments), None in a helper function
+        self.name = name
+        self.locals: dict[str, SV | SNullable | ContextRef | SKernel] = {}
+        self.decls: list[str] = []
+        self.lines: list[tuple[int, str, int]] = []     # (indent, text, Python line)
+        self.indent = 1
+        self.lineno = fdef.lineno
+        self.n_temps = 0
+        self.return_type = None
+        self.loop_vars: list[str] = []
+
+    # ---- errors and output ------------------------------------------------
+    def loc(self, node) -> Location:
+        return Location(self.filename, getattr(node, "lineno", self.fdef.lineno), getattr(node, "col_offset", 0),
+                        getattr(node, "end_col_offset", None)
+                        if getattr(node, "end_lineno", None) == getattr(node, "lineno", None) else None)
+
+    def fail(self, node, message: str, hint: str | None = None):
+        raise TranslationError(message, self.loc(node), hint)
+
+    def emit(self, text: str) -> None:
+        self.lines.append((self.indent, text, self.lineno))
+
+    def temp(self, init: str, stem: str = "t") -> str:
+        self.n_temps += 1
+        name = f"_{stem}{self.n_temps}"
+        self.decls.append(f"{name} = {init}")
+        return name
+
+    def py_local(self, name: str) -> str:
+        return "v_" + name                  # never meets the generated code's own names
+
+    # ---- the function -----------------------------------------------------
+    def compile(self, params: list[str]) -> str:
+        """Python source of the handler (or helper) as `def <name>(...)`."""
+        self.translate_body()
+        out = [f"def {self.name}({', '.join(params)}):"]
+        line_of = [self.fdef.lineno]
+        for d in self.decls:
+            out.append("    " + d)
+            line_of.append(self.fdef.lineno)
+        for indent, text, lineno in self.lines:
+            out.append("    " * indent + text)
+            line_of.append(lineno)
+        self.program.line_maps[self.name] = (self.filename, line_of)
+        return "\n".join(out) + "\n"
+
+    def translate_body(self) -> None:
+        for stmt in self.fdef.body:
+            if stmt is self.fdef.body[0] and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
+                    and isinstance(stmt.value.value, str):
+                continue
+            self.stmt(stmt)
+        if not self.fdef.body or not isinstance(self.fdef.body[-1], ast.Return):
+            self.emit(f"return {self.default_return}")
+
+    @property
+    def default_return(self) -> int:
+        return self.context.default_return if self.context is not None else 0
+
+    # ---- statements -------------------------------------------------------
+    def stmt(self, node) -> None:
+        if type(node) in REFUSED:
+            msg, hint = REFUSED[type(node)]
+            self.fail(node, msg, hint)
+        method = getattr(self, "stmt_" + type(node).__name__, None)
+        if method is None:
+            self.fail(node, f"{type(node).__name__} statements are not available in a BPF handler")
+        self.lineno = node.lineno
+        method(node)
+
+    def block(self, stmts) -> None:
+        self.indent += 1
+        start = len(self.lines)
+        for s in stmts:
+            self.stmt(s)
+        if len(self.lines) == start:
+            self.emit("pass")
+        self.indent -= 1
+
+    def stmt_Pass(self, node):
+        self.emit("pass")
+
+    def stmt_Expr(self, node):
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return
+        result = self.expr(node.value)
+        if isinstance(result, SV) and result.type is not None and result.code and not result.in_memory:
+            self.emit(result.code)
+
+    def stmt_Return(self, node):
+        if node.value is None:
+            self.emit(f"return {self.default_return}")
+            return
+        value = self.scalar(node.value, self.expr(node.value))
+        if self.return_type is None:
+            self.return_type = value.scalar
+        self.emit(f"return {value.code}")
+
+    def stmt_If(self, node):
+        self.emit(f"if {self.condition(node.test)}:")
+        self.block(node.body)
+        if node.orelse:
+            self.emit("else:")
+            self.block(node.orelse)
+
+    def stmt_For(self, node):
+        if not (isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "range"):
+            self.fail(node.iter, "a BPF loop must run over range(...) with constant bounds",
+                      "write `for i in range(N):` with N a constant")
+        if node.orelse:
+            self.fail(node, "for ... else is not available in a BPF handler")
+        if not isinstance(node.target, ast.Name):
+            self.fail(node.target, "the loop variable must be a plain name")
+        bounds = [self.expr(a) for a in node.iter.args]
+        if not 1 <= len(bounds) <= 3 or any(not isinstance(b, SV) or b.const is None for b in bounds):
+            self.fail(node.iter, "range() bounds must be integer constants so the verifier can prove the loop ends",
+                      "use a module-level constant or a literal")
+        start, stop, step = (0, bounds[0].const, 1) if len(bounds) == 1 else (
+            bounds[0].const, bounds[1].const, bounds[2].const if len(bounds) == 3 else 1)
+        if step == 0:
+            self.fail(node.iter, "range() step must not be zero")
+        var = self.assign_local(node.target, const_value(start), s64)
+        local = self.locals[node.target.id]
+        for sub in ast.walk(ast.Module(body=node.body, type_ignores=[])):
+            if isinstance(sub, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
+                if any(isinstance(t, ast.Name) and t.id == node.target.id for t in targets):
+                    self.fail(sub, f"the simulator cannot run a loop that assigns its own variable "
+                                   f"({node.target.id})", "use another name inside the loop")
+        # C leaves the variable at the first value that ends the loop: Python's for-else sets it.
+        n = len(range(start, stop, step))
+        final = start + n * step
+        self.emit(f"for {var} in range({start}, {stop}, {step}):")
+        self.block(node.body)
+        self.emit("else:")
+        self.indent += 1
+        self.emit(f"{var} = {self.convert(const_value(final), local.type).code}")
+        self.indent -= 1
+
+    def stmt_Break(self, node):
+        self.emit("break")
+
+    def stmt_Continue(self, node):
+        self.emit("continue")
+
+    def stmt_Delete(self, node):
+        for target in node.targets:
+            if isinstance(target, ast.Subscript):
+                ref = self.expr(target.value)
+                if isinstance(ref, MapRef):
+                    sim_builtins.MAP_METHODS["delete"](self, _Call(target, [target.slice]), ref, self.expr(target.slice))
+                    continue
+            self.fail(target, "only map entries can be deleted: del self.<map>[key]")
+
+    def stmt_Assign(self, node):
+        if len(node.targets) != 1:
+            self.fail(node, "chained assignment (a = b = c) is not available", "assign each name on its own line")
+        target = node.targets[0]
+        if isinstance(target, ast.Tuple):
+            self.fail(target, "tuple unpacking is not available in a BPF handler", "assign each name on its own line")
+        self.assign(target, node.value, self.expr(node.value))
+
+    def stmt_AnnAssign(self, node):
+        if not isinstance(node.target, ast.Name):
+            self.fail(node.target, "only plain names can be annotated")
+        ctype = self.type_of_annotation(node.annotation)
+        if node.target.id in self.locals:
+            self.fail(node.target, f"{node.target.id} is already declared")
+        value = self.expr(node.value) if node.value is not None else None
+        self.declare(node.target.id, ctype)
+        if value is not None:
+            self.assign(node.target, node.value, value)
+
+    def stmt_AugAssign(self, node):
+        op = type(node.op)
+        if op in operators.REFUSED_BINOPS:
+            msg, hint = operators.REFUSED_BINOPS[op]
+            self.fail(node, msg, hint)
+        target = node.target
+        if isinstance(target, ast.Subscript):
+            ref = self.expr(target.value)
+            if isinstance(ref, MapRef):
+                amount = self.expr(node.value)
+                if op in (ast.Add, ast.Sub):
+                    n = self.scalar(node.value, amount)
+                    if op is ast.Sub:
+                        n = SV(f"(-{n.code})", n.type)
+                    sim_builtins.MAP_METHODS["increment"](self, _Call(node, [target.slice, node.value]), ref,
+                                                          self.expr(target.slice), n)
+                    return
+                current = self.expr(target)
+                self.assign(target, node, self.binop(node, op, current, self.scalar(node.value, amount)))
+                return
+        current = self.expr(target)
+        if not isinstance(current, SV) or current.scalar is None:
+            self.fail(target, "augmented assignment needs an integer target")
+        self.assign(target, node, self.binop(node, op, current, self.scalar(node.value, self.expr(node.value))))
+
+    # ---- assignment -------------------------------------------------------
+    def assign(self, target, value_node, value) -> None:
+        if isinstance(target, ast.Name):
+            self.assign_local(target, value, value_node=value_node)
+        elif isinstance(target, ast.Subscript) and isinstance(self.expr(target.value), MapRef):
+            ref = self.expr(target.value)
+            sim_builtins.MAP_METHODS["update"](self, _Call(target, [target.slice, value_node]), ref,
+                                               self.expr(target.slice), value)
+        elif isinstance(target, (ast.Attribute, ast.Subscript)):
+            dest = self.expr(target)
+            if not isinstance(dest, SV) or not (dest.in_memory or dest.local):
+                self.fail(target, "this cannot be assigned to")
+            self.store(dest, value_node, value)
+        else:
+            self.fail(target, "cannot assign to this expression")
+
+    def assign_local(self, target: ast.Name, value, default: CType | None = None, value_node=None) -> str:
+        name = target.id
+        if name == "self":
+            self.fail(target, "self cannot be reassigned")
+        if name not in self.locals:
+            if isinstance(value, SNullable):
+                self.decls.append(f"{self.py_local(name)} = None")
+                self.locals[name] = SNullable(self.py_local(name), value.target)
+            elif isinstance(value, SKernel):
+                self.decls.append(f"{self.py_local(name)} = None")
+                self.locals[name] = SKernel(self.py_local(name), value.c_name, value.btf_id, name)
+            elif isinstance(value, SV):
+                ctype = value.type if value.type is not None else (default or value.scalar)
+                self.declare(name, ctype)
+            else:
+                self.fail(target, f"{name} cannot hold {_describe(value)}")
+        local = self.locals[name]
+        if isinstance(local, SNullable):
+            if not isinstance(value, SNullable):
+                self.fail(target, f"{name} holds the result of .get() (a map value or None); assign it another .get() result",
+                          "use a new name for this value")
+            self.emit(f"{local.code} = {value.code}")
+        elif isinstance(local, SKernel):
+            if not isinstance(value, SKernel):
+                self.fail(target, f"{name} holds a kernel pointer; assign it another one")
+            self.emit(f"{local.code} = {value.code}")
+        elif isinstance(local, ContextRef):
+            self.fail(target, f"{name} is the probe's context and cannot be reassigned")
+        else:
+            self.store(local, value_node or target, value)
+        return getattr(local, "local", None) or local.code
+
+    def declare(self, name: str, ctype: CType) -> None:
+        py = self.py_local(name)
+        if isinstance(ctype, (Scalar, PointerType)):
+            self.decls.append(f"{py} = 0")
+            self.locals[name] = SV(py, ctype, local=py)
+        else:
+            self.decls.append(f"{py} = bytearray({ctype.size})")
+            self.locals[name] = SV(py, ctype, buf=py)
+
+    def store(self, dest: SV, value_node, value) -> None:
+        """dest = value with C's conversions, or a copy for arrays and structs."""
+        if isinstance(dest.type, (ArrayType, StructType)):
+            if isinstance(value, StringLit) and isinstance(dest.type, ArrayType):
+                data = value.text.encode()
+                if len(data) >= dest.type.n:
+                    self.fail(value_node, f"the string is {len(data)} bytes; the array holds {dest.type.n - 1} and a NUL")
+                data += bytes(1)
+                self.emit(f"{dest.buf}[{dest.off}:{dest.off} + {len(data)}] = {data!r}")
+                return
+            if not isinstance(value, SV) or value.type != dest.type:
+                self.fail(value_node, f"cannot assign {_describe(value)} to a {dest.type!r}")
+            self.emit(f"{dest.buf}[{dest.off}:{dest.off} + {dest.type.size}] = {value.bytes_code()}")
+            return
+        v = self.scalar(value_node, value)
+        code = self.convert(v, dest.type).code
+        if dest.local:
+            self.emit(f"{dest.local} = {code}")
+        else:
+            self.emit(f"_W_{dest.type.name}({dest.buf}, {dest.off}, {code})")
+
+    def convert(self, v: SV, t) -> SV:
+        """v as a value of C type t (pointers: as a u64 address)."""
+        if isinstance(t, PointerType):
+            t = u64
+        if v.const is not None:
+            from pyprobe.sim.cvalues import wrap
+
+            n = wrap(v.const, t)
+            return SV(repr(n), t, const=n)
+        if fits(v.scalar if v.type is not None else v.scalar, t) and v.type is not None:
+            return SV(v.code, t)
+        return SV(wrap_code(v.code, t), t)
+
+    # ---- expressions ------------------------------------------------------
+    def expr(self, node):
+        if type(node) in REFUSED:
+            msg, hint = REFUSED[type(node)]
+            self.fail(node, msg, hint)
+        method = getattr(self, "expr_" + type(node).__name__, None)
+        if method is None:
+            self.fail(node, f"{type(node).__name__} expressions are not available in a BPF handler")
+        return method(node)
+
+    def scalar(self, node, value) -> SV:
+        if isinstance(value, SNullable):
+            value = value.deref()
+        if isinstance(value, SKernel):
+            return SV(f"_addr({value.code})", u64)
+        if isinstance(value, SV) and isinstance(value.type, PointerType):
+            return SV(value.code, u64)
+        if not isinstance(value, SV) or value.scalar is None:
+            self.fail(node, f"expected an integer here, got {_describe(value)}")
+        return value
+
+    def condition(self, node) -> str:
+        value = self.expr(node)
+        if isinstance(value, SNullable):
+            return f"({value.code} is not None)"
+        return self.scalar(node, value).code
+
+    def expr_Constant(self, node):
+        v = node.value
+        if isinstance(v, bool):
+            return const_value(int(v))
+        if isinstance(v, int):
+            if not -(1 << 63) <= v < (1 << 64):
+                self.fail(node, "integer constant does not fit in 64 bits")
+            return const_value(v)
+        if isinstance(v, str):
+            return StringLit(v)
+        if v is None:
+            self.fail(node, "None is only meaningful in `x is None` after x = self.<map>.get(k)")
+        if isinstance(v, float):
+            self.fail(node, "floating point is not available in BPF", "scale to an integer (e.g. nanoseconds)")
+        self.fail(node, f"{type(v).__name__} constants are not available in a BPF handler")
+
+    def expr_JoinedStr(self, node):
+        self.fail(node, "f-strings are only available as the format of trace_printk()", "trace_printk(f\"x={x}\\n\")")
+
+    def expr_Name(self, node):
+        if node.id in self.locals:
+            return self.locals[node.id]
+        if node.id == "self" and self.context is not None:
+            return PyObject(self.program, "self")
+        return self.python_object(node, node.id)
+
+    def python_object(self, node, name: str):
+        closure = dict(zip(self.func.__code__.co_freevars, [c.cell_contents for c in (self.func.__closure__ or ())]))
+        for scope in (closure, self.func.__globals__):
+            if name in scope:
+                return self.wrap_python(node, scope[name], name)
+        if name == "range":
+            self.fail(node, "range() is only available as the iterable of a for loop")
+        if hasattr(py_builtins, name):
+            self.fail(node, f"Python's {name}() is not available in a BPF handler")
+        self.fail(node, f"name '{name}' is not defined", "assign it first, or import it at module level")
+
+    def wrap_python(self, node, obj, name: str):
+        if isinstance(obj, bool):
+            return const_value(int(obj))
+        if isinstance(obj, int):
+            if not -(1 << 63) <= obj < (1 << 64):
+                self.fail(node, "integer constant does not fit in 64 bits")
+            return const_value(obj)
+        if isinstance(obj, str):
+            return StringLit(obj)
+        if isinstance(obj, float):
+            self.fail(node, f"{name} is a float; BPF has no floating point", "use an integer constant")
+        return PyObject(obj, name)
+
+    def expr_Attribute(self, node):
+        base = self.expr(node.value)
+        attr = node.attr
+        if isinstance(base, PyObject) and base.obj is self.program:
+            return self.program.self_attribute(self, node, attr)
+        if isinstance(base, ContextRef):
+            return self.context.field(self, node, attr)
+        if isinstance(base, SKernel):
+            return sim_builtins.kernel_member(self, node, base, attr)
+        if isinstance(base, SNullable):
+            base = base.deref()
+        if isinstance(base, SV) and isinstance(base.type, StructType):
+            ftype = base.type.field_types.get(attr)
+            if ftype is None:
+                self.fail(node, f"struct {base.type.name} has no field '{attr}' "
+                                f"(fields: {', '.join(base.type.field_types)})")
+            return self.at(base.buf, _add_offset(base.off, base.type.offsets[attr]), ftype)
+        if isinstance(base, PyObject):
+            if not hasattr(base.obj, attr):
+                self.fail(node, f"{base.name} has no attribute '{attr}'")
+            return self.wrap_python(node, getattr(base.obj, attr), f"{base.name}.{attr}")
+        self.fail(node, f"{_describe(base)} has no attribute '{attr}'")
+
+    def at(self, buf: str, off: str, ctype: CType) -> SV:
+        """The value of type ctype at buf[off]."""
+        if isinstance(ctype, Scalar):
+            return SV(f"_R_{ctype.name}({buf}, {off})[0]", ctype, buf=buf, off=off)
+        if isinstance(ctype, PointerType):
+            return SV(f"_R_u64({buf}, {off})[0]", ctype, buf=buf, off=off)
+        return SV(buf, ctype, buf=buf, off=off)
+
+    def expr_Subscript(self, node):
+        base = self.expr(node.value)
+        if isinstance(base, MapRef):
+            key = self.expr(node.slice)
+            return sim_builtins.map_read(self, node, base, key)
+        if isinstance(base, SNullable):
+            base = base.deref()
+        if isinstance(base, SV) and isinstance(base.type, ArrayType):
+            index = self.scalar(node.slice, self.expr(node.slice))
+            n, elem = base.type.n, base.type.elem
+            if index.const is not None:
+                if not 0 <= index.const < n:
+                    self.fail(node.slice, f"index {index.const} is out of range for {base.type!r}")
+                return self.at(base.buf, _add_offset(base.off, index.const * elem.size), elem)
+            # the verifier makes C check a variable index; out of range here is the test's bug to hear about
+            line = self.lineno
+            off = f"_index({index.code}, {n}, {line}) * {elem.size}"
+            return self.at(base.buf, off if base.off == "0" else f"{base.off} + {off}", elem)
+        if isinstance(base, PyObject) and isinstance(base.obj, Scalar):
+            n = self.expr(node.slice)
+            if not isinstance(n, SV) or n.const is None or n.const <= 0:
+                self.fail(node.slice, "an array length must be a positive integer constant")
+            return PyObject(base.obj[n.const], f"{base.name}[{n.const}]")
+        self.fail(node, f"{_describe(base)} cannot be indexed")
+
+    def expr_BinOp(self, node):
+        op = type(node.op)
+        if op in operators.REFUSED_BINOPS:
+            msg, hint = operators.REFUSED_BINOPS[op]
+            self.fail(node, msg, hint)
+        left, right = self.expr(node.left), self.expr(node.right)
+        if op is ast.Pow:
+            if isinstance(left, SV) and isinstance(right, SV) and left.const is not None and right.const is not None \
+                    and right.const >= 0:
+                return const_value(operators.power(left.const, right.const))
+            self.fail(node, "** needs constant operands (BPF has no power instruction)", "multiply, or shift: 1 << n")
+        a, b = self.scalar(node.left, left), self.scalar(node.right, right)
+        if op in (ast.FloorDiv, ast.Mod) and b.const == 0:
+            self.fail(node.right, "division by zero")
+        return self.binop(node, op, a, b)
+
+    def binop(self, node, op, a: SV, b: SV) -> SV:
+        """operators.binop's typing, as Python text."""
+        if a.const is not None and b.const is not None:
+            folded = operators.fold(op, a.const, b.const)
+            if folded is not None:
+                return const_value(folded)
+        t = operators.result_type(_as_value(a), _as_value(b))
+        if t is None:
+            self.fail(node, "the simulator cannot evaluate this constant expression (C leaves it undefined)")
+        if op in (ast.FloorDiv, ast.Mod):
+            if t.signed:
+                fn = "_sdiv" if op is ast.FloorDiv else "_smod"
+                return SV(wrap_code(f"{fn}({a.code}, {b.code})", t), t)
+            fn = "_udiv" if op is ast.FloorDiv else "_umod"
+            return SV(f"{fn}({self.convert(a, t).code}, {self.convert(b, t).code})", t)
+        if op in (ast.LShift, ast.RShift):
+            t = operators.common_type(a.scalar, a.scalar)
+            count = f"({b.code}) & {8 * t.size - 1}"        # BPF masks the shift count to the width
+            if op is ast.RShift:
+                return SV(f"({self.convert(a, t).code} >> ({count}))", t)
+            return SV(wrap_code(f"{a.code} << ({count})", t), t)
+        return SV(wrap_code(f"{a.code} {PY_OPS[op]} {b.code}", t), t)
+
+    def expr_UnaryOp(self, node):
+        operand = self.expr(node.operand)
+        if isinstance(node.op, ast.Not) and isinstance(operand, SNullable):
+            return SV(f"(1 if {operand.code} is None else 0)", s32)
+        a = self.scalar(node.operand, operand)
+        if a.const is not None:
+            return const_value(operators.fit64({ast.USub: -a.const, ast.Invert: ~a.const,
+                                                ast.Not: int(not a.const), ast.UAdd: a.const}[type(node.op)]))
+        if isinstance(node.op, ast.Not):
+            return SV(f"(0 if {a.code} else 1)", s32)
+        t = operators.common_type(a.scalar, a.scalar)
+        if isinstance(node.op, ast.UAdd):
+            return SV(a.code, t)
+        return SV(wrap_code(f"{'-' if isinstance(node.op, ast.USub) else '~'}{a.code}", t), t)
+
+    def expr_BoolOp(self, node):
+        op = " and " if isinstance(node.op, ast.And) else " or "
+        return SV("(1 if " + op.join(f"({self.condition(v)})" for v in node.values) + " else 0)", s32)
+
+    def expr_IfExp(self, node):
+        cond = self.condition(node.test)
+        a = self.scalar(node.body, self.expr(node.body))
+        b = self.scalar(node.orelse, self.expr(node.orelse))
+        t = operators.result_type(_as_value(a), _as_value(b))
+        if t is None:
+            return SV(f"({a.code} if {cond} else {b.code})", None)
+        return SV(f"({self.convert(a, t).code} if {cond} else {self.convert(b, t).code})", t)
+
+    def expr_Compare(self, node):
+        parts = []
+        left_node, left = node.left, self.expr(node.left)
+        for op, right_node in zip(node.ops, node.comparators):
+            is_none = isinstance(right_node, ast.Constant) and right_node.value is None
+            right = None if is_none and isinstance(op, (ast.Is, ast.IsNot)) else self.expr(right_node)
+            parts.append(self.compare_one(node, op, left_node, left, right_node, right))
+            left_node, left = right_node, right
+        if len(parts) == 1:
+            return parts[0]
+        if all(p.const is not None for p in parts):
+            return const_value(int(all(p.const for p in parts)))
+        return SV("(1 if " + " and ".join(p.code for p in parts) + " else 0)", s32)
+
+    def compare_one(self, node, op, left_node, left, right_node, right) -> SV:
+        if isinstance(op, (ast.Is, ast.IsNot)):
+            if not (isinstance(right_node, ast.Constant) and right_node.value is None):
+                self.fail(node, "`is` compares only with None", "use == for values")
+            if not isinstance(left, SNullable):
+                self.fail(left_node, f"only a .get() result can be None; this is {_describe(left)}")
+            return SV(f"(1 if {left.code} {'is' if isinstance(op, ast.Is) else 'is not'} None else 0)", s32)
+        if isinstance(op, (ast.In, ast.NotIn)):
+            if not isinstance(right, MapRef):
+                self.fail(right_node, "`in` tests membership of a map: key in self.<map>")
+            test = sim_builtins.map_lookup(self, node, right, left_node, left)
+            return SV(f"(1 if {test} is {'not ' if isinstance(op, ast.In) else ''}None else 0)", s32)
+        strings = sim_builtins.string_compare(self, node, op, left, right) or \
+            sim_builtins.string_compare(self, node, op, right, left)
+        if strings is not None:
+            return strings
+        a, b = self.scalar(left_node, left), self.scalar(right_node, right)
+        if a.const is not None and b.const is not None:
+            return const_value(operators.compare(type(op), _as_value(a), _as_value(b)).const)
+        t = operators.result_type(_as_value(a), _as_value(b))   # C compares in the common type
+        return SV(f"(1 if {self.convert(a, t).code} {PY_COMPARES[type(op)]} {self.convert(b, t).code} else 0)", s32)
+
+    def expr_Call(self, node):
+        if node.keywords and not isinstance(node.func, ast.Attribute):
+            self.fail(node.keywords[0], "keyword arguments are not available for this call")
+        if isinstance(node.func, ast.Attribute):
+            base = self.expr(node.func.value)
+            if isinstance(base, MapRef):
+                if node.keywords:
+                    self.fail(node.keywords[0], "map methods take positional arguments")
+                impl = sim_builtins.MAP_METHODS.get(node.func.attr)
+                if impl is None:
+                    self.fail(node.func, f"maps have no method '{node.func.attr}' in a handler "
+                                         f"(available: {', '.join(sorted(sim_builtins.MAP_METHODS))})")
+                args = [self.expr(a) for a in node.args]
+                try:
+                    return impl(self, node, base, *args)
+                except TypeError as e:
+                    if "positional argument" in str(e):
+                        self.fail(node, f"wrong number of arguments to self.{base.name}.{node.func.attr}()")
+                    raise
+            callee = self.expr_Attribute(node.func)
+        else:
+            callee = self.expr(node.func)
+        builtin = getattr(callee.obj, "_pp_builtin", None) if isinstance(callee, PyObject) else None
+        if builtin == "trace_printk" and node.args and isinstance(node.args[0], ast.JoinedStr):
+            args = [StringLit("")] + [self.expr(a) for a in node.args[1:]]
+        else:
+            args = [self.expr(a) for a in node.args]
+        if isinstance(callee, PyObject):
+            obj = callee.obj
+            if builtin is not None:
+                impl = sim_builtins.HELPERS.get(builtin)
+                if impl is None:
+                    self.fail(node, f"{builtin}() cannot be simulated: it needs the kernel",
+                              "test this handler against the kernel (the pytest plugin's `load` fixture)")
+                return impl(self, node, args)
+            if isinstance(obj, types.FunctionType):
+                return self.program.call_function(self, node, obj, args)
+            if isinstance(obj, Scalar):
+                if len(args) != 1:
+                    self.fail(node, f"{callee.name}(x) casts one value")
+                return self.convert(self.scalar(node.args[0], args[0]), obj)
+            if isinstance(obj, (ArrayType, StructType)) or (isinstance(obj, type) and issubclass(obj, Struct)):
+                if args:
+                    self.fail(node, f"{callee.name}() takes no arguments: it makes a zeroed value")
+                ctype = as_ctype(obj)
+                name = self.temp(f"bytearray({ctype.size})", "v")
+                return SV(name, ctype, buf=name)
+        self.fail(node.func, f"{_describe(callee)} cannot be called in a BPF handler")
+
+    def type_of_annotation(self, node) -> CType:
+        message = "annotations must be pyprobe types (u8..u64, s8..s64, char[N], a Struct)"
+        try:
+            obj = self.expr(node)
+        except TranslationError:
+            self.fail(node, message)
+        if isinstance(obj, PyObject):
+            try:
+                return as_ctype(obj.obj)
+            except TypeError:
+                pass
+        self.fail(node, message)
+
+
+class _Call:
+    """A call node for map methods reached through other syntax (m[k] = v, del m[k])."""
+
+    def __init__(self, node, args):
+        self.args = args
+        self.func = node
+        self.lineno = node.lineno
+        self.col_offset = node.col_offset
+        self.end_lineno = getattr(node, "end_lineno", None)
+        self.end_col_offset = getattr(node, "end_col_offset", None)
+
+
+def _describe(value) -> str:
+    if isinstance(value, SNullable):
+        return "a .get() result"
+    if isinstance(value, SKernel):
+        return f"a pointer to {value.c_name}"
+    if isinstance(value, SV):
+        return f"a {value.type!r}" if value.type is not None else "an integer"
+    return _describe_dsl(value)
+
+
+def _as_value(v: SV):
+    """An SV as the translator's Value, for the shared typing rules."""
+    from pyprobe.dsl.values import Value
+
+    return Value(v.code, v.type, const=v.const)
+
+
+def _add_offset(off: str, n: int) -> str:
+    if n == 0:
+        return off
+    if off == "0":
+        return str(n)
+    if off.isdigit():
+        return str(int(off) + n)
+    return f"{off} + {n}"

@@ -1,0 +1,181 @@
+"""What a handler's context and arguments are in a simulation, per probe kind.
+
+A context types the fields a test gives (tracepoint fields by the kernel's
+format, kprobe arguments by BTF) and builds the event a generated handler
+reads: `ctx` is a dict of canonical field values (bytearrays for arrays).
+"""
+from __future__ import annotations
+
+from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, Scalar, s64, u64
+from pyprobe.errors import TranslationError
+from pyprobe.sim.cvalues import PACKERS, wrap
+from pyprobe.sim.svalues import SKernel, SV
+
+
+class SimContext:
+    kind = ""
+    default_return = 0
+    has_return = False
+    return_type = s64
+
+    def field(self, tr, node, name: str):
+        tr.fail(node, f"{self.describe()} has no field '{name}' in a simulation")
+
+    def arg_types(self, n: int, tr=None, fdef=None) -> list:
+        """Types of the handler's parameters after ctx (None: untyped)."""
+        if n:
+            tr.fail(fdef, f"{self.kind} handlers have no function arguments")
+        return []
+
+    def describe(self) -> str:
+        return self.kind
+
+    # ---- the event, at run time ---------------------------------------------
+    def event(self, sim, fields: dict) -> dict:
+        if fields:
+            raise TypeError(f"a {self.kind} event has no fields ({', '.join(fields)} given)")
+        return {}
+
+
+class TracepointSim(SimContext):
+    kind = "tracepoint"
+
+    def __init__(self, category: str, name: str, fields):
+        from pyprobe.dsl.contexts import TracepointContext
+        from pyprobe.dsl.decorators import Probe
+
+        self.category, self.name = category, name
+        self._dsl = TracepointContext(category, name, Probe("tracepoint", (category, name)), fields)
+        self.types = {f.name: self._dsl._field_type(f) for f in fields if not f.name.startswith("common_")}
+
+    def describe(self) -> str:
+        return f"tracepoint {self.category}:{self.name}"
+
+    def field(self, tr, node, name):
+        t = self.types.get(name)
+        if t is None:
+            tr.fail(node, f"{self.describe()} has no field '{name}' (fields: {', '.join(self.types) or 'none'})")
+        if isinstance(t, ArrayType):
+            return SV(f"ctx[{name!r}]", t, buf=f"ctx[{name!r}]")
+        return SV(f"ctx[{name!r}]", t)
+
+    def event(self, sim, fields):
+        unknown = set(fields) - set(self.types)
+        if unknown:
+            raise TypeError(f"{self.describe()} has no field {', '.join(sorted(unknown))} "
+                            f"(fields: {', '.join(self.types) or 'none'})")
+        ctx = {}
+        for name, t in self.types.items():
+            ctx[name] = convert_in(sim, t, fields.get(name, 0), f"{name}=")
+        return ctx
+
+
+class RawTracepointSim(SimContext):
+    kind = "raw_tracepoint"
+
+    def field(self, tr, node, name):
+        if name != "args":
+            tr.fail(node, f"a raw tracepoint's context has only args (not '{name}')")
+        return SV("ctx['args']", ArrayType(u64, 12), buf="ctx['args']")
+
+    def event(self, sim, fields):
+        args = list(fields.pop("args", ()))
+        super().event(sim, fields)
+        buf = bytearray(96)
+        for i, a in enumerate(args[:12]):
+            PACKERS["u64"].pack_into(buf, 8 * i, convert_in(sim, u64, a, f"args[{i}]="))
+        return {"args": buf}
+
+
+class FunctionSim(SimContext):
+    """kprobes, uprobes, fentry/fexit, tp_btf, and their return probes: arguments by position."""
+
+    def __init__(self, kind: str, function: str, typed: bool):
+        self.kind = kind
+        self.function = function
+        self.typed = typed              # kernel functions: arguments typed from BTF
+        self.has_return = kind in ("kretprobe", "uretprobe", "fexit")
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.function}"
+
+    def arg_types(self, n, tr=None, fdef=None):
+        out = []
+        for i in range(n):
+            t = None
+            if self.typed:
+                from pyprobe.dsl.contexts import _btf_param
+
+                try:
+                    t = _btf_param(self.function, i)
+                except Exception:             # noqa: BLE001 - no libbpf or BTF: untyped
+                    t = None
+            out.append(t or u64)
+        return out
+
+    def event(self, sim, fields):
+        ctx = {}
+        if self.has_return:
+            ctx["retval"] = wrap(int(fields.pop("retval", 0)), s64)
+        if self.kind == "usdt":
+            ctx["usdt_args"] = list(fields.pop("usdt_args", ()))
+        super().event(sim, fields)
+        return ctx
+
+
+def argument_in(sim, t, value, what: str):
+    """A kprobe/uprobe argument as the generated code holds it."""
+    if isinstance(t, KernelPointer):
+        return value                  # the test's object; members are read as they are asked for
+    return convert_in(sim, t, value, what)
+
+
+def convert_in(sim, t, value, what: str):
+    """A value the test gave, as the kernel would hold it in a field of type t."""
+    if isinstance(t, ArrayType):
+        size = t.size
+        if isinstance(value, str):
+            value = value.encode()
+        if isinstance(value, (bytes, bytearray)):
+            data = bytes(value[: size - 1 if t.elem.name == "char" else size])
+            return bytearray(data.ljust(size, b"\0"))
+        if value == 0:
+            return bytearray(size)
+        raise TypeError(f"{what} is a {t!r}: give bytes or str")
+    if isinstance(t, PointerType):
+        if isinstance(value, (bytes, bytearray, str)):
+            return sim.memory.place(value)       # the pointed-to data, at a simulated address
+        return int(value) & ((1 << 64) - 1)
+    if isinstance(t, Scalar):
+        if not isinstance(value, int):
+            raise TypeError(f"{what} is a {t!r}: give an int, not {type(value).__name__}")
+        return wrap(value, t)
+    return value
+
+
+def context_for(probe, loc):
+    """The simulated context of one probe point; tracepoint formats from the kernel view."""
+    from pyprobe.sim.formats import tracepoint_fields
+
+    kind, target = probe.kind, probe.target
+    if kind == "tracepoint":
+        return TracepointSim(target[0], target[1], tracepoint_fields(target[0], target[1], loc))
+    if kind in ("syscall", "syscall_return"):
+        event = f"sys_{'enter' if kind == 'syscall' else 'exit'}_{target[0]}"
+        return TracepointSim("syscalls", event, tracepoint_fields("syscalls", event, loc))
+    if kind == "raw_tracepoint":
+        return RawTracepointSim()
+    if kind in ("kprobe", "kretprobe", "fentry", "fexit", "tp_btf"):
+        return FunctionSim(kind, target[0], typed=True)
+    if kind in ("uprobe", "uretprobe"):
+        return FunctionSim(kind, target[1], typed=False)
+    if kind == "usdt":
+        return FunctionSim("usdt", target[1], typed=False)
+    if kind == "perf_event":
+        return FunctionSim("perf_event", target[0], typed=False)
+    raise TranslationError(f"{kind} handlers cannot be simulated yet", loc,
+                           "test this handler against the kernel (the pytest plugin's `load` fixture)")
+
+
+def kernel_arg(code: str, t: KernelPointer, name: str) -> SKernel:
+    return SKernel(code, t.target, t.btf_id, name)

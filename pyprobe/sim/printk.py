@@ -1,0 +1,89 @@
+"""trace_printk, simulated: the kernel's printf rules, each line kept in `sim.trace`.
+
+Length modifiers matter as in the kernel: `%d` prints the low 32 bits as an
+int, `%lld` all 64; `%s` prints a char[N] up to its NUL.
+"""
+from __future__ import annotations
+
+import ast
+import re
+
+from pyprobe.dsl.types import ArrayType, PointerType, s64
+from pyprobe.dsl.values import StringLit
+from pyprobe.sim.svalues import SV
+
+_SPEC = re.compile(r"%(?P<flags>[-+ 0#]*)(?P<width>\d*)(?:\.(?P<prec>\d+))?(?P<len>hh|h|ll|l|z)?(?P<conv>[diuxXcsp%])")
+
+
+def format_message(fmt: str, args: tuple) -> str:
+    """fmt % args as the kernel's bpf_trace_printk formats them."""
+    values = iter(args)
+
+    def one(m):
+        conv = m["conv"]
+        if conv == "%":
+            return "%"
+        v = next(values, 0)
+        pyfmt = "%" + m["flags"] + m["width"] + (("." + m["prec"]) if m["prec"] else "")
+        if conv == "s":
+            text = v.split(b"\0", 1)[0] if isinstance(v, (bytes, bytearray)) else str(v).encode()
+            return (pyfmt + "s") % text.decode("utf-8", "replace")
+        if conv == "p":
+            return "0x%x" % (v & (1 << 64) - 1)
+        if conv == "c":
+            return chr(v & 0xFF)
+        bits = 64 if m["len"] in ("l", "ll", "z") else 32
+        v &= (1 << bits) - 1
+        if conv in "di" and v >> (bits - 1):
+            v -= 1 << bits
+        return (pyfmt + ("d" if conv in "diu" else conv)) % v
+
+    return _SPEC.sub(one, fmt)
+
+
+def printk(tr, text: str, args) -> SV:
+    codes = []
+    for node, arg in args:
+        if isinstance(arg, StringLit):
+            codes.append(repr(arg.text.encode()))
+        elif isinstance(arg, SV) and isinstance(arg.type, ArrayType):
+            codes.append(arg.bytes_code())
+        else:
+            codes.append(tr.scalar(node, arg).code)
+    tail = "".join(c + ", " for c in codes)
+    return SV(f"S.printk({text!r}, ({tail}))", s64)
+
+
+def fstring_printk(tr, node) -> SV:
+    """An f-string: specifiers chosen by type, as dsl/builtins.fstring_format does."""
+    fmt, codes = [], []
+    for part in node.values:
+        if isinstance(part, ast.Constant):
+            fmt.append(str(part.value).replace("%", "%%"))
+            continue
+        spec = ""
+        if part.format_spec is not None:
+            spec = part.format_spec.values[0].value if part.format_spec.values else ""
+        value = tr.expr(part.value)
+        if isinstance(value, StringLit):
+            fmt.append(value.text.replace("%", "%%"))
+            continue
+        if isinstance(value, SV) and isinstance(value.type, ArrayType):
+            fmt.append("%s")
+            codes.append(value.bytes_code())
+            continue
+        if spec == "p" or (isinstance(value, SV) and isinstance(value.type, PointerType)):
+            fmt.append("%llx" if spec == "x" else "%p")
+            codes.append(tr.scalar(part.value, value).code)
+            continue
+        v = tr.scalar(part.value, value)
+        t = v.scalar
+        if spec == "c":
+            fmt.append("%c")
+            codes.append(v.code)
+            continue
+        letter = "x" if spec == "x" else ("u" if spec == "u" or not t.signed else "d")
+        fmt.append(("%ll" if t.size == 8 else "%") + letter)
+        codes.append(v.code)
+    tail = "".join(c + ", " for c in codes)
+    return SV(f"S.printk({''.join(fmt)!r}, ({tail}))", s64)

@@ -1,0 +1,330 @@
+"""Helpers and map methods, simulated: the same names as dsl/builtins.py, Python text out.
+
+Each entry takes the compiler, the call node and the compiled arguments and
+returns an SV (or None); helper values come from the simulation's state `S`
+(set by the test with `sim.set(...)`), map methods call the map's storage `M_<name>`.
+"""
+from __future__ import annotations
+
+import ast
+
+from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, Scalar, StructType, char, s32, s64, u32, u64
+from pyprobe.dsl.values import MapRef, StringLit
+from pyprobe.sim.svalues import SKernel, SNullable, SV
+
+HELPERS: dict = {}
+MAP_METHODS: dict = {}
+
+
+def helper(name: str, nargs=0):
+    lo, hi = (nargs, nargs) if isinstance(nargs, int) else nargs
+
+    def register(fn):
+        def checked(tr, node, args):
+            if not lo <= len(args) <= hi:
+                want = str(lo) if lo == hi else f"{lo} to {hi}"
+                tr.fail(node, f"{name}() takes {want} argument{'s' if hi != 1 else ''}, {len(args)} given")
+            return fn(tr, node, *args)
+        HELPERS[name] = checked
+        return fn
+    return register
+
+
+def map_method(*names):
+    def register(fn):
+        for n in names:
+            MAP_METHODS[n] = fn
+        return fn
+    return register
+
+
+# ---- helpers: values the test sets ------------------------------------------
+@helper("ktime_ns")
+def _ktime_ns(tr, node):
+    return SV("S.ktime_ns", u64)
+
+
+@helper("pid")
+@helper("tgid")
+def _tgid(tr, node):
+    return SV("S.tgid", u32)
+
+
+@helper("tid")
+def _tid(tr, node):
+    return SV("S.tid", u32)
+
+
+@helper("uid")
+def _uid(tr, node):
+    return SV("S.uid", u32)
+
+
+@helper("gid")
+def _gid(tr, node):
+    return SV("S.gid", u32)
+
+
+@helper("smp_processor_id")
+def _cpu(tr, node):
+    return SV("S.cpu", u32)
+
+
+@helper("prandom")
+def _prandom(tr, node):
+    return SV("S.prandom()", u32)
+
+
+@helper("comm")
+def _comm(tr, node):
+    name = tr.temp("bytearray(16)", "comm")
+    tr.emit(f"{name}[:] = S.comm")
+    return SV(name, ArrayType(char, 16), buf=name)
+
+
+@helper("log2", 1)
+def _log2(tr, node, v):
+    v = tr.convert(tr.scalar(node.args[0], v), u64)
+    return SV(f"_log2l({v.code})", u32)
+
+
+@helper("retval", 1)
+def _retval(tr, node, ctx):
+    if tr.context is None or not tr.context.has_return:
+        tr.fail(node, "retval(ctx) is only defined in a kretprobe, uretprobe or fexit",
+                "attach this handler with @kretprobe, @uretprobe or @fexit")
+    return SV("ctx['retval']", tr.context.return_type)
+
+
+@helper("usdt_arg", 2)
+def _usdt_arg(tr, node, ctx, n):
+    if tr.context is None or tr.context.kind != "usdt":
+        tr.fail(node, "usdt_arg(ctx, n) is only defined in a @usdt handler")
+    if not isinstance(n, SV) or n.const is None or not 1 <= n.const <= 12:
+        tr.fail(node.args[1], "usdt_arg(ctx, n) takes a constant n from 1 (bcc's numbering) to 12")
+    return SV(f"_usdt_arg(ctx, {n.const}, {tr.lineno})", s64)
+
+
+@helper("current_task")
+def _current_task(tr, node):
+    from pyprobe.sim.kernel_objects import task_struct_id
+
+    return SKernel(f"_task({tr.lineno})", "struct task_struct", task_struct_id(), "current_task()")
+
+
+@helper("trace_printk", (1, 8))
+def _trace_printk(tr, node, fmt, *args):
+    from pyprobe.sim.printk import fstring_printk, printk
+
+    if isinstance(node.args[0], ast.JoinedStr):
+        if args:
+            tr.fail(node.args[1], "an f-string format takes no further arguments")
+        return fstring_printk(tr, node.args[0])
+    if not isinstance(fmt, StringLit):
+        tr.fail(node.args[0], "trace_printk() needs a string constant as its format",
+                'write trace_printk("pid %d\\n", pid())')
+    return printk(tr, fmt.text, list(zip(node.args[1:], args)))
+
+
+def _probe_read(user: bool, string: bool):
+    def read(tr, node, dst, src):
+        if not (isinstance(dst, SV) and dst.in_memory and isinstance(dst.type, (ArrayType, StructType))):
+            tr.fail(node.args[0], "the destination must be a buffer such as char[64]() or a Struct local")
+        if isinstance(src, SV) and isinstance(src.type, ArrayType):
+            source = src.bytes_code()              # a kernel buffer already read
+            return SV(f"_copy_bytes({dst.buf}, {dst.off}, {dst.type.size}, {source}, {string})", s64)
+        address = tr.scalar(node.args[1], src).code
+        return SV(f"_read_memory({dst.buf}, {dst.off}, {dst.type.size}, {address}, {string}, {tr.lineno})", s64)
+    return read
+
+
+for _name, _user, _str in (("probe_read", False, False), ("probe_read_kernel", False, False),
+                           ("probe_read_user", True, False), ("probe_read_str", False, True),
+                           ("probe_read_kernel_str", False, True), ("probe_read_user_str", True, True)):
+    helper(_name, 2)(_probe_read(_user, _str))
+
+
+# ---- maps -------------------------------------------------------------------
+def key_code(tr, node, ref: MapRef, key_node, key) -> str:
+    """Python text of the key's bytes, converted to the map's key type as C's assignment does."""
+    spec = ref.spec
+    if spec.key is None:
+        tr.fail(node, f"self.{ref.name} has no keys")
+    if isinstance(spec.key, StructType):
+        if not (isinstance(key, SV) and key.type == spec.key):
+            tr.fail(key_node, f"self.{ref.name} takes a {spec.key.name} key")
+        return key.bytes_code()
+    v = tr.convert(tr.scalar(key_node, key), spec.key)
+    if v.const is not None:
+        from pyprobe.sim.cvalues import PACKERS
+
+        return repr(PACKERS[spec.key.name].pack(v.const))
+    return f"_P_{spec.key.name}({v.code})"
+
+
+def value_code(tr, node, ref: MapRef, value) -> str:
+    """Python text of a value's bytes for the map's value type."""
+    vt = ref.spec.value
+    if isinstance(vt, (StructType, ArrayType)):
+        if not isinstance(value, SV) or value.type != vt:
+            from pyprobe.sim.compiler import _describe
+
+            tr.fail(node, f"expected a {vt!r} here, got {_describe(value)}")
+        return value.bytes_code()
+    v = tr.convert(tr.scalar(node, value), vt)
+    return f"_P_{vt.name}({v.code})"
+
+
+def _storage(tr, node, ref: MapRef) -> str:
+    from pyprobe.dsl.maps import EventBuffer, PerfEventArray, ProgArray, StackTrace
+
+    if isinstance(ref.spec, (EventBuffer, PerfEventArray, ProgArray, StackTrace)):
+        tr.fail(node, f"self.{ref.name} is a {type(ref.spec).__name__}: it has no entries to read or write here")
+    return f"M_{ref.name}"
+
+
+def map_lookup(tr, node, ref, key_node, key) -> str:
+    return f"{_storage(tr, node, ref)}.lookup({key_code(tr, node, ref, key_node, key)})"
+
+
+def map_read(tr, node, ref, key) -> SV:
+    """self.m[k]: the value, or zero when the key is missing (pp_read)."""
+    lookup = map_lookup(tr, node, ref, node.slice, key)
+    vt = ref.spec.value
+    if isinstance(vt, Scalar):
+        return SV(f"_read_scalar({lookup}, _R_{vt.name})", vt)
+    name = tr.temp(f"bytearray({vt.size})", "r")
+    tr.emit(f"{name}[:] = _read_copy({lookup}, {vt.size})")
+    return SV(name, vt, buf=name)
+
+
+@map_method("get", "lookup")
+def _get(tr, node, ref, key):
+    return SNullable(map_lookup(tr, node, ref, node.args[0], key), ref.spec.value)
+
+
+@map_method("increment")
+def _increment(tr, node, ref, key, n=None):
+    vt = ref.spec.value
+    if not isinstance(vt, Scalar):
+        tr.fail(node, f"self.{ref.name} holds {vt!r} values: only integers can be incremented")
+    amount = "1" if n is None else tr.scalar(node.args[1], n).code
+    tr.emit(f"{_storage(tr, node, ref)}.add({key_code(tr, node, ref, node.args[0], key)}, {amount})")
+    return None
+
+
+@map_method("lookup_or_init", "lookup_or_try_init")
+def _lookup_or_init(tr, node, ref, key, init):
+    code = f"{_storage(tr, node, ref)}.lookup_or_init({key_code(tr, node, ref, node.args[0], key)}, " \
+           f"{value_code(tr, node.args[1], ref, init)})"
+    return SNullable(code, ref.spec.value)
+
+
+@map_method("insert")
+def _insert(tr, node, ref, key, value):
+    tr.emit(f"{_storage(tr, node, ref)}.update({key_code(tr, node, ref, node.args[0], key)}, "
+            f"{value_code(tr, node.args[1], ref, value)}, 1)")
+    return None
+
+
+@map_method("update")
+def _update(tr, node, ref, key, value):
+    tr.emit(f"{_storage(tr, node, ref)}.update({key_code(tr, node, ref, node.args[0], key)}, "
+            f"{value_code(tr, node.args[1], ref, value)}, 0)")
+    return None
+
+
+@map_method("delete")
+def _delete(tr, node, ref, key):
+    tr.emit(f"{_storage(tr, node, ref)}.delete({key_code(tr, node, ref, node.args[0], key)})")
+    return None
+
+
+@map_method("submit", "output", "perf_submit", "ringbuf_output")
+def _submit(tr, node, ref, record):
+    from pyprobe.dsl.maps import EventBuffer, RingBuf
+
+    if not isinstance(ref.spec, EventBuffer):
+        tr.fail(node.func, f"submit() is a method of RingBuf and PerfBuf; self.{ref.name} is a {type(ref.spec).__name__}")
+    if isinstance(record, SNullable):
+        if not isinstance(ref.spec, RingBuf):
+            tr.fail(node.args[0], "only ring buffers reserve records; submit a Struct local to a PerfBuf")
+        tr.emit(f"B_{ref.name}.submit_reserved({record.code})")
+        return None
+    if not (isinstance(record, SV) and record.in_memory and record.type == ref.spec.value):
+        tr.fail(node.args[0], f"self.{ref.name} carries {ref.spec.value!r} records: submit a local of that type")
+    tr.emit(f"B_{ref.name}.output({record.bytes_code()})")
+    return None
+
+
+@map_method("reserve")
+def _reserve(tr, node, ref):
+    from pyprobe.dsl.maps import RingBuf
+
+    if not isinstance(ref.spec, RingBuf):
+        tr.fail(node.func, "reserve() is for RingBuf; a PerfBuf copies a Struct local with submit()")
+    return SNullable(f"B_{ref.name}.reserve()", ref.spec.value)
+
+
+@map_method("discard")
+def _discard(tr, node, ref, record):
+    if not isinstance(record, SNullable):
+        tr.fail(node.args[0], "discard() takes a record from self.<ringbuf>.reserve()")
+    tr.emit(f"B_{ref.name}.discard({record.code})")
+    return None
+
+
+@map_method("call")
+def _tail_call(tr, node, ref, ctx, index):
+    from pyprobe.dsl.maps import ProgArray
+
+    if not isinstance(ref.spec, ProgArray):
+        tr.fail(node.func, f"call() is a method of ProgArray maps; self.{ref.name} is a {type(ref.spec).__name__}")
+    # On success a tail call does not return: the target's result is the program's.
+    targets = {i: t for i, t in ref.spec.entries.items()}
+    i = tr.scalar(node.args[1], index).code
+    tr.emit(f"_tc = T_{ref.name}.get({i})")
+    tr.emit(f"if _tc is not None: return _tc(ctx)")
+    tr.program.tail_targets[ref.name] = targets
+    return None
+
+
+def string_compare(tr, node, op, buf, lit):
+    """`buf == "text"` for a char[N]: the text and its NUL, as pp_memeq compares them."""
+    from pyprobe.sim.svalues import const_value
+
+    if not (isinstance(buf, SV) and isinstance(buf.type, ArrayType) and buf.type.elem is char
+            and isinstance(lit, StringLit)):
+        return None
+    if not isinstance(op, (ast.Eq, ast.NotEq)):
+        tr.fail(node, "strings compare only with == and !=")
+    data = lit.text.encode() + b"\0"
+    if len(data) > buf.type.n:
+        return const_value(int(isinstance(op, ast.NotEq)))
+    end = f"{buf.off} + {len(data)}" if buf.off != "0" else str(len(data))
+    test = f"{buf.buf}[{buf.off}:{end}] {'==' if isinstance(op, ast.Eq) else '!='} {data!r}"
+    return SV(f"(1 if {test} else 0)", s32)
+
+
+def kernel_member(tr, node, base: SKernel, name: str):
+    """`obj.name` of a kernel object the test gave, typed from BTF where the kernel has it."""
+    from pyprobe.sim.kernel_objects import member_type
+
+    path = f"{base.path}.{name}"
+    kind, t = member_type(tr, node, base, name)
+    code = f"_kmember({base.code}, {name!r}, {path!r}, {tr.lineno})"
+    if kind == "untyped":
+        return SKernel(code, "kernel data", None, path)
+    if kind == "struct":
+        return SKernel(code, t[0], t[1], path)
+    if kind == "pointer":
+        return SKernel(code, t.target, t.btf_id, path)
+    if kind == "array":
+        holder = tr.temp(f"bytearray({t.size})", "k")
+        tr.emit(f"{holder}[:] = _kbytes({code}, {t.size}, {t.elem is char})")
+        return SV(holder, t, buf=holder)
+    if kind == "address":
+        return SV(f"_kint({code}, {path!r}, {tr.lineno})", t)
+    from pyprobe.sim.cvalues import wrap_code
+
+    return SV(wrap_code(f"_kint({code}, {path!r}, {tr.lineno})", t), t)
