@@ -47,6 +47,10 @@ class TracepointSim(SimContext):
         self.category, self.name = category, name
         self._dsl = TracepointContext(category, name, Probe("tracepoint", (category, name)), fields)
         self.types = {f.name: self._dsl._field_type(f) for f in fields if not f.name.startswith("common_")}
+        self.zero = {name: 0 for name, t in self.types.items() if not isinstance(t, ArrayType)}
+        self.arrays = [(name, t.size) for name, t in self.types.items() if isinstance(t, ArrayType)]
+        self.fast = {name: ((1 << 8 * t.size) - 1, (1 << 8 * t.size - 1) if t.signed else None)
+                     for name, t in self.types.items() if isinstance(t, Scalar) and t.name != "bool"}
 
     def describe(self) -> str:
         return f"tracepoint {self.category}:{self.name}"
@@ -60,13 +64,19 @@ class TracepointSim(SimContext):
         return SV(f"ctx[{name!r}]", t)
 
     def event(self, sim, fields):
-        unknown = set(fields) - set(self.types)
-        if unknown:
-            raise TypeError(f"{self.describe()} has no field {', '.join(sorted(unknown))} "
-                            f"(fields: {', '.join(self.types) or 'none'})")
-        ctx = {}
-        for name, t in self.types.items():
-            ctx[name] = convert_in(sim, t, fields.get(name, 0), f"{name}=")
+        ctx = self.zero.copy()
+        for name, size in self.arrays:
+            ctx[name] = bytearray(size)
+        types, fast = self.types, self.fast
+        for name, value in fields.items():
+            if name in fast and type(value) is int:          # an integer field: mask and sign, inline
+                mask, half = fast[name]
+                ctx[name] = (value & mask) if half is None else ((value + half) & mask) - half
+                continue
+            t = types.get(name)
+            if t is None:
+                raise TypeError(f"{self.describe()} has no field {name} (fields: {', '.join(types) or 'none'})")
+            ctx[name] = convert_in(sim, t, value, f"{name}=")
         return ctx
 
 

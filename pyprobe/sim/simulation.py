@@ -64,7 +64,8 @@ class Simulation:
             return maps[name]
         program = self.__dict__.get("_program")
         if program is not None and name in program.handlers:
-            return lambda *args, **fields: self.run(name, *args, **fields)
+            run = self.__dict__[name] = self.handler(name)      # cached: the next call skips __getattr__
+            return run
         raise AttributeError(f"the simulated {program.cls.__name__ if program else 'program'} has no map or "
                              f"handler '{name}'")
 
@@ -116,34 +117,42 @@ class Simulation:
 
     def handler(self, name: str):
         """The handler `name` as a function of its event (the same as sim.<name>)."""
-        return lambda *args, **fields: self.run(name, *args, **fields)
+        from pyprobe.sim.contexts import argument_in
+
+        compiled = self._program.handlers[name]
+        fn = self._handlers[name]
+        event = compiled.context.event
+        arg_names, arg_types = compiled.arg_names, compiled.arg_types
+        located = self._located
+
+        def run(*args, **fields):
+            if args or arg_names:
+                values = list(args)
+                for arg in arg_names[len(values):]:
+                    values.append(fields.pop(arg, 0))
+                if len(values) > len(arg_names):
+                    raise TypeError(f"{name}() takes {len(arg_names)} function arguments "
+                                    f"({', '.join(arg_names) or 'none'}), {len(values)} given")
+                values = [argument_in(self, t, v, f"{a}=") for a, t, v in zip(arg_names, arg_types, values)]
+            else:
+                values = ()
+            ctx = event(self, fields)
+            try:
+                return fn(ctx, *values)
+            except SimulationError as e:
+                raise located(e, compiled) from None
+            except PyprobeError:
+                raise
+            except Exception as e:                   # a bug of the simulator: say where it happened
+                raise located(SimulationError(f"{type(e).__name__}: {e}"), compiled) from e
+
+        run.__name__ = name
+        run.__doc__ = f"Run {self._program.cls.__name__}.{name} on one event."
+        return run
 
     def run(self, name: str, *args, **fields) -> int:
         """Run handler `name` on one event; returns what the handler returns."""
-        compiled = self._program.handlers[name]
-        fn = self._handlers[name]
-        values = list(args)
-        for arg in compiled.arg_names[len(values):]:
-            if arg in fields:
-                values.append(fields.pop(arg))
-            else:
-                values.append(0)
-        if len(values) > len(compiled.arg_names):
-            raise TypeError(f"{name}() takes {len(compiled.arg_names)} function arguments "
-                            f"({', '.join(compiled.arg_names) or 'none'}), {len(values)} given")
-        ctx = compiled.context.event(self, fields)
-        from pyprobe.sim.contexts import argument_in
-
-        values = [argument_in(self, t, v, f"{a}=") for a, t, v in zip(compiled.arg_names, compiled.arg_types, values)]
-        try:
-            return fn(ctx, *values)
-        except SimulationError as e:
-            raise self._located(e, compiled) from None
-        except PyprobeError:
-            raise
-        except Exception as e:                       # a bug of the simulator: say where it happened
-            located = self._located(SimulationError(f"{type(e).__name__}: {e}"), compiled)
-            raise located from e
+        return self.handler(name)(*args, **fields)
 
     @property
     def memory(self):
