@@ -53,6 +53,10 @@ class Simulation:
         for map_name, targets in program.tail_targets.items():
             ns[f"T_{map_name}"] = {i: self._tail_target(t) for i, t in targets.items()}
         self._handlers = {name: ns[f"H_{name}_0"] for name in program.handlers}
+        # maps and handlers by name; a handler named like a method here (set, trace) shadows it:
+        # sim.handler(name) and sim.maps[name] always work
+        self.__dict__.update(self._maps)
+        self.__dict__.update({name: self.handler(name) for name in program.handlers})
 
     def _tail_target(self, name):
         raise PyprobeError(f"tail calls to {name} are not simulated yet")
@@ -149,10 +153,6 @@ class Simulation:
         run.__name__ = name
         run.__doc__ = f"Run {self._program.cls.__name__}.{name} on one event."
         return run
-
-    def run(self, name: str, *args, **fields) -> int:
-        """Run handler `name` on one event; returns what the handler returns."""
-        return self.handler(name)(*args, **fields)
 
     @property
     def memory(self):
