@@ -292,12 +292,7 @@ class HandlerCompiler:
     def store(self, dest: SV, value_node, value) -> None:
         """dest = value with C's conversions, or a copy for arrays and structs."""
         if isinstance(dest.type, (ArrayType, StructType)):
-            if isinstance(value, StringLit) and isinstance(dest.type, ArrayType):
-                data = value.text.encode()
-                if len(data) >= dest.type.n:
-                    self.fail(value_node, f"the string is {len(data)} bytes; the array holds {dest.type.n - 1} and a NUL")
-                data += bytes(1)
-                self.emit(f"{dest.buf}[{dest.off}:{dest.off} + {len(data)}] = {data!r}")
+            if isinstance(dest.type, ArrayType) and dest.type.elem is char and self.store_string(dest, value_node, value):
                 return
             if not isinstance(value, SV) or value.type != dest.type:
                 self.fail(value_node, f"cannot assign {_describe(value)} to a {dest.type!r}")
@@ -309,6 +304,24 @@ class HandlerCompiler:
             self.emit(f"{dest.local} = {code}")
         else:
             self.emit(f"_W_{dest.type.name}({dest.buf}, {dest.off}, {code})")
+
+    def store_string(self, dest: SV, value_node, value) -> bool:
+        """dsl/strings.py's rule: a string stored into a char[N] leaves zeros after its NUL."""
+        n = dest.type.n
+        if isinstance(value, StringLit):
+            data = value.text.encode()
+            if len(data) >= n:
+                self.fail(value_node, f"the string is {len(data)} bytes; the array holds {n - 1} and a NUL")
+            self.emit(f"{dest.buf}[{dest.off}:{dest.off} + {n}] = {data.ljust(n, bytes(1))!r}")
+            return True
+        if isinstance(value, SV) and isinstance(value.type, PointerType) and value.type.target is char:
+            self.emit(f"_read_memory({dest.buf}, {dest.off}, {n}, {value.code}, True, {self.lineno})")
+            return True
+        if isinstance(value, SV) and isinstance(value.type, ArrayType) and value.type.elem is char \
+                and value.type.n != n:
+            self.emit(f"_copy_bytes({dest.buf}, {dest.off}, {n}, {value.bytes_code()}, True)")
+            return True
+        return False
 
     def convert(self, v: SV, t) -> SV:
         """v as a value of C type t (pointers: as a u64 address)."""
@@ -449,6 +462,16 @@ class HandlerCompiler:
             line = self.lineno
             off = f"_index({index.code}, {n}, {line}) * {elem.size}"
             return self.at(base.buf, off if base.off == "0" else f"{base.off} + {off}", elem)
+        if isinstance(base, SV) and isinstance(base.type, PointerType):
+            # p[i] of a pointer into memory (argv[i]): one read of the element, as the translator's probe read
+            elem = base.type.target
+            if not isinstance(elem, (Scalar, PointerType)):
+                self.fail(node, f"{base.type!r} cannot be indexed: its elements are not integers or pointers")
+            index = self.scalar(node.slice, self.expr(node.slice))
+            fmt = "u64" if isinstance(elem, PointerType) else elem.name
+            size = 8 if isinstance(elem, PointerType) else elem.size
+            address = f"(({base.code}) + ({index.code}) * {size}) & 18446744073709551615"
+            return SV(f"_load({address}, _R_{fmt}, {size}, {self.lineno})", elem)
         if isinstance(base, PyObject) and isinstance(base.obj, Scalar):
             n = self.expr(node.slice)
             if not isinstance(n, SV) or n.const is None or n.const <= 0:

@@ -6,7 +6,7 @@ reads: `ctx` is a dict of canonical field values (bytearrays for arrays).
 """
 from __future__ import annotations
 
-from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, Scalar, s64, u64
+from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, Scalar, char, s64, u64
 from pyprobe.errors import TranslationError
 from pyprobe.sim.cvalues import PACKERS, wrap
 from pyprobe.sim.svalues import SKernel, SV
@@ -46,7 +46,8 @@ class TracepointSim(SimContext):
 
         self.category, self.name = category, name
         self._dsl = TracepointContext(category, name, Probe("tracepoint", (category, name)), fields)
-        self.types = {f.name: self._dsl._field_type(f) for f in fields if not f.name.startswith("common_")}
+        self.types = {f.name: (PointerType(char) if f.is_data_loc else self._dsl._field_type(f))
+                      for f in fields if not f.name.startswith("common_")}
         self.zero = {name: 0 for name, t in self.types.items() if not isinstance(t, ArrayType)}
         self.arrays = [(name, t.size) for name, t in self.types.items() if isinstance(t, ArrayType)]
         self.fast = {name: ((1 << 8 * t.size) - 1, (1 << 8 * t.size - 1) if t.signed else None)
@@ -153,7 +154,7 @@ def convert_in(sim, t, value, what: str):
             return bytearray(size)
         raise TypeError(f"{what} is a {t!r}: give bytes or str")
     if isinstance(t, PointerType):
-        if isinstance(value, (bytes, bytearray, str)):
+        if isinstance(value, (bytes, bytearray, str, list, tuple)):
             return sim.memory.place(value)       # the pointed-to data, at a simulated address
         return int(value) & ((1 << 64) - 1)
     if isinstance(t, Scalar):

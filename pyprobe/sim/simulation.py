@@ -43,7 +43,7 @@ class Simulation:
         for name, spec in program.maps.items():
             if is_event_buffer(spec):
                 ns[f"B_{name}"] = self._maps[name] = EventBufferSim(spec, state, name)
-            elif is_prog_array(spec) or spec.value is None or spec.key is None:
+            elif is_prog_array(spec) or spec.keyless or spec.value is None or spec.key is None:
                 continue
             else:
                 storage = ns[f"M_{name}"] = storage_for(spec, state)

@@ -16,6 +16,9 @@ class Memory:
         self.next = self.BASE
 
     def place(self, data) -> int:
+        if isinstance(data, (list, tuple)):          # char **argv: the strings, then NULL-ended pointers
+            pointers = [self.place(d) if isinstance(d, (str, bytes, list, tuple)) else int(d) for d in data]
+            data = b"".join(p.to_bytes(8, "little") for p in pointers + [0])
         if isinstance(data, str):
             data = data.encode() + b"\0"       # a C string
         address = self.next
@@ -141,11 +144,17 @@ def make_runtime(state: State) -> dict:
 
     def read_memory(buf, off, size, address, string, lineno):
         data = state.memory.read(address, size, string, lineno)
+        if string:
+            buf[off:off + size] = bytes(size)      # the translator zeroes the tail first
         buf[off:off + len(data)] = data
         return len(data) if string else 0
 
+    def load(address, reader, size, lineno):
+        return reader(state.memory.read(address, size, False, lineno), 0)[0]
+
     def copy_bytes(buf, off, size, data, string):
         if string:
+            buf[off:off + size] = bytes(size)
             data = data.split(b"\0", 1)[0][: size - 1] + b"\0"
         else:
             data = data[:size]
@@ -168,5 +177,5 @@ def make_runtime(state: State) -> dict:
             return state.memory.place(value)
         return int(value)
 
-    ns.update(_read_memory=read_memory, _copy_bytes=copy_bytes, _task=task, _usdt_arg=usdt_arg)
+    ns.update(_load=load, _read_memory=read_memory, _copy_bytes=copy_bytes, _task=task, _usdt_arg=usdt_arg)
     return ns

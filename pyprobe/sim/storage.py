@@ -229,6 +229,9 @@ class PerCpuArrayStorage(PerCpuHashStorage):
 
 
 def storage_for(spec, state):
-    kind = spec.kind
-    return {"array": ArrayStorage, "lru_hash": LruStorage, "percpu_hash": PerCpuHashStorage,
-            "percpu_array": PerCpuArrayStorage}.get(kind, HashStorage)(spec, state)
+    """The storage with this kind's rules, chosen by its capabilities (dsl/maps.py)."""
+    if spec.per_cpu:
+        return (PerCpuArrayStorage if spec.indexed else PerCpuHashStorage)(spec, state)
+    if spec.indexed:
+        return ArrayStorage(spec, state)
+    return (LruStorage if spec.kind == "lru_hash" else HashStorage)(spec, state)

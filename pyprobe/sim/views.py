@@ -211,5 +211,6 @@ def view_for(spec, storage, name: str) -> MapView:
         return StackView(spec, storage, name)
     if isinstance(spec, Histogram):
         return HistogramView(spec, storage, name)
-    return {"array": ArrayView, "percpu_array": PerCpuArrayView, "percpu_hash": PerCpuView}.get(
-        spec.kind, MapView)(spec, storage, name)
+    if spec.per_cpu:
+        return (PerCpuArrayView if spec.indexed else PerCpuView)(spec, storage, name)
+    return (ArrayView if spec.indexed else MapView)(spec, storage, name)
