@@ -58,6 +58,9 @@ probe_read_kernel_str = _helper("probe_read_kernel_str", "Copy a NUL-terminated 
 probe_read_user_str = _helper("probe_read_user_str", "Copy a NUL-terminated user string into a char[N].")
 override_return = _helper("override_return", "override_return(ctx, rc): make the probed function return rc (kprobes only).")
 usdt_arg = _helper("usdt_arg", "usdt_arg(ctx, n): argument n (1-based) of a USDT probe, as an s64.")
+cast = _helper("cast", 'cast("struct sock *", x): an integer or pointer as a typed kernel pointer; cast(u32, x) truncates.')
+offsetof = _helper("offsetof", 'offsetof("struct sock", "__sk_common.skc_dport"): a member\'s offset in this kernel (CO-RE).')
+sizeof = _helper("sizeof", 'sizeof("struct sock") in this kernel (CO-RE), or of a pyprobe type or local.')
 
 
 class ByteOrderHelper(KernelHelper):

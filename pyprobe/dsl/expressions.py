@@ -12,7 +12,7 @@ from pyprobe.dsl import operators
 from pyprobe.dsl import strings
 from pyprobe.dsl.refusals import describe as _describe
 from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype
-from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, PyObject, StringLit, Value, literal
+from pyprobe.dsl.values import ContextRef, KernelArray, KernelPath, MapRef, Nullable, PyObject, StringLit, Value, literal
 from pyprobe.errors import TranslationError
 
 
@@ -123,6 +123,8 @@ class Expressions:
             if index.const is not None and not 0 <= index.const < base.type.n:
                 self.fail(node.slice, f"index {index.const} is out of range for {base.type!r}")
             return Value(f"{base.code}[{index.code}]", base.type.elem, lvalue=base.lvalue)
+        if isinstance(base, KernelArray):
+            return kernel_data.index(self, node, base, self.scalar(node.slice, self.expr(node.slice)))
         if isinstance(base, Value) and isinstance(base.type, PointerType) and not isinstance(base.type, KernelPointer):
             return strings.index_pointer(self, node, base, self.scalar(node.slice, self.expr(node.slice)))
         if isinstance(base, PyObject) and isinstance(base.obj, Scalar):
@@ -265,7 +267,14 @@ class Expressions:
         return self.expr_Attribute(node.func)
 
     def type_of_annotation(self, node) -> CType:
-        message = "annotations must be pyprobe types (u8..u64, s8..s64, char[N], a Struct)"
+        message = ("annotations must be pyprobe types (u8..u64, s8..s64, char[N], a Struct) "
+                   'or a kernel pointer such as "struct sock *"')
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            t = kernel_data.parse_type(self, node, node.value)
+            if not isinstance(t, KernelPointer):
+                self.fail(node, f"a local cannot hold a whole {t[0]}: hold a pointer to it",
+                          f'annotate it "{t[0]} *"')
+            return t
         try:
             obj = self.expr(node)
         except TranslationError:

@@ -5,8 +5,8 @@ with the field offsets relocated by libbpf for the running kernel.
 """
 from __future__ import annotations
 
-from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, char, scalar_for, u8
-from pyprobe.dsl.values import KernelPath, Value
+from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, char, scalar_for, u8, u64
+from pyprobe.dsl.values import KernelArray, KernelPath, Value
 
 
 def pointer_to(btf_type_id: int):
@@ -35,6 +35,26 @@ def type_of(btf_type_id: int):
     return None
 
 
+def kernel_type_name(t, owner: str, name: str) -> str:
+    """The C spelling of a member's struct/union type; an anonymous one is named through its owner."""
+    if t.name:
+        return t.c_name
+    return f"__typeof__((({owner} *)0)->{name})"
+
+
+def use_kernel_type(tr, c_name: str) -> None:
+    """Dump a named kernel type into the program (anonymous ones come with their owner)."""
+    if not c_name.startswith("__typeof__"):
+        tr.program.use_kernel_type(c_name)
+
+
+def is_string_char(elem) -> bool:
+    """Plain `char` arrays are strings; `__u8`/`unsigned char` ones (IPv6 addresses) are bytes."""
+    from pyprobe.backend.vmlinux import KIND_INT
+
+    return elem.kind == KIND_INT and elem.size == 1 and elem.name == "char"
+
+
 def member(tr, node, base, name: str):
     """`base.name` where base is a KernelPointer value or a KernelPath."""
     from pyprobe.backend import btf
@@ -44,7 +64,7 @@ def member(tr, node, base, name: str):
         owner_id, c_base, path, owner = base.btf_id, base.base, base.path, base.c_name
     else:
         owner_id, c_base, path, owner = base.type.btf_id, base.code, [], base.type.target
-    tr.program.use_kernel_type(owner)
+    use_kernel_type(tr, owner)
     fields = btf.members(owner_id)
     if name not in fields:
         near = sorted(fields, key=lambda f: (not f.startswith(name[:3]), f))[:8]
@@ -53,11 +73,16 @@ def member(tr, node, base, name: str):
     path = path + [name]
     dotted = ".".join(path)
     if t.kind in (KIND_STRUCT, KIND_UNION):
-        tr.program.use_kernel_type(t.c_name)
-        return KernelPath(c_base, path, t.id, t.c_name)
+        c_name = kernel_type_name(t, owner, name)
+        use_kernel_type(tr, c_name)
+        return KernelPath(c_base, path, t.id, c_name)
     if t.kind == KIND_ARRAY:
         elem = btf.resolve(t.target)
-        etype = char if elem.size == 1 and elem.kind == 1 else scalar_for(elem.size, elem.signed) if elem.size in (1, 2, 4, 8) else u8
+        if elem.kind in (KIND_STRUCT, KIND_UNION):
+            c_name = elem.c_name if elem.name else f"__typeof__((({owner} *)0)->{name}[0])"
+            use_kernel_type(tr, c_name)
+            return KernelArray(c_base, path, elem.id, c_name, t.nelems)
+        etype = char if is_string_char(elem) else scalar_for(elem.size, elem.signed) if elem.size in (1, 2, 4, 8) else u8
         n = t.nelems if etype.size == elem.size else t.nelems * elem.size
         arr = ArrayType(etype, max(n, 1))
         tmp = tr.temp(arr, "k")
@@ -69,13 +94,83 @@ def member(tr, node, base, name: str):
         tr.fail(node, f"{owner}.{name} has a type pyprobe cannot read yet")
     if isinstance(dsl_type, KernelPointer):
         # clang cannot nest CO-RE reads: each hop of a chain gets its own local.
-        tr.program.use_kernel_type(dsl_type.target)
+        use_kernel_type(tr, dsl_type.target)
         tmp = tr.temp(dsl_type, "p")
         tr.emit(f"{tmp} = BPF_CORE_READ({c_base}, {dotted});")
         return Value(tmp, dsl_type)
     if isinstance(dsl_type, PointerType):
         return Value(f"(__u64)BPF_CORE_READ({c_base}, {dotted})", dsl_type)
     return Value(f"BPF_CORE_READ({c_base}, {dotted})", dsl_type)
+
+
+def index(tr, node, array: KernelArray, i: Value):
+    """`pid.numbers[i]`: the i-th struct of a kernel array, in place (no read yet)."""
+    if i.const is not None and array.n and not 0 <= i.const < array.n:
+        tr.fail(node.slice, f"index {i.const} is out of range for {array.c_name}[{array.n}]")
+    last = f"{array.path[-1]}[{i.code}]"
+    return KernelPath(array.base, array.path[:-1] + [last], array.elem_id, array.c_name)
+
+
+def address_of(path: KernelPath) -> Value:
+    """A kernel sub-struct held in a local: a pointer to it (`&sk->__sk_common`, a CO-RE offset)."""
+    t = KernelPointer(path.btf_id, path.c_name)
+    return Value(f"(({t.c_name})&({path.base})->{'.'.join(path.path)})", t)
+
+
+def parse_type(tr, node, text: str):
+    """A kernel type spelled as C in a string: "struct sock *", "union bpf_attr *", "struct sock"."""
+    from pyprobe.backend import btf
+    from pyprobe.backend.vmlinux import KIND_STRUCT, KIND_UNION
+
+    words = text.replace("*", " * ").split()
+    stars = words.count("*")
+    words = [w for w in words if w not in ("*", "const", "volatile")]
+    if len(words) != 2 or words[0] not in ("struct", "union") or stars > 1:
+        tr.fail(node, f"{text!r} is not a kernel type pyprobe knows how to hold",
+                'spell kernel pointers as "struct name *" (or "union name *")')
+    kind = KIND_STRUCT if words[0] == "struct" else KIND_UNION
+    tid = btf.find(words[1], kind)
+    if tid is None:
+        tr.fail(node, f"the kernel's BTF has no {words[0]} {words[1]}")
+    c_name = f"{words[0]} {words[1]}"
+    tr.program.use_kernel_type(c_name)
+    if stars == 0:
+        return c_name, tid
+    return KernelPointer(tid, c_name)
+
+
+def cast(tr, node, t, value) -> Value:
+    """`(struct sock *)x`: an integer, a void * / u64 field or another pointer as a kernel pointer."""
+    if isinstance(value, KernelPath):
+        value = address_of(value)
+    if not (isinstance(value, Value) and (value.scalar is not None or isinstance(value.type, PointerType))):
+        from pyprobe.dsl.refusals import describe
+
+        tr.fail(node, f"cannot cast {describe(value)} to {t.c_name.strip()}", "cast an integer or a pointer")
+    return Value(f"(({t.c_name})({value.code}))", t)
+
+
+def offsetof(tr, node, type_text: str, field: str) -> Value:
+    """offsetof("struct sock", "__sk_common.skc_dport"), relocated by CO-RE for the running kernel."""
+    from pyprobe.backend import btf
+    from pyprobe.backend.vmlinux import KIND_STRUCT, KIND_UNION
+
+    c_name, tid = parse_type(tr, node.args[0], type_text) if "*" not in type_text else (None, None)
+    if c_name is None:
+        tr.fail(node.args[0], "offsetof() takes a struct type without '*', e.g. \"struct sock\"")
+    for part in field.split("."):
+        fields = btf.members(tid)
+        if part not in fields:
+            tr.fail(node.args[1], f"{c_name} has no member '{part}' in this kernel")
+        t = btf.resolve(fields[part])
+        tid = t.id if t.kind in (KIND_STRUCT, KIND_UNION) else None
+        if tid is None and part != field.split(".")[-1]:
+            tr.fail(node.args[1], f"'{part}' is not a struct or union: nothing after it has an offset")
+    return Value(f"((__u64)bpf_core_field_offset({c_name}, {field}))", u64)
+
+
+def sizeof(tr, node, c_name: str) -> Value:
+    return Value(f"((__u64)bpf_core_type_size({c_name}))", u64)
 
 
 def current_task(tr):

@@ -4,11 +4,12 @@ from __future__ import annotations
 import ast
 
 from pyprobe.dsl import builtins as registry
+from pyprobe.dsl import kernel_data
 from pyprobe.dsl import operators
 from pyprobe.dsl import strings
 from pyprobe.dsl.refusals import FakeCall as _FakeCall, describe as _describe
-from pyprobe.dsl.types import ArrayType, CType, StructType, s64
-from pyprobe.dsl.values import ContextRef, MapRef, Nullable, Value, literal
+from pyprobe.dsl.types import ArrayType, CType, PointerType, StructType, s64
+from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, Value, literal
 
 
 class Statements:
@@ -153,6 +154,8 @@ class Statements:
         if getattr(value, "pp_alias", False) and self.locals.get(name, value) is value:
             self.locals[name] = value                   # a compile-time object: the name stands for it
             return name
+        if isinstance(value, KernelPath):              # a kernel sub-struct: the local points at it
+            value = kernel_data.address_of(value)
         if name not in self.locals:
             if isinstance(value, Nullable):
                 self.decls.append(f"{value.target.c_name} *{self.c_local(name)} = 0;")
@@ -182,6 +185,9 @@ class Statements:
             if not isinstance(value, Value) or value.type != dest.type:
                 self.fail(value_node, f"cannot assign {_describe(value)} to a {dest.type!r}")
             self.emit(f"__builtin_memcpy(&{dest.code}, &{value.code}, sizeof({dest.code}));")
+            return
+        if isinstance(dest.type, PointerType):
+            self.emit(f"{dest.code} = {kernel_data.cast(self, value_node, dest.type, value).code};")
             return
         v = self.scalar(value_node, value)
         self.emit(f"{dest.code} = {v.code};")

@@ -94,3 +94,14 @@ class KernelPath:
     path: list
     btf_id: int
     c_name: str
+
+
+@dataclass
+class KernelArray:
+    """An array of kernel structs in kernel memory (`pid.numbers`): index it to reach one."""
+
+    base: str
+    path: list
+    elem_id: int
+    c_name: str
+    n: int
