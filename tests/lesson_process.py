@@ -12,9 +12,9 @@ LESSONS = ROOT / "lessons"
 
 
 class LessonProcess:
-    def __init__(self, name: str, *args: str):
-        self.name = name
-        self.proc = subprocess.Popen([sys.executable, str(LESSONS / f"{name}.py"), *args],
+    def __init__(self, name: str, *args: str, prefix: tuple = ()):
+        self.name = name                # prefix: e.g. ("ip", "netns", "exec", NS) to run it in a namespace
+        self.proc = subprocess.Popen([*prefix, sys.executable, str(LESSONS / f"{name}.py"), *args],
                                      cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"), text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.out: list[str] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import itertools
+import json
 import os
 import subprocess
 
@@ -57,10 +58,20 @@ class VethPair:
                 ip("netns", "add", ns)
                 self.made.append(ns)
                 ip("-n", ns, "link", "set", "lo", "up")
+                # no IPv6 autoconfiguration chatter (DAD, router solicitations) among counted packets
+                with enter(ns):
+                    for conf in ("all", "default"):
+                        with open(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6", "w") as f:
+                            f.write("1")
             ip("link", "add", "va", "netns", self.a, "type", "veth", "peer", "name", "vb", "netns", self.b)
+            macs = {}
             for ns, dev, addr in ((self.a, "va", ADDR_A), (self.b, "vb", ADDR_B)):
                 ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
                 ip("-n", ns, "link", "set", dev, "up")
+                macs[dev] = json.loads(ip("-n", ns, "-j", "link", "show", dev))[0]["address"]
+            # permanent neighbours: no ARP among counted (or dropped) packets
+            ip("-n", self.a, "neigh", "replace", ADDR_B, "lladdr", macs["vb"], "dev", "va", "nud", "permanent")
+            ip("-n", self.b, "neigh", "replace", ADDR_A, "lladdr", macs["va"], "dev", "vb", "nud", "permanent")
         except BaseException:
             self.__exit__()
             raise

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 
 from pyprobe.dsl import builtins as registry
-from pyprobe.dsl.types import ArrayType, StructType, char, s32, u16, u32
+from pyprobe.dsl.types import ArrayType, StructType, s32, u16, u32
 from pyprobe.dsl.values import Nullable, StringLit, Value, literal
 
 HEADERS = {"eth": "ethhdr", "ip": "iphdr", "ipv6": "ipv6hdr", "tcp": "tcphdr", "udp": "udphdr"}
@@ -240,11 +240,12 @@ class Payload:
         off = pkt.payload_offset()
         from pyprobe.dsl.cbuilder import c_string
 
-        if pkt.copy:
-            buf = tr.temp(ArrayType(char, n), "payload")
-            ok = tr.temp(s32, "ok")
-            tr.emit(f"{ok} = {off} && bpf_skb_load_bytes({pkt.param}, {off}, &{buf}, {n}) == 0;")
-            return Value(f"({ok} && pp_memeq({buf}, {c_string(text)}, {n}))", s32)
+        if pkt.copy:                     # one copy of the first n bytes per n, at the top
+            buf = f"pp_payload{n}"
+            if pkt._once(buf):
+                pkt.top(f"char {buf}[{n}] = {{}};")
+                pkt.top(f"int {buf}_ok = {off} && bpf_skb_load_bytes({pkt.param}, {off}, &{buf}, {n}) == 0;")
+            return Value(f"({buf}_ok && pp_memeq({buf}, {c_string(text)}, {n}))", s32)
         start = f"(pp_pkt + {off})"
         return Value(f"({off} && {start} + {n} <= pp_pkt_end && pp_memeq((const char *){start}, "
                      f"{c_string(text)}, {n}))", s32)
