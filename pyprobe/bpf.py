@@ -94,3 +94,9 @@ SK_PASS, SK_DROP = 1, 0
 # get_stackid(ctx, flags) flags (include/uapi/linux/bpf.h); the low 8 bits skip frames
 BPF_F_USER_STACK, BPF_F_FAST_STACK_CMP, BPF_F_REUSE_STACKID = 1 << 8, 1 << 9, 1 << 10
 BPF_F_SKIP_FIELD_MASK = 0xFF
+
+# Map flags (Hash(..., flags=...)) and update flags (push(v, flags), update_batch(..., flags))
+BPF_F_NO_PREALLOC, BPF_F_NO_COMMON_LRU, BPF_F_NUMA_NODE = 1 << 0, 1 << 1, 1 << 2
+BPF_F_RDONLY, BPF_F_WRONLY, BPF_F_ZERO_SEED = 1 << 3, 1 << 4, 1 << 6
+BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG = 1 << 7, 1 << 8
+BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2

@@ -27,6 +27,9 @@ struct bpf_kprobe_opts { size_t sz; uint64_t bpf_cookie; size_t offset; bool ret
 struct bpf_ksyscall_opts { size_t sz; uint64_t bpf_cookie; bool retprobe; ...; };
 struct bpf_usdt_opts { size_t sz; uint64_t usdt_cookie; ...; };
 struct bpf_map_batch_opts { size_t sz; uint64_t elem_flags; uint64_t flags; ...; };
+struct bpf_map_create_opts { size_t sz; uint32_t map_flags; uint32_t inner_map_fd; ...; };
+struct bpf_map_info { uint32_t type; uint32_t id; uint32_t key_size; uint32_t value_size;
+                      uint32_t max_entries; uint32_t map_flags; char name[16]; ...; };
 struct bpf_insn { uint8_t code; int32_t imm; ...; };
 struct bpf_prog_load_opts { size_t sz; uint32_t expected_attach_type; uint32_t attach_btf_id;
                             char *log_buf; uint32_t log_size; uint32_t log_level; ...; };
@@ -92,6 +95,19 @@ int bpf_map_get_next_key(int fd, const void *key, void *next_key);
 int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values,
                          uint32_t *count, const struct bpf_map_batch_opts *opts);
 int bpf_map_delete_batch(int fd, const void *keys, uint32_t *count, const struct bpf_map_batch_opts *opts);
+int bpf_map_update_batch(int fd, const void *keys, const void *values, uint32_t *count,
+                         const struct bpf_map_batch_opts *opts);
+int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values,
+                                    uint32_t *count, const struct bpf_map_batch_opts *opts);
+int bpf_map_lookup_and_delete_elem(int fd, const void *key, void *value);
+int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size,
+                   uint32_t max_entries, const struct bpf_map_create_opts *opts);
+int bpf_obj_pin(int fd, const char *pathname);
+int bpf_obj_get(const char *pathname);
+int bpf_obj_get_info_by_fd(int bpf_fd, void *info, uint32_t *info_len);
+int bpf_map__set_pin_path(struct bpf_map *map, const char *path);
+int bpf_map__set_inner_map_fd(struct bpf_map *map, int fd);
+int bpf_map__reuse_fd(struct bpf_map *map, int fd);
 
 int bpf_prog_get_next_id(uint32_t start_id, uint32_t *next_id);
 int bpf_link_get_next_id(uint32_t start_id, uint32_t *next_id);
@@ -136,6 +152,7 @@ extern "Python" void pp_on_libbpf_print(int level, const char *msg);
 void pp_install_print(int enabled);
 char *pp_btf_dump_types(const struct btf *btf, const uint32_t *ids, int n, int *err);
 void pp_free(void *p);
+int pp_perf_event_open_raw(const void *attr, int pid, int cpu, int group_fd);
 int pp_perf_event_open(uint32_t type, uint64_t config, uint64_t period_or_freq, int use_freq,
                        int pid, int cpu);
 int pp_prog_info(int fd, uint32_t *id, uint32_t *type, char *name, uint32_t *xlated_len,
@@ -305,6 +322,13 @@ static int pp_perf_event_open(uint32_t type, uint64_t config, uint64_t period_or
     attr.freq = use_freq ? 1 : 0;
     attr.sample_period = period_or_freq;   /* sample_freq shares the union */
     fd = syscall(__NR_perf_event_open, &attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+/* perf_event_open(2) with an attribute Python packed (bcc's attach_perf_event_raw). */
+static int pp_perf_event_open_raw(const void *attr, int pid, int cpu, int group_fd)
+{
+    int fd = syscall(__NR_perf_event_open, attr, pid, cpu, group_fd, PERF_FLAG_FD_CLOEXEC);
     return fd < 0 ? -errno : fd;
 }
 

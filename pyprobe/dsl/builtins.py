@@ -317,6 +317,38 @@ def _sizeof(tr, node, t):
     tr.fail(node.args[0], 'sizeof() takes a pyprobe type, a local, or a kernel type such as "struct sock"')
 
 
+# Queue and Stack maps: no keys.
+
+def _queue(tr, node, ref, method: str):
+    from pyprobe.dsl.maps import Queue
+
+    if not isinstance(ref.spec, Queue):
+        tr.fail(node.func, f"{method}() is a method of Queue and Stack maps; self.{ref.name} is a {type(ref.spec).__name__}")
+    return ref.spec
+
+
+@map_method("push")
+def _push(tr, node, ref, value, flags=None):
+    spec = _queue(tr, node, ref, "push")
+    tmp = tr.temp(spec.value, "push")
+    tr.emit(f"{tmp} = {tr.value_for(node.args[0], value, spec.value)};")
+    f = "0" if flags is None else tr.scalar(node.args[1], flags).code
+    # 0, or -E2BIG when full (flags=BPF_EXIST pushes out the oldest instead)
+    return Value(f"bpf_map_push_elem(&{ref.name}, &{tmp}, {f})", s64)
+
+
+def _take(helper: str):
+    def take(tr, node, ref):
+        spec = _queue(tr, node, ref, helper.split("_")[2])
+        tmp = tr.temp(spec.value, "q")
+        return Nullable(f"(bpf_map_{helper.split('_')[2]}_elem(&{ref.name}, &{tmp}) == 0 ? &{tmp} : NULL)", spec.value)
+    return take
+
+
+map_method("pop")(_take("bpf_map_pop_elem"))
+map_method("peek")(_take("bpf_map_peek_elem"))
+
+
 @helper("current_task")
 def _current_task(tr, node):
     from pyprobe.dsl.kernel_data import current_task

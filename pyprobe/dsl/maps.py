@@ -40,11 +40,24 @@ class MapSpec:
                 raise TypeError(f"map kind {cls.kind!r} is defined twice ({MAP_KINDS[cls.kind].__name__}, {cls.__name__})")
             MAP_KINDS[cls.kind] = cls
 
-    def __init__(self, key: CType | None, value: CType | None, max_entries: int):
+    def __init__(self, key: CType | None, value: CType | None, max_entries: int,
+                 flags: int = 0, pin: str | None = None):
         self.key = as_ctype(key) if key is not None else None
         self.value = as_ctype(value) if value is not None else None
         self.max_entries = max_entries
         self.name: str | None = None
+        if not isinstance(flags, int) or flags < 0 or flags >> 32:
+            raise ValueError(f"map flags are a u32 of BPF_F_* bits, not {flags!r}")
+        self.flags = type(self).flags | flags       # the kind's required flags stay
+        self.pin = pin
+
+    @property
+    def pin_path(self) -> str | None:
+        """Where the map is pinned: `pin="name"` is /sys/fs/bpf/name; a path is used as is.
+        Programs (and processes) that pin a map at the same path share it."""
+        if self.pin is None:
+            return None
+        return self.pin if self.pin.startswith("/") else f"/sys/fs/bpf/{self.pin}"
 
     def __set_name__(self, owner, name: str) -> None:
         self.name = name
@@ -94,8 +107,8 @@ class Hash(MapSpec):
     kind, map_type, type_name = "hash", 1, "HASH"
     increment = "pp_hash_add"
 
-    def __init__(self, key, value=u64, max_entries: int = 10240):
-        super().__init__(key, value, max_entries)
+    def __init__(self, key=u64, value=u64, max_entries: int = 10240, flags: int = 0, pin: str | None = None):
+        super().__init__(key, value, max_entries, flags, pin)
 
 
 class Array(MapSpec):
@@ -106,8 +119,8 @@ class Array(MapSpec):
     increment = "pp_array_add"
     reader = "array"
 
-    def __init__(self, value=u64, max_entries: int = 1):
-        super().__init__(u32, value, max_entries)
+    def __init__(self, value=u64, max_entries: int = 1, flags: int = 0, pin: str | None = None):
+        super().__init__(u32, value, max_entries, flags, pin)
 
 
 class StackTrace(MapSpec):
@@ -118,14 +131,12 @@ class StackTrace(MapSpec):
     reader = "stack_trace"
     DEPTH = 127          # PERF_MAX_STACK_DEPTH
 
-    def __init__(self, max_entries: int = 1024, build_id: bool = False):
+    def __init__(self, max_entries: int = 1024, build_id: bool = False, pin: str | None = None):
         """build_id: frames as (build id, file offset) instead of addresses (BPF_F_STACK_BUILD_ID,
         bcc's BPF_STACK_TRACE_BUILDID), for user stacks symbolized after the process is gone."""
         frame = _build_id_frame() if build_id else u64
-        super().__init__(u32, frame[self.DEPTH], max_entries)
+        super().__init__(u32, frame[self.DEPTH], max_entries, (1 << 5) if build_id else 0, pin)
         self.build_id = build_id
-        if build_id:
-            self.flags = 1 << 5              # BPF_F_STACK_BUILD_ID
 
 
 def _build_id_frame():
@@ -266,16 +277,16 @@ class Histogram(MapSpec):
     reader = "histogram"
     LOG2_SLOTS = 65
 
-    def __init__(self, key=None, linear: bool = False, max_entries: int | None = None):
+    def __init__(self, key=None, linear: bool = False, max_entries: int | None = None, pin: str | None = None):
         self.linear = linear
         # An Array of slots, or a Hash of (section, slot): the storage kind's capabilities.
         self.storage = Array if key is None else Hash
         for capability in ("map_type", "type_name", "indexed", "increment"):
             setattr(self, capability, getattr(self.storage, capability))
         if key is None:
-            super().__init__(u32, u64, max_entries or (100 if linear else self.LOG2_SLOTS))
+            super().__init__(u32, u64, max_entries or (100 if linear else self.LOG2_SLOTS), pin=pin)
         else:
-            super().__init__(key, u64, max_entries or 10240)
+            super().__init__(key, u64, max_entries or 10240, pin=pin)
             if "slot" not in getattr(self.key, "field_types", {}):
                 raise TypeError("a sectioned Histogram key is a Struct with a `slot` field")
 
@@ -289,9 +300,37 @@ class PerCpuHash(Hash):
 
 
 class LruHash(Hash):
-    """BPF_MAP_TYPE_LRU_HASH: when full, inserting evicts the least recently used key."""
+    """BPF_MAP_TYPE_LRU_HASH: when full, inserting evicts the least recently used key.
+    flags=BPF_F_NO_COMMON_LRU gives each CPU its own LRU list."""
 
     kind, map_type, type_name = "lru_hash", 9, "LRU_HASH"
+
+
+class LruPerCpuHash(LruHash):
+    """BPF_MAP_TYPE_LRU_PERCPU_HASH: an LruHash with one value per CPU (as PerCpuHash)."""
+
+    kind, map_type, type_name = "lru_percpu_hash", 10, "LRU_PERCPU_HASH"
+    per_cpu = True
+    increment = "pp_percpu_hash_add"
+
+
+class Queue(MapSpec):
+    """BPF_MAP_TYPE_QUEUE: first in, first out, no keys. In a handler `self.q.push(v)`
+    (0, or negative when full), `v = self.q.pop()` / `self.q.peek()` (None when empty);
+    in Python `push(v)`, `pop()`, `peek()` (KeyError when empty), `values()` drains it."""
+
+    kind, map_type, type_name = "queue", 22, "QUEUE"
+    iterable = False
+    reader = "queue"
+
+    def __init__(self, value=u64, max_entries: int = 64, flags: int = 0, pin: str | None = None):
+        super().__init__(None, value, max_entries, flags, pin)
+
+
+class Stack(Queue):
+    """BPF_MAP_TYPE_STACK: last in, first out; the same methods as Queue."""
+
+    kind, map_type, type_name = "stack", 23, "STACK"
 
 
 class PerCpuArray(Array):
@@ -310,8 +349,8 @@ class LpmTrie(MapSpec):
     increment = "pp_hash_add"
     flags = 1            # BPF_F_NO_PREALLOC, required by the kernel
 
-    def __init__(self, key, value=u64, max_entries: int = 1024):
-        super().__init__(key, value, max_entries)
+    def __init__(self, key, value=u64, max_entries: int = 1024, flags: int = 0, pin: str | None = None):
+        super().__init__(key, value, max_entries, flags, pin)
         first = getattr(self.key, "fields", [("", None)])[0]
         if first[0] != "prefixlen" or first[1] is not u32:
             raise TypeError("an LpmTrie key is a Struct starting with `prefixlen: u32`")

@@ -11,6 +11,7 @@ import errno as errno_mod
 from pyprobe.backend.libbpf import ffi, lib
 from pyprobe.dsl.types import ArrayType, Scalar
 from pyprobe.errors import BPFError
+from pyprobe.runtime.batch import BatchOps
 from pyprobe.runtime.tabular import Tabular
 
 _BATCH = 4096
@@ -18,7 +19,7 @@ _BATCH = 4096
 _NO_BATCH = {errno_mod.EINVAL, errno_mod.EOPNOTSUPP, 524}
 
 
-class LiveMap(Tabular):
+class LiveMap(BatchOps, Tabular):
     def __init__(self, spec, fd: int, name: str):
         self.spec = spec
         self.fd = fd
@@ -355,8 +356,9 @@ class PerfCounters(Tabular):
 # their lost-record counter too, so the loader opens them (runtime/session.py STREAMS).
 # Readers of kinds with their own module (they build on LiveMap, defined above).
 from pyprobe.runtime.histmap import HistogramMap  # noqa: E402
+from pyprobe.runtime.queuemap import QueueMap  # noqa: E402
 from pyprobe.runtime.stackmap import StackTraceMap  # noqa: E402
 
-READERS = {"map": LiveMap, "array": ArrayMap, "histogram": HistogramMap, "stack_trace": StackTraceMap,
+READERS = {"map": LiveMap, "array": ArrayMap, "histogram": HistogramMap, "stack_trace": StackTraceMap, "queue": QueueMap,
            "perf_counters": PerfCounters}
 PER_CPU_READERS = {"map": PerCpuHashMap, "array": PerCpuArrayMap}

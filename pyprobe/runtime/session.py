@@ -50,6 +50,7 @@ class Session:
             self._logs[info.c_name] = buf
         if self.source.params:
             self._set_params(obj)
+        self._set_pins(obj)
         r = lib.bpf_object__load(obj)
         if r < 0:
             err = self._load_error(-r)
@@ -82,6 +83,21 @@ class Session:
         r = lib.bpf_map__set_initial_value(m, self._params_buf, len(data))
         if r < 0:
             raise BPFError(-r, f"set the Params of {self.source.name}")
+
+    def _set_pins(self, obj) -> None:
+        """Maps declared with pin=: libbpf reuses the map pinned there (after checking its
+        type, sizes and flags match) or pins the new one, so Programs and processes share it."""
+        for name, spec in self.source.maps.items():
+            path = getattr(spec, "pin_path", None)
+            if path is None:
+                continue
+            if not os.path.isdir(os.path.dirname(path)):
+                raise BPFError(2, f"pin {name} at {path}: no directory {os.path.dirname(path)} "
+                                  "(pin under /sys/fs/bpf, a bpffs)")
+            m = lib.bpf_object__find_map_by_name(obj, name.encode())
+            r = lib.bpf_map__set_pin_path(m, path.encode())
+            if r < 0:
+                raise BPFError(-r, f"pin {name} at {path}")
 
     def _load_error(self, errno_: int) -> BPFError:
         for c_name, buf in self._logs.items():

@@ -1,0 +1,151 @@
+"""Bulk writes and destructive reads of a live map, with the kernel's batch operations
+(bcc's items_update_batch, items_delete_batch, items_lookup_and_delete_batch), and the
+single-entry lookup-and-delete behind pop() and popitem()."""
+from __future__ import annotations
+
+import errno as errno_mod
+
+from pyprobe.backend.libbpf import ffi, lib
+from pyprobe.errors import BPFError
+
+_BATCH = 4096
+_NO_BATCH = {errno_mod.EINVAL, errno_mod.EOPNOTSUPP, 524}     # 524: the kernel's ENOTSUPP
+_MISSING = object()
+
+
+class BatchOps:
+    """Mixed into LiveMap: needs fd, name, key_type, value_type, spec and the value dtypes."""
+
+    def _opts(self, elem_flags: int = 0):
+        return ffi.new("struct bpf_map_batch_opts *", {"sz": ffi.sizeof("struct bpf_map_batch_opts"),
+                                                       "elem_flags": elem_flags})
+
+    def _key_array(self, keys):
+        import numpy as np
+
+        kdt = self.key_type.dtype()
+        if isinstance(keys, np.ndarray) and keys.dtype == kdt:
+            return np.ascontiguousarray(keys)
+        return np.array([tuple(k) if isinstance(k, (list, tuple)) and kdt.names else k for k in keys], dtype=kdt)
+
+    def _value_array(self, values, n: int):
+        import numpy as np
+
+        vdt = self._slot_dtype()
+        if getattr(self.spec, "per_cpu", False):
+            out = np.zeros(n, dtype=vdt)
+            given = np.asarray(values, dtype=self.value_type.dtype())
+            out["v"] = given[:, None] if given.ndim == out["v"].ndim - 1 else given   # one value: every CPU
+            return out
+        if isinstance(values, np.ndarray) and values.dtype == vdt:
+            return np.ascontiguousarray(values)
+        return np.array([tuple(v) if isinstance(v, (list, tuple)) and vdt.names else v for v in values], dtype=vdt)
+
+    def info(self) -> dict:
+        """The kernel's view of this map: type, id, name, sizes, max_entries, flags."""
+        from pyprobe.runtime.pinning import map_info
+
+        return map_info(self.fd)
+
+    def update_batch(self, keys, values, flags: int = 0) -> None:
+        """Set keys[i] = values[i] for every i in one system call per 4096 entries (numpy
+        arrays, or sequences of keys and values; per-CPU: one value for every CPU or a row
+        per CPU). flags: 0, BPF_NOEXIST (1) or BPF_EXIST (2) for each element."""
+        keys = self._key_array(keys)
+        values = self._value_array(values, len(keys))
+        if len(keys) != len(values):
+            raise ValueError(f"update_batch on map {self.name}: {len(keys)} keys but {len(values)} values")
+        count = ffi.new("uint32_t *")
+        kptr, vptr = ffi.from_buffer(keys), ffi.from_buffer(values)
+        opts = self._opts(flags)
+        for start in range(0, len(keys), _BATCH):
+            count[0] = min(_BATCH, len(keys) - start)
+            r = lib.bpf_map_update_batch(self.fd, kptr + start * keys.itemsize, vptr + start * values.itemsize,
+                                         count, opts)
+            if r < 0:
+                if -r in _NO_BATCH and start == 0:     # no batch updates for this kind: one at a time
+                    for i in range(len(keys)):
+                        r = lib.bpf_map_update_elem(self.fd, kptr + i * keys.itemsize,
+                                                    vptr + i * values.itemsize, flags)
+                        if r < 0:
+                            raise BPFError(-r, f"update of map {self.name}")
+                    return
+                raise BPFError(-r, f"batch update of map {self.name} (entry {start + count[0]})")
+
+    def delete_batch(self, keys=None) -> int:
+        """Delete the given keys (all keys when None), in batches; returns how many went."""
+        import numpy as np
+
+        if keys is None:
+            raw = self._raw_keys()
+            keys = np.frombuffer(b"".join(raw), dtype=self.key_type.dtype())
+        else:
+            keys = self._key_array(keys)
+        count = ffi.new("uint32_t *")
+        kptr, opts, done = ffi.from_buffer(keys), self._opts(), 0
+        for start in range(0, len(keys), _BATCH):
+            count[0] = min(_BATCH, len(keys) - start)
+            r = lib.bpf_map_delete_batch(self.fd, kptr + start * keys.itemsize, count, opts)
+            done += count[0]
+            if r < 0:
+                if -r in _NO_BATCH and start == 0:
+                    for i in range(len(keys)):
+                        if lib.bpf_map_delete_elem(self.fd, ffi.from_buffer(keys[i:i + 1].tobytes())) < 0:
+                            raise BPFError(ffi.errno, f"delete from map {self.name}")
+                    return len(keys)
+                raise BPFError(-r, f"batch delete from map {self.name} (after {done} keys)")
+        return done
+
+    def lookup_and_delete_batch(self):
+        """(keys, values) as to_numpy() gives them, and the map emptied, in one pass: no
+        entry the kernel adds meanwhile is lost or counted twice."""
+        import numpy as np
+
+        kdt, vdt = self.key_type.dtype(), self._slot_dtype()
+        cap = max(1, self.spec.max_entries)
+        keys, values = np.empty(cap, dtype=kdt), np.empty(cap, dtype=vdt)
+        token_in, token_out = ffi.NULL, ffi.new("char[]", max(self.key_type.size, 8))
+        count, opts = ffi.new("uint32_t *"), self._opts()
+        kptr, vptr = ffi.from_buffer(keys), ffi.from_buffer(values)
+        n = 0
+        while n < cap:
+            count[0] = min(_BATCH, cap - n)
+            r = lib.bpf_map_lookup_and_delete_batch(self.fd, token_in, token_out, kptr + n * kdt.itemsize,
+                                                    vptr + n * vdt.itemsize, count, opts)
+            n += count[0]
+            if r < 0:
+                if -r == errno_mod.ENOENT:
+                    break
+                raise BPFError(-r, f"batch lookup-and-delete in map {self.name}")
+            token_in = token_out
+        return keys[:n], self._values_view(values[:n])
+
+    def pop(self, key, default=_MISSING):
+        """Remove key and return its value (the kernel's lookup-and-delete: atomic for hashes);
+        default, or KeyError, when it is missing."""
+        self._pack(self.key_type, key, self._kbuf)
+        r = lib.bpf_map_lookup_and_delete_elem(self.fd, self._kbuf, self._vbuf)
+        if r < 0:
+            if -r == errno_mod.ENOENT:
+                if default is _MISSING:
+                    raise KeyError(key)
+                return default
+            if -r not in _NO_BATCH:
+                raise BPFError(-r, f"lookup-and-delete in map {self.name}")
+            value = self[key]                         # kinds without it (per-CPU hashes on old kernels)
+            del self[key]
+            return value
+        return self._value_out(self._vbuf)
+
+    def popitem(self):
+        """Remove and return some (key, value); KeyError when the map is empty."""
+        cur = ffi.new("char[]", self.key_type.size)
+        while lib.bpf_map_get_next_key(self.fd, ffi.NULL, cur) == 0:
+            key = self._unpack(self.key_type, cur)
+            value = self.pop(key, _MISSING_AGAIN)
+            if value is not _MISSING_AGAIN:          # else deleted by the kernel meanwhile: next
+                return key, value
+        raise KeyError(f"popitem(): map {self.name} is empty")
+
+
+_MISSING_AGAIN = object()

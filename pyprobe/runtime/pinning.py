@@ -1,0 +1,67 @@
+"""Maps pinned in bpffs, opened from Python without loading a Program (bcc's
+BPF.get_table on a pinned path, bpftool map pin/unpin)."""
+from __future__ import annotations
+
+import os
+import weakref
+
+from pyprobe.backend.libbpf import ffi, lib
+from pyprobe.errors import BPFError, PyprobeError
+
+__all__ = ["open_pinned", "unpin", "map_info"]
+
+
+def _path(pin: str) -> str:
+    return pin if pin.startswith("/") else f"/sys/fs/bpf/{pin}"
+
+
+def open_pinned(spec, pin: str | None = None):
+    """The live map pinned at `pin` (or at spec's own pin=), read and written as `spec`
+    declares it: `counts = open_pinned(Hash(u32, u64), "my_counts")`. Its key and value
+    sizes and kind must match the pinned map's."""
+    path = _path(pin) if pin is not None else spec.pin_path
+    if path is None:
+        raise PyprobeError("open_pinned: give the pin path, or a map declared with pin=")
+    from pyprobe.backend.tracefs import ensure_bpffs
+    from pyprobe.runtime.maps import live_map
+
+    ensure_bpffs()
+    fd = lib.bpf_obj_get(path.encode())
+    if fd < 0:
+        raise BPFError(-fd, f"open the map pinned at {path}")
+    try:
+        info = map_info(fd)
+        want = (spec.map_type, spec.key.size if spec.key is not None else 0, spec.value.size if spec.value else 0)
+        have = (info["type"], info["key_size"], info["value_size"])
+        if want != have:
+            raise PyprobeError(f"the map pinned at {path} is (type {have[0]}, key {have[1]} bytes, value "
+                               f"{have[2]} bytes), not a {spec!r} (type {want[0]}, {want[1]}, {want[2]})")
+        if spec.name is None:
+            spec.name = os.path.basename(path)
+        live = live_map(spec, fd, spec.name)
+    except BaseException:
+        os.close(fd)
+        raise
+    weakref.finalize(live, os.close, fd)
+    return live
+
+
+def unpin(pin: str) -> bool:
+    """Remove a pin (the map goes when its last user closes it); False if nothing was there."""
+    try:
+        os.unlink(_path(pin))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def map_info(fd: int) -> dict:
+    """What the kernel says of a map: type, id, name, key/value sizes, max_entries, flags."""
+    info = ffi.new("struct bpf_map_info *")
+    size = ffi.new("uint32_t *", ffi.sizeof("struct bpf_map_info"))
+    r = lib.bpf_obj_get_info_by_fd(fd, info, size)
+    if r < 0:
+        raise BPFError(-r, "read a map's info")
+    return {"type": info.type, "id": info.id, "name": ffi.string(info.name).decode(errors="replace"),
+            "key_size": info.key_size, "value_size": info.value_size, "max_entries": info.max_entries,
+            "flags": info.map_flags}
