@@ -9,11 +9,12 @@ import os
 
 from pyprobe.backend import attach_net, features
 from pyprobe.backend.libbpf import check_ptr, ffi, lib
-from pyprobe.dsl.decorators import Probe
 from pyprobe.errors import BPFError, UnsupportedProbe
 
 
-def attach(prog, probe: Probe) -> list:
+def attach(prog, probe) -> list:
+    """Attach prog where `probe` says: its `kind`, `target` and `options` (a dsl Probe,
+    which the backend reads as plain data and never imports)."""
     fn = _ATTACH.get(probe.kind)
     if fn is None:
         raise UnsupportedProbe(f"pyprobe cannot attach {probe.describe()} yet")

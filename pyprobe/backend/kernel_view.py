@@ -1,8 +1,11 @@
-"""What the running kernel offers, asked in one place: features, functions, tracepoints.
+"""What the running kernel offers, asked in one place: features, functions, tracepoints,
+tracepoint formats and BTF types.
 
 `LiveKernel` answers from the kernel itself (feature probes, /proc/kallsyms, tracefs,
-BTF). The public `pyprobe.kernel` module and the translator's choice between probe
-alternatives (`first_of`) both ask it, so a program's choice and pyprobe's agree.
+BTF). The translator receives a view as a value (`translate_program(cls, kernel=...)`):
+this one at run time, a `kernel_record.RecordedKernel` built from a recorded fixture in
+unit tests, so every probe kind translates without root. The public `pyprobe.kernel`
+module asks the same view, so a program's choice and pyprobe's agree.
 """
 from __future__ import annotations
 
@@ -14,52 +17,10 @@ from pyprobe.backend import features, ksyms, tracefs
 SYSCALL_PREFIXES = ("__x64_sys_", "__arm64_sys_", "__s390x_sys_", "__riscv_sys_", "sys_")
 
 
-class LiveKernel:
-    """Answers about this kernel. Each method is cheap to call again (the modules it
-    reads cache their data per process, feature probes per boot)."""
-
-    def has(self, feature: str) -> bool:
-        if feature not in features.FEATURES:
-            raise ValueError(f"unknown feature {feature!r} (known: {', '.join(features.FEATURES)})")
-        return features.has(feature)
-
-    def function(self, name: str) -> str | None:
-        """The name to probe for a kernel function (a compiler copy such as `.isra.0`
-        when only that exists), or None if kallsyms has neither."""
-        try:
-            return ksyms.resolve(name)
-        except OSError:
-            return None
-
-    def traceable(self, name: str) -> bool | None:
-        """Whether ftrace may probe the function; None when tracefs cannot tell."""
-        return ksyms.traceable(name)
-
-    def has_btf_function(self, name: str) -> bool:
-        return ksyms.known_to_btf(name)
-
-    def has_tracepoint(self, category: str, name: str) -> bool:
-        return tracefs.event_exists(category, name)
-
-    def has_raw_tracepoint(self, name: str) -> bool:
-        """Raw tracepoints are named like their tracepoint, without the category."""
-        if features.has("btf"):
-            from pyprobe.backend import btf
-            from pyprobe.backend.vmlinux import KIND_TYPEDEF
-
-            return btf.find(f"btf_trace_{name}", KIND_TYPEDEF) is not None
-        try:
-            events = os.path.join(tracefs.tracefs_root(), "events")
-            return any(os.path.isdir(os.path.join(events, c, name)) for c in os.listdir(events))
-        except (OSError, tracefs.TracefsUnavailable):
-            return False
-
-    def syscall_function(self, name: str) -> str | None:
-        for prefix in SYSCALL_PREFIXES:
-            found = self.function(prefix + name)
-            if found:
-                return found
-        return None
+class KernelView:
+    """What a view answers (has, function, traceable, has_btf_function, has_tracepoint,
+    has_raw_tracepoint, syscall_function, tracepoint_fields, and `btf`), and what follows
+    from the answers: whether a probe point can attach."""
 
     def missing(self, kind: str, target: tuple) -> str | None:
         """Why a probe point cannot be attached on this kernel, or None if it can.
@@ -144,6 +105,65 @@ class LiveKernel:
         return "; ".join(f"{p.describe()}: {r}" for p, r in zip(alternatives, reasons))
 
 
+class LiveKernel(KernelView):
+    """Answers about this kernel. Each method is cheap to call again (the modules it
+    reads cache their data per process, feature probes per boot)."""
+
+    @property
+    def btf(self):
+        """The kernel's BTF types: resolve, members, find, struct_id, function_params,
+        function_return, proto_params (backend/btf.py)."""
+        from pyprobe.backend import btf
+
+        return btf
+
+    def tracepoint_fields(self, category: str, name: str) -> tuple:
+        """The fields of a tracepoint record (TracefsUnavailable if it does not exist)."""
+        return tracefs.tracepoint_fields(category, name)
+
+    def has(self, feature: str) -> bool:
+        if feature not in features.FEATURES:
+            raise ValueError(f"unknown feature {feature!r} (known: {', '.join(features.FEATURES)})")
+        return features.has(feature)
+
+    def function(self, name: str) -> str | None:
+        """The name to probe for a kernel function (a compiler copy such as `.isra.0`
+        when only that exists), or None if kallsyms has neither."""
+        try:
+            return ksyms.resolve(name)
+        except OSError:
+            return None
+
+    def traceable(self, name: str) -> bool | None:
+        """Whether ftrace may probe the function; None when tracefs cannot tell."""
+        return ksyms.traceable(name)
+
+    def has_btf_function(self, name: str) -> bool:
+        return ksyms.known_to_btf(name)
+
+    def has_tracepoint(self, category: str, name: str) -> bool:
+        return tracefs.event_exists(category, name)
+
+    def has_raw_tracepoint(self, name: str) -> bool:
+        """Raw tracepoints are named like their tracepoint, without the category."""
+        if features.has("btf"):
+            from pyprobe.backend import btf
+            from pyprobe.backend.vmlinux import KIND_TYPEDEF
+
+            return btf.find(f"btf_trace_{name}", KIND_TYPEDEF) is not None
+        try:
+            events = os.path.join(tracefs.tracefs_root(), "events")
+            return any(os.path.isdir(os.path.join(events, c, name)) for c in os.listdir(events))
+        except (OSError, tracefs.TracefsUnavailable):
+            return False
+
+    def syscall_function(self, name: str) -> str | None:
+        for prefix in SYSCALL_PREFIXES:
+            found = self.function(prefix + name)
+            if found:
+                return found
+        return None
+
 def _binary(name: str) -> str | None:
     from pyprobe.backend.attach import resolve_binary
     from pyprobe.errors import UnsupportedProbe
@@ -155,3 +175,21 @@ def _binary(name: str) -> str | None:
 
 
 LIVE = LiveKernel()
+
+
+class Pretend(KernelView):
+    """A view that answers some features differently (`Pretend(view, kprobes=False)`), to
+    see pyprobe's fallbacks, as PYPROBE_DISABLE does for the live kernel."""
+
+    def __init__(self, view, **features):
+        self.view, self.features = view, features
+
+    def has(self, feature: str) -> bool:
+        return self.features[feature] if feature in self.features else self.view.has(feature)
+
+    @property
+    def btf(self):
+        return self.view.btf
+
+    def __getattr__(self, name):
+        return getattr(self.view, name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pyprobe.dsl.decorators import Probe
 from pyprobe.dsl.types import ArrayType, PointerType, char, scalar_for, u8, u32, u64
+from pyprobe.dsl.target import kernel
 from pyprobe.dsl.values import Value
 
 
@@ -148,10 +149,10 @@ class KprobeContext(Context):
 
 def _btf_param(function: str, index: int):
     """The DSL type of a kernel function's argument, from its BTF prototype."""
-    from pyprobe.backend import btf
     from pyprobe.dsl.kernel_data import type_of
-
     from pyprobe.backend.vmlinux import BTFUnavailable
+
+    btf = kernel().btf
 
     try:
         # BTF knows finish_task_switch, not its compiler copy finish_task_switch.isra.0
@@ -218,10 +219,11 @@ class BtfArgsContext(Context):
 
 def btf_args_context(kind: str, name: str, probe: Probe, loc):
     """Arguments of a tp_btf tracepoint (btf_trace_<name>) or of a kernel function, from BTF."""
-    from pyprobe.backend import btf
     from pyprobe.backend.vmlinux import KIND_PTR, KIND_TYPEDEF
     from pyprobe.dsl.kernel_data import type_of
     from pyprobe.errors import TranslationError
+
+    btf = kernel().btf
 
     if kind == "tp_btf":
         tid = btf.find(f"btf_trace_{name}", KIND_TYPEDEF)

@@ -6,13 +6,15 @@ with the field offsets relocated by libbpf for the running kernel.
 from __future__ import annotations
 
 from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, char, scalar_for, u8, u64
+from pyprobe.dsl.target import kernel
 from pyprobe.dsl.values import KernelArray, KernelPath, Value
 
 
 def pointer_to(btf_type_id: int):
     """The DSL type of a kernel pointer type id (strings and void are plain pointers)."""
-    from pyprobe.backend import btf
     from pyprobe.backend.vmlinux import KIND_INT, KIND_STRUCT, KIND_UNION
+
+    btf = kernel().btf
 
     pointee = btf.resolve(btf_type_id)
     if pointee.kind in (KIND_STRUCT, KIND_UNION) and pointee.name:
@@ -24,8 +26,9 @@ def pointer_to(btf_type_id: int):
 
 def type_of(btf_type_id: int):
     """The DSL type of a kernel value of this type id (scalars, pointers); None for aggregates."""
-    from pyprobe.backend import btf
     from pyprobe.backend.vmlinux import KIND_ENUM, KIND_ENUM64, KIND_INT, KIND_PTR
+
+    btf = kernel().btf
 
     t = btf.resolve(btf_type_id)
     if t.kind in (KIND_INT, KIND_ENUM, KIND_ENUM64) and t.size in (1, 2, 4, 8):
@@ -57,8 +60,9 @@ def is_string_char(elem) -> bool:
 
 def member(tr, node, base, name: str):
     """`base.name` where base is a KernelPointer value or a KernelPath."""
-    from pyprobe.backend import btf
     from pyprobe.backend.vmlinux import KIND_ARRAY, KIND_STRUCT, KIND_UNION
+
+    btf = kernel().btf
 
     if isinstance(base, KernelPath):
         owner_id, c_base, path, owner = base.btf_id, base.base, base.path, base.c_name
@@ -119,8 +123,9 @@ def address_of(path: KernelPath) -> Value:
 
 def parse_type(tr, node, text: str):
     """A kernel type spelled as C in a string: "struct sock *", "union bpf_attr *", "struct sock"."""
-    from pyprobe.backend import btf
     from pyprobe.backend.vmlinux import KIND_STRUCT, KIND_UNION
+
+    btf = kernel().btf
 
     words = text.replace("*", " * ").split()
     stars = words.count("*")
@@ -152,8 +157,9 @@ def cast(tr, node, t, value) -> Value:
 
 def offsetof(tr, node, type_text: str, field: str) -> Value:
     """offsetof("struct sock", "__sk_common.skc_dport"), relocated by CO-RE for the running kernel."""
-    from pyprobe.backend import btf
     from pyprobe.backend.vmlinux import KIND_STRUCT, KIND_UNION
+
+    btf = kernel().btf
 
     c_name, tid = parse_type(tr, node.args[0], type_text) if "*" not in type_text else (None, None)
     if c_name is None:
@@ -174,7 +180,7 @@ def sizeof(tr, node, c_name: str) -> Value:
 
 
 def current_task(tr):
-    from pyprobe.backend import btf
+    btf = kernel().btf
 
     tid = btf.struct_id("task_struct")
     tr.program.use_kernel_type("struct task_struct")
@@ -186,7 +192,7 @@ def annotated_arg(tr, annotation, arg: Value) -> Value:
     has no prototype (static functions, compiler copies), or a pyprobe integer type."""
     import ast
 
-    from pyprobe.backend import btf
+    btf = kernel().btf
 
     if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
         text = annotation.value.strip()

@@ -40,7 +40,9 @@ class NetContext(Context):
             self.kernel_types = self.kernel_types + (c_name,)
 
     def _members(self) -> dict:
-        from pyprobe.backend import btf
+        from pyprobe.dsl.target import kernel
+
+        btf = kernel().btf
 
         sid = btf.struct_id(self.struct)
         return {} if sid is None else btf.members(sid)
@@ -65,9 +67,11 @@ class NetContext(Context):
 
 def _member_type(tid: int):
     """Integers and integer arrays of a context struct; pointers are the verifier's business."""
-    from pyprobe.backend import btf
     from pyprobe.backend.vmlinux import KIND_ARRAY, KIND_INT, KIND_ENUM
+    from pyprobe.dsl.target import kernel
     from pyprobe.dsl.types import scalar_for
+
+    btf = kernel().btf
 
     t = btf.resolve(tid)
     if t.kind in (KIND_INT, KIND_ENUM) and t.size in (1, 2, 4, 8):

@@ -32,11 +32,12 @@ class WireStruct(StructType):
     """A kernel struct read in place (a packet header): members are plain C members."""
 
     def __init__(self, btf_id: int, name: str, c_name: str):
-        from pyprobe.backend import btf
         from pyprobe.backend.vmlinux import KIND_ARRAY, KIND_STRUCT, KIND_UNION
         from pyprobe.dsl.kernel_data import type_of
+        from pyprobe.dsl.target import kernel
         from pyprobe.dsl.types import scalar_for, u8
 
+        btf = kernel().btf
         fields = []
         for member, tid in btf.members(btf_id).items():
             t = btf.resolve(tid)
@@ -63,7 +64,9 @@ _structs: dict[str, WireStruct] = {}
 
 def wire_struct(name: str) -> WireStruct:
     if name not in _structs:
-        from pyprobe.backend import btf
+        from pyprobe.dsl.target import kernel
+
+        btf = kernel().btf
 
         sid = btf.struct_id(name)
         if sid is None:

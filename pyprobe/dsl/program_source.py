@@ -16,6 +16,7 @@ from pyprobe.dsl.net_contexts import NET_KINDS, net_context
 from pyprobe.dsl.decorators import Handler, Probe
 from pyprobe.dsl.maps import MapSpec, ProgArray
 from pyprobe.dsl.params import SECTION, Param, params_struct
+from pyprobe.dsl.target import kernel, using
 from pyprobe.dsl.translate import C_RESERVED, HandlerTranslator
 from pyprobe.dsl.types import StructType
 from pyprobe.errors import Location, PyprobeError, TranslationError
@@ -40,31 +41,30 @@ def collect(cls) -> tuple[dict[str, MapSpec], dict[str, Handler], dict[str, Para
 
 
 def context_for(probe: Probe, loc: Location) -> Context:
-    """Choose how a probe attaches on this kernel (tracepoint before kprobe)."""
-    from pyprobe.backend import features, tracefs
+    """Choose how a probe attaches on the translation's kernel (tracepoint before kprobe)."""
+    from pyprobe.backend.tracefs import TracefsUnavailable
 
+    view = kernel()
     kind, target = probe.kind, probe.target
     if kind == "first_of":
-        from pyprobe.backend.kernel_view import LIVE
-
         for alternative in target:
-            if LIVE.missing(alternative.kind, alternative.target) is None:
+            if view.missing(alternative.kind, alternative.target) is None:
                 return context_for(alternative, loc)
         raise TranslationError(f"none of the probe points of first_of() exists in this kernel: "
-                               f"{LIVE.missing(kind, target)}", loc)
+                               f"{view.missing(kind, target)}", loc)
     if kind == "tracepoint":
         try:
-            fields = tracefs.tracepoint_fields(*target)
-        except tracefs.TracefsUnavailable as e:
+            fields = view.tracepoint_fields(*target)
+        except TracefsUnavailable as e:
             raise TranslationError(str(e), loc, "list what exists with: pyprobe list 'tracepoint:*'") from None
         return TracepointContext(target[0], target[1], probe, fields)
     if kind in ("syscall", "syscall_return"):
         name = target[0]
         event = f"sys_{'enter' if kind == 'syscall' else 'exit'}_{name}"
-        if features.has("syscall_tracepoints"):
-            if not tracefs.event_exists("syscalls", event):
+        if view.has("syscall_tracepoints"):
+            if not view.has_tracepoint("syscalls", event):
                 raise TranslationError(f"there is no system call '{name}' on this kernel (no syscalls:{event})", loc)
-            return TracepointContext("syscalls", event, probe, tracefs.tracepoint_fields("syscalls", event))
+            return TracepointContext("syscalls", event, probe, view.tracepoint_fields("syscalls", event))
         return KprobeContext("ksyscall" if kind == "syscall" else "kretsyscall", name, probe)
     if kind == "raw_tracepoint":
         return RawTracepointContext(target[0], probe)
@@ -85,7 +85,7 @@ def context_for(probe: Probe, loc: Location) -> Context:
     if kind in ("kprobe", "kretprobe"):
         # The fallback chain: kprobes, else fentry/fexit (same handler code), else
         # attaching fails naming the tracepoints that cover the event.
-        if not features.has("kprobes") and features.has("fentry"):
+        if not view.has("kprobes") and view.has("fentry"):
             return btf_args_context("fentry" if kind == "kprobe" else "fexit", target[0], probe, loc)
         return KprobeContext(kind, target[0], probe)
     if kind in ("uprobe", "uretprobe"):
@@ -248,10 +248,15 @@ class ProgramTranslator:
                              co_re_types=tuple(self.kernel_types_used), params=dict(self.params))
 
 
-def translate_program(cls) -> ProgramSource:
+def translate_program(cls, kernel=None) -> ProgramSource:
+    """Translate cls for a kernel view (backend/kernel_view.py): the live kernel by default,
+    whose translations are cached, or a given view (e.g. a recorded one), never cached."""
     from pyprobe.dsl import source_cache
 
     translator = ProgramTranslator(cls)
-    source = translator.translate()
-    source_cache.store(cls, source, translator.deps)
-    return source
+    if kernel is None:
+        source = translator.translate()
+        source_cache.store(cls, source, translator.deps)
+        return source
+    with using(kernel):
+        return translator.translate()

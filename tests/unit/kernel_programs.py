@@ -1,0 +1,143 @@
+"""Programs of every probe kind, with the kernel each is translated for (a feature
+override of the recorded view) and what its C must hold. tests/unit/test_translate_kinds.py
+translates them from tests/unit/data/kernel-view.json; record_kernel.py records that file."""
+from pyprobe import (Array, Hash, Program, first_of, fentry, fexit, kprobe, kretprobe, perf_event, raw_tracepoint,
+                     syscall, syscall_return, tp_btf, tracepoint, u32, u64, uprobe, uretprobe, xdp)
+from pyprobe.bpf import current_task, retval, tgid
+
+
+class Exec(Program):
+    seen = Hash(u32, u64)
+
+    @tracepoint("sched", "sched_process_exec")
+    def on(self, args):
+        self.seen[args.pid] = args.filename[0]
+
+
+class BlockIssue(Program):
+    total = Array(u64, 1)
+
+    @tracepoint("block", "block_rq_issue")
+    def on(self, args):
+        self.total[0] += args.bytes
+
+
+class Syscalls(Program):
+    calls = Hash(u32, u64)
+
+    @syscall("openat")
+    def enter(self, args):
+        self.calls[tgid()] += args.flags
+
+    @syscall_return("openat")
+    def leave(self, args):
+        self.calls[tgid()] += args.ret
+
+
+class SyscallsByKprobe(Program):
+    calls = Hash(u32, u64)
+
+    @syscall("openat")
+    def enter(self, args):
+        self.calls[tgid()] += args.arg2
+
+
+class VfsRead(Program):
+    bytes = Hash(u32, u64)
+
+    @kprobe("vfs_read")
+    def enter(self, ctx, file, buf, count):
+        self.bytes[file.f_inode.i_ino] += count
+
+    @kretprobe("vfs_read")
+    def leave(self, ctx):
+        self.bytes[0] += retval(ctx)
+
+
+class VfsReadTrampoline(Program):
+    bytes = Hash(u32, u64)
+
+    @fentry("vfs_read")
+    def enter(self, ctx, file, buf, count):
+        self.bytes[file.f_inode.i_ino] += count
+
+    @fexit("vfs_read")
+    def leave(self, ctx, file, buf, count):
+        self.bytes[0] += retval(ctx)
+
+
+class Switch(Program):
+    out = Array(u64, 2)
+
+    @tp_btf("sched_switch")
+    def on(self, ctx, preempt, prev, next):
+        self.out[0] += prev.tgid
+        self.out[1] += current_task().real_parent.tgid
+
+
+class Raw(Program):
+    out = Array(u64, 1)
+
+    @raw_tracepoint("sys_enter")
+    def on(self, ctx):
+        self.out[0] += ctx.args[1]
+
+
+class User(Program):
+    out = Array(u64, 1)
+
+    @uprobe("/bin/sh", "main")
+    def enter(self, ctx, argc):
+        self.out[0] += argc
+
+    @uretprobe("/bin/sh", "main")
+    def leave(self, ctx):
+        self.out[0] += retval(ctx)
+
+
+class Sample(Program):
+    out = Hash(u32, u64)
+
+    @perf_event("cpu-clock", freq=99)
+    def on(self, ctx):
+        self.out[tgid()] += 1
+
+
+class Packets(Program):
+    out = Array(u64, 1)
+
+    @xdp("lo")
+    def on(self, ctx):
+        self.out[0] += ctx.data_end - ctx.data
+
+
+class FirstOf(Program):
+    out = Array(u64, 1)
+
+    @first_of(tracepoint("block", "no_such_event"), kprobe("no_such_function_pyprobe"),
+              tracepoint("block", "block_rq_complete"))
+    def on(self, args):
+        self.out[0] += args.nr_sector
+
+
+# (program, features the view pretends, fragments of the C text)
+CASES = [
+    (Exec, {}, ['SEC("tracepoint/sched/sched_process_exec")', "__data_loc_filename & 0xffff"]),
+    (BlockIssue, {}, ['SEC("tracepoint/block/block_rq_issue")', "struct pp_tp__block__block_rq_issue {",
+                      "pp_array_add(total, 0, args->bytes);"]),
+    (Syscalls, {}, ['SEC("tracepoint/syscalls/sys_enter_openat")', 'SEC("tracepoint/syscalls/sys_exit_openat")',
+                    "args->flags", "args->ret"]),
+    (SyscallsByKprobe, {"syscall_tracepoints": False},
+     ['SEC("ksyscall/openat")', "PT_REGS_PARM3_CORE_SYSCALL((struct pt_regs *)PT_REGS_PARM1(args))"]),
+    (VfsRead, {"kprobes": True}, ['SEC("kprobe/vfs_read")', 'SEC("kretprobe/vfs_read")',
+                                  "((struct file *)PT_REGS_PARM1(ctx))", "BPF_CORE_READ(", "f_inode"]),
+    (VfsRead, {"kprobes": False, "fentry": True}, ['SEC("fentry/vfs_read")', 'SEC("fexit/vfs_read")',
+                                                   "((struct file *)ctx[0])"]),
+    (VfsReadTrampoline, {}, ['SEC("fentry/vfs_read")', 'SEC("fexit/vfs_read")', "((__s64)ctx[4])"]),
+    (Switch, {}, ['SEC("tp_btf/sched_switch")', "((struct task_struct *)ctx[1])", "real_parent"]),
+    (Raw, {}, ['SEC("raw_tracepoint/sys_enter")', "ctx->args[1]"]),
+    (User, {}, ['SEC("uprobe")', 'SEC("uretprobe")', "PT_REGS_PARM1(ctx)", "PT_REGS_RC(ctx)"]),
+    (Sample, {}, ['SEC("perf_event")', "struct bpf_perf_event_data *ctx"]),
+    (Packets, {}, ['SEC("xdp")', "ctx->data_end"]),
+    (FirstOf, {}, ['SEC("tracepoint/block/block_rq_complete")', "args->nr_sector"]),
+]
