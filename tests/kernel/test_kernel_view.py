@@ -68,11 +68,11 @@ def test_first_of_attaches_the_first_probe_point_that_exists():
         getppids(37)
         os._exit(0)
     with Chosen(target=child) as prog:
+        assert prog.probes == [("on", "tracepoint:syscalls:sys_enter_getppid")]
         os.write(w, b"g")
         os.waitpid(child, 0)
     os.close(r)
     os.close(w)
-    assert prog.probes == [("on", "tracepoint:syscalls:sys_enter_getppid")]
     assert prog.count[0] == 37
 
 
