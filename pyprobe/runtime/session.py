@@ -195,6 +195,8 @@ def summarize_verifier_log(log: str, c_source: str = "") -> str:
     if where:
         out.append(f"at {paths.get(where[0], where[0])}:{where[1]}: {where[2]}")
     hint = _hint(log)
+    if "invalid mem access 'scalar'" in log and re.search(r"\bpp_(eth|ip|ipv6|tcp|udp) = ", c_source):
+        hint = "a packet header may be absent: check it first, e.g. `if pkt.udp is None: return XDP_PASS`"
     if hint:
         out.append("hint: " + hint)
     out.append("(the whole log is in the exception's .log)")

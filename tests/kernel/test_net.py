@@ -275,3 +275,22 @@ def test_cgroup_programs_count_a_child_process_connections(net):
             prog.close()
     finally:
         os.rmdir(path)
+
+
+class Unchecked(Program):
+    n = Array(u64, 1)
+
+    @xdp("vb")
+    def on_packet(self, ctx):
+        self.n[0] += ctx.packet.udp.dest         # no `is None` check: the verifier refuses
+
+
+def test_a_header_used_unchecked_is_refused_with_a_hint(net):
+    from pyprobe import VerifierError
+
+    with enter(net.b):
+        with pytest.raises(VerifierError) as e:
+            Unchecked().attach()
+        assert "xdp" not in ip("link", "show", "vb")
+    assert "test_net.py:" in str(e.value) and "ctx.packet.udp.dest" in str(e.value)
+    assert "if pkt.udp is None" in str(e.value)
