@@ -27,8 +27,8 @@ from pyprobe.dsl.types import Struct, bool_, char, s8, s16, s32, s64, u8, u16, u
 from pyprobe.errors import (BPFError, CompileError, PyprobeError, SimulationError, TranslationError,
                             UnsupportedProbe, VerifierError)
 from pyprobe.program import Program
+from pyprobe.version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Program", "Param", "Array", "Hash", "Histogram", "StackTrace", "RingBuf", "PerfBuf", "PerCpuHash",

@@ -15,8 +15,7 @@ import stat
 import zlib
 
 from pyprobe.errors import PyprobeError
-
-VERSION = "0.1.0"
+from pyprobe.version import __version__ as VERSION
 
 
 def cache_dir() -> str:

@@ -1,0 +1,20 @@
+"""One place per concept: the version string, /proc/kallsyms, ELF parsing, errno -> BPFError."""
+import pathlib
+import re
+
+import pyprobe
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SOURCES = sorted((ROOT / "pyprobe").rglob("*.py"))
+
+
+def files_containing(pattern: str) -> list[str]:
+    rx = re.compile(pattern)
+    return sorted(str(p.relative_to(ROOT)) for p in SOURCES if rx.search(p.read_text()))
+
+
+def test_the_version_is_written_once():
+    literal = re.escape(f'"{pyprobe.__version__}"')
+    assert files_containing(literal) == ["pyprobe/version.py"]
+    assert 'dynamic = ["version"]' in (ROOT / "pyproject.toml").read_text()
+    assert not re.search(r"^version\s*=", (ROOT / "pyproject.toml").read_text(), re.M)
