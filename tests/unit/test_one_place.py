@@ -17,4 +17,5 @@ def test_the_version_is_written_once():
     literal = re.escape(f'"{pyprobe.__version__}"')
     assert files_containing(literal) == ["pyprobe/version.py"]
     assert 'dynamic = ["version"]' in (ROOT / "pyproject.toml").read_text()
-    assert not re.search(r"^version\s*=", (ROOT / "pyproject.toml").read_text(), re.M)
+    assert re.findall(r"^version\s*=.*", (ROOT / "pyproject.toml").read_text(), re.M) == [
+        'version = {attr = "pyprobe.version.__version__"}']
