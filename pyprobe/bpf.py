@@ -81,6 +81,7 @@ class ByteOrderHelper(KernelHelper):
 
 ntohs, htons = ByteOrderHelper("ntohs", 2), ByteOrderHelper("htons", 2)
 ntohl, htonl = ByteOrderHelper("ntohl", 4), ByteOrderHelper("htonl", 4)
+user_mode = _helper("user_mode", "user_mode(ctx): 1 if the probe interrupted user space (kprobe, uprobe, perf_event).")
 
 # XDP verdicts (enum xdp_action)
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4

@@ -99,6 +99,16 @@ def _retval(tr, node, ctx):
     return Value(f"PT_REGS_RC({tr.context_param})", s64)
 
 
+@helper("user_mode", 1)
+def _user_mode(tr, node, ctx):
+    from pyprobe.dsl.registers import user_mode
+
+    regs = getattr(tr.context, "regs", None)
+    if regs is None:
+        tr.fail(node, "user_mode(ctx) needs the registers of a kprobe, uprobe, USDT or perf_event handler")
+    return user_mode(regs(tr.context_param))
+
+
 @helper("usdt_arg", 2)
 def _usdt_arg(tr, node, ctx, n):
     if tr.context is None or tr.context.attach.kind != "usdt":

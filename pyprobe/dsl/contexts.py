@@ -5,6 +5,7 @@ it needs, and the meaning of `args.<field>` and of extra handler parameters.
 """
 from __future__ import annotations
 
+from pyprobe.dsl import registers
 from pyprobe.dsl.decorators import Probe
 from pyprobe.dsl.types import ArrayType, PointerType, char, scalar_for, u8, u32, u64
 from pyprobe.dsl.target import kernel
@@ -144,7 +145,13 @@ class KprobeContext(Context):
         # Syscall fields by position when no tracepoint names them.
         if self.kind == "ksyscall" and name.startswith("arg") and name[3:].isdigit():
             return self.function_arg(int(name[3:]), param)
-        return None
+        return registers.register(param, name)
+
+    def field_names(self):
+        return list(registers.REGISTERS)
+
+    def regs(self, param) -> str:
+        return param
 
 
 def _btf_param(function: str, index: int):
@@ -182,6 +189,19 @@ class PerfEventContext(Context):
         self.section = "perf_event"
         self.c_param_type = "struct bpf_perf_event_data *"
 
+    def field(self, param, name):
+        if name == "regs":
+            return registers.Registers(self.regs(param))
+        if name in ("sample_period", "addr"):
+            return Value(f"{param}->{name}", u64)
+        return registers.register(self.regs(param), name)      # ctx.ip: ctx.regs.ip
+
+    def field_names(self):
+        return ["regs", "sample_period", "addr", *registers.REGISTERS]
+
+    def regs(self, param) -> str:
+        return f"((struct pt_regs *)&{param}->regs)"
+
 
 class UsdtContext(Context):
     kernel_types = ("struct pt_regs", "enum bpf_map_type")     # usdt.bpf.h's own maps use the enum
@@ -192,6 +212,15 @@ class UsdtContext(Context):
         self.attach = Probe("usdt", (binary, provider, name), probe.options)
         self.section = "usdt"
         self.c_param_type = "struct pt_regs *"
+
+    def field(self, param, name):
+        return registers.register(param, name)
+
+    def field_names(self):
+        return list(registers.REGISTERS)
+
+    def regs(self, param) -> str:
+        return param
 
 
 class BtfArgsContext(Context):
@@ -210,6 +239,14 @@ class BtfArgsContext(Context):
             return None
         t = self.params[index][1] or u64
         return Value(f"(({t.c_name}){param}[{index}])", t)
+
+    def field(self, param, name):
+        if name == "ip" and self.kind in ("fentry", "fexit"):
+            return Value(f"bpf_get_func_ip({param})", u64)      # the traced function's address
+        return None
+
+    def field_names(self):
+        return ["ip"] if self.kind in ("fentry", "fexit") else []
 
     def return_value(self, param):
         """fexit: the return value follows the arguments."""

@@ -10,6 +10,7 @@ from pyprobe.dsl import functions
 from pyprobe.dsl import kernel_data
 from pyprobe.dsl import operators
 from pyprobe.dsl import strings
+from pyprobe.dsl.registers import REGISTERS, Registers
 from pyprobe.dsl.refusals import describe as _describe
 from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype
 from pyprobe.dsl.values import ContextRef, KernelArray, KernelPath, MapRef, Nullable, PyObject, StringLit, Value, literal
@@ -77,6 +78,11 @@ class Expressions:
             return self.self_attribute(node, attr)
         if hasattr(base, "pp_attribute"):              # a compile-time object, e.g. ctx.packet
             return base.pp_attribute(self, node, attr)
+        if isinstance(base, Registers):
+            value = base.field(attr)
+            if value is None:
+                self.fail(node, f"ctx.regs has no register '{attr}' (registers: {', '.join(REGISTERS)})")
+            return value
         if isinstance(base, ContextRef):
             value = self.context.field(base.name, attr)
             if value is None:

@@ -12,7 +12,7 @@ from pyprobe import TranslationError
 
 TEMPLATE = '''\
 from pyprobe import Program, Hash, Array, Struct, raw_tracepoint, uprobe, u32, u64, char
-from pyprobe.bpf import ktime_ns, tgid, trace_printk, comm, log2, retval
+from pyprobe.bpf import ktime_ns, tgid, trace_printk, comm, log2, retval, user_mode
 import os
 N = 3
 F = 1.5
@@ -92,6 +92,7 @@ CASES = [
     ("trace_printk('%lf', x)", "'%lf'", "cannot print '%lf'"),
     ("trace_printk('%d %d', x)", "trace_printk", "2 conversions and 1 argument"),
     ("trace_printk('%s', x)", "x)", "%s prints a string"),
+    ("y = user_mode(ctx)", "user_mode(ctx)", "user_mode(ctx) needs the registers"),
 ]
 
 
