@@ -76,7 +76,7 @@ def _ksyscall(prog, probe):
 
 def _uprobe(prog, probe):
     binary, symbol = probe.target
-    path = resolve_binary(binary)
+    path = resolve_binary(binary, probe.options.get("pid", -1))
     if not features.has("uprobes"):
         raise UnsupportedProbe("uprobes are not available in this kernel (needs CONFIG_UPROBE_EVENTS)")
     c_symbol = ffi.new("char[]", symbol.encode())
@@ -153,6 +153,8 @@ def online_cpus() -> list[int]:
 
 def _perf_event(prog, probe):
     (event,) = probe.target
+    if probe.options.get("attr") is not None:
+        return _perf_event_raw(prog, probe)
     if event not in PERF_EVENTS:
         raise UnsupportedProbe(f"unknown perf event {event!r} (known: {', '.join(PERF_EVENTS)})")
     ptype, config = PERF_EVENTS[event]
@@ -178,6 +180,34 @@ def _perf_event(prog, probe):
     return links
 
 
+def _perf_event_raw(prog, probe):
+    """@perf_event(attr={...}): perf_event_attr fields by name (bcc's attach_perf_event_raw)."""
+    from pyprobe.backend import perf_attr
+
+    try:
+        attr = perf_attr.pack(probe.options["attr"])
+    except ValueError as e:
+        raise UnsupportedProbe(f"@perf_event(attr=...): {e}") from None
+    cpu, pid = probe.options.get("cpu"), probe.options.get("pid", -1)
+    links = []
+    try:
+        for c in ([cpu] if cpu is not None else (online_cpus() if pid < 0 else [-1])):
+            fd = lib.pp_perf_event_open_raw(attr, pid, c, -1)
+            if fd < 0:
+                raise BPFError(-fd, f"perf_event_open with attr {probe.options['attr']} on cpu {c}")
+            link = lib.bpf_program__attach_perf_event(prog, fd)
+            if link == ffi.NULL:
+                err = ffi.errno
+                os.close(fd)
+                raise BPFError(err, f"attach perf_event (raw attr) on cpu {c}")
+            links.append(link)
+    except BaseException:
+        for link in reversed(links):
+            lib.bpf_link__destroy(link)
+        raise
+    return links
+
+
 _ATTACH = {
     "tracepoint": _tracepoint, "raw_tracepoint": _raw_tracepoint,
     "kprobe": _kprobe, "kretprobe": _kprobe, "ksyscall": _ksyscall, "kretsyscall": _ksyscall,
@@ -188,8 +218,14 @@ _ATTACH.update(attach_net.ATTACH)        # xdp, tc, socket filters, cgroups
 destroy = attach_net.destroy             # a libbpf link, or a tc or socket attachment
 
 
-def resolve_binary(name: str) -> str:
-    """A path, or a library short name ('c' -> the libc this system uses)."""
+def resolve_binary(name: str, pid: int = -1) -> str:
+    """A path, or a library short name ('c' -> the libc this system uses). With a pid, a
+    path is looked up in that process's mount namespace first (/proc/PID/root/...), so a
+    container's binaries are probed as the container sees them."""
+    if "/" in name and pid is not None and pid > 0 and not name.startswith("/proc/"):
+        inside = f"/proc/{pid}/root{os.path.abspath(name)}"
+        if os.path.exists(inside) and not (os.path.exists(name) and os.path.samefile(inside, name)):
+            return inside                 # only the process's namespace has it (or another file)
     if "/" in name:
         if not os.path.exists(name):
             raise UnsupportedProbe(f"no such binary: {name}")

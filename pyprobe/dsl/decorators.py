@@ -131,8 +131,18 @@ def uretprobe(binary: str, symbol: str, pid: int = -1):
 
 
 def perf_event(event: str = "cpu-clock", freq: int | None = None, period: int | None = None,
-               cpu: int | None = None, pid: int = -1):
-    """A sampling perf event on every CPU (or one): `@perf_event("cpu-clock", freq=99)`."""
+               cpu: int | None = None, pid: int = -1, attr: dict | None = None):
+    """A sampling perf event on every CPU (or one): `@perf_event("cpu-clock", freq=99)`.
+
+    attr: struct perf_event_attr fields by name instead (bcc's attach_perf_event_raw), e.g.
+    `attr={"type": 1, "config": 0, "sample_period": 100000, "exclude_kernel": 1}`; with a
+    pid and no cpu, one event follows that process on every CPU.
+    """
+    if attr is not None:
+        from pyprobe.backend.perf_attr import pack
+
+        pack(attr)                        # unknown fields fail here, at the decorator's line
+        return _decorator(Probe("perf_event", ("raw",), {"attr": dict(attr), "cpu": cpu, "pid": pid}))
     if freq is None and period is None:
         freq = 49
     return _decorator(Probe("perf_event", (event,), {"freq": freq, "period": period, "cpu": cpu, "pid": pid}))

@@ -238,9 +238,10 @@ class PerfEventArray(MapSpec):
     iterable = False
     reader = "perf_counters"
 
-    def __init__(self, event: str = "cpu-clock"):
+    def __init__(self, event: str = "cpu-clock", pid: int = -1):
         super().__init__(None, None, 0)
         self.event = event
+        self.pid = pid                   # -1: every process; else only that one (also prog.m.open(pid=))
 
     c_fields = PerfBuf.c_fields
 

@@ -73,7 +73,7 @@ def context_for(probe: Probe, loc: Location) -> Context:
         from pyprobe.backend.attach import resolve_binary
 
         try:
-            binary = resolve_binary(target[0])
+            binary = resolve_binary(target[0], probe.options.get("pid", -1))
             provider, name = usdt.resolve(binary, target[1])
         except PyprobeError as e:
             raise TranslationError(str(e), loc) from None

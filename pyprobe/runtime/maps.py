@@ -314,47 +314,10 @@ def live_map(spec, fd: int, name: str):
     return readers[spec.reader](spec, fd, name)
 
 
-class PerfCounters(Tabular):
-    """A PerfEventArray: one perf event per CPU, opened at load, its fd stored at the CPU's index."""
-
-    def __init__(self, spec, fd: int, name: str):
-        import os
-
-        from pyprobe.backend.attach import PERF_EVENTS, online_cpus
-
-        self.spec, self.fd, self.name = spec, fd, name
-        if spec.event not in PERF_EVENTS:
-            raise BPFError(22, f"unknown perf event {spec.event!r} for {name} (known: {', '.join(PERF_EVENTS)})")
-        ptype, config = PERF_EVENTS[spec.event]
-        self._fds = []
-        key, value = ffi.new("uint32_t *"), ffi.new("uint32_t *")
-        try:
-            for cpu in online_cpus():
-                pfd = lib.pp_perf_event_open(ptype, config, 0, 0, -1, cpu)
-                if pfd < 0:
-                    raise BPFError(-pfd, f"perf_event_open {spec.event} on cpu {cpu} for {name}")
-                self._fds.append(pfd)
-                key[0], value[0] = cpu, pfd
-                r = lib.bpf_map_update_elem(fd, key, value, 0)
-                if r < 0:
-                    raise BPFError(-r, f"store the {spec.event} counter of cpu {cpu} in {name}")
-        except BaseException:
-            for pfd in self._fds:
-                os.close(pfd)
-            self._fds = []
-            raise
-
-    def close(self) -> None:
-        import os
-
-        fds, self._fds = self._fds, []
-        for pfd in fds:
-            os.close(pfd)
-
-
 # A map kind's `reader` (dsl/maps.py) names its live class here; event buffers need
 # their lost-record counter too, so the loader opens them (runtime/session.py STREAMS).
 # Readers of kinds with their own module (they build on LiveMap, defined above).
+from pyprobe.runtime.counters import PerfCounters  # noqa: E402
 from pyprobe.runtime.histmap import HistogramMap  # noqa: E402
 from pyprobe.runtime.queuemap import QueueMap  # noqa: E402
 from pyprobe.runtime.stackmap import StackTraceMap  # noqa: E402
