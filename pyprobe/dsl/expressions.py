@@ -102,7 +102,10 @@ class Expressions:
         if isinstance(base, PyObject):
             if not hasattr(base.obj, attr):
                 self.fail(node, f"{base.name} has no attribute '{attr}'")
-            return self.wrap_python(node, getattr(base.obj, attr), f"{base.name}.{attr}")
+            value = getattr(base.obj, attr)
+            if isinstance(base.obj, types.ModuleType):    # consts.N: a dependency of the cached translation
+                self.program.deps.note_attribute(base.obj.__name__, attr, value)
+            return self.wrap_python(node, value, f"{base.name}.{attr}")
         self.fail(node, f"{_describe(base)} has no attribute '{attr}'")
 
     def self_attribute(self, node, attr: str):

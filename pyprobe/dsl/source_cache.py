@@ -3,10 +3,12 @@
 Keyed by the Program class, the files its handlers come from (path, size,
 mtime), pyprobe's own source, and the boot (tracepoint formats and kernel
 features do not change without a reboot). Each entry also records the
-module-level names the handlers used, with a stable description of their
-values (constants are inlined into the C): if one differs now, the entry is
-not used. Classes defined inside functions, or handlers with closures, are
-not cached at all.
+module-level names the handlers used (and the attributes of imported modules,
+`consts.N`), with a stable description of their values (constants are inlined
+into the C), and every handler's probes as declared (decorator arguments are
+computed when the module runs: a fresh binary path each run): if one differs
+now, the entry is not used. Classes defined inside functions, or handlers with
+closures, are not cached at all (tests/unit/test_translation_cache.py).
 
 Entries are plain data written with `marshal` (ProgramSource.to_plain), not
 pickles: importing pickle (and the `re` and `enum` it imports) would cost a
@@ -119,7 +121,30 @@ def load(cls):
         mod = sys.modules.get(module)
         if mod is None or stable(mod.__dict__.get(name)) != description:
             return None
+    if entry.get("probes") != declared_probes(cls):
+        return None               # a decorator argument computed at run time changed (a fresh binary path)
     return ProgramSource.from_plain(entry["source"], cls)
+
+
+def _probe_key(probe) -> str:
+    from pyprobe.dsl.decorators import Probe
+
+    target = tuple(_probe_key(t) if isinstance(t, Probe) else t for t in probe.target)
+    options = sorted((k, v) for k, v in probe.options.items() if k != "resolved")   # set at attach
+    return repr((probe.kind, target, options))
+
+
+def declared_probes(cls) -> list[str]:
+    """Each handler's probes as the class declares them now (decorator arguments are
+    evaluated when the module runs, so they can differ between runs of the same file)."""
+    from pyprobe.dsl.decorators import Handler
+
+    handlers: dict[str, Handler] = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if isinstance(value, Handler):
+                handlers[name] = value
+    return [f"{name}:{_probe_key(p)}" for name, h in sorted(handlers.items()) for p in h.probes]
 
 
 def store(cls, source, deps) -> None:
@@ -134,7 +159,7 @@ def store(cls, source, deps) -> None:
     _safe_dir(os.path.join(cache_dir(), "sources"))
     _safe_dir(os.path.dirname(path))
     entry = {"files": [(p, _file_stamp(p)) for p in sorted(deps.files)],
-             "globals": sorted(deps.globals), "source": source.to_plain()}
+             "globals": sorted(deps.globals), "probes": declared_probes(cls), "source": source.to_plain()}
     try:
         atomic_write(path, _FORMAT + keyed(key, marshal.dumps(entry)))
     except (OSError, ValueError):
@@ -142,7 +167,8 @@ def store(cls, source, deps) -> None:
 
 
 class Dependencies:
-    """What a translation read: handler files and module-level names."""
+    """What a translation read: handler files, module-level names (of the handler's
+    module and of modules it imports), and whether it read what cannot be recorded."""
 
     def __init__(self):
         self.files: set[str] = set()
@@ -155,8 +181,12 @@ class Dependencies:
             self.cacheable = False            # closure values are not on record
 
     def note_global(self, func, name: str, obj) -> None:
+        self.note_attribute(func.__module__, name, obj)
+
+    def note_attribute(self, module: str, name: str, obj) -> None:
+        """A module-level name read by the translation: `N`, or `consts.N` of an imported module."""
         description = stable(obj)
         if description is None:
             self.cacheable = False
         else:
-            self.globals.add((func.__module__, name, description))
+            self.globals.add((module, name, description))
