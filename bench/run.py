@@ -7,7 +7,7 @@
     .venv/bin/python bench/run.py --table RESULTS.json [--markdown]   print saved results again
 
 Installs the peers it needs when they are missing (C toolchain and libbpf, bcc, bpftrace,
-PythonBPF), runs W1-W5 (see each bench/w*.py), prints one table, and saves the raw
+PythonBPF), runs W1-W6 (see each bench/w*.py), prints one table, and saves the raw
 results as JSON (and the table as Markdown) in the build directory
 ($PYPROBE_BENCH_DIR, else $XDG_CACHE_HOME/pyprobe-bench, else /tmp/pyprobe-bench).
 Needs root. Cells are "median (minimum)" over the runs; for rates "median (best)".
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers as peers_mod  # noqa: E402
 from common import LOAD_CPU, LOADER_CPU, build_dir, log  # noqa: E402
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
 COLUMNS = ("C", "pyprobe", "bcc", "bpftrace", "PythonBPF")
 
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
             continue
         log(f"bench: {w} ({runs} runs)")
         module = __import__({"W1": "w1_startup", "W2": "w2_kernel_cost", "W3": "w3_delivery",
-                             "W4": "w4_map_read", "W5": "w5_histogram"}[w])
+                             "W4": "w4_map_read", "W5": "w5_histogram", "W6": "w6_exporter"}[w])
         t = time.monotonic()
         results[w] = module.run(peers, runs)
         results[w + "_seconds"] = round(time.monotonic() - t, 1)
@@ -180,6 +180,17 @@ def rows(results: dict) -> tuple[list[str], list[list[str]]]:
         add("W5 ms to read+print, again", lambda c: _mm(w5[c]["again_ms"]) if c in w5 else None)
         add("W5 added ns/read", lambda c: _mm(w5[c]["added_ns"]) if c in w5 else None)
         add("W5 every bucket exact", lambda c: ("yes" if w5[c]["exact"] else "NO") if c in w5 else None)
+    w6 = results.get("W6")
+    if w6:
+        # the peer (prometheus-client alone, no map read) has no column of its own: it is in the label
+        plain = w6.get("prometheus-client", {})
+        ratio = w6.get("ratio", {})
+        for key, what in (("latency_ms", "ms a scrape"), ("cpu_ms", "CPU ms a scrape")):
+            add(f"W6 {w6['series'] // 1000}k series: {what} (prometheus-client alone: {_mm(plain.get(key))})",
+                lambda c, k=key: _mm(w6[c][k]) if c in w6 else None,
+                f"{_mm(ratio.get(key))}x prometheus-client alone" if ratio.get(key) else "")
+        add(f"W6 exporter RSS MiB (prometheus-client alone: {_mm(plain.get('rss_mib'))})",
+            lambda c: _mm(w6[c]["rss_mib"]) if c in w6 else None)
     return ["workload", *cols, "pyprobe goal"], out
 
 
