@@ -124,6 +124,10 @@ def map_text(name: str, live, top: int = TOP_ROWS) -> str:
         return f"{name}:\n" + (body or "  (empty)\n")
     if isinstance(live, EventStream):          # the view must not drain what a reader wants
         return f"{name}: {live.received} records received, {live.lost} lost\n"
+    from pyprobe.runtime.maps import QueueMap
+
+    if isinstance(live, QueueMap):             # nor pop a queue
+        return f"{name}: a {type(live.spec).__name__} (not shown: reading pops it)\n"
     from pyprobe.runtime.tables import table
 
     t = table(live)

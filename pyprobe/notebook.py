@@ -73,6 +73,11 @@ def map_html(live) -> str:
     if isinstance(live, EventStream):     # showing must not drain the records
         return (f"<div class=\"pyprobe-map\"><b>{html.escape(live.name)}</b>: {type(live.spec).__name__}, "
                 f"{live.received} records received, {live.lost} lost</div>")
+    from pyprobe.runtime.maps import QueueMap
+
+    if isinstance(live, QueueMap):
+        return (f"<div class=\"pyprobe-map\"><b>{html.escape(live.name)}</b>: {type(live.spec).__name__}, "
+                "not shown: reading pops it (to_pandas() does)</div>")
     t = table(live)
     cols = t.columns
     n = len(t)

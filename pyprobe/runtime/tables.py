@@ -4,13 +4,14 @@ One flattening for every front end: `to_pandas()`, the notebook's HTML, the
 live view of `pyprobe run` and the Prometheus exporter all read maps through
 `table(live)`. Struct fields become columns of their own, char arrays become
 strings, per-CPU values one row per CPU (a `cpu` column), histograms one row per
-bucket with its bounds.
+bucket with its bounds. Reading a RingBuf, PerfBuf, Queue or Stack this way takes
+its contents out (drains or pops), as reading them any other way does.
 """
 from __future__ import annotations
 
 
 class Table:
-    """kind: hash, array, percpu, histogram, stack, events, counters or progs;
+    """kind: hash, array, percpu, histogram, stack, queue, events, counters or progs;
     keys and values: column name -> numpy array or list, in order."""
 
     def __init__(self, kind: str, keys: dict, values: dict):
@@ -63,6 +64,8 @@ def table(live) -> Table:
         return Table("events", {}, _columns("value", live.drain()))
     if live.spec.kind == "prog_array":
         return _progs(live)
+    if isinstance(live, m.QueueMap):             # no keys: the values in pop order, popped
+        return _queue(live)
     if isinstance(live, m.PerCpuMixin):
         return _per_cpu(live)
     if isinstance(live, m.ArrayMap):
@@ -140,6 +143,14 @@ def _counters(live) -> Table:
     counts = [int.from_bytes(os.read(fd, 8), "little") for fd in live._fds]
     return Table("counters", {"cpu": np.array(cpus, dtype=np.uint32)},
                  {live.spec.event: np.array(counts, dtype=np.uint64)})
+
+
+def _queue(live) -> Table:
+    import numpy as np
+
+    values = live.values()
+    arr = np.array(values, dtype=live.value_type.dtype()) if values else np.empty(0, live.value_type.dtype())
+    return Table("queue", {"position": np.arange(len(values), dtype=np.uint32)}, _columns("value", arr))
 
 
 def _progs(live) -> Table:

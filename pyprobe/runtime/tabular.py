@@ -8,7 +8,8 @@ class Tabular:
         """A pandas DataFrame: key and value fields as columns (needs pandas: pip install pyprobe[pandas]).
 
         Array: an `index` column; per-CPU maps: a row per CPU (`cpu`); Histogram: a row per
-        bucket (`low`, `high`, `count`); RingBuf/PerfBuf: the records waiting now (drained).
+        bucket (`low`, `high`, `count`); RingBuf/PerfBuf: the records waiting now (drained);
+        Queue/Stack: the values in pop order (popped).
         """
         from pyprobe.runtime.tables import to_pandas
 

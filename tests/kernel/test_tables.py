@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from pyprobe import (Array, CpuMap, DevMap, Hash, Histogram, LpmTrie, LruHash, Param, PerCpuArray, PerCpuHash,
-                     PerfBuf, PerfEventArray, Program, ProgArray, RingBuf, StackTrace, Struct, char, s64, syscall,
-                     tail_call, u8, u32, u64)
+from pyprobe import (Array, CpuMap, DevMap, Hash, Histogram, LpmTrie, LruHash, LruPerCpuHash, Param, PerCpuArray,
+                     PerCpuHash, PerfBuf, PerfEventArray, Program, ProgArray, Queue, RingBuf, Stack, StackTrace, Struct,
+                     char, s64, syscall, tail_call, u8, u32, u64)
 from pyprobe.bpf import comm, log2, tgid
 
 pd = pytest.importorskip("pandas", reason="pandas is an optional extra: pip install pyprobe[pandas]")
@@ -49,6 +49,9 @@ class Everything(Program):
     stack_ids = Hash(s64, u64)
     ring = RingBuf(Record)
     perf = PerfBuf(Record)
+    lru_per_cpu = LruPerCpuHash(u32, u64, max_entries=4)
+    fifo = Queue(u64, max_entries=32)
+    lifo = Stack(u64, max_entries=32)
 
     @syscall("getppid")
     def on(self, args):
@@ -75,6 +78,9 @@ class Everything(Program):
         r.n = n
         self.perf.submit(r)
         self.ring.submit(r)
+        self.lru_per_cpu[tgid()] += 1
+        self.fifo.push(n)
+        self.lifo.push(n)
 
 
 class Others(Program):
@@ -145,6 +151,8 @@ def test_per_cpu_frames_have_a_row_per_cpu(everything):
     ncpus = prog.per_cpu.ncpus
     assert list(f.columns) == ["key", "cpu", "value"] and len(f) == ncpus
     assert set(f["key"]) == {child} and f["value"].sum() == CALLS and sorted(f["cpu"]) == list(range(ncpus))
+    f = prog.lru_per_cpu.to_pandas()
+    assert set(f["key"]) == {child} and f["value"].sum() == CALLS
     f = prog.per_cpu_array.to_pandas()
     assert len(f) == 2 * ncpus and f.groupby("index")["value"].sum().tolist() == [0, 2 * CALLS]
 
@@ -172,6 +180,13 @@ def test_stack_and_buffer_frames(everything):
         f = buffer.to_pandas()
         assert sorted(f["n"]) == list(range(CALLS)) and set(f["pid"]) == {child}
         assert len(buffer.to_pandas()) == 0                                   # drained
+
+
+def test_queue_and_stack_frames_pop_in_order(everything):
+    prog, _ = everything
+    assert rows(prog.fifo.to_pandas()) == [{"position": i, "value": i} for i in range(CALLS)]
+    assert prog.lifo.to_pandas()["value"].tolist() == list(reversed(range(CALLS)))
+    assert len(prog.fifo.to_pandas()) == 0                                      # popped
 
 
 def test_html_of_a_map_and_a_histogram(everything):
