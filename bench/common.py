@@ -40,8 +40,8 @@ def pin(cpu: int):
 
 
 # ---- the C peers -----------------------------------------------------------------
-BPF_OBJECTS = ("count_tgid", "hello", "events")
-USER_PROGRAMS = ("loadgen", "hello", "count", "events", "mapread")
+BPF_OBJECTS = ("count_tgid", "hello", "events", "xdp_drop")
+USER_PROGRAMS = ("loadgen", "hello", "count", "events", "mapread", "udpflood")
 
 
 def clang() -> str:

@@ -3,8 +3,9 @@ kept alone in its file as a user's first script would be).
 
 All probe syscalls:sys_enter_read (the kernel here has no kprobes).
 """
-from pyprobe import Hash, Histogram, Param, PerfBuf, Program, RingBuf, Struct, tracepoint, u32, u64
-from pyprobe.bpf import ktime_ns, log2, tgid, tid
+from pyprobe import (Hash, Histogram, Param, PerCpuArray, PerfBuf, Program, RingBuf, Struct, tc_ingress, tracepoint, u32,
+                     u64, xdp)
+from pyprobe.bpf import TC_ACT_SHOT, XDP_DROP, ktime_ns, log2, tgid, tid
 
 W4_ENTRIES = 100_000
 
@@ -88,3 +89,36 @@ class ReadSizes(Program):
     def sizes(self, args):
         if tgid() == self.target:
             self.dist.increment(log2(args.count))
+
+
+class XdpDrop(Program):
+    """W8: drop every packet arriving at vb, counted by IP protocol; the peer of
+    bench/c/xdp_drop.bpf.c's xdp_drop."""
+    dropcnt = PerCpuArray(u64, 256)
+
+    @xdp("vb")
+    def xdp_drop(self, ctx):
+        pkt = ctx.packet
+        protocol = 0
+        if pkt.ip is not None:
+            protocol = pkt.ip.protocol
+        elif pkt.ipv6 is not None:
+            protocol = pkt.ipv6.nexthdr
+        self.dropcnt[protocol] += 1
+        return XDP_DROP
+
+
+class TcDrop(Program):
+    """W8: the same as a tc classifier on vb's ingress; the peer of xdp_drop.bpf.c's tc_drop."""
+    dropcnt = PerCpuArray(u64, 256)
+
+    @tc_ingress("vb")
+    def tc_drop(self, ctx):
+        pkt = ctx.packet
+        protocol = 0
+        if pkt.ip is not None:
+            protocol = pkt.ip.protocol
+        elif pkt.ipv6 is not None:
+            protocol = pkt.ipv6.nexthdr
+        self.dropcnt[protocol] += 1
+        return TC_ACT_SHOT

@@ -7,7 +7,7 @@
     .venv/bin/python bench/run.py --table RESULTS.json [--markdown]   print saved results again
 
 Installs the peers it needs when they are missing (C toolchain and libbpf, bcc, bpftrace,
-PythonBPF), runs W1-W6 (see each bench/w*.py), prints one table, and saves the raw
+PythonBPF), runs W1-W6 and W8 (see each bench/w*.py), prints one table, and saves the raw
 results as JSON (and the table as Markdown) in the build directory
 ($PYPROBE_BENCH_DIR, else $XDG_CACHE_HOME/pyprobe-bench, else /tmp/pyprobe-bench).
 Needs root. Cells are "median (minimum)" over the runs; for rates "median (best)".
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers as peers_mod  # noqa: E402
 from common import LOAD_CPU, LOADER_CPU, build_dir, log  # noqa: E402
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W8")
 COLUMNS = ("C", "pyprobe", "bcc", "bpftrace", "PythonBPF")
 
 
@@ -62,7 +62,8 @@ def main(argv=None) -> int:
             continue
         log(f"bench: {w} ({runs} runs)")
         module = __import__({"W1": "w1_startup", "W2": "w2_kernel_cost", "W3": "w3_delivery",
-                             "W4": "w4_map_read", "W5": "w5_histogram", "W6": "w6_exporter"}[w])
+                             "W4": "w4_map_read", "W5": "w5_histogram", "W6": "w6_exporter",
+                             "W8": "w8_packets"}[w])
         t = time.monotonic()
         results[w] = module.run(peers, runs)
         results[w + "_seconds"] = round(time.monotonic() - t, 1)
@@ -191,6 +192,19 @@ def rows(results: dict) -> tuple[list[str], list[list[str]]]:
                 f"{_mm(ratio.get(key))}x prometheus-client alone" if ratio.get(key) else "")
         add(f"W6 exporter RSS MiB (prometheus-client alone: {_mm(plain.get('rss_mib'))})",
             lambda c: _mm(w6[c]["rss_mib"]) if c in w6 else None)
+    w8 = results.get("W8")
+    if w8:
+        for kind, label in (("xdp", "XDP"), ("tc", "tc")):
+            m = w8.get(kind)
+            if not m:
+                continue
+            p, cref = m["pyprobe"], m["C"]
+            goal = _verdict(tuple(-x for x in p["pps_ratio"]), (-0.98, -0.98), ">= 0.98x C")
+            add(f"W8 {label} drop on veth: packets/s", lambda c, m=m: _mm(m[c]["pps"]) if c in m else None, goal)
+            add(f"W8 {label} packets/s, ratio to C", lambda c, m=m: _mm(m[c].get("pps_ratio")) if c in m else None)
+            add(f"W8 {label} program ns/packet", lambda c, m=m: _mm(m[c]["ns"]) if c in m else None)
+            add(f"W8 {label} translated instructions", lambda c, m=m: str(m[c]["insns"]) if c in m else None,
+                ("PASS" if p["insns"] == cref["insns"] else "FAIL") + " same as C")
     return ["workload", *cols, "pyprobe goal"], out
 
 
