@@ -303,7 +303,7 @@ def _tool_registry() -> dict:
 
 
 def _version() -> str:
-    from pyprobe import __version__
+    from pyprobe.version import __version__
 
     return __version__
 

@@ -68,6 +68,30 @@ class LiveText:
         self.close()
 
 
+def interval_view(file=None) -> "LiveText | None":
+    """For bcc-style interval tools: a LiveText redrawing each report in place when
+    `file` (stdout) is a terminal and rich is installed; None otherwise (print as usual)."""
+    file = file or sys.stdout
+    if not is_terminal(file):
+        return None
+    view = LiveText(file=file, header=False)
+    return view if view._live is not None else None
+
+
+def show_report(view: "LiveText | None", report) -> None:
+    """Run report() (which prints); on a terminal view, its output replaces the last one."""
+    if view is None:
+        report()
+        return
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        report()
+    view.update(buf.getvalue())
+
+
 class _TerminalProgress:
     """pyprobe.progress's sink on a terminal: a spinner with the current step on stderr."""
 
@@ -82,9 +106,12 @@ class _TerminalProgress:
                 status.stop()
             return
         if self._status is None:
-            from rich.console import Console
-
-            self._status = Console(file=self.file).status(text)
+            try:        # imported at the first long step only: a warm start never gets here
+                from rich.console import Console
+            except ImportError:
+                self.file.write(f"pyprobe: {text}\n")
+                return
+            self._status = Console(file=self.file, force_terminal=True).status(text)
             self._status.start()
         else:
             self._status.update(text)
@@ -96,10 +123,6 @@ def show_progress_on_terminal(file=None) -> bool:
 
     file = file or sys.stderr
     if not is_terminal(file):
-        return False
-    try:
-        import rich  # noqa: F401
-    except ImportError:
         return False
     progress.set_sink(_TerminalProgress(file))
     return True

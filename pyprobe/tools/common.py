@@ -136,22 +136,29 @@ def follow(stream, on_record, duration: float | None = None) -> None:
 def intervals(interval: float, count: int, duration: float | None, report) -> None:
     """Call report() every `interval` seconds, `count` times, and once more on Ctrl-C or at the end
     of `duration` (bcc's interval/count loop)."""
+    from pyprobe.display import interval_view, show_report
+
     deadline = None if duration is None else time.monotonic() + duration
     done = 0
-    while True:
-        pause = interval if deadline is None else min(interval, deadline - time.monotonic())
-        stop = False
-        try:
-            time.sleep(max(pause, 0))
-        except KeyboardInterrupt:
-            stop = True
-        if deadline is not None and time.monotonic() >= deadline:
-            stop = True
-        report()
-        sys.stdout.flush()
-        done += 1
-        if stop or done >= count:
-            return
+    view = interval_view()          # a terminal: each report replaces the last; a pipe: lines as bcc's
+    try:
+        while True:
+            pause = interval if deadline is None else min(interval, deadline - time.monotonic())
+            stop = False
+            try:
+                time.sleep(max(pause, 0))
+            except KeyboardInterrupt:
+                stop = True
+            if deadline is not None and time.monotonic() >= deadline:
+                stop = True
+            show_report(view, report)
+            sys.stdout.flush()
+            done += 1
+            if stop or done >= count:
+                return
+    finally:
+        if view is not None:
+            view.close()
 
 
 def wait(duration: float | None) -> None:
