@@ -37,7 +37,10 @@ class Program:
 
     license = "GPL"
 
-    def __init__(self, **params):
+    def __init__(self, attach_to: dict | None = None, **params):
+        """`params`: values of the Program's Params. `attach_to`: probe points chosen now,
+        {handler name: probe decorator, a list of them, or None (not attached)}."""
+        from pyprobe.dsl.attach_to import resolve
         from pyprobe.dsl.params import Param
 
         known = {n for k in type(self).__mro__ for n, v in vars(k).items() if isinstance(v, Param)}
@@ -46,6 +49,7 @@ class Program:
             raise TypeError(f"{type(self).__name__} has no Param {', '.join(sorted(unknown))} "
                             f"(Params: {', '.join(sorted(known)) or 'none'})")
         self._params = params
+        self._attach_to = resolve(type(self), attach_to)
         self._session = None
         self._maps = {}
         self._finalizer = None
@@ -127,7 +131,7 @@ class Program:
 
         ensure_bpffs()
         source = self._source(compiling=True)
-        session = Session(source, self._object(source), self._params)
+        session = Session(source, self._object(source), self._params, self._attach_to)
         session.load()
         self._session = session
         self._maps = session.maps

@@ -127,6 +127,8 @@ class KprobeContext(Context):
         self.attach = Probe(kind, (function,), probe.options)
         self.section = {"kprobe": f"kprobe/{function}", "kretprobe": f"kretprobe/{function}",
                         "ksyscall": f"ksyscall/{function}", "kretsyscall": f"kretsyscall/{function}"}[kind]
+        if probe.options.get("regex") or any(ch in function for ch in "*?["):
+            self.section = kind             # one program for every match, attached by name
         self.c_param_type = "struct pt_regs *"
 
     def function_arg(self, index, param):

@@ -33,6 +33,8 @@ class Probe:
         resolved = self.options.get("resolved")      # set at attach, e.g. finish_task_switch.isra.0
         if resolved:
             return f"{self.kind}:{resolved}"
+        if self.options.get("regex"):
+            return f"{self.kind}:{':'.join(str(t) for t in self.target[:-1] + (f're:{self.target[-1]}',))}"
         return f"{self.kind}:{':'.join(str(t) for t in self.target)}"
 
 
@@ -90,6 +92,19 @@ def first_of(*alternatives):
     return _decorator(Probe("first_of", tuple(probes)))
 
 
+def _pattern(name, sym_re):
+    if (name is None) == (sym_re is None):
+        raise TypeError("give the function's name (a glob such as 'vfs_*' attaches to every match) "
+                        "or sym_re=, a regular expression, not both")
+    return name if sym_re is None else sym_re
+
+
+def _matching(probe: Probe, sym_re) -> Probe:
+    if sym_re is not None:
+        probe.options["regex"] = True
+    return probe
+
+
 def tracepoint(category: str, name: str):
     """A kernel tracepoint, e.g. `@tracepoint("block", "block_rq_issue")`; args fields by name."""
     return _decorator(Probe("tracepoint", (category, name)))
@@ -110,24 +125,26 @@ def syscall_return(name: str):
     return _decorator(Probe("syscall_return", (name,)))
 
 
-def kprobe(function: str):
-    """Entry of a kernel function (needs CONFIG_KPROBES)."""
-    return _decorator(Probe("kprobe", (function,)))
+def kprobe(function: str | None = None, sym_re: str | None = None):
+    """Entry of a kernel function (needs CONFIG_KPROBES); a glob ("vfs_*") or sym_re= attaches
+    the handler to every matching function."""
+    return _decorator(_matching(Probe("kprobe", (_pattern(function, sym_re),)), sym_re))
 
 
-def kretprobe(function: str):
+def kretprobe(function: str | None = None, sym_re: str | None = None):
     """Return of a kernel function (needs CONFIG_KPROBES); `retval(ctx)` is its return value."""
-    return _decorator(Probe("kretprobe", (function,)))
+    return _decorator(_matching(Probe("kretprobe", (_pattern(function, sym_re),)), sym_re))
 
 
-def uprobe(binary: str, symbol: str, pid: int = -1):
-    """Entry of a user function: `@uprobe("c", "strlen")` or a path to a binary."""
-    return _decorator(Probe("uprobe", (binary, symbol), {"pid": pid}))
+def uprobe(binary: str, symbol: str | None = None, pid: int = -1, sym_re: str | None = None):
+    """Entry of a user function: `@uprobe("c", "strlen")` or a path to a binary; a glob
+    (`"*printf"`) or `sym_re=` attaches the handler to every matching function."""
+    return _decorator(_matching(Probe("uprobe", (binary, _pattern(symbol, sym_re)), {"pid": pid}), sym_re))
 
 
-def uretprobe(binary: str, symbol: str, pid: int = -1):
+def uretprobe(binary: str, symbol: str | None = None, pid: int = -1, sym_re: str | None = None):
     """Return of a user function; `retval(ctx)` is its return value."""
-    return _decorator(Probe("uretprobe", (binary, symbol), {"pid": pid}))
+    return _decorator(_matching(Probe("uretprobe", (binary, _pattern(symbol, sym_re)), {"pid": pid}), sym_re))
 
 
 def perf_event(event: str = "cpu-clock", freq: int | None = None, period: int | None = None,

@@ -42,6 +42,7 @@ def collect(cls) -> tuple[dict[str, MapSpec], dict[str, Handler], dict[str, Para
 
 def context_for(probe: Probe, loc: Location) -> Context:
     """Choose how a probe attaches on the translation's kernel (tracepoint before kprobe)."""
+    from pyprobe.backend.matching import is_pattern
     from pyprobe.backend.tracefs import TracefsUnavailable
 
     view = kernel()
@@ -85,7 +86,7 @@ def context_for(probe: Probe, loc: Location) -> Context:
     if kind in ("kprobe", "kretprobe"):
         # The fallback chain: kprobes, else fentry/fexit (same handler code), else
         # attaching fails naming the tracepoints that cover the event.
-        if not view.has("kprobes") and view.has("fentry"):
+        if not view.has("kprobes") and view.has("fentry") and not is_pattern(probe):
             return btf_args_context("fentry" if kind == "kprobe" else "fexit", target[0], probe, loc)
         return KprobeContext(kind, target[0], probe)
     if kind in ("uprobe", "uretprobe"):

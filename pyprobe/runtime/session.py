@@ -9,7 +9,7 @@ import os
 
 from pyprobe.backend import attach as attach_mod
 from pyprobe.backend.libbpf import ffi, lib, recent_messages
-from pyprobe.errors import BPFError, VerifierError
+from pyprobe.errors import BPFError, UnsupportedProbe, VerifierError
 from pyprobe.runtime.buffers import EventStream, PerfBufStream, RingBufStream
 from pyprobe.runtime.maps import PerfCounters, live_map
 
@@ -21,7 +21,7 @@ STREAMS = {"ringbuf": RingBufStream, "perfbuf": PerfBufStream}
 
 
 class Session:
-    def __init__(self, source, obj: bytes, param_values: dict | None = None):
+    def __init__(self, source, obj: bytes, param_values: dict | None = None, attach_to: dict | None = None):
         self.source = source
         self.obj_bytes = obj
         self.obj = ffi.NULL
@@ -31,6 +31,7 @@ class Session:
         self.trace_instance = None
         self._logs = {}
         self.param_values = param_values or {}
+        self.attach_to = attach_to or {}      # handler -> probes chosen at construction
 
     # ---- load -----------------------------------------------------------
     def load(self) -> None:
@@ -113,15 +114,15 @@ class Session:
         if "bpf_printk(" in self.source.text and self.trace_instance is None:
             self.trace_instance = _open_trace_instance()
         made = []
-        todo = [info for info in self.source.programs if info.attach]
+        todo = self._attach_plan()
         report = _progress_report() if len(todo) >= MANY_PROBES else None
         try:
-            for i, info in enumerate(todo):
+            for i, (info, probe) in enumerate(todo):
                 if report is not None:
-                    report(f"attaching {i + 1}/{len(todo)}: {info.choice()}")
+                    report(f"attaching {i + 1}/{len(todo)}: {probe.describe()}")
                 prog = lib.bpf_object__find_program_by_name(self.obj, info.c_name.encode())
-                made.extend(attach_mod.attach(prog, info.probe))
-                self.attached.append((info.c_name, info.choice()))
+                made.extend(attach_mod.attach(prog, probe))
+                self.attached.append((info.c_name, probe.describe()))
         except BaseException:
             for link in reversed(made):
                 attach_mod.destroy(link)
@@ -131,6 +132,24 @@ class Session:
             if report is not None:
                 report(None)
         self.links = made
+
+    def _attach_plan(self) -> list:
+        """(program, probe) pairs: the decorators' probes, or those given with attach_to, on
+        the handler's first program (the others of a stacked handler stay unattached)."""
+        plan, moved = [], set()
+        for info in self.source.programs:
+            if not info.attach:
+                continue
+            if info.handler not in self.attach_to:
+                plan.append((info, info.probe))
+            elif info.handler not in moved:
+                moved.add(info.handler)
+                for probe in self.attach_to[info.handler]:
+                    if probe.kind != info.probe.kind:
+                        raise UnsupportedProbe(f"{info.handler} was translated as a {info.probe.kind} "
+                                               f"program on this kernel; it cannot attach to {probe.describe()}")
+                    plan.append((info, probe))
+        return plan
 
     def detach(self) -> None:
         links, self.links = self.links, []

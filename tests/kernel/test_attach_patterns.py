@@ -1,0 +1,73 @@
+"""One handler on every function a pattern matches, and probe points chosen when the
+Program is made (issue 12), counted exactly against a C program's known calls."""
+import os
+import subprocess
+
+import pytest
+
+from pyprobe import Hash, Program, u64, uprobe
+from pyprobe.errors import UnsupportedProbe
+
+HERE = os.path.dirname(__file__)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    exe = str(tmp_path_factory.mktemp("funcs") / "funcs_app")
+    subprocess.run(["gcc", "-O1", "-no-pie", "-o", exe, os.path.join(HERE, "data", "funcs_app.c")], check=True)
+    symbols = {}
+    for line in subprocess.run(["nm", exe], capture_output=True, text=True, check=True).stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "Tt":
+            symbols[int(parts[0], 16)] = parts[2]
+    return exe, symbols
+
+
+class Calls(Program):
+    """funccount's shape: calls per function address, one handler on every match. The
+    decorator names a default; tools give their probe points at construction."""
+
+    calls = Hash(u64, u64)
+
+    @uprobe("c", "getpid")
+    def on_call(self, ctx):
+        self.calls[ctx.ip] += 1
+
+    @uprobe("c", "getppid")
+    def on_other(self, ctx):
+        self.calls[0] += 1
+
+
+def run(exe, prog, *counts):
+    with prog:
+        subprocess.run([exe, "calls", *map(str, counts)], input=b"go\n", check=True)
+    return prog
+
+
+def by_name(prog, symbols):
+    return {symbols.get(ip, ip): int(n) for ip, n in prog.calls.items()}
+
+
+def test_a_three_function_glob_counts_each_call(app):
+    exe, symbols = app
+    prog = run(exe, Calls(attach_to={"on_call": uprobe(exe, "work_*"), "on_other": None}), 3, 5, 7)
+    assert by_name(prog, symbols) == {"work_alpha": 3, "work_beta": 5, "work_gamma": 7}
+
+
+def test_sym_re_and_several_probe_points(app):
+    exe, symbols = app
+    prog = run(exe, Calls(attach_to={"on_call": [uprobe(exe, sym_re=r"work_(alpha|gamma)"),
+                                                  uprobe(exe, "other_delta")], "on_other": []}), 2, 4, 6)
+    assert by_name(prog, symbols) == {"work_alpha": 2, "work_gamma": 6, "other_delta": 1}
+
+
+def test_attach_to_refuses_what_it_cannot_move(app):
+    from pyprobe import tracepoint
+
+    exe, _ = app
+    with pytest.raises(TypeError, match="has no handler 'nope'"):
+        Calls(attach_to={"nope": None})
+    with pytest.raises(TypeError, match="on_call is a @uprobe handler; attach_to gives it a tracepoint"):
+        Calls(attach_to={"on_call": tracepoint("sched", "sched_switch")})
+    with pytest.raises(UnsupportedProbe, match=r"no function matches 'work_zzz\*' \(some with 'work'"):
+        run(exe, Calls(attach_to={"on_call": uprobe(exe, "work_zzz*"), "on_other": None}), 1)
