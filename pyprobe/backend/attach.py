@@ -18,11 +18,6 @@ def attach(prog, probe) -> list:
     fn = _ATTACH.get(probe.kind)
     if fn is None:
         raise UnsupportedProbe(f"pyprobe cannot attach {probe.describe()} yet")
-    if probe.kind in ("kprobe", "kretprobe", "uprobe", "uretprobe"):
-        from pyprobe.backend import matching
-
-        if matching.is_pattern(probe):              # a glob or sym_re: one link per match
-            return matching.expand(fn, prog, probe)
     return fn(prog, probe)
 
 

@@ -1,8 +1,8 @@
 """One handler on every probe point a pattern matches (bcc's sym_re/event_re, bpftrace's globs).
 
 A kprobe or uprobe target with `*`, `?` or `[...]` is a shell glob; `sym_re=` gives a
-regular expression that must match the whole name. The pattern is expanded when the
-program attaches, so one BPF program gets one link per match.
+regular expression that must match the whole name. The session expands the pattern
+when the program attaches (runtime/patterns.py), so one BPF program gets one link per match.
 """
 from __future__ import annotations
 
@@ -34,12 +34,6 @@ def matching(probe, names) -> list[str]:
     return hits
 
 
-def uprobe_names(path: str) -> list[str]:
-    from pyprobe.runtime.elf import read_elf
-
-    return read_elf(path).functions.names()
-
-
 def kprobe_names() -> list[str]:
     """Kernel functions that kprobes can attach to (tracefs's available_filter_functions)."""
     import os
@@ -48,26 +42,3 @@ def kprobe_names() -> list[str]:
 
     with open(os.path.join(tracefs_root(), "available_filter_functions")) as f:
         return sorted({line.split()[0] for line in f if line.strip()})
-
-
-def expand(attach_one, prog, probe) -> list:
-    """attach_one(prog, probe) for each match, all or nothing."""
-    from pyprobe.backend.attach import destroy, resolve_binary
-
-    Probe = type(probe)                 # plain data to the backend: copied, never imported
-
-    if probe.kind in ("uprobe", "uretprobe"):
-        binary = resolve_binary(probe.target[0])
-        names, make = uprobe_names(binary), lambda n: (binary, n)
-    else:
-        names, make = kprobe_names(), lambda n: (n,)
-    links = []
-    try:
-        for name in matching(probe, names):
-            options = {k: v for k, v in probe.options.items() if k != "regex"}
-            links.extend(attach_one(prog, Probe(probe.kind, make(name), options)))
-    except BaseException:
-        for link in reversed(links):
-            destroy(link)
-        raise
-    return links

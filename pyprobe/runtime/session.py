@@ -135,20 +135,23 @@ class Session:
 
     def _attach_plan(self) -> list:
         """(program, probe) pairs: the decorators' probes, or those given with attach_to, on
-        the handler's first program (the others of a stacked handler stay unattached)."""
+        the handler's first program (the others of a stacked handler stay unattached);
+        a glob or sym_re gives one pair per matching function."""
+        from pyprobe.runtime.patterns import concrete
+
         plan, moved = [], set()
         for info in self.source.programs:
             if not info.attach:
                 continue
             if info.handler not in self.attach_to:
-                plan.append((info, info.probe))
+                plan.extend((info, p) for p in concrete(info.probe))
             elif info.handler not in moved:
                 moved.add(info.handler)
                 for probe in self.attach_to[info.handler]:
                     if probe.kind != info.probe.kind:
                         raise UnsupportedProbe(f"{info.handler} was translated as a {info.probe.kind} "
                                                f"program on this kernel; it cannot attach to {probe.describe()}")
-                    plan.append((info, probe))
+                    plan.extend((info, p) for p in concrete(probe))
         return plan
 
     def detach(self) -> None:
