@@ -76,12 +76,16 @@ def _run(cmd, work, **kw):
 
 
 def test_wheel_holds_what_pyprobe_reads_at_run_time(installed):
+    """Every file of the package that is not Python (prelude.h, py.typed, data the
+    simulator and the tools read) is installed beside the modules."""
     bindir, work = installed
+    data = [f for f in _source_files() if f.startswith("pyprobe/") and not f.endswith(".py")]
+    assert "pyprobe/dsl/prelude.h" in data and "pyprobe/py.typed" in data
     r = _run([str(bindir / "python"), "-c",
-              "import os, pyprobe; d = os.path.dirname(pyprobe.__file__); "
-              "print(os.path.isfile(os.path.join(d, 'dsl', 'prelude.h')), os.path.isfile(os.path.join(d, 'py.typed')))"],
+              "import os, sys, pyprobe; top = os.path.dirname(os.path.dirname(pyprobe.__file__)); "
+              "print('\\n'.join(f for f in sys.argv[1:] if not os.path.isfile(os.path.join(top, f))))", *data],
              work)
-    assert r.stdout.split() == ["True", "True"], r.stderr
+    assert r.returncode == 0 and r.stdout.strip() == "", f"missing from the wheel: {r.stdout}{r.stderr}"
 
 
 def test_installed_wheel_runs_a_probe_outside_the_checkout(installed):

@@ -93,3 +93,13 @@ def test_piped_run_prints_every_view_with_the_exact_count(tmp_path):
     assert "\x1b" not in out
     ppids = views[-1].split("ppids: ", 1)[1]
     assert f"  key={child}: value=33\n" in ppids
+
+
+def test_run_into_a_closed_pipe_is_quiet(tmp_path):
+    (tmp_path / "many.py").write_text(MANY)
+    r, w = os.pipe()
+    os.close(r)
+    proc = subprocess.run([sys.executable, "-m", "pyprobe", "run", "many.py", "-d", "1", "-i", "0.2"],
+                          stdout=w, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env(tmp_path), timeout=60)
+    os.close(w)
+    assert (proc.returncode, proc.stderr) == (141, "")

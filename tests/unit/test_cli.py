@@ -80,7 +80,7 @@ def _closed_pipe(*args):
         os.close(w)
 
 
-@pytest.mark.parametrize("args", [["c", "{file}"], ["list", "uprobe:c:*"], ["--help"]])
+@pytest.mark.parametrize("args", [["c", "{file}"], ["list", "uprobe:c:*"], ["doctor"], ["--help"]])
 def test_closed_pipe_is_quiet(args, two_programs):
     res = _closed_pipe(*[a.format(file=two_programs) for a in args])
     assert res.returncode in (0, 141) and res.stderr == ""
