@@ -20,7 +20,7 @@ Handlers are Python with C semantics, translated to BPF C, compiled with clang
 from pyprobe.dsl.decorators import (fentry, fexit, first_of, kprobe, kretprobe, perf_event, raw_tracepoint, syscall,
                                     syscall_return, tail_call, tp_btf, tracepoint, uprobe, uretprobe, usdt, xdp)
 from pyprobe.dsl.net_probes import cgroup_egress, cgroup_ingress, cgroup_sock, socket_filter, tc_egress, tc_ingress
-from pyprobe.dsl.maps import (Array, Hash, Histogram, CpuMap, DevMap, LpmTrie, LruHash, LruPerCpuHash, PerCpuArray,
+from pyprobe.dsl.maps import (Array, ArrayOfMaps, Hash, HashOfMaps, Histogram, CpuMap, DevMap, LpmTrie, LruHash, LruPerCpuHash, PerCpuArray,
                               PerCpuHash, PerfBuf, PerfEventArray, ProgArray, Queue, RingBuf, Stack, StackTrace)
 from pyprobe.dsl.params import Param
 from pyprobe.dsl.types import Struct, bool_, char, s8, s16, s32, s64, u8, u16, u32, u64
@@ -32,7 +32,7 @@ from pyprobe.version import __version__
 
 __all__ = [
     "Program", "Param", "Array", "Hash", "Histogram", "StackTrace", "RingBuf", "PerfBuf", "PerCpuHash",
-    "PerCpuArray", "LruHash", "LruPerCpuHash", "Queue", "Stack", "LpmTrie", "ProgArray", "tail_call", "PerfEventArray",
+    "PerCpuArray", "LruHash", "LruPerCpuHash", "Queue", "Stack", "ArrayOfMaps", "HashOfMaps", "LpmTrie", "ProgArray", "tail_call", "PerfEventArray",
     "DevMap", "CpuMap", "ksym", "ksymname", "usym", "usymname", "open_pinned", "unpin", "Struct",
     "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "kprobe", "kretprobe", "uprobe", "uretprobe",
     "perf_event", "usdt", "tp_btf", "fentry", "fexit", "xdp", "first_of", "tc_ingress", "tc_egress", "socket_filter",

@@ -114,6 +114,7 @@ int bpf_link_get_next_id(uint32_t start_id, uint32_t *next_id);
 int bpf_map_get_next_id(uint32_t start_id, uint32_t *next_id);
 int bpf_prog_get_fd_by_id(uint32_t id);
 int bpf_link_get_fd_by_id(uint32_t id);
+int bpf_map_get_fd_by_id(uint32_t id);
 
 int bpf_prog_load(int prog_type, const char *prog_name, const char *license,
                   const struct bpf_insn *insns, size_t insn_cnt, struct bpf_prog_load_opts *opts);

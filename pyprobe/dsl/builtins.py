@@ -230,8 +230,11 @@ def _printk(tr, text: str, c_args: list[str]) -> Value:
 
 # Map methods: (translator, call node, MapRef, argument values) -> value or None.
 
-def _key(tr, node, ref, key_node, key):
+def _key(tr, node, ref, key_node, key, inner_ok: bool = False):
     spec = ref.spec
+    if getattr(spec, "inner", None) is not None and not inner_ok:
+        tr.fail(node, f"self.{ref.name} holds maps: in a handler take one with `m = self.{ref.name}.get(i)` "
+                      "(then `if m is None: return`); slots are set from Python")
     if isinstance(spec.key, StructType):
         if not (isinstance(key, Value) and key.type == spec.key):
             tr.fail(key_node, f"self.{ref.name} takes a {spec.key.name} key")
@@ -242,6 +245,14 @@ def _key(tr, node, ref, key_node, key):
 @map_method("get")
 @map_method("lookup")
 def _get(tr, node, ref, key):
+    inner = getattr(ref.spec, "inner", None)
+    if inner is not None:                      # a map of maps: the inner map, or None
+        from pyprobe.dsl.values import InnerMap, InnerMapType
+
+        tmp = tr.temp(ref.spec.key, "k")
+        tr.emit(f"{tmp} = {_key(tr, node, ref, node.args[0], key, inner_ok=True)};")
+        struct = ref.spec.inner_struct(ref.name)
+        return InnerMap(f"((struct {struct} *)bpf_map_lookup_elem(&{ref.name}, &{tmp}))", InnerMapType(struct, inner))
     return Nullable(f"pp_get({ref.name}, {_key(tr, node, ref, node.args[0], key)})", ref.spec.value)
 
 

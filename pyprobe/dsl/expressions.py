@@ -13,7 +13,8 @@ from pyprobe.dsl import strings
 from pyprobe.dsl.registers import REGISTERS, Registers
 from pyprobe.dsl.refusals import describe as _describe
 from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype
-from pyprobe.dsl.values import ContextRef, KernelArray, KernelPath, MapRef, Nullable, PyObject, StringLit, Value, literal
+from pyprobe.dsl.values import (ContextRef, KernelArray, KernelPath, MapRef, Nullable, PyObject, StringLit, Value,
+                                as_map, literal)
 from pyprobe.errors import TranslationError
 
 
@@ -120,7 +121,7 @@ class Expressions:
                   f"declare it as a class attribute, e.g. {attr} = Hash(u32, u64)")
 
     def expr_Subscript(self, node):
-        base = self.expr(node.value)
+        base = as_map(self.expr(node.value))
         if isinstance(base, MapRef):
             key = self.expr(node.slice)
             keycode = registry._key(self, node, base, node.slice, key)
@@ -210,6 +211,7 @@ class Expressions:
                 self.fail(left_node, f"only a .get() result can be None; this is {_describe(left)}")
             return Value(f"(!{left.code})" if isinstance(op, ast.Is) else f"(!!{left.code})", as_ctype("s32"))
         if isinstance(op, (ast.In, ast.NotIn)):
+            right = as_map(right)
             if not isinstance(right, MapRef):
                 self.fail(right_node, "`in` tests membership of a map: key in self.<map>")
             key = registry._key(self, node, right, left_node, left)
@@ -268,7 +270,7 @@ class Expressions:
         self.fail(node.func, f"{_describe(callee)} cannot be called in a BPF handler")
 
     def method_or_attr(self, node):
-        base = self.expr(node.func.value)
+        base = as_map(self.expr(node.func.value))
         if isinstance(base, MapRef):
             if node.keywords:
                 self.fail(node.keywords[0], "map methods take positional arguments")

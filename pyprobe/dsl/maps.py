@@ -77,14 +77,18 @@ class MapSpec:
     # ---- the C definition ----------------------------------------------
     def c_definition(self, name: str) -> str:
         """The map's `struct {...} name SEC(".maps");` (plus any hidden maps it needs)."""
-        lines = ["struct {", f"    __uint(type, {self.map_type});   /* BPF_MAP_TYPE_{self.type_name} */"]
+        lines = ["struct {"] + self.c_body()
+        lines.append(f'}} {name} SEC(".maps"){self.c_initializer()};\n')
+        return "\n".join(lines)
+
+    def c_body(self) -> list[str]:
+        """The lines between the braces of the definition."""
+        lines = [f"    __uint(type, {self.map_type});   /* BPF_MAP_TYPE_{self.type_name} */"]
         if self.max_entries:             # perf event arrays: libbpf sizes them to the CPUs
             lines.append(f"    __uint(max_entries, {self.max_entries});")
         if self.flags:
             lines.append(f"    __uint(map_flags, {self.flags});")
-        lines += self.c_fields()
-        lines.append(f'}} {name} SEC(".maps"){self.c_initializer()};\n')
-        return "\n".join(lines)
+        return lines + self.c_fields()
 
     def c_fields(self) -> list[str]:
         """Key and value lines of the definition."""
@@ -355,3 +359,46 @@ class LpmTrie(MapSpec):
         first = getattr(self.key, "fields", [("", None)])[0]
         if first[0] != "prefixlen" or first[1] is not u32:
             raise TypeError("an LpmTrie key is a Struct starting with `prefixlen: u32`")
+
+
+class ArrayOfMaps(MapSpec):
+    """BPF_MAP_TYPE_ARRAY_OF_MAPS: slots holding maps shaped like `inner` (a declaration
+    such as `Hash(u32, u64)`, not a class attribute). In a handler `m = self.maps.get(i)`,
+    `if m is None: return`, then `m[k] += 1` as on any map. In Python `prog.maps.new_inner()`
+    creates an inner map, `prog.maps[i] = inner` stores (or swaps) it, `prog.maps.inner(i)`
+    opens the one in slot i, `del prog.maps[i]` empties it."""
+
+    kind, map_type, type_name = "array_of_maps", 12, "ARRAY_OF_MAPS"
+    reader = "map_of_maps"
+
+    def __init__(self, inner: MapSpec, max_entries: int = 8, pin: str | None = None):
+        self._check_inner(inner)
+        super().__init__(u32, u32, max_entries, pin=pin)
+        self.inner = inner
+
+    @staticmethod
+    def _check_inner(inner) -> None:
+        if not isinstance(inner, MapSpec) or inner.keyless or isinstance(inner, (ArrayOfMaps, Histogram)):
+            raise TypeError(f"the inner map of a map of maps is a Hash, Array, LruHash, per-CPU map, Queue, ...: "
+                            f"not {inner!r}")
+
+    def inner_struct(self, name: str) -> str:
+        return f"pp_inner_{name}"
+
+    def c_definition(self, name: str) -> str:
+        inner = "\n".join([f"struct {self.inner_struct(name)} {{"] + self.inner.c_body() + ["};\n"])
+        return inner + super().c_definition(name)
+
+    def c_fields(self) -> list[str]:
+        return [f"    __type(key, {self.key.c_name});", f"    __array(values, struct {self.inner_struct(self.name)});"]
+
+
+class HashOfMaps(ArrayOfMaps):
+    """BPF_MAP_TYPE_HASH_OF_MAPS: an ArrayOfMaps with keys of any type: `HashOfMaps(u32, Hash(u32, u64))`."""
+
+    kind, map_type, type_name = "hash_of_maps", 13, "HASH_OF_MAPS"
+
+    def __init__(self, key, inner: MapSpec, max_entries: int = 64, pin: str | None = None):
+        self._check_inner(inner)
+        MapSpec.__init__(self, key, u32, max_entries, pin=pin)
+        self.inner = inner

@@ -183,7 +183,8 @@ class ProgramTranslator:
             raise TranslationError(f"{self.cls.__name__}.license must be a plain string such as \"GPL\" or "
                                    f"\"Dual BSD/GPL\", not {license!r}")
         for spec in self.maps.values():
-            for t in (spec.key, spec.value):
+            inner = getattr(spec, "inner", None)
+            for t in (spec.key, spec.value) + ((inner.key, inner.value) if inner is not None else ()):
                 t = getattr(t, "elem", t)            # an array of structs (build-id stack frames)
                 if isinstance(t, StructType):
                     self.use_struct(t)

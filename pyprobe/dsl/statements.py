@@ -9,7 +9,7 @@ from pyprobe.dsl import operators
 from pyprobe.dsl import strings
 from pyprobe.dsl.refusals import FakeCall as _FakeCall, describe as _describe
 from pyprobe.dsl.types import ArrayType, CType, PointerType, StructType, s64
-from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, Value, literal
+from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, Value, as_map, literal
 
 
 class Statements:
@@ -79,7 +79,7 @@ class Statements:
     def stmt_Delete(self, node):
         for target in node.targets:
             if isinstance(target, ast.Subscript):
-                ref = self.expr(target.value)
+                ref = as_map(self.expr(target.value))
                 if isinstance(ref, MapRef):
                     key = self.expr(target.slice)
                     registry.MAP_METHODS["delete"](self, _FakeCall(target, [target.slice]), ref, key)
@@ -112,7 +112,7 @@ class Statements:
             self.fail(node, msg, hint)
         target = node.target
         if isinstance(target, ast.Subscript):
-            ref = self.expr(target.value)
+            ref = as_map(self.expr(target.value))
             if isinstance(ref, MapRef):
                 amount = self.expr(node.value)
                 if op in (ast.Add, ast.Sub):
@@ -135,8 +135,8 @@ class Statements:
     def assign(self, target, value_node, value) -> None:
         if isinstance(target, ast.Name):
             self.assign_local(target, value, value_node=value_node)
-        elif isinstance(target, ast.Subscript) and isinstance(self.expr(target.value), MapRef):
-            ref = self.expr(target.value)
+        elif isinstance(target, ast.Subscript) and isinstance(as_map(self.expr(target.value)), MapRef):
+            ref = as_map(self.expr(target.value))
             registry.MAP_METHODS["update"](self, _FakeCall(target, [target.slice, value_node]), ref,
                                            self.expr(target.slice), value)
         elif isinstance(target, (ast.Attribute, ast.Subscript)):

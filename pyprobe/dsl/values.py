@@ -63,6 +63,34 @@ class StringLit:
     text: str
 
 
+class InnerMapType(CType):
+    """What a map of maps holds: a pointer to a map shaped like its `inner` declaration."""
+
+    def __init__(self, struct_name: str, spec):
+        self.name = struct_name
+        self.spec = spec
+        self.size = self.align = 8
+
+    @property
+    def c_name(self) -> str:
+        return f"struct {self.name}"
+
+    def __repr__(self) -> str:
+        return f"inner map {self.spec!r}"
+
+
+class InnerMap(Nullable):
+    """`m = self.maps.get(i)`: an inner map or None; once checked, used as a map."""
+
+    def as_map(self) -> "MapRef":
+        return MapRef(self.target.spec, f"(*{self.code})")
+
+
+def as_map(value):
+    """A map reference for self.<map> or a checked inner map; anything else unchanged."""
+    return value.as_map() if isinstance(value, InnerMap) else value
+
+
 @dataclass
 class MapRef:
     """`self.<map>`: the map itself, usable only through its methods and [k]."""

@@ -319,9 +319,11 @@ def live_map(spec, fd: int, name: str):
 # Readers of kinds with their own module (they build on LiveMap, defined above).
 from pyprobe.runtime.counters import PerfCounters  # noqa: E402
 from pyprobe.runtime.histmap import HistogramMap  # noqa: E402
+from pyprobe.runtime.mapinmap import MapOfMaps  # noqa: E402
 from pyprobe.runtime.queuemap import QueueMap  # noqa: E402
 from pyprobe.runtime.stackmap import StackTraceMap  # noqa: E402
 
 READERS = {"map": LiveMap, "array": ArrayMap, "histogram": HistogramMap, "stack_trace": StackTraceMap, "queue": QueueMap,
+           "map_of_maps": MapOfMaps,
            "perf_counters": PerfCounters}
 PER_CPU_READERS = {"map": PerCpuHashMap, "array": PerCpuArrayMap}

@@ -11,7 +11,7 @@ import pytest
 from pyprobe import (Array, Hash, LpmTrie, LruHash, LruPerCpuHash, Param, PerCpuArray, PerCpuHash, Program, Queue,
                      Stack, StackTrace, Struct, open_pinned, syscall, u8, u32, u64, unpin)
 from pyprobe.bpf import BPF_EXIST, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, tgid
-from pyprobe.errors import PyprobeError
+from pyprobe.errors import PyprobeError, TranslationError
 
 from test_bcc_histogram import run
 
@@ -188,3 +188,73 @@ def test_pinned_maps_are_shared_between_programs_and_processes():
         holder.close()
         unpin(PIN)
     assert not os.path.exists(f"/sys/fs/bpf/{PIN}")
+
+
+from pyprobe import ArrayOfMaps, HashOfMaps  # noqa: E402
+
+
+class MapInMap(Program):
+    cntl = Array(u32, 2)                         # [slot the handler uses, pid it counts]
+    slots = ArrayOfMaps(Hash(u32, u64, max_entries=16), max_entries=2)
+    by_key = HashOfMaps(u64, Array(u64, 2), max_entries=4)
+
+    @syscall("getppid")
+    def on(self, args):
+        if tgid() != self.cntl[1]:
+            return
+        m = self.slots.get(self.cntl[0])
+        if m is not None:
+            m[7] += 1
+        a = self.by_key.get(u64(100 + self.cntl[0]))
+        if a is not None:
+            a[1] += 5
+
+
+def _calls(prog, slot: int, n: int) -> None:
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        for _ in range(n):
+            os.getppid()
+        os._exit(0)
+    prog.cntl[0], prog.cntl[1] = slot, child
+    os.write(w, b"g")
+    os.waitpid(child, 0)
+    os.close(r)
+    os.close(w)
+
+
+def test_map_in_map_inner_maps_created_swapped_and_emptied_from_python():
+    with MapInMap() as prog:
+        ex1, ex2, arr = prog.slots.new_inner("ex1"), prog.slots.new_inner("ex2"), prog.by_key.new_inner()
+        prog.slots[0], prog.slots[1] = ex1, ex2
+        prog.by_key[100] = arr                               # slot 1 has no array: skipped
+        _calls(prog, 0, 3)
+        _calls(prog, 1, 4)
+        assert (ex1[7], ex2[7], arr[1]) == (3, 4, 15)
+        prog.slots[0] = ex2                                  # swapped: slot 0 now counts into ex2
+        _calls(prog, 0, 2)
+        assert (ex1[7], ex2[7]) == (3, 6)
+        assert prog.slots[0] == prog.slots[1] == ex2.info()["id"]
+        assert prog.slots.inner(0)[7] == 6
+        del prog.slots[0]
+        _calls(prog, 0, 5)                                   # an empty slot: get() gave None
+        assert (ex1[7], ex2[7], arr[1]) == (3, 6, 15 + 2 * 5 + 5 * 5)
+        assert sorted(prog.by_key.keys()) == [100]
+        with pytest.raises(TypeError, match="holds maps"):
+            prog.slots[1] = 5.0
+    prog.close()
+
+
+def test_map_of_maps_refuses_direct_access_in_handlers():
+    class Direct(Program):
+        slots = ArrayOfMaps(Hash(u32, u64))
+
+        @syscall("getppid")
+        def on(self, args):
+            if self.slots[0] == 1:
+                return
+
+    with pytest.raises(TranslationError, match="holds maps: in a handler take one with"):
+        Direct.translate()
