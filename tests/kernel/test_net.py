@@ -294,3 +294,56 @@ def test_a_header_used_unchecked_is_refused_with_a_hint(net):
         assert "xdp" not in ip("link", "show", "vb")
     assert "test_net.py:" in str(e.value) and "ctx.packet.udp.dest" in str(e.value)
     assert "if pkt.udp is None" in str(e.value)
+
+
+SIGNALLED = """
+import sys, time
+from pyprobe import Array, Program, socket_filter, tc_egress, tc_ingress, u64
+
+class Everything(Program):
+    n = Array(u64, 3)
+
+    @tc_ingress("vb")
+    def on_in(self, ctx):
+        self.n[0] += 1
+
+    @tc_egress("vb")
+    def on_out(self, ctx):
+        self.n[1] += 1
+
+    @socket_filter("vb")
+    def on_raw(self, ctx):
+        self.n[2] += 1
+
+with Everything():
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signals_leave_the_interface_as_it_was(net, sig, tmp_path):
+    import signal
+
+    script = tmp_path / "signalled.py"
+    script.write_text(SIGNALLED)
+    proc = subprocess.Popen(["ip", "netns", "exec", net.b, sys.executable, str(script)], stdout=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with enter(net.b):
+            shown = subprocess.run(["tc", "filter", "show", "dev", "vb", "ingress"], capture_output=True,
+                                   text=True).stdout
+            shown += subprocess.run(["tc", "filter", "show", "dev", "vb", "egress"], capture_output=True,
+                                    text=True).stdout
+        ids = prog_ids(shown)
+        assert len(ids) == 2, shown
+        proc.send_signal(getattr(signal, sig))
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    with enter(net.b):
+        qdiscs = subprocess.run(["tc", "qdisc", "show", "dev", "vb"], capture_output=True, text=True).stdout
+    assert "clsact" not in qdiscs
+    assert not program_ids_alive(ids)
