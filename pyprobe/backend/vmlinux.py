@@ -83,18 +83,3 @@ def declarations(type_names: list[str], co_re: bool = True) -> str:
         + body
         + "#pragma clang attribute pop\n"
     )
-
-
-def full_vmlinux_h() -> str:
-    """Every type in the kernel's BTF (what `bpftool btf dump ... format c` gives); for measurement."""
-    from pyprobe.backend.libbpf import ffi, lib
-
-    btf = kernel_btf()
-    count = lib.btf__type_cnt(btf)
-    ids = ffi.new("uint32_t[]", list(range(1, count)))
-    err = ffi.new("int *")
-    text = lib.pp_btf_dump_types(btf, ids, count - 1, err)
-    try:
-        return ffi.string(text).decode()
-    finally:
-        lib.pp_free(text)

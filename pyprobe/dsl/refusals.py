@@ -29,7 +29,8 @@ REFUSED = {
 }
 
 
-# C keywords and names the prelude defines: a Python name equal to one gets a trailing _.
+# C keywords and names the prelude defines: a local named like one is pp_v_<name> in C
+# (HandlerTranslator.c_local), a handler named like one gets a trailing _ (its program's name).
 C_RESERVED = frozenset("""auto break case char const continue default do double else enum extern float for goto
 if inline int long register restrict return short signed sizeof static struct switch typedef union unsigned
 void volatile while _Bool bool NULL LICENSE SEC""".split())

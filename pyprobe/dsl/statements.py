@@ -64,11 +64,9 @@ class Statements:
             self.fail(node.iter, "range() step must not be zero")
         var = self.assign_local(node.target, literal(start), s64)
         cmp = "<" if step > 0 else ">"
-        self.loop_depth += 1
         with self.block(f"for ({var} = {start}; {var} {cmp} {stop}; {var} += {step})"):
             for s in node.body:
                 self.stmt(s)
-        self.loop_depth -= 1
 
     def stmt_Break(self, node):
         self.emit("break;")
@@ -143,7 +141,7 @@ class Statements:
             dest = self.expr(target)
             if not isinstance(dest, Value) or not dest.lvalue:
                 self.fail(target, "this cannot be assigned to")
-            self.store(target, dest, value_node, value)
+            self.store(dest, value_node, value)
         else:
             self.fail(target, "cannot assign to this expression")
 
@@ -174,10 +172,10 @@ class Statements:
         elif isinstance(local, ContextRef):
             self.fail(target, f"{name} is the probe's context and cannot be reassigned")
         else:
-            self.store(target, local, value_node or target, value)
+            self.store(local, value_node or target, value)
         return local.code
 
-    def store(self, target_node, dest: Value, value_node, value) -> None:
+    def store(self, dest: Value, value_node, value) -> None:
         """dest = value, with C's conversions for integers and a copy for arrays and structs."""
         if isinstance(dest.type, (ArrayType, StructType)):
             if strings.is_char_array(dest.type) and strings.store_string(self, value_node, dest, value):

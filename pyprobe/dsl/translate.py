@@ -44,7 +44,6 @@ class HandlerTranslator(Statements, Expressions):
         self.context_param = "ctx"
         self.context_has_return = context is not None and context.attach.kind in ("kretprobe", "uretprobe", "kretsyscall")
         self.return_type = None           # helpers: the type of their first `return value`
-        self.loop_depth = 0
 
     # ---- errors -----------------------------------------------------------
     def loc(self, node) -> Location:

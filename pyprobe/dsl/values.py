@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyprobe.dsl.types import ArrayType, CType, PointerType, Scalar, StructType, s64, u64
+from pyprobe.dsl.types import CType, PointerType, Scalar, s64, u64
 
 
 @dataclass
@@ -20,14 +20,6 @@ class Value:
         if self.type is None:
             return s64 if self.const is None or self.const < (1 << 63) else u64
         return self.type if isinstance(self.type, Scalar) else None
-
-    @property
-    def is_array(self) -> bool:
-        return isinstance(self.type, ArrayType)
-
-    @property
-    def is_struct(self) -> bool:
-        return isinstance(self.type, StructType)
 
     @property
     def is_pointer(self) -> bool:
