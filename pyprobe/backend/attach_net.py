@@ -10,7 +10,6 @@ removed in that namespace even when `close()` runs in another.
 from __future__ import annotations
 
 import os
-import socket
 
 from pyprobe.backend.libbpf import check_ptr, ffi, lib
 from pyprobe.errors import BPFError, UnsupportedProbe
@@ -22,6 +21,8 @@ CLONE_NEWNET = 0x40000000
 
 
 def ifindex_of(kind: str, interface: str) -> int:
+    import socket     # here, not at the top: socket (with enum, selectors) would cost every warm start
+
     try:
         return socket.if_nametoindex(interface)
     except OSError:
@@ -149,6 +150,8 @@ class SocketAttachment:
     (bcc's attach_raw_socket): `socket` receives the packets the program keeps."""
 
     def __init__(self, prog, interface: str, handler: str):
+        import socket
+
         ifindex_of("socket_filter", interface)
         self.handler = handler
         # Protocol 0 receives nothing until bind(): no packet gets in before the filter.
