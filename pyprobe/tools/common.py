@@ -192,3 +192,30 @@ def run(main_fn) -> int:
         print(f"pyprobe: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def report_histogram(dist, label: str, as_json: bool, section: str = "", name=None, timestamp: bool = False,
+                     linear: bool = False) -> None:
+    """Print a Histogram (sectioned or not) in bcc's layout, or one JSON object per section; then clear it."""
+    if as_json:
+        if dist.sectioned:
+            for key, counts in sorted(dist.sections().items()):
+                buckets = linear_buckets(counts) if linear else log2_buckets(counts)
+                print_json({section or "section": name(key) if name else key, "unit": label, "buckets": buckets})
+        else:
+            counts = dist.counts()
+            print_json({"unit": label, "buckets": linear_buckets(counts) if linear else log2_buckets(counts)})
+    else:
+        print()
+        if timestamp:
+            print("%-8s" % wall_clock())
+        show = dist.print_linear_hist if linear else dist.print_log2_hist
+        if dist.sectioned:
+            show(label, section, name)
+        else:
+            show(label)
+    dist.clear()
+
+
+def linear_buckets(counts) -> list[dict]:
+    return [{"value": slot, "count": int(n)} for slot, n in enumerate(counts) if n]
