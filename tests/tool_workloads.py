@@ -59,18 +59,18 @@ class Tool:
         self.proc = subprocess.Popen([sys.executable, "-m", "pyprobe", *argv], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.stderr_head = []
-        while True:                       # announce(): "probe: ..." then what it traces
+        while True:                       # announce() says "probe: ..." once attached
             line = self.proc.stderr.readline()
             if not line:
                 out, err = self.proc.communicate()
                 raise AssertionError(f"{argv} ended before tracing:\n" + "".join(self.stderr_head) + err + out)
             self.stderr_head.append(line)
-            if not line.startswith("probe:"):
+            if line.startswith("probe:"):
                 break
 
     @property
     def probes(self) -> str:
-        return self.stderr_head[0]
+        return self.stderr_head[-1]
 
     def stop(self, settle: float = 0.1) -> str:
         """SIGINT (Ctrl-C); its stdout. The tool must exit 0."""

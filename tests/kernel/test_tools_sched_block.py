@@ -1,0 +1,231 @@
+"""Block and scheduler tools against workloads of their own, with exact ground truth.
+
+Block I/O goes to a loop device of its own (every request on it is the test's), or
+in the qemu kernel matrix to the raw scratch disk. Scheduler counts are checked
+against the kernel's own context-switch counters of the workload process
+(/proc/PID/status, read from the zombie before it is reaped).
+"""
+import mmap
+import os
+import subprocess
+import time
+
+import pytest
+
+from tool_workloads import Gated, Tool, json_lines
+
+N_WRITES = 200
+
+
+@pytest.fixture(scope="module")
+def disk():
+    """(path of a block device only this test uses, its name)."""
+    scratch = os.environ.get("PYPROBE_VM_SCRATCH_DISK")
+    if scratch:
+        yield scratch, os.path.basename(os.path.realpath(scratch))
+        return
+    image = f"/var/tmp/pyprobe-tools-{os.getpid()}.img"
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    try:
+        device = subprocess.run(["losetup", "--find", "--show", image], check=True, capture_output=True,
+                                text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        os.unlink(image)
+        pytest.fail(f"could not attach a loop device: {e}")
+    try:
+        yield device, os.path.basename(device)
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False)
+        os.unlink(image)
+
+
+def direct_io(path: str, ops) -> None:
+    """ops: ("read"|"write", count), each I/O 4 KiB at offsets 0, 4 KiB, 8 KiB ... with O_DIRECT."""
+    fd = os.open(path, os.O_RDWR | os.O_DIRECT)
+    buf = mmap.mmap(-1, 4096)
+    buf.write(b"p" * 4096)
+    try:
+        for kind, n in ops:
+            for i in range(n):
+                done = os.preadv(fd, [buf], i * 4096) if kind == "read" else os.pwritev(fd, [buf], i * 4096)
+                assert done == 4096
+    finally:
+        os.close(fd)
+
+
+def dev_t(name: str) -> int:
+    major, minor = open(f"/sys/class/block/{name}/dev").read().split(":")
+    return int(major) << 20 | int(minor)
+
+
+def test_biosnoop_sees_200_direct_4k_writes(disk):
+    from pyprobe.tools.biosnoop import choose
+
+    path, name = disk
+    child = Gated(direct_io, path, [("write", N_WRITES)])
+    with choose()(target_dev=dev_t(name)) as prog:
+        assert child.go() == 0
+        time.sleep(0.05)
+    records = prog.events.drain()
+    prog.close()
+    assert len(records) == N_WRITES
+    assert set(records["pid"].tolist()) == {child.pid}
+    assert set(records["len"].tolist()) == {4096}
+    assert records["sector"].tolist() == [8 * i for i in range(N_WRITES)]
+    assert all("W" in r.decode() for r in records["rwbs"])
+    assert (records["delta"] > 0).all()
+
+
+def test_biosnoop_command_columns_and_queue_time(disk):
+    path, name = disk
+    child = Gated(direct_io, path, [("write", 6), ("read", 4)])
+    tool = Tool("biosnoop", "-Q", "-d", name)
+    child.go()
+    lines = tool.stop().splitlines()
+    assert lines[0].split() == ["TIME(s)", "COMM", "PID", "DISK", "T", "SECTOR", "BYTES", "QUE(ms)", "LAT(ms)"]
+    rows = [l.split() for l in lines[1:]]
+    assert [(r[2], r[3], r[4], r[5], r[6]) for r in rows] == \
+        [(str(child.pid), name, "W", str(8 * i), "4096") for i in range(6)] + \
+        [(str(child.pid), name, "R", str(8 * i), "4096") for i in range(4)]
+
+
+def test_biolatency_counts_every_io_of_its_disk(disk):
+    from pyprobe.tools.biolatency import choose
+
+    path, name = disk
+    child = Gated(direct_io, path, [("read", 30), ("write", 12)])
+    with choose()(per_disk=True) as prog:
+        assert child.go() == 0
+        time.sleep(0.05)
+    sections = prog.disk_dist.sections()
+    prog.close()
+    assert int(sections[dev_t(name)].sum()) == 42
+
+
+def test_biolatency_command_json_per_disk(disk):
+    path, name = disk
+    child = Gated(direct_io, path, [("read", 17)])
+    tool = Tool("biolatency", "-D", "-m", "--json")
+    child.go()
+    hists = [h for h in json_lines(tool.stop()) if h["disk"] == name]
+    assert len(hists) == 1 and hists[0]["unit"] == "msecs"
+    assert sum(b["count"] for b in hists[0]["buckets"]) == 17
+
+
+# ---- scheduler ----------------------------------------------------------------------------------
+
+def switches(pid: int) -> int:
+    """Voluntary plus involuntary context switches of pid so far (the kernel's counters)."""
+    total = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
+
+
+class Counted(Gated):
+    """A gated workload whose context switches while traced are known exactly."""
+
+    def __init__(self, work, *args):
+        super().__init__(work, *args)
+        time.sleep(0.05)                   # let it block at the gate
+        self.before = switches(self.pid)
+
+    def go(self) -> int:
+        os.write(self._w, b"g")
+        os.close(self._w)
+        os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)     # a zombie still has its counters
+        self.during = switches(self.pid) - self.before
+        _, status = os.waitpid(self.pid, 0)
+        self.status = os.waitstatus_to_exitcode(status)
+        return self.status
+
+
+def sleeps(n: int) -> None:
+    for _ in range(n):
+        time.sleep(0.001)
+
+
+def test_runqlat_counts_every_wakeup_of_300_sleeps():
+    from pyprobe.tools.runqlat import RunqLat
+
+    child = Counted(sleeps, 300)
+    with RunqLat(target_pid=child.pid) as prog:
+        assert child.go() == 0
+    total = int(prog.dist.to_numpy().sum())
+    prog.close()
+    # every switch out was followed by a switch in (counted), but the last one, at exit; the
+    # first switch in (after the gate's wakeup) follows a switch out from before tracing
+    assert child.during >= 300
+    assert total == child.during
+
+
+def test_runqlat_command_per_process_sections():
+    child = Counted(sleeps, 50)
+    tool = Tool("runqlat", "-P", "--json", "-p", str(child.pid))
+    child.go()
+    hists = json_lines(tool.stop())
+    assert [h["pid"] for h in hists] == [child.pid]
+    assert sum(b["count"] for b in hists[0]["buckets"]) == child.during
+
+
+def test_cpudist_counts_every_stretch_on_and_off_cpu():
+    from pyprobe.tools.cpudist import CpuDist
+
+    on = Counted(sleeps, 100)
+    with CpuDist(target_pid=on.pid) as prog:
+        assert on.go() == 0
+    on_total = int(prog.dist.to_numpy().sum())
+    prog.close()
+    assert on_total == on.during                # each switch out ends a stretch that began traced
+
+    off = Counted(sleeps, 100)
+    with CpuDist(target_pid=off.pid, offcpu=True) as prog:
+        assert off.go() == 0
+    off_total = int(prog.dist.to_numpy().sum())
+    prog.close()
+    assert off_total == off.during - 1          # the exit's switch out never ends
+
+
+def spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_runqlen_sees_two_waiting_behind_the_sampled_task():
+    from pyprobe.tools.runqlen import choose
+
+    cpu = 1 if os.cpu_count() > 1 else 0
+    spinners = []
+    for _ in range(2):                         # always runnable on the workload's CPU
+        pid = os.fork()
+        if pid == 0:
+            os.sched_setaffinity(0, {cpu})
+            spin(30)
+            os._exit(0)
+        spinners.append(pid)
+    try:
+        child = Gated(spin, 1.0)
+        os.sched_setaffinity(child.pid, {cpu})
+        time.sleep(0.1)
+        with choose()(target_pid=child.pid) as prog:
+            assert child.go() == 0
+        counts = prog.dist.to_numpy()
+        prog.close()
+    finally:
+        for pid in spinners:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    assert counts.sum() >= 10                  # ~1/3 of 1 s at 99 Hz while it ran
+    # whenever a sample interrupts it, the two spinners wait in its run queue
+    assert counts[:2].sum() == 0, counts[:6]
+
+
+def test_runqlen_command_layout():
+    tool = Tool("runqlen", "-C", "-O", "0.3", "2")
+    out = tool.finish().splitlines()
+    rows = [l for l in out if l.startswith("runqocc, CPU")]
+    assert len(rows) == 2 * os.cpu_count()
