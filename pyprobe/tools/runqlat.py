@@ -53,7 +53,8 @@ class RunqLat(Program):
 
     @tp_btf("sched_switch")
     def on_switch(self, ctx, preempt, prev, next):
-        if prev.__state == TASK_RUNNING and prev.pid != 0:      # preempted: back on the run queue
+        # preempted (even on its way to sleep) or still runnable: it waits on the run queue again
+        if (preempt or prev.__state == TASK_RUNNING) and prev.pid != 0:
             if not self.target_pid or prev.tgid == self.target_pid:
                 self.start[prev.pid] = ktime_ns()
         tid: u32 = next.pid
