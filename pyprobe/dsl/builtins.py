@@ -476,6 +476,19 @@ def _reserve(tr, node, ref):
     return Nullable(f"pp_ringbuf_reserve({ref.name}, {spec.value.c_name}, {spec.lost_map})", spec.value)
 
 
+@map_method("query")
+def _ringbuf_query(tr, node, ref, what):
+    """bpf_ringbuf_query: BPF_RB_AVAIL_DATA (0), BPF_RB_RING_SIZE (1), BPF_RB_CONS_POS (2), BPF_RB_PROD_POS (3)."""
+    _, ring, _ = _event_buffer(tr, node, ref, "query")
+    if not ring:
+        tr.fail(node.func, "query() is for RingBuf (bpf_ringbuf_query)")
+    flag = tr.scalar(node.args[0], what)
+    if flag.const not in (0, 1, 2, 3):
+        tr.fail(node.args[0], "query() takes BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE, BPF_RB_CONS_POS or "
+                              "BPF_RB_PROD_POS (pyprobe.bpf)")
+    return Value(f"bpf_ringbuf_query(&{ref.name}, {flag.const})", u64)
+
+
 @map_method("discard")
 def _discard(tr, node, ref, record):
     spec, ring, _ = _event_buffer(tr, node, ref, "discard")

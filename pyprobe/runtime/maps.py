@@ -267,6 +267,13 @@ class PerCpuMixin:
         keys, values = LiveMap.to_numpy(self)
         return keys, reduce_cpus(values, op, 1)
 
+    def reduce(self, fn, key):
+        """fn(a, b) folded over one key's per-CPU values (bcc's get_table(reducer=fn)):
+        e.g. for a Struct, a function that adds some fields and keeps the max of others."""
+        from functools import reduce
+
+        return reduce(fn, list(self[key]))
+
 
 class PerCpuHashMap(PerCpuMixin, LiveMap):
     pass
