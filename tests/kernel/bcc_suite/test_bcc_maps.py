@@ -258,3 +258,49 @@ def test_map_of_maps_refuses_direct_access_in_handlers():
 
     with pytest.raises(TranslationError, match="holds maps: in a handler take one with"):
         Direct.translate()
+
+
+class Pair(Struct):
+    a: u32
+    b: u32
+
+
+class StructKeyed(Program):
+    cntl = Array(u32, 1)
+    by_pair = HashOfMaps(Pair, Hash(u32, u64, max_entries=4), max_entries=4)
+
+    @syscall("getppid")
+    def on(self, args):
+        if tgid() != self.cntl[0]:
+            return
+        k = Pair()
+        k.a = 1
+        k.b = 2
+        m = self.by_pair.get(k)
+        if m is not None:
+            m[0] += 1
+
+
+def test_hash_of_maps_with_a_struct_key():
+    with StructKeyed() as prog:
+        inner = prog.by_pair.new_inner()
+        prog.by_pair[(1, 2)] = inner
+        prog.by_pair[(2, 1)] = prog.by_pair.new_inner()
+        _calls_pid(prog, 3)
+        assert inner[0] == 3 and prog.by_pair.inner((2, 1)).items() == []
+    prog.close()
+
+
+def _calls_pid(prog, n: int) -> None:
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        for _ in range(n):
+            os.getppid()
+        os._exit(0)
+    prog.cntl[0] = child
+    os.write(w, b"g")
+    os.waitpid(child, 0)
+    os.close(r)
+    os.close(w)

@@ -186,6 +186,15 @@ def test_build_id_stacks_symbolize_after_the_process_is_gone(binaries):
     assert buildid_sym(b"\x01" * 20, 0x1000) == "[unknown]"
 
 
+def test_library_symbol_name_to_address_and_back():
+    import ctypes
+
+    addr = ctypes.cast(ctypes.CDLL(None).getpid, ctypes.c_void_p).value
+    assert usymname("c", "getpid", os.getpid()) == addr
+    assert usym(addr + 1, os.getpid(), show_offset=True).endswith("getpid+0x1")
+    assert usym(addr, os.getpid(), show_module=True).split()[-1].startswith("[libc.so")
+
+
 def test_vdso_symbols():
     with open("/proc/self/maps") as f:
         vdso = next(int(l.split("-")[0], 16) for l in f if l.rstrip().endswith("[vdso]"))
