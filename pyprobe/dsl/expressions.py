@@ -7,6 +7,7 @@ import types
 
 from pyprobe.dsl import builtins as registry
 from pyprobe.dsl import functions
+from pyprobe.dsl.decorators import Handler
 from pyprobe.dsl import kernel_data
 from pyprobe.dsl import operators
 from pyprobe.dsl import strings
@@ -116,9 +117,14 @@ class Expressions:
         param = self.program.params.get(attr)
         if param is not None:
             return Value(f"pp_params.{attr}", param.type)
+        method = getattr(self.program.cls, attr, None)
+        if isinstance(method, types.FunctionType):
+            return PyObject(functions.Method(method, attr), f"self.{attr}")
+        if isinstance(method, Handler):
+            self.fail(node, "handlers cannot call each other", "move the shared code into a plain method")
         maps = ", ".join(self.program.maps) or "none"
-        self.fail(node, f"self.{attr} is not a map of {self.program.cls.__name__} (maps: {maps})",
-                  f"declare it as a class attribute, e.g. {attr} = Hash(u32, u64)")
+        self.fail(node, f"self.{attr} is neither a map nor a method of {self.program.cls.__name__} (maps: {maps})",
+                  f"declare a map as a class attribute, e.g. {attr} = Hash(u32, u64), or define def {attr}(self, ...)")
 
     def expr_Subscript(self, node):
         base = as_map(self.expr(node.value))
@@ -253,6 +259,8 @@ class Expressions:
                 return registry.HELPERS[builtin](self, node, args)
             if isinstance(obj, types.FunctionType):
                 return functions.call(self, node, obj, args)
+            if isinstance(obj, functions.Method):
+                return functions.call(self, node, obj.func, args, method=True)
             if isinstance(obj, Scalar):
                 if len(args) != 1:
                     self.fail(node, f"{callee.name}(x) casts one value")

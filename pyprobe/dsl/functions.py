@@ -1,55 +1,160 @@
-"""Plain Python functions called from handlers become static inline C functions.
+"""Plain Python functions and Program helper methods called from handlers become static
+inline C functions.
 
-`def ms(ns): return ns // 1000000` called as `ms(delta)` is translated once per
-distinct argument types (like a C++ template), inlined by clang.
+`def ms(ns): return ns // 1000000` called as `ms(delta)` is translated once per distinct
+argument kinds (like a C++ template) and inlined by clang. Arguments keep Python's
+meaning: integers and pointers are passed by value; structs and char[N] by reference
+(the helper writes into the caller's value, as a Python method would); maps, strings
+and the probe context are bound at translation (no C parameter). A helper returns an
+integer, a pointer, or a struct/char[N] (copied into a value of the caller's).
 """
 from __future__ import annotations
 
-import types
-
 from pyprobe.dsl.cbuilder import CBuilder
-from pyprobe.dsl.types import Scalar, s64
-from pyprobe.dsl.values import Value
+from pyprobe.dsl.types import ArrayType, PointerType, StructType, s64
+from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, PyObject, StringLit, Value
+
+RETURN_SLOT = "__pp_ret"
 
 
-def call(tr, node, func: types.FunctionType, args) -> Value:
+class Method:
+    """`self.<name>` naming a plain method of the Program: called with self bound."""
+
+    def __init__(self, func, name: str):
+        self.func = func
+        self.name = name
+
+
+def _argument(tr, node, value):
+    """(signature, C argument or None, how the helper sees it) for one argument."""
+    if isinstance(value, KernelPath):
+        from pyprobe.dsl.kernel_data import address_of
+
+        value = address_of(value)
+    if isinstance(value, MapRef):
+        return ("map", value.name), None, value
+    if isinstance(value, StringLit):
+        return ("str", value.text), None, value
+    if isinstance(value, ContextRef):
+        return ("ctx", tr.context.c_param_type if tr.context is not None else None), None, value
+    if isinstance(value, Nullable):
+        return ("nullable", value.target), value.code, value
+    if isinstance(value, Value) and isinstance(value.type, (StructType, ArrayType)):
+        if not value.lvalue:                    # a map read or a call result: give it a home
+            tmp = tr.temp(value.type, "a")
+            tr.emit(f"__builtin_memcpy(&{tmp}, &{value.code}, sizeof({tmp}));")
+            value = Value(tmp, value.type, lvalue=True)
+        return ("ref", value.type), f"&{value.code}", value
+    if isinstance(value, Value) and isinstance(value.type, PointerType):
+        return ("ptr", value.type), value.code, value
+    v = tr.scalar(node, value)
+    return ("int", v.scalar), v.code, v
+
+
+def call(tr, node, func, args, method: bool = False) -> Value:
     from pyprobe.dsl.decorators import Handler
 
     if isinstance(func, Handler):
-        tr.fail(node, "handlers cannot call each other", "move the shared code into a plain function")
+        tr.fail(node, "handlers cannot call each other", "move the shared code into a plain function or method")
     if node.keywords:
         tr.fail(node.keywords[0], "helper functions take positional arguments")
-    values = [tr.scalar(a, v) for a, v in zip(node.args, args)]
-    c_name, ret = tr.program.helper_function(tr, node, func, tuple(v.scalar for v in values))
-    return Value(f"{c_name}({', '.join(v.code for v in values)})", ret)
+    kinds, c_args = [], []
+    for arg_node, value in zip(node.args, args):
+        kind, c_arg, _ = _argument(tr, arg_node, value)
+        kinds.append(kind)
+        if c_arg is not None:
+            c_args.append(c_arg)
+    values = [_argument(tr, a, v)[2] for a, v in zip(node.args, args)]
+    c_name, ret = tr.program.helper_function(tr, node, func, (method, tuple(kinds)), values)
+    if isinstance(ret, (StructType, ArrayType)):
+        tmp = tr.temp(ret, "r")
+        tr.emit(f"{c_name}({', '.join(c_args + ['&' + tmp])});")
+        return Value(tmp, ret, lvalue=True)
+    return Value(f"{c_name}({', '.join(c_args)})", ret)
 
 
-def translate_helper(program, tr, node, func, arg_types: tuple[Scalar, ...], c_name: str) -> tuple[str, Scalar]:
-    """C text and return type of `func` specialised for these argument types."""
+def translate_helper(program, tr, node, func, key, values, c_name: str):
+    """C text and return type of `func` specialised for these argument kinds."""
     from pyprobe.dsl.capture import function_ast
     from pyprobe.dsl.translate import HandlerTranslator
 
+    method, _ = key
     filename, fdef = function_ast(func)
     a = fdef.args
+    name = f"self.{func.__name__}" if method else func.__name__
     if a.vararg or a.kwarg or a.kwonlyargs or a.defaults:
-        tr.fail(node, f"{func.__name__}() must take plain positional parameters to be called from a handler")
-    if len(a.args) != len(arg_types):
-        tr.fail(node, f"{func.__name__}() takes {len(a.args)} arguments, {len(arg_types)} given")
+        tr.fail(node, f"{name}() must take plain positional parameters to be called from a handler")
+    names = [arg.arg for arg in a.args]
+    if method:
+        if not names or names[0] != "self":
+            tr.fail(node, f"{name}() is called as a method: its first parameter must be self")
+        names = names[1:]
+    if len(names) != len(values):
+        tr.fail(node, f"{name}() takes {len(names)} arguments, {len(values)} given")
     helper = HandlerTranslator(program, func, fdef, filename, None, c_name)
+    helper.is_helper = True
+    if method:
+        helper.locals["self"] = PyObject(program, "self")
     program.deps.note_function(func)
     params = []
-    for arg, t in zip(a.args, arg_types):
-        c_arg = helper.c_local(arg.arg)
-        helper.locals[arg.arg] = Value(c_arg, t, lvalue=True)
-        params.append(t.c_decl(c_arg))
+    for pname, value in zip(names, values):
+        c_arg = helper.c_local(pname)
+        if isinstance(value, (MapRef, StringLit)):
+            helper.locals[pname] = value
+        elif isinstance(value, ContextRef):
+            helper.locals[pname] = ContextRef(c_arg)
+            helper.context = tr.context          # ctx.<field>, get_stackid(ctx), submit to a PerfBuf
+            helper.context_param = c_arg
+            params.append(f"{tr.context.c_param_type}{c_arg}" if tr.context is not None else f"void *{c_arg}")
+        elif isinstance(value, Nullable):
+            helper.locals[pname] = Nullable(c_arg, value.target)
+            params.append(f"{value.target.c_name} *{c_arg}")
+        elif isinstance(value.type, (StructType, ArrayType)):
+            helper.locals[pname] = Value(f"(*{c_arg})", value.type, lvalue=True)
+            params.append(value.type.c_decl(f"(*{c_arg})"))
+        else:
+            t = value.type if value.type is not None else value.scalar
+            helper.locals[pname] = Value(c_arg, t, lvalue=True)
+            params.append(t.c_decl(c_arg))
     helper.translate_body()
     ret = helper.return_type or s64
+    if isinstance(ret, (StructType, ArrayType)):
+        params.append(ret.c_decl(f"(*{RETURN_SLOT})"))
+    c_ret = "int" if isinstance(ret, (StructType, ArrayType)) else ret.c_name
     out = CBuilder()
     out.directive(fdef.lineno, filename)
-    out.line(f"static __always_inline {ret.c_name} {c_name}({', '.join(params) or 'void'})")
+    out.line(f"static __always_inline {c_ret} {c_name}({', '.join(params) or 'void'})")
     out.line("{")
     for d in helper.decls:
         out.line("    " + d)
     out.extend(helper.body)
     out.line("}")
     return out.text(), ret
+
+
+def return_value(tr, node, value) -> None:
+    """`return value` in a helper: integers and pointers as C returns them, structs and
+    char[N] copied into the caller's slot."""
+    if isinstance(value, KernelPath):
+        from pyprobe.dsl.kernel_data import address_of
+
+        value = address_of(value)
+    if isinstance(value, Value) and isinstance(value.type, (StructType, ArrayType, PointerType)):
+        if tr.return_type is None:
+            tr.return_type = value.type
+        elif tr.return_type != value.type:
+            tr.fail(node, f"this helper returned a {tr.return_type!r} before; here a {value.type!r}")
+        if isinstance(value.type, PointerType):
+            tr.emit(f"return {value.code};")
+            return
+        tr.store(Value(f"(*{RETURN_SLOT})", value.type, lvalue=True), node, value)
+        tr.emit("return 0;")
+        return
+    if isinstance(value, Nullable):
+        tr.fail(node, "a helper cannot return a .get() result", "return the value (v) or pass the map to the helper")
+    v = tr.scalar(node, value)
+    if tr.return_type is None:
+        tr.return_type = v.scalar
+    elif not hasattr(tr.return_type, "signed"):
+        tr.fail(node, f"this helper returned a {tr.return_type!r} before; here an integer")
+    tr.emit(f"return {v.code};")

@@ -122,22 +122,22 @@ class ProgramTranslator:
         self.helper_texts: list[str] = []
         self._in_progress: set = set()
 
-    def helper_function(self, tr, node, func, arg_types):
-        """The C name and return type of a plain function called from a handler."""
+    def helper_function(self, tr, node, func, key, values):
+        """The C name and return type of a plain function (or method) called from a handler,
+        specialised for its argument kinds (`key`)."""
         from pyprobe.dsl.functions import translate_helper
 
-        key = (func, arg_types)
-        if key in self.helpers:
-            return self.helpers[key]
+        if (func, key) in self.helpers:
+            return self.helpers[func, key]
         if func in self._in_progress:
             tr.fail(node, f"{func.__name__}() calls itself: recursion is not available in BPF")
         self._in_progress.add(func)
         try:
             c_name = f"pp_fn_{func.__name__}_{len(self.helpers) + len(self._in_progress) - 1}"
-            text, ret = translate_helper(self, tr, node, func, arg_types, c_name)
+            text, ret = translate_helper(self, tr, node, func, key, values, c_name)
         finally:
             self._in_progress.discard(func)
-        self.helpers[key] = (c_name, ret)
+        self.helpers[func, key] = (c_name, ret)
         self.helper_texts.append(text)     # callees finish first, so C sees them first
         return c_name, ret
 

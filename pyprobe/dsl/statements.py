@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 
 from pyprobe.dsl import builtins as registry
+from pyprobe.dsl import functions
 from pyprobe.dsl import kernel_data
 from pyprobe.dsl import operators
 from pyprobe.dsl import strings
@@ -31,10 +32,10 @@ class Statements:
     def stmt_Return(self, node):
         if node.value is None:
             self.emit(f"return {self.default_return};")
+        elif self.is_helper:
+            functions.return_value(self, node.value, self.expr(node.value))
         else:
             value = self.scalar(node.value, self.expr(node.value))
-            if self.return_type is None:
-                self.return_type = value.scalar
             self.emit(f"return {value.code};")
 
     def stmt_If(self, node):
@@ -45,6 +46,42 @@ class Statements:
             with self.block("else"):
                 for s in node.orelse:
                     self.stmt(s)
+
+    def stmt_Match(self, node):
+        """`match` over an integer: an if / else if chain on its value, evaluated once."""
+        subject = self.scalar(node.subject, self.expr(node.subject))
+        tmp = self.temp(subject.type or s64, "m")
+        self.emit(f"{tmp} = {subject.code};")
+        subject = Value(tmp, subject.type or s64)
+        first = True
+        for case in node.cases:
+            test = self.case_test(case.pattern, subject)
+            if case.guard is not None:
+                test = f"({test}) && ({self.condition(case.guard)})"
+            with self.block(("if" if first else "else if") + f" ({test})"):
+                for s in case.body:
+                    self.stmt(s)
+            first = False
+
+    def case_test(self, pattern, subject: Value) -> str:
+        if isinstance(pattern, ast.MatchValue):
+            value = self.expr(pattern.value)
+            if not isinstance(value, Value) or value.const is None:
+                self.fail(pattern, "a case value must be an integer constant", "case 1: or case FLAG | OTHER:")
+            return operators.compare(ast.Eq, subject, value).code
+        if isinstance(pattern, ast.MatchSingleton) and isinstance(pattern.value, bool):
+            return f"{subject.code} == {int(pattern.value)}"
+        if isinstance(pattern, ast.MatchOr):
+            return " || ".join(f"({self.case_test(p, subject)})" for p in pattern.patterns)
+        if isinstance(pattern, ast.MatchAs) and pattern.pattern is None:
+            if pattern.name is not None:                  # case n: names the subject's value
+                if pattern.name in self.locals:
+                    self.fail(pattern, f"case {pattern.name}: would rebind the local {pattern.name}",
+                              "use a new name, or compare with a constant")
+                self.locals[pattern.name] = Value(subject.code, subject.type, lvalue=True)
+            return "1"
+        self.fail(pattern, "match cases over integers take constants, |, a name or _",
+                  "case 1:, case 2 | 3:, case _:")
 
     def stmt_For(self, node):
         if not (isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "range"):

@@ -161,3 +161,102 @@ def test_integer_semantics_are_cs_on_the_real_kernel():
         prog.close()
         expected = [c_div(a, b), a - c_div(a, b) * b, (a & 0xFFFFFFFF) >> 28, (a * b) & 0xFFFF, int(-3 < a < 0)]
         assert got == expected, (a, b)
+
+
+# ---- shared code: helpers taking and returning structs, char[N], kernel pointers, maps ----
+from pyprobe import RingBuf, Struct  # noqa: E402
+from pyprobe.bpf import comm  # noqa: E402
+
+
+class Sample(Struct):
+    pid: u32
+    kind: u32
+    parent: u32
+    seen: u64
+    comm: char[16]
+    label: char[8]
+
+
+def fill(e, kind, task):
+    """A module function: a struct by reference, an integer, a kernel pointer."""
+    e.pid = tgid()
+    e.kind = kind
+    e.parent = task.real_parent.tgid
+    e.comm = comm()
+
+
+def label_of(kind):
+    """Returns a char[8]; `match` over an integer."""
+    s = char[8]()
+    match kind:
+        case 1:
+            s = "ppid"
+        case 2 | 3:
+            s = "pgid"
+        case _:
+            s = "other"
+    return s
+
+
+class SharedCode(Program):
+    target = Param(u32)
+    samples = RingBuf(Sample, size=1 << 16)
+    counts = Hash(u32, u64)
+
+    def _store(self, e, m):
+        """A helper method: the struct by reference and a map, returning an integer."""
+        m[e.kind] += 1
+        e.seen = m[e.kind]
+        e.label = label_of(e.kind)
+        self.samples.submit(e)
+        return e.seen
+
+    def _sample(self, kind):
+        """Returns a struct."""
+        e = Sample()
+        fill(e, kind, current_task())
+        return e
+
+    @syscall("getppid")
+    def on_getppid(self, args):
+        if tgid() == self.target:
+            e = self._sample(1)
+            self._store(e, self.counts)
+
+    @syscall("getpgid")
+    def on_getpgid(self, args):
+        if tgid() == self.target:
+            e = self._sample(2)
+            if self._store(e, self.counts) > 100:
+                return
+
+
+def test_a_struct_taking_helper_shared_by_two_handlers():
+    def work():
+        with open("/proc/self/comm", "w") as f:
+            f.write("pp-shared")
+        for _ in range(3):
+            os.getppid()
+        for _ in range(2):
+            os.getpgid(0)
+
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        work()
+        os._exit(0)
+    try:
+        with SharedCode(target=child) as prog:
+            os.write(w, b"g")
+            os.waitpid(child, 0)
+            records = [rec for batch in prog.samples.batches(timeout=0.3) for rec in batch]
+    finally:
+        os.close(r)
+        os.close(w)
+    got = [(int(r["pid"]), int(r["kind"]), int(r["parent"]), int(r["seen"]), r["comm"], r["label"]) for r in records]
+    me = os.getpid()
+    assert got == [(child, 1, me, 1, b"pp-shared", b"ppid"), (child, 1, me, 2, b"pp-shared", b"ppid"),
+                   (child, 1, me, 3, b"pp-shared", b"ppid"),
+                   (child, 2, me, 1, b"pp-shared", b"pgid"), (child, 2, me, 2, b"pp-shared", b"pgid")]
+    assert dict(prog.counts.items()) == {1: 3, 2: 2}

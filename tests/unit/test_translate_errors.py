@@ -54,7 +54,7 @@ CASES = [
     ("y = undefined_name", "undefined_name", "name 'undefined_name' is not defined"),
     ("y = len(buf)", "len", "Python's len() is not available"),
     ("y = os.getpid()", "os.getpid", "cannot be called"),
-    ("self.nope[0] = 1", "self.nope", "self.nope is not a map"),
+    ("self.nope[0] = 1", "self.nope", "self.nope is neither a map nor a method"),
     ("self.m.frobnicate(1)", "self.m.frobnicate", "maps have no method 'frobnicate'"),
     ("y = ctx.nosuchfield", "ctx.nosuchfield", "has no field 'nosuchfield'"),
     ("ctx = 1", "ctx", "probe's context and cannot be reassigned"),
@@ -93,6 +93,10 @@ CASES = [
     ("trace_printk('%d %d', x)", "trace_printk", "2 conversions and 1 argument"),
     ("trace_printk('%s', x)", "x)", "%s prints a string"),
     ("y = user_mode(ctx)", "user_mode(ctx)", "user_mode(ctx) needs the registers"),
+    ("match x:\n            case 'a': pass", "'a'", "a case value must be an integer constant"),
+    ("match x:\n            case [1, 2]: pass", "[1, 2]", "match cases over integers take constants"),
+    ("match x:\n            case buf: pass", "buf", "would rebind the local buf"),
+    ("y = self.h(ctx)", "self.h", "handlers cannot call each other"),
 ]
 
 
