@@ -77,8 +77,12 @@ class ExecFilename(Program):
         self.events.submit(e)
 
 
-def test_data_loc_filename_of_exec(tmp_path):
-    short = tmp_path / "x"
+def test_data_loc_filename_of_exec():
+    import shutil
+    import tempfile
+
+    where = tempfile.mkdtemp(prefix="pp-exec-")       # a path that fits char[64] with room to spare
+    short = os.path.join(where, "x")
     os.symlink("/bin/true", short)
     r, w = os.pipe()
     child = os.fork()
@@ -93,6 +97,7 @@ def test_data_loc_filename_of_exec(tmp_path):
     finally:
         os.close(r)
         os.close(w)
+        shutil.rmtree(where)
     assert [(int(rec["pid"]), rec["filename"]) for rec in records] == [(child, str(short).encode())]
     assert bytes(records[0].tobytes())[4 + len(str(short)):4 + 64] == b"\0" * (64 - len(str(short)))
 
