@@ -118,7 +118,7 @@ def _values(metric: str, live, counter: bool):
 
     if isinstance(live, m.PerCpuMixin):
         keys, values = m.LiveMap.to_numpy(live)
-        values = values.sum(axis=1)
+        values = _sum_cpus(np, values)
         if isinstance(live, m.ArrayMap):
             keys = np.arange(len(values), dtype=np.uint32)
     elif isinstance(live, m.ArrayMap):
@@ -141,6 +141,17 @@ def _values(metric: str, live, counter: bool):
         for labels, v in zip(label_rows, col.tolist()):
             fam.add_metric(labels, v)
         yield fam
+
+
+def _sum_cpus(np, values):
+    """(n, ncpus) per-CPU values summed to (n,), field by field for a Struct value."""
+    if not values.dtype.names:
+        return values.sum(axis=1)
+    numeric = [f for f in values.dtype.names if values.dtype[f].kind in "iuf" and not values.dtype[f].shape]
+    out = np.zeros(values.shape[0], dtype=[(f, values.dtype[f]) for f in numeric])
+    for f in numeric:
+        out[f] = values[f].sum(axis=1)
+    return out
 
 
 def _histogram(metric: str, live):

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from pyprobe import Hash, Histogram, Param, Program, RingBuf, Struct, char, syscall, u32, u64
+from pyprobe import Hash, Histogram, Param, PerCpuHash, Program, RingBuf, Struct, char, syscall, u32, u64
 from pyprobe.bpf import comm, log2, tgid
 
 pytest.importorskip("prometheus_client", reason="the exporter needs prometheus-client: pip install pyprobe[prometheus]")
@@ -167,11 +167,17 @@ class Event(Struct):
     pid: u32
 
 
+class Totals(Struct):
+    calls: u64
+    tenfold: u64
+
+
 class Labeled(Program):
     target = Param(u32)
     by_task = Hash(Key, u64)
     lat = Histogram(linear=True, max_entries=8)
     events = RingBuf(Event, size=4096)
+    per_cpu = PerCpuHash(u32, Totals)
 
     @syscall("getppid")
     def on(self, args):
@@ -182,6 +188,10 @@ class Labeled(Program):
         k.comm = comm()
         self.by_task[k] += 1
         self.lat.increment(3)
+        t = self.per_cpu.lookup_or_init(tgid(), Totals())
+        if t is not None:
+            t.calls += 1
+            t.tenfold += 10
         e = Event()
         e.pid = tgid()
         self.events.submit(e)                   # nobody reads: a 4 KiB ring fills and loses
@@ -206,4 +216,6 @@ def test_serve_metrics_labels_linear_histogram_and_lost_records():
     assert f'pyprobe_by_task{{comm="{own_comm}",pid="{child}"}} 1000.0' in text
     assert 'pyprobe_lat_bucket{le="2.0"} 0.0' in text and 'pyprobe_lat_bucket{le="3.0"} 1000.0' in text
     assert "pyprobe_lat_sum 3000.0" in text and "pyprobe_lat_count 1000.0" in text     # linear: exact
+    assert f'pyprobe_per_cpu_calls{{key="{child}"}} 1000.0' in text          # summed over CPUs
+    assert f'pyprobe_per_cpu_tenfold{{key="{child}"}} 10000.0' in text
     assert 0 < lost < 1000 and f'pyprobe_lost_records_total{{map="events"}} {float(lost)}' in text
