@@ -225,6 +225,7 @@ def cmd_serve(args) -> int:
     import time
 
     from pyprobe import metrics
+    from pyprobe.errors import PyprobeError
 
     if args.config:
         _check_file(args.config)
@@ -250,7 +251,12 @@ def cmd_serve(args) -> int:
         for cls, e in chosen:
             prog = stack.enter_context(cls(**e.get("params", {})))
             stack.callback(prog.close)
-            exported.append(metrics.Exported(prog, e.get("prefix", "pyprobe"), e.get("counters") or (), drain=True))
+            try:       # a counter that names no map, two programs' metrics of one name: the command's mistake
+                exported.append(metrics.Exported(prog, e.get("prefix", "pyprobe"), e.get("counters") or (),
+                                                 drain=True))
+                metrics.Collector(exported)
+            except PyprobeError as err:
+                raise CliError(str(err)) from None
         try:
             server = stack.enter_context(metrics.MetricsServer(exported, port, addr))
         except OSError as e:

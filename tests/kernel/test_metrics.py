@@ -158,6 +158,20 @@ def test_exposition_of_hash_histogram_and_several_programs(serve, tmp_path):
     assert float(count[0].split()[1]) == counts[-1] >= 77
 
 
+def test_config_mistakes_are_one_line_and_exit_2(tmp_path):
+    (tmp_path / "getppids.py").write_text(SERVED)
+    (tmp_path / "clash.toml").write_text('[[programs]]\nfile = "getppids.py"\n[[programs]]\nfile = "getppids.py"\n')
+    env = dict(os.environ, PYTHONPATH=REPO)
+    for args, message in (
+            (["getppids.py", "--counter", "nope"],
+             "pyprobe: counters ['nope']: no such map in Getppids (maps: calls, sizes)\n"),
+            (["--config", "clash.toml"],
+             "pyprobe: metric pyprobe_calls comes from both Getppids and Getppids: give one of them another prefix\n")):
+        r = subprocess.run([sys.executable, "-m", "pyprobe", "serve", "--port", "0", *args], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert (r.returncode, r.stderr) == (2, message)
+
+
 class Key(Struct):
     pid: u32
     comm: char[16]
