@@ -13,7 +13,7 @@ record. Requests are named by disk and sector. -d filters by disk in the kernel.
 """
 from __future__ import annotations
 
-from pyprobe import Hash, Param, PerfBuf, Program, Struct, char, kprobe, tracepoint, u32, u64
+from pyprobe import Hash, Param, Program, RingBuf, Struct, char, kprobe, tracepoint, u32, u64
 from pyprobe.bpf import comm, ktime_ns, tgid
 from pyprobe.tools import common
 from pyprobe.tools.biolatency import StartKey, disk_names
@@ -53,7 +53,7 @@ class BioSnoop(Program):
     target_dev = Param(u32)      # 0: every disk
     who = Hash(StartKey, Who, max_entries=10240)
     issued = Hash(StartKey, Issued, max_entries=10240)
-    events = PerfBuf(BioEvent)
+    events = RingBuf(BioEvent, size=1 << 20)
 
     @tracepoint("block", "block_io_start" if common.tracepoint_exists("block", "block_io_start") else "block_rq_insert")
     def on_create(self, args):

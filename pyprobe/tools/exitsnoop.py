@@ -15,7 +15,7 @@ from __future__ import annotations
 import signal
 import time
 
-from pyprobe import Param, PerfBuf, Program, Struct, bool_, char, tracepoint, u32, u64
+from pyprobe import Param, Program, RingBuf, Struct, bool_, char, tracepoint, u32, u64
 from pyprobe.bpf import comm, current_task, ktime_ns, tgid, tid
 from pyprobe.tools import common
 
@@ -45,7 +45,7 @@ class ExitSnoop(Program):
     target_pid = Param(u32)
     failed_only = Param(bool_)
     per_thread = Param(bool_)
-    events = PerfBuf(ExitEvent)
+    events = RingBuf(ExitEvent, size=1 << 20)
 
     @tracepoint("sched", "sched_process_exit")
     def on_exit(self, args):

@@ -11,7 +11,7 @@ result. -p, -T and -s filter in the kernel (load-time Params); -x keeps failures
 """
 from __future__ import annotations
 
-from pyprobe import Hash, Param, PerfBuf, Program, Struct, char, s32, syscall, syscall_return, u32, u64
+from pyprobe import Hash, Param, Program, RingBuf, Struct, char, s32, syscall, syscall_return, u32, u64
 from pyprobe.bpf import comm, ktime_ns, tgid, tid
 from pyprobe.tools import common
 
@@ -43,7 +43,7 @@ class KillSnoop(Program):
     target_tpid = Param(s32)      # the target; 0: any
     signal = Param(s32)           # 0: every signal
     start = Hash(u32, KillStart, max_entries=10240)
-    events = PerfBuf(KillEvent)
+    events = RingBuf(KillEvent, size=1 << 20)
 
     @syscall("kill")
     def enter(self, args):

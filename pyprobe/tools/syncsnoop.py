@@ -11,7 +11,7 @@ records which one it was by its number.
 """
 from __future__ import annotations
 
-from pyprobe import PerfBuf, Program, Struct, char, syscall, u32, u64
+from pyprobe import Program, RingBuf, Struct, char, syscall, u32, u64
 from pyprobe.bpf import comm, ktime_ns, tgid
 from pyprobe.tools import common
 from pyprobe.tools.syscall_names import syscall_name
@@ -30,7 +30,7 @@ class SyncEvent(Struct):
 
 
 class SyncSnoop(Program):
-    events = PerfBuf(SyncEvent)
+    events = RingBuf(SyncEvent, size=1 << 20)
 
     @syscall("sync")
     @syscall("fsync")
