@@ -4,6 +4,7 @@ redraws while a probe runs.
     prog.latency                    # the last expression of a cell: a table, or a plot for a Histogram
     from pyprobe.notebook import live
     live(prog, interval=1, duration=30)   # redraws prog's maps in place every second
+    view = live(prog, background=True)    # ... while other cells run, until view.stop()
 
 Plots need matplotlib (pip install pyprobe[jupyter]); without it a histogram
 shows bcc's text layout only.
@@ -110,24 +111,66 @@ def program_html(target) -> str:
     return "".join(m._repr_html_() for m in _maps_of(target))
 
 
-def live(target, interval: float = 1.0, duration: float | None = None, until=None) -> None:
+class LiveView:
+    """A display redrawn in place; `stop()` ends a background one and draws it a last time."""
+
+    def __init__(self, target, interval: float):
+        from IPython.display import HTML, display
+
+        self.target, self.interval = target, interval
+        self._html = HTML
+        self._stop = None
+        self.handle = display(HTML(program_html(target)), display_id=True)
+
+    def refresh(self) -> None:
+        self.handle.update(self._html(program_html(self.target)))
+
+    def run(self, duration: float | None = None, until=None) -> None:
+        start = time.monotonic()
+        try:
+            while not (until is not None and until()):
+                left = None if duration is None else duration - (time.monotonic() - start)
+                if left is not None and left <= 0:
+                    break
+                time.sleep(self.interval if left is None else min(self.interval, left))
+                self.refresh()
+        except KeyboardInterrupt:
+            pass
+        self.refresh()
+
+    def start(self) -> "LiveView":
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._background, name="pyprobe-live", daemon=True)
+        self._thread.start()
+        return self
+
+    def _background(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.refresh()
+            except Exception:        # noqa: BLE001 - the program was closed under us: stop drawing
+                return
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            self._stop = None
+        self.refresh()
+
+
+def live(target, interval: float = 1.0, duration: float | None = None, until=None,
+         background: bool = False) -> "LiveView | None":
     """Show a Program's maps (or one map), redrawn in place every `interval` seconds.
 
-    Runs in the cell until `duration` seconds pass, `until()` returns true, or
-    the kernel is interrupted (the last view stays).
+    In the cell: until `duration` seconds pass, `until()` returns true, or the kernel
+    is interrupted (the last view stays). With background=True it returns at once and
+    keeps redrawing while other cells run, and returns the view: `.stop()` ends it.
     """
-    from IPython.display import HTML, display
-
-    handle = display(HTML(program_html(target)), display_id=True)
-    start = time.monotonic()
-    try:
-        while True:
-            if until is not None and until():
-                break
-            if duration is not None and time.monotonic() - start >= duration:
-                break
-            time.sleep(interval if duration is None else max(0.0, min(interval, duration - (time.monotonic() - start))))
-            handle.update(HTML(program_html(target)))
-    except KeyboardInterrupt:
-        pass
-    handle.update(HTML(program_html(target)))
+    view = LiveView(target, interval)
+    if background:
+        return view.start()
+    view.run(duration, until)
+    return None

@@ -198,6 +198,14 @@ class Program:
                 return                 # not the main thread: the main thread restores it
             self._old_sigterm = None
 
+    def _repr_html_(self) -> str | None:
+        """In a notebook: every map of a loaded program (nothing before it is loaded)."""
+        if self._session is None:
+            return None
+        from pyprobe.notebook import program_html
+
+        return f"<b>{type(self).__name__}</b>" + program_html(self)
+
     # ---- fleet metrics ------------------------------------------------------------
     @_hide_internals
     def serve_metrics(self, port: int = 9436, addr: str = "0.0.0.0", prefix: str = "pyprobe",

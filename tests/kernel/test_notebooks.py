@@ -40,7 +40,7 @@ def test_every_example_notebook_is_checked():
 
 
 def check_getppid_counts(cells):
-    setup, table, hist, frame, live_view, _ = cells
+    setup, table, hist, frame, live_view, whole, background, more, _ = cells
     assert outputs(setup, "stream") == ["calls from the child: 500\n"]
     html = outputs(table, "text/html")[0]
     assert html.startswith('<div class="pyprobe-map"><b>calls</b>') and "<td>500</td>" in html
@@ -52,6 +52,12 @@ def check_getppid_counts(cells):
     assert len(displays) == 1
     assert outputs(live_view, "stream") == ["later children: [250, 250, 250]\n"]
     assert displays[0]["data"]["text/html"].count("<td>250</td>") >= 3
+    html = outputs(whole, "text/html")[0]
+    assert html.startswith("<b>Getppids</b>") and "<b>calls</b>" in html and "<b>pids</b>" in html
+    # a background view: redrawn while the next cell ran, its last state has that cell's children
+    assert outputs(more, "stream") == ["more children: [100, 100]\n"]
+    displays = [o for o in background["outputs"] if o["output_type"] == "display_data"]
+    assert len(displays) == 1 and displays[0]["data"]["text/html"].count("<td>100</td>") >= 2
 
 
 CHECKS = {"getppid_counts.ipynb": check_getppid_counts}
