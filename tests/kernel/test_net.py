@@ -14,8 +14,8 @@ import sys
 import pytest
 
 from netns import ADDR_A, ADDR_B, VethPair, enter, ip, prog_ids
-from pyprobe import (Array, Param, Program, cgroup_egress, cgroup_sock, socket_filter, tc_egress, tc_ingress, u32,
-                     u64, xdp)
+from pyprobe import (Array, Param, Program, cgroup_egress, cgroup_ingress, cgroup_sock, socket_filter, tc_egress,
+                     tc_ingress, u32, u64, xdp)
 from pyprobe.bpf import (SOCKET_DROP, SOCKET_KEEP, TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, htons, ntohs)
 
 PORT, SENTINEL, REWRITTEN = 7000, 7001, 7002
@@ -243,7 +243,7 @@ for _ in range({CONNECTIONS}):
 
 def make_cgroup_program(path):
     class ConnectionCount(Program):
-        counts = Array(u64, 2)          # [TCP sockets created, SYNs sent]
+        counts = Array(u64, 3)          # [TCP sockets created, SYNs sent, SYNs received]
 
         @cgroup_sock(path)
         def on_socket(self, ctx):
@@ -256,7 +256,24 @@ def make_cgroup_program(path):
             if tcp is not None and tcp.syn and not tcp.ack:
                 self.counts[1] += 1
 
+        @cgroup_ingress(path)
+        def on_arrival(self, ctx):
+            tcp = ctx.packet.tcp
+            if tcp is not None and tcp.syn and not tcp.ack:
+                self.counts[2] += 1
+
     return ConnectionCount
+
+
+def own_program_ids(prog) -> set[int]:
+    from pyprobe.backend.introspect import prog_info_by_fd
+    from pyprobe.backend.libbpf import lib
+
+    ids = set()
+    for info in prog._session.source.programs:
+        p = lib.bpf_object__find_program_by_name(prog._session.obj, info.c_name.encode())
+        ids.add(prog_info_by_fd(lib.bpf_program__fd(p)).id)
+    return ids
 
 
 def test_cgroup_programs_count_a_child_process_connections(net):
@@ -264,6 +281,7 @@ def test_cgroup_programs_count_a_child_process_connections(net):
     os.mkdir(path)
     try:
         prog = make_cgroup_program(path)().attach()
+        ids = own_program_ids(prog)
         try:
             procs = os.path.join(path, "cgroup.procs")
             child = subprocess.run(["ip", "netns", "exec", net.b, sys.executable, "-c", CHILD], timeout=60,
@@ -271,8 +289,10 @@ def test_cgroup_programs_count_a_child_process_connections(net):
             assert child.returncode == 0
             assert prog.counts[0] == CONNECTIONS + 1       # the clients and the listener
             assert prog.counts[1] == CONNECTIONS
+            assert prog.counts[2] == CONNECTIONS                  # the listener is in the cgroup too
         finally:
             prog.close()
+        assert not program_ids_alive(ids)             # the cgroup links went with them
     finally:
         os.rmdir(path)
 
