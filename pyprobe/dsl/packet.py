@@ -211,9 +211,10 @@ class Packet:
             return ref(code.header(attr), wire_struct(HEADERS[attr]))
         if attr == "payload":
             return Payload(code)
-        if attr == "len":
-            code.start()
-            return Value(f"{self.param}->len" if code.copy else "((__u32)(pp_pkt_end - pp_pkt))", u32)
+        if attr == "len":                # the whole packet (an skb's len), or XDP's one buffer
+            if self.context.struct == "xdp_md":
+                return Value(f"({self.param}->data_end - {self.param}->data)", u32)
+            return Value(f"{self.param}->len", u32)
         tr.fail(node, f"a packet has no attribute '{attr}' (it has: {', '.join(HEADERS)}, payload, len)")
 
 

@@ -59,7 +59,7 @@ class XdpUdpCount(Program):
 
 
 class TcUdpCount(Program):
-    n = Array(u64, 1)
+    n = Array(u64, 2)
     drop = Param(u32)
 
     @tc_ingress("vb")
@@ -67,6 +67,7 @@ class TcUdpCount(Program):
         udp = ctx.packet.udp
         if udp is not None and udp.dest == htons(PORT):
             self.n[0] += 1
+            self.n[1] += ctx.packet.len
             if self.drop:
                 return TC_ACT_SHOT
         return TC_ACT_OK
@@ -118,6 +119,8 @@ def test_udp_packets_counted_and_dropped(net, cls, kind, drop):
     try:
         send_counted(net, N)
         assert prog.n[0] == N
+        if kind == "tc":                 # ethernet + IPv4 + UDP headers + b"packet %d"
+            assert prog.n[1] == sum(14 + 20 + 8 + len(b"packet %d" % i) for i in range(N))
         assert len(drain(rx)) == (0 if drop else N)
     finally:
         prog.close()

@@ -18,12 +18,13 @@ def net():
 
 
 class CountAll(Program):
-    n = Array(u64, 2)
+    n = Array(u64, 3)
 
     @xdp("vb")
     def on_packet(self, ctx):
         self.n[0] += 1
         self.n[1] += ctx.data_end - ctx.data        # this packet's length
+        self.n[2] += ctx.packet.len                 # the same
 
 
 def udp_pair(net, port=PORT):
@@ -46,6 +47,7 @@ def test_xdp_sees_every_packet_with_its_length(net):
             rx.recv(200)                              # passed through: the default verdict
     assert prog.n[0] == 20                            # no ARP, no IPv6: the namespaces are quiet
     assert prog.n[1] == 20 * (14 + 20 + 8 + 100)      # ethernet + IPv4 + UDP headers + payload
+    assert prog.n[2] == prog.n[1]
     prog.close()
 
 
