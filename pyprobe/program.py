@@ -129,13 +129,17 @@ class Program:
         from pyprobe.backend.tracefs import ensure_bpffs
         from pyprobe.runtime.session import Session
 
+        from pyprobe.runtime.critical import deferred_signals
+
         ensure_bpffs()
         source = self._source(compiling=True)
-        session = Session(source, self._object(source), self._params, self._attach_to)
-        session.load()
-        self._session = session
-        self._maps = session.maps
-        self._finalizer = weakref.finalize(self, session.close)
+        obj = self._object(source)
+        with deferred_signals():             # the session is ours before it owns anything
+            session = Session(source, obj, self._params, self._attach_to)
+            session.load()                   # on failure it has released what it made
+            self._session = session
+            self._maps = session.maps
+            self._finalizer = weakref.finalize(self, session.close)
         return self
 
     @_hide_internals
@@ -149,17 +153,22 @@ class Program:
         return self
 
     def detach(self) -> None:
-        """Stop every probe; maps stay readable."""
+        """Stop every probe; maps stay readable. Safe to call twice."""
         if self._session is not None:
             self._session.detach()
         self._restore_sigterm()
 
     def close(self) -> None:
-        """Release programs, links and maps. Safe to call twice."""
-        self.detach()
-        if self._finalizer is not None:
-            self._finalizer()
-        self._session = None
+        """Release programs, links and maps. Safe to call twice, and a second call
+        finishes what an interrupted one began."""
+        from pyprobe.runtime.critical import deferred_signals
+
+        with deferred_signals():
+            self._restore_sigterm()
+            if self._session is not None:
+                self._session.close()        # idempotent; forgotten only once it returned
+                self._finalizer.detach()
+                self._session = None
 
     def __enter__(self) -> "Program":
         self.load()

@@ -145,7 +145,8 @@ int perf_buffer__epoll_fd(const struct perf_buffer *pb);
 void perf_buffer__free(struct perf_buffer *pb);
 
 /* pyprobe's helpers, defined below in C */
-struct pp_sink { char *buf; size_t len; size_t cap; size_t rec; uint64_t count; uint64_t lost; uint64_t short_records; };
+struct pp_sink { char *buf; size_t len; size_t cap; size_t rec; uint64_t count; uint64_t lost; uint64_t short_records;
+                 uint64_t lost_notices; };
 struct ring_buffer *pp_ring_new(int map_fd, struct pp_sink *sink);
 struct perf_buffer *pp_perf_new(int map_fd, size_t page_cnt, uint32_t wakeup_events, struct pp_sink *sink);
 void pp_sink_free(struct pp_sink *sink);
@@ -221,7 +222,8 @@ static void pp_free(void *p) { free(p); }
 
 /* Event records land in one growing array (a numpy batch to be), copied in C:
  * no Python runs per event. */
-struct pp_sink { char *buf; size_t len; size_t cap; size_t rec; uint64_t count; uint64_t lost; uint64_t short_records; };
+struct pp_sink { char *buf; size_t len; size_t cap; size_t rec; uint64_t count; uint64_t lost; uint64_t short_records;
+                 uint64_t lost_notices; };
 
 static int pp_sink_put(struct pp_sink *s, const void *data, size_t size)
 {
@@ -271,7 +273,9 @@ static enum bpf_perf_event_ret pp_perf_cb(void *ctx, int cpu, struct perf_event_
         if (pp_sink_put(s, r->data, r->size))
             s->lost++;
     } else if (ev->type == PERF_RECORD_LOST) {
-        s->lost += ((struct pp_perf_lost *)ev)->lost;
+        /* The handler already counted each failed output, in the kernel and at once;
+         * this notice comes late (only once space frees) and would count them twice. */
+        s->lost_notices += ((struct pp_perf_lost *)ev)->lost;
     }
     return LIBBPF_PERF_EVENT_CONT;
 }

@@ -202,6 +202,8 @@ class PerfBuf(EventBuffer):
     reader = "perfbuf"
 
     def __init__(self, value, pages: int = 256, wakeup_events: int = 64, poll_ms: int = 10):
+        if not isinstance(pages, int) or pages < 1 or pages & (pages - 1):
+            raise ValueError(f"PerfBuf pages must be a power of two (1, 2, 4, ... pages per CPU), not {pages!r}")
         super().__init__(None, value, 0)
         self.pages = pages
         self.wakeup_events = wakeup_events
@@ -228,7 +230,9 @@ class ProgArray(MapSpec):
         return ["    __type(key, __u32);", "    __array(values, int (void *));"]
 
     def c_initializer(self) -> str:
-        init = ", ".join(f"[{i}] = (void *)&{t}" for i, t in sorted(self.entries.items()))
+        from pyprobe.dsl.c_names import c_function_name
+
+        init = ", ".join(f"[{i}] = (void *)&{c_function_name(t)}" for i, t in sorted(self.entries.items()))
         return f" = {{ .values = {{ {init} }} }}"
 
 

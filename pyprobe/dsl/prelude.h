@@ -130,11 +130,12 @@ typedef _Bool bool;
 	}                                                                      \
 	(bytes_) ? (__pp_a >= (bytes_) && __pp_a - __pp_n < (bytes_) ? 2 : 1) : 0; })
 
-/* A full perf buffer (-ENOSPC) is reported again by the kernel's lost-record
- * notice, which the reader counts: count only the other failures here. */
+/* Every failed output is counted here, a full buffer (-ENOSPC) too: the kernel's
+ * lost-record notice arrives only once the reader frees space, so counting it
+ * instead would show a burst's losses late (the reader does not add it). */
 #define pp_perf_output(ctx_, map_, ptr_, lost_) ({                        \
 	long __pp_r = bpf_perf_event_output((ctx_), &(map_), 0xffffffffULL, (ptr_), sizeof(*(ptr_))); \
-	if (__pp_r && __pp_r != -28) pp_count_lost(lost_);                     \
+	if (__pp_r) pp_count_lost(lost_);                                      \
 	__pp_r; })
 
 /* Signed // and %: BPF (before cpu v4) divides only unsigned, so divide the

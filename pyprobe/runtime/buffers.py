@@ -2,11 +2,20 @@
 
 libbpf's consumers call a C callback per record that appends it to one growing
 array (`pp_sink`); Python sees whole batches, typed with the record's dtype.
-Losses are summed from the kernel's per-CPU counters (failed outputs and
-reserves) and, for perf buffers, the kernel's lost-record notices.
+Losses are the kernel's per-CPU counters of failed outputs and reserves
+(counted by the handler the moment they fail) plus records the reader could
+not store; received + lost is every record the handlers produced, once the
+buffer is drained.
+
+Threads: a stream may be read from several threads. Each record goes to one
+reader: draining (libbpf's consume and the copy out of the sink) holds the
+stream's lock, and so does close(). A callback that raises keeps the records it
+has not seen yet: they come first at the next poll().
 """
 from __future__ import annotations
 
+import _thread
+import errno
 import select
 import time
 
@@ -30,6 +39,8 @@ class EventStream(Tabular):
         self._sink = ffi.new("struct pp_sink *")
         self._sink.rec = spec.value.size
         self._callbacks = []
+        self._waiting: list[list] = []    # per callback: records it has not seen yet
+        self._lock = _thread.allocate_lock()
         self._mgr = self._new_manager()
         self._dtype = None
 
@@ -50,18 +61,25 @@ class EventStream(Tabular):
             self._dtype = self.spec.value.dtype()
         return self._dtype
 
+    @property
+    def closed(self) -> bool:
+        return self._mgr is None
+
     def drain(self):
         """Every record waiting now, as one numpy array (possibly empty)."""
         import numpy as np
 
-        r = self._consume()
-        if r < 0:
-            raise BPFError(-r, f"consume {self.name}")
-        s = self._sink
-        n = s.len // s.rec
-        out = np.frombuffer(ffi.buffer(s.buf, s.len), dtype=self.dtype).copy() if n else np.empty(0, self.dtype)
-        s.len = 0
-        return out
+        with self._lock:
+            if self._mgr is None:
+                raise BPFError(errno.EBADF, f"read {self.name}: the program is closed")
+            r = self._consume()
+            if r < 0:
+                raise BPFError(-r, f"consume {self.name}")
+            s = self._sink
+            n = s.len // s.rec
+            out = np.frombuffer(ffi.buffer(s.buf, s.len), dtype=self.dtype).copy() if n else None
+            s.len = 0
+        return out if out is not None else np.empty(0, self.dtype)
 
     def batches(self, timeout: float | None = None, duration: float | None = None):
         """Yield numpy batches until `timeout` seconds pass with no record, or `duration` in all."""
@@ -76,7 +94,7 @@ class EventStream(Tabular):
         gather = getattr(self.spec, "wakeup_bytes", 0)
         busy = isinstance(self.spec, RingBuf) and not gather and self.spec.max_entries >= BUSY_RING
         start = last = time.monotonic()
-        while True:
+        while not self.closed:
             now = time.monotonic()
             if duration is not None and now - start >= duration:
                 return
@@ -94,17 +112,44 @@ class EventStream(Tabular):
 
     def open(self, callback, batch: bool = False) -> None:
         """bcc style: `callback(event)` per record (or `callback(batch)`) on each `prog.poll()`."""
-        self._callbacks.append((callback, batch))
+        with self._lock:
+            self._callbacks.append((callback, batch))
+            self._waiting.append([])
 
     def dispatch(self) -> int:
+        """Drain, then give each callback its records. If a callback raises, the
+        records after the one it failed on wait for the next dispatch (none is
+        dropped uncounted), and the exception propagates."""
+        import numpy as np
+
         batch = self.drain()
-        if len(batch):
-            for callback, whole in self._callbacks:
+        with self._lock:
+            if len(batch):
+                for queue in self._waiting:
+                    queue.append(batch)
+            work = []
+            for i, (callback, whole) in enumerate(self._callbacks):
+                queue = self._waiting[i]
+                if queue:
+                    work.append((i, callback, whole, queue[0] if len(queue) == 1 else np.concatenate(queue)))
+                    queue.clear()
+        for n, (i, callback, whole, records) in enumerate(work):
+            done = 0
+            try:
                 if whole:
-                    callback(batch)
+                    callback(records)
+                    done = len(records)
                 else:
-                    for record in batch:
+                    for record in records:
+                        done += 1
                         callback(record)
+            except BaseException:
+                with self._lock:       # this callback's unseen records, then the others' untouched ones
+                    if done < len(records):
+                        self._waiting[i].insert(0, records[done:])
+                    for j, _, _, rest in work[n + 1:]:
+                        self._waiting[j].insert(0, rest)
+                raise
         return len(batch)
 
     # ---- losses -------------------------------------------------------------
@@ -123,11 +168,19 @@ class EventStream(Tabular):
             kernel = sum(values[i] for i in range(ncpu))
         return int(kernel + self._sink.lost)
 
+    @property
+    def kernel_lost_notices(self) -> int:
+        """PerfBuf: records the kernel's lost-record notices reported so far (they
+        arrive late, and are already in `lost`); RingBuf: always 0."""
+        return int(self._sink.lost_notices)
+
     def close(self) -> None:
-        if self._mgr is not None:
-            self._free(self._mgr)
-            self._mgr = None
-            lib.pp_sink_free(self._sink)
+        """Free the reader. Idempotent; waits for a drain in another thread to end."""
+        with self._lock:
+            if self._mgr is not None:
+                self._free(self._mgr)
+                self._mgr = None
+                lib.pp_sink_free(self._sink)
 
 
 class RingBufStream(EventStream):

@@ -52,6 +52,6 @@ class PerfCounters(Tabular):
     open_perf_event = open                # bcc's name
 
     def close(self) -> None:
-        fds, self._fds = self._fds, []
-        for pfd in fds:
-            os.close(pfd)
+        while self._fds:                 # forget an fd only once it is closed
+            os.close(self._fds[-1])
+            self._fds.pop()

@@ -5,12 +5,14 @@ in reverse order of creation.
 """
 from __future__ import annotations
 
+import errno
 import os
 
 from pyprobe.backend import attach as attach_mod
 from pyprobe.backend.libbpf import ffi, lib, recent_messages
 from pyprobe.errors import BPFError, UnsupportedProbe, VerifierError
 from pyprobe.runtime.buffers import EventStream, PerfBufStream, RingBufStream
+from pyprobe.runtime.critical import deferred_signals
 from pyprobe.runtime.maps import PerfCounters, live_map
 
 LOG_SIZE = 1 << 22   # the kernel truncates (ENOSPC) past this; untouched pages cost no memory
@@ -35,6 +37,15 @@ class Session:
 
     # ---- load -----------------------------------------------------------
     def load(self) -> None:
+        """Open, load and wrap the maps; on any failure (Ctrl-C too) nothing stays loaded."""
+        with deferred_signals():
+            try:
+                self._load()
+            except BaseException:
+                self.close()
+                raise
+
+    def _load(self) -> None:
         opts = ffi.new("struct bpf_object_open_opts *", {"sz": ffi.sizeof("struct bpf_object_open_opts")})
         name = ffi.new("char[]", self.source.name[:15].encode())
         opts.object_name = name
@@ -44,7 +55,7 @@ class Session:
             raise BPFError(ffi.errno, f"open BPF object of {self.source.name}", _libbpf_tail())
         self.obj = obj
         for info in self.source.programs:
-            prog = lib.bpf_object__find_program_by_name(obj, info.c_name.encode())
+            prog = self._program(info.c_name)
             buf = _alloc("char[]", LOG_SIZE)
             buf[0] = b"\0"
             lib.bpf_program__set_log_buf(prog, buf, LOG_SIZE)
@@ -54,9 +65,7 @@ class Session:
         self._set_pins(obj)
         r = lib.bpf_object__load(obj)
         if r < 0:
-            err = self._load_error(-r)
-            self.close()
-            raise err
+            raise self._load_error(-r)
         self._logs.clear()
         for name, spec in self.source.maps.items():
             fd = self._map_fd(name)
@@ -66,8 +75,18 @@ class Session:
             else:
                 self.maps[name] = live_map(spec, fd, name)
 
+    def _program(self, c_name: str):
+        """libbpf's program of that C name; never a NULL passed on."""
+        prog = lib.bpf_object__find_program_by_name(self.obj, c_name.encode())
+        if prog == ffi.NULL:
+            raise BPFError(errno.ENOENT, f"find the BPF program {c_name} in the object of {self.source.name}")
+        return prog
+
     def _map_fd(self, name: str) -> int:
-        return lib.bpf_map__fd(lib.bpf_object__find_map_by_name(self.obj, name.encode()))
+        m = lib.bpf_object__find_map_by_name(self.obj, name.encode())
+        if m == ffi.NULL:
+            raise BPFError(errno.ENOENT, f"find the map {name} in the object of {self.source.name}")
+        return lib.bpf_map__fd(m)
 
     @property
     def streams(self) -> list:
@@ -108,30 +127,32 @@ class Session:
         return BPFError(errno_, f"load {self.source.name}", _libbpf_tail())
 
     # ---- attach ---------------------------------------------------------
+    # Every change of self.links happens with signals deferred and only after the
+    # kernel call it records returned: an interrupt never leaves a link that the
+    # session does not know, nor one it would destroy twice.
     def attach(self) -> None:
-        if self.links:
-            return
-        if "bpf_printk(" in self.source.text and self.trace_instance is None:
-            self.trace_instance = _open_trace_instance()
-        made = []
-        todo = self._attach_plan()
-        report = _progress_report() if len(todo) >= MANY_PROBES else None
-        try:
-            for i, (info, probe) in enumerate(todo):
+        """Attach every program, or none (the ones made are destroyed before the error)."""
+        with deferred_signals():
+            if self.links:
+                return
+            if self.obj == ffi.NULL:
+                raise BPFError(errno.EBADF, f"attach {self.source.name}: the program is closed")
+            if "bpf_printk(" in self.source.text and self.trace_instance is None:
+                self.trace_instance = _open_trace_instance()
+            todo = self._attach_plan()
+            report = _progress_report() if len(todo) >= MANY_PROBES else None
+            try:
+                for i, (info, probe) in enumerate(todo):
+                    if report is not None:
+                        report(f"attaching {i + 1}/{len(todo)}: {probe.describe()}")
+                    self.links.extend(attach_mod.attach(self._program(info.c_name), probe))
+                    self.attached.append((info.c_name, probe.describe()))
+            except BaseException:
+                self.detach()
+                raise
+            finally:
                 if report is not None:
-                    report(f"attaching {i + 1}/{len(todo)}: {probe.describe()}")
-                prog = lib.bpf_object__find_program_by_name(self.obj, info.c_name.encode())
-                made.extend(attach_mod.attach(prog, probe))
-                self.attached.append((info.c_name, probe.describe()))
-        except BaseException:
-            for link in reversed(made):
-                attach_mod.destroy(link)
-            self.attached.clear()
-            raise
-        finally:
-            if report is not None:
-                report(None)
-        self.links = made
+                    report(None)
 
     def _attach_plan(self) -> list:
         """(program, probe) pairs: the decorators' probes, or those given with attach_to, on
@@ -155,23 +176,35 @@ class Session:
         return plan
 
     def detach(self) -> None:
-        links, self.links = self.links, []
-        for link in reversed(links):
-            attach_mod.destroy(link)
-        self.attached.clear()
+        """Destroy the links, newest first. Idempotent."""
+        with deferred_signals():
+            while self.links:
+                attach_mod.destroy(self.links[-1])
+                self.links.pop()
+            self.attached.clear()
 
     def close(self) -> None:
-        self.detach()
-        if self.trace_instance is not None:
-            self.trace_instance.close()
+        """Release links, buffers, the trace instance and the object. Idempotent; a
+        failing step does not stop the others (the first error is raised at the end)."""
+        first_error = None
+        with deferred_signals():
+            self.detach()
+            steps = [m.close for m in self.maps.values() if isinstance(m, (EventStream, PerfCounters))]
+            if self.trace_instance is not None:
+                steps.insert(0, self.trace_instance.close)
+            for step in steps:
+                try:
+                    step()
+                except Exception as e:        # noqa: BLE001 - keep releasing, report after
+                    first_error = first_error or e
             self.trace_instance = None
-        for m in self.maps.values():
-            if isinstance(m, (EventStream, PerfCounters)):
-                m.close()
-        self.maps.clear()
-        obj, self.obj = self.obj, ffi.NULL
-        if obj != ffi.NULL:
-            lib.bpf_object__close(obj)
+            self.maps.clear()
+            self._logs.clear()
+            if self.obj != ffi.NULL:
+                lib.bpf_object__close(self.obj)
+                self.obj = ffi.NULL
+        if first_error is not None:
+            raise first_error
 
 
 def _progress_report():
