@@ -238,7 +238,7 @@ def test_attach_is_all_or_nothing():
     with pytest.raises(PyprobeError, match="no_such_function_in_python"):
         prog.attach()
     assert [k for k, _ in held().values() if k == "link"] == []
-    assert prog.probes and not prog._session.links
+    assert prog.probes == [] and not prog._session.links
     os.getppid()
     assert 0 not in prog.calls                 # the first probe was detached before the error
     prog.close()
