@@ -232,6 +232,9 @@ def _printk(tr, text: str, c_args: list[str]) -> Value:
 
 def _key(tr, node, ref, key_node, key, inner_ok: bool = False):
     spec = ref.spec
+    if not spec.entries_in_handlers:
+        tr.fail(node, f"self.{ref.name} is a {type(spec).__name__}: a handler cannot read or write its entries "
+                      f"by key", f"in a handler use self.{ref.name}.{spec.handler_methods.replace(', ', f', self.{ref.name}.')}")
     if getattr(spec, "inner", None) is not None and not inner_ok:
         tr.fail(node, f"self.{ref.name} holds maps: in a handler take one with `m = self.{ref.name}.get(i)` "
                       "(then `if m is None: return`); slots are set from Python")
@@ -260,6 +263,7 @@ def _get(tr, node, ref, key):
 def _increment(tr, node, ref, key, n=None):
     macro = ref.spec.increment
     if macro is None:
+        _key(tr, node, ref, node.args[0], key)          # says what the kind offers instead, if it does
         tr.fail(node, f"self.{ref.name} is a {type(ref.spec).__name__}: it has no counters to increment")
     amount = "1" if n is None else tr.scalar(node.args[1], n).code
     tr.emit(f"{macro}({ref.name}, {_key(tr, node, ref, node.args[0], key)}, {amount});")
@@ -425,7 +429,7 @@ def _get_stackid(tr, node, ref, ctx, flags=None):
         tr.fail(node.func, f"get_stackid() is a method of StackTrace maps; self.{ref.name} is a {type(ref.spec).__name__}")
     parts = ["0"]
     if flags is not None:
-        if flags.const is None or isinstance(flags.const, str):
+        if not isinstance(flags, Value) or flags.const is None:
             tr.fail(node.args[1], "get_stackid(ctx, flags) takes constant flags: BPF_F_USER_STACK, "
                                   "BPF_F_REUSE_STACKID, BPF_F_FAST_STACK_CMP (pyprobe.bpf), or'ed, plus frames to skip")
         value = int(flags.const)

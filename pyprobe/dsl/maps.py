@@ -31,6 +31,8 @@ class MapSpec:
     iterable = True            # get_next_key walks its keys (dict-like in Python)
     typed_in_c = True          # __type(key/value) in the map definition
     increment: str | None = None   # C macro behind `m.increment(k, n)` and `m[k] += n`; None: no counters
+    entries_in_handlers = True     # a handler reads/writes entries by key (m[k], get, del, in)
+    handler_methods = ""           # else what a handler calls instead, for the error message
     reader = "map"             # the live object the loader builds (runtime/maps.py READERS)
 
     def __init_subclass__(cls, **kwargs):
@@ -132,6 +134,7 @@ class StackTrace(MapSpec):
     `prog.stacks.walk(stack_id)` (addresses, innermost first) in Python."""
 
     kind, map_type, type_name = "stack_trace", 7, "STACK_TRACE"
+    entries_in_handlers, handler_methods = False, "get_stackid(ctx)"
     reader = "stack_trace"
     DEPTH = 127          # PERF_MAX_STACK_DEPTH
 
@@ -180,6 +183,7 @@ class RingBuf(EventBuffer):
     """
 
     kind, map_type, type_name = "ringbuf", 27, "RINGBUF"
+    entries_in_handlers, handler_methods = False, "submit(e), reserve(), discard(e), query()"
     typed_in_c = False          # a ring buffer's records are typed by the handlers
     reader = "ringbuf"
 
@@ -199,6 +203,7 @@ class PerfBuf(EventBuffer):
     """
 
     kind, map_type, type_name = "perfbuf", 4, "PERF_EVENT_ARRAY"
+    entries_in_handlers, handler_methods = False, "submit(e)"
     reader = "perfbuf"
 
     def __init__(self, value, pages: int = 256, wakeup_events: int = 64, poll_ms: int = 10):
@@ -218,6 +223,7 @@ class ProgArray(MapSpec):
     handler, `self.progs.call(ctx, 1)`; `second` is a `@tail_call` handler."""
 
     kind, map_type, type_name = "prog_array", 3, "PROG_ARRAY"
+    entries_in_handlers, handler_methods = False, "call(ctx, i)"
     iterable = False
 
     def __init__(self, entries: dict | None = None, max_entries: int = 8):
@@ -242,6 +248,7 @@ class PerfEventArray(MapSpec):
     perf event on every CPU when the program loads: `PerfEventArray("instructions")`."""
 
     kind, map_type, type_name = "perf_event_array", 4, "PERF_EVENT_ARRAY"
+    entries_in_handlers, handler_methods = False, "perf_read()"
     keyless = True
     iterable = False
     reader = "perf_counters"
@@ -267,6 +274,7 @@ class CpuMap(MapSpec):
     """BPF_MAP_TYPE_CPUMAP for XDP: redirect packets to another CPU (value: queue size)."""
 
     kind, map_type, type_name = "cpumap", 16, "CPUMAP"
+    entries_in_handlers, handler_methods = False, "redirect_map(i, 0)"
 
     def __init__(self, max_entries: int = 64):
         super().__init__(u32, u32, max_entries)
@@ -329,6 +337,7 @@ class Queue(MapSpec):
     in Python `push(v)`, `pop()`, `peek()` (KeyError when empty), `values()` drains it."""
 
     kind, map_type, type_name = "queue", 22, "QUEUE"
+    entries_in_handlers, handler_methods = False, "push(v), pop(), peek()"
     iterable = False
     reader = "queue"
 

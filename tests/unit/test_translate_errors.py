@@ -11,7 +11,7 @@ import pytest
 from pyprobe import TranslationError
 
 TEMPLATE = '''\
-from pyprobe import Program, Hash, Array, Struct, raw_tracepoint, uprobe, u32, u64, char
+from pyprobe import Program, Hash, Array, Struct, raw_tracepoint, uprobe, u32, u64, char, StackTrace, PerfBuf
 from pyprobe.bpf import ktime_ns, tgid, trace_printk, comm, log2, retval, user_mode
 import os
 N = 3
@@ -21,13 +21,15 @@ class Key(Struct):
 class P(Program):
     m = Hash(u32, u64)
     a = Array(u64, 4)
+    stacks = StackTrace()
+    perfbuf = PerfBuf(Key)
     @raw_tracepoint("sys_enter")
     def h(self, ctx):
         x = 1
         buf = char[4]()
         {line}
 '''
-LINE = 15
+LINE = 17
 
 CASES = [
     # (handler line, text under the caret, message fragment)
@@ -97,6 +99,12 @@ CASES = [
     ("match x:\n            case [1, 2]: pass", "[1, 2]", "match cases over integers take constants"),
     ("match x:\n            case buf: pass", "buf", "would rebind the local buf"),
     ("y = self.h(ctx)", "self.h", "handlers cannot call each other"),
+    ("self.stacks[x] += 1", "self.stacks[x] += 1", "self.stacks is a StackTrace: a handler cannot read or write"),
+    ("y = self.stacks[x]", "self.stacks[x]", "a handler cannot read or write its entries"),
+    ("y = self.perfbuf.get(1)", "self.perfbuf.get(1)", "self.perfbuf is a PerfBuf: a handler cannot read"),
+    ("del self.perfbuf[1]", "self.perfbuf[1]", "self.perfbuf is a PerfBuf"),
+    ("y = x in self.stacks", "x in self.stacks", "self.stacks is a StackTrace"),
+    ("y = self.stacks.get_stackid(ctx, 'user')", "'user'", "takes constant flags: BPF_F_USER_STACK"),
 ]
 
 
