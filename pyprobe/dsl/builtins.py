@@ -230,11 +230,15 @@ def _printk(tr, text: str, c_args: list[str]) -> Value:
 
 # Map methods: (translator, call node, MapRef, argument values) -> value or None.
 
+def _offers(ref) -> str:
+    return f"in a handler a {type(ref.spec).__name__} offers self.{ref.name}.<method>: {ref.spec.handler_methods}"
+
+
 def _key(tr, node, ref, key_node, key, inner_ok: bool = False):
     spec = ref.spec
     if not spec.entries_in_handlers:
         tr.fail(node, f"self.{ref.name} is a {type(spec).__name__}: a handler cannot read or write its entries "
-                      f"by key", f"in a handler use self.{ref.name}.{spec.handler_methods.replace(', ', f', self.{ref.name}.')}")
+                      f"by key", _offers(ref))
     if getattr(spec, "inner", None) is not None and not inner_ok:
         tr.fail(node, f"self.{ref.name} holds maps: in a handler take one with `m = self.{ref.name}.get(i)` "
                       "(then `if m is None: return`); slots are set from Python")
@@ -263,8 +267,8 @@ def _get(tr, node, ref, key):
 def _increment(tr, node, ref, key, n=None):
     macro = ref.spec.increment
     if macro is None:
-        _key(tr, node, ref, node.args[0], key)          # says what the kind offers instead, if it does
-        tr.fail(node, f"self.{ref.name} is a {type(ref.spec).__name__}: it has no counters to increment")
+        tr.fail(node, f"self.{ref.name} is a {type(ref.spec).__name__}: it has no counters to increment",
+                _offers(ref) if not ref.spec.entries_in_handlers else None)
     amount = "1" if n is None else tr.scalar(node.args[1], n).code
     tr.emit(f"{macro}({ref.name}, {_key(tr, node, ref, node.args[0], key)}, {amount});")
     return None

@@ -99,7 +99,7 @@ CASES = [
     ("match x:\n            case [1, 2]: pass", "[1, 2]", "match cases over integers take constants"),
     ("match x:\n            case buf: pass", "buf", "would rebind the local buf"),
     ("y = self.h(ctx)", "self.h", "handlers cannot call each other"),
-    ("self.stacks[x] += 1", "self.stacks[x] += 1", "self.stacks is a StackTrace: a handler cannot read or write"),
+    ("self.stacks[x] += 1", "self.stacks[x] += 1", "self.stacks is a StackTrace: it has no counters"),
     ("y = self.stacks[x]", "self.stacks[x]", "a handler cannot read or write its entries"),
     ("y = self.perfbuf.get(1)", "self.perfbuf.get(1)", "self.perfbuf is a PerfBuf: a handler cannot read"),
     ("del self.perfbuf[1]", "self.perfbuf[1]", "self.perfbuf is a PerfBuf"),
