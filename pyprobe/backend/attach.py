@@ -38,6 +38,11 @@ def _kprobe(prog, probe):
     (function,) = probe.target
     if not features.has("kprobes"):
         raise UnsupportedProbe(kprobe_alternatives(function, probe.kind))
+    maxactive = probe.options.get("maxactive", 0)
+    if maxactive and probe.kind == "kretprobe":
+        from pyprobe.backend import kprobe_events
+
+        return [kprobe_events.attach_kretprobe(prog, ksyms.resolve(function) or function, maxactive)]
     opts = ffi.new("struct bpf_kprobe_opts *", {"sz": ffi.sizeof("struct bpf_kprobe_opts"),
                                                  "retprobe": probe.kind == "kretprobe"})
     link = lib.bpf_program__attach_kprobe_opts(prog, function.encode(), opts)
@@ -79,20 +84,33 @@ def _uprobe(prog, probe):
     path = resolve_binary(binary, probe.options.get("pid", -1))
     if not features.has("uprobes"):
         raise UnsupportedProbe("uprobes are not available in this kernel (needs CONFIG_UPROBE_EVENTS)")
-    c_symbol = ffi.new("char[]", symbol.encode())
+    address, extra = probe.options.get("address"), probe.options.get("offset", 0)
+    c_symbol = ffi.new("char[]", symbol.encode()) if address is None else ffi.NULL
     opts = ffi.new("struct bpf_uprobe_opts *", {"sz": ffi.sizeof("struct bpf_uprobe_opts"),
                                                  "retprobe": probe.kind == "uretprobe", "func_name": c_symbol})
     pid = probe.options.get("pid", -1)
-    link = lib.bpf_program__attach_uprobe_opts(prog, pid, path.encode(), 0, opts)
-    if link == ffi.NULL:
+    if address is not None:
+        extra = file_offset(path, address)
+    link = lib.bpf_program__attach_uprobe_opts(prog, pid, path.encode(), extra, opts)
+    if link == ffi.NULL and address is None:
         # glibc's strlen & co. are IFUNCs, which libbpf 1.1 cannot resolve by name:
         # ask the dynamic linker which implementation this CPU uses, and probe that.
         offset = ifunc_offset(path, symbol)
         if offset is None:
             raise BPFError(ffi.errno, f"attach {probe.kind} {path}:{symbol}")
         opts.func_name = ffi.NULL
-        link = lib.bpf_program__attach_uprobe_opts(prog, pid, path.encode(), offset, opts)
+        link = lib.bpf_program__attach_uprobe_opts(prog, pid, path.encode(), offset + extra, opts)
     return [check_ptr(link, f"attach {probe.kind} {path}:{symbol}")]
+
+
+def file_offset(path: str, address: int) -> int:
+    """The file offset uprobes want for a link-time address of the binary."""
+    from pyprobe.runtime.elf import read_elf
+
+    for seg in read_elf(path).segments:
+        if seg.executable and seg.vaddr <= address < seg.vaddr + seg.filesz:
+            return address - seg.vaddr + seg.offset
+    raise UnsupportedProbe(f"{path}: address 0x{address:x} is in no executable segment")
 
 
 def ifunc_offset(path: str, symbol: str) -> int | None:
@@ -215,7 +233,14 @@ _ATTACH = {
     "tp_btf": _btf_trace, "fentry": _btf_trace, "fexit": _btf_trace,
 }
 _ATTACH.update(attach_net.ATTACH)        # xdp, tc, socket filters, cgroups
-destroy = attach_net.destroy             # a libbpf link, or a tc or socket attachment
+def destroy(link) -> None:
+    """Undo one attachment (a libbpf link, or a tc or socket attachment) and remove the
+    tracefs event a kretprobe with maxactive needed."""
+    attach_net.destroy(link)
+    if isinstance(link, ffi.CData):
+        from pyprobe.backend import kprobe_events
+
+        kprobe_events.release(link)
 
 
 def resolve_binary(name: str, pid: int = -1) -> str:

@@ -131,20 +131,45 @@ def kprobe(function: str | None = None, sym_re: str | None = None):
     return _decorator(_matching(Probe("kprobe", (_pattern(function, sym_re),)), sym_re))
 
 
-def kretprobe(function: str | None = None, sym_re: str | None = None):
-    """Return of a kernel function (needs CONFIG_KPROBES); `retval(ctx)` is its return value."""
-    return _decorator(_matching(Probe("kretprobe", (_pattern(function, sym_re),)), sym_re))
+def kretprobe(function: str | None = None, sym_re: str | None = None, maxactive: int = 0):
+    """Return of a kernel function (needs CONFIG_KPROBES); `retval(ctx)` is its return value.
+    maxactive: how many calls in flight at once it can follow (bcc's attach_kretprobe
+    maxactive; 0 is the kernel's default, about twice the CPUs; returns past it are missed)."""
+    if not isinstance(maxactive, int) or not 0 <= maxactive <= 4096:
+        raise ValueError(f"@kretprobe: maxactive is 0..4096 (0: the kernel's default), not {maxactive!r}")
+    probe = _matching(Probe("kretprobe", (_pattern(function, sym_re),)), sym_re)
+    if maxactive:
+        probe.options["maxactive"] = maxactive
+    return _decorator(probe)
 
 
-def uprobe(binary: str, symbol: str | None = None, pid: int = -1, sym_re: str | None = None):
+def _user_probe(kind, binary, symbol, pid, sym_re, offset, address) -> Probe:
+    options = {"pid": pid}
+    if address is not None:             # bcc's attach_uprobe(addr=): a link-time address
+        if symbol is not None or sym_re is not None or offset:
+            raise TypeError(f"@{kind}: give a symbol (and offset=) or address=, not both")
+        if not isinstance(address, int) or address <= 0:
+            raise TypeError(f"@{kind}: address= is the function's address in the binary, not {address!r}")
+        symbol, options["address"] = f"0x{address:x}", address
+    elif offset:                        # bcc's sym_off: bytes into the function
+        if not isinstance(offset, int) or offset < 0:
+            raise TypeError(f"@{kind}: offset= counts bytes into the function, not {offset!r}")
+        options["offset"] = offset
+    return _matching(Probe(kind, (binary, _pattern(symbol, sym_re)), options), sym_re)
+
+
+def uprobe(binary: str, symbol: str | None = None, pid: int = -1, sym_re: str | None = None,
+           offset: int = 0, address: int | None = None):
     """Entry of a user function: `@uprobe("c", "strlen")` or a path to a binary; a glob
-    (`"*printf"`) or `sym_re=` attaches the handler to every matching function."""
-    return _decorator(_matching(Probe("uprobe", (binary, _pattern(symbol, sym_re)), {"pid": pid}), sym_re))
+    (`"*printf"`) or `sym_re=` attaches the handler to every matching function. `offset=`
+    probes that many bytes into the function; `address=` an address instead of a symbol."""
+    return _decorator(_user_probe("uprobe", binary, symbol, pid, sym_re, offset, address))
 
 
-def uretprobe(binary: str, symbol: str | None = None, pid: int = -1, sym_re: str | None = None):
+def uretprobe(binary: str, symbol: str | None = None, pid: int = -1, sym_re: str | None = None,
+              address: int | None = None):
     """Return of a user function; `retval(ctx)` is its return value."""
-    return _decorator(_matching(Probe("uretprobe", (binary, _pattern(symbol, sym_re)), {"pid": pid}), sym_re))
+    return _decorator(_user_probe("uretprobe", binary, symbol, pid, sym_re, 0, address))
 
 
 def perf_event(event: str = "cpu-clock", freq: int | None = None, period: int | None = None,

@@ -80,6 +80,42 @@ class HistogramMap(LiveMap):
         counts = self.to_numpy() if not self.sectioned else sum(self.sections().values())
         plot_hist(counts, path, log2=not self.spec.linear, title=title)
 
+    def json_hist(self, val_type: str = "value", section_header: str = "Bucket ptr", section_print_fn=None,
+                  bucket_fn=None, bucket_sort_fn=None) -> list[dict]:
+        """bcc's print_json_hist data: per section (one for a plain histogram) a dict with
+        "ts", "val_type", "data" ([{"interval-start", "interval-end", "count"}] up to the last
+        non-empty log2 slot) and, for sections, section_header -> the section's label."""
+        import time
+
+        from pyprobe.runtime.histogram import log2_bucket_range
+
+        def one(counts, section=None):
+            counts = [int(c) for c in counts]
+            last = max((i for i, c in enumerate(counts) if c), default=0)
+            data = [dict(zip(("interval-start", "interval-end"), log2_bucket_range(i)), count=counts[i])
+                    for i in range(1, last + 1)]
+            out = {"ts": time.strftime("%Y-%m-%d %H:%M:%S"), "val_type": val_type, "data": data}
+            if section is not None:
+                out[section_header] = section
+            return out
+
+        if not self.sectioned:
+            return [one(self.counts())]
+        merged: dict = {}
+        for section, counts in self.sections().items():
+            key = bucket_fn(section) if bucket_fn is not None else section
+            merged[key] = merged[key] + counts if key in merged else counts
+        keys = list(bucket_sort_fn(list(merged))) if bucket_sort_fn is not None else list(merged)
+        return [one(merged[k], section_print_fn(k) if section_print_fn is not None else _jsonable(k)) for k in keys]
+
+    def print_json_hist(self, val_type: str = "value", section_header: str = "Bucket ptr", section_print_fn=None,
+                        bucket_fn=None, bucket_sort_fn=None) -> None:
+        """json_hist() printed one JSON object a line (bcc prints the Python dict's repr)."""
+        import json
+
+        for h in self.json_hist(val_type, section_header, section_print_fn, bucket_fn, bucket_sort_fn):
+            print(json.dumps(h))
+
     def total(self) -> int:
         counts = self.to_numpy() if not self.sectioned else self.to_numpy()[1]
         return int(counts.sum())
@@ -89,6 +125,14 @@ class HistogramMap(LiveMap):
             super().clear()
         else:
             ArrayMap.clear(self)
+
+
+def _jsonable(v):
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    return v
 
 
 def python_value(v, ctype=None):

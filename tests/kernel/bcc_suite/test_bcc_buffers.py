@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 
-from pyprobe import Array, LpmTrie, Param, PerCpuHash, Program, RingBuf, Struct, syscall, u8, u32, u64
-from pyprobe.bpf import BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE, tgid
+from pyprobe import Array, LpmTrie, Param, PerCpuHash, PerfBuf, Program, RingBuf, Struct, syscall, u8, u32, u64
+from pyprobe.bpf import BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE, smp_processor_id, tgid
 
 from test_bcc_histogram import run
 
@@ -121,4 +121,51 @@ def test_lpm_trie_v6_and_a_custom_per_cpu_reducer():
 
     both = prog.stats.reduce(add_counts_keep_peak, 0)
     assert (int(both["count"]), int(both["peak"])) == (6, 7)
+    prog.close()
+
+
+class OnCpu(Struct):
+    cpu: u32
+    i: u32
+
+
+class PerCpuOutput(Program):
+    target = Param(u32)
+    events = PerfBuf(OnCpu, wakeup_events=1)
+    n = Array(u64, 1)
+
+    @syscall("getppid")
+    def on(self, args):
+        if tgid() != self.target:
+            return
+        e = OnCpu()
+        e.cpu = smp_processor_id()
+        e.i = self.n[0]
+        self.n[0] += 1
+        self.events.submit(e)
+
+
+def test_perf_buffer_delivers_from_every_cpu():
+    cpus = sorted(os.sched_getaffinity(0))
+
+    def on_each_cpu():
+        for cpu in cpus:
+            os.sched_setaffinity(0, {cpu})
+            for _ in range(3):
+                os.getppid()
+
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        on_each_cpu()
+        os._exit(0)
+    with PerCpuOutput(target=child) as prog:
+        os.write(w, b"g")
+        os.waitpid(child, 0)
+        recs = np.concatenate(list(prog.events.batches(timeout=0.2)))
+    os.close(r)
+    os.close(w)
+    assert sorted(recs["cpu"].tolist()) == sorted(c for c in cpus for _ in range(3))
+    assert sorted(recs["i"].tolist()) == list(range(3 * len(cpus))) and prog.events.lost == 0
     prog.close()

@@ -164,3 +164,21 @@ def test_per_cpu_sum_max_average_of_integers_and_structs():
     assert prog.counts.sum(1) == 60 and prog.counts.sum().tolist() == [0, 60]
     assert prog.counts.max(1) == prog.counts[1].max() and prog.counts.average(1) == 60 / ncpus
     prog.close()
+
+
+def test_json_histograms(capsys):
+    import json
+
+    prog, _ = run(Sections, 6, name=b"demo")        # i = 0..5: log2 slots 1, 1, 2, 2, 3, 3
+    (plain,) = prog.plain.json_hist("n")
+    assert plain["val_type"] == "n" and plain["data"] == [
+        {"interval-start": 0, "interval-end": 1, "count": 2},
+        {"interval-start": 2, "interval-end": 3, "count": 2},
+        {"interval-start": 4, "interval-end": 7, "count": 2}]
+    prog.chars.print_json_hist("n", "comm")
+    (line,) = capsys.readouterr().out.splitlines()
+    h = json.loads(line)
+    assert h["comm"] == "demo" and [d["count"] for d in h["data"]] == [4, 4, 4]
+    assert [h["k"] for h in prog.nested.json_hist(section_header="k", bucket_fn=lambda b: b.key_1,
+                                                   bucket_sort_fn=sorted)] == [0, 1]
+    prog.close()

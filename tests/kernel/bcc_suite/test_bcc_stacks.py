@@ -209,3 +209,31 @@ def test_vdso_symbols():
 def test_unknown_get_stackid_flags_are_an_error():
     with pytest.raises(TranslationError, match="unknown flag bits 0x800"):
         _stack_flags_program(BPF_F_USER_STACK | (1 << 11)).translate()
+
+
+def test_uprobe_by_address_and_by_offset_into_a_function(binaries):
+    from pyprobe import Array, uprobe
+
+    demo = binaries["demo"]
+    outer = read_elf(demo).functions.address_of("_ZN4demo5outerEi")
+
+    class ByAddress(Program):
+        target = Param(u32)
+        hits = Array(u64, 2)
+
+        @uprobe(demo, address=outer)                       # bcc's attach_uprobe(addr=)
+        def at_address(self, ctx):
+            if tgid() == self.target:
+                self.hits[0] += 1
+
+        @uprobe(demo, "_ZN4demo5outerEi", offset=4)        # bcc's sym_off
+        def inside(self, ctx):
+            if tgid() == self.target:
+                self.hits[1] += 1
+
+    t = Traced(ByAddress, demo, 7)
+    try:
+        assert t.prog.hits.to_numpy().tolist() == [7, 7]
+        assert [p for _, p in t.prog.probe_points()] == [f"uprobe:{demo}:0x{outer:x}", f"uprobe:{demo}:_ZN4demo5outerEi"]
+    finally:
+        t.finish()
