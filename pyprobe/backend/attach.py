@@ -90,7 +90,7 @@ def _uprobe(prog, probe):
                                                  "retprobe": probe.kind == "uretprobe", "func_name": c_symbol})
     pid = probe.options.get("pid", -1)
     if address is not None:
-        extra = file_offset(path, address)
+        extra = probe.options["file_offset"]     # set by the loader from the binary's segments
     link = lib.bpf_program__attach_uprobe_opts(prog, pid, path.encode(), extra, opts)
     if link == ffi.NULL and address is None:
         # glibc's strlen & co. are IFUNCs, which libbpf 1.1 cannot resolve by name:
@@ -101,16 +101,6 @@ def _uprobe(prog, probe):
         opts.func_name = ffi.NULL
         link = lib.bpf_program__attach_uprobe_opts(prog, pid, path.encode(), offset + extra, opts)
     return [check_ptr(link, f"attach {probe.kind} {path}:{symbol}")]
-
-
-def file_offset(path: str, address: int) -> int:
-    """The file offset uprobes want for a link-time address of the binary."""
-    from pyprobe.runtime.elf import read_elf
-
-    for seg in read_elf(path).segments:
-        if seg.executable and seg.vaddr <= address < seg.vaddr + seg.filesz:
-            return address - seg.vaddr + seg.offset
-    raise UnsupportedProbe(f"{path}: address 0x{address:x} is in no executable segment")
 
 
 def ifunc_offset(path: str, symbol: str) -> int | None:
