@@ -11,6 +11,7 @@ from pyprobe.dsl.decorators import Handler
 from pyprobe.dsl import kernel_data
 from pyprobe.dsl import operators
 from pyprobe.dsl import strings
+from pyprobe.dsl.decorators import Handler
 from pyprobe.dsl.registers import REGISTERS, Registers
 from pyprobe.dsl.refusals import describe as _describe
 from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype
@@ -257,7 +258,7 @@ class Expressions:
             obj = callee.obj
             if builtin is not None:
                 return registry.HELPERS[builtin](self, node, args)
-            if isinstance(obj, types.FunctionType):
+            if isinstance(obj, (types.FunctionType, Handler)):
                 return functions.call(self, node, obj, args)
             if isinstance(obj, functions.Method):
                 return functions.call(self, node, obj.func, args, method=True)

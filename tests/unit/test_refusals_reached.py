@@ -1,0 +1,149 @@
+"""Every refusal of the translator (each `fail()` in pyprobe/dsl) is reached by a case,
+here or in test_translate_errors.py; tools/fail_sites.py lists any that no test reaches.
+
+A case is a handler line (or a handler signature) and a fragment of the message; the error
+must name the case's own line. Kernel types come from the recorded kernel view."""
+import importlib.util
+import os
+
+import pytest
+
+from pyprobe import TranslationError
+from pyprobe.backend.kernel_record import RecordedKernel
+from pyprobe.backend.kernel_view import Pretend
+from pyprobe.dsl.program_source import translate_program
+
+VIEW = RecordedKernel.load(os.path.join(os.path.dirname(__file__), "data", "kernel-view.json"))
+
+TEMPLATE = '''\
+import os
+from pyprobe import (Program, Hash, Array, Struct, RingBuf, PerfBuf, ProgArray, PerfEventArray, DevMap, StackTrace,
+                     Queue, ArrayOfMaps, raw_tracepoint, kprobe, perf_event, uprobe, u32, u64, char)
+from pyprobe.bpf import (cast, ktime_ns, offsetof, probe_read, sizeof, trace_printk, usdt_arg, current_task)
+N = 3
+class E(Struct):
+    a: u32
+class K(Struct):
+    a: u32
+def helper(a, b=1):
+    return a
+def two(a, b):
+    return a + b
+class Helpers:
+    two = staticmethod(two)
+class P(Program):
+    h = Hash(u32, u64)
+    a = Array(u64, 4)
+    hk = Hash(K, u64)
+    he = Hash(u32, E)
+    q = Queue(u64)
+    st = StackTrace()
+    rb = RingBuf(E)
+    pb = PerfBuf(E)
+    pa = ProgArray()
+    pe = PerfEventArray()
+    dm = DevMap()
+    aom = ArrayOfMaps(Hash(u32, u64))
+    @{probe}
+    def {signature}:
+        x = 1
+        buf = char[4]()
+        e = E()
+        {line}
+    @raw_tracepoint("sys_exit")
+    def other(self, ctx):
+        pass
+'''
+LINE = 34           # the case's handler line; the handler's def is DEF
+DEF = 30
+RAW = ('raw_tracepoint("sys_enter")', "on(self, ctx)")
+
+# (probe and signature, handler line, message fragment)
+CASES = [
+    (RAW, "y = usdt_arg(ctx, 1)", "only defined in a @usdt handler"),
+    (RAW, 'trace_printk(f"{x!r}")', "conversions (!r, !s, !a) are not available"),
+    (RAW, 'trace_printk(f"{x:{N}}")', "format specs must be constants"),
+    (RAW, 'trace_printk(f"{x:f}")', "format spec :f is not available"),
+    (RAW, 'trace_printk(f"{x}", x)', "an f-string format takes no further arguments"),
+    (RAW, "y = self.aom[0]", "self.aom holds maps"),
+    (RAW, "y = self.hk[1]", "self.hk takes a K key"),
+    (RAW, "y = cast(x, 1)", "cast(type, value) takes a kernel pointer type"),
+    (RAW, 'y = offsetof(x, "a")', "offsetof() takes two strings"),
+    (RAW, "y = sizeof(1)", "sizeof() takes a pyprobe type"),
+    (RAW, "self.h.push(1)", "push() is a method of Queue and Stack maps"),
+    (RAW, "probe_read(x, 0)", "the destination must be a buffer"),
+    (RAW, "y = self.h.get_stackid(ctx)", "get_stackid() is a method of StackTrace maps"),
+    (RAW, "y = self.st.get_stackid(ctx, x)", "takes constant flags"),
+    (RAW, "y = self.st.get_stackid(ctx, 1 << 40)", "unknown flag bits"),
+    (RAW, "self.h.submit(e)", "submit() is a method of RingBuf and PerfBuf"),
+    (RAW, "self.pb.submit(self.rb.reserve())", "only ring buffers reserve records"),
+    (RAW, "self.rb.submit(x)", "self.rb carries"),
+    (RAW, "r = self.pb.reserve()", "reserve() is for RingBuf"),
+    (RAW, "self.rb.discard(e)", "discard() takes a record from self.<ringbuf>.reserve()"),
+    (RAW, "self.h.call(ctx, 0)", "call() is a method of ProgArray maps"),
+    (RAW, "y = self.h.perf_read()", "perf_read() is a method of PerfEventArray maps"),
+    (RAW, "return self.h.redirect_map(0, 0)", "redirect_map() is a method of DevMap and CpuMap"),
+    (RAW, 'y = b"x"', "bytes constants are not available"),
+    (RAW, "y = range", "range() is only available as the iterable of a for loop"),
+    (('perf_event("cpu-clock")', "on(self, ctx)"), "y = ctx.regs.nosuch", "ctx.regs has no register 'nosuch'"),
+    (RAW, "y = os.nosuch", "os has no attribute 'nosuch'"),
+    (RAW, "y = u32[0]()", "an array length must be a positive integer constant"),
+    (RAW, "y = ktime_ns(x=1)", "keyword arguments are not available for this call"),
+    (RAW, "y = self.h.get()", "wrong number of arguments to self.h.get()"),
+    (RAW, "y = self.h.get(k=1)", "map methods take positional arguments"),
+    (RAW, "z: os = 1", "annotations must be pyprobe types"),
+    (RAW, "P.other(ctx)", "handlers cannot call each other"),
+    (RAW, "y = Helpers.two(1, b=2)", "helper functions take positional arguments"),
+    (RAW, "y = helper(1)", "must take plain positional parameters"),
+    (RAW, "y = two(1)", "two() takes 2 arguments, 1 given"),
+    (RAW, 'y = offsetof("struct task_struct", "pid.x")', "'pid' is not a struct or union"),
+    (RAW, 'y = buf < "ab"', "strings compare only with == and !="),
+    (RAW, "for i in range(3):\n            pass\n        else:\n            pass", "for ... else is not available"),
+    (RAW, "for i.j in range(3):\n            pass", "the loop variable must be a plain name"),
+    (RAW, "self.z: u32 = 1", "only plain names can be annotated"),
+    (RAW, "x: u32 = 2", "x is already declared"),
+    (RAW, "x @= 2", "'@' has no meaning"),
+    (RAW, "buf += 1", "augmented assignment needs an integer target"),
+    (RAW, "[y] = x", "cannot assign to this expression"),
+    (RAW, "v = self.h.get(1)\n        v = 2", "v holds the result of .get()"),
+    (RAW, "e = 5", "cannot assign"),
+    (RAW, "self.he[1] = 5", "expected a"),
+    (RAW, "assert x", "Assert statements are not available"),
+    (RAW, "y = buf[1:2]", "Slice expressions are not available"),
+    (('raw_tracepoint("sys_enter")', "on(self, ctx, *rest)"), "pass", "a handler takes (self, ctx, *function arguments) only"),
+    (('raw_tracepoint("sys_enter")', "on(self)"), "pass", "must take (self, "),
+    (('raw_tracepoint("sys_enter")', "on(self, ctx, a)"), "pass", "raw_tracepoint handlers have no argument #1 (a)"),
+    (("kprobe(\"vfs_read\")", 'on(self, ctx, f: "struct no_such_struct *")'), "pass",
+     "the kernel's BTF has no struct no_such_struct"),
+    (("kprobe(\"vfs_read\")", 'on(self, ctx, f: "int *")'), "pass", 'annotate kernel pointers as "struct name *"'),
+]
+
+
+def _ids():
+    return [f"{i:02}-" + c[1].split("\n")[0].strip()[:36] if c[1] != "pass" else f"{i:02}-{c[0][1][:36]}"
+            for i, c in enumerate(CASES)]
+
+
+def case_program(directory, probe, line):
+    """The Program of a case, from its own file in `directory`."""
+    decorator, signature = probe
+    path = directory / "refused.py"
+    path.write_text(TEMPLATE.format(probe=decorator, signature=signature, line=line))
+    spec = importlib.util.spec_from_file_location(f"refused_{abs(hash(line + signature))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return path, module.P
+
+
+@pytest.mark.parametrize("probe, line, message", CASES, ids=_ids())
+def test_refusal_is_reached_at_its_line(tmp_path, probe, line, message):
+    path, program = case_program(tmp_path, probe, line)
+    with pytest.raises(TranslationError) as err:
+        translate_program(program, kernel=Pretend(VIEW, kprobes=True))
+    e = err.value
+    assert message in e.message, str(e)
+    assert e.filename == str(path), str(e)
+    if line == "pass":                              # a signature case: the def line
+        assert e.lineno == DEF, str(e)
+    else:
+        assert LINE <= e.lineno <= LINE + line.count("\n"), str(e)
