@@ -11,6 +11,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +42,7 @@ def pin(cpu: int):
 
 # ---- the C peers -----------------------------------------------------------------
 BPF_OBJECTS = ("count_tgid", "hello", "events", "xdp_drop")
-USER_PROGRAMS = ("loadgen", "hello", "count", "events", "mapread", "udpflood")
+USER_PROGRAMS = ("loadgen", "hello", "count", "events", "mapread", "udpflood", "peakrss")
 
 
 def clang() -> str:
@@ -77,13 +78,22 @@ def build_c() -> dict[str, str]:
 
 # ---- child processes -----------------------------------------------------------------
 class Child:
-    """A child process spoken to line by line over stdin/stdout."""
+    """A child process spoken to line by line over stdin/stdout.
 
-    def __init__(self, argv, cpu: int | None = LOADER_CPU, env: dict | None = None):
+    peak_rss: start it through bench/c/peakrss, which pins it and records its own peak
+    RSS (`peak_rss_mib()`); ru_maxrss of a child forked from the bench counts the copy of
+    the bench it was before exec, so every peer would report the bench's own ~20 MiB."""
+
+    def __init__(self, argv, cpu: int | None = LOADER_CPU, env: dict | None = None, peak_rss: bool = False):
         self.argv = argv
+        self._rss_file = None
+        if peak_rss:
+            fd, self._rss_file = tempfile.mkstemp(prefix="pyprobe-bench-rss-")
+            os.close(fd)
+            argv = [build_c()["peakrss"], self._rss_file, str(-1 if cpu is None else cpu), *argv]
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env, preexec_fn=pin(cpu) if cpu is not None else None)
+                                     env=env, preexec_fn=pin(cpu) if cpu is not None and not peak_rss else None)
         self._buf = b""
         self.lines: list[str] = []
         self.rusage = None
@@ -172,6 +182,14 @@ class Child:
                 time.sleep(0.001)
         return self.finish(max(1.0, deadline - time.monotonic()))
 
+    def peak_rss_mib(self) -> float | None:
+        """The child's own peak RSS (with peak_rss=True, once it exited)."""
+        try:
+            with open(self._rss_file) as f:
+                return int(f.read()) / 1024
+        except (OSError, TypeError, ValueError):
+            return None
+
     def kill(self) -> None:
         if self.rusage is None and self.proc.poll() is None:
             self.proc.kill()
@@ -182,6 +200,9 @@ class Child:
 
     def __exit__(self, *exc):
         self.kill()
+        if self._rss_file:
+            with contextlib.suppress(OSError):
+                os.unlink(self._rss_file)
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             with contextlib.suppress(OSError):
                 f.close()

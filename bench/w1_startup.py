@@ -4,7 +4,8 @@ Every peer runs lesson 1 on syscalls:sys_enter_read (a trace_printk line per cal
 bpftrace's printf) and prints "attached", then "Hello, World!" when it sees the first
 event, then exits; the times are when the bench reads those lines. Cold: page cache
 dropped (and, for pyprobe, an empty cache of compiled objects); warm: run again at once.
-Peak RSS is the child's ru_maxrss, which covers the children it waited for (clang).
+Peak RSS is the process's own peak (bench/c/peakrss: its ru_maxrss, forked from a 1 MiB
+wrapper, not from the bench), which covers the children it waited for (clang).
 A background process reads /dev/zero every millisecond, so events come at once.
 """
 from __future__ import annotations
@@ -45,13 +46,13 @@ def run_once(argv, env, cold: bool) -> dict:
     if cold:
         drop_caches()
     clear_trace()
-    with Child(argv, env=env) as child:
+    with Child(argv, env=env, peak_rss=True) as child:
         t0 = child.t0
         attached = child.expect("attached", timeout=60)
         first = child.expect("Hello, World!", timeout=30)
         child.finish(30)
         return {"attached_ms": (attached - t0) * 1e3, "first_event_ms": (first - t0) * 1e3,
-                "rss_mib": child.rusage.ru_maxrss / 1024}
+                "rss_mib": child.peak_rss_mib()}
 
 
 def run(peers: dict, runs: int) -> dict:
