@@ -370,3 +370,23 @@ def test_signals_leave_the_interface_as_it_was(net, sig, tmp_path):
         qdiscs = subprocess.run(["tc", "qdisc", "show", "dev", "vb"], capture_output=True, text=True).stdout
     assert "clsact" not in qdiscs
     assert not program_ids_alive(ids)
+
+
+class HalfThere(Program):
+    @tc_ingress("vb")
+    def first(self, ctx):
+        return TC_ACT_OK
+
+    @tc_egress("nosuch0")
+    def second(self, ctx):
+        return TC_ACT_OK
+
+
+def test_a_missing_interface_undoes_the_filters_already_attached(net):
+    from pyprobe import UnsupportedProbe
+
+    with enter(net.b):
+        with pytest.raises(UnsupportedProbe, match="no network interface 'nosuch0'.*vb"):
+            HalfThere().attach()
+        qdiscs = subprocess.run(["tc", "qdisc", "show", "dev", "vb"], capture_output=True, text=True).stdout
+    assert "clsact" not in qdiscs
