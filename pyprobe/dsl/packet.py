@@ -10,7 +10,7 @@ the verifier demands written by the translator.
 `struct ethhdr`, `iphdr`, `ipv6hdr`, `tcphdr` and `udphdr` (from BTF), None
 unless the packet carries that protocol and the whole header fits: `pkt.ip`
 needs EtherType IPv4 and ihl >= 5, `pkt.tcp`/`pkt.udp` need IPv4 (not a later
-fragment) or IPv6 with that next header. Each header used is found once, at the
+fragment) or IPv6 with that next header, and `pkt.tcp` doff >= 5. Each header used is found once, at the
 top of the handler, as a C programmer would. XDP, tc and cgroup programs read
 the packet in place (XDP and tc may write it); socket filters get copies made
 with bpf_skb_load_bytes (read-only). `pkt.payload` is what follows TCP or UDP.
@@ -131,11 +131,9 @@ class PacketCode:
     def fetch(self, name: str, cond: str, offset: str) -> None:
         """pp_<name> = the header at `offset` if `cond` holds and it fits, else NULL."""
         struct = f"struct {HEADERS[name]}"
-        if f"decl {name}" not in self.done:
-            self.done.add(f"decl {name}")
-            if self.copy:
-                self.top(f"{struct} pp_{name}_copy = {{}};")
-            self.top(f"{struct} *pp_{name} = 0;")
+        if self.copy:
+            self.top(f"{struct} pp_{name}_copy = {{}};")
+        self.top(f"{struct} *pp_{name} = 0;")
         if self.copy:
             self.top(f"if ({cond} && bpf_skb_load_bytes({self.param}, {offset}, &pp_{name}_copy, "
                      f"sizeof(pp_{name}_copy)) == 0) pp_{name} = &pp_{name}_copy;")
@@ -170,8 +168,10 @@ class PacketCode:
         else:
             self.l4()
             self.fetch(name, f"(pp_l4_off && pp_l4_proto == {IPPROTO[name]})", "pp_l4_off")
+            if name == "tcp":
+                self.top("if (pp_tcp && pp_tcp->doff < 5) pp_tcp = 0;")
         self.done.add(name)
-        self.tr.context.use_packet_type(f"struct {HEADERS[name]}")
+        self.context.use_packet_type(f"struct {HEADERS[name]}")
         return f"pp_{name}"
 
     def l4(self) -> None:
@@ -192,7 +192,6 @@ class PacketCode:
             self.top(f"if ({tcp}) pp_payload_off = pp_l4_off + {tcp}->doff * 4;")
             self.top(f"if ({udp}) pp_payload_off = pp_l4_off + 8;")
         return "pp_payload_off"
-
 
 
 class Packet:
