@@ -14,8 +14,8 @@ Each scrape reads the maps afresh (batch lookups), nothing is cached between scr
   A sectioned histogram has one label per section field.
 - RingBuf/PerfBuf: `pyprobe_lost_records_total{map=...}`, and records drained by the
   exporter itself (`pyprobe serve`) in `pyprobe_records_total{map=...}`.
-Stack traces, queues and stacks (reading pops them), program arrays, device/CPU maps
-and perf counters are not exported.
+Stack traces, queues and stacks (reading pops them), maps of maps, program arrays,
+device/CPU maps and perf counters are not exported.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class Collector:
 
     def collect(self):
         from pyprobe.runtime.buffers import EventStream
-        from pyprobe.runtime.maps import HistogramMap, LiveMap, PerfCounters, QueueMap, StackTraceMap
+        from pyprobe.runtime.maps import HistogramMap, LiveMap, MapOfMaps, PerfCounters, QueueMap, StackTraceMap
 
         with self._lock:
             lost, records = {}, {}
@@ -85,7 +85,8 @@ class Collector:
                         lost[(e.prefix, name)] = live.lost
                     elif isinstance(live, HistogramMap):
                         yield _histogram(metric, live)
-                    elif isinstance(live, (StackTraceMap, PerfCounters, QueueMap)) or not isinstance(live, LiveMap):
+                    elif (isinstance(live, (StackTraceMap, PerfCounters, QueueMap, MapOfMaps))
+                          or not isinstance(live, LiveMap)):
                         continue
                     elif live.spec.kind in ("prog_array", "devmap", "cpumap"):
                         continue

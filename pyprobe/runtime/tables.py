@@ -11,7 +11,7 @@ from __future__ import annotations
 
 
 class Table:
-    """kind: hash, array, percpu, histogram, stack, queue, events, counters or progs;
+    """kind: hash, array, percpu, histogram, stack, queue, maps, events, counters or progs;
     keys and values: column name -> numpy array or list, in order."""
 
     def __init__(self, kind: str, keys: dict, values: dict):
@@ -66,6 +66,9 @@ def table(live) -> Table:
         return _progs(live)
     if isinstance(live, m.QueueMap):             # no keys: the values in pop order, popped
         return _queue(live)
+    if isinstance(live, m.MapOfMaps):            # the filled slots, each with its map's kernel id
+        keys, ids = m.LiveMap.to_numpy(live)
+        return Table("maps", _columns("key", keys), {"map_id": ids})
     if isinstance(live, m.PerCpuMixin):
         return _per_cpu(live)
     if isinstance(live, m.ArrayMap):

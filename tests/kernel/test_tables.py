@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pyprobe import (Array, CpuMap, DevMap, Hash, Histogram, LpmTrie, LruHash, LruPerCpuHash, Param, PerCpuArray,
+from pyprobe import (Array, ArrayOfMaps, CpuMap, DevMap, Hash, Histogram, LpmTrie, LruHash, LruPerCpuHash, Param, PerCpuArray,
                      PerCpuHash, PerfBuf, PerfEventArray, Program, ProgArray, Queue, RingBuf, Stack, StackTrace, Struct,
                      char, s64, syscall, tail_call, u8, u32, u64)
 from pyprobe.bpf import comm, log2, tgid
@@ -90,6 +90,7 @@ class Others(Program):
     tx = DevMap(4)
     cpus = CpuMap(2)
     hits = Array(u64, 2)
+    slots = ArrayOfMaps(Hash(u32, u64), max_entries=4)
 
     @syscall("getppid")
     def first(self, args):
@@ -211,4 +212,10 @@ def test_prog_array_counters_and_device_maps():
     assert list(clock.columns) == ["cpu", "cpu-clock"] and len(clock) == len(prog.clock._fds)
     assert rows(prog.tx.to_pandas()) == [{"key": 0, "value": 1}]
     assert rows(prog.cpus.to_pandas()) == [{"key": 1, "value": 192}]      # only entries set are there
+    inner = prog.slots.new_inner()
+    inner[5] = 50
+    prog.slots[2] = inner
+    slots = rows(prog.slots.to_pandas())
+    assert len(slots) == 1 and slots[0]["key"] == 2 and slots[0]["map_id"] == prog.slots[2]
+    assert rows(prog.slots.inner(2).to_pandas()) == [{"key": 5, "value": 50}]
     prog.close()
