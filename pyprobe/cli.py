@@ -347,6 +347,10 @@ def build_parser(tools: dict) -> argparse.ArgumentParser:
 
 
 def _dispatch(argv: list[str]) -> int:
+    if sys.stderr.isatty():             # a first compile or a mass attach shows a spinner there
+        from pyprobe.display import show_progress_on_terminal
+
+        show_progress_on_terminal(sys.stderr)
     tools = _tool_registry()
     if argv and argv[0] in tools:
         # the tool parses its own options (argparse's REMAINDER would eat `-x` wrongly)
@@ -354,10 +358,6 @@ def _dispatch(argv: list[str]) -> int:
 
         return tools_mod.main(argv[0], argv[1:])
     args = build_parser(tools).parse_args(argv)
-    if sys.stderr.isatty():
-        from pyprobe.display import show_progress_on_terminal
-
-        show_progress_on_terminal(sys.stderr)
     return args.fn(args)
 
 

@@ -68,6 +68,7 @@ def test_terminal_shows_progress_then_redraws_in_place(tmp_path):
 def test_interval_tool_redraws_in_place_on_a_terminal(tmp_path):
     text = on_terminal(["syscount", "-i", "0.4", "-d", "1.3"], tmp_path)
     assert text.count("SYSCALL") >= 2 and "\x1b[1A" in text and "\x1b[2K" in text
+    assert "compiling " in text                  # the tool's first compile here (a fresh cache)
 
 
 def test_piped_run_prints_every_view_with_the_exact_count(tmp_path):
