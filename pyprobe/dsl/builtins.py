@@ -6,13 +6,16 @@ visitor only looks names up here, so adding a helper touches this file only.
 from __future__ import annotations
 
 import ast
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from pyprobe.dsl.cbuilder import c_string
 
 from pyprobe.dsl.types import ArrayType, PointerType, StructType, char, s64, u32, u64
 from pyprobe.dsl.refusals import describe as _describe
 from pyprobe.dsl.values import Nullable, StringLit, Value
+
+if TYPE_CHECKING:
+    from pyprobe.dsl.translate import HandlerTranslator
 
 HELPERS: dict[str, Callable] = {}
 MAP_METHODS: dict[str, Callable] = {}
@@ -199,21 +202,22 @@ def _trace_printk(tr, node, fmt, *args):
 _PRINTK_SPEC = None
 
 
-def printk_conversions(tr, node, fmt: str) -> list[str]:
+def printk_conversions(tr: HandlerTranslator, node, fmt: str) -> list[str]:
     """The conversion letters of a trace_printk format ('d', 's', 'p', ...), refusing what the kernel refuses."""
     import re
 
     global _PRINTK_SPEC
     if _PRINTK_SPEC is None:
         _PRINTK_SPEC = re.compile(r"%(%|[0 +\-]*(?:[1-9][0-9]*)?(p[KxBs]?|p[iI][46]|c|s|(?:ll|l)?[diuxX]))")
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while True:
         i = fmt.find("%", i)
         if i < 0:
             return out
         m = _PRINTK_SPEC.match(fmt, i)
         if m is None:
-            bad = re.match(r"%[^a-zA-Z%]*[hlLqjzt]*[a-zA-Z]?", fmt[i:])[0]
+            bad = re.match(r"%[^a-zA-Z%]*[hlLqjzt]*[a-zA-Z]?", fmt[i:])[0]  # type: ignore[index]  # always matches "%"
             tr.fail(node, f"trace_printk() cannot print {bad!r}: the kernel accepts %d %i %u %x %X (with l or ll), "
                           "%c, %s, %p and a width such as %5d, without precision or floating point",
                     "BPF has no floating point: print integers, e.g. %llu of a value in microseconds")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+from typing import TYPE_CHECKING, NoReturn
 import builtins as py_builtins
 import types
 
@@ -21,6 +22,9 @@ from pyprobe.errors import TranslationError
 
 
 class Expressions:
+    if TYPE_CHECKING:       # HandlerTranslator's, which combines this mixin with the others
+        def fail(self, node, message: str, hint: str | None = None) -> NoReturn: ...
+
     # ---- expressions ------------------------------------------------------
     def expr_Constant(self, node):
         v = node.value
@@ -174,7 +178,7 @@ class Expressions:
         (and `1 << 70` a constant no BPF register holds): refuse it here, not in the verifier."""
         if op not in (ast.LShift, ast.RShift) or b.const is None:
             return
-        bits = 64 if a.type is None else 8 * max(a.scalar.size, 4)
+        bits = 64 if a.scalar is None else 8 * max(a.scalar.size, 4)
         if not 0 <= b.const < bits:
             what = "constant does not fit in 64 bits" if a.const is not None and op is ast.LShift and b.const > 0 \
                 else f"shift count {b.const} is outside 0..{bits - 1}"

@@ -54,7 +54,7 @@ def _c_div(a: int, b: int) -> int:
     return q if (a >= 0) == (b >= 0) else -q
 
 
-def fold(op: type, a: int, b: int) -> int | None:
+def fold(op: type[ast.operator], a: int, b: int) -> int | None:
     """Fold two constants as C would, or None to leave it to the compiler."""
     if op in (ast.FloorDiv, ast.Mod) and b == 0:
         return None
@@ -69,16 +69,23 @@ def fold(op: type, a: int, b: int) -> int | None:
             ast.BitXor: a ^ b}[op])
 
 
+def _int(t: Scalar | None) -> Scalar:
+    """An operand's integer type (the translator checked operands with tr.scalar())."""
+    if t is None:
+        raise TypeError("an operand that is not an integer reached integer typing")
+    return t
+
+
 def result_type(a: Value, b: Value) -> Scalar | None:
     """The type of `a op b`; None when both are untyped literals."""
     if a.type is None and b.type is None:
         return None
     ta = a.scalar if a.type is not None else literal_type(a)
     tb = b.scalar if b.type is not None else literal_type(b)
-    return common_type(ta, tb)
+    return common_type(_int(ta), _int(tb))
 
 
-def binop(op: type, a: Value, b: Value) -> Value:
+def binop(op: type[ast.operator], a: Value, b: Value) -> Value:
     if a.const is not None and b.const is not None:
         folded = fold(op, a.const, b.const)
         if folded is not None:
@@ -88,14 +95,14 @@ def binop(op: type, a: Value, b: Value) -> Value:
     if op in (ast.FloorDiv, ast.Mod) and (t is None or t.signed):
         # signed division has no BPF instruction (clang refuses it): see pp_sdiv in prelude.h
         fn = "pp_sdiv" if op is ast.FloorDiv else "pp_smod"
-        t = t or common_type(a.scalar, b.scalar)
+        t = t or common_type(_int(a.scalar), _int(b.scalar))
         code = f"(({t.c_name}){fn}({a.code}, {b.code}))"
     if op in (ast.LShift, ast.RShift) and t is not None:
-        t = common_type(a.scalar, a.scalar)      # shifts take the left operand's type
+        t = common_type(_int(a.scalar), _int(a.scalar))      # shifts take the left operand's type
     return Value(code, t)
 
 
-def compare(op: type, a: Value, b: Value) -> Value:
+def compare(op: type[ast.cmpop], a: Value, b: Value) -> Value:
     if a.const is not None and b.const is not None:
         result = {ast.Eq: a.const == b.const, ast.NotEq: a.const != b.const, ast.Lt: a.const < b.const,
                   ast.LtE: a.const <= b.const, ast.Gt: a.const > b.const, ast.GtE: a.const >= b.const}[op]
@@ -105,13 +112,13 @@ def compare(op: type, a: Value, b: Value) -> Value:
     return Value(f"({a.code} {COMPARES[op]} {b.code})", s32)
 
 
-def unary(op: type, a: Value) -> Value:
+def unary(op: type[ast.unaryop], a: Value) -> Value:
     from pyprobe.dsl.types import s32
 
     if a.const is not None:
         return literal(fit64({ast.USub: -a.const, ast.Invert: ~a.const, ast.Not: int(not a.const),
                               ast.UAdd: a.const}[op]))
-    t = s32 if op is ast.Not else (common_type(a.scalar, a.scalar) if a.type is not None else None)
+    t = s32 if op is ast.Not else (common_type(_int(a.scalar), _int(a.scalar)) if a.type is not None else None)
     return Value(f"({UNARY[op]}{a.code})", t)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+from typing import TYPE_CHECKING, NoReturn
 
 from pyprobe.dsl import builtins as registry
 from pyprobe.dsl import functions
@@ -14,6 +15,9 @@ from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, Value, 
 
 
 class Statements:
+    if TYPE_CHECKING:       # HandlerTranslator's, which combines this mixin with the others
+        def fail(self, node, message: str, hint: str | None = None) -> NoReturn: ...
+
     # ---- statements -------------------------------------------------------
     def stmt_Pass(self, node):
         pass

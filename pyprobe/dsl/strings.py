@@ -21,6 +21,7 @@ def is_string_pointer(value) -> bool:
 
 def store_string(tr, value_node, dest: Value, value) -> bool:
     """Emit `dest = value` for a char[N] dest and a string value; False if value is no string."""
+    assert isinstance(dest.type, ArrayType)
     n = dest.type.n
     if isinstance(value, StringLit):
         data = value.text.encode()
@@ -31,11 +32,12 @@ def store_string(tr, value_node, dest: Value, value) -> bool:
         tr.emit(f"__builtin_memcpy(&{dest.code}, {padded}, {n});")
         return True
     if is_string_pointer(value):
+        assert isinstance(value.type, PointerType)
         reader = "bpf_probe_read_user_str" if value.type.user else "bpf_probe_read_kernel_str"
         tr.emit(f"__builtin_memset(&{dest.code}, 0, {n});")
         tr.emit(f"{reader}(&{dest.code}, {n}, (const void *)({value.code}));")
         return True
-    if isinstance(value, Value) and is_char_array(value.type) and value.type.n != n:
+    if isinstance(value, Value) and isinstance(value.type, ArrayType) and is_char_array(value.type) and value.type.n != n:
         # another length: copy up to the NUL (truncating to fit), zeros after it
         tr.emit(f"__builtin_memset(&{dest.code}, 0, {n});")
         tr.emit(f"bpf_probe_read_kernel_str(&{dest.code}, {n}, &{value.code});")
@@ -51,6 +53,7 @@ def read_str(c_helper: str, dst: Value, source: str) -> str:
 
 def index_pointer(tr, node, base: Value, index: Value) -> Value:
     """`p[i]` of a pointer into kernel or user memory (argv[i]): one probe read of the element."""
+    assert isinstance(base.type, PointerType)
     elem = base.type.target
     if not isinstance(elem, (PointerType,)) and not hasattr(elem, "signed"):
         tr.fail(node, f"{base.type!r} cannot be indexed: its elements are not integers or pointers")

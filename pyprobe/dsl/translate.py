@@ -22,6 +22,10 @@ from pyprobe.dsl.types import CType, PointerType, Scalar, as_ctype
 from pyprobe.dsl.values import ContextRef, Nullable, Value
 from pyprobe.errors import Location, PyprobeError, TranslationError
 
+TYPE_CHECKING = False     # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 __all__ = ["HandlerTranslator", "C_RESERVED"]
 
 
@@ -29,14 +33,14 @@ class HandlerTranslator(Statements, Expressions):
     """One handler (or helper function) to C. Statements and expressions are
     visited by the methods of the two mixins, `stmt_<Node>` and `expr_<Node>`."""
 
-    def __init__(self, program, func, fdef: ast.FunctionDef, filename: str, context: Context, c_name: str):
+    def __init__(self, program, func, fdef: ast.FunctionDef, filename: str, context: Context | None, c_name: str):
         self.program = program            # ProgramTranslator: maps, structs, params
         self.func = func
         self.fdef = fdef
         self.filename = filename
         self.context = context
         self.c_name = c_name
-        self.locals: dict[str, Value | Nullable] = {}
+        self.locals: dict[str, object] = {}     # Value, Nullable, ContextRef, a map or string passed to a helper
         self.decls: list[str] = []
         self.body = CBuilder(indent=1)
         self.n_temps = 0
@@ -52,7 +56,7 @@ class HandlerTranslator(Statements, Expressions):
                         getattr(node, "col_offset", 0), getattr(node, "end_col_offset", None)
                         if getattr(node, "end_lineno", None) == getattr(node, "lineno", None) else None)
 
-    def fail(self, node, message: str, hint: str | None = None):
+    def fail(self, node, message: str, hint: str | None = None) -> NoReturn:
         raise TranslationError(message, self.loc(node), hint)
 
     # ---- output -----------------------------------------------------------
@@ -90,6 +94,7 @@ class HandlerTranslator(Statements, Expressions):
 
     # ---- the function -----------------------------------------------------
     def translate(self) -> str:
+        assert self.context is not None          # a handler's; helper functions are translated by translate_body()
         self.program.deps.note_function(self.func)
         params = [a.arg for a in self.fdef.args.args]
         if self.fdef.args.vararg or self.fdef.args.kwarg or self.fdef.args.kwonlyargs:
@@ -107,6 +112,7 @@ class HandlerTranslator(Statements, Expressions):
             annotation = self.fdef.args.args[i + 2].annotation
             if annotation is not None:
                 arg = kernel_data.annotated_arg(self, annotation, arg)
+            assert arg.type is not None
             self.decls.append(f"{arg.type.c_decl(self.c_local(name))} = {arg.code};")
             self.locals[name] = Value(self.c_local(name), arg.type, lvalue=True)
         self.translate_body()
