@@ -6,6 +6,7 @@ receiver got; teardown leaves no program, qdisc or namespace. An ordering
 sentinel (a packet to another port, passed) shows that every earlier packet
 has been through the program before a missing packet is called dropped.
 """
+import json
 import os
 import socket
 import subprocess
@@ -390,3 +391,52 @@ def test_a_missing_interface_undoes_the_filters_already_attached(net):
             HalfThere().attach()
         qdiscs = subprocess.run(["tc", "qdisc", "show", "dev", "vb"], capture_output=True, text=True).stdout
     assert "clsact" not in qdiscs
+
+
+class Udp6Count(Program):
+    n = Array(u64, 2)          # [UDP over IPv6 to PORT, of those from fd00::1]
+
+    @tc_ingress("vb")
+    def on_packet(self, ctx):
+        pkt = ctx.packet
+        if pkt.ipv6 is not None and pkt.udp is not None and pkt.udp.dest == htons(PORT):
+            self.n[0] += 1
+            if pkt.ipv6.saddr.in6_u.u6_addr8[0] == 0xFD and pkt.ipv6.saddr.in6_u.u6_addr8[15] == 1:
+                self.n[1] += 1
+
+
+class Udp6CountXdp(Program):
+    n = Array(u64, 2)
+
+    @xdp("vb")
+    def on_packet(self, ctx):
+        pkt = ctx.packet
+        if pkt.ipv6 is not None and pkt.udp is not None and pkt.udp.dest == htons(PORT):
+            self.n[0] += 1
+            if pkt.ipv6.saddr.in6_u.u6_addr8[0] == 0xFD and pkt.ipv6.saddr.in6_u.u6_addr8[15] == 1:
+                self.n[1] += 1
+
+
+@pytest.mark.parametrize("cls", [Udp6Count, Udp6CountXdp])
+def test_udp_over_ipv6_is_found_too(net, cls):
+    addrs = {net.a: ("va", "fd00::1"), net.b: ("vb", "fd00::2")}
+    for ns, (dev, addr) in addrs.items():
+        with enter(ns):
+            with open(f"/proc/sys/net/ipv6/conf/{dev}/disable_ipv6", "w") as f:
+                f.write("0")
+        ip("-n", ns, "-6", "addr", "add", f"{addr}/64", "dev", dev, "nodad")
+    mac_b = json.loads(ip("-n", net.b, "-j", "link", "show", "vb"))[0]["address"]
+    ip("-n", net.a, "-6", "neigh", "replace", "fd00::2", "lladdr", mac_b, "dev", "va", "nud", "permanent")
+    with enter(net.b):
+        rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        rx.bind(("fd00::2", PORT))
+        rx.settimeout(5)
+        prog = cls().attach()
+    with enter(net.a):
+        tx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    with prog, tx:
+        for i in range(N):
+            tx.sendto(b"six %d" % i, ("fd00::2", PORT))
+        assert sorted(rx.recv(100) for _ in range(N)) == sorted(b"six %d" % i for i in range(N))
+    assert prog.n[0] == N and prog.n[1] == N
+    prog.close()
