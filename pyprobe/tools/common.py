@@ -11,38 +11,25 @@ import os
 import sys
 import time
 
-# ---- the kernel: which probe points exist ------------------------------------------
-
-_TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-_traceable: set[str] | None = None
-
-
-def tracefs() -> str:
-    for root in _TRACEFS:
-        if os.path.isdir(os.path.join(root, "events")):
-            return root
-    return _TRACEFS[0]
-
+# ---- the kernel: which probe points exist (pyprobe.kernel answers) ---------------------------
 
 def tracepoint_exists(category: str, name: str) -> bool:
-    return os.path.isdir(os.path.join(tracefs(), "events", category, name))
+    from pyprobe import kernel
+
+    return kernel.has_tracepoint(category, name)
 
 
 def has_kprobes() -> bool:
-    """CONFIG_KPROBES (with kprobe events): the kernel offers kprobe_events."""
-    return os.path.exists(os.path.join(tracefs(), "kprobe_events"))
+    from pyprobe import kernel
+
+    return kernel.has("kprobes")
 
 
 def kernel_function(name: str) -> bool:
-    """Whether ftrace can trace `name` (so a kprobe or fentry may attach to it)."""
-    global _traceable
-    if _traceable is None:
-        try:
-            with open(os.path.join(tracefs(), "available_filter_functions")) as f:
-                _traceable = {line.split(maxsplit=1)[0] for line in f if line.strip()}
-        except OSError:
-            _traceable = set()
-    return name in _traceable
+    """Whether a kprobe on `name` can attach here (kprobes, the function, and ftrace may trace it)."""
+    from pyprobe import kernel
+
+    return kernel.can_kprobe(name)
 
 
 # ---- options ----------------------------------------------------------------------------

@@ -1,0 +1,152 @@
+"""offcputime: time spent off-CPU (blocked), summed by kernel and user stack.
+
+bcc's tool kprobes finish_task_switch(), which runs as the next task and sees
+where it had blocked. Here the BTF tracepoint sched_switch, which runs as the
+task leaving the CPU: its stacks are taken there and kept with the time; when
+the task comes back on, the time away is added to those stacks. -p/-t filter
+by process or thread in the kernel; -m/-M bound the blocked time counted.
+
+    from pyprobe.tools.offcputime import OffCpuTime, blocked
+    with OffCpuTime(target_pid=1234) as prog:
+        ...
+    blocked(prog)     # numpy records: pid, tid, comm, usecs, user and kernel frames
+"""
+from __future__ import annotations
+
+from pyprobe import Hash, Param, Program, StackTrace, Struct, bool_, char, s64, tp_btf, u32, u64
+from pyprobe.bpf import BPF_F_USER_STACK, comm, ktime_ns
+from pyprobe.tools import common, stacks
+
+EXAMPLES = """examples:
+    pyprobe offcputime             # trace off-CPU stack time until Ctrl-C
+    pyprobe offcputime 5           # trace for 5 seconds only
+    pyprobe offcputime -f 5        # 5 seconds, and output in folded format
+    pyprobe offcputime -m 1000     # trace only events that last more than 1000 usec
+    pyprobe offcputime -M 10000    # trace only events that last less than 10000 usec
+    pyprobe offcputime -p 185      # only trace threads for PID 185
+    pyprobe offcputime -t 188      # only trace thread 188
+    pyprobe offcputime -u          # only trace user threads (no kernel)
+    pyprobe offcputime -k          # only trace kernel threads (no user)
+    pyprobe offcputime -U          # only show user space stacks (no kernel)
+    pyprobe offcputime -K          # only show kernel space stacks (no user)
+"""
+
+# the kernel stack is taken inside the tracepoint: skip our program, bpf_trace_run4 and
+# __traceiter_sched_switch, so that it starts at __schedule as bcc's does
+SKIP_FRAMES = 3
+
+
+class Away(Struct):
+    ts: u64
+    user_stack: s64
+    kernel_stack: s64
+
+
+class OffKey(Struct):
+    pid: u32
+    tid: u32
+    user_stack: s64
+    kernel_stack: s64
+    comm: char[16]
+
+
+class OffCpuTime(Program):
+    target_pid = Param(u32)
+    target_tid = Param(u32)
+    user_threads_only = Param(bool_)
+    kernel_threads_only = Param(bool_)
+    user_stacks = Param(bool_, default=True)
+    kernel_stacks = Param(bool_, default=True)
+    min_ns = Param(u64, default=1000)
+    max_ns = Param(u64, default=0xFFFFFFFFFFFFFFFF)
+    away = Hash(u32, Away, max_entries=10240)
+    stack_traces = StackTrace(16384)
+    counts = Hash(OffKey, u64, max_entries=40960)      # microseconds
+
+    @tp_btf("sched_switch")
+    def on_switch(self, ctx, preempt, prev, next):
+        if prev.pid != 0 and (not self.target_pid or prev.tgid == self.target_pid) and \
+                (not self.target_tid or prev.pid == self.target_tid) and \
+                (not self.user_threads_only or prev.mm != 0) and (not self.kernel_threads_only or prev.mm == 0):
+            a = Away()
+            a.ts = ktime_ns()
+            a.user_stack = -1
+            a.kernel_stack = -1
+            if self.user_stacks and prev.mm != 0:
+                a.user_stack = self.stack_traces.get_stackid(ctx, BPF_F_USER_STACK)
+            if self.kernel_stacks:
+                a.kernel_stack = self.stack_traces.get_stackid(ctx, SKIP_FRAMES)
+            self.away[prev.pid] = a
+        tid: u32 = next.pid
+        was = self.away.get(tid)
+        if was is None:
+            return
+        delta = ktime_ns() - was.ts
+        if self.min_ns <= delta <= self.max_ns:
+            key = OffKey()
+            key.pid = next.tgid
+            key.tid = tid
+            key.user_stack = was.user_stack
+            key.kernel_stack = was.kernel_stack
+            key.comm = next.comm
+            self.counts[key] += delta // 1000
+        del self.away[tid]
+
+
+def blocked(prog):
+    """The stacks' off-CPU time as numpy records: pid, tid, comm, usecs, user, kernel (frames, innermost first)."""
+    import numpy as np
+
+    keys, values = prog.counts.to_numpy()
+    rows = [(int(k["pid"]), int(k["tid"]), common.text(k["comm"]), int(v),
+             stacks.frames(prog.stack_traces, k["user_stack"], int(k["pid"])),
+             stacks.frames(prog.stack_traces, k["kernel_stack"])) for k, v in zip(keys, values)]
+    return np.array(rows, dtype=[("pid", "u4"), ("tid", "u4"), ("comm", "U16"), ("usecs", "u8"),
+                                 ("user", object), ("kernel", object)])
+
+
+def main(argv=None, prog=None) -> int:
+    p = common.parser(prog, "Summarize off-CPU time by stack trace", EXAMPLES)
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("-p", "--pid", type=common.positive_int, help="trace this PID only")
+    who.add_argument("-t", "--tid", type=common.positive_int, help="trace this TID only")
+    who.add_argument("-u", "--user-threads-only", action="store_true", help="user threads only (no kernel threads)")
+    who.add_argument("-k", "--kernel-threads-only", action="store_true", help="kernel threads only (no user threads)")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("-U", "--user-stacks-only", action="store_true", help="show stacks from user space only")
+    only.add_argument("-K", "--kernel-stacks-only", action="store_true", help="show stacks from kernel space only")
+    p.add_argument("-d", "--delimited", action="store_true", help="insert delimiter between kernel/user stacks")
+    p.add_argument("-f", "--folded", action="store_true", help="output folded format")
+    p.add_argument("-m", "--min-block-time", type=int, default=1, help="the amount of time in microseconds over "
+                   "which we store traces (default 1)")
+    p.add_argument("-M", "--max-block-time", type=int, help="the amount of time in microseconds under which we "
+                   "store traces (default U64_MAX)")
+    p.add_argument("duration", nargs="?", type=float, default=None, help="duration of trace, in seconds")
+    args = p.parse_args(argv)
+
+    def trace():
+        params = {"target_pid": args.pid or 0, "target_tid": args.tid or 0,
+                  "user_threads_only": args.user_threads_only, "kernel_threads_only": args.kernel_threads_only,
+                  "user_stacks": not args.kernel_stacks_only, "kernel_stacks": not args.user_stacks_only,
+                  "min_ns": args.min_block_time * 1000}
+        if args.max_block_time is not None:
+            params["max_ns"] = args.max_block_time * 1000
+        with OffCpuTime(**params) as tool:
+            common.announce(tool)
+            if not args.folded and not args.json:
+                print("Tracing off-CPU time (us) of all threads by user + kernel stack%s... Hit Ctrl-C to end."
+                      % (" for %d secs" % args.duration if args.duration else ""), flush=True)
+            common.wait(args.duration)
+            tool.detach()
+            for r in sorted(blocked(tool), key=lambda r: r["usecs"]):
+                if args.json:
+                    common.print_json({"pid": int(r["pid"]), "tid": int(r["tid"]), "comm": str(r["comm"]),
+                                       "usecs": int(r["usecs"]), "user": r["user"], "kernel": r["kernel"]})
+                elif args.folded:
+                    print("%s %d" % (stacks.folded(str(r["comm"]), r["user"], r["kernel"], args.delimited),
+                                     r["usecs"]))
+                else:
+                    stacks.print_stack(r["kernel"], r["user"], str(r["comm"]), int(r["pid"]), int(r["usecs"]),
+                                       args.delimited)
+
+    return common.run(trace)

@@ -1,0 +1,135 @@
+"""profile: sample stacks at a fixed frequency on every CPU and count them.
+
+As bcc's tool: a perf_event timer (cpu-clock, 49 Hz unless -F) records the
+interrupted task's kernel and user stack ids and counts each (process, stacks)
+pair; at the end the stacks are printed with their counts, or folded (-f) for
+flame graphs. The frequency is chosen when the tool starts (`attach_to`), so one
+compiled object serves every -F.
+
+    from pyprobe.tools.profile import Profile, sampled
+    with Profile.at(99)(target_pid=1234) as prog:
+        ...
+    sampled(prog)     # numpy records: pid, comm, count, user and kernel frames
+"""
+from __future__ import annotations
+
+from pyprobe import Hash, Param, Program, StackTrace, Struct, bool_, char, perf_event, s64, u32, u64
+from pyprobe.bpf import BPF_F_USER_STACK, comm, tgid, tid
+from pyprobe.tools import common, stacks
+
+EXAMPLES = """examples:
+    pyprobe profile             # profile stack traces at 49 Hertz until Ctrl-C
+    pyprobe profile -F 99       # profile stack traces at 99 Hertz
+    pyprobe profile -c 1000000  # profile stack traces every 1 in a million events
+    pyprobe profile 5           # profile at 49 Hertz for 5 seconds only
+    pyprobe profile -f 5        # output in folded format for flame graphs
+    pyprobe profile -p 185      # only profile process with PID 185
+    pyprobe profile -L 185      # only profile thread with TID 185
+    pyprobe profile -U          # only show user space stacks (no kernel)
+    pyprobe profile -K          # only show kernel space stacks (no user)
+"""
+
+
+class StackKey(Struct):
+    pid: u32
+    user_stack: s64
+    kernel_stack: s64
+    comm: char[16]
+
+
+class Profile(Program):
+    target_pid = Param(u32)
+    target_tid = Param(u32)
+    user_stacks = Param(bool_, default=True)
+    kernel_stacks = Param(bool_, default=True)
+    include_idle = Param(bool_)
+    stack_traces = StackTrace(16384)
+    counts = Hash(StackKey, u64, max_entries=40960)
+
+    @perf_event("cpu-clock", freq=49)
+    def sample(self, ctx):
+        if tid() == 0 and not self.include_idle:
+            return
+        if self.target_pid and tgid() != self.target_pid:
+            return
+        if self.target_tid and tid() != self.target_tid:
+            return
+        key = StackKey()
+        key.pid = tgid()
+        key.comm = comm()
+        key.user_stack = -1
+        key.kernel_stack = -1
+        if self.user_stacks:
+            key.user_stack = self.stack_traces.get_stackid(ctx, BPF_F_USER_STACK)
+        if self.kernel_stacks:
+            key.kernel_stack = self.stack_traces.get_stackid(ctx)
+        self.counts[key] += 1
+
+    @classmethod
+    def at(cls, frequency: int | None = None, period: int | None = None, cpu: int | None = None):
+        """A factory: Profile sampling at `frequency` Hz (or every `period` events), on one CPU or all."""
+        def make(**params):
+            return cls(attach_to={"sample": perf_event("cpu-clock", freq=frequency, period=period, cpu=cpu)},
+                       **params)
+        return make
+
+
+def sampled(prog, symbolize: bool = True):
+    """The counted stacks as numpy records: pid, comm, count, user (frames), kernel (frames), innermost first."""
+    import numpy as np
+
+    keys, counts = prog.counts.to_numpy()
+    rows = []
+    for k, n in zip(keys, counts):
+        pid = int(k["pid"])
+        user = stacks.frames(prog.stack_traces, k["user_stack"], pid) if symbolize else []
+        kernel = stacks.frames(prog.stack_traces, k["kernel_stack"]) if symbolize else []
+        rows.append((pid, common.text(k["comm"]), int(n), user, kernel))
+    return np.array(rows, dtype=[("pid", "u4"), ("comm", "U16"), ("count", "u8"), ("user", object),
+                                 ("kernel", object)])
+
+
+def main(argv=None, prog=None) -> int:
+    p = common.parser(prog, "Profile CPU stack traces at a timed interval", EXAMPLES)
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("-p", "--pid", type=common.positive_int, help="profile process with this PID only")
+    who.add_argument("-L", "--tid", type=common.positive_int, help="profile thread with this TID only")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("-U", "--user-stacks-only", action="store_true", help="show stacks from user space only")
+    only.add_argument("-K", "--kernel-stacks-only", action="store_true", help="show stacks from kernel space only")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("-F", "--frequency", type=common.positive_int, help="sample frequency, Hertz")
+    rate.add_argument("-c", "--count", type=common.positive_int, help="sample period, number of events")
+    p.add_argument("-d", "--delimited", action="store_true", help="insert delimiter between kernel/user stacks")
+    p.add_argument("-a", "--annotations", action="store_true", help="add _[k] annotations to kernel frames")
+    p.add_argument("-I", "--include-idle", action="store_true", help="include CPU idle stacks")
+    p.add_argument("-f", "--folded", action="store_true", help="output folded format, one line per stack")
+    p.add_argument("-C", "--cpu", type=int, help="cpu number to run profile on")
+    p.add_argument("duration", nargs="?", type=float, default=None, help="duration of trace, in seconds")
+    args = p.parse_args(argv)
+    frequency = None if args.count else (args.frequency or 49)
+
+    def trace():
+        make = Profile.at(frequency, args.count, args.cpu)
+        with make(target_pid=args.pid or 0, target_tid=args.tid or 0, user_stacks=not args.kernel_stacks_only,
+                  kernel_stacks=not args.user_stacks_only, include_idle=args.include_idle) as tool:
+            common.announce(tool)
+            if not args.folded and not args.json:
+                rate = "%d Hertz" % frequency if frequency else "1 in %d events" % args.count
+                print("Sampling at %s of all threads by user + kernel stack%s... Hit Ctrl-C to end."
+                      % (rate, " for %d secs" % args.duration if args.duration else ""), flush=True)
+            common.wait(args.duration)
+            tool.detach()
+            rows = sorted(sampled(tool), key=lambda r: r["count"])
+            for r in rows:
+                if args.json:
+                    common.print_json({"pid": int(r["pid"]), "comm": str(r["comm"]), "count": int(r["count"]),
+                                       "user": r["user"], "kernel": r["kernel"]})
+                elif args.folded:
+                    print("%s %d" % (stacks.folded(str(r["comm"]), r["user"], r["kernel"], args.delimited,
+                                                   args.annotations), r["count"]))
+                else:
+                    stacks.print_stack(r["kernel"], r["user"], str(r["comm"]), int(r["pid"]), int(r["count"]),
+                                       args.delimited)
+
+    return common.run(trace)
