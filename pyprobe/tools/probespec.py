@@ -1,0 +1,56 @@
+"""bcc's probe specifiers for funccount, funclatency and stackcount.
+
+    c:malloc*          a user function glob in libc (lib: a name like `c`, or a path)
+    /bin/bash:readline a user function in a binary
+    vfs_*              a kernel function glob (kprobes: kernels that have them)
+    t:sched:sched_switch   a tracepoint (funccount, stackcount)
+"""
+from __future__ import annotations
+
+
+class Spec:
+    def __init__(self, kind: str, library: str | None, pattern: str, regexp: bool):
+        self.kind = kind                 # "uprobe", "kprobe" or "tracepoint"
+        self.library = library
+        self.pattern = pattern
+        self.regexp = regexp
+
+    def describe(self) -> str:
+        if self.kind == "tracepoint":
+            return f"t:{self.library}:{self.pattern}"
+        return f"{self.library}:{self.pattern}" if self.library else self.pattern
+
+    def entry(self):
+        """The uprobe/kprobe decorator value for attach_to."""
+        from pyprobe import kprobe, uprobe
+
+        if self.kind == "uprobe":
+            return uprobe(self.library, sym_re=self.pattern) if self.regexp else uprobe(self.library, self.pattern)
+        return kprobe(sym_re=self.pattern) if self.regexp else kprobe(self.pattern)
+
+    def exit(self):
+        from pyprobe import kretprobe, uretprobe
+
+        if self.kind == "uprobe":
+            return uretprobe(self.library, sym_re=self.pattern) if self.regexp else uretprobe(self.library, self.pattern)
+        return kretprobe(sym_re=self.pattern) if self.regexp else kretprobe(self.pattern)
+
+
+def parse(text: str, regexp: bool = False) -> Spec:
+    """A bcc specifier; ValueError naming what is wrong."""
+    parts = text.split(":")
+    if parts[0] == "t":
+        if len(parts) != 3 or not all(parts[1:]):
+            raise ValueError(f"{text!r}: a tracepoint is t:CATEGORY:NAME")
+        if any(c in parts[1] + parts[2] for c in "*?["):
+            raise ValueError(f"{text!r}: tracepoint globs are not supported; name one tracepoint")
+        return Spec("tracepoint", parts[1], parts[2], False)
+    if parts[0] == "u":
+        raise ValueError(f"{text!r}: USDT probes (u:) are not supported by this tool")
+    if parts[0] == "p" and len(parts) == 3:          # bcc's explicit p:lib:func / p::func
+        parts = parts[1:] if parts[1] else parts[2:]
+    if len(parts) == 1:
+        return Spec("kprobe", None, parts[0], regexp)
+    if len(parts) == 2 and all(parts):
+        return Spec("uprobe", parts[0], parts[1], regexp)
+    raise ValueError(f"{text!r}: expected FUNC (kernel), LIB:FUNC (user) or t:CATEGORY:NAME")
