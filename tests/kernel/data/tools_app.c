@@ -44,6 +44,7 @@ int main(int argc, char **argv)
 {
 	char line[16];
 
+	setvbuf(stdout, NULL, _IONBF, 0);     /* no buffer to allocate at the first printf */
 	if (argc < 3 || !fgets(line, sizeof(line), stdin))
 		return 1;
 	if (!strcmp(argv[1], "split")) {
@@ -55,8 +56,10 @@ int main(int argc, char **argv)
 		for (long i = 0; i < atol(argv[3]); i++)
 			work_beta(i);
 	} else if (!strcmp(argv[1], "mallocs")) {
-		for (long i = 0; i < atol(argv[2]); i++)
-			free(malloc(64));
+		for (long i = 0; i < atol(argv[2]); i++) {
+			void *volatile p = malloc(64);   /* volatile: the compiler may not drop the pair */
+			free(p);
+		}
 	} else if (!strcmp(argv[1], "resolve")) {
 		for (long i = 0; i < atol(argv[2]); i++) {
 			struct addrinfo *res;

@@ -1,0 +1,167 @@
+"""profile, offcputime, stackcount, funccount and funclatency against a C workload of their own
+(tests/kernel/data/tools_app.c), with exact ground truth."""
+import os
+import subprocess
+import time
+
+import pytest
+
+from tool_workloads import Gated, Tool, json_lines
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    exe = str(tmp_path_factory.mktemp("tools") / "tools_app")
+    subprocess.run(["gcc", "-O1", "-fno-omit-frame-pointer", "-no-pie", "-o", exe,
+                    os.path.join(HERE, "data", "tools_app.c")], check=True)
+    return exe
+
+
+class App:
+    """tools_app waiting for its start line; stays alive after its work until close()."""
+
+    def __init__(self, exe: str, *args: str):
+        self.proc = subprocess.Popen([exe, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.pid = self.proc.pid
+
+    def run(self) -> None:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == "done\n"
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=10) == 0
+
+
+def test_profile_attributes_a_two_to_one_split_within_10_percent(app):
+    from pyprobe.tools.profile import Profile, sampled
+
+    work = App(app, "split", "1000", "500")
+    try:
+        with Profile.at(99)(target_pid=work.pid) as prog:
+            work.run()
+        prog.detach()
+        rows = sampled(prog)
+        prog.close()
+    finally:
+        work.close()
+    a = sum(int(r["count"]) for r in rows if "busy_a" in r["user"])
+    b = sum(int(r["count"]) for r in rows if "busy_b" in r["user"])
+    assert a + b >= 100                           # 1.5 s of CPU at 99 Hz: ~148 samples
+    assert abs(a / (a + b) - 2 / 3) <= 2 / 3 * 0.10, (a, b)
+    assert all(r["user"][-1] != "busy_a" for r in rows if r["user"])   # innermost first: main is outer
+
+
+def test_profile_command_folded(app):
+    work = App(app, "split", "300", "150")
+    tool = Tool("profile", "-F", "99", "-f", "-p", str(work.pid))
+    try:
+        work.run()
+        out = tool.stop()
+    finally:
+        work.close()
+    lines = [l.rsplit(" ", 1) for l in out.splitlines() if l.strip()]
+    assert lines and all(stack.startswith("tools_app;") and n.isdigit() for stack, n in lines)
+    assert any(";main;busy_a" in stack for stack, _ in lines)
+
+
+def test_offcputime_sums_ten_50ms_sleeps(app):
+    from pyprobe.tools.offcputime import OffCpuTime, blocked
+
+    def sleeper():
+        for _ in range(10):
+            time.sleep(0.05)
+
+    child = Gated(sleeper)
+    with OffCpuTime(target_pid=child.pid, kernel_stacks=True, user_stacks=False) as prog:
+        start = time.monotonic()
+        assert child.go() == 0
+        wall = time.monotonic() - start
+    rows = blocked(prog)
+    prog.close()
+    slept = sum(int(r["usecs"]) for r in rows if "do_nanosleep" in r["kernel"])
+    assert 500_000 <= slept <= wall * 1e6          # nanosleep sleeps at least what it is asked
+    assert all(r["kernel"][0] == "__schedule" for r in rows), [r["kernel"][:3] for r in rows]
+
+
+def test_stackcount_counts_a_tracepoints_stacks():
+    from pyprobe.tools.probespec import parse
+    from pyprobe.tools.stackcount import counted_stacks, open_counter
+
+    child = Gated(lambda: [os.getppid() for _ in range(37)])
+    with open_counter(parse("t:syscalls:sys_enter_getppid"), pid=child.pid, user_stacks=False) as prog:
+        assert child.go() == 0
+    rows = counted_stacks(prog)
+    prog.close()
+    assert sum(int(r["count"]) for r in rows) == 37
+    assert all("do_syscall_64" in r["kernel"] for r in rows)
+
+
+def test_stackcount_command_user_function(app):
+    work = App(app, "calls", "9", "4")
+    tool = Tool("stackcount", "-U", "--json", "-p", str(work.pid), f"{app}:work_beta")
+    try:
+        work.run()
+        rows = json_lines(tool.stop())
+    finally:
+        work.close()
+    # at a function's first instruction its frame is not made yet: the caller's frame is skipped
+    assert [(r["count"], r["user"][0]) for r in rows] == [(4, "work_beta")]
+
+
+def test_funccount_counts_each_function_of_a_glob(app):
+    work = App(app, "calls", "5", "7")
+    tool = Tool("funccount", "-p", str(work.pid), f"{app}:work_*")
+    assert "uprobe:" in tool.probes and "work_alpha" in tool.probes and "work_beta" in tool.probes
+    try:
+        work.run()
+        lines = tool.stop().splitlines()
+    finally:
+        work.close()
+    head = lines.index("%-36s %8s" % ("FUNC", "COUNT"))
+    assert [l.split() for l in lines[head + 1:]] == [["work_alpha", "5"], ["work_beta", "7"], ["Detaching..."]]
+
+
+def test_funccount_tracepoint_library():
+    from pyprobe.tools.funccount import counted, open_counter
+    from pyprobe.tools.probespec import parse
+
+    spec = parse("t:syscalls:sys_enter_getppid")
+    child = Gated(lambda: [os.getppid() for _ in range(23)])
+    with open_counter(spec, child.pid) as prog:
+        assert child.go() == 0
+    rows = counted(prog, spec)
+    prog.close()
+    assert [(r["func"], int(r["count"])) for r in rows] == [("t:syscalls:sys_enter_getppid", 23)]
+
+
+def test_funclatency_times_1000_mallocs(app):
+    from pyprobe.tools.funclatency import FuncLatency, pattern_probes
+
+    work = App(app, "mallocs", "1000")
+    try:
+        with FuncLatency(target_pid=work.pid, attach_to=pattern_probes("c:malloc")) as prog:
+            work.run()
+        counts = prog.dist.to_numpy()
+        stats = prog.stats[0]
+        prog.close()
+    finally:
+        work.close()
+    assert int(counts.sum()) == 1000
+    assert int(stats["count"]) == 1000 and int(stats["total_ns"]) > 0
+
+
+def test_funclatency_command_per_function(app):
+    work = App(app, "calls", "3", "6")
+    tool = Tool("funclatency", "-F", "-u", "--json", "-p", str(work.pid), f"{app}:work_*")
+    try:
+        work.run()
+        out = json_lines(tool.stop())
+    finally:
+        work.close()
+    per_function = {h["function"]: sum(b["count"] for b in h["buckets"]) for h in out if "function" in h}
+    assert per_function == {"work_alpha": 3, "work_beta": 6}
+    assert [o for o in out if "count" in o and "function" not in o][0]["count"] == 9
