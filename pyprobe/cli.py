@@ -37,7 +37,7 @@ def load_module(path: str):
     stem = os.path.splitext(os.path.basename(path))[0]
     name = stem if stem.isidentifier() and stem not in sys.modules else f"pyprobe_file_{abs(hash(path))}"
     spec = importlib.util.spec_from_file_location(name, os.path.abspath(path))
-    if spec is None:
+    if spec is None or spec.loader is None:
         raise CliError(f"not a Python file: {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

@@ -156,7 +156,7 @@ def map_text(name: str, live, top: int = TOP_ROWS) -> str:
     t = table(live)
     n = len(t)
     numeric = [k for k, col in t.values.items() if getattr(col, "dtype", None) is not None and col.dtype.kind in "iuf"]
-    order = range(n)
+    order = list(range(n))
     if numeric:
         col = t.values[numeric[-1]].tolist()
         order = sorted(range(n), key=col.__getitem__, reverse=True)

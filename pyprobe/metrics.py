@@ -204,7 +204,7 @@ class MetricsServer:
         return f"http://{host}:{self.port}/metrics"
 
     def close(self) -> None:
-        server, self._server = self._server, None
+        server, self._server = self._server, None  # type: ignore[assignment]
         if server is not None:
             server.shutdown()
             server.server_close()

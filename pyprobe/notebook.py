@@ -119,7 +119,7 @@ class LiveView:
 
         self.target, self.interval = target, interval
         self._html = HTML
-        self._stop = None
+        self._stop = None           # a threading.Event while a background refresh runs
         self.handle = display(HTML(program_html(target)), display_id=True)
 
     def refresh(self) -> None:
@@ -141,13 +141,13 @@ class LiveView:
     def start(self) -> "LiveView":
         import threading
 
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # type: ignore[assignment]  # (threading is imported only here)
         self._thread = threading.Thread(target=self._background, name="pyprobe-live", daemon=True)
         self._thread.start()
         return self
 
     def _background(self) -> None:
-        while not self._stop.wait(self.interval):
+        while self._stop is not None and not self._stop.wait(self.interval):  # type: ignore[attr-defined]
             try:
                 self.refresh()
             except Exception:        # noqa: BLE001 - the program was closed under us: stop drawing

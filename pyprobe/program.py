@@ -12,6 +12,10 @@ import weakref
 
 from pyprobe.errors import PyprobeError
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from pyprobe.runtime.session import Session
+
 
 def _hide_internals(fn):
     """Re-raise pyprobe's own errors from the public call, so tracebacks stop at the user's line."""
@@ -50,9 +54,9 @@ class Program:
                             f"(Params: {', '.join(sorted(known)) or 'none'})")
         self._params = params
         self._attach_to = resolve(type(self), attach_to)
-        self._session = None
-        self._maps = {}
-        self._finalizer = None
+        self._session: Session | None = None
+        self._maps: dict = {}
+        self._finalizer: weakref.finalize | None = None
         self._old_sigterm = None
 
     # ---- kernel-free: translate and compile -------------------------------
@@ -76,7 +80,7 @@ class Program:
                 except BaseException:
                     clang.cancel_early()
                     raise
-            cls._pp_source = cached
+            cls._pp_source = cached  # type: ignore[attr-defined]  # per class, read back with cls.__dict__
         return cached
 
     @classmethod
@@ -145,6 +149,7 @@ class Program:
     @_hide_internals
     def attach(self) -> "Program":
         self.load()
+        assert self._session is not None
         self._session.attach()
         self._install_sigterm()
         if os.environ.get("PYPROBE_VERBOSE"):
@@ -167,7 +172,8 @@ class Program:
             self._restore_sigterm()
             if self._session is not None:
                 self._session.close()        # idempotent; forgotten only once it returned
-                self._finalizer.detach()
+                if self._finalizer is not None:
+                    self._finalizer.detach()
                 self._session = None
 
     def __enter__(self) -> "Program":

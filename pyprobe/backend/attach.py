@@ -111,6 +111,8 @@ def ifunc_offset(path: str, symbol: str) -> int | None:
         addr = ctypes.cast(getattr(ctypes.CDLL(path), symbol), ctypes.c_void_p).value
     except (OSError, AttributeError):
         return None
+    if addr is None:
+        return None
     real = os.path.realpath(path)
     with open("/proc/self/maps") as f:
         for line in f:
@@ -152,7 +154,7 @@ PERF_EVENTS = {
 def online_cpus() -> list[int]:
     with open("/sys/devices/system/cpu/online") as f:
         text = f.read().strip()
-    cpus = []
+    cpus: list[int] = []
     for part in text.split(","):
         lo, _, hi = part.partition("-")
         cpus.extend(range(int(lo), int(hi or lo) + 1))

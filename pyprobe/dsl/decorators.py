@@ -69,7 +69,7 @@ def _decorator(probe: Probe):
             func.probes.insert(0, probe)
             return func
         return Handler(func, probe)
-    wrap.probe = probe                       # for first_of() and pyprobe.kernel.supports()
+    wrap.probe = probe  # type: ignore[attr-defined]  # for first_of() and pyprobe.kernel.supports()
     return wrap
 
 

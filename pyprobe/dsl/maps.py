@@ -403,7 +403,7 @@ class ArrayOfMaps(MapSpec):
         return inner + super().c_definition(name)
 
     def c_fields(self) -> list[str]:
-        return [f"    __type(key, {self.key.c_name});", f"    __array(values, struct {self.inner_struct(self.name)});"]
+        return [f"    __type(key, __u32);", f"    __array(values, struct {self.inner_struct(str(self.name))});"]
 
 
 class HashOfMaps(ArrayOfMaps):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 
 from pyprobe.dsl import builtins as registry
-from pyprobe.dsl.types import ArrayType, StructType, s32, u16, u32
+from pyprobe.dsl.types import ArrayType, CType, StructType, s32, u16, u32
 from pyprobe.dsl.values import Nullable, StringLit, Value, literal
 
 HEADERS = {"eth": "ethhdr", "ip": "iphdr", "ipv6": "ipv6hdr", "tcp": "tcphdr", "udp": "udphdr"}
@@ -38,9 +38,10 @@ class WireStruct(StructType):
         from pyprobe.dsl.types import scalar_for, u8
 
         btf = kernel().btf
-        fields = []
+        fields: list[tuple[str, CType]] = []
         for member, tid in btf.members(btf_id).items():
             t = btf.resolve(tid)
+            ftype: CType | None
             if t.kind in (KIND_STRUCT, KIND_UNION):
                 ftype = WireStruct(t.id, t.name or member, t.c_name)
             elif t.kind == KIND_ARRAY:

@@ -15,9 +15,10 @@ class Param:
     def __init__(self, ctype=None, default: int = 0):
         from pyprobe.dsl.types import u64
 
-        self.type = as_ctype(ctype if ctype is not None else u64)
-        if not isinstance(self.type, Scalar):
+        t = as_ctype(ctype if ctype is not None else u64)
+        if not isinstance(t, Scalar):
             raise TypeError("a Param is an integer type (u8..u64, s8..s64)")
+        self.type: Scalar = t
         self.default = self.type.wrap(int(default))
         self.name: str | None = None
 

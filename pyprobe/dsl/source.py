@@ -66,7 +66,7 @@ class ProgramSource:
             if not all(_struct_defined(t, text) for t in (spec.key, spec.value)):
                 return None
         if params and (not all(isinstance(p, Param) for p in params.values())
-                       or params_struct(params).c_definition() not in text):
+                       or params_struct(params).c_definition() not in text):  # type: ignore[arg-type]  # all Params
             return None
         programs = [ProgramInfo(c_name, handler, Probe(kind, tuple(target), options), attach)
                     for c_name, handler, kind, target, options, attach in data["programs"]]

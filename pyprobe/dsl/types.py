@@ -220,6 +220,8 @@ class StructType(CType):
 
 
 class _StructMeta(type):
+    __pp_type__: StructType          # the layout, set on each subclass of Struct
+
     def __new__(mcls, name, bases, ns):
         cls = super().__new__(mcls, name, bases, ns)
         if bases:                      # not Struct itself

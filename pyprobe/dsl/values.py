@@ -75,7 +75,7 @@ class InnerMap(Nullable):
     """`m = self.maps.get(i)`: an inner map or None; once checked, used as a map."""
 
     def as_map(self) -> "MapRef":
-        return MapRef(self.target.spec, f"(*{self.code})")
+        return MapRef(self.target.spec, f"(*{self.code})")  # type: ignore[attr-defined]  # an InnerMapType
 
 
 def as_map(value):

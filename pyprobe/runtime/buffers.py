@@ -38,7 +38,7 @@ class EventStream(Tabular):
         self._lost_fd = lost_fd
         self._sink = ffi.new("struct pp_sink *")
         self._sink.rec = spec.value.size
-        self._callbacks = []
+        self._callbacks: list = []
         self._waiting: list[list] = []    # per callback: records it has not seen yet
         self._lock = _thread.allocate_lock()
         self._mgr = self._new_manager()
@@ -178,7 +178,7 @@ class EventStream(Tabular):
         """Free the reader. Idempotent; waits for a drain in another thread to end."""
         with self._lock:
             if self._mgr is not None:
-                self._free(self._mgr)
+                self._free(self._mgr)  # type: ignore[attr-defined]  # RingBufStream's or PerfBufStream's
                 self._mgr = None
                 lib.pp_sink_free(self._sink)
 

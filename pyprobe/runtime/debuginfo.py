@@ -51,7 +51,7 @@ def find_debug_file(elf, opened: str, shown: str | None = None, roots=None) -> s
     return None
 
 
-_cxa_demangle = None
+_cxa_demangle: "tuple | bool | None" = None     # (demangler, free, ctypes), False when unavailable
 
 
 def demangle(name: str) -> str:
@@ -76,7 +76,7 @@ def demangle(name: str) -> str:
         _cxa_demangle = (fn, libc.free, ctypes)
     if _cxa_demangle is False:
         return name
-    fn, free, ctypes = _cxa_demangle
+    fn, free, ctypes = _cxa_demangle  # type: ignore[misc]  # (fn, free, ctypes) once loaded
     status = ctypes.c_int()
     out = fn(name.encode(), None, None, ctypes.byref(status))
     if status.value != 0 or not out:

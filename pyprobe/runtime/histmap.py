@@ -49,8 +49,8 @@ class HistogramMap(LiveMap):
                        section_print_fn=section_print_fn, strip_leading_zero=strip_leading_zero,
                        bucket_fn=bucket_fn, bucket_sort_fn=bucket_sort_fn)
         else:
-            fmt = h.format_log2_hist if log2 else h.format_linear_hist
-            text = fmt(self.counts(), val_type, strip_leading_zero=strip_leading_zero)
+            text = (h.format_log2_hist if log2 else h.format_linear_hist)(
+                self.counts(), val_type, strip_leading_zero=strip_leading_zero)
         print(text, end="")
 
     def counts(self) -> list[int]:
@@ -124,7 +124,7 @@ class HistogramMap(LiveMap):
         if self.sectioned:
             super().clear()
         else:
-            ArrayMap.clear(self)
+            ArrayMap.clear(self)  # type: ignore[arg-type]  # the same layout: slots 0..max_entries-1
 
 
 def _jsonable(v):

@@ -146,7 +146,7 @@ def plot_hist(counts: Counts, path: str | os.PathLike, log2: bool = True,
 
 def _as_ints(counts: Counts) -> list[int]:
     if getattr(counts, "ndim", 1) != 1:
-        raise PyprobeError(f"histogram counts must be one-dimensional, got shape {counts.shape}")
+        raise PyprobeError(f"histogram counts must be one-dimensional, got shape {getattr(counts, 'shape', None)}")
     tolist = getattr(counts, "tolist", None)   # numpy: one C call, Python ints out
     return [int(v) for v in (tolist() if tolist is not None else counts)]
 

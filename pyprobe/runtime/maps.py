@@ -216,7 +216,7 @@ def reduce_cpus(values, op: str, axis: int):
     return getattr(values, op)(axis=axis)
 
 
-class PerCpuMixin:
+class PerCpuMixin(LiveMap):
     """Per-CPU maps: each value is one slot per possible CPU, 8-byte aligned."""
 
     def _value_bytes(self) -> int:

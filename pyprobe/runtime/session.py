@@ -27,11 +27,11 @@ class Session:
         self.source = source
         self.obj_bytes = obj
         self.obj = ffi.NULL
-        self.maps = {}
+        self.maps: dict = {}
         self.links: list = []
         self.attached: list[tuple[str, str]] = []
         self.trace_instance = None
-        self._logs = {}
+        self._logs: dict = {}
         self.param_values = param_values or {}
         self.attach_to = attach_to or {}      # handler -> probes chosen at construction
 
@@ -160,7 +160,8 @@ class Session:
         a glob or sym_re gives one pair per matching function."""
         from pyprobe.runtime.patterns import concrete
 
-        plan, moved = [], set()
+        plan: list = []
+        moved: set = set()
         for info in self.source.programs:
             if not info.attach:
                 continue

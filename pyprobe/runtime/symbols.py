@@ -248,10 +248,9 @@ class _ProcessMaps:
                     if len(fields) < 5 or "x" not in fields[1]:
                         continue
                     path = fields[5] if len(fields) == 6 else ""
-                    if path != VDSO and (not path.startswith("/") or path.startswith(_NOT_FILES)):
-                        path = None
+                    is_file = path == VDSO or (path.startswith("/") and not path.startswith(_NOT_FILES))
                     lo, hi = fields[0].split("-")
-                    maps.append(_Mapping(int(lo, 16), int(hi, 16), int(fields[2], 16), path))
+                    maps.append(_Mapping(int(lo, 16), int(hi, 16), int(fields[2], 16), path if is_file else None))
         except (FileNotFoundError, ProcessLookupError):
             pass                                     # gone: every lookup is unknown
         maps.sort(key=lambda m: m.start)
@@ -351,9 +350,9 @@ class UserSymbols:
         # the only thing keeping symbol tables alive.
         if mapping.path == VDSO:
             return None if mapping.unreadable else self._vdso(pid, mapping)
-        if mapping.key is not None:
+        if mapping.key is not None and mapping.opened is not None:
             return self._load(mapping.opened, mapping.key)
-        if mapping.unreadable:
+        if mapping.unreadable or mapping.path is None:
             return None
         path = mapping.path
         candidates = []
@@ -477,8 +476,8 @@ def buildid_sym(build_id: bytes, offset: int, show_module: bool = False, show_of
     except (ElfError, OSError):
         elf = None
     vaddr = elf.vaddr_of_offset(offset) if elf is not None else None
-    found = elf.functions.find(vaddr) if vaddr is not None else None
-    if found is None:
+    found = elf.functions.find(vaddr) if elf is not None and vaddr is not None else None
+    if found is None or path is None:
         return UNKNOWN
     name = found[0]
     if demangle and name.startswith("_Z"):

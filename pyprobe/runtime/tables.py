@@ -89,7 +89,7 @@ def _per_cpu(live) -> Table:
     n, ncpus = values.shape[:2]
     if isinstance(live, m.ArrayMap):
         keys = np.arange(n, dtype=np.uint32)
-        key_cols = {"index": np.repeat(keys, ncpus)}
+        key_cols: dict = {"index": np.repeat(keys, ncpus)}
     else:
         key_cols = {k: (np.repeat(v, ncpus) if isinstance(v, np.ndarray) else [x for x in v for _ in range(ncpus)])
                     for k, v in _columns("key", keys).items()}

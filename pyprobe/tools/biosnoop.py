@@ -147,7 +147,7 @@ def main(argv=None, prog=None) -> int:
     common.add_duration(p)
     args = p.parse_args(argv)
     disks = disk_names()
-    dev = 0
+    dev: int | None = 0
     if args.disk:
         dev = next((d for d, name in disks.items() if name == args.disk), None)
         if dev is None:

@@ -127,7 +127,7 @@ def main(argv=None, prog=None) -> int:
         err = parse_errno(args.errno) if args.errno else 0
     except ValueError as e:
         p.error(str(e))
-    only = -1
+    only: int | None = -1
     if args.syscall is not None:
         only = syscall_number(args.syscall)
         if only is None:
