@@ -110,7 +110,7 @@ class SimulationError(PyprobeError):
     def __init__(self, message: str, lineno: int | None = None):
         self.message = message
         self.lineno = lineno
-        self.loc = None
+        self.loc: Location | None = None
         PyprobeError.__init__(self, message)
 
     def __str__(self) -> str:

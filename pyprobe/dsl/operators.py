@@ -69,7 +69,7 @@ def fold(op: type[ast.operator], a: int, b: int) -> int | None:
             ast.BitXor: a ^ b}[op])
 
 
-def _int(t: Scalar | None) -> Scalar:
+def int_type(t: Scalar | None) -> Scalar:
     """An operand's integer type (the translator checked operands with tr.scalar())."""
     if t is None:
         raise TypeError("an operand that is not an integer reached integer typing")
@@ -82,7 +82,7 @@ def result_type(a: Value, b: Value) -> Scalar | None:
         return None
     ta = a.scalar if a.type is not None else literal_type(a)
     tb = b.scalar if b.type is not None else literal_type(b)
-    return common_type(_int(ta), _int(tb))
+    return common_type(int_type(ta), int_type(tb))
 
 
 def binop(op: type[ast.operator], a: Value, b: Value) -> Value:
@@ -95,10 +95,10 @@ def binop(op: type[ast.operator], a: Value, b: Value) -> Value:
     if op in (ast.FloorDiv, ast.Mod) and (t is None or t.signed):
         # signed division has no BPF instruction (clang refuses it): see pp_sdiv in prelude.h
         fn = "pp_sdiv" if op is ast.FloorDiv else "pp_smod"
-        t = t or common_type(_int(a.scalar), _int(b.scalar))
+        t = t or common_type(int_type(a.scalar), int_type(b.scalar))
         code = f"(({t.c_name}){fn}({a.code}, {b.code}))"
     if op in (ast.LShift, ast.RShift) and t is not None:
-        t = common_type(_int(a.scalar), _int(a.scalar))      # shifts take the left operand's type
+        t = common_type(int_type(a.scalar), int_type(a.scalar))      # shifts take the left operand's type
     return Value(code, t)
 
 
@@ -118,7 +118,7 @@ def unary(op: type[ast.unaryop], a: Value) -> Value:
     if a.const is not None:
         return literal(fit64({ast.USub: -a.const, ast.Invert: ~a.const, ast.Not: int(not a.const),
                               ast.UAdd: a.const}[op]))
-    t = s32 if op is ast.Not else (common_type(_int(a.scalar), _int(a.scalar)) if a.type is not None else None)
+    t = s32 if op is ast.Not else (common_type(int_type(a.scalar), int_type(a.scalar)) if a.type is not None else None)
     return Value(f"({UNARY[op]}{a.code})", t)
 
 

@@ -19,7 +19,7 @@ class EventBufferSim:
         self.used: dict[int, int] = {}                   # bytes waiting, per CPU (perf) or in all (ring, key 0)
         self.received = 0
         self.lost = 0
-        self._callbacks = []
+        self._callbacks: list = []
         self._dtype = None
 
     def _capacity(self) -> int:

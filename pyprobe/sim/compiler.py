@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import builtins as py_builtins
 import types
+from typing import NoReturn
 
 from pyprobe.dsl import operators
 from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl
@@ -50,7 +51,7 @@ class HandlerCompiler:
                         getattr(node, "end_col_offset", None)
                         if getattr(node, "end_lineno", None) == getattr(node, "lineno", None) else None)
 
-    def fail(self, node, message: str, hint: str | None = None):
+    def fail(self, node, message: str, hint: str | None = None) -> NoReturn:
         raise TranslationError(message, self.loc(node), hint)
 
     def emit(self, text: str) -> None:
@@ -261,6 +262,7 @@ class HandlerCompiler:
                 self.locals[name] = SKernel(self.py_local(name), value.c_name, value.btf_id, name)
             elif isinstance(value, SV):
                 ctype = value.type if value.type is not None else (default or value.scalar)
+                assert ctype is not None
                 self.declare(name, ctype)
             else:
                 self.fail(target, f"{name} cannot hold {_describe(value)}")
@@ -303,10 +305,11 @@ class HandlerCompiler:
         if dest.local:
             self.emit(f"{dest.local} = {code}")
         else:
-            self.emit(f"_W_{dest.type.name}({dest.buf}, {dest.off}, {code})")
+            self.emit(f"_W_{getattr(dest.type, 'name', '')}({dest.buf}, {dest.off}, {code})")
 
     def store_string(self, dest: SV, value_node, value) -> bool:
         """dsl/strings.py's rule: a string stored into a char[N] leaves zeros after its NUL."""
+        assert isinstance(dest.type, ArrayType)
         n = dest.type.n
         if isinstance(value, StringLit):
             data = value.text.encode()
@@ -511,7 +514,7 @@ class HandlerCompiler:
             fn = "_udiv" if op is ast.FloorDiv else "_umod"
             return SV(f"{fn}({self.convert(a, t).code}, {self.convert(b, t).code})", t)
         if op in (ast.LShift, ast.RShift):
-            t = operators.common_type(a.scalar, a.scalar)
+            t = operators.common_type(operators.int_type(a.scalar), operators.int_type(a.scalar))
             count = f"({b.code}) & {8 * t.size - 1}"        # BPF masks the shift count to the width
             if op is ast.RShift:
                 return SV(f"({self.convert(a, t).code} >> ({count}))", t)
@@ -578,7 +581,7 @@ class HandlerCompiler:
             return strings
         a, b = self.scalar(left_node, left), self.scalar(right_node, right)
         if a.const is not None and b.const is not None:
-            return const_value(operators.compare(type(op), _as_value(a), _as_value(b)).const)
+            return const_value(int(operators.compare(type(op), _as_value(a), _as_value(b)).const or 0))
         t = operators.result_type(_as_value(a), _as_value(b))   # C compares in the common type
         return SV(f"(1 if {self.convert(a, t).code} {PY_COMPARES[type(op)]} {self.convert(b, t).code} else 0)", s32)
 

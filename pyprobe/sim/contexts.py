@@ -148,7 +148,7 @@ def convert_in(sim, t, value, what: str):
         if isinstance(value, str):
             value = value.encode()
         if isinstance(value, (bytes, bytearray)):
-            data = bytes(value[: size - 1 if t.elem.name == "char" else size])
+            data = bytes(value[: size - 1 if getattr(t.elem, "name", "") == "char" else size])
             return bytearray(data.ljust(size, b"\0"))
         if value == 0:
             return bytearray(size)

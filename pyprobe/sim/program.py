@@ -7,7 +7,7 @@ globals that each Simulation binds anew.
 from __future__ import annotations
 
 from pyprobe.dsl.maps import EventBuffer, LpmTrie, ProgArray
-from pyprobe.dsl.types import Scalar
+from pyprobe.dsl.types import CType, Scalar
 from pyprobe.dsl.values import MapRef
 from pyprobe.errors import Location, TranslationError
 from pyprobe.sim.svalues import SKernel, SV
@@ -31,7 +31,7 @@ class ProgramCompiler:
         self.cls = cls
         self.maps, self.handlers, self.params = collect(cls)
         self.line_maps: dict[str, tuple[str, list[int]]] = {}     # generated function -> (file, lines)
-        self.functions: dict[tuple, tuple[str, object]] = {}      # (func, arg types) -> (name, return type)
+        self.functions: dict[tuple, tuple[str, CType]] = {}      # (func, arg types) -> (name, return type)
         self.sources: list[str] = []
         self.tail_targets: dict = {}
         self._in_progress: set = set()

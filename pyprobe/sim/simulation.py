@@ -39,7 +39,7 @@ class Simulation:
         ns = make_runtime(state)
         for name, p in program.params.items():
             ns[f"P_{name}"] = p.type.wrap(int(params.get(name, p.default)))
-        self._maps = {}
+        self._maps: dict = {}
         for name, spec in program.maps.items():
             if is_event_buffer(spec):
                 ns[f"B_{name}"] = self._maps[name] = EventBufferSim(spec, state, name)

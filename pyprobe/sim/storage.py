@@ -96,7 +96,7 @@ class LruStorage(HashStorage):
 
     def __init__(self, spec, state):
         super().__init__(spec, state)
-        self.d = OrderedDict()
+        self.d: OrderedDict = OrderedDict()
 
     def lookup(self, k):
         v = self.d.get(k)

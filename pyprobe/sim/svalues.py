@@ -34,6 +34,7 @@ class SV:
 
     def bytes_code(self) -> str:
         """Python text of this aggregate's bytes (a copy)."""
+        assert self.type is not None
         if self.off == "0":
             return f"bytes({self.buf}[:{self.type.size}])"
         return f"bytes({self.buf}[{self.off}:{self.off} + {self.type.size}])"

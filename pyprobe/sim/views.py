@@ -19,7 +19,7 @@ def pack(ctype, value) -> bytes:
 def unpack(ctype, data: bytes):
     if isinstance(ctype, Scalar):
         return int.from_bytes(data, "little", signed=ctype.signed)
-    if isinstance(ctype, ArrayType) and ctype.elem.name == "char":
+    if isinstance(ctype, ArrayType) and getattr(ctype.elem, "name", "") == "char":
         return data.split(b"\0", 1)[0]
     import numpy as np
 

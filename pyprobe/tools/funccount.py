@@ -77,7 +77,7 @@ def _count_event(self, args):
 
 def open_counter(spec: probespec.Spec, pid: int = 0) -> Program:
     if spec.kind == "tracepoint":
-        return tracepoint_counter(spec.library, spec.pattern)(target_pid=pid)
+        return tracepoint_counter(str(spec.library), spec.pattern)(target_pid=pid)
     if spec.kind == "kprobe" and not common.has_kprobes():
         raise UnsupportedProbe(f"{spec.describe()}: kernel functions need kprobes, which this kernel lacks "
                                "(CONFIG_KPROBES); count a tracepoint instead (t:CATEGORY:NAME)")

@@ -88,7 +88,7 @@ def _on_tracepoint(self, ctx):
 def open_counter(spec: probespec.Spec, pid: int = 0, **params) -> Program:
     if spec.kind == "tracepoint":
         cls = type(f"StackCount_{spec.library}_{spec.pattern}", (StackCount,),
-                   {"on_event": tracepoint(spec.library, spec.pattern)(_on_tracepoint), "__module__": __name__})
+                   {"on_event": tracepoint(str(spec.library), spec.pattern)(_on_tracepoint), "__module__": __name__})
         return cls(target_pid=pid, **params)
     if spec.kind == "kprobe" and not common.has_kprobes():
         raise UnsupportedProbe(f"{spec.describe()}: kernel functions need kprobes, which this kernel lacks "
