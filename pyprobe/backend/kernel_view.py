@@ -80,6 +80,8 @@ class KernelView:
     _missing_fexit = _missing_fentry
 
     def _missing_kprobe(self, function: str) -> str | None:
+        if not function.replace("_", "a").replace(".", "a").isalnum():    # a glob or regex: matched at attach
+            return None if self.has("kprobes") else "no kprobes (CONFIG_KPROBES)"
         if not self.has("kprobes"):
             if self.has("fentry"):             # the translator falls back to fentry/fexit
                 return self._missing_fentry(function)
@@ -108,10 +110,17 @@ class KernelView:
 
         if not self.has("perf_events"):
             return "no perf_event programs"
-        return None if event in PERF_EVENTS else f"no perf event {event!r}"
+        return None if event in PERF_EVENTS or event == "raw" else f"no perf event {event!r}"
 
     def _missing_xdp(self, interface: str) -> str | None:
         return None if os.path.exists(f"/sys/class/net/{interface}") else f"no network interface {interface}"
+
+    _missing_tc_ingress = _missing_tc_egress = _missing_socket_filter = _missing_xdp
+
+    def _missing_cgroup_ingress(self, path: str) -> str | None:
+        return None if os.path.isdir(path) else f"no cgroup {path}"
+
+    _missing_cgroup_egress = _missing_cgroup_sock = _missing_cgroup_ingress
 
     def _missing_first_of(self, *alternatives) -> str | None:
         reasons = [self.missing(p.kind, p.target) for p in alternatives]

@@ -1,7 +1,9 @@
 """The registry of kernel helpers and map methods the translator knows.
 
 Each entry turns already-translated arguments into a C expression. The
-visitor only looks names up here, so adding a helper touches this file only.
+visitor only looks names up here. A new helper is an entry here plus its public
+name in pyprobe/bpf.py and a mention in the docs; tests/unit/test_map_registry.py
+checks that the three agree (docs/design.md, "How to add a helper").
 """
 from __future__ import annotations
 

@@ -100,3 +100,33 @@ def test_kinds_without_counters_refuse_increment(decl):
 
     with pytest.raises(TranslationError, match=rf"self.x is a {type(m).__name__}: it has no counters"):
         NoCounters.translate()
+
+
+def test_every_helper_is_registered_public_and_documented():
+    """A helper is one `@helper` entry in dsl/builtins.py and one name in pyprobe/bpf.py:
+    each side must have the other, and the docs (README.md, docs/*.md) must name it."""
+    import pyprobe.bpf as bpf
+    from pyprobe.dsl import builtins
+
+    import glob
+
+    language = ""
+    for path in [os.path.join(ROOT, "README.md"), *glob.glob(os.path.join(ROOT, "docs", "*.md"))]:
+        with open(path) as f:
+            language += f.read()
+    public = {v._pp_builtin for v in vars(bpf).values() if isinstance(v, bpf.KernelHelper)}
+    assert public == set(builtins.HELPERS), (f"in pyprobe.bpf only: {sorted(public - set(builtins.HELPERS))}; "
+                                            f"in dsl/builtins.py only: {sorted(set(builtins.HELPERS) - public)}")
+    undocumented = sorted(name for name in public if f"`{name}" not in language)
+    assert not undocumented, f"helpers no doc names: {undocumented}"
+
+
+def test_every_probe_kind_can_be_asked_about():
+    """A probe kind is a decorator, a context (dsl/program_source.context_for), an attach
+    function (backend/attach.py _ATTACH) and a kernel question (KernelView._missing_<kind>):
+    pyprobe.kernel.supports() and first_of() then know it."""
+    from pyprobe.backend import attach
+    from pyprobe.backend.kernel_view import KernelView
+
+    kinds = set(attach._ATTACH) - {"ksyscall", "kretsyscall"} | {"syscall", "syscall_return", "first_of"}
+    assert not [k for k in sorted(kinds) if not hasattr(KernelView, f"_missing_{k}")]
