@@ -188,8 +188,9 @@ def _kernel_functions(tracefs: str) -> list[str]:
         with open(os.path.join(tracefs, "available_filter_functions")) as f:
             return [line.split()[0] for line in f if line.strip()]
     except OSError:
-        with open("/proc/kallsyms") as f:
-            return [parts[2] for parts in (line.split() for line in f) if parts[1] in "tT"]
+        from pyprobe.backend import ksyms
+
+        return sorted(ksyms.text_symbols())
 
 
 # ---- doctor ----------------------------------------------------------------------------

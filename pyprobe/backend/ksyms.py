@@ -5,18 +5,17 @@ GCC renames functions it specialises (`finish_task_switch.isra.0`,
 """
 from __future__ import annotations
 
-import difflib
 import functools
-import re
 
-_VARIANT = re.compile(r"^(?P<base>[^.]+)\.(isra|part|constprop|cold|llvm)(\.\d+)*$")
+KALLSYMS = "/proc/kallsyms"      # read here (names) and by runtime/symbols.py (addresses, with numpy)
+_VARIANT = r"^(?P<base>[^.]+)\.(isra|part|constprop|cold|llvm)(\.\d+)*$"
 
 
 @functools.lru_cache(maxsize=1)
 def text_symbols() -> frozenset[str]:
     """Names of the kernel's functions (text symbols in /proc/kallsyms)."""
     names = set()
-    with open("/proc/kallsyms") as f:
+    with open(KALLSYMS) as f:
         for line in f:
             parts = line.split()
             if len(parts) >= 3 and parts[1] in "tT":
@@ -26,8 +25,11 @@ def text_symbols() -> frozenset[str]:
 
 def variants(name: str, symbols=None) -> list[str]:
     """Compiler-made variants of a function name, most specific first (isra before part ...)."""
+    import re     # here: runtime/symbols.py imports this module for KALLSYMS only
+
     symbols = text_symbols() if symbols is None else symbols
-    found = [s for s in symbols if s.startswith(name + ".") and (m := _VARIANT.match(s)) and m["base"] == name]
+    variant = re.compile(_VARIANT)
+    found = [s for s in symbols if s.startswith(name + ".") and (m := variant.match(s)) and m["base"] == name]
     order = {"isra": 0, "constprop": 1, "part": 2, "llvm": 3, "cold": 4}
     return sorted(found, key=lambda s: (order.get(s.split(".")[1], 9), s))
 
@@ -45,6 +47,8 @@ def resolve(name: str, symbols=None) -> str | None:
 
 def did_you_mean(name: str, symbols=None, n: int = 6) -> list[str]:
     """Existing functions with names like this one, best first."""
+    import difflib
+
     symbols = text_symbols() if symbols is None else symbols
     prefix = [s for s in symbols if s.startswith(name[:4])] or list(symbols)
     return difflib.get_close_matches(name, prefix, n=n, cutoff=0.6)

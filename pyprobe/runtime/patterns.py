@@ -15,7 +15,7 @@ def concrete(probe) -> list:
     options = {k: v for k, v in probe.options.items() if k != "regex"}
     if probe.kind in ("uprobe", "uretprobe"):
         from pyprobe.backend.attach import resolve_binary
-        from pyprobe.runtime.elf import read_elf
+        from pyprobe.backend.elf import read_elf
 
         binary = resolve_binary(probe.target[0])
         names = read_elf(binary).functions.names()
@@ -26,7 +26,7 @@ def concrete(probe) -> list:
 def _file_offset(probe) -> int:
     from pyprobe.backend.attach import resolve_binary
     from pyprobe.errors import UnsupportedProbe
-    from pyprobe.runtime.elf import read_elf
+    from pyprobe.backend.elf import read_elf
 
     path, address = resolve_binary(probe.target[0], probe.options.get("pid", -1)), probe.options["address"]
     for seg in read_elf(path).segments:

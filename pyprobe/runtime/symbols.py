@@ -6,7 +6,7 @@ np.searchsorted; names are decoded only when returned.
 
 User: /proc/PID/maps finds the mapping, the mapped file's PT_LOAD headers turn
 the file offset into a link-time address, and the file's .symtab/.dynsym
-(pyprobe.runtime.elf) name it. Symbol tables are cached per binary, keyed by
+(pyprobe.backend.elf) name it. Symbol tables are cached per binary, keyed by
 (path, st_dev, st_ino, st_mtime_ns), in an LRU of 64; maps per pid in an LRU
 of 256. forget_pid(pid) drops a pid (call it when the process exits: a reused
 pid would otherwise see the old process's maps until a lookup misses).
@@ -26,8 +26,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from pyprobe.backend.elf import ElfError, ElfFile, read_elf
+from pyprobe.backend.ksyms import KALLSYMS
 from pyprobe.errors import PyprobeError
-from pyprobe.runtime.elf import ElfError, ElfFile, read_elf
 
 __all__ = [
     "ksym", "ksyms", "ksymname", "usym", "usymname", "buildid_sym", "add_module", "forget_pid", "clear_caches",
@@ -36,7 +37,6 @@ __all__ = [
 ]
 
 UNKNOWN = "[unknown]"
-KALLSYMS = "/proc/kallsyms"
 _U64 = (1 << 64) - 1
 
 

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from pyprobe.errors import PyprobeError
-from pyprobe.runtime.elf import ElfError, read_elf
+from pyprobe.backend.elf import ElfError, read_elf
 from pyprobe.runtime.symbols import KernelSymbols, UserSymbols, forget_pid, usym
 
 LIB_C = r"""

@@ -19,3 +19,8 @@ def test_the_version_is_written_once():
     assert 'dynamic = ["version"]' in (ROOT / "pyproject.toml").read_text()
     assert re.findall(r"^version\s*=.*", (ROOT / "pyproject.toml").read_text(), re.M) == [
         'version = {attr = "pyprobe.version.__version__"}']
+
+
+def test_kallsyms_and_elf_are_read_in_one_place():
+    assert files_containing(r'"/proc/kallsyms"') == ["pyprobe/backend/ksyms.py"]
+    assert files_containing(r'\\x7fELF') == ["pyprobe/backend/elf.py"]

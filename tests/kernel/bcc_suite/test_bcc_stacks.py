@@ -12,7 +12,7 @@ import pytest
 from pyprobe import Hash, Param, Program, StackTrace, TranslationError, s64, syscall, u32, u64
 from pyprobe.bpf import BPF_F_FAST_STACK_CMP, BPF_F_REUSE_STACKID, BPF_F_USER_STACK, tgid
 from pyprobe.runtime import debuginfo
-from pyprobe.runtime.elf import read_elf
+from pyprobe.backend.elf import read_elf
 from pyprobe.runtime.symbols import add_module, buildid_sym, usym, usymname
 
 SOURCE = os.path.join(os.path.dirname(__file__), "stack_demo.cc")

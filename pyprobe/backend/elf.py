@@ -1,10 +1,11 @@
-"""A small ELF64 reader: load segments and function symbols, no syscalls beyond read.
+"""pyprobe's one ELF64 reader: load segments, function symbols and notes, no syscalls beyond read.
 
 Reads only the headers, the symbol tables (.symtab, .dynsym) and their string
 tables, with struct for the headers and numpy for the symbol arrays. Symbol
 names stay in the string tables' bytes until a lookup asks for one. Also the
 GNU build id and the .gnu_debuglink (file name, CRC32) that lead to a
-separate debug file for a stripped binary.
+separate debug file for a stripped binary, and the notes of a section (USDT
+probes are `.note.stapsdt` notes: backend/usdt.py).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Iterator
 
 from pyprobe.errors import PyprobeError
 
-__all__ = ["ElfError", "LoadSegment", "ElfFile", "FunctionTable", "read_elf"]
+__all__ = ["ElfError", "LoadSegment", "ElfFile", "FunctionTable", "read_elf", "read_notes"]
 
 PT_LOAD = 1
 PT_NOTE = 4
@@ -163,6 +164,13 @@ def read_elf(path: str | os.PathLike, data: bytes | None = None) -> ElfFile:
         return _Reader(f, path, os.fstat(f.fileno()).st_size).read()
 
 
+def read_notes(path: str | os.PathLike, section: str, owner: bytes, note_type: int) -> list[bytes]:
+    """The descriptors of the notes of `owner` and `note_type` in the named section."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        return _Reader(f, path, os.fstat(f.fileno()).st_size).notes(section, owner, note_type)
+
+
 class _Reader:
     def __init__(self, f, path: str, size: int):
         self.f = f
@@ -179,7 +187,27 @@ class _Reader:
         self.f.seek(offset)
         return self.f.read(size)
 
-    def read(self) -> ElfFile:
+    def notes(self, section: str, owner: bytes, note_type: int) -> list[bytes]:
+        bo, _, sections, shstrndx = self._headers()
+        if not sections or shstrndx >= len(sections):
+            return []
+        names = self.pread(sections[shstrndx][4], sections[shstrndx][5])
+        out = []
+        for sh in sections:
+            if sh[1] != 7 or names[sh[0]:names.find(b"\0", sh[0])] != section.encode():      # SHT_NOTE
+                continue
+            data, pos = self.pread(sh[4], sh[5]), 0
+            while pos + 12 <= len(data):
+                namesz, descsz, ntype = struct.unpack_from(bo + "III", data, pos)
+                name_at = pos + 12
+                desc_at = name_at + (namesz + 3) // 4 * 4
+                if ntype == note_type and data[name_at:name_at + namesz].rstrip(b"\0") == owner:
+                    out.append(data[desc_at:desc_at + descsz])
+                pos = desc_at + (descsz + 3) // 4 * 4
+        return out
+
+    def _headers(self):
+        """(byte order, ELF header fields, section headers, index of the section names)."""
         ident = self.pread(0, 16) if self.size >= 16 else b""
         if ident[:4] != b"\x7fELF":
             raise self.fail("not an ELF file")
@@ -203,6 +231,10 @@ class _Reader:
                 e_phnum = first[7]
             raw = self.pread(e_shoff, 64 * e_shnum)
             sections = [struct.unpack_from(bo + _SHDR, raw, 64 * i) for i in range(e_shnum)]
+        return bo, (e_type, e_machine, e_phoff, e_phentsize, e_phnum), sections, e_shstrndx
+
+    def read(self) -> ElfFile:
+        bo, (e_type, e_machine, e_phoff, e_phentsize, e_phnum), sections, e_shstrndx = self._headers()
 
         segments, build_id = [], None
         if e_phoff and e_phnum:
