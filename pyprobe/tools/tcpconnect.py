@@ -1,0 +1,124 @@
+"""tcpconnect: trace active TCP connections (connect()), with process, addresses and port.
+
+bcc's tool kprobes tcp_v4_connect()/tcp_v6_connect(). Here the
+sock:inet_sock_set_state tracepoint's move to SYN_SENT, which connect() makes in
+the connecting process with the addresses set (the local port is picked just
+after it, so -L is not offered). -p, -P (ports), -4/-6 filter in the kernel.
+
+    from pyprobe.tools.tcpconnect import TcpConnect
+    with TcpConnect(target_pid=1234) as prog:
+        ...
+    prog.events.drain()    # numpy records: ts, pid, uid, comm, and the endpoints
+"""
+from __future__ import annotations
+
+from pyprobe import Param, Program, RingBuf, Struct, char, tracepoint, u16, u32, u64
+from pyprobe.bpf import comm, ktime_ns, tgid, uid
+from pyprobe.tools import common
+from pyprobe.tools.tcpcommon import AF_INET, AF_INET6, IPPROTO_TCP, TCP_SYN_SENT, Endpoints, address, ip_version
+
+EXAMPLES = """examples:
+    pyprobe tcpconnect           # trace all TCP connect()s
+    pyprobe tcpconnect -t        # include timestamps
+    pyprobe tcpconnect -p 181    # only trace PID 181
+    pyprobe tcpconnect -P 80     # only trace port 80
+    pyprobe tcpconnect -U        # include UID
+    pyprobe tcpconnect -u 1000   # only trace UID 1000
+    pyprobe tcpconnect -4        # only trace IPv4 family
+    pyprobe tcpconnect -6        # only trace IPv6 family
+"""
+ANY_UID = 0xFFFFFFFF
+
+
+class ConnectEvent(Struct):
+    ts: u64
+    pid: u32
+    uid: u32
+    comm: char[16]
+    conn: Endpoints
+
+
+class TcpConnect(Program):
+    target_pid = Param(u32)
+    target_uid = Param(u32, default=ANY_UID)
+    port = Param(u16)
+    family = Param(u16)
+    events = RingBuf(ConnectEvent, size=1 << 20)
+
+    @tracepoint("sock", "inet_sock_set_state")
+    def on_state(self, args):
+        if args.protocol != IPPROTO_TCP or args.newstate != TCP_SYN_SENT:
+            return
+        if self.family and args.family != self.family:
+            return
+        if self.port and args.dport != self.port:
+            return
+        if self.target_pid and tgid() != self.target_pid:
+            return
+        if self.target_uid != ANY_UID and uid() != self.target_uid:
+            return
+        e = self.events.reserve()
+        if e is None:
+            return
+        e.ts = ktime_ns()
+        e.pid = tgid()
+        e.uid = uid()
+        e.comm = comm()
+        e.conn.family = args.family
+        e.conn.sport = args.sport
+        e.conn.dport = args.dport
+        if args.family == AF_INET6:
+            e.conn.saddr = args.saddr_v6
+            e.conn.daddr = args.daddr_v6
+        else:
+            for i in range(4):
+                e.conn.saddr[i] = args.saddr[i]
+                e.conn.daddr[i] = args.daddr[i]
+        self.events.submit(e)
+
+
+def main(argv=None, prog=None) -> int:
+    p = common.parser(prog, "Trace TCP connects", EXAMPLES)
+    p.add_argument("-t", "--timestamp", action="store_true", help="include timestamp on output")
+    p.add_argument("-p", "--pid", type=common.positive_int, help="trace this PID only")
+    p.add_argument("-P", "--port", type=int, help="destination port to trace")
+    p.add_argument("-U", "--print-uid", action="store_true", help="include UID on output")
+    p.add_argument("-u", "--uid", type=int, help="trace this UID only")
+    fam = p.add_mutually_exclusive_group()
+    fam.add_argument("-4", "--ipv4", action="store_true", help="trace IPv4 family only")
+    fam.add_argument("-6", "--ipv6", action="store_true", help="trace IPv6 family only")
+    common.add_duration(p)
+    args = p.parse_args(argv)
+    params = {"target_pid": args.pid or 0, "port": args.port or 0,
+              "family": AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0}
+    if args.uid is not None:
+        params["target_uid"] = args.uid
+
+    def trace():
+        with TcpConnect(**params) as tool:
+            common.announce(tool, "Tracing connect ... Hit Ctrl-C to end")
+            if not args.json:
+                print(("%-9s" % "TIME(s)" if args.timestamp else "") + ("%-6s" % "UID" if args.print_uid else "")
+                      + "%-7s %-12s %-2s %-16s %-16s %-4s" % ("PID", "COMM", "IP", "SADDR", "DADDR", "DPORT"), flush=True)
+            first = []
+
+            def show(e):
+                c = e["conn"]
+                family = int(c["family"])
+                if args.json:
+                    common.print_json({"ts": int(e["ts"]), "pid": int(e["pid"]), "uid": int(e["uid"]),
+                                       "comm": common.text(e["comm"]), "ip": ip_version(family),
+                                       "saddr": address(family, c["saddr"]), "daddr": address(family, c["daddr"]),
+                                       "dport": int(c["dport"])})
+                    return
+                if not first:
+                    first.append(int(e["ts"]))
+                line = "%-9.3f" % ((int(e["ts"]) - first[0]) / 1e9) if args.timestamp else ""
+                if args.print_uid:
+                    line += "%-6d" % e["uid"]
+                print(line + "%-7d %-12.12s %-2d %-16s %-16s %-4d" % (
+                    e["pid"], common.text(e["comm"]), ip_version(family), address(family, c["saddr"]),
+                    address(family, c["daddr"]), c["dport"]))
+            common.follow(tool.events, show, args.duration)
+
+    return common.run(trace)

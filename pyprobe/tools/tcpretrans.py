@@ -1,0 +1,105 @@
+"""tcpretrans: trace TCP retransmits, with the connection and its state.
+
+As bcc's tool on kernels with the tcp:tcp_retransmit_skb tracepoint (its kprobe
+on tcp_retransmit_skb() was for older ones): one record per retransmitted
+segment, with addresses, ports and the TCP state; -c counts them by connection
+instead, printed at the end.
+
+    from pyprobe.tools.tcpretrans import TcpRetrans
+    with TcpRetrans() as prog:
+        ...
+    prog.events.drain()    # numpy records: ts, pid, state, and the endpoints
+"""
+from __future__ import annotations
+
+from pyprobe import Hash, Param, Program, RingBuf, Struct, bool_, tracepoint, u32, u64
+from pyprobe.bpf import ktime_ns, tgid
+from pyprobe.tools import common
+from pyprobe.tools.tcpcommon import AF_INET6, Endpoints, address, ip_version, state_name
+
+EXAMPLES = """examples:
+    pyprobe tcpretrans           # trace TCP retransmits
+    pyprobe tcpretrans -c        # count occurred retransmits per flow
+"""
+
+
+class RetransEvent(Struct):
+    ts: u64
+    pid: u32
+    state: u32
+    conn: Endpoints
+
+
+class TcpRetrans(Program):
+    counting = Param(bool_)
+    events = RingBuf(RetransEvent, size=1 << 20)
+    counts = Hash(Endpoints, u64, max_entries=10240)
+
+    @tracepoint("tcp", "tcp_retransmit_skb")
+    def on_retransmit(self, args):
+        key = Endpoints()
+        key.family = args.family
+        key.sport = args.sport
+        key.dport = args.dport
+        if args.family == AF_INET6:
+            key.saddr = args.saddr_v6
+            key.daddr = args.daddr_v6
+        else:
+            for i in range(4):
+                key.saddr[i] = args.saddr[i]
+                key.daddr[i] = args.daddr[i]
+        if self.counting:
+            self.counts[key] += 1
+            return
+        e = RetransEvent()
+        e.ts = ktime_ns()
+        e.pid = tgid()
+        e.state = args.state
+        e.conn = key
+        self.events.submit(e)
+
+
+def flow(c) -> tuple[str, str]:
+    family = int(c["family"])
+    return "%s:%d" % (address(family, c["saddr"]), c["sport"]), "%s:%d" % (address(family, c["daddr"]), c["dport"])
+
+
+def main(argv=None, prog=None) -> int:
+    p = common.parser(prog, "Trace TCP retransmits", EXAMPLES)
+    p.add_argument("-c", "--count", action="store_true", help="count occurred retransmits per flow")
+    common.add_duration(p)
+    args = p.parse_args(argv)
+
+    def trace():
+        with TcpRetrans(counting=args.count) as tool:
+            common.announce(tool, "Tracing retransmits ... Hit Ctrl-C to end")
+            if args.count:
+                common.wait(args.duration)
+                keys, values = tool.counts.to_numpy()
+                if not args.json:
+                    print("\n%-25s %-25s %-10s" % ("LADDR:LPORT", "RADDR:RPORT", "RETRANSMITS"))
+                for c, n in sorted(zip(keys, values.tolist()), key=lambda kv: kv[1]):
+                    local, remote = flow(c)
+                    if args.json:
+                        common.print_json({"ip": ip_version(int(c["family"])), "local": local, "remote": remote,
+                                           "retransmits": n})
+                    else:
+                        print("%-25s %-25s %-10d" % (local, remote, n))
+                return
+            if not args.json:
+                print("%-8s %-7s %-2s %-20s %1s> %-20s %s" % ("TIME", "PID", "IP", "LADDR:LPORT", "T", "RADDR:RPORT",
+                                                              "STATE"), flush=True)
+
+            def show(e):
+                c = e["conn"]
+                local, remote = flow(c)
+                if args.json:
+                    common.print_json({"ts": int(e["ts"]), "pid": int(e["pid"]), "ip": ip_version(int(c["family"])),
+                                       "local": local, "remote": remote, "state": state_name(int(e["state"]))})
+                else:
+                    print("%-8s %-7d %-2d %-20s %1s> %-20s %s" % (common.wall_clock(), e["pid"],
+                                                                  ip_version(int(c["family"])), local, "R", remote,
+                                                                  state_name(int(e["state"]))))
+            common.follow(tool.events, show, args.duration)
+
+    return common.run(trace)
