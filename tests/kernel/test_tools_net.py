@@ -1,0 +1,173 @@
+"""TCP tools against loopback connections of their own (and one unanswered SYN), with exact
+ports, addresses and byte counts."""
+import os
+import socket
+import threading
+
+from tool_workloads import Gated, Tool, json_lines
+
+REQUEST, REPLY = 3000, 5000
+
+
+def sessions(n: int, family: int, host: str, out: dict) -> None:
+    """n connections to a local server: the client sends REQUEST bytes, the server answers REPLY
+    bytes, the client closes first. out: (client port, server port) per connection."""
+    server = socket.socket(family)
+    server.bind((host, 0))
+    server.listen()
+    sport = server.getsockname()[1]
+    out.setdefault("pairs", [])
+
+    def serve():
+        for _ in range(n):
+            c, _ = server.accept()
+            got = 0
+            while got < REQUEST:
+                got += len(c.recv(65536))
+            c.sendall(b"y" * REPLY)
+            c.recv(10)                  # the client's FIN
+            c.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    for _ in range(n):
+        k = socket.create_connection((host, sport))
+        out["pairs"].append((k.getsockname()[1], sport))
+        k.sendall(b"x" * REQUEST)
+        got = 0
+        while got < REPLY:
+            got += len(k.recv(65536))
+        k.close()
+    t.join()
+    server.close()
+
+
+def workload(pipe_w: int) -> None:
+    out = {}
+    sessions(5, socket.AF_INET, "127.0.0.1", out)
+    sessions(5, socket.AF_INET6, "::1", out)
+    os.write(pipe_w, repr(out["pairs"]).encode())
+
+
+def run_sessions(prog_or_tool):
+    r, w = os.pipe()
+    child = Gated(workload, w)
+    assert child.go() == 0
+    os.close(w)
+    pairs = eval(os.read(r, 65536).decode())
+    os.close(r)
+    return child.pid, pairs
+
+
+def test_tcplife_reports_ten_loopback_sessions_ipv4_and_ipv6():
+    from pyprobe.tools.tcplife import TcpLife, sessions_dict
+
+    with TcpLife() as prog:
+        pid, pairs = run_sessions(prog)
+    got = [sessions_dict(e) for e in prog.events.drain()]
+    prog.close()
+    mine = [s for s in got if s["pid"] == pid]
+    clients = {s["lport"]: s for s in mine if (s["lport"], s["rport"]) in pairs}
+    servers = {s["rport"]: s for s in mine if (s["rport"], s["lport"]) in pairs}
+    assert sorted(clients) == sorted(p for p, _ in pairs) == sorted(servers)
+    assert len(mine) == 20                         # both ends of each, both ends this process's
+    for client_port, server_port in pairs:
+        c, s = clients[client_port], servers[client_port]
+        # the kernel's tcp_sock counters (bcc reads the same): bytes_acked counts the SYN and
+        # FIN sequence numbers too, bytes_received the peer's FIN
+        assert (c["tx_b"], c["rx_b"]) == (REQUEST + 2, REPLY + 1), c
+        assert (s["tx_b"], s["rx_b"]) == (REPLY + 1, REQUEST + 1), s
+        assert c["rport"] == s["lport"] == server_port
+        assert c["ms"] > 0 and s["ms"] > 0
+    assert [c["ip"] for c in (clients[p] for p, _ in pairs)] == [4] * 5 + [6] * 5
+    assert {c["laddr"] for c in mine if c["ip"] == 4} == {"127.0.0.1"}
+    assert {c["laddr"] for c in mine if c["ip"] == 6} == {"::1"}
+
+
+def test_tcplife_command_columns_and_port_filter():
+    r, w = os.pipe()
+    child = Gated(workload, w)
+    tool = Tool("tcplife", "-w", "-p", str(child.pid))
+    assert child.go() == 0
+    os.close(w)
+    pairs = eval(os.read(r, 65536).decode())
+    os.close(r)
+    lines = tool.stop().splitlines()
+    assert lines[0].split() == ["PID", "COMM", "IP", "LADDR", "LPORT", "RADDR", "RPORT", "TX_KB", "RX_KB", "MS"]
+    rows = [l.split() for l in lines[1:]]
+    client_rows = [r for r in rows if (int(r[4]), int(r[6])) in pairs]
+    assert [(r[2], int(r[4]), r[7], r[8]) for r in client_rows] == \
+        [("4" if i < 5 else "6", p, str(REQUEST // 1024), str(REPLY // 1024)) for i, (p, _) in enumerate(pairs)]
+
+
+def test_tcpconnect_and_tcpaccept_see_each_connection():
+    from pyprobe.tools.tcpaccept import TcpAccept
+    from pyprobe.tools.tcpcommon import endpoints_dict
+    from pyprobe.tools.tcpconnect import TcpConnect
+
+    r, w = os.pipe()
+    child = Gated(workload, w)
+    with TcpConnect(target_pid=child.pid) as conn, TcpAccept(target_pid=child.pid) as acc:
+        assert child.go() == 0
+    os.close(w)
+    pairs = eval(os.read(r, 65536).decode())
+    os.close(r)
+    connects = [endpoints_dict(e["conn"]) for e in conn.events.drain()]
+    accepts = [endpoints_dict(e["conn"]) for e in acc.events.drain()]
+    conn.close()
+    acc.close()
+    hosts = ["127.0.0.1"] * 5 + ["::1"] * 5
+    assert [(c["ip"], c["daddr"], c["dport"]) for c in connects] == \
+        [(4 if i < 5 else 6, hosts[i], server) for i, (_, server) in enumerate(pairs)]
+    # the accepting side: local = the server's port, remote = the client's
+    assert [(a["ip"], a["saddr"], a["sport"], a["daddr"], a["dport"]) for a in accepts] == \
+        [(4 if i < 5 else 6, hosts[i], server, hosts[i], client) for i, (client, server) in enumerate(pairs)]
+
+
+def test_tcpaccept_command_columns():
+    r, w = os.pipe()
+    child = Gated(workload, w)
+    tool = Tool("tcpaccept", "-4", "-p", str(child.pid))
+    assert child.go() == 0
+    os.close(w)
+    pairs = eval(os.read(r, 65536).decode())
+    os.close(r)
+    lines = tool.stop().splitlines()
+    assert lines[0].split() == ["PID", "COMM", "IP", "RADDR", "RPORT", "LADDR", "LPORT"]
+    assert [l.split()[2:] for l in lines[1:]] == \
+        [["4", "127.0.0.1", str(c), "127.0.0.1", str(s)] for c, s in pairs[:5]]
+
+
+def test_tcpretrans_sees_the_retransmitted_syn_of_an_unanswered_connect():
+    from pyprobe.tools.tcpcommon import endpoints_dict, state_name
+    from pyprobe.tools.tcpretrans import TcpRetrans
+
+    r, w = os.pipe()
+
+    def unanswered():
+        # a listener that never accepts, its queue full: the kernel drops the next SYNs
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        target = listener.getsockname()
+        queued = [socket.create_connection(target)]
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        os.write(w, str(s.getsockname()[1]).encode())
+        s.settimeout(1.6)               # the first SYN retransmit comes after the 1 s initial RTO
+        try:
+            s.connect(target)
+        except (socket.timeout, TimeoutError):
+            pass
+        queued.append(s)
+
+    child = Gated(unanswered)
+    with TcpRetrans() as prog:
+        assert child.go() == 0
+    port = int(os.read(r, 100))
+    os.close(r)
+    os.close(w)
+    events = [(endpoints_dict(e["conn"]), state_name(int(e["state"]))) for e in prog.events.drain()]
+    prog.close()
+    mine = [(c["saddr"], c["daddr"], st) for c, st in events if c["sport"] == port]
+    assert mine == [("127.0.0.1", "127.0.0.1", "SYN_SENT")], events      # at 1 s; the next would be at 3 s
