@@ -89,3 +89,78 @@ def test_perf_event_ips_symbolize_to_the_busy_function(app):
     assert all(ip >= 1 << 63 for ip in prog.kernel_ips.keys())    # kernel samples have kernel addresses
     assert dict(prog.periods.items()) == {1_000_000: total}
     assert dict(prog.addrs.items()) == {0: total}
+
+
+# ---- kprobes (the qemu kernel matrix: this host has no kprobes) ------------------------
+from pyprobe import kprobe, ksym  # noqa: E402
+
+
+class KprobeRegisters(Program):
+    target = Param(u32)
+    ips = Hash(u64, u64)
+    counts = Hash(u64, u64)          # parm3 (vfs_read's count) -> calls
+    kernel_mode = Array(u64, 1)
+
+    @kprobe("vfs_read")
+    def on_read(self, ctx):
+        if tgid() == self.target:
+            self.ips[ctx.ip] += 1
+            self.counts[ctx.parm3] += 1
+            if not user_mode(ctx):
+                self.kernel_mode[0] += 1
+
+
+def reads_and_ids(n_reads: int, ids: tuple):
+    def work():
+        fd = os.open("/dev/zero", os.O_RDONLY)
+        for _ in range(n_reads):
+            os.read(fd, 3)
+        for _ in range(ids[0]):
+            os.getpid()
+        for _ in range(ids[1]):
+            os.getppid()
+        for _ in range(ids[2]):
+            os.getpgid(0)
+    return work
+
+
+def run_gated(prog_cls, work, **params):
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        work()
+        os._exit(0)
+    try:
+        with prog_cls(target=child, **params) as prog:
+            os.write(w, b"g")
+            os.waitpid(child, 0)
+    finally:
+        os.close(r)
+        os.close(w)
+    return prog
+
+
+@pytest.mark.needs_kprobes
+def test_kprobe_ip_and_argument_registers():
+    prog = run_gated(KprobeRegisters, reads_and_ids(6, (0, 0, 0)))
+    assert {ksym(ip): int(n) for ip, n in prog.ips.items()} == {"vfs_read": 6}
+    assert dict(prog.counts.items()) == {3: 6}
+    assert prog.kernel_mode[0] == 6
+
+
+class SyscallGlob(Program):
+    target = Param(u32)
+    calls = Hash(u64, u64)
+
+    @kprobe("__x64_sys_getp*id")
+    def on_call(self, ctx):
+        if tgid() == self.target:
+            self.calls[ctx.ip] += 1
+
+
+@pytest.mark.needs_kprobes
+def test_a_kprobe_glob_counts_each_function():
+    prog = run_gated(SyscallGlob, reads_and_ids(0, (2, 3, 4)))
+    assert {ksym(ip): int(n) for ip, n in prog.calls.items()} == \
+        {"__x64_sys_getpid": 2, "__x64_sys_getppid": 3, "__x64_sys_getpgid": 4}
