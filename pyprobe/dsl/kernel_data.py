@@ -190,20 +190,5 @@ def current_task(tr):
 def annotated_arg(tr, annotation, arg: Value) -> Value:
     """A probe argument typed by its annotation: `prev: "struct task_struct *"` where BTF
     has no prototype (static functions, compiler copies), or a pyprobe integer type."""
-    import ast
-
-    btf = kernel().btf
-
-    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
-        text = annotation.value.strip()
-        if text.startswith("struct ") and text.endswith("*"):
-            name = text[len("struct "):-1].strip()
-            sid = btf.struct_id(name)
-            if sid is None:
-                tr.fail(annotation, f"the kernel's BTF has no struct {name}")
-            t = KernelPointer(sid, f"struct {name}")
-            tr.program.use_kernel_type(t.target)
-            return Value(f"(({t.c_name}){arg.code})", t)
-        tr.fail(annotation, 'annotate kernel pointers as "struct name *"')
     ctype = tr.type_of_annotation(annotation)
     return Value(f"(({ctype.c_name}){arg.code})", ctype)
