@@ -134,7 +134,7 @@ def parse_type(tr, node, text: str):
         tr.fail(node, f"{text!r} is not a kernel type pyprobe knows how to hold",
                 'spell kernel pointers as "struct name *" (or "union name *")')
     kind = KIND_STRUCT if words[0] == "struct" else KIND_UNION
-    tid = btf.find(words[1], kind)
+    tid = btf.struct_id(words[1]) if kind == KIND_STRUCT else btf.find(words[1], kind)
     if tid is None:
         tr.fail(node, f"the kernel's BTF has no {words[0]} {words[1]}")
     c_name = f"{words[0]} {words[1]}"
