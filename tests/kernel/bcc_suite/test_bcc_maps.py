@@ -91,6 +91,11 @@ def test_queue_and_stack_push_pop_peek_in_handlers_and_python():
     prog.close()
 
 
+class Prefix4(Struct):
+    prefixlen: u32
+    addr: u8[4]
+
+
 class Kinds(Program):
     """Every kind a map-only Program can hold (no handler: bcc's table sharing)."""
     h = Hash(u32, u64, max_entries=10000)
@@ -99,6 +104,9 @@ class Kinds(Program):
     arr = Array(u64, 4)
     pca = PerCpuArray(u64, 4)
     stacks = StackTrace(max_entries=8)
+    lru = LruHash(u32, u64, max_entries=8)
+    lru_pc = LruPerCpuHash(u32, u64, max_entries=8)
+    trie = LpmTrie(Prefix4, u64)
 
 
 def test_batch_update_lookup_delete_and_lookup_and_delete():
@@ -135,10 +143,15 @@ def test_pop_popitem_clear_default_key_and_flags_on_every_kind():
             prog.h.popitem()
         prog.pch[3] = 4
         assert prog.pch.pop(3).tolist() == [4] * prog.pch.ncpus
-        for m in (prog.h, prog.prealloc_off, prog.pch):
+        for m in (prog.h, prog.prealloc_off, prog.pch, prog.lru, prog.lru_pc):
             m.update({7: 1, 8: 2})
             m.clear()
             assert len(m) == 0
+        prog.trie[(8, [10, 0, 0, 0])] = 1
+        prog.trie[(16, [10, 1, 0, 0])] = 2
+        assert prog.trie.pop((16, [10, 1, 0, 0])) == 2
+        prog.trie.clear()
+        assert len(prog.trie) == 0
         prog.arr.update({0: 1, 3: 4})
         prog.pca[2] = 9
         prog.arr.clear()
@@ -242,6 +255,9 @@ def test_map_in_map_inner_maps_created_swapped_and_emptied_from_python():
         _calls(prog, 0, 5)                                   # an empty slot: get() gave None
         assert (ex1[7], ex2[7], arr[1]) == (3, 6, 15 + 2 * 5 + 5 * 5)
         assert sorted(prog.by_key.keys()) == [100]
+        prog.slots.clear()
+        prog.by_key.clear()
+        assert prog.slots.items() == [] and prog.by_key.items() == []
         with pytest.raises(TypeError, match="holds maps"):
             prog.slots[1] = 5.0
     prog.close()
