@@ -1,5 +1,6 @@
-"""`pyprobe run` on a file without a main block: on a terminal its maps are redrawn in
-place and a first compile and a mass attach show progress; piped, plain lines."""
+"""The command line against the kernel: `pyprobe run` on a file without a main block
+(on a terminal its maps redrawn in place, a first compile and a mass attach showing
+progress; piped, plain lines), an interval tool on a terminal, tracefs listings."""
 import os
 import pty
 import select
@@ -104,3 +105,12 @@ def test_run_into_a_closed_pipe_is_quiet(tmp_path):
                           stdout=w, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env(tmp_path), timeout=60)
     os.close(w)
     assert (proc.returncode, proc.stderr) == (141, "")
+
+
+def test_tracepoint_listing_that_matches_nothing_says_so(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pyprobe", "list", "tracepoint:nosuch:*"], capture_output=True,
+                       text=True, env=env(tmp_path), timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "pyprobe: no probe points match 'tracepoint:nosuch:*'\n")
+    r = subprocess.run([sys.executable, "-m", "pyprobe", "list", "tracepoint:syscalls:sys_enter_getppid"],
+                       capture_output=True, text=True, env=env(tmp_path), timeout=60)
+    assert (r.returncode, r.stdout) == (0, "tracepoint:syscalls:sys_enter_getppid\n")
