@@ -25,24 +25,39 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyprobe import Array, CompileError, Hash, Program, TranslationError, u32, u64
+from pyprobe import CompileError, Program, TranslationError
 
 MODULES = 150             # hypothesis examples; each is one module of PER_MODULE handlers
 PER_MODULE = 20           # handlers per module
 MIN_HANDLERS = 2000
 
 HEADER = '''\
-from pyprobe import Program, Hash, Array, raw_tracepoint, u8, u16, u32, u64, s8, s16, s32, s64
+from pyprobe import (Program, Hash, Array, PerCpuHash, PerCpuArray, LruHash, Histogram, Queue, Stack, StackTrace,
+                     RingBuf, PerfBuf, LpmTrie, Struct, raw_tracepoint, kprobe, kretprobe, uprobe, uretprobe,
+                     perf_event, fentry, fexit, tp_btf, xdp, u8, u16, u32, u64, s8, s16, s32, s64)
 from pyprobe.bpf import ktime_ns, tgid, tid, pid, uid, log2, trace_printk
 N = 3
+class E(Struct):
+    a: u64
+class K(Struct):
+    prefixlen: u32
+    addr: u32
 '''
+
+# Every map kind, declared in every class (and in the batch that compiles them together).
+MAPS = {"m": "Hash(u32, u64)", "a": "Array(u64, 4)", "ph": "PerCpuHash(u32, u64)", "pa": "PerCpuArray(u64, 4)",
+        "lru": "LruHash(u32, u64)", "hist": "Histogram()", "q": "Queue(u64)", "st": "Stack(u64)",
+        "stk": "StackTrace()", "rb": "RingBuf(E)", "pb": "PerfBuf(E)", "lpm": "LpmTrie(K)"}
+KV_MAPS = ["m", "a", "ph", "pa", "lru", "hist"]        # keyed by an integer
+# Every probe kind whose translation needs no root (tracepoint formats do): class i gets PROBES[i % n].
+PROBES = ['raw_tracepoint("sys_enter")', 'kprobe("vfs_read")', 'kretprobe("vfs_read")', 'uprobe("/bin/sh", "main")',
+          'uretprobe("/bin/sh", "main")', 'perf_event("cpu-clock")', 'fentry("vfs_read")', 'fexit("vfs_read")',
+          'tp_btf("sched_switch")', 'xdp("lo")']
 
 CLASS = '''
 class P{i}(Program):
-    m = Hash(u32, u64)
-    a = Array(u64, 4)
-
-    @raw_tracepoint("sys_enter")
+''' + "".join(f"    {name} = {decl}\n" for name, decl in MAPS.items()) + '''
+    @{probe}
     def h{i}(self, ctx):
 '''
 
@@ -147,9 +162,9 @@ class Gen:
         if kind == "log2":
             return f"log2({sub()})"
         if kind == "mapread":
-            return f"self.{self.pick(['m', 'a'])}[{sub()}]"
+            return f"self.{self.pick(KV_MAPS)}[{sub()}]"
         if kind == "in":
-            return f"({sub()} {self.pick(['in', 'not in'])} self.{self.pick(['m', 'a'])})"
+            return f"({sub()} {self.pick(['in', 'not in'])} self.{self.pick(KV_MAPS)})"
         # deliberately outside the language (or at its edge): refused, never a crash
         which = self.pick(["literal", "div", "pow", "call"])
         if which == "literal":
@@ -187,7 +202,7 @@ class Gen:
 
     def statement(self, depth: int) -> list[str]:
         kinds = ["assign", "assign", "annassign", "augassign", "mapset", "mapaug", "del", "get", "printk",
-                 "exprstmt", "return", "pass", "mapmethod"]
+                 "exprstmt", "return", "pass", "mapmethod", "queue", "event", "stack", "lpm"]
         if depth > 0:
             kinds += ["if", "if", "for", "for"]
         if self.loops:
@@ -214,15 +229,15 @@ class Gen:
                 return [f"x = {value}"]
             return [f"{self.pick(self.scalars)} {self.pick(AUGOPS)} {e()}"]
         if kind == "mapset":
-            return [f"self.{self.pick(['m', 'a'])}[{e(1)}] = {e()}"]
+            return [f"self.{self.pick(KV_MAPS)}[{e(1)}] = {e()}"]
         if kind == "mapaug":
-            return [f"self.{self.pick(['m', 'a'])}[{e(1)}] {self.pick(AUGOPS)} {e()}"]
+            return [f"self.{self.pick(KV_MAPS)}[{e(1)}] {self.pick(AUGOPS)} {e()}"]
         if kind == "del":
-            return [f"del self.{self.pick(['m', 'a'])}[{e(1)}]"]
+            return [f"del self.{self.pick(KV_MAPS)}[{e(1)}]"]
         if kind == "get":
             key = e(1)
             name = self.pick(NULLABLE_NAMES)
-            lines = [f"{name} = self.{self.pick(['m', 'a'])}.get({key})"]
+            lines = [f"{name} = self.{self.pick(KV_MAPS)}.get({key})"]
             if not self.defined(name):
                 self.nullables.append(name)
             if not self.rarely(10):
@@ -233,8 +248,25 @@ class Gen:
             return [f'trace_printk("{fmt}"' + "".join(", " + e(1) for _ in range(fmt.count("%d"))) + ")"]
         if kind == "exprstmt":
             return [e()]
+        if kind == "queue":                    # Queue and Stack: push, or pop/peek into a .get()-like local
+            q = self.pick(["q", "st"])
+            if self.flip():
+                return [f"self.{q}.push({e(1)})"]
+            name = self.pick(NULLABLE_NAMES)
+            if not self.defined(name):
+                self.nullables.append(name)
+            return [f"{name} = self.{q}.{self.pick(['pop', 'peek'])}()", f"if {name} is None:", "    return"]
+        if kind == "event":                    # a Struct record to a ring or perf buffer
+            return ["ev = E()", f"ev.a = {e(1)}", f"self.{self.pick(['rb', 'pb'])}.submit(ev)"]
+        if kind == "stack":
+            name = self.target()
+            if not self.defined(name):
+                self.scalars.append(name)
+            return [f"{name} = self.stk.get_stackid(ctx)"]
+        if kind == "lpm":
+            return ["k = K()", "k.prefixlen = 32", f"k.addr = {e(1)}", f"self.lpm[k] = {e()}"]
         if kind == "mapmethod":
-            m, method = self.pick(["m", "a"]), self.pick(["increment", "update", "delete", "lookup"])
+            m, method = self.pick(KV_MAPS), self.pick(["increment", "update", "delete", "lookup"])
             nargs = {"increment": 1 + self.flip(), "update": 2, "delete": 1, "lookup": 1}[method]
             return [f"self.{m}.{method}({', '.join(e(1) for _ in range(nargs))})"]
         if kind == "return":
@@ -299,7 +331,7 @@ def write_module(directory, bodies: list[Generated]):
     text = HEADER
     spans = []
     for i, body in enumerate(bodies):
-        text += CLASS.format(i=i)
+        text += CLASS.format(i=i, probe=PROBES[i % len(PROBES)])
         first = text.count("\n")                       # the `def` line
         text += textwrap.indent("\n".join(body.lines), " " * 8) + "\n"
         spans.append((first, text.count("\n")))
@@ -350,7 +382,7 @@ def check_module(directory, bodies: list[Generated]) -> None:
     if not translated:
         return
     # every handler that translated, in one Program: one clang run per module
-    ns = {"m": Hash(u32, u64), "a": Array(u64, 4)}
+    ns = {name: getattr(module, f"P{next(iter(translated))}").__dict__[name] for name in MAPS}
     ns.update({f"h{i}": vars(cls)[f"h{i}"] for i, cls in translated.items()})
     batch = type(f"Batch{name[len('gen_handlers_'):]}", (Program,), ns)
     try:
