@@ -41,10 +41,11 @@ class Program:
 
     license = "GPL"
 
-    def __init__(self, attach_to: dict | None = None, **params):
+    def __init__(self, attach_to: dict | None = None, max_entries: dict | None = None, **params):
         """`params`: values of the Program's Params. `attach_to`: probe points chosen now,
-        {handler name: probe decorator, a list of them, or None (not attached)}."""
-        from pyprobe.dsl.attach_to import resolve
+        {handler name: probe decorator, a list of them, or None (not attached)}.
+        `max_entries`: map sizes chosen now, {map name: entries}."""
+        from pyprobe.dsl.attach_to import resolve, resolve_sizes
         from pyprobe.dsl.params import Param
 
         known = {n for k in type(self).__mro__ for n, v in vars(k).items() if isinstance(v, Param)}
@@ -54,6 +55,7 @@ class Program:
                             f"(Params: {', '.join(sorted(known)) or 'none'})")
         self._params = params
         self._attach_to = resolve(type(self), attach_to)
+        self._sizes = resolve_sizes(type(self), max_entries)
         self._session: Session | None = None
         self._maps: dict = {}
         self._finalizer: weakref.finalize | None = None
@@ -139,7 +141,7 @@ class Program:
         source = self._source(compiling=True)
         obj = self._object(source)
         with deferred_signals():             # the session is ours before it owns anything
-            session = Session(source, obj, self._params, self._attach_to)
+            session = Session(source, obj, self._params, self._attach_to, self._sizes)
             session.load()                   # on failure it has released what it made
             self._session = session
             self._maps = session.maps

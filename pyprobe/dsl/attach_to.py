@@ -1,4 +1,5 @@
-"""Probe points chosen when a Program is made: `FuncLatency(attach_to={"entry": uprobe("c", pattern)})`.
+"""Probe points and map sizes chosen when a Program is made:
+`FuncLatency(attach_to={"entry": uprobe("c", pattern)}, max_entries={"counts": 65536})`.
 
 A tool's command line can then pick where its handlers attach (or that one does not)
 without a class made at run time. The compiled object does not change: only handlers
@@ -44,4 +45,25 @@ def resolve(cls, attach_to: dict | None) -> dict[str, list[Probe]]:
                 raise TypeError(f"{name} is a @{kind} handler; attach_to gives it a {probe.kind} "
                                 f"({probe.describe()}): use a {kind} probe point")
         out[name] = probes
+    return out
+
+
+def resolve_sizes(cls, sizes: dict | None) -> dict[str, int]:
+    """Map name -> max_entries chosen at construction (set before the object loads; the
+    code does not depend on it for these kinds)."""
+    from pyprobe.dsl.maps import Array, Hash, LpmTrie, MapSpec, Queue, StackTrace
+
+    if not sizes:
+        return {}
+    maps = {n: v for k in reversed(cls.__mro__) for n, v in vars(k).items() if isinstance(v, MapSpec)}
+    out = {}
+    for name, n in sizes.items():
+        spec = maps.get(name)
+        if spec is None:
+            raise TypeError(f"{cls.__name__} has no map {name!r} (maps: {', '.join(maps) or 'none'})")
+        if not isinstance(spec, (Hash, Array, LpmTrie, Queue, StackTrace)):
+            raise TypeError(f"{name} is a {type(spec).__name__}: its size is fixed when it is declared")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n < 1 << 32:
+            raise ValueError(f"max_entries of {name} must be an int from 1 to 2**32-1, not {n!r}")
+        out[name] = n
     return out

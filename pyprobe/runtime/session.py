@@ -23,7 +23,8 @@ STREAMS = {"ringbuf": RingBufStream, "perfbuf": PerfBufStream}
 
 
 class Session:
-    def __init__(self, source, obj: bytes, param_values: dict | None = None, attach_to: dict | None = None):
+    def __init__(self, source, obj: bytes, param_values: dict | None = None, attach_to: dict | None = None,
+                 sizes: dict | None = None):
         self.source = source
         self.obj_bytes = obj
         self.obj = ffi.NULL
@@ -34,6 +35,7 @@ class Session:
         self._logs: dict = {}
         self.param_values = param_values or {}
         self.attach_to = attach_to or {}      # handler -> probes chosen at construction
+        self.sizes = sizes or {}              # map -> max_entries chosen at construction
 
     # ---- load -----------------------------------------------------------
     def load(self) -> None:
@@ -63,11 +65,17 @@ class Session:
         if self.source.params:
             self._set_params(obj)
         self._set_pins(obj)
+        self._set_sizes(obj)
         r = lib.bpf_object__load(obj)
         if r < 0:
             raise self._load_error(-r)
         self._logs.clear()
         for name, spec in self.source.maps.items():
+            if name in self.sizes:            # the live map reads with its chosen size
+                import copy
+
+                spec = copy.copy(spec)
+                spec.max_entries = self.sizes[name]
             fd = self._map_fd(name)
             stream = STREAMS.get(spec.reader)
             if stream is not None:
@@ -103,6 +111,15 @@ class Session:
         r = lib.bpf_map__set_initial_value(m, self._params_buf, len(data))
         if r < 0:
             raise BPFError(-r, f"set the Params of {self.source.name}")
+
+    def _set_sizes(self, obj) -> None:
+        for name, n in self.sizes.items():
+            m = lib.bpf_object__find_map_by_name(obj, name.encode())
+            if m == ffi.NULL:
+                raise BPFError(errno.ENOENT, f"find the map {name} in the object of {self.source.name}")
+            r = lib.bpf_map__set_max_entries(m, n)
+            if r < 0:
+                raise BPFError(-r, f"set max_entries of {name} to {n}")
 
     def _set_pins(self, obj) -> None:
         """Maps declared with pin=: libbpf reuses the map pinned there (after checking its

@@ -71,3 +71,25 @@ def test_attach_to_refuses_what_it_cannot_move(app):
         Calls(attach_to={"on_call": tracepoint("sched", "sched_switch")})
     with pytest.raises(UnsupportedProbe, match=r"no function matches 'work_zzz\*' \(some with 'work'"):
         run(exe, Calls(attach_to={"on_call": uprobe(exe, "work_zzz*"), "on_other": None}), 1)
+
+
+def test_map_sizes_chosen_at_construction(app):
+    from pyprobe import RingBuf, Struct
+
+    exe, symbols = app
+    prog = run(exe, Calls(attach_to={"on_call": uprobe(exe, "work_*"), "on_other": None},
+                          max_entries={"calls": 2}), 3, 5, 7)
+    assert by_name(prog, symbols) == {"work_alpha": 3, "work_beta": 5}     # the third did not fit
+    with pytest.raises(TypeError, match="Calls has no map 'nope'"):
+        Calls(max_entries={"nope": 4})
+    with pytest.raises(ValueError, match="max_entries of calls must be an int"):
+        Calls(max_entries={"calls": 0})
+
+    class E(Struct):
+        a: u64
+
+    class Buffered(Calls):
+        events = RingBuf(E)
+
+    with pytest.raises(TypeError, match="events is a RingBuf: its size is fixed when it is declared"):
+        Buffered(max_entries={"events": 1 << 16})
