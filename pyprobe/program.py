@@ -75,7 +75,7 @@ class Program:
                 from pyprobe.backend import clang
                 from pyprobe.dsl.program_source import translate_program
 
-                if compiling:
+                if compiling and not _shipped_class(cls):
                     clang.start_early()
                 try:
                     cached = translate_program(cls)
@@ -100,6 +100,13 @@ class Program:
     @classmethod
     def _object(cls, source) -> bytes:
         from pyprobe.backend import cache, clang
+
+        if _shipped_class(cls):         # built with the package: loaded without clang
+            from pyprobe.backend import shipped
+
+            obj = shipped.load(source.full_text(), clang.FLAGS)
+            if obj is not None:
+                return obj
 
         key = cache.key(source.text, "|".join(source.kernel_types + source.co_re_types),
                         cache.kernel_identity(), " ".join(clang.FLAGS), clang.clang_identity())
@@ -291,6 +298,15 @@ class Program:
 
         instance = self._instance()
         return trace_fields(timeout, instance.pipe if instance else None, instance)
+
+
+def _shipped_class(cls) -> bool:
+    """Whether the package was built with an object for cls (the bundled tools')."""
+    if not cls.__module__.startswith("pyprobe."):
+        return False
+    from pyprobe.backend import shipped
+
+    return shipped.has_class(cls)
 
 
 def _sigterm_to_exit(signum, frame):

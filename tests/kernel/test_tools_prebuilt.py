@@ -1,0 +1,44 @@
+"""The tools' objects built with the package (pyprobe/tools/prebuild.py) load without clang."""
+import os
+import subprocess
+import sys
+
+from tool_workloads import REPO
+
+
+def prebuild() -> dict:
+    from pyprobe.backend import shipped
+
+    subprocess.run([sys.executable, "-m", "pyprobe.tools.prebuild"], check=True, capture_output=True,
+                   env=dict(os.environ, PYTHONPATH=REPO))
+    shipped._index = None
+    return shipped.index()
+
+
+def test_every_tool_has_a_prebuilt_object():
+    from pyprobe.tools import TOOLS
+
+    classes = prebuild()["classes"]
+    assert {c.split(".")[2] for c in classes} == set(TOOLS)
+
+
+def test_tools_start_without_clang_and_without_a_cache(tmp_path):
+    prebuild()
+    env = dict(os.environ, PYTHONPATH=REPO, PYPROBE_CLANG="/nonexistent/clang", PYPROBE_CACHE_DIR=str(tmp_path))
+    for argv in (["opensnoop", "--duration", "0.1"], ["runqlat", "--duration", "0.1"],
+                 ["tcplife", "--duration", "0.1"], ["profile", "-F", "99", "0.1"]):
+        done = subprocess.run([sys.executable, "-m", "pyprobe", *argv], capture_output=True, text=True, env=env,
+                              timeout=60)
+        assert done.returncode == 0, (argv, done.stderr)
+        assert done.stderr.startswith("probe: "), (argv, done.stderr)
+
+
+def test_other_c_is_not_served_a_shipped_object():
+    from pyprobe.backend import clang, shipped
+    from pyprobe.tools.opensnoop import OpenSnoop
+
+    prebuild()
+    text = OpenSnoop._source().full_text()
+    assert shipped.load(text, clang.FLAGS) is not None
+    assert shipped.load(text + "\n", clang.FLAGS) is None           # another kernel's layout, an edited tool
+    assert shipped.load(text, clang.FLAGS + ("-O1",)) is None
