@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml setup.py pyprobe/backend/_libbpf_build.py
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,plot,pandas,cli,prometheus,jupyter]' --config-settings editable_mode=compat
 	@# the tools' BPF objects, so that they start without clang (a wheel builds them in setup.py)
-	$(PY) -m pyprobe.tools.prebuild || echo "tools' objects not prebuilt: tools will compile with clang"
+	$(PY) -m pyprobe.prebuilt || echo "tools' objects not prebuilt: tools will compile with clang"
 	@touch $@
 
 demo: setup

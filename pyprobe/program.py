@@ -102,9 +102,9 @@ class Program:
         from pyprobe.backend import cache, clang
 
         if _shipped_class(cls):         # built with the package: loaded without clang
-            from pyprobe.backend import shipped
+            from pyprobe import prebuilt
 
-            obj = shipped.load(source.full_text(), clang.FLAGS)
+            obj = prebuilt.load(source.full_text(), clang.FLAGS)
             if obj is not None:
                 return obj
 
@@ -304,9 +304,9 @@ def _shipped_class(cls) -> bool:
     """Whether the package was built with an object for cls (the bundled tools')."""
     if not cls.__module__.startswith("pyprobe."):
         return False
-    from pyprobe.backend import shipped
+    from pyprobe import prebuilt
 
-    return shipped.has_class(cls)
+    return prebuilt.has_class(cls)
 
 
 def _sigterm_to_exit(signum, frame):

@@ -1,4 +1,4 @@
-"""The tools' objects built with the package (pyprobe/tools/prebuild.py) load without clang."""
+"""The tools' objects built with the package (pyprobe/prebuilt.py) load without clang."""
 import os
 import subprocess
 import sys
@@ -7,12 +7,12 @@ from tool_workloads import REPO
 
 
 def prebuild() -> dict:
-    from pyprobe.backend import shipped
+    from pyprobe import prebuilt
 
-    subprocess.run([sys.executable, "-m", "pyprobe.tools.prebuild"], check=True, capture_output=True,
+    subprocess.run([sys.executable, "-m", "pyprobe.prebuilt"], check=True, capture_output=True,
                    env=dict(os.environ, PYTHONPATH=REPO))
-    shipped._index = None
-    return shipped.index()
+    prebuilt._index = None
+    return prebuilt.index()
 
 
 def test_every_tool_has_a_prebuilt_object():
@@ -34,11 +34,12 @@ def test_tools_start_without_clang_and_without_a_cache(tmp_path):
 
 
 def test_other_c_is_not_served_a_shipped_object():
-    from pyprobe.backend import clang, shipped
+    from pyprobe import prebuilt
+    from pyprobe.backend import clang
     from pyprobe.tools.opensnoop import OpenSnoop
 
     prebuild()
     text = OpenSnoop._source().full_text()
-    assert shipped.load(text, clang.FLAGS) is not None
-    assert shipped.load(text + "\n", clang.FLAGS) is None           # another kernel's layout, an edited tool
-    assert shipped.load(text, clang.FLAGS + ("-O1",)) is None
+    assert prebuilt.load(text, clang.FLAGS) is not None
+    assert prebuilt.load(text + "\n", clang.FLAGS) is None           # another kernel's layout, an edited tool
+    assert prebuilt.load(text, clang.FLAGS + ("-O1",)) is None
