@@ -1,7 +1,10 @@
-"""libbpf through cffi: one place turns errno into BPFError, one place logs.
+"""libbpf through cffi, and one place that logs libbpf's messages.
 
-Everything else in pyprobe calls `lib.<libbpf name>` and passes the result to
-`check()` (int returns) or `check_ptr()` (pointer returns).
+A failed call becomes a BPFError (errors.py, the one place that words an errno and
+its hint): `check()` for an int return (-errno), `check_ptr()` for a NULL pointer
+(errno). Call sites that treat one errno differently (ENOENT from a map lookup is a
+KeyError, E2BIG from a full queue an OverflowError) test it first and then raise
+BPFError themselves with what they were doing.
 """
 from __future__ import annotations
 
