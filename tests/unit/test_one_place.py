@@ -24,3 +24,9 @@ def test_the_version_is_written_once():
 def test_kallsyms_and_elf_are_read_in_one_place():
     assert files_containing(r'"/proc/kallsyms"') == ["pyprobe/backend/ksyms.py"]
     assert files_containing(r'\\x7fELF') == ["pyprobe/backend/elf.py"]
+
+
+def test_no_module_is_over_600_lines():
+    """Small modules with one job (the brief's standard)."""
+    long = {str(p.relative_to(ROOT)): n for p in SOURCES if (n := len(p.read_text().splitlines())) > 600}
+    assert not long, f"modules over 600 lines: {long}"

@@ -1,0 +1,270 @@
+"""The statements and assignments of a simulated handler: a mixin of HandlerCompiler
+(sim/compiler.py), which holds the expressions, the locals and the output."""
+from __future__ import annotations
+
+import ast
+from typing import TYPE_CHECKING, NoReturn
+
+from pyprobe.dsl import operators
+from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl
+from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype, \
+    char, s32, s64, u64
+from pyprobe.dsl.values import ContextRef, MapRef, PyObject, StringLit
+from pyprobe.errors import Location, TranslationError
+from pyprobe.sim import sim_builtins
+from pyprobe.sim.cvalues import fits, wrap_code
+from pyprobe.sim.svalues import SKernel, SNullable, SV, const_value
+
+
+
+class SimStatements:
+    if TYPE_CHECKING:       # HandlerCompiler's
+        def fail(self, node, message: str, hint: str | None = None) -> NoReturn: ...
+
+    # ---- statements -------------------------------------------------------
+    def stmt_Pass(self, node):
+        self.emit("pass")
+
+    def stmt_Expr(self, node):
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return
+        result = self.expr(node.value)
+        if isinstance(result, SV) and result.type is not None and result.code and not result.in_memory:
+            self.emit(result.code)
+
+    def stmt_Return(self, node):
+        if node.value is None:
+            self.emit(f"return {self.default_return}")
+            return
+        value = self.scalar(node.value, self.expr(node.value))
+        if self.return_type is None:
+            self.return_type = value.scalar
+        self.emit(f"return {value.code}")
+
+    def stmt_If(self, node):
+        self.emit(f"if {self.condition(node.test)}:")
+        self.block(node.body)
+        if node.orelse:
+            self.emit("else:")
+            self.block(node.orelse)
+
+    def stmt_For(self, node):
+        if not (isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "range"):
+            self.fail(node.iter, "a BPF loop must run over range(...) with constant bounds",
+                      "write `for i in range(N):` with N a constant")
+        if node.orelse:
+            self.fail(node, "for ... else is not available in a BPF handler")
+        if not isinstance(node.target, ast.Name):
+            self.fail(node.target, "the loop variable must be a plain name")
+        bounds = [self.expr(a) for a in node.iter.args]
+        if not 1 <= len(bounds) <= 3 or any(not isinstance(b, SV) or b.const is None for b in bounds):
+            self.fail(node.iter, "range() bounds must be integer constants so the verifier can prove the loop ends",
+                      "use a module-level constant or a literal")
+        start, stop, step = (0, bounds[0].const, 1) if len(bounds) == 1 else (
+            bounds[0].const, bounds[1].const, bounds[2].const if len(bounds) == 3 else 1)
+        if step == 0:
+            self.fail(node.iter, "range() step must not be zero")
+        var = self.assign_local(node.target, const_value(start), s64)
+        local = self.locals[node.target.id]
+        for sub in ast.walk(ast.Module(body=node.body, type_ignores=[])):
+            if isinstance(sub, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
+                if any(isinstance(t, ast.Name) and t.id == node.target.id for t in targets):
+                    self.fail(sub, f"the simulator cannot run a loop that assigns its own variable "
+                                   f"({node.target.id})", "use another name inside the loop")
+        # C leaves the variable at the first value that ends the loop: Python's for-else sets it.
+        n = len(range(start, stop, step))
+        final = start + n * step
+        self.emit(f"for {var} in range({start}, {stop}, {step}):")
+        self.block(node.body)
+        self.emit("else:")
+        self.indent += 1
+        self.emit(f"{var} = {self.convert(const_value(final), local.type).code}")
+        self.indent -= 1
+
+    def stmt_Break(self, node):
+        self.emit("break")
+
+    def stmt_Continue(self, node):
+        self.emit("continue")
+
+    def stmt_Delete(self, node):
+        for target in node.targets:
+            if isinstance(target, ast.Subscript):
+                ref = self.expr(target.value)
+                if isinstance(ref, MapRef):
+                    sim_builtins.MAP_METHODS["delete"](self, _Call(target, [target.slice]), ref, self.expr(target.slice))
+                    continue
+            self.fail(target, "only map entries can be deleted: del self.<map>[key]")
+
+    def stmt_Assign(self, node):
+        if len(node.targets) != 1:
+            self.fail(node, "chained assignment (a = b = c) is not available", "assign each name on its own line")
+        target = node.targets[0]
+        if isinstance(target, ast.Tuple):
+            self.fail(target, "tuple unpacking is not available in a BPF handler", "assign each name on its own line")
+        self.assign(target, node.value, self.expr(node.value))
+
+    def stmt_AnnAssign(self, node):
+        if not isinstance(node.target, ast.Name):
+            self.fail(node.target, "only plain names can be annotated")
+        ctype = self.type_of_annotation(node.annotation)
+        if node.target.id in self.locals:
+            self.fail(node.target, f"{node.target.id} is already declared")
+        value = self.expr(node.value) if node.value is not None else None
+        self.declare(node.target.id, ctype)
+        if value is not None:
+            self.assign(node.target, node.value, value)
+
+    def stmt_AugAssign(self, node):
+        op = type(node.op)
+        if op in operators.REFUSED_BINOPS:
+            msg, hint = operators.REFUSED_BINOPS[op]
+            self.fail(node, msg, hint)
+        target = node.target
+        if isinstance(target, ast.Subscript):
+            ref = self.expr(target.value)
+            if isinstance(ref, MapRef):
+                amount = self.expr(node.value)
+                if op in (ast.Add, ast.Sub):
+                    n = self.scalar(node.value, amount)
+                    if op is ast.Sub:
+                        n = SV(f"(-{n.code})", n.type)
+                    sim_builtins.MAP_METHODS["increment"](self, _Call(node, [target.slice, node.value]), ref,
+                                                          self.expr(target.slice), n)
+                    return
+                current = self.expr(target)
+                self.assign(target, node, self.binop(node, op, current, self.scalar(node.value, amount)))
+                return
+        current = self.expr(target)
+        if not isinstance(current, SV) or current.scalar is None:
+            self.fail(target, "augmented assignment needs an integer target")
+        self.assign(target, node, self.binop(node, op, current, self.scalar(node.value, self.expr(node.value))))
+
+    # ---- assignment -------------------------------------------------------
+    def assign(self, target, value_node, value) -> None:
+        if isinstance(target, ast.Name):
+            self.assign_local(target, value, value_node=value_node)
+        elif isinstance(target, ast.Subscript) and isinstance(self.expr(target.value), MapRef):
+            ref = self.expr(target.value)
+            sim_builtins.MAP_METHODS["update"](self, _Call(target, [target.slice, value_node]), ref,
+                                               self.expr(target.slice), value)
+        elif isinstance(target, (ast.Attribute, ast.Subscript)):
+            dest = self.expr(target)
+            if not isinstance(dest, SV) or not (dest.in_memory or dest.local):
+                self.fail(target, "this cannot be assigned to")
+            self.store(dest, value_node, value)
+        else:
+            self.fail(target, "cannot assign to this expression")
+
+    def assign_local(self, target: ast.Name, value, default: CType | None = None, value_node=None) -> str:
+        name = target.id
+        if name == "self":
+            self.fail(target, "self cannot be reassigned")
+        if name not in self.locals:
+            if isinstance(value, SNullable):
+                self.decls.append(f"{self.py_local(name)} = None")
+                self.locals[name] = SNullable(self.py_local(name), value.target)
+            elif isinstance(value, SKernel):
+                self.decls.append(f"{self.py_local(name)} = None")
+                self.locals[name] = SKernel(self.py_local(name), value.c_name, value.btf_id, name)
+            elif isinstance(value, SV):
+                ctype = value.type if value.type is not None else (default or value.scalar)
+                assert ctype is not None
+                self.declare(name, ctype)
+            else:
+                self.fail(target, f"{name} cannot hold {_describe(value)}")
+        local = self.locals[name]
+        if isinstance(local, SNullable):
+            if not isinstance(value, SNullable):
+                self.fail(target, f"{name} holds the result of .get() (a map value or None); assign it another .get() result",
+                          "use a new name for this value")
+            self.emit(f"{local.code} = {value.code}")
+        elif isinstance(local, SKernel):
+            if not isinstance(value, SKernel):
+                self.fail(target, f"{name} holds a kernel pointer; assign it another one")
+            self.emit(f"{local.code} = {value.code}")
+        elif isinstance(local, ContextRef):
+            self.fail(target, f"{name} is the probe's context and cannot be reassigned")
+        else:
+            self.store(local, value_node or target, value)
+        return getattr(local, "local", None) or local.code
+
+    def declare(self, name: str, ctype: CType) -> None:
+        py = self.py_local(name)
+        if isinstance(ctype, (Scalar, PointerType)):
+            self.decls.append(f"{py} = 0")
+            self.locals[name] = SV(py, ctype, local=py)
+        else:
+            self.decls.append(f"{py} = bytearray({ctype.size})")
+            self.locals[name] = SV(py, ctype, buf=py)
+
+    def store(self, dest: SV, value_node, value) -> None:
+        """dest = value with C's conversions, or a copy for arrays and structs."""
+        if isinstance(dest.type, (ArrayType, StructType)):
+            if isinstance(dest.type, ArrayType) and dest.type.elem is char and self.store_string(dest, value_node, value):
+                return
+            if not isinstance(value, SV) or value.type != dest.type:
+                self.fail(value_node, f"cannot assign {_describe(value)} to a {dest.type!r}")
+            self.emit(f"{dest.buf}[{dest.off}:{dest.off} + {dest.type.size}] = {value.bytes_code()}")
+            return
+        v = self.scalar(value_node, value)
+        code = self.convert(v, dest.type).code
+        if dest.local:
+            self.emit(f"{dest.local} = {code}")
+        else:
+            self.emit(f"_W_{getattr(dest.type, 'name', '')}({dest.buf}, {dest.off}, {code})")
+
+    def store_string(self, dest: SV, value_node, value) -> bool:
+        """dsl/strings.py's rule: a string stored into a char[N] leaves zeros after its NUL."""
+        assert isinstance(dest.type, ArrayType)
+        n = dest.type.n
+        if isinstance(value, StringLit):
+            data = value.text.encode()
+            if len(data) >= n:
+                self.fail(value_node, f"the string is {len(data)} bytes; the array holds {n - 1} and a NUL")
+            self.emit(f"{dest.buf}[{dest.off}:{dest.off} + {n}] = {data.ljust(n, bytes(1))!r}")
+            return True
+        if isinstance(value, SV) and isinstance(value.type, PointerType) and value.type.target is char:
+            self.emit(f"_read_memory({dest.buf}, {dest.off}, {n}, {value.code}, True, {self.lineno})")
+            return True
+        if isinstance(value, SV) and isinstance(value.type, ArrayType) and value.type.elem is char \
+                and value.type.n != n:
+            self.emit(f"_copy_bytes({dest.buf}, {dest.off}, {n}, {value.bytes_code()}, True)")
+            return True
+        return False
+
+    def convert(self, v: SV, t) -> SV:
+        """v as a value of C type t (pointers: as a u64 address)."""
+        if isinstance(t, PointerType):
+            t = u64
+        if v.const is not None:
+            from pyprobe.sim.cvalues import wrap
+
+            n = wrap(v.const, t)
+            return SV(repr(n), t, const=n)
+        if fits(v.scalar if v.type is not None else v.scalar, t) and v.type is not None:
+            return SV(v.code, t)
+        return SV(wrap_code(v.code, t), t)
+
+
+class _Call:
+    """A call node for map methods reached through other syntax (m[k] = v, del m[k])."""
+
+    def __init__(self, node, args):
+        self.args = args
+        self.func = node
+        self.lineno = node.lineno
+        self.col_offset = node.col_offset
+        self.end_lineno = getattr(node, "end_lineno", None)
+        self.end_col_offset = getattr(node, "end_col_offset", None)
+
+
+def _describe(value) -> str:
+    if isinstance(value, SNullable):
+        return "a .get() result"
+    if isinstance(value, SKernel):
+        return f"a pointer to {value.c_name}"
+    if isinstance(value, SV):
+        return f"a {value.type!r}" if value.type is not None else "an integer"
+    return _describe_dsl(value)
