@@ -85,6 +85,12 @@ def result_type(a: Value, b: Value) -> Scalar | None:
     return common_type(int_type(ta), int_type(tb))
 
 
+def shift_type(a: Value) -> Scalar:
+    """Shifts take the left operand's promoted type; a literal's is C's (`1 << n` is an int)."""
+    ta = int_type(a.scalar) if a.type is not None else literal_type(a)
+    return common_type(ta, ta)
+
+
 def binop(op: type[ast.operator], a: Value, b: Value) -> Value:
     if a.const is not None and b.const is not None:
         folded = fold(op, a.const, b.const)
@@ -97,8 +103,12 @@ def binop(op: type[ast.operator], a: Value, b: Value) -> Value:
         fn = "pp_sdiv" if op is ast.FloorDiv else "pp_smod"
         t = t or common_type(int_type(a.scalar), int_type(b.scalar))
         code = f"(({t.c_name}){fn}({a.code}, {b.code}))"
+    elif op in (ast.FloorDiv, ast.Mod) and b.const is None:
+        # C leaves x / 0 undefined and clang exploits it; BPF's x / 0 is 0 and x % 0 is x: say so in C
+        fn = "pp_udiv" if op is ast.FloorDiv else "pp_umod"
+        code = f"(({t.c_name}){fn}({a.code}, {b.code}))"
     if op in (ast.LShift, ast.RShift) and t is not None:
-        t = common_type(int_type(a.scalar), int_type(a.scalar))      # shifts take the left operand's type
+        t = shift_type(a)
     return Value(code, t)
 
 

@@ -145,13 +145,25 @@ static __always_inline __s64 pp_sdiv(__s64 a, __s64 b)
 {
 	__u64 ua = a < 0 ? -(__u64)a : (__u64)a;
 	__u64 ub = b < 0 ? -(__u64)b : (__u64)b;
-	__u64 q = ua / ub;
+	__u64 q = ub ? ua / ub : 0;      /* C leaves / 0 undefined (clang exploits it) */
 	return ((a < 0) != (b < 0)) ? -(__s64)q : (__s64)q;
 }
 
 static __always_inline __s64 pp_smod(__s64 a, __s64 b)
 {
 	return b ? a - pp_sdiv(a, b) * b : a;
+}
+
+/* Unsigned // and % by a variable: BPF's x / 0 == 0 and x % 0 == x, spelled out since C
+ * leaves them undefined. */
+static __always_inline __u64 pp_udiv(__u64 a, __u64 b)
+{
+	return b ? a / b : 0;
+}
+
+static __always_inline __u64 pp_umod(__u64 a, __u64 b)
+{
+	return b ? a % b : a;
 }
 
 /* bcc's bpf_log2l(): 1 + floor(log2(v)), and, as in bcc, 1 for v == 0 too. */

@@ -10,7 +10,7 @@ from pyprobe.dsl import kernel_data
 from pyprobe.dsl import operators
 from pyprobe.dsl import strings
 from pyprobe.dsl.refusals import FakeCall as _FakeCall, describe as _describe
-from pyprobe.dsl.types import ArrayType, CType, PointerType, StructType, s64
+from pyprobe.dsl.types import ArrayType, CType, PointerType, StructType, s64, u64
 from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, Value, as_map, literal
 
 
@@ -156,9 +156,11 @@ class Statements:
                 amount = self.expr(node.value)
                 if op in (ast.Add, ast.Sub):
                     n = self.scalar(node.value, amount)
-                    code = n.code if op is ast.Add else f"-({n.code})"
-                    registry.MAP_METHODS["increment"](self, _FakeCall(node, [target.slice, node.value]),
-                                                      ref, self.expr(target.slice), Value(code, n.type, const=None))
+                    # m[k] -= n subtracts modulo 2^64, whatever n's width: -(u32)n would add 2^32 - n
+                    code = n.code if op is ast.Add else f"-(__u64)({n.code})"
+                    registry.MAP_METHODS["increment"](self, _FakeCall(node, [target.slice, node.value]), ref,
+                                                      self.expr(target.slice),
+                                                      Value(code, n.type if op is ast.Add else u64, const=None))
                     return
                 current = self.expr(target)
                 self.assign(target, node, operators.binop(op, current, self.scalar(node.value, amount)))

@@ -67,7 +67,7 @@ class HandlerTranslator(Statements, Expressions):
         self.n_temps += 1
         name = f"__pp_{stem}{self.n_temps}"
         zero = "0" if isinstance(ctype, (Scalar, PointerType)) else "{}"
-        self.decls.append(f"{ctype.c_decl(name)} = {zero};")
+        self.decls.append(f"{ctype.c_decl(name)} = {zero};{_zero_padding(ctype, name)}")
         return name
 
     @contextmanager
@@ -79,7 +79,7 @@ class HandlerTranslator(Statements, Expressions):
     def declare(self, name: str, ctype: CType, node) -> None:
         init = "0" if isinstance(ctype, (Scalar, PointerType)) else "{}"
         c_name = self.c_local(name)
-        self.decls.append(f"{ctype.c_decl(c_name)} = {init};")
+        self.decls.append(f"{ctype.c_decl(c_name)} = {init};{_zero_padding(ctype, c_name)}")
         self.locals[name] = Value(c_name, ctype, lvalue=True)
 
     def c_local(self, name: str) -> str:
@@ -183,3 +183,10 @@ class HandlerTranslator(Statements, Expressions):
             return value.code
         return self.scalar(node, value).code
 
+
+def _zero_padding(ctype: CType, name: str) -> str:
+    """A memset for a struct with padding: `= {}` zeroes only the fields, and padding bytes
+    of a record sent to user space would carry stack garbage."""
+    from pyprobe.dsl.types import has_padding
+
+    return f" __builtin_memset(&{name}, 0, sizeof({name}));" if has_padding(ctype) else ""

@@ -256,6 +256,15 @@ def _layout_of(cls) -> StructType:
     return StructType(cls.__name__, fields)
 
 
+def has_padding(t: CType) -> bool:
+    """Whether a struct (or an array of them) has bytes no field covers."""
+    if isinstance(t, ArrayType):
+        return has_padding(t.elem)
+    if not isinstance(t, StructType):
+        return False
+    return sum(f.size for _, f in t.fields) != t.size or any(has_padding(f) for _, f in t.fields)
+
+
 def as_ctype(t) -> CType:
     """Accept a CType, a Struct subclass, or a name like 'u32'."""
     if isinstance(t, CType):

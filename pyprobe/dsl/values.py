@@ -30,6 +30,10 @@ def literal(n: int) -> Value:
     code = str(n)
     if n >= (1 << 63):
         code += "ULL"
+    elif n == -(1 << 31):
+        code = "(-2147483647 - 1)"          # C reads -2147483648 as -(2147483648L): a long, not an int
+    elif n == -(1 << 63):
+        code = "(-9223372036854775807LL - 1)"   # and -9223372036854775808LL as an unsigned long long
     elif n >= (1 << 31) or n < -(1 << 31):
         code += "LL"
     return Value(code, None, const=n)
