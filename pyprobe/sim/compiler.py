@@ -44,7 +44,6 @@ class HandlerCompiler(SimStatements):
         self.lineno = fdef.lineno
         self.n_temps = 0
         self.return_type = None
-        self.loop_vars: list[str] = []
 
     # ---- errors and output ------------------------------------------------
     def loc(self, node) -> Location:
@@ -280,9 +279,8 @@ class HandlerCompiler(SimStatements):
             folded = operators.fold(op, a.const, b.const)
             if folded is not None:
                 return const_value(folded)
-        t = operators.result_type(_as_value(a), _as_value(b))
-        if t is None:
-            self.fail(node, "the simulator cannot evaluate this constant expression (C leaves it undefined)")
+        t = operators.result_type(_as_value(a), _as_value(b)) or operators.common_type(
+            operators.int_type(a.scalar), operators.int_type(b.scalar))
         if op in (ast.FloorDiv, ast.Mod):
             if t.signed:
                 fn = "_sdiv" if op is ast.FloorDiv else "_smod"
@@ -290,7 +288,7 @@ class HandlerCompiler(SimStatements):
             fn = "_udiv" if op is ast.FloorDiv else "_umod"
             return SV(f"{fn}({self.convert(a, t).code}, {self.convert(b, t).code})", t)
         if op in (ast.LShift, ast.RShift):
-            t = operators.common_type(operators.int_type(a.scalar), operators.int_type(a.scalar))
+            t = operators.shift_type(_as_value(a))
             count = f"({b.code}) & {8 * t.size - 1}"        # BPF masks the shift count to the width
             if op is ast.RShift:
                 return SV(f"({self.convert(a, t).code} >> ({count}))", t)
@@ -335,9 +333,7 @@ class HandlerCompiler(SimStatements):
             left_node, left = right_node, right
         if len(parts) == 1:
             return parts[0]
-        if all(p.const is not None for p in parts):
-            return const_value(int(all(p.const for p in parts)))
-        return SV("(1 if " + " and ".join(p.code for p in parts) + " else 0)", s32)
+        return SV("(1 if " + " and ".join(p.code for p in parts) + " else 0)", s32)   # not folded, as in C
 
     def compare_one(self, node, op, left_node, left, right_node, right) -> SV:
         if isinstance(op, (ast.Is, ast.IsNot)):

@@ -64,14 +64,12 @@ class SimStatements:
             bounds[0].const, bounds[1].const, bounds[2].const if len(bounds) == 3 else 1)
         if step == 0:
             self.fail(node.iter, "range() step must not be zero")
+        assigned = operators.assigns_name(node.body, node.target.id)
+        if assigned is not None:       # as the translator: C's loop would no longer be bounded by range()
+            self.fail(assigned, f"{node.target.id} is the loop's variable: it cannot be assigned inside the loop",
+                      "use another name inside the loop")
         var = self.assign_local(node.target, const_value(start), s64)
         local = self.locals[node.target.id]
-        for sub in ast.walk(ast.Module(body=node.body, type_ignores=[])):
-            if isinstance(sub, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
-                targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
-                if any(isinstance(t, ast.Name) and t.id == node.target.id for t in targets):
-                    self.fail(sub, f"the simulator cannot run a loop that assigns its own variable "
-                                   f"({node.target.id})", "use another name inside the loop")
         # C leaves the variable at the first value that ends the loop: Python's for-else sets it.
         n = len(range(start, stop, step))
         final = start + n * step
