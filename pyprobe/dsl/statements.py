@@ -158,9 +158,10 @@ class Statements:
                     n = self.scalar(node.value, amount)
                     # m[k] -= n subtracts modulo 2^64, whatever n's width: -(u32)n would add 2^32 - n
                     code = n.code if op is ast.Add else f"-(__u64)({n.code})"
+                    const = None if n.const is None else (n.const if op is ast.Add else -n.const & (2**64 - 1))
                     registry.MAP_METHODS["increment"](self, _FakeCall(node, [target.slice, node.value]), ref,
                                                       self.expr(target.slice),
-                                                      Value(code, n.type if op is ast.Add else u64, const=None))
+                                                      Value(code, n.type if op is ast.Add else u64, const=const))
                     return
                 current = self.expr(target)
                 self.assign(target, node, operators.binop(op, current, self.scalar(node.value, amount)))
