@@ -13,6 +13,16 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 
+def pytest_configure(config):
+    # pyprobe's own plugin (simulate, load, run_child, wait_until): installed through the pytest11
+    # entry point, but tools/vm/run-matrix runs with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 and a venv
+    # installed before the entry point existed has none: load it here when it is not loaded yet.
+    import pyprobe.pytest_plugin as plugin
+
+    if not config.pluginmanager.is_registered(plugin):
+        config.pluginmanager.register(plugin, "pyprobe")
+
+
 def pytest_collection_modifyitems(config, items):
     from pyprobe.backend import features
 

@@ -149,3 +149,13 @@ def string_compare(tr, node, op, buf, lit) -> Value | None:
         return literal(int(isinstance(op, ast.NotEq)))     # cannot fit: never equal
     test = f"pp_memeq({buf.code}, {c_string(lit.text)}, {n})"
     return Value(test if isinstance(op, ast.Eq) else f"(!{test})", s32)
+
+
+def assigns_name(body: list, name: str):
+    """The first statement in `body` (nested ones too) that assigns `name`, or None."""
+    for sub in ast.walk(ast.Module(body=body, type_ignores=[])):
+        if isinstance(sub, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.For)):
+            targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return sub
+    return None

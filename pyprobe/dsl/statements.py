@@ -103,6 +103,11 @@ class Statements:
             bounds[0].const, bounds[1].const, bounds[2].const if len(bounds) == 3 else 1)
         if step == 0:
             self.fail(node.iter, "range() step must not be zero")
+        assigned = operators.assigns_name(node.body, node.target.id)
+        if assigned is not None:
+            # C's loop would no longer be bounded by range() (an endless loop is undefined in C)
+            self.fail(assigned, f"{node.target.id} is the loop's variable: it cannot be assigned inside the loop",
+                      "use another name inside the loop")
         var = self.assign_local(node.target, literal(start), s64)
         cmp = "<" if step > 0 else ">"
         with self.block(f"for ({var} = {start}; {var} {cmp} {stop}; {var} += {step})"):
