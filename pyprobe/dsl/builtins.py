@@ -276,7 +276,7 @@ def _increment(tr, node, ref, key, n=None):
         tr.fail(node, f"self.{ref.name} is a {type(ref.spec).__name__}: it has no counters to increment",
                 _offers(ref) if not ref.spec.entries_in_handlers else None)
     amount = "1" if n is None else tr.scalar(node.args[1], n).code
-    if n is not None and n.const is None:
+    if n is not None and n.const is None and _reads_self(node.args[1]):
         # the amount is evaluated before the key is created (`k in m` in it sees the map as it was)
         value = tr.scalar(node.args[1], n)
         tmp = tr.temp(value.scalar, "n")
@@ -284,6 +284,12 @@ def _increment(tr, node, ref, key, n=None):
         amount = tmp
     tr.emit(f"{macro}({ref.name}, {_key(tr, node, ref, node.args[0], key)}, {amount});")
     return None
+
+
+def _reads_self(node) -> bool:
+    """Whether an expression reads `self.<map>` (then its value may depend on the map's state)."""
+    return any(isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"
+               for n in ast.walk(node))
 
 
 @map_method("lookup_or_init")
