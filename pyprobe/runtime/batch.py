@@ -142,10 +142,10 @@ class BatchOps:
         cur = ffi.new("char[]", self.key_type.size)
         while lib.bpf_map_get_next_key(self.fd, ffi.NULL, cur) == 0:
             key = self._unpack(self.key_type, cur)
-            value = self.pop(key, _MISSING_AGAIN)
-            if value is not _MISSING_AGAIN:          # else deleted by the kernel meanwhile: next
+            value = self.pop(key, _GONE)
+            if value is not _GONE:                   # else deleted by a handler meanwhile: try again
                 return key, value
         raise KeyError(f"popitem(): map {self.name} is empty")
 
 
-_MISSING_AGAIN = object()
+_GONE = object()
