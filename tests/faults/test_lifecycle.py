@@ -83,6 +83,15 @@ def ours_now() -> dict:
     return {fd: v for fd, v in held().items()}
 
 
+@pytest.fixture(autouse=True)
+def keep_tracer():
+    """These tests install their own trace function; give back the one before them
+    (coverage's, in `make test`), which sys.settrace(None) would otherwise end for good."""
+    before = sys.gettrace()
+    yield
+    sys.settrace(before)
+
+
 @pytest.fixture
 def default_sigint():
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
