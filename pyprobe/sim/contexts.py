@@ -158,6 +158,8 @@ def convert_in(sim, t, value, what: str):
             return sim.memory.place(value)       # the pointed-to data, at a simulated address
         return int(value) & ((1 << 64) - 1)
     if isinstance(t, Scalar):
+        if isinstance(value, (bytes, bytearray, str, list, tuple)) and t.size == 8:
+            return sim.memory.place(value)       # an untyped pointer argument (uprobes): the data it points to
         if not isinstance(value, int):
             raise TypeError(f"{what} is a {t!r}: give an int, not {type(value).__name__}")
         return wrap(value, t)
@@ -169,6 +171,15 @@ def context_for(probe, loc):
     from pyprobe.sim.formats import tracepoint_fields
 
     kind, target = probe.kind, probe.target
+    if kind == "first_of":
+        # the first alternative whose format is known (live or recorded): the handler suits each one
+        errors = []
+        for alternative in target:
+            try:
+                return context_for(alternative, loc)
+            except TranslationError as e:
+                errors.append(e.message)
+        raise TranslationError("no alternative of first_of() can be simulated: " + "; ".join(errors), loc)
     if kind == "tracepoint":
         return TracepointSim(target[0], target[1], tracepoint_fields(target[0], target[1], loc))
     if kind in ("syscall", "syscall_return"):
