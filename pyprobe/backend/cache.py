@@ -1,20 +1,22 @@
 """On-disk cache of compiled BPF objects.
 
 Key: the program's C (which holds Python paths and lines), pyprobe's version,
-clang's identity and flags, and the kernel's BTF. Writes are atomic; the
-directory must belong to us and be writable by no one else.
+clang's identity and flags, and the kernel's BTF. Files are read and written
+through cache_files: only in directories and files that belong to us alone,
+never through a symlink; otherwise pyprobe warns once and runs uncached.
 
 A file is named by a cheap 64-bit checksum of its key and holds the whole key,
 compared on load: a warm start neither imports hashlib (OpenSSL, ~5 ms) nor
-trusts a name that two keys could share.
+trusts a name that two keys could share. Each entry is sealed with a checksum
+of everything after it (CRC-32 and Adler-32), checked before the payload is
+used: a corrupted entry is a miss, and the program is compiled again.
 """
 from __future__ import annotations
 
 import os
-import stat
 import zlib
 
-from pyprobe.errors import PyprobeError
+from pyprobe.backend import cache_files
 from pyprobe.version import __version__ as VERSION
 
 
@@ -22,15 +24,6 @@ def cache_dir() -> str:
     base = os.environ.get("PYPROBE_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyprobe")
     return base
-
-
-def _safe_dir(path: str) -> str:
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    st = os.stat(path)
-    if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise PyprobeError(f"refusing to use cache directory {path}: it must be owned by uid "
-                           f"{os.geteuid()} and writable only by its owner (chmod 700 {path})")
-    return path
 
 
 def boot_id() -> str:
@@ -45,14 +38,10 @@ def boot_id() -> str:
 def kernel_identity() -> str:
     """The kernel's release, build and a checksum of its BTF, computed once per boot
     (BTF cannot change without a reboot) and remembered in the cache directory."""
-    boot = boot_id()
-    d = _safe_dir(cache_dir())
-    memo = os.path.join(d, "btf-" + boot)
-    try:
-        with open(memo) as f:
-            return f.read().strip()
-    except OSError:
-        pass
+    memo = "btf-" + boot_id()
+    data = cache_files.read(cache_dir(), memo)
+    if data is not None:
+        return data.decode(errors="replace").strip()
     uname = os.uname()
     crc, size = 0, 0
     try:
@@ -62,7 +51,7 @@ def kernel_identity() -> str:
     except OSError:
         pass                      # no BTF: the release and build stand for the kernel
     identity = f"{uname.release} {uname.version} btf:{size}:{crc:08x}"
-    atomic_write(memo, identity.encode())
+    cache_files.write(cache_dir(), memo, identity.encode())
     return identity
 
 
@@ -92,47 +81,36 @@ def unkeyed(k: str, entry: bytes) -> bytes | None:
     return entry[8 + n:]
 
 
-def _object_path(k: str, make: bool = False) -> str:
+SEAL = b"ppseal1\0"
+
+
+def sealed(k: str, payload: bytes) -> bytes:
+    """An entry for key k, with the checksums that unsealed() verifies."""
+    body = keyed(k, payload)
+    return SEAL + _sums(body) + body
+
+
+def unsealed(k: str, entry: bytes) -> bytes | None:
+    """The payload, if the entry is intact and was written for exactly this key."""
+    n = len(SEAL)
+    if entry[:n] != SEAL or entry[n:n + 8] != _sums(memoryview(entry)[n + 8:]):
+        return None
+    return unkeyed(k, entry[n + 8:])
+
+
+def _sums(body) -> bytes:
+    return zlib.crc32(body).to_bytes(4, "little") + zlib.adler32(body).to_bytes(4, "little")
+
+
+def _object_name(k: str) -> str:
     name = file_name(k)
-    top = _safe_dir(cache_dir())
-    sub = _safe_dir(os.path.join(top, name[:2])) if make else os.path.join(top, name[:2])
-    return os.path.join(sub, name + ".o")
+    return f"{name[:2]}/{name}.o"
 
 
 def load(k: str) -> bytes | None:
-    try:
-        with open(_object_path(k), "rb") as f:
-            return unkeyed(k, f.read())
-    except OSError:
-        return None
+    entry = cache_files.read(cache_dir(), _object_name(k))
+    return unsealed(k, entry) if entry is not None else None
 
 
 def store(k: str, data: bytes) -> None:
-    atomic_write(_object_path(k, make=True), keyed(k, data))
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write a file whole or not at all: a temporary file beside it, then a rename.
-    (Named by pid and a counter, not with tempfile, which costs a first run ~15 ms.)"""
-    global _writes
-    _writes += 1
-    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{_writes}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    try:
-        fd = os.open(tmp, flags, 0o600)
-    except FileExistsError:               # left by a killed process that had our pid
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-_writes = 0
+    cache_files.write(cache_dir(), _object_name(k), sealed(k, data))

@@ -34,10 +34,10 @@ FEATURES = {f.name: f for f in (
 _cache: dict[str, bool] | None = None
 
 
-def _memo_path() -> str:
-    from pyprobe.backend.cache import boot_id, cache_dir
+def _memo_name() -> str:
+    from pyprobe.backend.cache import boot_id
 
-    return os.path.join(cache_dir(), f"features-{boot_id()}-{os.geteuid()}.json")
+    return f"features-{boot_id()}-{os.geteuid()}.json"
 
 
 def has(name: str) -> bool:
@@ -51,10 +51,15 @@ def has(name: str) -> bool:
     if _cache is None:
         import json
 
+        from pyprobe.backend import cache_files
+        from pyprobe.backend.cache import cache_dir
+
         try:
-            with open(_memo_path()) as f:
-                _cache = json.load(f)
-        except (OSError, ValueError):
+            data = cache_files.read(cache_dir(), _memo_name())
+            _cache = json.loads(data) if data is not None else {}
+        except ValueError:
+            _cache = {}
+        if not isinstance(_cache, dict):
             _cache = {}
     if name not in _cache:
         _cache[name] = bool(_PROBES[name]())
@@ -65,21 +70,20 @@ def has(name: str) -> bool:
 def _save() -> None:
     import json
 
-    from pyprobe.backend.cache import _safe_dir, atomic_write
+    from pyprobe.backend import cache_files
+    from pyprobe.backend.cache import cache_dir
 
-    try:
-        _safe_dir(os.path.dirname(_memo_path()))
-        atomic_write(_memo_path(), json.dumps(_cache).encode())
-    except OSError:
-        pass
+    cache_files.write(cache_dir(), _memo_name(), json.dumps(_cache).encode())
 
 
 def forget() -> None:
     """Drop cached answers (e.g. after mounting tracefs)."""
     global _cache
     _cache = {}
+    from pyprobe.backend.cache import cache_dir
+
     try:
-        os.unlink(_memo_path())
+        os.unlink(os.path.join(cache_dir(), _memo_name()))
     except OSError:
         pass
 

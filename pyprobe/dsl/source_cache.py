@@ -20,7 +20,7 @@ import marshal
 import os
 import sys
 
-_FORMAT = b"pyprobe-source-2"
+_FORMAT = b"pyprobe-source-3"
 
 
 def stable(obj) -> str | None:
@@ -88,26 +88,28 @@ def _key(cls) -> str | None:
 
 
 def _path(key: str) -> str:
-    from pyprobe.backend.cache import cache_dir, file_name
+    """The entry's path inside the cache directory."""
+    from pyprobe.backend.cache import file_name
 
     name = file_name(key)
-    return os.path.join(cache_dir(), "sources", name[:2], name + ".marshal")
+    return f"sources/{name[:2]}/{name}.marshal"
 
 
 def load(cls):
     """The cached ProgramSource of cls, if every recorded dependency still holds."""
-    from pyprobe.backend.cache import unkeyed
+    from pyprobe.backend import cache_files
+    from pyprobe.backend.cache import cache_dir, unsealed
     from pyprobe.dsl.source import ProgramSource
 
     key = _key(cls)
     if key is None:
         return None
+    data = cache_files.read(cache_dir(), _path(key))      # None unless ours alone
+    # the checksum is verified before marshal sees a byte: a corrupted entry is a miss
+    payload = unsealed(key, data[len(_FORMAT):]) if data is not None and data.startswith(_FORMAT) else None
     try:
-        with open(_path(key), "rb") as f:
-            data = f.read()
-        payload = unkeyed(key, data[len(_FORMAT):]) if data.startswith(_FORMAT) else None
         entry = marshal.loads(payload) if payload is not None else None
-    except (OSError, EOFError, ValueError, TypeError):
+    except (EOFError, ValueError, TypeError):
         return None
     if not isinstance(entry, dict):
         return None
@@ -152,18 +154,16 @@ def store(cls, source, deps) -> None:
     key = _key(cls)
     if key is None or not deps.cacheable:
         return
-    from pyprobe.backend.cache import _safe_dir, atomic_write, cache_dir, keyed
+    from pyprobe.backend import cache_files
+    from pyprobe.backend.cache import cache_dir, sealed
 
-    path = _path(key)
-    _safe_dir(cache_dir())
-    _safe_dir(os.path.join(cache_dir(), "sources"))
-    _safe_dir(os.path.dirname(path))
     entry = {"files": [(p, _file_stamp(p)) for p in sorted(deps.files)],
              "globals": sorted(deps.globals), "probes": declared_probes(cls), "source": source.to_plain()}
     try:
-        atomic_write(path, _FORMAT + keyed(key, marshal.dumps(entry)))
-    except (OSError, ValueError):
-        pass                      # a probe option marshal cannot write: translate next time too
+        data = _FORMAT + sealed(key, marshal.dumps(entry))
+    except ValueError:
+        return                    # a probe option marshal cannot write: translate next time too
+    cache_files.write(cache_dir(), _path(key), data)
 
 
 class Dependencies:
