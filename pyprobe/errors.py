@@ -118,3 +118,24 @@ class SimulationError(PyprobeError):
             return self.message
         excerpt = self.loc.excerpt()
         return f"{self.loc}: {self.message}" + (f"\n{excerpt}" if excerpt else "")
+
+
+class MapInputError(PyprobeError):
+    """A value given to a map or Param from Python that its C type cannot hold.
+    Raised as the builtin it resembles (TypeError, ValueError, IndexError)."""
+
+
+class MapTypeError(MapInputError, TypeError):
+    pass
+
+
+class MapValueError(MapInputError, ValueError):
+    pass
+
+
+class MapIndexError(MapInputError, IndexError):
+    pass
+
+
+class MapFullError(BPFError):
+    """A Hash-like map holds max_entries keys already (the kernel's E2BIG)."""

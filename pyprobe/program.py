@@ -53,6 +53,11 @@ class Program:
         if unknown:
             raise TypeError(f"{type(self).__name__} has no Param {', '.join(sorted(unknown))} "
                             f"(Params: {', '.join(sorted(known)) or 'none'})")
+        from pyprobe.checks import integer
+
+        for name, value in params.items():        # here, at the caller's line, not at load
+            p = next(vars(k)[name] for k in type(self).__mro__ if isinstance(vars(k).get(name), Param))
+            integer(value, p.type, f"{type(self).__name__}(): Param {name}")
         self._params = params
         self._attach_to = resolve(type(self), attach_to)
         self._sizes = resolve_sizes(type(self), max_entries)

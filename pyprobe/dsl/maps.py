@@ -14,6 +14,14 @@ from __future__ import annotations
 from pyprobe.dsl.types import CType, as_ctype, u32, u64
 from pyprobe.errors import NotLoadedError
 
+# Declaring a map that takes more kernel memory than this warns (docs/reliability.md).
+LARGE_MAP_BYTES = 256 << 20
+
+
+class LargeMapWarning(UserWarning):
+    """A map declaration that will take a lot of kernel memory (over LARGE_MAP_BYTES)."""
+
+
 # Every map kind by its name: filled by MapSpec.__init_subclass__.
 MAP_KINDS: dict[str, type[MapSpec]] = {}
 
@@ -48,10 +56,32 @@ class MapSpec:
         self.value = as_ctype(value) if value is not None else None
         self.max_entries = max_entries
         self.name: str | None = None
+        self._check_size()
         if not isinstance(flags, int) or flags < 0 or flags >> 32:
             raise ValueError(f"map flags are a u32 of BPF_F_* bits, not {flags!r}")
         self.flags = type(self).flags | flags       # the kind's required flags stay
         self.pin = pin
+
+    def _check_size(self) -> None:
+        """max_entries is a u32 the kernel accepts; a map that preallocates more than
+        LARGE_MAP_BYTES gets a warning where it is declared (Array(u64, 2**28) is 2 GiB)."""
+        n, what = self.max_entries, type(self).__name__
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"{what}: max_entries is an integer, not {n!r}")
+        if n < 0 or n >= 1 << 32 or (n == 0 and not self.keyless):
+            raise ValueError(f"{what}: max_entries must be between 1 and 2**32 - 1, not {n}")
+        if self.keyless or self.value is None:
+            return
+        size = (self.value.size + (0 if self.indexed or self.key is None else self.key.size)) * n
+        if self.per_cpu:
+            import os
+
+            size *= os.cpu_count() or 1
+        if size > LARGE_MAP_BYTES:
+            import warnings
+
+            warnings.warn(f"{what}({self.key!r}, {self.value!r}, max_entries={n}) takes about "
+                          f"{size / (1 << 30):.1f} GiB of kernel memory", LargeMapWarning, stacklevel=4)
 
     @property
     def pin_path(self) -> str | None:

@@ -19,7 +19,9 @@ class Param:
         if not isinstance(t, Scalar):
             raise TypeError("a Param is an integer type (u8..u64, s8..s64)")
         self.type: Scalar = t
-        self.default = self.type.wrap(int(default))
+        from pyprobe.checks import integer
+
+        self.default = integer(default, self.type, "Param default")
         self.name: str | None = None
 
     def __set_name__(self, owner, name: str) -> None:
@@ -42,8 +44,10 @@ def pack(params: dict[str, Param], values: dict[str, int]) -> bytes:
     """The section's bytes for these values (defaults for the rest), with C's layout."""
     st = params_struct(params)
     out = bytearray(st.size)
+    from pyprobe.checks import integer
+
     for name, p in params.items():
-        v = p.type.wrap(int(values.get(name, p.default)))
+        v = integer(values.get(name, p.default), p.type, f"Param {name}")
         off = st.offsets[name]
         out[off:off + p.type.size] = v.to_bytes(p.type.size, "little", signed=p.type.signed)
     return bytes(out)

@@ -123,7 +123,7 @@ class BatchOps:
     def pop(self, key, default=_MISSING):
         """Remove key and return its value (the kernel's lookup-and-delete: atomic for hashes);
         default, or KeyError, when it is missing."""
-        self._pack(self.key_type, key, self._kbuf)
+        self._key_in(key)
         r = lib.bpf_map_lookup_and_delete_elem(self.fd, self._kbuf, self._vbuf)
         if r < 0:
             if -r == errno_mod.ENOENT:

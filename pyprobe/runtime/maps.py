@@ -9,8 +9,9 @@ from __future__ import annotations
 import errno as errno_mod
 
 from pyprobe.backend.libbpf import ffi, lib
-from pyprobe.dsl.types import ArrayType, Scalar
-from pyprobe.errors import BPFError
+from pyprobe.dsl.types import ArrayType, Scalar, s64
+from pyprobe.errors import BPFError, MapFullError, MapIndexError, MapValueError
+from pyprobe import checks
 from pyprobe.runtime.batch import BatchOps
 from pyprobe.runtime.tabular import Tabular
 
@@ -48,15 +49,36 @@ class LiveMap(BatchOps, Tabular):
         return values
 
     # ---- conversions ----------------------------------------------------
-    def _pack(self, ctype, value, buf) -> None:
+    def describe(self) -> str:
+        """The map as declared: `Array(u64, 4)`, `Hash(u32, u64, max_entries=10240)`."""
+        if getattr(self.spec, "indexed", False):
+            return f"{type(self.spec).__name__}({self.value_type!r}, {self.spec.max_entries})"
+        return repr(self.spec)
+
+    def _key_in(self, key) -> None:
+        """Pack a key into the key buffer; an array's index must exist."""
+        if getattr(self.spec, "indexed", False):
+            n = checks.integer(key, s64, f"{self.name}: index of {self.describe()}")
+            if not 0 <= n < self.spec.max_entries:
+                raise MapIndexError(f"{self.name}: index {n} out of range for {self.describe()}")
+        self._pack(self.key_type, key, self._kbuf, "key")
+
+    def _pack(self, ctype, value, buf, role: str = "value") -> None:
+        where = f"{self.name}: {role} of {self.describe()}"
         if isinstance(ctype, Scalar):
-            data = int(value).to_bytes(ctype.size, "little", signed=ctype.signed and int(value) < 0)
+            n = checks.integer(value, ctype, where)
+            data = n.to_bytes(ctype.size, "little", signed=n < 0)
         elif isinstance(ctype, ArrayType) and isinstance(value, (bytes, str)):
-            data = (value.encode() if isinstance(value, str) else value)[: ctype.size].ljust(ctype.size, b"\0")
+            data = checks.chars(value, ctype, where)
         else:
             import numpy as np
 
-            data = np.asarray(value, dtype=ctype.dtype()).tobytes()
+            try:
+                data = np.asarray(value, dtype=ctype.dtype()).tobytes()
+            except (TypeError, ValueError, OverflowError) as e:
+                raise MapValueError(f"{where}: {value!r} is not a {ctype!r} ({e})") from None
+            if len(data) != ctype.size:
+                raise MapValueError(f"{where}: {value!r} has {len(data)} bytes, {ctype!r} has {ctype.size}")
         ffi.memmove(buf, data, ctype.size)
 
     def _unpack(self, ctype, buf):
@@ -71,7 +93,7 @@ class LiveMap(BatchOps, Tabular):
 
     # ---- dict-like ------------------------------------------------------
     def __getitem__(self, key):
-        self._pack(self.key_type, key, self._kbuf)
+        self._key_in(key)
         if lib.bpf_map_lookup_elem(self.fd, self._kbuf, self._vbuf) < 0:
             if ffi.errno == errno_mod.ENOENT:
                 raise KeyError(key)
@@ -85,9 +107,12 @@ class LiveMap(BatchOps, Tabular):
             return default
 
     def __setitem__(self, key, value) -> None:
-        self._pack(self.key_type, key, self._kbuf)
+        self._key_in(key)
         self._value_in(value, self._vbuf)
         r = lib.bpf_map_update_elem(self.fd, self._kbuf, self._vbuf, 0)
+        if r == -errno_mod.E2BIG and not getattr(self.spec, "indexed", False):
+            raise MapFullError(errno_mod.E2BIG, f"{self.name}: map full (max_entries={self.spec.max_entries}) "
+                                                f"in {self.describe()}; {key!r} was not added")
         if r < 0:
             raise BPFError(-r, f"update of map {self.name}")
 
@@ -99,7 +124,7 @@ class LiveMap(BatchOps, Tabular):
             self[key] = value
 
     def __delitem__(self, key) -> None:
-        self._pack(self.key_type, key, self._kbuf)
+        self._key_in(key)
         r = lib.bpf_map_delete_elem(self.fd, self._kbuf)
         if r < 0:
             if -r == errno_mod.ENOENT:
