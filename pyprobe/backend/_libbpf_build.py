@@ -120,6 +120,9 @@ int bpf_prog_load(int prog_type, const char *prog_name, const char *license,
                   const struct bpf_insn *insns, size_t insn_cnt, struct bpf_prog_load_opts *opts);
 int bpf_raw_tracepoint_open(const char *name, int prog_fd);
 int pp_trivial_prog(int prog_type, uint32_t expected_attach_type, uint32_t attach_btf_id, char *log, uint32_t log_size);
+int bpf_program__set_expected_attach_type(struct bpf_program *prog, int type);
+int pp_uprobe_multi_link(int prog_fd, const char *path, const unsigned long *offsets, uint32_t cnt,
+                         uint32_t flags, int pid);
 int libbpf_probe_bpf_prog_type(int prog_type, const void *opts);
 int libbpf_probe_bpf_map_type(int map_type, const void *opts);
 int libbpf_num_possible_cpus(void);
@@ -293,6 +296,31 @@ static struct perf_buffer *pp_perf_new(int map_fd, size_t page_cnt, uint32_t wak
     attr.sample_period = 1;
     attr.wakeup_events = wakeup_events ? wakeup_events : 1;
     return perf_buffer__new_raw(map_fd, page_cnt, &attr, pp_perf_cb, sink, NULL);
+}
+
+/* One link attaching a program to several functions of a binary (BPF_TRACE_UPROBE_MULTI,
+ * Linux >= 6.6; libbpf 1.1 has no wrapper). union bpf_attr's link_create is laid out by
+ * hand, as the system's linux/bpf.h may predate it. Returns a link fd or -errno. */
+static int pp_uprobe_multi_link(int prog_fd, const char *path, const unsigned long *offsets, uint32_t cnt,
+                                uint32_t flags, int pid)
+{
+    struct {
+        uint32_t prog_fd, target_fd, attach_type, flags;
+        uint64_t path, offsets, ref_ctr_offsets, cookies;
+        uint32_t cnt, multi_flags, pid, pad;
+    } attr;
+    int fd;
+
+    memset(&attr, 0, sizeof(attr));
+    attr.prog_fd = prog_fd;
+    attr.attach_type = 48;                      /* BPF_TRACE_UPROBE_MULTI */
+    attr.path = (uint64_t)(unsigned long)path;
+    attr.offsets = (uint64_t)(unsigned long)offsets;
+    attr.cnt = cnt;
+    attr.multi_flags = flags;                   /* BPF_F_UPROBE_MULTI_RETURN = 1 */
+    attr.pid = pid > 0 ? (uint32_t)pid : 0;
+    fd = syscall(__NR_bpf, 28 /* BPF_LINK_CREATE */, &attr, sizeof(attr));
+    return fd < 0 ? -errno : fd;
 }
 
 /* Load `r0 = 0; exit`: enough to ask the kernel whether a program type and

@@ -225,9 +225,39 @@ _ATTACH = {
     "tp_btf": _btf_trace, "fentry": _btf_trace, "fexit": _btf_trace,
 }
 _ATTACH.update(attach_net.ATTACH)        # xdp, tc, socket filters, cgroups
+class MultiLink:
+    """A uprobe.multi link: one fd for every function it probes (`points` names them)."""
+
+    def __init__(self, fd: int, points: list[str]):
+        self.fd = fd
+        self.points = points
+
+    def destroy(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+BPF_TRACE_UPROBE_MULTI = 48
+
+
+def uprobe_multi(prog, path: str, offsets: list[int], retprobe: bool, pid: int, points: list[str]) -> MultiLink:
+    """Attach prog (loaded with expected_attach_type BPF_TRACE_UPROBE_MULTI) to the functions
+    at these file offsets of path, in one link."""
+    c_offsets = ffi.new("unsigned long[]", offsets)
+    fd = lib.pp_uprobe_multi_link(lib.bpf_program__fd(prog), path.encode(), c_offsets, len(offsets),
+                                  1 if retprobe else 0, pid)
+    if fd < 0:
+        raise BPFError(-fd, f"attach uprobe.multi to {len(offsets)} functions of {path}")
+    return MultiLink(fd, points)
+
+
 def destroy(link) -> None:
-    """Undo one attachment (a libbpf link, or a tc or socket attachment) and remove the
-    tracefs event a kretprobe with maxactive needed."""
+    """Undo one attachment (a libbpf link, a uprobe.multi link, or a tc or socket attachment)
+    and remove the tracefs event a kretprobe with maxactive needed."""
+    if isinstance(link, MultiLink):
+        link.destroy()
+        return
     attach_net.destroy(link)
     if isinstance(link, ffi.CData):
         from pyprobe.backend import kprobe_events

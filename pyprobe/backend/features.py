@@ -27,6 +27,7 @@ FEATURES = {f.name: f for f in (
     Feature("kprobes", "kprobes and kretprobes", "needs CONFIG_KPROBES=y (Debian, Ubuntu and Fedora kernels have it); here use @syscall or @tracepoint"),
     Feature("fentry", "fentry/fexit programs (BPF trampolines)", "needs CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS and BPF trampoline support (x86-64, Linux >= 5.5)"),
     Feature("uprobes", "uprobes and uretprobes", "needs CONFIG_UPROBE_EVENTS=y"),
+    Feature("uprobe_multi", "uprobe.multi links (one link for many functions)", "needs Linux >= 6.6; without it a pattern attaches one uprobe per function"),
     Feature("perf_events", "perf_event sampling programs", "needs CONFIG_PERF_EVENTS=y; check /proc/sys/kernel/perf_event_paranoid"),
     Feature("ringbuf", "BPF ring buffer maps", "needs Linux >= 5.8"),
 )}
@@ -140,6 +141,13 @@ def _uprobes() -> bool:
     return os.path.exists("/sys/bus/event_source/devices/uprobe/type")
 
 
+def _uprobe_multi() -> bool:
+    from pyprobe.backend import ksyms
+    from pyprobe.backend.libbpf import lib
+
+    return hasattr(lib, "pp_uprobe_multi_link") and "bpf_uprobe_multi_link_attach" in ksyms.text_symbols()
+
+
 def _fentry() -> bool:
     """Load and attach a trivial fentry program on a function every kernel has."""
     if not (_root() and _btf()):
@@ -183,6 +191,7 @@ _PROBES = {
     "kprobes": _kprobes,
     "fentry": _fentry,
     "uprobes": _uprobes,
+    "uprobe_multi": _uprobe_multi,
     "perf_events": _perf_events,
     "ringbuf": _ringbuf,
 }

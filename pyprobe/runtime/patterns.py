@@ -34,3 +34,30 @@ def _file_offset(probe) -> int:
             return address - seg.vaddr + seg.offset
     raise UnsupportedProbe(f"@{probe.kind}({probe.target[0]!r}, address=0x{address:x}): the address is in no "
                            f"executable segment of {path}")
+
+
+def multi_capable(probes: list) -> bool:
+    """Whether a program's probes can share one uprobe.multi link per binary: uprobes (or
+    uretprobes) only, one of them a pattern, on a kernel that has uprobe.multi."""
+    from pyprobe.backend import features
+
+    kinds = {p.kind for p in probes}
+    return (len(kinds) == 1 and kinds <= {"uprobe", "uretprobe"} and any(matching.is_pattern(p) for p in probes)
+            and not any(p.options.get("address") is not None for p in probes) and features.has("uprobe_multi"))
+
+
+def function_offsets(path: str, names: list[str]) -> list[int]:
+    """File offsets of these functions of an ELF file (what uprobes take)."""
+    from pyprobe.backend.elf import read_elf
+    from pyprobe.errors import UnsupportedProbe
+
+    elf = read_elf(path)
+    out = []
+    for name in names:
+        vaddr = elf.functions.address_of(name)
+        seg = next((s for s in elf.segments if vaddr is not None and s.executable
+                    and s.vaddr <= vaddr < s.vaddr + s.filesz), None)
+        if seg is None:
+            raise UnsupportedProbe(f"uprobe {path}:{name}: the function is in no executable segment")
+        out.append(vaddr - seg.vaddr + seg.offset)
+    return out

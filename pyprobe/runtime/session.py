@@ -36,6 +36,7 @@ class Session:
         self.param_values = param_values or {}
         self.attach_to = attach_to or {}      # handler -> probes chosen at construction
         self.sizes = sizes or {}              # map -> max_entries chosen at construction
+        self._multi: set = set()              # programs attached with uprobe.multi links
 
     # ---- load -----------------------------------------------------------
     def load(self) -> None:
@@ -66,6 +67,9 @@ class Session:
             self._set_params(obj)
         self._set_pins(obj)
         self._set_sizes(obj)
+        self._multi = self._multi_programs()
+        for c_name in self._multi:
+            lib.bpf_program__set_expected_attach_type(self._program(c_name), attach_mod.BPF_TRACE_UPROBE_MULTI)
         r = lib.bpf_object__load(obj)
         if r < 0:
             raise self._load_error(-r)
@@ -160,10 +164,11 @@ class Session:
             report = _progress_report() if len(todo) >= MANY_PROBES else None
             try:
                 for i, (info, probe) in enumerate(todo):
+                    points = [p.describe() for p in probe] if isinstance(probe, list) else [probe.describe()]
                     if report is not None:
-                        report(f"attaching {i + 1}/{len(todo)}: {probe.describe()}")
-                    self.links.extend(attach_mod.attach(self._program(info.c_name), probe))
-                    self.attached.append((info.c_name, probe.describe()))
+                        report(f"attaching {i + 1}/{len(todo)}: {points[0]}")
+                    self.links.extend(self._attach_one(info, probe))
+                    self.attached.extend((info.c_name, point) for point in points)
             except BaseException:
                 self.detach()
                 raise
@@ -171,27 +176,64 @@ class Session:
                 if report is not None:
                     report(None)
 
-    def _attach_plan(self) -> list:
-        """(program, probe) pairs: the decorators' probes, or those given with attach_to, on
-        the handler's first program (the others of a stacked handler stay unattached);
-        a glob or sym_re gives one pair per matching function."""
-        from pyprobe.runtime.patterns import concrete
-
-        plan: list = []
+    def _chosen_probes(self) -> list:
+        """(program, probe) pairs before patterns are expanded: the decorators' probes, or
+        those given with attach_to, on the handler's first program (the others of a stacked
+        handler stay unattached)."""
+        chosen: list = []
         moved: set = set()
         for info in self.source.programs:
             if not info.attach:
                 continue
             if info.handler not in self.attach_to:
-                plan.extend((info, p) for p in concrete(info.probe))
+                chosen.append((info, info.probe))
             elif info.handler not in moved:
                 moved.add(info.handler)
                 for probe in self.attach_to[info.handler]:
                     if probe.kind != info.probe.kind:
                         raise UnsupportedProbe(f"{info.handler} was translated as a {info.probe.kind} "
                                                f"program on this kernel; it cannot attach to {probe.describe()}")
-                    plan.extend((info, p) for p in concrete(probe))
+                    chosen.append((info, probe))
+        return chosen
+
+    def _multi_programs(self) -> set:
+        """Programs whose uprobe patterns attach as uprobe.multi links (decided before load:
+        the kernel wants the attach type then)."""
+        from pyprobe.runtime.patterns import multi_capable
+
+        by_program: dict = {}
+        for info, probe in self._chosen_probes():
+            by_program.setdefault(info.c_name, []).append(probe)
+        return {name for name, probes in by_program.items() if multi_capable(probes)}
+
+    def _attach_plan(self) -> list:
+        """(program, probe) pairs, a glob or sym_re giving one pair per matching function;
+        the uprobes of a uprobe.multi program as (program, [probes]) per binary and pid."""
+        from pyprobe.runtime.patterns import concrete
+
+        plan: list = []
+        groups: dict = {}
+        for info, probe in self._chosen_probes():
+            for p in concrete(probe):
+                if info.c_name in self._multi:
+                    key = (info.c_name, p.target[0], p.options.get("pid", -1))
+                    if key not in groups:
+                        groups[key] = []
+                        plan.append((info, groups[key]))
+                    groups[key].append(p)
+                else:
+                    plan.append((info, p))
         return plan
+
+    def _attach_one(self, info, probe) -> list:
+        if not isinstance(probe, list):
+            return attach_mod.attach(self._program(info.c_name), probe)
+        from pyprobe.runtime.patterns import function_offsets
+
+        path = probe[0].target[0]
+        offsets = function_offsets(path, [p.target[1] for p in probe])
+        return [attach_mod.uprobe_multi(self._program(info.c_name), path, offsets, probe[0].kind == "uretprobe",
+                                        probe[0].options.get("pid", -1), [p.describe() for p in probe])]
 
     def detach(self) -> None:
         """Destroy the links, newest first. Idempotent."""

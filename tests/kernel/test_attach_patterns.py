@@ -48,10 +48,24 @@ def by_name(prog, symbols):
     return {symbols.get(ip, ip): int(n) for ip, n in prog.calls.items()}
 
 
-def test_a_three_function_glob_counts_each_call(app):
+@pytest.mark.parametrize("multi", [True, False], ids=["uprobe.multi", "one uprobe per function"])
+def test_a_three_function_glob_counts_each_call(app, multi, monkeypatch):
+    from pyprobe.backend import features
+    from pyprobe.backend.attach import MultiLink
+
+    if multi and not features.has("uprobe_multi"):
+        pytest.skip("uprobe.multi missing: needs Linux >= 6.6 (the per-function case runs here)")
+    if not multi:
+        monkeypatch.setenv("PYPROBE_DISABLE", "uprobe_multi")
     exe, symbols = app
-    prog = run(exe, Calls(attach_to={"on_call": uprobe(exe, "work_*"), "on_other": None}), 3, 5, 7)
+    prog = Calls(attach_to={"on_call": uprobe(exe, "work_*"), "on_other": None})
+    with prog:
+        links = list(prog._session.links)
+        points = [p for _, p in prog._session.attached]
+        subprocess.run([exe, "calls", "3", "5", "7"], input=b"go\n", check=True)
     assert by_name(prog, symbols) == {"work_alpha": 3, "work_beta": 5, "work_gamma": 7}
+    assert points == [f"uprobe:{exe}:work_{f}" for f in ("alpha", "beta", "gamma")]
+    assert [isinstance(link, MultiLink) for link in links] == ([True] if multi else [False] * 3)
 
 
 def test_sym_re_and_several_probe_points(app):
