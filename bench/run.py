@@ -7,7 +7,7 @@
     .venv/bin/python bench/run.py --table RESULTS.json [--markdown]   print saved results again
 
 Installs the peers it needs when they are missing (C toolchain and libbpf, bcc, bpftrace,
-PythonBPF), runs W1-W6, W8 and W9 (see each bench/w*.py), prints one table, and saves the raw
+PythonBPF), runs W1-W9 (see each bench/w*.py), prints one table, and saves the raw
 results as JSON (and the table as Markdown) in the build directory
 ($PYPROBE_BENCH_DIR, else $XDG_CACHE_HOME/pyprobe-bench, else /tmp/pyprobe-bench).
 Needs root. Cells are "median (minimum)" over the runs; for rates "median (best)".
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers as peers_mod  # noqa: E402
 from common import LOAD_CPU, LOADER_CPU, build_dir, log  # noqa: E402
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W8", "W9")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9")
 COLUMNS = ("C", "pyprobe", "bcc", "bpftrace", "PythonBPF")
 
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
             continue
         log(f"bench: {w} ({runs} runs)")
         module = __import__({"W1": "w1_startup", "W2": "w2_kernel_cost", "W3": "w3_delivery",
-                             "W4": "w4_map_read", "W5": "w5_histogram", "W6": "w6_exporter",
+                             "W4": "w4_map_read", "W5": "w5_histogram", "W6": "w6_exporter", "W7": "w7_simulation",
                              "W8": "w8_packets", "W9": "w9_tools"}[w])
         t = time.monotonic()
         results[w] = module.run(peers, runs)
@@ -99,6 +99,13 @@ def _num(v: float) -> str:
     if a >= 10:
         return f"{v:.1f}"
     return f"{v:.2f}"
+
+
+def _verdict_rate(pair, goal: float, text: str) -> str:
+    """A rate goal (higher is better), judged on the median."""
+    if not pair:
+        return text
+    return f"{text}: {'met' if pair[0] >= goal else 'not met'}"
 
 
 def _mm(pair) -> str:
@@ -212,6 +219,13 @@ def rows(results: dict) -> tuple[list[str], list[list[str]]]:
             add(f"W8 {label} program ns/packet", lambda c, m=m: _mm(m[c]["ns"]) if c in m else None)
             add(f"W8 {label} translated instructions", lambda c, m=m: str(m[c]["insns"]) if c in m else None,
                 ("PASS" if p["insns"] <= cref["insns"] else "FAIL") + " no more than C")
+    w7 = results.get("W7")
+    if w7:
+        p7 = w7.get("pyprobe", {})
+        add("W7 simulated W2 handler: events/s", lambda c: _mm(p7.get("events_per_s")) if c == "pyprobe" else None,
+            _verdict_rate(p7.get("events_per_s"), 200_000, ">= 200k/s"))
+        add("W7 ratio to a plain Python dict increment",
+            lambda c: _mm(p7.get("ratio_to_plain_python")) if c == "pyprobe" else None)
     w9 = results.get("W9")
     if w9:
         get9 = lambda c, k: _mm(w9[c][k]) if c in w9 else None  # noqa: E731
