@@ -103,7 +103,7 @@ def binop(op: type[ast.operator], a: Value, b: Value) -> Value:
         fn = "pp_sdiv" if op is ast.FloorDiv else "pp_smod"
         t = t or common_type(int_type(a.scalar), int_type(b.scalar))
         code = f"(({t.c_name}){fn}({a.code}, {b.code}))"
-    elif op in (ast.FloorDiv, ast.Mod) and b.const is None:
+    elif op in (ast.FloorDiv, ast.Mod) and b.const is None and t is not None:
         # C leaves x / 0 undefined and clang exploits it; BPF's x / 0 is 0 and x % 0 is x: say so in C
         fn = "pp_udiv" if op is ast.FloorDiv else "pp_umod"
         code = f"(({t.c_name}){fn}({a.code}, {b.code}))"

@@ -214,3 +214,21 @@ def test_fields_the_tracepoint_does_not_have_are_refused():
     sim = Reads.simulate()
     with pytest.raises(TypeError, match="no field nosuch"):
         sim.on_read(nosuch=1)
+
+
+def test_what_the_translator_refuses_the_simulator_refuses_at_the_same_line():
+    from pyprobe import TranslationError
+
+    class Loop(Program):
+        a = Array(u64, 4)
+
+        @raw_tracepoint("sys_enter")
+        def h(self, ctx):
+            for i in range(3):
+                i = 2                                             # the loop would not be bounded
+
+    with pytest.raises(TranslationError) as translated:
+        Loop.translate()
+    with pytest.raises(TranslationError) as simulated:
+        Loop.simulate()
+    assert translated.value.lineno == simulated.value.lineno and "loop's variable" in str(simulated.value)

@@ -34,6 +34,7 @@ LINE = 17
 CASES = [
     # (handler line, text under the caret, message fragment)
     ("y = [1, 2]", "[1, 2]", "lists are not available"),
+    ("for i in range(3): i = 2", "i = 2", "loop's variable: it cannot be assigned inside the loop"),
     ("y = {1: 2}", "{1: 2}", "dicts are not available"),
     ("y = {1}", "{1}", "sets are not available"),
     ("y = (1, 2)", "(1, 2)", "tuples are not available"),
