@@ -44,6 +44,22 @@ class P(Program):
     pe = PerfEventArray()
     dm = DevMap()
     aom = ArrayOfMaps(Hash(u32, u64))
+    def tail(self, x):
+        self.pa.call(x, 0)
+    def noself(x):
+        return x
+    def int_then_struct(self, x):
+        if x:
+            return 1
+        e = E()
+        return e
+    def struct_then_int(self, x):
+        if x:
+            e = E()
+            return e
+        return 1
+    def returns_get(self, x):
+        return self.h.get(x)
     @{probe}
     def {signature}:
         x = 1
@@ -54,11 +70,12 @@ class P(Program):
     def other(self, ctx):
         pass
 '''
-LINE = 34           # the case's handler line; the handler's def is DEF
-DEF = 30
+LINE = 50           # the case's handler line; the handler's def is DEF
+DEF = 46
 RAW = ('raw_tracepoint("sys_enter")', "on(self, ctx)")
 
-# (probe and signature, handler line, message fragment)
+HELPERS = (30, 46)    # the lines of the class's helper methods: their refusals name their own line
+# (probe and signature, handler line, message fragment[, where the error points if not the handler line])
 CASES = [
     (RAW, "y = usdt_arg(ctx, 1)", "only defined in a @usdt handler"),
     (RAW, 'trace_printk(f"{x!r}")', "conversions (!r, !s, !a) are not available"),
@@ -116,6 +133,24 @@ CASES = [
     (("kprobe(\"vfs_read\")", 'on(self, ctx, f: "struct no_such_struct *")'), "pass",
      "the kernel's BTF has no struct no_such_struct"),
     (("kprobe(\"vfs_read\")", 'on(self, ctx, f: "int *")'), "pass", "is not a kernel type pyprobe knows how to hold"),
+    (RAW, 'y = cast("struct sock", x)', "cast() makes pointers"),
+    (RAW, 'y = cast("struct no_such_struct *", x)', "the kernel's BTF has no struct no_such_struct"),
+    (RAW, 'y = cast("struct sock *", self.h)', "cannot cast"),
+    (RAW, 'y = offsetof("struct task_struct *", "pid")', "offsetof() takes a struct type without '*'"),
+    (RAW, 'y = offsetof("struct task_struct", "nosuch")', "struct task_struct has no member 'nosuch'"),
+    (RAW, "y = current_task().sighand.action[70].sa.sa_flags", "index 70 is out of range"),
+    (RAW, "y = self.pb.query(0)", "query() is for RingBuf"),
+    (RAW, "y = self.rb.query(x)", "query() takes BPF_RB_AVAIL_DATA"),
+    (RAW, "self.tail(1)", "tail calls are made from handlers, not from helper functions", HELPERS),
+    (RAW, "y = self.noself(1)", "is called as a method: its first parameter must be self"),
+    (RAW, "y = self.int_then_struct(1)", "this helper returned a", HELPERS),
+    (RAW, "y = self.struct_then_int(1)", "before; here an integer", HELPERS),
+    (RAW, "y = self.returns_get(1)", "a helper cannot return a .get() result", HELPERS),
+    (RAW, "y = self.other(ctx)", "handlers cannot call each other"),
+    (RAW, "match x:\n            case os.sep:\n                pass", "a case value must be an integer constant"),
+    (RAW, "match x:\n            case x:\n                pass", "case x: would rebind the local x"),
+    (RAW, "match x:\n            case [1, 2]:\n                pass", "match cases over integers take constants"),
+    (RAW, "for i in range(3):\n            i = 2", "i is the loop's variable"),
 ]
 
 
@@ -135,15 +170,17 @@ def case_program(directory, probe, line):
     return path, module.P
 
 
-@pytest.mark.parametrize("probe, line, message", CASES, ids=_ids())
-def test_refusal_is_reached_at_its_line(tmp_path, probe, line, message):
+@pytest.mark.parametrize("probe, line, message, lines", [c if len(c) == 4 else (*c, None) for c in CASES], ids=_ids())
+def test_refusal_is_reached_at_its_line(tmp_path, probe, line, message, lines):
     path, program = case_program(tmp_path, probe, line)
     with pytest.raises(TranslationError) as err:
         translate_program(program, kernel=Pretend(VIEW, kprobes=True))
     e = err.value
     assert message in e.message, str(e)
     assert e.filename == str(path), str(e)
-    if line == "pass":                              # a signature case: the def line
+    if lines is not None:
+        assert lines[0] <= e.lineno < lines[1], str(e)
+    elif line == "pass":                            # a signature case: the def line
         assert e.lineno == DEF, str(e)
     else:
         assert LINE <= e.lineno <= LINE + line.count("\n"), str(e)

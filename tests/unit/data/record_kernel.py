@@ -30,7 +30,7 @@ def main() -> None:
     from pyprobe.errors import TranslationError
 
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (probe, line, _) in enumerate(refusals.CASES):
+        for i, (probe, line, *_) in enumerate(refusals.CASES):
             directory = pathlib.Path(tmp) / str(i)          # a file per case: sources are cached by path
             directory.mkdir()
             _, program = refusals.case_program(directory, probe, line)
