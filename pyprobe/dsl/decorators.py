@@ -105,9 +105,11 @@ def _matching(probe: Probe, sym_re) -> Probe:
     return probe
 
 
-def tracepoint(category: str, name: str):
-    """A kernel tracepoint, e.g. `@tracepoint("block", "block_rq_issue")`; args fields by name."""
-    return _decorator(Probe("tracepoint", (category, name)))
+def tracepoint(category: str, name: str | None = None, event_re: str | None = None):
+    """A kernel tracepoint, e.g. `@tracepoint("block", "block_rq_issue")`; args fields by name.
+    A glob (`"sys_enter_open*"`) or `event_re=` attaches the handler to every matching
+    tracepoint of the category (one BPF program each: their records differ)."""
+    return _decorator(_matching(Probe("tracepoint", (category, _pattern(name, event_re))), event_re))
 
 
 def raw_tracepoint(name: str):

@@ -111,6 +111,28 @@ def refuse_repeated_probes(handler: Handler, filename: str, fdef) -> None:
         seen.add(probe)
 
 
+def tracepoint_matches(handler: Handler, filename: str, fdef) -> list:
+    """The handler's probes, a tracepoint pattern (glob or event_re) replaced by one probe
+    per matching tracepoint of its category: each is its own program (records differ)."""
+    from pyprobe.backend.matching import is_pattern, matching
+
+    out = []
+    for probe in handler.probes:
+        if probe.kind != "tracepoint" or not is_pattern(probe):
+            out.append(probe)
+            continue
+        category = probe.target[0]
+        try:
+            names = matching(probe, kernel().tracepoints(category))
+        except PyprobeError as e:
+            raise TranslationError(str(e).replace("no function matches", "no tracepoint matches"),
+                                   Location(filename, fdef.lineno, fdef.col_offset),
+                                   f"list them with: pyprobe list 'tracepoint:{category}:*'") from None
+        out.extend(Probe("tracepoint", (category, n), {k: v for k, v in probe.options.items() if k != "regex"})
+                   for n in names)
+    return out
+
+
 class ProgramTranslator:
     def __init__(self, cls):
         self.cls = cls
@@ -196,7 +218,7 @@ class ProgramTranslator:
                 continue                       # a tail-call target: translated below
             filename, fdef = function_ast(handler.func)
             refuse_repeated_probes(handler, filename, fdef)
-            for i, probe in enumerate(handler.probes):
+            for i, probe in enumerate(tracepoint_matches(handler, filename, fdef)):
                 loc = Location(filename, fdef.lineno, fdef.col_offset)
                 ctx = context_for(probe, loc)
                 c_name = c_function_name(handler.name if i == 0 else f"{handler.name}_{i}")

@@ -107,3 +107,49 @@ def test_map_sizes_chosen_at_construction(app):
 
     with pytest.raises(TypeError, match="events is a RingBuf: its size is fixed when it is declared"):
         Buffered(max_entries={"events": 1 << 16})
+
+
+from pyprobe import Param, tracepoint, u32  # noqa: E402
+from pyprobe.bpf import tgid  # noqa: E402
+
+
+class SyscallsByNumber(Program):
+    """bcc's event_re: one handler on every matching tracepoint (one program each)."""
+
+    target = Param(u32)
+    calls = Hash(u64, u64)
+
+    @tracepoint("syscalls", "sys_enter_getp*")
+    def on_enter(self, args):
+        if tgid() == self.target:
+            self.calls[args.__syscall_nr] += 1
+
+    @tracepoint("syscalls", event_re=r"sys_exit_getp(p?id|gid)")
+    def on_exit(self, args):
+        if tgid() == self.target:
+            self.calls[1000 + args.__syscall_nr] += 1
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="asserts x86-64 syscall numbers")
+def test_a_tracepoint_glob_and_event_re_attach_one_handler_to_each_match():
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        for _ in range(3):
+            os.getppid()
+        for _ in range(4):
+            os.getpgid(0)
+        os._exit(0)
+    try:
+        with SyscallsByNumber(target=child) as prog:
+            points = sorted(p for _, p in prog.probes)
+            os.write(w, b"g")
+            os.waitpid(child, 0)
+    finally:
+        os.close(r)
+        os.close(w)
+    GETPPID, GETPGID = 110, 121
+    assert dict(prog.calls.items()) == {GETPPID: 3, GETPGID: 4, 1000 + GETPPID: 3, 1000 + GETPGID: 4}
+    assert "tracepoint:syscalls:sys_exit_getpid" in points and "tracepoint:syscalls:sys_enter_getpriority" in points
+    assert not any("sys_exit_getpriority" in p for p in points)

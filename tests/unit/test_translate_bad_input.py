@@ -1,5 +1,6 @@
 """Bad input the translator refuses at a line, and its own failures kept located."""
 import importlib.util
+import os
 
 import pytest
 
@@ -63,3 +64,22 @@ def test_an_internal_failure_names_the_line_and_can_show_its_traceback(tmp_path,
     path, module = _module(tmp_path, "internal2", PLAIN)
     with pytest.raises(AttributeError, match="has no attribute 'kind'"):
         module.P.translate()
+
+
+NO_TRACEPOINT = '''\
+from pyprobe import Program, Array, tracepoint, u64
+class P(Program):
+    a = Array(u64, 1)
+    @tracepoint("syscalls", "sys_enter_zzz*")
+    def h(self, args):
+        self.a[0] += 1
+'''
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel/tracing/events/syscalls"), reason="needs tracefs's syscalls events")
+def test_a_tracepoint_pattern_that_matches_nothing_names_the_handler(tmp_path):
+    path, module = _module(tmp_path, "notp", NO_TRACEPOINT)
+    with pytest.raises(TranslationError) as err:
+        module.P.translate()
+    assert (err.value.filename, err.value.lineno) == (str(path), 5)
+    assert "no tracepoint matches 'sys_enter_zzz*'" in err.value.message
