@@ -203,11 +203,21 @@ def cmd_doctor(args) -> int:
         features.forget()
     print(f"kernel {os.uname().release}")
     missing = 0
+    privileged = features.may_load_bpf()
     for feature, ok in features.report():
+        if not ok and feature.name == "root" and privileged:
+            ok = True                    # not uid 0, but CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN)
+        if not ok and feature.name == "tracefs" and _tracefs_mounted():
+            print(f"  [ok] tracefs mounted at {_tracefs_mounted()} (readable by root only)")
+            continue
+        if not ok and not privileged and feature.name not in ("root", "btf"):
+            # an unprivileged process is refused every probe: that says nothing about the kernel
+            print(f"  [??] {feature.summary}: cannot tell without root")
+            continue
         print(f"  [{'ok' if ok else '--'}] {feature.summary}")
         if not ok:
             missing += 1
-            print(f"        fix: {feature.fix}")
+            print(f"        fix: {feature.fix if feature.name != 'root' else features.NEEDS_PRIVILEGE}")
     from pyprobe.backend import clang
 
     try:
@@ -216,6 +226,19 @@ def cmd_doctor(args) -> int:
         print(f"  [--] {e}")
         missing += 1
     return 0 if not missing else 1
+
+
+def _tracefs_mounted() -> str | None:
+    """Where tracefs is mounted, read from /proc/self/mounts (needs no privilege)."""
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == "tracefs":
+                    return fields[1]
+    except OSError:
+        pass
+    return None
 
 
 # ---- serve -----------------------------------------------------------------------------

@@ -29,7 +29,41 @@ def _tracepoint(prog, probe):
 
 def _raw_tracepoint(prog, probe):
     (name,) = probe.target
-    return [check_ptr(lib.bpf_program__attach_raw_tracepoint(prog, name.encode()), f"attach raw_tracepoint {name}")]
+    link = lib.bpf_program__attach_raw_tracepoint(prog, name.encode())
+    if link == ffi.NULL:
+        err = ffi.errno
+        if err == 2:                      # ENOENT: no tracepoint of that name
+            raise UnsupportedProbe(f"@raw_tracepoint(\"{name}\"): this kernel has no tracepoint {name}"
+                                   + _closest(name, _tracepoint_names()))
+        raise BPFError(err, f"attach raw_tracepoint {name}")
+    return [link]
+
+
+def _tracepoint_names() -> list[str]:
+    """Every tracepoint's event name (what a raw tracepoint is named by)."""
+    from pyprobe.backend.tracefs import TracefsUnavailable, tracefs_root
+
+    try:
+        with open(os.path.join(tracefs_root(), "available_events")) as f:
+            return sorted({l.strip().split(":", 1)[1] for l in f if ":" in l})
+    except (OSError, TracefsUnavailable):
+        return []
+
+
+def _closest(name: str, names) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(name, names, n=6, cutoff=0.6)
+    return f"; did you mean: {', '.join(near)}" if near else ""
+
+
+def _function_names(path: str) -> list[str]:
+    from pyprobe.backend.elf import ElfError, read_elf
+
+    try:
+        return read_elf(path).functions.names()
+    except (OSError, ElfError):
+        return []
 
 
 def _kprobe(prog, probe):
@@ -95,9 +129,14 @@ def _uprobe(prog, probe):
     if link == ffi.NULL and address is None:
         # glibc's strlen & co. are IFUNCs, which libbpf 1.1 cannot resolve by name:
         # ask the dynamic linker which implementation this CPU uses, and probe that.
+        err = ffi.errno
         offset = ifunc_offset(path, symbol)
         if offset is None:
-            raise BPFError(ffi.errno, f"attach {probe.kind} {path}:{symbol}")
+            names = _function_names(path)
+            if names and symbol not in names:
+                raise UnsupportedProbe(f"@{probe.kind}(\"{binary}\", \"{symbol}\"): {path} has no function "
+                                       f"{symbol}" + _closest(symbol, names))
+            raise BPFError(err, f"attach {probe.kind} {path}:{symbol}")
         opts.func_name = ffi.NULL
         link = lib.bpf_program__attach_uprobe_opts(prog, pid, path.encode(), offset + extra, opts)
     return [check_ptr(link, f"attach {probe.kind} {path}:{symbol}")]

@@ -97,6 +97,30 @@ def _root() -> bool:
     return os.geteuid() == 0
 
 
+# capability bits (include/uapi/linux/capability.h)
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+NEEDS_PRIVILEGE = ("loading BPF programs needs root or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN before Linux 5.8): "
+                   "run with sudo, or grant them, e.g. setcap cap_bpf,cap_perfmon+ep on the interpreter")
+
+
+def effective_capabilities() -> int:
+    """This process's effective capability bits (CapEff of /proc/self/status)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def may_load_bpf() -> bool:
+    """Whether this process holds what loading and attaching tracing programs needs."""
+    caps = effective_capabilities()
+    return bool(caps >> CAP_SYS_ADMIN & 1) or (bool(caps >> CAP_BPF & 1) and bool(caps >> CAP_PERFMON & 1))
+
+
 def _btf() -> bool:
     return os.path.exists("/sys/kernel/btf/vmlinux")
 

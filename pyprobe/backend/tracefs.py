@@ -47,6 +47,9 @@ def _find_tracefs() -> str:
         return legacy
     if os.geteuid() == 0 and os.path.isdir(TRACEFS) and _mount("nodev", TRACEFS, "tracefs"):
         return TRACEFS
+    if _is_mounted(TRACEFS, "tracefs"):
+        raise TracefsUnavailable(f"tracefs is mounted at {TRACEFS} but this user cannot read it: "
+                                 "tracing needs root or CAP_BPF + CAP_PERFMON")
     raise TracefsUnavailable(
         f"tracefs is not mounted at {TRACEFS}" + ("" if os.geteuid() == 0 else " (and mounting it needs root)")
         + f": mount -t tracefs nodev {TRACEFS}")

@@ -145,7 +145,13 @@ class Session:
             log = ffi.string(buf).decode(errors="replace")
             if log.strip():
                 return VerifierError(errno_, c_name, log, summarize_verifier_log(log, self.source.text))
-        return BPFError(errno_, f"load {self.source.name}", _libbpf_tail())
+        tail = _libbpf_tail()
+        if errno_ in (errno.EPERM, errno.EACCES):
+            from pyprobe.backend.features import NEEDS_PRIVILEGE, may_load_bpf
+
+            if not may_load_bpf():       # libbpf's own advice (RLIMIT_MEMLOCK) is not the cause
+                return BPFError(errno_, f"load {self.source.name}", NEEDS_PRIVILEGE)
+        return BPFError(errno_, f"load {self.source.name}", tail)
 
     # ---- attach ---------------------------------------------------------
     # Every change of self.links happens with signals deferred and only after the
