@@ -132,12 +132,13 @@ class Program:
 
     @classmethod
     @_hide_internals
-    def simulate(cls, ncpus: int = 2, **params):
+    def simulate(cls, ncpus: int = 2, kernel=None, **params):
         """The program run in plain Python: its maps, and one method per handler that runs
-        it on an event the test gives (no kernel, no root). See docs/testing.md."""
+        it on an event the test gives (no kernel, no root). `kernel`: a kernel view whose
+        tracepoint formats to use (a recorded one in tests). See docs/testing.md."""
         from pyprobe.sim.simulation import simulate
 
-        return simulate(cls, ncpus=ncpus, **params)
+        return simulate(cls, ncpus=ncpus, kernel=kernel, **params)
 
     # ---- life cycle -------------------------------------------------------
     @_hide_internals

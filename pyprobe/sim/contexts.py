@@ -166,7 +166,7 @@ def convert_in(sim, t, value, what: str):
     return value
 
 
-def context_for(probe, loc):
+def context_for(probe, loc, kernel=None):
     """The simulated context of one probe point; tracepoint formats from the kernel view."""
     from pyprobe.sim.formats import tracepoint_fields
 
@@ -176,15 +176,15 @@ def context_for(probe, loc):
         errors = []
         for alternative in target:
             try:
-                return context_for(alternative, loc)
+                return context_for(alternative, loc, kernel)
             except TranslationError as e:
                 errors.append(e.message)
         raise TranslationError("no alternative of first_of() can be simulated: " + "; ".join(errors), loc)
     if kind == "tracepoint":
-        return TracepointSim(target[0], target[1], tracepoint_fields(target[0], target[1], loc))
+        return TracepointSim(target[0], target[1], tracepoint_fields(target[0], target[1], loc, kernel))
     if kind in ("syscall", "syscall_return"):
         event = f"sys_{'enter' if kind == 'syscall' else 'exit'}_{target[0]}"
-        return TracepointSim("syscalls", event, tracepoint_fields("syscalls", event, loc))
+        return TracepointSim("syscalls", event, tracepoint_fields("syscalls", event, loc, kernel))
     if kind == "raw_tracepoint":
         return RawTracepointSim()
     if kind in ("kprobe", "kretprobe", "fentry", "fexit", "tp_btf"):

@@ -36,10 +36,17 @@ def recorded_fields(category: str, name: str):
     return tuple(parse_format(text))
 
 
-def tracepoint_fields(category: str, name: str, loc=None):
-    """Fields of a tracepoint: live tracefs first, then the recording."""
+def tracepoint_fields(category: str, name: str, loc=None, kernel=None):
+    """Fields of a tracepoint: from the kernel view given (a RecordedKernel in tests), else the
+    live tracefs, then the recording."""
     from pyprobe.backend import tracefs
+    from pyprobe.errors import PyprobeError
 
+    if kernel is not None:
+        try:
+            return kernel.tracepoint_fields(category, name)
+        except PyprobeError as e:
+            raise TranslationError(f"the format of tracepoint {category}:{name} is unknown: {e}", loc) from None
     try:
         return tracefs.tracepoint_fields(category, name)
     except tracefs.TracefsUnavailable as live_error:

@@ -25,10 +25,11 @@ class CompiledHandler:
 
 
 class ProgramCompiler:
-    def __init__(self, cls):
+    def __init__(self, cls, kernel=None):
         from pyprobe.dsl.program_source import collect
 
         self.cls = cls
+        self.kernel = kernel                # a kernel view (tracepoint formats), None: this machine
         self.maps, self.handlers, self.params = collect(cls)
         self.line_maps: dict[str, tuple[str, list[int]]] = {}     # generated function -> (file, lines)
         self.functions: dict[tuple, tuple[str, CType]] = {}      # (func, arg types) -> (name, return type)
@@ -103,7 +104,7 @@ class ProgramCompiler:
         loc = Location(filename, fdef.lineno, fdef.col_offset)
         if not handler.probes:
             raise TranslationError(f"{name} is a tail-call target: simulate the handler that calls it", loc)
-        context = context_for(handler.probes[probe_index], loc)
+        context = context_for(handler.probes[probe_index], loc, self.kernel)
         gen_name = f"H_{name}_{probe_index}"
         tr = HandlerCompiler(self, handler.func, fdef, filename, context, gen_name)
         params = [a.arg for a in fdef.args.args]
@@ -181,7 +182,10 @@ class CompiledProgram:
         return None
 
 
-def compiled_program(cls) -> CompiledProgram:
+def compiled_program(cls, kernel=None) -> CompiledProgram:
+    """The class's generated code (cached on the class for this machine's kernel)."""
+    if kernel is not None:
+        return ProgramCompiler(cls, kernel).compile_all()
     cached = cls.__dict__.get("_pp_sim")
     if cached is None:
         cached = ProgramCompiler(cls).compile_all()

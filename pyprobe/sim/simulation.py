@@ -23,14 +23,14 @@ class Simulation:
     """The user side of a simulated program: maps and buffers by name, one method per handler,
     `set()` for what the helpers return, `trace` for trace_printk's lines."""
 
-    def __init__(self, cls, params: dict, ncpus: int = 2):
+    def __init__(self, cls, params: dict, ncpus: int = 2, kernel=None):
         from pyprobe.dsl.types import Scalar
         from pyprobe.sim.buffers import EventBufferSim
         from pyprobe.sim.program import compiled_program, is_event_buffer, is_prog_array
         from pyprobe.sim.storage import storage_for
         from pyprobe.sim.views import view_for
 
-        self._program = program = compiled_program(cls)
+        self._program = program = compiled_program(cls, kernel)
         unknown = set(params) - set(program.params)
         if unknown:
             raise TypeError(f"{cls.__name__} has no Param {', '.join(sorted(unknown))} "
@@ -176,5 +176,5 @@ class Simulation:
         return f"<simulated {self._program.cls.__name__}: maps {', '.join(self._maps) or 'none'}>"
 
 
-def simulate(cls, ncpus: int = 2, **params) -> Simulation:
-    return Simulation(cls, params, ncpus)
+def simulate(cls, ncpus: int = 2, kernel=None, **params) -> Simulation:
+    return Simulation(cls, params, ncpus, kernel)

@@ -6,6 +6,7 @@ kernel on generated handlers; these are the named cases a reader can follow.
 import pytest
 
 from pyprobe import (Array, Hash, Histogram, LruHash, PerCpuArray, PerCpuHash, Program, RingBuf, SimulationError,
+                     TranslationError,
                      Struct, char, kprobe, kretprobe, raw_tracepoint, s8, s16, s32, s64, syscall, syscall_return,
                      tracepoint, u8, u16, u32, u64)
 from pyprobe.bpf import comm, current_task, ktime_ns, log2, pid, probe_read_user_str, smp_processor_id, tgid, tid, \
@@ -232,3 +233,23 @@ def test_what_the_translator_refuses_the_simulator_refuses_at_the_same_line():
     with pytest.raises(TranslationError) as simulated:
         Loop.simulate()
     assert translated.value.lineno == simulated.value.lineno and "loop's variable" in str(simulated.value)
+
+
+def test_a_recorded_kernel_view_gives_the_tracepoint_formats():
+    import os
+
+    from pyprobe.backend.kernel_record import RecordedKernel
+
+    class Opens(Program):
+        names = Hash(u32, u64)
+
+        @syscall("openat")
+        def on_open(self, args):
+            self.names[args.flags] += 1
+
+    view = RecordedKernel.load(os.path.join(os.path.dirname(__file__), "data", "kernel-view.json"))
+    sim = Opens.simulate(kernel=view)
+    sim.on_open(filename="/etc/hosts", flags=2**32 + 5)          # the u32 key keeps the low 32 bits
+    assert sim.names.items() == [(5, 1)]
+    with pytest.raises(TranslationError, match="sys_enter_read is unknown"):
+        Reads.simulate(kernel=view)
