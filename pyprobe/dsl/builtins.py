@@ -104,16 +104,6 @@ def _retval(tr, node, ctx):
     return Value(f"PT_REGS_RC({tr.context_param})", s64)
 
 
-@helper("user_mode", 1)
-def _user_mode(tr, node, ctx):
-    from pyprobe.dsl.registers import user_mode
-
-    regs = getattr(tr.context, "regs", None)
-    if regs is None:
-        tr.fail(node, "user_mode(ctx) needs the registers of a kprobe, uprobe, USDT or perf_event handler")
-    return user_mode(regs(tr.context_param))
-
-
 @helper("usdt_arg", 2)
 def _usdt_arg(tr, node, ctx, n):
     if tr.context is None or tr.context.attach.kind != "usdt":
@@ -320,50 +310,6 @@ def _delete(tr, node, ref, key):
 
 
 
-@helper("cast", 2)
-def _cast(tr, node, t, value):
-    from pyprobe.dsl import kernel_data
-    from pyprobe.dsl.values import PyObject
-
-    if isinstance(t, StringLit):
-        ctype = kernel_data.parse_type(tr, node.args[0], t.text)
-        if not isinstance(ctype, PointerType):
-            tr.fail(node.args[0], f"cast() makes pointers: write \"{t.text} *\"")
-        return kernel_data.cast(tr, node.args[1], ctype, value)
-    if isinstance(t, PyObject) and hasattr(t.obj, "wrap"):               # an integer type
-        v = tr.scalar(node.args[1], value)
-        return Value(f"(({t.obj.c_name}){v.code})", t.obj)
-    tr.fail(node.args[0], 'cast(type, value) takes a kernel pointer type ("struct sock *") or an integer type')
-
-
-@helper("offsetof", 2)
-def _offsetof(tr, node, t, field):
-    from pyprobe.dsl import kernel_data
-
-    if not (isinstance(t, StringLit) and isinstance(field, StringLit)):
-        tr.fail(node, 'offsetof() takes two strings: offsetof("struct sock", "__sk_common.skc_dport")')
-    return kernel_data.offsetof(tr, node, t.text, field.text)
-
-
-@helper("sizeof", 1)
-def _sizeof(tr, node, t):
-    from pyprobe.dsl import kernel_data
-    from pyprobe.dsl.types import as_ctype
-    from pyprobe.dsl.values import PyObject, literal
-
-    if isinstance(t, StringLit):
-        parsed = kernel_data.parse_type(tr, node.args[0], t.text)
-        return literal(8) if isinstance(parsed, PointerType) else kernel_data.sizeof(tr, node, parsed[0])
-    if isinstance(t, Value) and t.type is not None:
-        return literal(t.type.size)
-    if isinstance(t, PyObject):
-        try:
-            return literal(as_ctype(t.obj).size)
-        except TypeError:
-            pass
-    tr.fail(node.args[0], 'sizeof() takes a pyprobe type, a local, or a kernel type such as "struct sock"')
-
-
 # Queue and Stack maps: no keys.
 
 def _queue(tr, node, ref, method: str):
@@ -394,13 +340,6 @@ def _take(helper: str):
 
 map_method("pop")(_take("bpf_map_pop_elem"))
 map_method("peek")(_take("bpf_map_peek_elem"))
-
-
-@helper("current_task")
-def _current_task(tr, node):
-    from pyprobe.dsl.kernel_data import current_task
-
-    return current_task(tr)
 
 
 def _probe_read(c_helper: str, string: bool):

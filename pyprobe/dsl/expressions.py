@@ -8,7 +8,6 @@ import types
 
 from pyprobe.dsl import builtins as registry
 from pyprobe.dsl import functions
-from pyprobe.dsl.decorators import Handler
 from pyprobe.dsl import kernel_data
 from pyprobe.dsl import operators
 from pyprobe.dsl import strings

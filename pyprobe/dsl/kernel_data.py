@@ -192,3 +192,59 @@ def annotated_arg(tr, annotation, arg: Value) -> Value:
     has no prototype (static functions, compiler copies), or a pyprobe integer type."""
     ctype = tr.type_of_annotation(annotation)
     return Value(f"(({ctype.c_name}){arg.code})", ctype)
+
+
+# ---- the kernel-data helpers of pyprobe.bpf, registered with the translator's helpers ----
+from pyprobe.dsl.builtins import helper  # noqa: E402  (builtins never imports this module at load)
+from pyprobe.dsl.values import StringLit  # noqa: E402
+
+
+@helper("current_task")
+def _current_task(tr, node):
+    from pyprobe.dsl.kernel_data import current_task
+
+    return current_task(tr)
+
+
+@helper("cast", 2)
+def _cast(tr, node, t, value):
+    from pyprobe.dsl import kernel_data
+    from pyprobe.dsl.values import PyObject
+
+    if isinstance(t, StringLit):
+        ctype = kernel_data.parse_type(tr, node.args[0], t.text)
+        if not isinstance(ctype, PointerType):
+            tr.fail(node.args[0], f"cast() makes pointers: write \"{t.text} *\"")
+        return kernel_data.cast(tr, node.args[1], ctype, value)
+    if isinstance(t, PyObject) and hasattr(t.obj, "wrap"):               # an integer type
+        v = tr.scalar(node.args[1], value)
+        return Value(f"(({t.obj.c_name}){v.code})", t.obj)
+    tr.fail(node.args[0], 'cast(type, value) takes a kernel pointer type ("struct sock *") or an integer type')
+
+
+@helper("offsetof", 2)
+def _offsetof(tr, node, t, field):
+    from pyprobe.dsl import kernel_data
+
+    if not (isinstance(t, StringLit) and isinstance(field, StringLit)):
+        tr.fail(node, 'offsetof() takes two strings: offsetof("struct sock", "__sk_common.skc_dport")')
+    return kernel_data.offsetof(tr, node, t.text, field.text)
+
+
+@helper("sizeof", 1)
+def _sizeof(tr, node, t):
+    from pyprobe.dsl import kernel_data
+    from pyprobe.dsl.types import as_ctype
+    from pyprobe.dsl.values import PyObject, literal
+
+    if isinstance(t, StringLit):
+        parsed = kernel_data.parse_type(tr, node.args[0], t.text)
+        return literal(8) if isinstance(parsed, PointerType) else kernel_data.sizeof(tr, node, parsed[0])
+    if isinstance(t, Value) and t.type is not None:
+        return literal(t.type.size)
+    if isinstance(t, PyObject):
+        try:
+            return literal(as_ctype(t.obj).size)
+        except TypeError:
+            pass
+    tr.fail(node.args[0], 'sizeof() takes a pyprobe type, a local, or a kernel type such as "struct sock"')

@@ -36,3 +36,16 @@ def user_mode(regs: str) -> Value:
     from pyprobe.dsl.types import s32
 
     return Value(f"((__s64)PT_REGS_IP({regs}) >= 0)", s32)
+
+
+from pyprobe.dsl.builtins import helper  # noqa: E402  (registered here, next to what it reads)
+
+
+@helper("user_mode", 1)
+def _user_mode(tr, node, ctx):
+    from pyprobe.dsl.registers import user_mode
+
+    regs = getattr(tr.context, "regs", None)
+    if regs is None:
+        tr.fail(node, "user_mode(ctx) needs the registers of a kprobe, uprobe, USDT or perf_event handler")
+    return user_mode(regs(tr.context_param))
