@@ -136,6 +136,8 @@ class Session:
                 raise BPFError(2, f"pin {name} at {path}: no directory {os.path.dirname(path)} "
                                   "(pin under /sys/fs/bpf, a bpffs)")
             m = lib.bpf_object__find_map_by_name(obj, name.encode())
+            if m == ffi.NULL:             # never a NULL passed on to libbpf
+                raise BPFError(errno.ENOENT, f"find the map {name} in the object of {self.source.name}")
             r = lib.bpf_map__set_pin_path(m, path.encode())
             if r < 0:
                 raise BPFError(-r, f"pin {name} at {path}")
