@@ -266,8 +266,14 @@ class PerCpuMixin(LiveMap):
     def _value_in(self, value, buf) -> None:
         import numpy as np
 
+        if isinstance(self.value_type, Scalar):
+            value = checks.integer(value, self.value_type, f"{self.name}: value of {self.describe()}")
         per_cpu = np.zeros(1, dtype=self._slot_dtype())
-        per_cpu[0]["v"] = value                # a scalar is given to every CPU
+        try:
+            per_cpu[0]["v"] = value            # a scalar is given to every CPU
+        except (TypeError, ValueError, OverflowError) as e:
+            raise MapValueError(f"{self.name}: value of {self.describe()}: {value!r} is not a "
+                                f"{self.value_type!r} ({e})") from None
         ffi.memmove(buf, per_cpu.tobytes(), self.vsize)
 
     # Reducers over the CPUs, as bcc's sum/max/average: of one key's value, or of

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from pyprobe import Array, Hash, Param, Program, char, syscall, u32, u64
+from pyprobe import Array, Hash, Param, PerCpuHash, Program, char, syscall, u32, u64
 from pyprobe.bpf import tgid
 from pyprobe.dsl.maps import LargeMapWarning
 from pyprobe.errors import MapFullError, MapIndexError, MapTypeError, MapValueError
@@ -20,6 +20,7 @@ class Inputs(Program):
     slots = Array(u64, 4)
     names = Hash(char[16], u64)
     small = Hash(u32, u64, max_entries=2)
+    per_cpu = PerCpuHash(u32, u64)
 
     @syscall("getppid")
     def on_getppid(self, args):
@@ -55,6 +56,10 @@ def test_values_that_do_not_fit_name_the_map(prog):
     with pytest.raises(MapTypeError, match=r"counts: value .*2.5 is not an integer"):
         prog.counts[7] = 2.5
     assert 7 not in prog.counts
+    with pytest.raises(MapValueError, match=r"per_cpu: value of PerCpuHash\(u32, u64.*-1 does not fit u64"):
+        prog.per_cpu[1] = -1
+    with pytest.raises(MapTypeError, match=r"per_cpu: value .*0.5 is not an integer"):
+        prog.per_cpu[1] = 0.5
 
 
 def test_a_string_longer_than_its_char_array_is_refused_not_cut(prog):
