@@ -4,6 +4,7 @@
 # that `pyprobe <tool>` starts without clang; where the build machine cannot (no clang,
 # no kernel BTF) the tools compile with clang where they run instead.
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,10 +15,13 @@ from setuptools.command.build import build
 class BuildWithToolObjects(build):
     def run(self):
         super().run()
-        out = os.path.join(self.build_lib, "pyprobe", "tools", "prebuilt")
-        env = dict(os.environ, PYTHONPATH=os.path.abspath(self.build_lib))
-        done = subprocess.run([sys.executable, "-m", "pyprobe.prebuilt", out], env=env)
+        lib = os.path.abspath(self.build_lib)
+        out = os.path.join(lib, "pyprobe", "tools", "prebuilt")
+        # run in build_lib: the package as built (with its cffi extension), not the source tree
+        done = subprocess.run([sys.executable, "-m", "pyprobe.prebuilt", out], cwd=lib,
+                              env=dict(os.environ, PYTHONPATH=lib))
         if done.returncode != 0:
+            shutil.rmtree(out, ignore_errors=True)
             print("warning: the tools' BPF objects were not prebuilt; tools will compile with clang", file=sys.stderr)
 
 
