@@ -65,7 +65,6 @@ def dev_t(name: str) -> int:
     return int(major) << 20 | int(minor)
 
 
-@pytest.mark.kernel_matrix
 def test_biosnoop_sees_200_direct_4k_writes(disk):
     from pyprobe.tools.biosnoop import choose
 
@@ -100,7 +99,6 @@ def test_biosnoop_command_columns_and_queue_time(disk):
         [(str(child.pid), name, "R", str(8 * i), "4096") for i in range(4)]
 
 
-@pytest.mark.kernel_matrix
 def test_biolatency_counts_every_io_of_its_disk(disk):
     from pyprobe.tools.biolatency import choose
 
