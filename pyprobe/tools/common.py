@@ -165,19 +165,10 @@ def log2_buckets(counts) -> list[dict]:
     return out
 
 
-def _import_numpy_meanwhile() -> None:
-    """Records are read as numpy arrays, whose import (~0.1 s warm, much more from a cold disk)
-    would come after attaching, before the first event: start it now, beside loading."""
-    import threading
-
-    threading.Thread(target=__import__, args=("numpy",), daemon=True).start()
-
-
 def run(main_fn) -> int:
     """A tool's exit status: 0, or 1 with pyprobe's one-line error on stderr."""
     import pyprobe
 
-    _import_numpy_meanwhile()
     try:
         main_fn()
     except KeyboardInterrupt:
