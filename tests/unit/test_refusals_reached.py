@@ -18,7 +18,7 @@ VIEW = RecordedKernel.load(os.path.join(os.path.dirname(__file__), "data", "kern
 TEMPLATE = '''\
 import os
 from pyprobe import (Program, Hash, Array, Struct, RingBuf, PerfBuf, ProgArray, PerfEventArray, DevMap, StackTrace,
-                     Queue, ArrayOfMaps, raw_tracepoint, kprobe, perf_event, uprobe, u32, u64, char)
+                     Queue, ArrayOfMaps, raw_tracepoint, kprobe, perf_event, uprobe, usdt, xdp, u32, u64, char)
 from pyprobe.bpf import (cast, ktime_ns, offsetof, probe_read, sizeof, trace_printk, usdt_arg, current_task)
 N = 3
 class E(Struct):
@@ -151,6 +151,7 @@ CASES = [
     (RAW, "match x:\n            case x:\n                pass", "case x: would rebind the local x"),
     (RAW, "match x:\n            case [1, 2]:\n                pass", "match cases over integers take constants"),
     (RAW, "for i in range(3):\n            i = 2", "i is the loop's variable"),
+    (('xdp("lo")', "on(self, ctx)"), "y = ctx.packet.payload.nosuch", "pkt.payload has no attribute 'nosuch'"),
 ]
 
 
@@ -184,3 +185,53 @@ def test_refusal_is_reached_at_its_line(tmp_path, probe, line, message, lines):
         assert e.lineno == DEF, str(e)
     else:
         assert LINE <= e.lineno <= LINE + line.count("\n"), str(e)
+
+
+def test_usdt_arg_takes_a_constant_from_1_to_12(tmp_path):
+    """A @usdt context needs a binary with USDT notes: built here (gcc and sys/sdt.h, no root)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc missing: it builds the USDT test binary")
+    exe = tmp_path / "usdt_app"
+    app = os.path.join(os.path.dirname(os.path.dirname(__file__)), "kernel", "data", "usdt_app.c")
+    subprocess.run(["gcc", "-O1", "-o", str(exe), app], check=True)
+    path, program = case_program(tmp_path, (f'usdt("{exe}", "app:request")', "on(self, ctx)"), "y = usdt_arg(ctx, 13)")
+    with pytest.raises(TranslationError, match=r"takes a constant n from 1 \(bcc's numbering\) to 12") as err:
+        translate_program(program, kernel=VIEW)
+    assert (err.value.filename, err.value.lineno) == (str(path), LINE)
+
+
+def test_a_kernel_member_of_a_type_pyprobe_cannot_read(tmp_path):
+    """No member of this kernel's structs has such a type (a 16-byte integer, a float): a
+    view that says task_struct has one shows the refusal."""
+    import json
+
+    with open(os.path.join(os.path.dirname(__file__), "data", "kernel-view.json")) as f:
+        data = json.load(f)
+    btf = data["btf"]
+    task = btf["struct_id"]['["task_struct"]']["value"]
+    btf["members"][json.dumps([task])]["value"]["wide"] = 999999999
+    btf["resolve"][json.dumps([999999999])] = {"value": [999999999, 1, "__int128", 16, True, 0, 0]}
+    path, program = case_program(tmp_path, RAW, "y = current_task().wide")
+    with pytest.raises(TranslationError, match=r"struct task_struct.wide has a type pyprobe cannot read yet"):
+        translate_program(program, kernel=RecordedKernel(data))
+
+
+def test_indexing_a_pointer_to_something_not_an_integer_or_pointer():
+    """strings.index_pointer() is reached only with pointers to integers or pointers today
+    (tracepoint fields, casts); its refusal guards a pointer type added later."""
+    import ast
+
+    from pyprobe.dsl import strings
+    from pyprobe.dsl.types import PointerType, StructType, u32
+    from pyprobe.dsl.values import Value
+
+    class Translator:
+        def fail(self, node, message, hint=None):
+            raise TranslationError(message)
+
+    pointer = Value("p", PointerType(StructType("pair", [("a", u32), ("b", u32)])))
+    with pytest.raises(TranslationError, match="cannot be indexed: its elements are not integers or pointers"):
+        strings.index_pointer(Translator(), ast.Constant(0), pointer, Value("0", u32, const=0))
