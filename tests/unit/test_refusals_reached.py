@@ -152,6 +152,7 @@ CASES = [
     (RAW, "match x:\n            case [1, 2]:\n                pass", "match cases over integers take constants"),
     (RAW, "for i in range(3):\n            i = 2", "i is the loop's variable"),
     (('xdp("lo")', "on(self, ctx)"), "y = ctx.packet.payload.nosuch", "pkt.payload has no attribute 'nosuch'"),
+    (RAW, "y = os", "y cannot hold"),
 ]
 
 
