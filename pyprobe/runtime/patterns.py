@@ -57,7 +57,7 @@ def function_offsets(path: str, names: list[str]) -> list[int]:
         vaddr = elf.functions.address_of(name)
         seg = next((s for s in elf.segments if vaddr is not None and s.executable
                     and s.vaddr <= vaddr < s.vaddr + s.filesz), None)
-        if seg is None:
+        if seg is None or vaddr is None:
             raise UnsupportedProbe(f"uprobe {path}:{name}: the function is in no executable segment")
         out.append(vaddr - seg.vaddr + seg.offset)
     return out
