@@ -1,5 +1,6 @@
 """TCP tools against loopback connections of their own (and one unanswered SYN), with exact
 ports, addresses and byte counts."""
+import json
 import os
 import socket
 import threading
@@ -46,7 +47,7 @@ def workload(pipe_w: int) -> None:
     out = {}
     sessions(5, socket.AF_INET, "127.0.0.1", out)
     sessions(5, socket.AF_INET6, "::1", out)
-    os.write(pipe_w, repr(out["pairs"]).encode())
+    os.write(pipe_w, json.dumps(out["pairs"]).encode())
 
 
 def run_sessions(prog_or_tool):
@@ -54,7 +55,7 @@ def run_sessions(prog_or_tool):
     child = Gated(workload, w)
     assert child.go() == 0
     os.close(w)
-    pairs = eval(os.read(r, 65536).decode())
+    pairs = [tuple(p) for p in json.loads(os.read(r, 65536))]
     os.close(r)
     return child.pid, pairs
 
@@ -90,7 +91,7 @@ def test_tcplife_command_columns_and_port_filter():
     tool = Tool("tcplife", "-w", "-p", str(child.pid))
     assert child.go() == 0
     os.close(w)
-    pairs = eval(os.read(r, 65536).decode())
+    pairs = [tuple(p) for p in json.loads(os.read(r, 65536))]
     os.close(r)
     lines = tool.stop().splitlines()
     assert lines[0].split() == ["PID", "COMM", "IP", "LADDR", "LPORT", "RADDR", "RPORT", "TX_KB", "RX_KB", "MS"]
@@ -110,7 +111,7 @@ def test_tcpconnect_and_tcpaccept_see_each_connection():
     with TcpConnect(target_pid=child.pid) as conn, TcpAccept(target_pid=child.pid) as acc:
         assert child.go() == 0
     os.close(w)
-    pairs = eval(os.read(r, 65536).decode())
+    pairs = [tuple(p) for p in json.loads(os.read(r, 65536))]
     os.close(r)
     connects = [endpoints_dict(e["conn"]) for e in conn.events.drain()]
     accepts = [endpoints_dict(e["conn"]) for e in acc.events.drain()]
@@ -130,7 +131,7 @@ def test_tcpaccept_command_columns():
     tool = Tool("tcpaccept", "-4", "-p", str(child.pid))
     assert child.go() == 0
     os.close(w)
-    pairs = eval(os.read(r, 65536).decode())
+    pairs = [tuple(p) for p in json.loads(os.read(r, 65536))]
     os.close(r)
     lines = tool.stop().splitlines()
     assert lines[0].split() == ["PID", "COMM", "IP", "RADDR", "RPORT", "LADDR", "LPORT"]
