@@ -1,7 +1,7 @@
 """The differential oracle's grammar: tests/unit/test_translate_property.py's, widened to every
 map kind a handler writes (Hash, Array, PerCpuHash, PerCpuArray, LruHash, Histogram, a Struct-keyed
-Hash, a RingBuf of Struct records) and kept to handlers both sides can run: no clock, no random
-numbers, no trace pipe, shift counts below the width, `.get()` results read only while no write
+Hash, a RingBuf and a PerfBuf of Struct records) and kept to handlers both sides can run: no clock,
+no random numbers, no trace pipe, shift counts below the width, `.get()` results read only while no write
 to their map could have replaced the element.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ _spec.loader.exec_module(_property)
 Gen = _property.Gen
 
 HEADER = '''\
-from pyprobe import (Program, Hash, Array, PerCpuHash, PerCpuArray, LruHash, Histogram, RingBuf, Struct,
+from pyprobe import (Program, Hash, Array, PerCpuHash, PerCpuArray, LruHash, Histogram, RingBuf, PerfBuf, Struct,
                      raw_tracepoint, u8, u16, u32, u64, s8, s16, s32, s64, char)
 from pyprobe.bpf import tgid, tid, pid, uid, log2
 N = 3
@@ -45,6 +45,7 @@ MAPS = '''\
     h = Histogram()
     sk = Hash(Key, u64, max_entries=8)
     rb = RingBuf(Rec, size=4096)
+    pb = PerfBuf(Rec, pages=1)
 '''
 
 CLASS = '''
@@ -161,8 +162,9 @@ class OracleGen(Gen):
         if kind == "get":
             m = self.pick(SCALAR_MAPS)
             name = "v" + m                    # one pointer type per name
+            key = e(1)                        # drawn before the name is live: it may not read the new value
             self.live[name] = m
-            return [f"{name} = self.{m}.get({e(1)})", f"if {name} is None:", self.pick(["    return", "    return 1"])]
+            return [f"{name} = self.{m}.get({key})", f"if {name} is None:", self.pick(["    return", "    return 1"])]
         if kind == "hist":
             return [f"self.h.increment({self.pick(['log2(' + e() + ')', '(' + e() + ') & 63'])})"]
         if kind == "struct_key":
@@ -171,7 +173,7 @@ class OracleGen(Gen):
         if kind == "record":
             name = self.pick(['"ab"', '"hello"', '""'])
             return ["r = Rec()", f"r.a = {e()}", f"r.b = {e()}", f"r.c = {e()}", f"r.name = {name}",
-                    "self.rb.submit(r)"]
+                    f"self.{self.pick(['rb', 'pb'])}.submit(r)"]
         if kind == "return":
             return [self.pick(["return", f"return {e()}"])]
         if kind == "if":

@@ -106,7 +106,8 @@ def binop(op: type[ast.operator], a: Value, b: Value) -> Value:
     elif op in (ast.FloorDiv, ast.Mod) and b.const is None and t is not None:
         # C leaves x / 0 undefined and clang exploits it; BPF's x / 0 is 0 and x % 0 is x: say so in C
         fn = "pp_udiv" if op is ast.FloorDiv else "pp_umod"
-        code = f"(({t.c_name}){fn}({a.code}, {b.code}))"
+        # the operands in the result's type first (-9 % u32 is 4294967287 % u32, not (2^64 - 9) % u32)
+        code = f"(({t.c_name}){fn}(({t.c_name})({a.code}), ({t.c_name})({b.code})))"
     if op in (ast.LShift, ast.RShift) and t is not None:
         t = shift_type(a)
     return Value(code, t)

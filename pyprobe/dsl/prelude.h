@@ -67,7 +67,8 @@ typedef _Bool bool;
 	typeof(*(map_).value) *__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);   \
 	if (__pp_v) __sync_fetch_and_add(__pp_v, (n_)); })
 
-/* Per-CPU maps: this CPU's slot has no other writer. */
+/* Per-CPU maps: this CPU's slot has no other writer. The add is done unsigned: a signed
+ * overflow would be undefined in C, and clang turns `x += INT_MIN` into `x |= INT_MIN`. */
 #define pp_percpu_hash_add(map_, key_, n_) ({                            \
 	typeof(*(map_).key) __pp_k = (key_);                                     \
 	typeof(*(map_).value) *__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);   \
@@ -76,12 +77,12 @@ typedef _Bool bool;
 		bpf_map_update_elem(&(map_), &__pp_k, &__pp_z, PP_NOEXIST);         \
 		__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);                     \
 	}                                                                      \
-	if (__pp_v) *__pp_v += (n_); })
+	if (__pp_v) *__pp_v = (typeof(*__pp_v))((__u64)*__pp_v + (__u64)(n_)); })
 
 #define pp_percpu_array_add(map_, key_, n_) ({                           \
 	typeof(*(map_).key) __pp_k = (key_);                                     \
 	typeof(*(map_).value) *__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);   \
-	if (__pp_v) *__pp_v += (n_); })
+	if (__pp_v) *__pp_v = (typeof(*__pp_v))((__u64)*__pp_v + (__u64)(n_)); })
 
 /* bcc's lookup_or_try_init: the value, inserting `init` first when missing. */
 #define pp_lookup_or_init(map_, key_, init_) ({                           \

@@ -354,7 +354,8 @@ class HandlerCompiler(SimStatements):
         a, b = self.scalar(left_node, left), self.scalar(right_node, right)
         if a.const is not None and b.const is not None:
             return const_value(int(operators.compare(type(op), _as_value(a), _as_value(b)).const or 0))
-        t = operators.result_type(_as_value(a), _as_value(b))   # C compares in the common type
+        t = operators.result_type(_as_value(a), _as_value(b)) or operators.common_type(   # C compares in
+            operators.int_type(a.scalar), operators.int_type(b.scalar))                      # the common type
         return SV(f"(1 if {self.convert(a, t).code} {PY_COMPARES[type(op)]} {self.convert(b, t).code} else 0)", s32)
 
     def expr_Call(self, node):

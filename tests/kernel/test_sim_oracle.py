@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from oracle_grammar import CLASS, HEADER, Case, cases
 from pyprobe import Program, TranslationError, VerifierError
 
-MODULES = 12            # hypothesis examples, each a module of PER_MODULE handlers
+MODULES = 20            # hypothesis examples, each a module of PER_MODULE handlers
 PER_MODULE = 20
 EVENTS = 6              # events per handler
 MIN_CASES = 1000        # handler x event cases a run
@@ -49,6 +49,10 @@ KEPT: list[Case] = [
     Case(["total = ctx.args[3]", "total &= 0", "r = Rec()", "r.c = log2((-9223372036854775808) // total)",
           "r.b = ctx.args[0] % total", "self.rb.submit(r)"],
          [(0, [7, 7, 363, 4]), (1, [2**64 - 1, 5, 2, 667])]),
+    # translator: a per-CPU `+=` was a signed C add, whose overflow clang exploited (x + INT_MIN -> x | INT_MIN);
+    # and an unsigned % by a variable widened a negative int operand to 64 bits before converting it
+    Case(["self.pc[(ctx.args[3] >> (8 & 31))] += (-2147483648)", "self.pa[1] = ((-9) % log2(ctx.args[2]))"],
+         [(0, [5, 3, 256, 1]), (0, [1, 2, 2**38, 4]), (1, [1, 2, 3, 4]), (0, [1, 2, 3, 4])]),
 ]
 
 _counter = itertools.count()
@@ -102,6 +106,7 @@ def snapshot(side) -> dict:
     keys, values = side.sk.to_numpy()
     out["sk"] = sorted(zip([k.tobytes() for k in keys], values.tolist()))
     out["rb"] = [r.tobytes() for r in side.rb.drain()]
+    out["pb"] = [r.tobytes() for r in side.pb.drain()]
     return out
 
 
