@@ -172,11 +172,12 @@ class Session:
             report = _progress_report() if len(todo) >= MANY_PROBES else None
             try:
                 for i, (info, probe) in enumerate(todo):
-                    points = [p.describe() for p in probe] if isinstance(probe, list) else [probe.describe()]
+                    probes = probe if isinstance(probe, list) else [probe]
                     if report is not None:
-                        report(f"attaching {i + 1}/{len(todo)}: {points[0]}")
+                        report(f"attaching {i + 1}/{len(todo)}: {probes[0].describe()}")
                     self.links.extend(self._attach_one(info, probe))
-                    self.attached.extend((info.c_name, point) for point in points)
+                    # described after attaching: a kprobe may have moved to a compiler copy (.isra.0)
+                    self.attached.extend((info.c_name, p.describe()) for p in probes)
             except BaseException:
                 self.detach()
                 raise
