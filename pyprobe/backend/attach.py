@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from pyprobe.backend import attach_net, features
-from pyprobe.backend.libbpf import check_ptr, ffi, lib
+from pyprobe.backend.libbpf import check, check_ptr, ffi, lib
 from pyprobe.errors import BPFError, UnsupportedProbe
 
 
@@ -241,9 +241,7 @@ def _perf_event_raw(prog, probe):
     links = []
     try:
         for c in ([cpu] if cpu is not None else (online_cpus() if pid < 0 else [-1])):
-            fd = lib.pp_perf_event_open_raw(attr, pid, c, -1)
-            if fd < 0:
-                raise BPFError(-fd, f"perf_event_open with attr {probe.options['attr']} on cpu {c}")
+            fd = check(lib.pp_perf_event_open_raw(attr, pid, c, -1), f"perf_event_open with attr {probe.options['attr']} on cpu {c}")
             link = lib.bpf_program__attach_perf_event(prog, fd)
             if link == ffi.NULL:
                 err = ffi.errno

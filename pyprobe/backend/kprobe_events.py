@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 
-from pyprobe.backend.libbpf import check_ptr, ffi, lib
+from pyprobe.backend.libbpf import check, check_ptr, ffi, lib
 from pyprobe.errors import BPFError
 
 GROUP = "pyprobe"
@@ -64,9 +64,8 @@ def attach_kretprobe(prog, function: str, maxactive: int):
     try:
         with open(os.path.join(tracefs_root(), "events", GROUP, event, "id")) as f:
             tp_id = int(f.read())
-        fd = lib.pp_perf_event_open(2, tp_id, 0, 0, -1, 0)      # PERF_TYPE_TRACEPOINT; fires on every CPU
-        if fd < 0:
-            raise BPFError(-fd, f"open the perf event of kretprobe {function}")
+        # PERF_TYPE_TRACEPOINT; fires on every CPU
+        fd = check(lib.pp_perf_event_open(2, tp_id, 0, 0, -1, 0), f"open the perf event of kretprobe {function}")
         link = lib.bpf_program__attach_perf_event(prog, fd)
         if link == ffi.NULL:
             os.close(fd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pyprobe.backend.libbpf import ffi, lib
+from pyprobe.backend.libbpf import check, ffi, lib
 from pyprobe.errors import BPFError
 from pyprobe.runtime.tabular import Tabular
 
@@ -38,9 +38,7 @@ class PerfCounters(Tabular):
                                          + (f" (pid {pid})" if pid >= 0 else ""))
                 fds.append(pfd)
                 key[0], value[0] = cpu, pfd
-                r = lib.bpf_map_update_elem(self.fd, key, value, 0)
-                if r < 0:
-                    raise BPFError(-r, f"store the {self.spec.event} counter of cpu {cpu} in {self.name}")
+                check(lib.bpf_map_update_elem(self.fd, key, value, 0), f"store the {self.spec.event} counter of cpu {cpu} in {self.name}")
         except BaseException:
             for pfd in fds:
                 os.close(pfd)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import weakref
 
-from pyprobe.backend.libbpf import ffi, lib
+from pyprobe.backend.libbpf import check, ffi, lib
 from pyprobe.errors import BPFError
 from pyprobe.runtime.maps import LiveMap, live_map
 
@@ -30,9 +30,7 @@ class MapOfMaps(LiveMap):
     def inner(self, key):
         """The map in slot `key`, opened by its id; KeyError for an empty slot."""
         map_id = self[key]
-        fd = lib.bpf_map_get_fd_by_id(map_id)
-        if fd < 0:
-            raise BPFError(-fd, f"open map id {map_id} from {self.name}[{key!r}]")
+        fd = check(lib.bpf_map_get_fd_by_id(map_id), f"open map id {map_id} from {self.name}[{key!r}]")
         return self._owned(self.spec.inner, fd, f"{self.name}[{key!r}]")
 
     @staticmethod

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import weakref
 
-from pyprobe.backend.libbpf import ffi, lib
-from pyprobe.errors import BPFError, PyprobeError
+from pyprobe.backend.libbpf import check, ffi, lib
+from pyprobe.errors import PyprobeError
 
 __all__ = ["open_pinned", "unpin", "map_info"]
 
@@ -26,9 +26,7 @@ def open_pinned(spec, pin: str | None = None):
     from pyprobe.runtime.maps import live_map
 
     ensure_bpffs()
-    fd = lib.bpf_obj_get(path.encode())
-    if fd < 0:
-        raise BPFError(-fd, f"open the map pinned at {path}")
+    fd = check(lib.bpf_obj_get(path.encode()), f"open the map pinned at {path}")
     try:
         info = map_info(fd)
         want = (spec.map_type, spec.key.size if spec.key is not None else 0, spec.value.size if spec.value else 0)
@@ -59,9 +57,7 @@ def map_info(fd: int) -> dict:
     """What the kernel says of a map: type, id, name, key/value sizes, max_entries, flags."""
     info = ffi.new("struct bpf_map_info *")
     size = ffi.new("uint32_t *", ffi.sizeof("struct bpf_map_info"))
-    r = lib.bpf_obj_get_info_by_fd(fd, info, size)
-    if r < 0:
-        raise BPFError(-r, "read a map's info")
+    check(lib.bpf_obj_get_info_by_fd(fd, info, size), "read a map's info")
     return {"type": info.type, "id": info.id, "name": ffi.string(info.name).decode(errors="replace"),
             "key_size": info.key_size, "value_size": info.value_size, "max_entries": info.max_entries,
             "flags": info.map_flags}

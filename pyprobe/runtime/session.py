@@ -9,7 +9,7 @@ import errno
 import os
 
 from pyprobe.backend import attach as attach_mod
-from pyprobe.backend.libbpf import ffi, lib, recent_messages
+from pyprobe.backend.libbpf import check, ffi, lib, recent_messages
 from pyprobe.errors import BPFError, UnsupportedProbe, VerifierError
 from pyprobe.runtime.buffers import EventStream, PerfBufStream, RingBufStream
 from pyprobe.runtime.critical import deferred_signals
@@ -112,18 +112,14 @@ class Session:
             raise BPFError(2, f"find the {SECTION} section of {self.source.name}")
         data = pack(self.source.params, self.param_values)
         self._params_buf = ffi.from_buffer(data)
-        r = lib.bpf_map__set_initial_value(m, self._params_buf, len(data))
-        if r < 0:
-            raise BPFError(-r, f"set the Params of {self.source.name}")
+        check(lib.bpf_map__set_initial_value(m, self._params_buf, len(data)), f"set the Params of {self.source.name}")
 
     def _set_sizes(self, obj) -> None:
         for name, n in self.sizes.items():
             m = lib.bpf_object__find_map_by_name(obj, name.encode())
             if m == ffi.NULL:
                 raise BPFError(errno.ENOENT, f"find the map {name} in the object of {self.source.name}")
-            r = lib.bpf_map__set_max_entries(m, n)
-            if r < 0:
-                raise BPFError(-r, f"set max_entries of {name} to {n}")
+            check(lib.bpf_map__set_max_entries(m, n), f"set max_entries of {name} to {n}")
 
     def _set_pins(self, obj) -> None:
         """Maps declared with pin=: libbpf reuses the map pinned there (after checking its
@@ -138,9 +134,7 @@ class Session:
             m = lib.bpf_object__find_map_by_name(obj, name.encode())
             if m == ffi.NULL:             # never a NULL passed on to libbpf
                 raise BPFError(errno.ENOENT, f"find the map {name} in the object of {self.source.name}")
-            r = lib.bpf_map__set_pin_path(m, path.encode())
-            if r < 0:
-                raise BPFError(-r, f"pin {name} at {path}")
+            check(lib.bpf_map__set_pin_path(m, path.encode()), f"pin {name} at {path}")
 
     def _load_error(self, errno_: int) -> BPFError:
         for c_name, buf in self._logs.items():
