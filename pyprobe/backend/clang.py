@@ -5,7 +5,9 @@ import os
 
 from pyprobe.errors import CompileError, PyprobeError
 
-FLAGS = ("-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wno-unused-value",
+# -fwrapv: the handler language promises that integers wrap; without it a signed overflow is
+# undefined in C and clang exploits it (the differential oracle saw x + INT_MIN become x | INT_MIN).
+FLAGS = ("-O2", "-g", "-fwrapv", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wno-unused-value",
          "-Wno-pointer-sign", "-Wno-compare-distinct-pointer-types", "-Wno-unknown-attributes",
          # libbpf's usdt.bpf.h includes <linux/errno.h>, whose <asm/...> lives in the multiarch dir
          "-idirafter", "/usr/include/x86_64-linux-gnu")
