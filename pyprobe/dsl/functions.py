@@ -5,7 +5,8 @@ inline C functions.
 argument kinds (like a C++ template) and inlined by clang. Arguments keep Python's
 meaning: integers and pointers are passed by value; structs and char[N] by reference
 (the helper writes into the caller's value, as a Python method would); maps, strings
-and the probe context are bound at translation (no C parameter). A helper returns an
+are bound at translation (no C parameter); the probe context is passed as the
+handler's own context pointer. A helper returns an
 integer, a pointer, or a struct/char[N] (copied into a value of the caller's).
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _argument(tr, node, value):
     if isinstance(value, StringLit):
         return ("str", value.text), None, value
     if isinstance(value, ContextRef):
-        return ("ctx", tr.context.c_param_type if tr.context is not None else None), None, value
+        return ("ctx", tr.context.c_param_type if tr.context is not None else None), value.name, value
     if isinstance(value, Nullable):
         return ("nullable", value.target), value.code, value
     if isinstance(value, Value) and isinstance(value.type, (StructType, ArrayType)):

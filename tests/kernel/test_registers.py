@@ -24,6 +24,11 @@ def app(tmp_path_factory):
     return exe, symbols
 
 
+def entry_ip(ctx):
+    """A helper given the probe context: its registers read as in the handler."""
+    return ctx.ip
+
+
 def uprobe_registers(exe):
     class Registers(Program):
         ip = Hash(u64, u64)           # ip -> calls
@@ -32,7 +37,7 @@ def uprobe_registers(exe):
 
         @uprobe(exe, "work_beta")
         def on_beta(self, ctx):
-            self.ip[ctx.ip] += 1
+            self.ip[entry_ip(ctx)] += 1
             self.args[ctx.parm1] += 1
             if ctx.sp % 16 == 8:                 # the call pushed the return address
                 self.sp_aligned[0] += 1
