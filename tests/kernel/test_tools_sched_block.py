@@ -25,6 +25,7 @@ def disk():
     if scratch:
         yield scratch, os.path.basename(os.path.realpath(scratch))
         return
+    forget_stale_loop_devices()
     image = f"/var/tmp/pyprobe-tools-{os.getpid()}.img"
     with open(image, "wb") as f:
         f.truncate(16 << 20)
@@ -43,6 +44,20 @@ def disk():
         yield device, os.path.basename(device)
     finally:
         subprocess.run(["losetup", "-d", device], check=False)
+        os.unlink(image)
+
+
+def forget_stale_loop_devices() -> None:
+    """Detach the loop devices of earlier runs that were killed before their teardown."""
+    import glob
+
+    for image in glob.glob("/var/tmp/pyprobe-tools-*.img"):
+        pid = int(image.rsplit("-", 1)[1].split(".")[0])
+        if os.path.exists(f"/proc/{pid}"):
+            continue
+        found = subprocess.run(["losetup", "-j", image], capture_output=True, text=True).stdout
+        for line in found.splitlines():
+            subprocess.run(["losetup", "-d", line.split(":")[0]], check=False)
         os.unlink(image)
 
 
