@@ -1,8 +1,9 @@
 """Programs of every probe kind, with the kernel each is translated for (a feature
 override of the recorded view) and what its C must hold. tests/unit/test_translate_kinds.py
 translates them from tests/unit/data/kernel-view.json; record_kernel.py records that file."""
-from pyprobe import (Array, Hash, Program, first_of, fentry, fexit, kprobe, kretprobe, perf_event, raw_tracepoint,
-                     syscall, syscall_return, tp_btf, tracepoint, u32, u64, uprobe, uretprobe, xdp)
+from pyprobe import (Array, Hash, Program, cgroup_ingress, cgroup_sock, first_of, fentry, fexit, kprobe, kretprobe,
+                     perf_event, raw_tracepoint, socket_filter, syscall, syscall_return, tc_egress, tc_ingress, tp_btf,
+                     tracepoint, u32, u64, uprobe, uretprobe, xdp)
 from pyprobe.bpf import current_task, retval, tgid
 
 
@@ -111,6 +112,38 @@ class Packets(Program):
         self.out[0] += ctx.data_end - ctx.data
 
 
+class Tc(Program):
+    out = Array(u64, 2)
+
+    @tc_ingress("lo")
+    def inbound(self, ctx):
+        self.out[0] += ctx.len
+
+    @tc_egress("lo")
+    def outbound(self, ctx):
+        self.out[1] += ctx.len
+
+
+class Filter(Program):
+    out = Array(u64, 1)
+
+    @socket_filter("lo")
+    def keep(self, ctx):
+        self.out[0] += ctx.len
+
+
+class Cgroup(Program):
+    out = Array(u64, 2)
+
+    @cgroup_ingress("/sys/fs/cgroup")
+    def packets(self, ctx):
+        self.out[0] += ctx.len
+
+    @cgroup_sock("/sys/fs/cgroup")
+    def sockets(self, ctx):
+        self.out[1] += ctx.family
+
+
 class FirstOf(Program):
     out = Array(u64, 1)
 
@@ -139,5 +172,8 @@ CASES = [
     (User, {}, ['SEC("uprobe")', 'SEC("uretprobe")', "PT_REGS_PARM1(ctx)", "PT_REGS_RC(ctx)"]),
     (Sample, {}, ['SEC("perf_event")', "struct bpf_perf_event_data *ctx"]),
     (Packets, {}, ['SEC("xdp")', "ctx->data_end"]),
+    (Tc, {}, ['SEC("tc")', "ctx->len"]),
+    (Filter, {}, ['SEC("socket")', "ctx->len"]),
+    (Cgroup, {}, ['SEC("cgroup_skb/ingress")', 'SEC("cgroup/sock_create")', "ctx->family"]),
     (FirstOf, {}, ['SEC("tracepoint/block/block_rq_complete")', "args->nr_sector"]),
 ]
