@@ -199,7 +199,7 @@ class Expressions:
         cond = self.condition(node.test)
         a = self.scalar(node.body, self.expr(node.body))
         b = self.scalar(node.orelse, self.expr(node.orelse))
-        return Value(f"({cond} ? {a.code} : {b.code})", operators.result_type(a, b))
+        return Value(f"({cond} ? {a.code} : {b.code})", operators.choice_type(a, b))
 
     def expr_Compare(self, node):
         parts = []

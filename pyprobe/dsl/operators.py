@@ -85,6 +85,12 @@ def result_type(a: Value, b: Value) -> Scalar | None:
     return common_type(int_type(ta), int_type(tb))
 
 
+def choice_type(a: Value, b: Value) -> Scalar:
+    """The type of `a if c else b`: C's conditional operator converts both to their common type,
+    a typed value even when both are literals (`c ? 9223372036854775807 : 7` is a long long)."""
+    return result_type(a, b) or common_type(literal_type(a), literal_type(b))
+
+
 def shift_type(a: Value) -> Scalar:
     """Shifts take the left operand's promoted type; a literal's is C's (`1 << n` is an int)."""
     ta = int_type(a.scalar) if a.type is not None else literal_type(a)

@@ -318,9 +318,7 @@ class HandlerCompiler(SimStatements):
         cond = self.condition(node.test)
         a = self.scalar(node.body, self.expr(node.body))
         b = self.scalar(node.orelse, self.expr(node.orelse))
-        t = operators.result_type(_as_value(a), _as_value(b))
-        if t is None:
-            return SV(f"({a.code} if {cond} else {b.code})", None)
+        t = operators.choice_type(_as_value(a), _as_value(b))
         return SV(f"({self.convert(a, t).code} if {cond} else {self.convert(b, t).code})", t)
 
     def expr_Compare(self, node):

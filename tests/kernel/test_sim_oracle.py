@@ -53,6 +53,12 @@ KEPT: list[Case] = [
     # and an unsigned % by a variable widened a negative int operand to 64 bits before converting it
     Case(["self.pc[(ctx.args[3] >> (8 & 31))] += (-2147483648)", "self.pa[1] = ((-9) % log2(ctx.args[2]))"],
          [(0, [5, 3, 256, 1]), (0, [1, 2, 2**38, 4]), (1, [1, 2, 3, 4]), (0, [1, 2, 3, 4])]),
+    # translator and simulator: `A if c else B` of two literals was untyped, so later used as an int
+    # (C's `c ? 9223372036854775807 : 7` is a long long; 1 <= it was false in the simulation)
+    Case(["if (6276 or 1) <= (9223372036854775807 if (-25618) else 7):", "    return 1", "return 2"],
+         [(0, [1, 2, 3, 4])]),
+    Case(["x = 9223372036854775807 if ctx.args[0] else 7", "self.m[0] = x >> 40"],
+         [(0, [1, 2, 3, 4]), (1, [0, 2, 3, 4])]),
 ]
 
 _counter = itertools.count()
