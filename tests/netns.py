@@ -87,6 +87,28 @@ class VethPair:
         return bool({self.a, self.b} & names)
 
 
+def tc_program_ids(dev: str, pid: int | str = "self") -> set[int]:
+    """Programs on dev's tc hooks (call inside dev's namespace): netlink filters as `tc filter
+    show` lists them, and the tcx links (Linux >= 6.6) that process `pid` holds, as its fdinfo
+    shows them."""
+    import glob
+    import socket
+
+    shown = "".join(subprocess.run(["tc", "filter", "show", "dev", dev, hook], capture_output=True,
+                                   text=True).stdout for hook in ("ingress", "egress"))
+    ids = prog_ids(shown)
+    ifindex = socket.if_nametoindex(dev)
+    for path in glob.glob(f"/proc/{pid}/fdinfo/*"):
+        try:
+            with open(path) as f:
+                info = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if info.get("link_type", "").strip() == "tcx" and int(info.get("ifindex", "0")) == ifindex:
+            ids.add(int(info["prog_id"]))
+    return ids
+
+
 def prog_ids(text: str) -> set[int]:
     """BPF program ids in `ip link` or `tc filter` output."""
     import re

@@ -123,6 +123,7 @@ int pp_trivial_prog(int prog_type, uint32_t expected_attach_type, uint32_t attac
 int bpf_program__set_expected_attach_type(struct bpf_program *prog, int type);
 int pp_uprobe_multi_link(int prog_fd, const char *path, const unsigned long *offsets, uint32_t cnt,
                          uint32_t flags, int pid);
+int pp_tcx_link(int prog_fd, int ifindex, int egress);
 int libbpf_probe_bpf_prog_type(int prog_type, const void *opts);
 int libbpf_probe_bpf_map_type(int map_type, const void *opts);
 int libbpf_num_possible_cpus(void);
@@ -319,6 +320,25 @@ static int pp_uprobe_multi_link(int prog_fd, const char *path, const unsigned lo
     attr.cnt = cnt;
     attr.multi_flags = flags;                   /* BPF_F_UPROBE_MULTI_RETURN = 1 */
     attr.pid = pid > 0 ? (uint32_t)pid : 0;
+    fd = syscall(__NR_bpf, 28 /* BPF_LINK_CREATE */, &attr, sizeof(attr));
+    return fd < 0 ? -errno : fd;
+}
+
+/* A tc program as a tcx link on an interface (BPF_TCX_INGRESS/EGRESS, Linux >= 6.6; libbpf 1.1
+ * has no wrapper): the link goes with its fd, so even a SIGKILLed process leaves no filter.
+ * Returns a link fd or -errno (EINVAL on kernels without tcx). */
+static int pp_tcx_link(int prog_fd, int ifindex, int egress)
+{
+    struct {
+        uint32_t prog_fd, target_ifindex, attach_type, flags;
+        uint32_t relative_fd; uint64_t expected_revision;
+    } __attribute__((aligned(8))) attr;
+    int fd;
+
+    memset(&attr, 0, sizeof(attr));
+    attr.prog_fd = prog_fd;
+    attr.target_ifindex = ifindex;
+    attr.attach_type = egress ? 47 : 46;        /* BPF_TCX_EGRESS : BPF_TCX_INGRESS */
     fd = syscall(__NR_bpf, 28 /* BPF_LINK_CREATE */, &attr, sizeof(attr));
     return fd < 0 ? -errno : fd;
 }

@@ -1,11 +1,13 @@
 """Attaching packet programs: XDP, tc (clsact), socket filters and cgroups.
 
-XDP and cgroup programs get libbpf links. A tc filter and a socket filter are
-not links, so they come back as attachment objects with `destroy()`, which
-leaves the interface as it was: the clsact qdisc goes only if pyprobe made it
-and no other pyprobe filter of this process still sits on it. The interface is
-looked up in the network namespace of the calling thread, and a tc filter is
-removed in that namespace even when `close()` runs in another.
+XDP and cgroup programs get libbpf links. A tc program is a tcx link where the
+kernel has them (Linux >= 6.6): the link goes with its fd, even when the process
+is SIGKILLed. Older kernels get a netlink tc filter, and a socket filter is not a
+link either: both come back as attachment objects with `destroy()`, which leaves
+the interface as it was: the clsact qdisc goes only if pyprobe made it and no
+other pyprobe filter of this process still sits on it. The interface is looked up
+in the network namespace of the calling thread, and a tc filter is removed in that
+namespace even when `close()` runs in another.
 """
 from __future__ import annotations
 
@@ -130,6 +132,36 @@ class TcAttachment:
         self.netns.close()
 
 
+class TcxAttachment:
+    """A tc program as a tcx link (BPF_TCX_INGRESS/EGRESS): no qdisc, no handle, gone with its fd."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def destroy(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+_tcx_missing = False      # the kernel refused a tcx link once (Linux < 6.6): netlink from then on
+
+
+def _tcx(prog, interface: str, egress: bool) -> TcxAttachment | None:
+    """A tcx link, or None where the kernel (or pyprobe's libbpf module) has none."""
+    global _tcx_missing
+    if _tcx_missing or not hasattr(lib, "pp_tcx_link"):
+        return None
+    ifindex = ifindex_of("tc_egress" if egress else "tc_ingress", interface)
+    fd = lib.pp_tcx_link(lib.bpf_program__fd(prog), ifindex, int(egress))
+    if fd == -22:                         # EINVAL: no such attach type here
+        _tcx_missing = True
+        return None
+    if fd < 0:
+        raise BPFError(-fd, f"attach tc {'egress' if egress else 'ingress'} on {interface}")
+    return TcxAttachment(fd)
+
+
 def _needs(name: str) -> None:
     """A clear error where the cffi module was built before pyprobe used this libbpf call."""
     if not hasattr(lib, name):
@@ -139,8 +171,12 @@ def _needs(name: str) -> None:
 
 def _tc(prog, probe):
     (interface,) = probe.target
+    egress = probe.kind == "tc_egress"
+    link = _tcx(prog, interface, egress)
+    if link is not None:
+        return [link]
     _needs("bpf_tc_attach")
-    return [TcAttachment(prog, interface, probe.kind == "tc_egress")]
+    return [TcAttachment(prog, interface, egress)]
 
 
 # ---- socket filters ---------------------------------------------------------------
@@ -194,7 +230,7 @@ ATTACH = {"xdp": _xdp, "tc_ingress": _tc, "tc_egress": _tc, "socket_filter": _so
 
 def destroy(link) -> None:
     """Undo one attachment: a libbpf link, or a tc or socket attachment."""
-    if isinstance(link, (TcAttachment, SocketAttachment)):
+    if isinstance(link, (TcAttachment, TcxAttachment, SocketAttachment)):
         link.destroy()
     else:
         lib.bpf_link__destroy(link)
