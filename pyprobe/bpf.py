@@ -81,6 +81,9 @@ class ByteOrderHelper(KernelHelper):
 
 ntohs, htons = ByteOrderHelper("ntohs", 2), ByteOrderHelper("htons", 2)
 ntohl, htonl = ByteOrderHelper("ntohl", 4), ByteOrderHelper("htonl", 4)
+clone_redirect = _helper("clone_redirect", "clone_redirect(ctx, ifindex, flags=0): send a copy of the packet out of "
+                         "ifindex (tc; BPF_F_INGRESS: into it); 0 or -errno.")
+redirect = _helper("redirect", "return redirect(ifindex, flags=0): send the packet out of ifindex (XDP, tc).")
 user_mode = _helper("user_mode", "user_mode(ctx): 1 if the probe interrupted user space (kprobe, uprobe, perf_event).")
 
 # XDP verdicts (enum xdp_action)
@@ -101,6 +104,9 @@ BPF_F_NO_PREALLOC, BPF_F_NO_COMMON_LRU, BPF_F_NUMA_NODE = 1 << 0, 1 << 1, 1 << 2
 BPF_F_RDONLY, BPF_F_WRONLY, BPF_F_ZERO_SEED = 1 << 3, 1 << 4, 1 << 6
 BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG = 1 << 7, 1 << 8
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+
+# clone_redirect()/redirect() flags: deliver to the interface's ingress instead of sending out of it
+BPF_F_INGRESS = 1 << 0
 
 # RingBuf.query(what)
 BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE, BPF_RB_CONS_POS, BPF_RB_PROD_POS = 0, 1, 2, 3

@@ -498,3 +498,4 @@ def _redirect_map(tr, node, ref, key, flags=None):
 
 
 from pyprobe.dsl import packet as _packet  # noqa: E402,F401  (registers ntohs, htons, ntohl, htonl)
+from pyprobe.dsl import packet_helpers as _packet_helpers  # noqa: E402,F401  (clone_redirect, redirect)

@@ -19,7 +19,8 @@ TEMPLATE = '''\
 import os
 from pyprobe import (Program, Hash, Array, Struct, RingBuf, PerfBuf, ProgArray, PerfEventArray, DevMap, StackTrace,
                      Queue, ArrayOfMaps, raw_tracepoint, kprobe, perf_event, uprobe, usdt, xdp, u32, u64, char)
-from pyprobe.bpf import (cast, ktime_ns, offsetof, probe_read, sizeof, trace_printk, usdt_arg, current_task)
+from pyprobe.bpf import (cast, clone_redirect, ktime_ns, offsetof, probe_read, redirect, sizeof, trace_printk, usdt_arg,
+                         current_task)
 N = 3
 class E(Struct):
     a: u32
@@ -70,11 +71,11 @@ class P(Program):
     def other(self, ctx):
         pass
 '''
-LINE = 50           # the case's handler line; the handler's def is DEF
-DEF = 46
+LINE = 51           # the case's handler line; the handler's def is DEF
+DEF = 47
 RAW = ('raw_tracepoint("sys_enter")', "on(self, ctx)")
 
-HELPERS = (30, 46)    # the lines of the class's helper methods: their refusals name their own line
+HELPERS = (31, 47)    # the lines of the class's helper methods: their refusals name their own line
 # (probe and signature, handler line, message fragment[, where the error points if not the handler line])
 CASES = [
     (RAW, "y = usdt_arg(ctx, 1)", "only defined in a @usdt handler"),
@@ -100,6 +101,8 @@ CASES = [
     (RAW, "self.h.call(ctx, 0)", "call() is a method of ProgArray maps"),
     (RAW, "y = self.h.perf_read()", "perf_read() is a method of PerfEventArray maps"),
     (RAW, "return self.h.redirect_map(0, 0)", "redirect_map() is a method of DevMap and CpuMap"),
+    (RAW, "y = clone_redirect(ctx, 1)", "clone_redirect() works in @tc_ingress/@tc_egress handlers"),
+    (RAW, "return redirect(1)", "redirect() works in @xdp and @tc_ingress/@tc_egress handlers"),
     (RAW, 'y = b"x"', "bytes constants are not available"),
     (RAW, "y = range", "range() is only available as the iterable of a for loop"),
     (('perf_event("cpu-clock")', "on(self, ctx)"), "y = ctx.regs.nosuch", "ctx.regs has no register 'nosuch'"),
