@@ -44,6 +44,58 @@ def enter(ns: str):
         os.close(target)
 
 
+def _new_namespace(ns: str) -> None:
+    ip("netns", "add", ns)
+    ip("-n", ns, "link", "set", "lo", "up")
+    # no IPv6 autoconfiguration chatter (DAD, router solicitations) among counted packets
+    with enter(ns):
+        for conf in ("all", "default"):
+            with open(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6", "w") as f:
+                f.write("1")
+
+
+def mac(ns: str, dev: str) -> str:
+    return json.loads(ip("-n", ns, "-j", "link", "show", dev))[0]["address"]
+
+
+class Namespaces:
+    """Several namespaces for a topology, by role: `with Namespaces("vm1", "sw") as ns:`
+    then `ns["vm1"]` is its unique name; `ns.veth("vm1", "eth0", "sw", "vm1o")` wires two."""
+
+    def __init__(self, *roles: str):
+        stem = f"pp{os.getpid()}n{next(_counter)}"
+        self.names = {role: f"{stem}{role}" for role in roles}
+        self.made: list[str] = []
+
+    def __getitem__(self, role: str) -> str:
+        return self.names[role]
+
+    def __enter__(self) -> "Namespaces":
+        try:
+            for ns in self.names.values():
+                _new_namespace(ns)
+                self.made.append(ns)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for ns in reversed(self.made):
+            ip("netns", "del", ns)
+        self.made.clear()
+
+    def veth(self, role1: str, dev1: str, role2: str, dev2: str) -> None:
+        """A veth pair, dev1 in role1's namespace and dev2 in role2's, both up."""
+        ip("link", "add", dev1, "netns", self[role1], "type", "veth", "peer", "name", dev2, "netns", self[role2])
+        ip("-n", self[role1], "link", "set", dev1, "up")
+        ip("-n", self[role2], "link", "set", dev2, "up")
+
+    def exists(self) -> bool:
+        names = {line.split()[0] for line in ip("netns", "list").splitlines() if line.strip()}
+        return bool(set(self.names.values()) & names)
+
+
 class VethPair:
     """Namespaces `a` and `b`; `va` in a (ADDR_A) is wired to `vb` in b (ADDR_B)."""
 
@@ -55,20 +107,14 @@ class VethPair:
     def __enter__(self) -> "VethPair":
         try:
             for ns in (self.a, self.b):
-                ip("netns", "add", ns)
+                _new_namespace(ns)
                 self.made.append(ns)
-                ip("-n", ns, "link", "set", "lo", "up")
-                # no IPv6 autoconfiguration chatter (DAD, router solicitations) among counted packets
-                with enter(ns):
-                    for conf in ("all", "default"):
-                        with open(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6", "w") as f:
-                            f.write("1")
             ip("link", "add", "va", "netns", self.a, "type", "veth", "peer", "name", "vb", "netns", self.b)
             macs = {}
             for ns, dev, addr in ((self.a, "va", ADDR_A), (self.b, "vb", ADDR_B)):
                 ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
                 ip("-n", ns, "link", "set", dev, "up")
-                macs[dev] = json.loads(ip("-n", ns, "-j", "link", "show", dev))[0]["address"]
+                macs[dev] = mac(ns, dev)
             # permanent neighbours: no ARP among counted (or dropped) packets
             ip("-n", self.a, "neigh", "replace", ADDR_B, "lladdr", macs["vb"], "dev", "va", "nud", "permanent")
             ip("-n", self.b, "neigh", "replace", ADDR_A, "lladdr", macs["va"], "dev", "vb", "nud", "permanent")
