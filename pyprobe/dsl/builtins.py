@@ -248,6 +248,8 @@ def _key(tr, node, ref, key_node, key, inner_ok: bool = False):
 @map_method("get")
 @map_method("lookup")
 def _get(tr, node, ref, key):
+    if getattr(ref.spec, "local_storage", None):      # keyed by a kernel object: its own helpers
+        return _object_map_methods.storage_get(tr, node, ref, key)
     inner = getattr(ref.spec, "inner", None)
     if inner is not None:                      # a map of maps: the inner map, or None
         from pyprobe.dsl.values import InnerMap, InnerMapType
@@ -285,6 +287,8 @@ def _reads_self(node) -> bool:
 @map_method("lookup_or_init")
 @map_method("lookup_or_try_init")
 def _lookup_or_init(tr, node, ref, key, init):
+    if getattr(ref.spec, "local_storage", None):
+        return _object_map_methods.storage_get(tr, node, ref, key, init)
     code = f"pp_lookup_or_init({ref.name}, {_key(tr, node, ref, node.args[0], key)}, " \
            f"{tr.value_for(node.args[1], init, ref.spec.value)})"
     return Nullable(code, ref.spec.value)
@@ -305,6 +309,8 @@ def _update(tr, node, ref, key, value):
 
 @map_method("delete")
 def _delete(tr, node, ref, key):
+    if getattr(ref.spec, "local_storage", None):
+        return _object_map_methods.storage_delete(tr, node, ref, key)
     tr.emit(f"pp_delete({ref.name}, {_key(tr, node, ref, node.args[0], key)});")
     return None
 
@@ -499,3 +505,4 @@ def _redirect_map(tr, node, ref, key, flags=None):
 
 from pyprobe.dsl import packet as _packet  # noqa: E402,F401  (registers ntohs, htons, ntohl, htonl)
 from pyprobe.dsl import packet_helpers as _packet_helpers  # noqa: E402,F401  (clone_redirect, redirect)
+from pyprobe.dsl import object_map_methods as _object_map_methods  # noqa: E402  (cgroup arrays, task storage)

@@ -445,3 +445,6 @@ class HashOfMaps(ArrayOfMaps):
         self._check_inner(inner)
         MapSpec.__init__(self, key, u32, max_entries, pin=pin)
         self.inner = inner
+
+
+from pyprobe.dsl import object_maps as _object_maps  # noqa: E402,F401  (registers CgroupArray, TaskStorage)

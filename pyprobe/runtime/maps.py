@@ -358,10 +358,11 @@ def live_map(spec, fd: int, name: str):
 from pyprobe.runtime.counters import PerfCounters  # noqa: E402
 from pyprobe.runtime.histmap import HistogramMap  # noqa: E402
 from pyprobe.runtime.mapinmap import MapOfMaps  # noqa: E402
+from pyprobe.runtime.objectmaps import CgroupArrayMap, LocalStorageMap  # noqa: E402
 from pyprobe.runtime.queuemap import QueueMap  # noqa: E402
 from pyprobe.runtime.stackmap import StackTraceMap  # noqa: E402
 
 READERS = {"map": LiveMap, "array": ArrayMap, "histogram": HistogramMap, "stack_trace": StackTraceMap, "queue": QueueMap,
            "map_of_maps": MapOfMaps,
-           "perf_counters": PerfCounters}
+           "perf_counters": PerfCounters, "cgroup_array": CgroupArrayMap, "local_storage": LocalStorageMap}
 PER_CPU_READERS = {"map": PerCpuHashMap, "array": PerCpuArrayMap}

@@ -1,0 +1,68 @@
+"""Handler methods of the maps keyed by kernel objects (dsl/object_maps.py).
+
+Cgroup arrays answer whether a task or a packet is under a slot's cgroup; task storage
+is reached through bpf_task_storage_get/delete, which need a task pointer the verifier
+trusts: `current_task()` is given as bpf_get_current_task_btf() there.
+"""
+from __future__ import annotations
+
+import ast
+
+from pyprobe.dsl.builtins import map_method
+from pyprobe.dsl.types import s64
+from pyprobe.dsl.values import Nullable, Value
+
+BPF_LOCAL_STORAGE_GET_F_CREATE = 1
+
+
+def _cgroup_array(tr, node, ref, method: str):
+    from pyprobe.dsl.object_maps import CgroupArray
+
+    if not isinstance(ref.spec, CgroupArray):
+        tr.fail(node.func, f"{method}() is a method of CgroupArray maps; self.{ref.name} is a {type(ref.spec).__name__}")
+
+
+@map_method("current_task_under")
+def _current_task_under(tr, node, ref, index):
+    _cgroup_array(tr, node, ref, "current_task_under")
+    return Value(f"bpf_current_task_under_cgroup(&{ref.name}, {tr.scalar(node.args[0], index).code})", s64)
+
+
+@map_method("skb_under")
+def _skb_under(tr, node, ref, ctx, index):
+    _cgroup_array(tr, node, ref, "skb_under")
+    kind = tr.context.attach.kind if tr.context is not None else None
+    if kind not in ("tc_ingress", "tc_egress"):
+        tr.fail(node, f"skb_under(ctx, i) works in @tc_ingress/@tc_egress handlers (this one is "
+                      f"{kind or 'a helper function'}): the kernel offers bpf_skb_under_cgroup to tc programs")
+    return Value(f"bpf_skb_under_cgroup({tr.context_param}, &{ref.name}, {tr.scalar(node.args[1], index).code})", s64)
+
+
+def _task(tr, node, arg_node, task) -> str:
+    """The task pointer argument, as the storage helpers want it."""
+    from pyprobe.dsl.types import KernelPointer
+
+    if (isinstance(arg_node, ast.Call) and isinstance(arg_node.func, ast.Name) and arg_node.func.id == "current_task"
+            and not arg_node.args):
+        return "bpf_get_current_task_btf()"
+    ptype = getattr(task, "type", None)
+    if not (isinstance(ptype, KernelPointer) and ptype.target == "struct task_struct"):
+        tr.fail(arg_node, "a TaskStorage is keyed by a task: current_task(), or a task_struct pointer "
+                          "the kernel handed the handler (a tp_btf argument)")
+    return task.code
+
+
+def storage_get(tr, node, ref, task, init=None):
+    """`m.get(task)` (init None) or `m.lookup_or_init(task, init)`: a pointer to the value, or None."""
+    ptr = _task(tr, node, node.args[0], task)
+    if init is None:
+        return Nullable(f"(({ref.spec.value.c_name} *)bpf_task_storage_get(&{ref.name}, {ptr}, 0, 0))", ref.spec.value)
+    tmp = tr.temp(ref.spec.value, "init")
+    tr.emit(f"{tmp} = {tr.value_for(node.args[1], init, ref.spec.value)};")
+    return Nullable(f"(({ref.spec.value.c_name} *)bpf_task_storage_get(&{ref.name}, {ptr}, &{tmp}, "
+                    f"{BPF_LOCAL_STORAGE_GET_F_CREATE}))", ref.spec.value)
+
+
+def storage_delete(tr, node, ref, task):
+    tr.emit(f"bpf_task_storage_delete(&{ref.name}, {_task(tr, node, node.args[0], task)});")
+    return None

@@ -1,0 +1,57 @@
+"""Maps keyed by kernel objects rather than by values: a cgroup array (slots holding
+cgroups) and task local storage (one value per task, freed with the task).
+
+From Python a cgroup is named by its directory and a task by its pid; the kernel wants
+open file descriptors (a cgroup directory, a pidfd), which the live map opens and
+closes around each call (runtime/objectmaps.py).
+"""
+from __future__ import annotations
+
+from pyprobe.dsl.maps import MapSpec
+from pyprobe.dsl.types import s32, u32
+
+
+class CgroupArray(MapSpec):
+    """BPF_MAP_TYPE_CGROUP_ARRAY (bcc's BPF_CGROUP_ARRAY): slots holding cgroups (v2).
+    In a handler `self.cgroups.current_task_under(i)` is 1 when the current task is in
+    the cgroup of slot i or below it, 0 when not (negative: an empty slot); in a tc
+    handler `self.cgroups.skb_under(ctx, i)` asks the same of the packet's socket.
+    From Python `prog.cgroups[i] = "/sys/fs/cgroup/app"`, `del prog.cgroups[i]`."""
+
+    kind, map_type, type_name = "cgroup_array", 8, "CGROUP_ARRAY"
+    entries_in_handlers, handler_methods = False, "current_task_under(i), skb_under(ctx, i)"
+    iterable = False
+    reader = "cgroup_array"
+
+    def __init__(self, max_entries: int = 8, pin: str | None = None):
+        super().__init__(u32, u32, max_entries, pin=pin)
+
+
+class TaskStorage(MapSpec):
+    """BPF_MAP_TYPE_TASK_STORAGE (bcc's BPF_TASK_STORAGE): a value per task, created on
+    demand and freed when the task exits. In a handler `v = self.seen.get(current_task())`
+    (None when the task has none) or `v = self.seen.lookup_or_init(current_task(), init)`
+    (created when missing), then `v.field += 1` or `v += 1` as on any map value;
+    `self.seen.delete(current_task())`. From Python by pid: `prog.seen[pid]`,
+    `prog.seen[pid] = v`, `del prog.seen[pid]`, `pid in prog.seen` (the kernel cannot
+    list a task storage's entries, so there is no iteration)."""
+
+    kind, map_type, type_name = "task_storage", 29, "TASK_STORAGE"
+    entries_in_handlers, handler_methods = False, "get(task), lookup_or_init(task, init), delete(task)"
+    iterable = False
+    flags = 1                    # BPF_F_NO_PREALLOC, required by the kernel
+    local_storage = "task"       # bpf_task_storage_get/delete; the Python key is a pid (a pidfd for the kernel)
+    reader = "local_storage"
+
+    def __init__(self, value, pin: str | None = None):
+        super().__init__(s32, value, 0, pin=pin)
+
+    def _check_size(self) -> None:       # no max_entries: one value per task
+        pass
+
+    def c_body(self) -> list[str]:
+        return [f"    __uint(type, {self.map_type});   /* BPF_MAP_TYPE_{self.type_name} */",
+                f"    __uint(map_flags, {self.flags});"] + self.c_fields()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.value!r})"

@@ -1,0 +1,79 @@
+"""CgroupArray and TaskStorage without a kernel: their C definitions, the helpers their
+handler methods become, and the refusals at the user's line (recorded kernel view)."""
+import importlib.util
+import os
+
+import pytest
+
+from pyprobe import CgroupArray, TaskStorage, TranslationError, u64
+from pyprobe.backend.kernel_record import RecordedKernel
+from pyprobe.backend.kernel_view import Pretend
+from pyprobe.dsl.program_source import translate_program
+
+VIEW = RecordedKernel.load(os.path.join(os.path.dirname(__file__), "data", "kernel-view.json"))
+
+TEMPLATE = '''\
+from pyprobe import Program, Hash, CgroupArray, TaskStorage, raw_tracepoint, tc_egress, u64
+from pyprobe.bpf import current_task
+class P(Program):
+    h = Hash(u64, u64)
+    cg = CgroupArray(4)
+    ts = TaskStorage(u64)
+    @{probe}
+    def on(self, ctx):
+        {line}
+'''
+LINE = 9
+RAW = 'raw_tracepoint("sys_enter")'
+
+
+def program(tmp_path, line, probe=RAW):
+    path = tmp_path / "objmaps.py"
+    path.write_text(TEMPLATE.format(probe=probe, line=line))
+    spec = importlib.util.spec_from_file_location(f"objmaps_{abs(hash(line + probe))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.P
+
+
+def c_text(tmp_path, line, probe=RAW) -> str:
+    return translate_program(program(tmp_path, line, probe), kernel=Pretend(VIEW)).text
+
+
+def test_definitions():
+    assert "__uint(type, 8);   /* BPF_MAP_TYPE_CGROUP_ARRAY */" in CgroupArray(4).c_definition("cg")
+    text = TaskStorage(u64).c_definition("ts")
+    assert "__uint(type, 29);   /* BPF_MAP_TYPE_TASK_STORAGE */" in text
+    assert "__uint(map_flags, 1);" in text and "max_entries" not in text     # no prealloc, no size
+    assert "__type(key, __s32);" in text and "__type(value, __u64);" in text
+
+
+@pytest.mark.parametrize("line, c", [
+    ("x = self.cg.current_task_under(1)", "bpf_current_task_under_cgroup(&cg, 1)"),
+    ("v = self.ts.get(current_task())", "bpf_task_storage_get(&ts, bpf_get_current_task_btf(), 0, 0)"),
+    ("v = self.ts.lookup_or_init(current_task(), 7)", "bpf_get_current_task_btf(), &"),
+    ("self.ts.delete(current_task())", "bpf_task_storage_delete(&ts, bpf_get_current_task_btf());"),
+])
+def test_handler_methods_become_the_kernel_helpers(tmp_path, line, c):
+    assert c in c_text(tmp_path, line)
+
+
+def test_skb_under_in_tc(tmp_path):
+    assert "bpf_skb_under_cgroup(ctx, &cg, 0)" in c_text(tmp_path, "x = self.cg.skb_under(ctx, 0)", 'tc_egress("eth0")')
+
+
+@pytest.mark.parametrize("line, message", [
+    ("x = self.h.current_task_under(0)", "current_task_under() is a method of CgroupArray maps; self.h is a Hash"),
+    ("x = self.cg.skb_under(ctx, 0)", "skb_under(ctx, i) works in @tc_ingress/@tc_egress handlers"),
+    ("v = self.ts.get(1)", "a TaskStorage is keyed by a task: current_task()"),
+    ("self.ts[current_task()] = 1", "self.ts is a TaskStorage: a handler cannot read or write its entries by key"),
+    ("x = self.cg[0]", "self.cg is a CgroupArray: a handler cannot read or write its entries by key"),
+])
+def test_refusals_name_the_line(tmp_path, line, message):
+    with pytest.raises(TranslationError) as err:
+        translate_program(program(tmp_path, line), kernel=Pretend(VIEW))
+    assert message in err.value.message and err.value.lineno == LINE, str(err.value)
+
+
+def test_task_storage_size_is_not_asked():
+    assert repr(TaskStorage(u64)) == "TaskStorage(u64)"
