@@ -21,6 +21,7 @@ from pyprobe.dsl.values import ContextRef, MapRef, PyObject, StringLit
 from pyprobe.errors import Location, TranslationError
 from pyprobe.sim import sim_builtins
 from pyprobe.sim.cvalues import fits, wrap_code
+from pyprobe.sim.packets import bitfield
 from pyprobe.sim.sim_statements import SimStatements, _Call, _describe
 from pyprobe.sim.svalues import SKernel, SNullable, SV, const_value
 
@@ -200,8 +201,12 @@ class HandlerCompiler(SimStatements):
             return self.context.field(self, node, attr)
         if isinstance(base, SKernel):
             return sim_builtins.kernel_member(self, node, base, attr)
+        if hasattr(base, "sim_attribute"):              # a compile-time object, e.g. ctx.packet
+            return base.sim_attribute(self, node, attr)
         if isinstance(base, SNullable):
             base = base.deref()
+        if isinstance(base, SV) and getattr(base.type, "bits", None) and attr in base.type.bits:
+            return bitfield(base, attr)
         if isinstance(base, SV) and isinstance(base.type, StructType):
             ftype = base.type.field_types.get(attr)
             if ftype is None:
@@ -378,6 +383,8 @@ class HandlerCompiler(SimStatements):
             callee = self.expr_Attribute(node.func)
         else:
             callee = self.expr(node.func)
+        if hasattr(callee, "sim_call"):                  # a method of a compile-time object
+            return callee.sim_call(self, node, [self.expr(a) for a in node.args])
         builtin = getattr(callee.obj, "_pp_builtin", None) if isinstance(callee, PyObject) else None
         if builtin == "trace_printk" and node.args and isinstance(node.args[0], ast.JoinedStr):
             args = [StringLit("")] + [self.expr(a) for a in node.args[1:]]

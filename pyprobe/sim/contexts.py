@@ -17,6 +17,7 @@ class SimContext:
     default_return = 0
     has_return = False
     return_type = s64
+    result_type = None           # a handler's result is converted to this C type (packet verdicts: int)
 
     def field(self, tr, node, name: str):
         tr.fail(node, f"{self.describe()} has no field '{name}' in a simulation")
@@ -195,6 +196,10 @@ def context_for(probe, loc, kernel=None):
         return FunctionSim("usdt", target[1], typed=False)
     if kind == "perf_event":
         return FunctionSim("perf_event", target[0], typed=False)
+    from pyprobe.sim.packets import KINDS, packet_context
+
+    if kind in KINDS:
+        return packet_context(probe, loc)
     raise TranslationError(f"{kind} handlers cannot be simulated yet", loc,
                            "test this handler against the kernel (the pytest plugin's `load` fixture)")
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ast
 
-from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, Scalar, StructType, char, s32, s64, u32, u64
+from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, Scalar, StructType, char, s32, s64, u16, u32, \
+    u64
 from pyprobe.dsl.values import MapRef, StringLit
 from pyprobe.sim.svalues import SKernel, SNullable, SV
 
@@ -80,6 +81,21 @@ def _comm(tr, node):
     name = tr.temp("bytearray(16)", "comm")
     tr.emit(f"{name}[:] = S.comm")
     return SV(name, ArrayType(char, 16), buf=name)
+
+
+def _byte_swap(name: str, ctype):
+    def swap(tr, node, value):
+        v = tr.convert(tr.scalar(node.args[0], value), ctype)
+        if v.const is not None:                   # as the translator folds it: an untyped constant
+            from pyprobe.sim.svalues import const_value
+
+            return const_value(int.from_bytes(v.const.to_bytes(ctype.size, "little"), "big"))
+        return SV(f"_bswap({v.code}, {ctype.size})", ctype)
+    helper(name, 1)(swap)
+
+
+for _name, _ctype in (("ntohs", u16), ("htons", u16), ("ntohl", u32), ("htonl", u32)):
+    _byte_swap(_name, _ctype)
 
 
 @helper("log2", 1)

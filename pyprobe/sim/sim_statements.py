@@ -37,6 +37,8 @@ class SimStatements:
             self.emit(f"return {self.default_return}")
             return
         value = self.scalar(node.value, self.expr(node.value))
+        if self.context is not None and self.context.result_type is not None:
+            value = self.convert(value, self.context.result_type)
         if self.return_type is None:
             self.return_type = value.scalar
         self.emit(f"return {value.code}")
@@ -159,6 +161,9 @@ class SimStatements:
         name = target.id
         if name == "self":
             self.fail(target, "self cannot be reassigned")
+        if getattr(value, "sim_alias", False) and self.locals.get(name, value) is value:
+            self.locals[name] = value                   # a compile-time object: the name stands for it
+            return name
         if name not in self.locals:
             if isinstance(value, SNullable):
                 self.decls.append(f"{self.py_local(name)} = None")

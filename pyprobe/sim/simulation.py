@@ -142,7 +142,10 @@ class Simulation:
                 values = ()
             ctx = event(self, fields)
             try:
-                return fn(ctx, *values)
+                result = fn(ctx, *values)
+                if "_pkt" in ctx:                     # a packet program: the packet as it leaves, with its writes
+                    self._state.packet = bytes(ctx["_pkt"])
+                return result
             except SimulationError as e:
                 raise located(e, compiled) from None
             except PyprobeError:
@@ -153,6 +156,11 @@ class Simulation:
         run.__name__ = name
         run.__doc__ = f"Run {self._program.cls.__name__}.{name} on one event."
         return run
+
+    @property
+    def packet(self) -> bytes | None:
+        """The packet the last packet handler ran on, with what it wrote (XDP_TX, a rewrite)."""
+        return self._state.packet
 
     @property
     def memory(self):

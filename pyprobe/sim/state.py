@@ -57,6 +57,7 @@ class State:
         self.random = 4
         self.trace: list[str] = []
         self.memory = Memory()
+        self.packet: bytes | None = None
 
     def prandom(self) -> int:
         return self.random & 0xFFFFFFFF
@@ -177,5 +178,8 @@ def make_runtime(state: State) -> dict:
             return state.memory.place(value)
         return int(value)
 
-    ns.update(_load=load, _read_memory=read_memory, _copy_bytes=copy_bytes, _task=task, _usdt_arg=usdt_arg)
+    from pyprobe.sim.packets import payload_startswith
+
+    ns.update(_payload_startswith=payload_startswith,
+              _bswap=lambda v, size: int.from_bytes(v.to_bytes(size, "little"), "big"), _load=load, _read_memory=read_memory, _copy_bytes=copy_bytes, _task=task, _usdt_arg=usdt_arg)
     return ns

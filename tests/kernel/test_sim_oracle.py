@@ -9,7 +9,6 @@ or of the simulator: fix it and add the case to KEPT below, where it runs on eve
 """
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import itertools
 import os
@@ -23,6 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from oracle_grammar import CLASS, HEADER, Case, cases
+from prog_test_run import prog_fd, prog_test_run
 from pyprobe import Program, TranslationError, VerifierError
 
 MODULES = 20            # hypothesis examples, each a module of PER_MODULE handlers
@@ -63,40 +63,6 @@ KEPT: list[Case] = [
 
 _counter = itertools.count()
 STATS = {"handlers": 0, "refused": 0, "rejected": 0, "compared": 0, "cases": 0}
-
-
-# ---- the kernel side: BPF_PROG_TEST_RUN ------------------------------------
-class _TestRunAttr(ctypes.Structure):
-    """union bpf_attr's `test` member (include/uapi/linux/bpf.h)."""
-    _fields_ = [("prog_fd", ctypes.c_uint32), ("retval", ctypes.c_uint32), ("data_size_in", ctypes.c_uint32),
-                ("data_size_out", ctypes.c_uint32), ("data_in", ctypes.c_uint64), ("data_out", ctypes.c_uint64),
-                ("repeat", ctypes.c_uint32), ("duration", ctypes.c_uint32), ("ctx_size_in", ctypes.c_uint32),
-                ("ctx_size_out", ctypes.c_uint32), ("ctx_in", ctypes.c_uint64), ("ctx_out", ctypes.c_uint64),
-                ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32), ("batch_size", ctypes.c_uint32),
-                ("_pad", ctypes.c_uint32)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_SYS_BPF = 321            # x86-64
-_BPF_PROG_TEST_RUN = 10
-
-
-def prog_test_run(prog_fd: int, args: list[int]) -> int:
-    """Run a raw tracepoint program once on this CPU with ctx->args = args; its return value."""
-    ctx = (ctypes.c_uint64 * 12)(*args)
-    attr = _TestRunAttr(prog_fd=prog_fd, ctx_size_in=ctypes.sizeof(ctx), ctx_in=ctypes.addressof(ctx))
-    if _libc.syscall(_SYS_BPF, _BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"BPF_PROG_TEST_RUN: {os.strerror(e)}")
-    return attr.retval
-
-
-def prog_fd(prog, handler: str) -> int:
-    from pyprobe.backend.libbpf import lib
-
-    session = prog._session
-    info = next(p for p in session.source.programs if p.handler == handler)
-    return lib.bpf_program__fd(lib.bpf_object__find_program_by_name(session.obj, info.c_name.encode()))
 
 
 # ---- comparing ---------------------------------------------------------------
