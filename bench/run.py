@@ -7,7 +7,7 @@
     .venv/bin/python bench/run.py --table RESULTS.json [--markdown]   print saved results again
 
 Installs the peers it needs when they are missing (C toolchain and libbpf, bcc, bpftrace,
-PythonBPF), runs W1-W9 (see each bench/w*.py), prints one table, and saves the raw
+PythonBPF), runs W1-W10 (see each bench/w*.py), prints one table, and saves the raw
 results as JSON (and the table as Markdown) in the build directory
 ($PYPROBE_BENCH_DIR, else $XDG_CACHE_HOME/pyprobe-bench, else /tmp/pyprobe-bench).
 Needs root. Cells are "median (minimum)" over the runs; for rates "median (best)".
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers as peers_mod  # noqa: E402
 from common import LOAD_CPU, LOADER_CPU, build_dir, log  # noqa: E402
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W10")
 COLUMNS = ("C", "pyprobe", "bcc", "bpftrace", "PythonBPF")
 
 
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         log(f"bench: {w} ({runs} runs)")
         module = __import__({"W1": "w1_startup", "W2": "w2_kernel_cost", "W3": "w3_delivery",
                              "W4": "w4_map_read", "W5": "w5_histogram", "W6": "w6_exporter", "W7": "w7_simulation",
-                             "W8": "w8_packets", "W9": "w9_tools"}[w])
+                             "W8": "w8_packets", "W10": "w10_tools"}[w])
         t = time.monotonic()
         results[w] = module.run(peers, runs)
         results[w + "_seconds"] = round(time.monotonic() - t, 1)
@@ -226,15 +226,15 @@ def rows(results: dict) -> tuple[list[str], list[list[str]]]:
             _verdict_rate(p7.get("events_per_s"), 200_000, ">= 200k/s"))
         add("W7 ratio to a plain Python dict increment",
             lambda c: _mm(p7.get("ratio_to_plain_python")) if c == "pyprobe" else None)
-    w9 = results.get("W9")
-    if w9:
-        get9 = lambda c, k: _mm(w9[c][k]) if c in w9 else None  # noqa: E731
-        p, bt = w9.get("pyprobe", {}), w9.get("bpftrace", {})
-        add("W9 opensnoop cold: ms to first event", lambda c: get9(c, "cold_first_event_ms"),
+    w10 = results.get("W10")
+    if w10:
+        get10 = lambda c, k: _mm(w10[c][k]) if c in w10 else None  # noqa: E731
+        p, bt = w10.get("pyprobe", {}), w10.get("bpftrace", {})
+        add("W10 opensnoop cold: ms to first event", lambda c: get10(c, "cold_first_event_ms"),
             _verdict(p.get("cold_first_event_ms"), bt.get("cold_first_event_ms"), "<= bpftrace (opensnoop.bt)"))
-        add("W9 opensnoop warm: ms to first event", lambda c: get9(c, "warm_first_event_ms"),
+        add("W10 opensnoop warm: ms to first event", lambda c: get10(c, "warm_first_event_ms"),
             _verdict(p.get("warm_first_event_ms"), bt.get("warm_first_event_ms"), "<= bpftrace (opensnoop.bt)"))
-        add("W9 opensnoop cold: ms to attached", lambda c: get9(c, "cold_attached_ms"))
+        add("W10 opensnoop cold: ms to attached", lambda c: get10(c, "cold_attached_ms"))
     return ["workload", *cols, "pyprobe goal"], out
 
 

@@ -1,4 +1,4 @@
-"""W9 tool start-up: `pyprobe opensnoop` against bpftrace's own opensnoop.bt (Debian's bpftrace).
+"""W10 tool start-up: `pyprobe opensnoop` against bpftrace's own opensnoop.bt (Debian's bpftrace).
 
 Each starts, prints its column header once attached, and a background process opens
 /etc/hostname every millisecond, so the first event comes at once. Times are from
@@ -68,12 +68,12 @@ def run(peers: dict, runs: int) -> dict:
                         r = run_once(argv, env, header, mode == "cold")
                     except ChildFailed as e:
                         results[name]["errors"].append(str(e))
-                        log(f"  W9 failed: {e}")
+                        log(f"  W10 failed: {e}")
                         continue
                     if mode == "warm" and i == 0:
                         continue
                     results[name][mode].append(r)
-                    log(f"  W9 {mode} {name}: attached {r['attached_ms']:.0f} ms, first event {r['first_event_ms']:.0f} ms")
+                    log(f"  W10 {mode} {name}: attached {r['attached_ms']:.0f} ms, first event {r['first_event_ms']:.0f} ms")
     finally:
         ticker.kill()
         ticker.wait()
