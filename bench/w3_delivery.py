@@ -21,22 +21,24 @@ N = 500_000
 MODES = ("ring", "ring64k", "perf")
 
 
-def commands(peers: dict, mode: str, target: int, n: int) -> dict:
+def commands(peers: dict, mode: str, target: int, n: int, latency: bool = False) -> dict:
+    """Each peer's consumer; `latency`: it also reports each record's latency (W9)."""
     c = build_c()
     out = {}
+    work = "w9" if latency else "w3"
     for name, peer in peers.items():
         if not peer.ok:
             continue
         if name == "C":
             kind = "perf" if mode == "perf" else "ring"
-            extra = ["--wakeup-bytes", str(1 << 16)] if mode == "ring64k" else []
+            extra = (["--wakeup-bytes", str(1 << 16)] if mode == "ring64k" else []) + (["--latency", "1"] if latency else [])
             out[name] = ([c["events"], c["events.bpf.o"], kind, str(target), str(n), "--cpu", str(LOADER_CPU)]
                          + extra, peer.environ())
         elif name == "pyprobe":
-            out[name] = ([peer.python, os.path.join(AGENTS, "pyprobe_agent.py"), "w3", mode, str(target), str(n)],
+            out[name] = ([peer.python, os.path.join(AGENTS, "pyprobe_agent.py"), work, mode, str(target), str(n)],
                          peer.environ())
         elif name == "bcc" and mode != "ring64k":
-            out[name] = ([peer.python, os.path.join(AGENTS, "bcc_agent.py"), "w3", mode, str(target), str(n)],
+            out[name] = ([peer.python, os.path.join(AGENTS, "bcc_agent.py"), work, mode, str(target), str(n)],
                          peer.environ())
     return out
 
@@ -56,20 +58,31 @@ def measure(peers: dict, name: str, mode: str, c: dict, n: int) -> dict:
             "producer_per_s": n / (load["ns"] / 1e9), "pid_ok": res.get("pid_ok", True)}
 
 
+# In the "ring" rounds, the C consumer that W3 finds fastest is measured too, in the same
+# rotation: wake-ups only once 64 KiB wait (BPF_RB_NO_WAKEUP otherwise) and a reader that
+# polls as soon as a drain ends, so it busy-polls under load. pyprobe's default ring is
+# judged against it, round by round.
+BUSY_POLL = "C busy-poll"
+
+
 def run(peers: dict, runs: int) -> dict:
     c = build_c()
     out = {}
     for mode in MODES:
         names = list(commands(peers, mode, 0, N))
+        if mode == "ring" and "C" in names:
+            names.append(BUSY_POLL)
         results = {name: [] for name in names}
         errors = {name: [] for name in names}
         ratios = {name: [] for name in names}
+        busy_ratios = {name: [] for name in names}
         for i in range(runs):
             k = i % len(names)
             row = {}
             for name in names[k:] + names[:k]:
+                peer, how = ("C", "ring64k") if name == BUSY_POLL else (name, mode)
                 try:
-                    row[name] = measure(peers, name, mode, c, N)
+                    row[name] = measure(peers, peer, how, c, N)
                     results[name].append(row[name])
                 except (ChildFailed, TypeError, ValueError) as e:
                     errors[name].append(str(e))
@@ -77,6 +90,8 @@ def run(peers: dict, runs: int) -> dict:
             for name, r in row.items():
                 if "C" in row and row["C"]["events_per_s"]:
                     ratios[name].append(r["events_per_s"] / row["C"]["events_per_s"])
+                if BUSY_POLL in row and row[BUSY_POLL]["events_per_s"]:
+                    busy_ratios[name].append(r["events_per_s"] / row[BUSY_POLL]["events_per_s"])
             log(f"  W3 {mode} run {i + 1}: " + ", ".join(
                 f"{n} {r['events_per_s'] / 1e6:.2f} M/s (lost {r['lost']}, got {r['received']})"
                 for n, r in row.items()))
@@ -85,11 +100,10 @@ def run(peers: dict, runs: int) -> dict:
             "lost": med_max([r["lost"] for r in results[name]]),
             "missing": med_max([N - r["received"] - r["lost"] for r in results[name]]),
             "ratio_to_c": med_max(ratios[name]),
+            "ratio_to_c_busy_poll": med_max(busy_ratios[name]),
             "producer_per_s": med_max([r["producer_per_s"] for r in results[name]]),
             # runs in which every record arrived: none lost, none missing (the verdict wants all)
             "lossless_runs": sum(1 for r in results[name] if r["lost"] == 0 and r["received"] == N),
             "runs": results[name], "errors": errors[name],
         } for name in names}
     return out
-
-

@@ -2,6 +2,7 @@
 
     bcc_agent.py w2                      counts.increment(tgid), "ready", read a pid, print its count
     bcc_agent.py w3 ring|perf PID N      Python callback per record, as bcc's tools do
+    bcc_agent.py w9 ring PID N           the same, with each record's latency (its ts to the callback)
     bcc_agent.py w4 N RUNS               fill a 100,000-entry hash, time table.items() (and items_lookup_batch())
     bcc_agent.py w5 PID                  dist.increment(bpf_log2l(count)); on a stdin line, print_log2_hist
 Results are one JSON line on stdout.
@@ -90,16 +91,19 @@ def w2():
     print(json.dumps({"count": count}))
 
 
-def w3(kind, target, expect):
+def w3(kind, target, expect, latency=False):
     ring = kind == "ring"
     b = BPF(text=W3, cflags=[f"-DTARGET={target}"] + (["-DRING"] if ring else []))
     table = b["ring" if ring else "perf"]
     out = []
+    delays = []
     lost = [0]
     state = {"first": 0.0, "last": 0.0}
 
     def on_event(_ctx_or_cpu, data, _size):
         e = table.event(data)
+        if latency:
+            delays.append(time.monotonic_ns() - e.ts)
         out.append((e.pid, e.ts))
 
     def on_lost(n):
@@ -129,8 +133,10 @@ def w3(kind, target, expect):
     b.detach_tracepoint("syscalls:sys_enter_read")
     lost[0] += sum(b["lost"][0])          # a per-CPU value: one count per CPU
     ok = bool(out) and all(p == target for p, _ in out[:1000])
-    print(json.dumps({"received": len(out), "lost": lost[0], "first": state["first"], "last": state["last"],
-                      "pid_ok": ok}))
+    result = {"received": len(out), "lost": lost[0], "first": state["first"], "last": state["last"], "pid_ok": ok}
+    if latency:
+        result["latency_ns"] = delays
+    print(json.dumps(result))
 
 
 def w4(n, runs):
@@ -177,6 +183,8 @@ if __name__ == "__main__":
         w2()
     elif cmd == "w3":
         w3(args[0], int(args[1]), int(args[2]))
+    elif cmd == "w9":
+        w3(args[0], int(args[1]), int(args[2]), latency=True)
     elif cmd == "w4":
         w4(int(args[0]), int(args[1]))
     elif cmd == "w5":

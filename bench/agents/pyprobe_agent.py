@@ -2,6 +2,7 @@
 
     pyprobe_agent.py w2                         load CountReads, "ready", read a pid, print its count
     pyprobe_agent.py w3 ring|ring64k|perf PID N consume N records into numpy, print received/lost/times
+    pyprobe_agent.py w9 ring|ring64k PID N      the same, with each record's latency (its ts to its batch)
     pyprobe_agent.py w4 N RUNS                  fill a 100,000-entry hash, time to_numpy() RUNS times
     pyprobe_agent.py w5 PID                     histogram of PID's read sizes; on a stdin line, read and print it
 Results are one JSON line on stdout.
@@ -27,14 +28,16 @@ def w2():
     print(json.dumps({"count": count}))
 
 
-def w3(kind: str, target: int, expect: int):
+def w3(kind: str, target: int, expect: int, latency: bool = False):
     import numpy as np
 
     cls = {"ring": programs.RingEvents, "ring64k": programs.RingEventsBatched, "perf": programs.PerfEvents}[kind]
-    batches, received, first, last = [], 0, 0.0, 0.0
+    batches, delays, received, first, last = [], [], 0, 0.0, 0.0
     with cls(target=target) as prog:
         print("ready", flush=True)
         for batch in prog.events.batches(timeout=1.0):
+            if latency:       # bpf_ktime_get_ns() is CLOCK_MONOTONIC
+                delays.extend((time.monotonic_ns() - batch["ts"].astype(np.int64)).tolist())
             t = time.monotonic()
             if not received:
                 first = t
@@ -47,8 +50,11 @@ def w3(kind: str, target: int, expect: int):
     records = np.concatenate(batches) if batches else np.empty(0)
     ok = bool(len(records) and (records["pid"] == target).all())
     prog.close()
-    print(json.dumps({"received": received, "lost": lost, "first": first, "last": last,
-                      "batches": len(batches), "pid_ok": ok}))
+    result = {"received": received, "lost": lost, "first": first, "last": last, "batches": len(batches),
+              "pid_ok": ok}
+    if latency:
+        result["latency_ns"] = delays
+    print(json.dumps(result))
 
 
 def w4(n: int, runs: int):
@@ -92,6 +98,8 @@ if __name__ == "__main__":
         w2()
     elif cmd == "w3":
         w3(args[0], int(args[1]), int(args[2]))
+    elif cmd == "w9":
+        w3(args[0], int(args[1]), int(args[2]), latency=True)
     elif cmd == "w4":
         w4(int(args[0]), int(args[1]))
     elif cmd == "w5":

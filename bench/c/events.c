@@ -1,13 +1,15 @@
 /* W3: consume the 32-byte records of events.bpf.o through a ring buffer or a
  * perf buffer, copying each into one array (what pyprobe's numpy sink does).
  *
- *   events OBJ ring|perf TARGET_PID EXPECT [--cpu C] [--pages P] [--wakeup N] [--wakeup-bytes B]
+ *   events OBJ ring|perf TARGET_PID EXPECT [--cpu C] [--pages P] [--wakeup N] [--wakeup-bytes B] [--latency 1]
  *
  * Wake-up policy as pyprobe's defaults: ring: the kernel's adaptive wake-up
  * (flags 0; with --wakeup-bytes B only once B bytes wait), perf: the reader is
  * woken every N records per CPU (N = 64). Both wait at most 10 ms for a
  * wake-up, then drain all that waits. Stops when EXPECT records arrived, or
- * 1 s passed with none. Prints received, lost and the times of the first and last record. */
+ * 1 s passed with none. Prints received, lost and the times of the first and last record;
+ * with --latency 1 also each record's latency (W9): CLOCK_MONOTONIC when the callback
+ * sees it minus the bpf_ktime_get_ns() the program stored in it, in ns. */
 #include "bench.h"
 #include <linux/perf_event.h>
 #include <poll.h>
@@ -19,9 +21,17 @@ struct event {
 
 struct sink {
 	struct event *recs;
+	long long *lat;            /* --latency: ns from the record's ts to its callback */
 	long cap, n, lost;
 	double first, last;
 };
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static void put(struct sink *s, const void *data, size_t size)
 {
@@ -30,7 +40,10 @@ static void put(struct sink *s, const void *data, size_t size)
 		s->lost++;
 		return;
 	}
-	memcpy(&s->recs[s->n++], data, sizeof(struct event));
+	memcpy(&s->recs[s->n], data, sizeof(struct event));
+	if (s->lat)
+		s->lat[s->n] = now_ns() - (long long)s->recs[s->n].ts;
+	s->n++;
 }
 
 static int ring_cb(void *ctx, void *data, size_t size)
@@ -60,7 +73,7 @@ int main(int argc, char **argv)
 	struct ring_buffer *rb = NULL;
 	struct perf_buffer *pb = NULL;
 	struct sink s = {0};
-	int cpu = -1, pages = 256, wakeup = 64, ring;
+	int cpu = -1, pages = 256, wakeup = 64, ring, latency = 0;
 	unsigned long long wakeup_bytes = 0;
 	long expect;
 
@@ -79,10 +92,14 @@ int main(int argc, char **argv)
 			wakeup = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--wakeup-bytes"))
 			wakeup_bytes = strtoull(argv[i + 1], NULL, 0);
+		else if (!strcmp(argv[i], "--latency"))
+			latency = atoi(argv[i + 1]);
 	}
 	pin_cpu(cpu);
 	s.cap = expect;
 	s.recs = calloc(expect, sizeof(struct event));
+	if (latency)
+		s.lat = calloc(expect, sizeof(long long));
 	open_and_load(argv[1], &obj);
 	struct bpf_map *rodata = bpf_object__find_map_by_name(obj, ".rodata");
 	size_t size;
@@ -144,8 +161,15 @@ int main(int argc, char **argv)
 	if (!bpf_map_lookup_elem(bpf_object__find_map_fd_by_name(obj, "lost"), &zero, vals))
 		for (int i = 0; i < ncpu; i++)
 			kernel_lost += vals[i];
-	printf("{\"received\": %ld, \"lost\": %llu, \"first\": %.9f, \"last\": %.9f}\n",
+	printf("{\"received\": %ld, \"lost\": %llu, \"first\": %.9f, \"last\": %.9f",
 	       s.n, (unsigned long long)(kernel_lost + s.lost), s.first, s.last);
+	if (s.lat) {
+		printf(", \"latency_ns\": [");
+		for (long i = 0; i < s.n; i++)
+			printf("%s%lld", i ? ", " : "", s.lat[i]);
+		printf("]");
+	}
+	printf("}\n");
 	ring_buffer__free(rb);
 	perf_buffer__free(pb);
 	bpf_object__close(obj);

@@ -1,9 +1,10 @@
 /* The load generator: N read(2) calls on /dev/zero, pinned to one CPU.
  *
- *   loadgen N [--cpu C] [--sizes] [--wait]
+ *   loadgen N [--cpu C] [--sizes] [--wait] [--interval-us U]
  *
  * --sizes reads 1 << (i % 16) bytes (1 B .. 32 KiB) instead of 1 byte, for the
- * histogram workload. --wait prints "pid <pid>" and waits for a line on stdin
+ * histogram workload. --interval-us makes one read every U microseconds (on an
+ * absolute CLOCK_MONOTONIC schedule, so the rate holds), for the latency workload. --wait prints "pid <pid>" and waits for a line on stdin
  * before starting, so a probe can be loaded with our pid first. Prints one JSON
  * line: CLOCK_MONOTONIC start and end (seconds) and the loop's nanoseconds. */
 #define _GNU_SOURCE
@@ -29,6 +30,7 @@ int main(int argc, char **argv)
 	static char buf[1 << 15];
 	long n = argc > 1 ? atol(argv[1]) : 2000000;
 	int cpu = -1, sizes = 0, wait = 0;
+	long interval_us = 0;
 
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--cpu") && i + 1 < argc)
@@ -37,6 +39,8 @@ int main(int argc, char **argv)
 			sizes = 1;
 		else if (!strcmp(argv[i], "--wait"))
 			wait = 1;
+		else if (!strcmp(argv[i], "--interval-us") && i + 1 < argc)
+			interval_us = atol(argv[++i]);
 	}
 	if (cpu >= 0) {
 		cpu_set_t set;
@@ -58,6 +62,25 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		if (!fgets(line, sizeof(line), stdin))
 			return 1;
+	}
+	if (interval_us > 0) {
+		struct timespec next;
+		double t0 = now();
+		clock_gettime(CLOCK_MONOTONIC, &next);
+		for (long i = 0; i < n; i++) {
+			next.tv_nsec += interval_us * 1000;
+			while (next.tv_nsec >= 1000000000L) {
+				next.tv_nsec -= 1000000000L;
+				next.tv_sec++;
+			}
+			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+			if (read(fd, buf, 1) != 1)
+				return 1;
+		}
+		double t = now();
+		printf("{\"pid\": %d, \"n\": %ld, \"start\": %.9f, \"end\": %.9f, \"ns\": %.0f}\n",
+		       getpid(), n, t0, t, (t - t0) * 1e9);
+		return 0;
 	}
 	/* Timed in chunks: the fastest chunk is the least disturbed by the VM's neighbours. */
 	long chunk = n >= CHUNKS ? n / CHUNKS : n, done = 0, c = 0;
