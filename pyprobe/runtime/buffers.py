@@ -94,21 +94,26 @@ class EventStream(Tabular):
         gather = getattr(self.spec, "wakeup_bytes", 0)
         busy = isinstance(self.spec, RingBuf) and not gather and self.spec.max_entries >= BUSY_RING
         start = last = time.monotonic()
+        slept = False
         while not self.closed:
             now = time.monotonic()
             if duration is not None and now - start >= duration:
                 return
             if timeout is not None and now - last >= timeout:
                 return
-            poller.poll(self.spec.poll_ms)
+            if not slept:          # after a sleep, drain at once: no wake-up comes below the threshold
+                poller.poll(self.spec.poll_ms)
+            slept = False
             batch = self.drain()
             if len(batch):
                 last = time.monotonic()
                 yield batch
                 if batch.nbytes < gather:
                     time.sleep(self.spec.poll_ms / 1000)
+                    slept = True
                 elif busy and len(batch) >= BUSY_BATCH:
                     time.sleep(0.001)
+                    slept = True
 
     def open(self, callback, batch: bool = False) -> None:
         """bcc style: `callback(event)` per record (or `callback(batch)`) on each `prog.poll()`."""

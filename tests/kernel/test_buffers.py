@@ -1,11 +1,12 @@
 """Ring and perf buffers on the real kernel: every record is received or counted lost."""
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from pyprobe import Param, PerfBuf, Program, RingBuf, Struct, char, syscall, u32, u64
+from pyprobe import Array, Param, PerfBuf, Program, RingBuf, Struct, char, syscall, u32, u64
 from pyprobe.bpf import comm, ktime_ns, tgid
 
 
@@ -171,4 +172,58 @@ def test_a_wakeup_threshold_gathers_records_into_big_batches():
     # The reader sleeps poll_ms after a batch below the threshold instead of waking for
     # every few records: 50,000 records come in a few dozen batches, not thousands.
     assert len(batches) < n / 200, [len(b) for b in batches]
+    prog.close()
+
+
+class Trickled(Program):
+    """A ring that wakes its reader only once 64 KiB wait (BPF_RB_NO_WAKEUP for every
+    record below that), and a count of the records the handler produced."""
+    target = Param(u32)
+    ring = RingBuf(Event, wakeup_bytes=65536, poll_ms=5)
+    produced = Array(u64, 1)
+
+    @syscall("getppid")
+    def on_getppid(self, args):
+        if tgid() == self.target:
+            self.produced[0] += 1
+            e = Event()
+            e.pid = tgid()
+            e.seq = self.produced[0]
+            self.ring.submit(e)
+
+
+def spawn_trickle(n: int, pause: float):
+    """A child that waits for 'go', then calls getppid() n times, `pause` seconds apart."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(w)
+        os.read(r, 1)
+        for _ in range(n):
+            os.getppid()
+            time.sleep(pause)
+        os._exit(0)
+    os.close(r)
+    return child, w
+
+
+def test_a_trickle_below_the_wakeup_threshold_reaches_the_reader():
+    # 40 records of 40 bytes never make 64 KiB wait: no wake-up ever comes, and the
+    # reader's bounded poll alone must bring each one, in order, none lost.
+    n = 40
+    child, go = spawn_trickle(n, 0.002)
+    with Trickled(target=child) as prog:
+        os.write(go, b"g")
+        got = []
+        for batch in prog.ring.batches(timeout=1.0):
+            got.extend(int(s) for s in batch["seq"])
+            if len(got) >= n:
+                break
+        os.waitpid(child, 0)
+        produced = prog.produced[0]
+        lost = prog.ring.lost
+    os.close(go)
+    assert produced == n
+    assert got == list(range(1, n + 1)) and lost == 0
+    assert len(got) + lost == produced
     prog.close()
