@@ -29,7 +29,25 @@ class Gated:
                 os._exit(code)
         os.close(r)
         self._w = w
+        self._gate_fd = r                 # the child's end, by number
         self.status = None
+
+    def wait_at_gate(self, timeout: float = 30.0) -> None:
+        """Return once the child sleeps in read(2) on the gate: from then until go() it neither
+        runs nor is woken, so a tool attached now sees only the work's own scheduling."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{self.pid}/syscall") as f:
+                    call = f.read().split()
+                with open(f"/proc/{self.pid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                call, state = [], ""
+            if call[:2] == ["0", hex(self._gate_fd)] and state == "S":      # read(2) is syscall 0 on x86-64
+                return
+            time.sleep(0.002)
+        raise TimeoutError(f"child {self.pid} did not block at its gate in {timeout} s")
 
     def go(self) -> int:
         """Run the work and wait for it; the child's exit status."""
