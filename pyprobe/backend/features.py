@@ -62,10 +62,25 @@ def has(name: str) -> bool:
             _cache = {}
         if not isinstance(_cache, dict):
             _cache = {}
-    if name not in _cache:
-        _cache[name] = bool(_PROBES[name]())
+    if not _built_with(name):
+        return False
+    key = _MEMO_KEYS.get(name, name)
+    if key not in _cache:
+        _cache[key] = bool(_PROBES[name]())
         _save()
-    return _cache[name]
+    return _cache[key]
+
+
+def _built_with(name: str) -> bool:
+    """Whether this process's cffi module has the helper a feature needs. Asked every time,
+    never memoized: the memo is shared by every checkout on the machine, and one with an
+    older build must not make the others believe the kernel lacks the feature."""
+    helper = _BUILD_NEEDS.get(name)
+    if helper is None:
+        return True
+    from pyprobe.backend.libbpf import lib
+
+    return hasattr(lib, helper)
 
 
 def _save() -> None:
@@ -167,9 +182,14 @@ def _uprobes() -> bool:
 
 def _uprobe_multi() -> bool:
     from pyprobe.backend import ksyms
-    from pyprobe.backend.libbpf import lib
 
-    return hasattr(lib, "pp_uprobe_multi_link") and "bpf_uprobe_multi_link_attach" in ksyms.text_symbols()
+    return "bpf_uprobe_multi_link_attach" in ksyms.text_symbols()
+
+
+# Features that also need a helper of the cffi module (checked per process, see _built_with),
+# and their memo keys: renamed from the name once memoized with the build's answer mixed in.
+_BUILD_NEEDS = {"uprobe_multi": "pp_uprobe_multi_link"}
+_MEMO_KEYS = {"uprobe_multi": "uprobe_multi_kernel"}
 
 
 def _fentry() -> bool:
