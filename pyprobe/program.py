@@ -256,6 +256,12 @@ class Program:
         empty before attach() and after detach() (bcc's num_open_* count the same)."""
         return list(self._session.attached) if self._session is not None else []
 
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(probe point, why) of each function a uprobe pattern matched that the kernel cannot
+        probe (attached is everything else); empty before attach()."""
+        return list(self._session.skipped) if self._session is not None else []
+
     @classmethod
     def probe_points(cls) -> list[tuple[str, str]]:
         """(program, probe point) that translation chose on this kernel, before loading."""

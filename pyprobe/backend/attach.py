@@ -123,13 +123,20 @@ def _uprobe(prog, probe):
     opts = ffi.new("struct bpf_uprobe_opts *", {"sz": ffi.sizeof("struct bpf_uprobe_opts"),
                                                  "retprobe": probe.kind == "uretprobe", "func_name": c_symbol})
     pid = probe.options.get("pid", -1)
-    if address is not None:
-        extra = probe.options["file_offset"]     # set by the loader from the binary's segments
+    by_offset = "file_offset" in probe.options
+    _refuse_evex(probe, path, probe.options["file_offset"] if by_offset else None)
+    if by_offset:
+        # set by the loader: from the binary's segments for an address, and for each function
+        # a pattern matched (read once, not by libbpf for every function)
+        opts.func_name = ffi.NULL
+        extra = probe.options["file_offset"] + (extra if address is None else 0)
     link = lib.bpf_program__attach_uprobe_opts(prog, pid, path.encode(), extra, opts)
-    if link == ffi.NULL and address is None:
+    if link == ffi.NULL and not by_offset:
         # glibc's strlen & co. are IFUNCs, which libbpf 1.1 cannot resolve by name:
         # ask the dynamic linker which implementation this CPU uses, and probe that.
         err = ffi.errno
+        from pyprobe.backend.uprobe_sites import ifunc_offset
+
         offset = ifunc_offset(path, symbol)
         if offset is None:
             names = _function_names(path)
@@ -142,26 +149,18 @@ def _uprobe(prog, probe):
     return [check_ptr(link, f"attach {probe.kind} {path}:{symbol}")]
 
 
-def ifunc_offset(path: str, symbol: str) -> int | None:
-    """File offset of the implementation the dynamic linker picks for `symbol` here."""
-    import ctypes
+def _refuse_evex(probe, path: str, offset: int | None) -> None:
+    """Refuse a uprobe whose first instruction is EVEX-encoded (see uprobe_sites.Evex):
+    the kernel's single-step of it broke every process that ran the function."""
+    from pyprobe.backend import uprobe_sites
 
-    try:
-        addr = ctypes.cast(getattr(ctypes.CDLL(path), symbol), ctypes.c_void_p).value
-    except (OSError, AttributeError):
-        return None
-    if addr is None:
-        return None
-    real = os.path.realpath(path)
-    with open("/proc/self/maps") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) < 6 or os.path.realpath(fields[5]) != real:
-                continue
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            if start <= addr < end:
-                return addr - start + int(fields[2], 16)
-    return None
+    if probe.options.get("address") is None:
+        if offset is None:
+            offset = uprobe_sites.named_offset(path, probe.target[1])
+        if offset is not None:
+            offset += probe.options.get("offset", 0)
+    if offset is not None and uprobe_sites.evex_at(path, offset):
+        raise UnsupportedProbe(f"{probe.describe()}: refused: {uprobe_sites.EVEX_REFUSED}; probe a caller instead")
 
 
 def _usdt(prog, probe):

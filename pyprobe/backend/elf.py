@@ -64,9 +64,10 @@ class FunctionTable:
     """
 
     def __init__(self, starts, sizes, name_offsets, strtab_ids, strtabs: list[bytes],
-                 aliases=None):
+                 aliases=None, ifuncs: frozenset = frozenset()):
         import numpy as np
 
+        self.ifuncs = ifuncs         # start addresses of STT_GNU_IFUNC symbols (their resolvers)
         self.starts = np.asarray(starts, dtype=np.uint64)
         self.sizes = np.asarray(sizes, dtype=np.uint64)
         self.ends = self.starts + self.sizes
@@ -289,7 +290,7 @@ class _Reader:
 
         sym_dtype = np.dtype([("name", bo + "u4"), ("info", "u1"), ("other", "u1"),
                               ("shndx", bo + "u2"), ("value", bo + "u8"), ("size", bo + "u8")])
-        parts, strtabs = [], []
+        parts, strtabs, ifuncs = [], [], set()
         # .symtab first: on equal preference its names win over .dynsym's
         for kind in (SHT_SYMTAB, SHT_DYNSYM):
             for sh in sections:
@@ -312,6 +313,7 @@ class _Reader:
                                 np.where(bind == STB_WEAK, 1, 0))
                 parts.append((syms["value"], syms["size"], syms["name"].astype(np.int64),
                               np.full(len(syms), len(strtabs) - 1, dtype=np.int8), rank))
+                ifuncs.update(syms["value"][(syms["info"] & 0xF) == STT_GNU_IFUNC].tolist())
         if not parts:
             empty = np.zeros(0, dtype=np.uint64)
             return FunctionTable(empty, empty, empty, empty, [])
@@ -325,4 +327,5 @@ class _Reader:
         first[1:] = starts[1:] != starts[:-1]
         heads = np.flatnonzero(first)
         return FunctionTable(starts[heads], np.maximum.reduceat(sizes, heads),
-                             names[heads], ids[heads], strtabs, aliases=(starts, names, ids))
+                             names[heads], ids[heads], strtabs, aliases=(starts, names, ids),
+                             ifuncs=frozenset(ifuncs))

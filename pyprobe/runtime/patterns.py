@@ -4,9 +4,14 @@ from __future__ import annotations
 from pyprobe.backend import matching
 
 
-def concrete(probe) -> list:
+ENOTSUPP = 524        # the kernel's "cannot probe this instruction" (arch_uprobe_analyze_insn)
+
+
+def concrete(probe, skipped: list | None = None) -> list:
     """[probe] itself, or one probe per function its pattern matches (sorted). A uprobe at
-    an address learns the file offset the kernel wants for it."""
+    an address learns the file offset the kernel wants for it; so does each function a uprobe
+    pattern matches (see user_functions), the ones it cannot probe added to `skipped` as
+    (point, reason)."""
     if probe.options.get("address") is not None and "file_offset" not in probe.options:
         probe.options["file_offset"] = _file_offset(probe)
     if probe.kind not in ("kprobe", "kretprobe", "uprobe", "uretprobe") or not matching.is_pattern(probe):
@@ -18,8 +23,11 @@ def concrete(probe) -> list:
         from pyprobe.backend.elf import read_elf
 
         binary = resolve_binary(probe.target[0])
-        names = read_elf(binary).functions.names()
-        return [Probe(probe.kind, (binary, n), dict(options)) for n in matching.matching(probe, names)]
+        elf = read_elf(binary)
+        found, refused = user_functions(binary, matching.matching(probe, elf.functions.names()), elf)
+        if skipped is not None:
+            skipped.extend((f"{probe.kind}:{binary}:{name}", why) for name, why in refused)
+        return [Probe(probe.kind, (binary, n), dict(options, file_offset=off)) for n, off in found]
     return [Probe(probe.kind, (n,), dict(options)) for n in matching.matching(probe, matching.kprobe_names())]
 
 
@@ -46,18 +54,31 @@ def multi_capable(probes: list) -> bool:
             and not any(p.options.get("address") is not None for p in probes) and features.has("uprobe_multi"))
 
 
-def function_offsets(path: str, names: list[str]) -> list[int]:
-    """File offsets of these functions of an ELF file (what uprobes take)."""
+def user_functions(path: str, names: list[str], elf=None) -> tuple[list, list]:
+    """([(name, file offset)], [(name, why skipped)]) for the functions of an ELF file a
+    pattern matched. Each offset is probed once: aliases (malloc and __libc_malloc) share
+    one, and a second uprobe there would count every call twice; the first name (sorted)
+    keeps it. An IFUNC (glibc's strlen...) is probed where the dynamic linker sends its
+    callers on this CPU, not at its resolver, which only runs while the library loads."""
     from pyprobe.backend.elf import read_elf
-    from pyprobe.errors import UnsupportedProbe
+    from pyprobe.backend.uprobe_sites import EVEX_REFUSED, Evex, ifunc_offset, offset_in_text
 
-    elf = read_elf(path)
-    out = []
-    for name in names:
-        vaddr = elf.functions.address_of(name)
-        seg = next((s for s in elf.segments if vaddr is not None and s.executable
-                    and s.vaddr <= vaddr < s.vaddr + s.filesz), None)
-        if seg is None or vaddr is None:
-            raise UnsupportedProbe(f"uprobe {path}:{name}: the function is in no executable segment")
-        out.append(vaddr - seg.vaddr + seg.offset)
-    return out
+    elf = elf or read_elf(path)
+    found, skipped, seen = [], [], set()
+    with Evex(path) as evex:
+        for name in names:
+            vaddr = elf.functions.address_of(name)
+            offset = offset_in_text(elf, vaddr)
+            if vaddr is not None and vaddr in elf.functions.ifuncs:
+                offset = ifunc_offset(path, name)
+                if offset is None:
+                    skipped.append((name, "an IFUNC whose implementation is not in this file (e.g. the vDSO's)"))
+                    continue
+            if offset is None:
+                skipped.append((name, "in no executable segment"))
+            elif offset in evex:
+                skipped.append((name, EVEX_REFUSED))
+            elif offset not in seen:
+                seen.add(offset)
+                found.append((name, offset))
+    return found, skipped

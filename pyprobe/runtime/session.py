@@ -22,6 +22,24 @@ _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 STREAMS = {"ringbuf": RingBufStream, "perfbuf": PerfBufStream}
 
 
+_REFUSED = "the kernel cannot probe its first instruction (ENOTSUPP)"
+
+
+def _offset(path: str, probe) -> int:
+    """A uprobe's file offset: found with the pattern it came from, or looked up by name."""
+    from pyprobe.backend.uprobe_sites import EVEX_REFUSED, evex_at, named_offset
+
+    if "file_offset" in probe.options:
+        return probe.options["file_offset"]
+    offset = named_offset(path, probe.target[1])
+    if offset is None:
+        raise UnsupportedProbe(f"{probe.describe()}: {path} has no function {probe.target[1]}")
+    if evex_at(path, offset):
+        raise UnsupportedProbe(f"{probe.describe()}: refused: {EVEX_REFUSED}; probe a caller instead")
+    probe.options["file_offset"] = offset
+    return offset
+
+
 class Session:
     def __init__(self, source, obj: bytes, param_values: dict | None = None, attach_to: dict | None = None,
                  sizes: dict | None = None):
@@ -37,6 +55,7 @@ class Session:
         self.attach_to = attach_to or {}      # handler -> probes chosen at construction
         self.sizes = sizes or {}              # map -> max_entries chosen at construction
         self._multi: set = set()              # programs attached with uprobe.multi links
+        self.skipped: list[tuple[str, str]] = []   # (point, why): pattern matches the kernel cannot probe
 
     # ---- load -----------------------------------------------------------
     def load(self) -> None:
@@ -162,6 +181,7 @@ class Session:
                 raise BPFError(errno.EBADF, f"attach {self.source.name}: the program is closed")
             if "bpf_printk(" in self.source.text and self.trace_instance is None:
                 self.trace_instance = _open_trace_instance()
+            self.skipped = []
             todo = self._attach_plan()
             report = _progress_report() if len(todo) >= MANY_PROBES else None
             try:
@@ -169,9 +189,12 @@ class Session:
                     probes = probe if isinstance(probe, list) else [probe]
                     if report is not None:
                         report(f"attaching {i + 1}/{len(todo)}: {probes[0].describe()}")
-                    self.links.extend(self._attach_one(info, probe))
+                    made = self._attach_one(info, probe)
+                    self.links.extend(made)
                     # described after attaching: a kprobe may have moved to a compiler copy (.isra.0)
-                    self.attached.extend((info.c_name, p.describe()) for p in probes)
+                    refused = {point for point, _ in self.skipped}
+                    self.attached.extend((info.c_name, p.describe()) for p in probes
+                                         if p.describe() not in refused)
             except BaseException:
                 self.detach()
                 raise
@@ -217,7 +240,7 @@ class Session:
         plan: list = []
         groups: dict = {}
         for info, probe in self._chosen_probes():
-            for p in concrete(probe):
+            for p in concrete(probe, self.skipped):
                 if info.c_name in self._multi:
                     key = (info.c_name, p.target[0], p.options.get("pid", -1))
                     if key not in groups:
@@ -229,14 +252,47 @@ class Session:
         return plan
 
     def _attach_one(self, info, probe) -> list:
-        if not isinstance(probe, list):
-            return attach_mod.attach(self._program(info.c_name), probe)
-        from pyprobe.runtime.patterns import function_offsets
+        from pyprobe.runtime.patterns import ENOTSUPP
 
-        path = probe[0].target[0]
-        offsets = function_offsets(path, [p.target[1] for p in probe])
-        return [attach_mod.uprobe_multi(self._program(info.c_name), path, offsets, probe[0].kind == "uretprobe",
-                                        probe[0].options.get("pid", -1), [p.describe() for p in probe])]
+        if isinstance(probe, list):
+            return self._attach_multi(self._program(info.c_name), probe)
+        try:
+            return attach_mod.attach(self._program(info.c_name), probe)
+        except BPFError as e:
+            # one function of a uprobe pattern the kernel cannot probe: skipped, as bpftrace does
+            if e.errno != ENOTSUPP or "file_offset" not in probe.options or probe.options.get("address") is not None:
+                raise
+            self.skipped.append((probe.describe(), _REFUSED))
+            return []
+
+    def _attach_multi(self, prog, probes: list) -> list:
+        """uprobe.multi links for these functions of one binary. The kernel refuses the whole
+        link if it cannot probe one of them (ENOTSUPP: x86 refuses a first instruction with a
+        lock or segment prefix, e.g. glibc's pthread_spin_lock): then each half is tried, and
+        so on down to the refused functions, which are skipped."""
+        from pyprobe.runtime.patterns import ENOTSUPP
+
+        path = attach_mod.resolve_binary(probes[0].target[0])
+        try:
+            return [attach_mod.uprobe_multi(prog, path, [_offset(path, p) for p in probes],
+                                            probes[0].kind == "uretprobe", probes[0].options.get("pid", -1),
+                                            [p.describe() for p in probes])]
+        except BPFError as e:
+            if e.errno != ENOTSUPP:
+                raise
+            if len(probes) == 1:
+                self.skipped.append((probes[0].describe(), _REFUSED))
+                return []
+        links: list = []
+        try:
+            half = len(probes) // 2
+            links += self._attach_multi(prog, probes[:half])
+            links += self._attach_multi(prog, probes[half:])
+        except BaseException:
+            for link in links:
+                attach_mod.destroy(link)
+            raise
+        return links
 
     def detach(self) -> None:
         """Destroy the links, newest first. Idempotent."""

@@ -59,9 +59,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+SHOWN_POINTS = 8     # funccount 'c:*' attaches thousands: name a few
+
+
 def announce(prog, message: str | None = None) -> None:
     """Say on stderr which probe points this kernel gave the tool, then what it traces."""
-    print("probe: " + ", ".join(point for _, point in prog.probes), file=sys.stderr)
+    points = [point for _, point in prog.probes]
+    shown = ", ".join(points[:SHOWN_POINTS]) + (f", ... ({len(points)} in all)" if len(points) > SHOWN_POINTS else "")
+    print("probe: " + shown, file=sys.stderr)
+    if prog.skipped:
+        reasons: dict = {}
+        for point, why in prog.skipped:
+            reasons.setdefault(why, []).append(point.rsplit(":", 1)[-1])
+        for why, names in reasons.items():
+            print(f"skipped {len(names)}: {why}: {', '.join(names[:SHOWN_POINTS])}"
+                  + (" ..." if len(names) > SHOWN_POINTS else ""), file=sys.stderr)
     if message:
         print(message, file=sys.stderr)
     sys.stderr.flush()

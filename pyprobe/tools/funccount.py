@@ -89,7 +89,7 @@ def counted(prog, spec: probespec.Spec | None = None):
     import numpy as np
 
     keys, values = prog.counts.to_numpy()
-    rows = []
+    by_name: dict = {}
     for ip, hit in zip(keys.tolist(), values):
         if spec is not None and spec.kind == "tracepoint":
             name = spec.describe()
@@ -97,7 +97,10 @@ def counted(prog, spec: probespec.Spec | None = None):
             name = pyprobe.ksym(ip)
         else:
             name = pyprobe.usym(ip, int(hit["pid"]))
-        rows.append((name, ip, int(hit["count"])))
+        # a library sits at another address in each process: one row per function
+        addr, count = by_name.get(name, (ip, 0))
+        by_name[name] = (min(addr, ip), count + int(hit["count"]))
+    rows = [(name, addr, count) for name, (addr, count) in by_name.items()]
     return np.array(rows, dtype=[("func", object), ("addr", "u8"), ("count", "u8")])
 
 
@@ -117,8 +120,9 @@ def main(argv=None, prog=None) -> int:
 
     def trace():
         with open_counter(spec, args.pid or 0) as tool:
-            common.announce(tool, 'Tracing %d functions for "%s"... Hit Ctrl-C to end.'
-                            % (len(tool.probes), args.pattern))
+            skipped = " (%d skipped)" % len(tool.skipped) if tool.skipped else ""
+            common.announce(tool, 'Tracing %d functions for "%s"%s... Hit Ctrl-C to end.'
+                            % (len(tool.probes), args.pattern, skipped))
 
             def report():
                 rows = sorted(counted(tool, spec), key=lambda r: r["count"])

@@ -1,0 +1,85 @@
+"""Where a uprobe on a user function goes, and where it must not.
+
+A function's file offset (an IFUNC's: the implementation the dynamic linker picks on
+this CPU), and whether its first instruction is one the kernel's single-step breaks.
+"""
+from __future__ import annotations
+
+import os
+
+EM_X86_64 = 62
+EVEX_REFUSED = ("it starts with an AVX-512 (EVEX) instruction: stepping over one out of line, as a "
+                "uprobe does, corrupted the traced process's registers (Linux 6.18, x86-64)")
+
+
+class Evex:
+    """`offset in evex`: whether the instruction at a file offset of an x86-64 ELF file is
+    EVEX-encoded (its first byte 0x62, which 64-bit mode gives to EVEX alone). glibc's AVX-512
+    string functions start so (strchr, memset); uprobes on them made processes loop or crash."""
+
+    def __init__(self, path: str):
+        self.file = open(path, "rb")
+        self.file.seek(18)                   # e_machine of the ELF header (x86-64 is little-endian)
+        if self.file.read(2) != EM_X86_64.to_bytes(2, "little"):
+            self.file.close()
+            self.file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def __contains__(self, offset: int) -> bool:
+        if self.file is None:
+            return False
+        self.file.seek(offset)
+        return self.file.read(1) == b"\x62"
+
+
+def named_offset(path: str, name: str) -> int | None:
+    """The file offset a uprobe on function `name` goes to (an IFUNC's implementation on this
+    CPU), or None if the file has no such function."""
+    from pyprobe.backend.elf import read_elf
+
+    elf = read_elf(path)
+    vaddr = elf.functions.address_of(name)
+    if vaddr is not None and vaddr in elf.functions.ifuncs:
+        return ifunc_offset(path, name)
+    return offset_in_text(elf, vaddr)
+
+
+def evex_at(path: str, offset: int) -> bool:
+    """Whether the uprobe at this file offset would step over an EVEX instruction (see Evex)."""
+    with Evex(path) as evex:
+        return offset in evex
+
+
+def offset_in_text(elf, vaddr: int | None) -> int | None:
+    for seg in elf.segments:
+        if vaddr is not None and seg.executable and seg.vaddr <= vaddr < seg.vaddr + seg.filesz:
+            return vaddr - seg.vaddr + seg.offset
+    return None
+
+
+def ifunc_offset(path: str, symbol: str) -> int | None:
+    """File offset of the implementation the dynamic linker picks for `symbol` here."""
+    import ctypes
+
+    try:
+        addr = ctypes.cast(getattr(ctypes.CDLL(path), symbol), ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+    if addr is None:
+        return None
+    real = os.path.realpath(path)
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 6 or os.path.realpath(fields[5]) != real:
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if start <= addr < end:
+                return addr - start + int(fields[2], 16)
+    return None
