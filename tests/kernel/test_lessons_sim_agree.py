@@ -1,10 +1,16 @@
 """A lesson in the kernel and the same lesson simulated, given the same events, end with the same
-maps and records (the simulated tests of every lesson are in tests/unit/test_lessons_simulated.py).
+maps, records and trace lines (the simulated tests of every lesson are in
+tests/unit/test_lessons_simulated.py; the networking lessons' agreement is test_net_sim_agree.py).
+Each test makes its own workload, scoped to its own pids, and feeds the simulation the same events:
+known system calls with known arguments, or the times the kernel recorded (ktime_ns() in a record or
+a map). docs/testing.md lists the lessons whose events cannot be replayed, and why.
 Uses pyprobe's pytest plugin: `load`, `simulate`, `run_child`, `wait_until`.
 """
 import ctypes
 import importlib.util
 import os
+
+import pytest
 
 LESSONS = os.path.join(os.path.dirname(__file__), "..", "..", "lessons")
 TEXT = b"pyprobe-sim-agrees\0"
@@ -64,3 +70,179 @@ def test_hello_perf_output_kernel_and_simulation_send_the_same_records(load, sim
         sim.hello()
     (records,) = list(sim.events.batches())
     assert [(int(r["pid"]), bytes(r["comm"])) for r in mine] == [(int(r["pid"]), bytes(r["comm"])) for r in records]
+
+
+# ---- trace_printk lessons: the lines the kernel printed for our own pid --------------------------
+def my_lines(prog, pid: int, n: int, timeout: float = 10.0) -> list[str]:
+    """The first n trace_printk messages of process `pid` that reach the program's trace instance
+    (every program's printk reaches every instance: the others' lines are skipped)."""
+    out = []
+    for _task, line_pid, _cpu, _flags, _ts, msg in prog.trace_fields(timeout=timeout):
+        if line_pid == pid:
+            out.append(msg)
+            if len(out) == n:
+                break
+    return out
+
+
+def test_hello_world_and_hello_fields_print_the_same_lines(load, simulate, run_child):
+    for module, name in (("hello_world", "HelloWorld"), ("hello_fields", "HelloFields")):
+        cls = getattr(lesson(module), name)
+        prog = load(cls)
+        for _ in range(3):
+            run_child(lambda: None)                    # a fork: this process calls clone()
+        kernel = my_lines(prog, os.getpid(), 3)
+        sim = simulate(cls)
+        for _ in range(3):
+            sim.hello()
+        assert kernel == sim.trace == ["Hello, World!"] * 3
+        prog.close()
+
+
+def test_sys_sync_prints_the_same_lines(load, simulate):
+    cls = lesson("sys_sync").SysSync
+    prog = load(cls)
+    for _ in range(4):
+        os.sync()
+    kernel = my_lines(prog, os.getpid(), 4)
+    sim = simulate(cls)
+    for _ in range(4):
+        sim.on_sync()
+    assert kernel == sim.trace == ["sys_sync() called"] * 4
+
+
+SYNC_GAPS = [0, 0.2, 0.2, 1.2, 0.2]          # three quick syncs, a slow one, a quick one
+
+
+def test_sync_lessons_agree_on_syncs_at_the_times_the_kernel_recorded(load, simulate):
+    """sync_timing, sync_count and sync_perf_output store ktime_ns() of each sync in `last`: read after
+    each of this process's syncs, those times drive the simulation. The kernel's delta uses an
+    earlier ktime_ns() call of the same run than the one it stores, so its ms may be one less than the
+    simulation's (when the two calls straddle a millisecond); all else must be identical. sync(2) is
+    system-wide: a run during which another process synced (sync_count's count jumps) is retried."""
+    import time
+
+    timing, count, perf = lesson("sync_timing"), lesson("sync_count"), lesson("sync_perf_output")
+    gaps = [0] + SYNC_GAPS                           # a first sync flushes dirty data: the others are quick
+    for attempt in range(5):
+        progs = [load(timing.SyncTiming), load(count.SyncCount), load(perf.SyncPerfOutput)]
+        stamps = []
+        for gap in gaps:
+            time.sleep(gap)
+            os.sync()
+            stamps.append([int(p.last[0]) for p in progs])
+        if progs[1].last[count.COUNT] == len(gaps):
+            break
+        for p in progs:
+            p.close()
+    else:
+        pytest.skip("other processes kept calling sync(2) during every run")
+
+    sims = [simulate(timing.SyncTiming), simulate(count.SyncCount), simulate(perf.SyncPerfOutput)]
+    for stamp in stamps:
+        for sim, ts in zip(sims, stamp):
+            sim.set(ktime_ns=ts)
+            sim.do_trace()
+    quick = len(sims[0].trace)
+    assert quick >= 4 and len(sims[1].trace) == quick         # the gaps below one second, and more
+    # the programs print into every trace instance: sync_timing's lines are "ms", sync_count's "ms count"
+    kernel = my_lines(progs[0], os.getpid(), 2 * quick, timeout=3)
+    records = [r for batch in progs[2].events.batches(timeout=0.5) for r in batch]
+    assert len(kernel) == 2 * quick
+    kernel_timing = [line for line in kernel if " " not in line]
+    kernel_count = [line for line in kernel if " " in line]
+    assert [line.split()[1] for line in kernel_count] == [line.split()[1] for line in sims[1].trace]
+
+    def close(k, s):
+        return [int(s) - int(k)] in ([0], [1])
+    assert all(close(k, s) for k, s in zip(kernel_timing, sims[0].trace))
+    assert all(close(k.split()[0], s.split()[0]) for k, s in zip(kernel_count, sims[1].trace))
+    (simulated_records,) = list(sims[2].events.batches())
+    assert len(records) == len(simulated_records) == quick
+    assert all(0 <= int(s) - int(k) <= 1 for k, s in zip([r["ms"] for r in records], simulated_records["ms"]))
+    for prog, sim in zip(progs, sims):
+        assert sorted(prog.last.items()) == sorted(sim.last.items())
+
+
+def test_sleepsnoop_records_agree_at_the_kernels_times(load, simulate, run_child):
+    """SleepSnoop's records carry the kernel's ktime_ns() // 1000: replayed at those times, the
+    simulation sends the same records."""
+    import time
+
+    cls = lesson("sleepsnoop").SleepSnoop
+    prog = load(cls)
+    pid = run_child(time.sleep, 5, 0.001)
+    mine = []
+
+    def seen():
+        mine.extend(r for batch in prog.events.batches(timeout=0.05) for r in batch if r["pid"] == pid)
+        return len(mine) >= 5
+    assert wait_for(seen)
+    sim = simulate(cls)
+    sim.set(tgid=pid)
+    for r in mine:
+        sim.set(ktime_ns=int(r["ts"]) * 1000)
+        sim.sleep()
+    (records,) = list(sim.events.batches())
+    assert [(int(r["ts"]), int(r["pid"])) for r in mine] == [(int(r["ts"]), int(r["pid"])) for r in records]
+
+
+def wait_for(predicate, timeout=5.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+    return True
+
+
+URANDOM_CHILD = """
+import os, sys
+fd = os.open("/dev/urandom", os.O_RDONLY)
+os.dup2(fd, 9)
+os.read(9, 32)
+os.read(fd, 4)
+os.close(9)
+os.read(fd, 1)
+os.close(fd)
+os.read(os.open("/dev/zero", os.O_RDONLY), 8)
+print(fd)
+"""
+
+
+def test_urandomread_kernel_and_simulation_see_the_same_requests(load, simulate):
+    """A child (no `random` module, a fixed hash seed: its only getrandom() is the workload's) opens
+    /dev/urandom, dups it, reads and closes; the simulation gets the same system calls."""
+    import subprocess
+    import sys
+
+    import platform
+
+    cls = lesson("urandomread").UrandomReadSyscalls
+    prog = load(cls)
+    child = subprocess.Popen([sys.executable, "-S", "-c", URANDOM_CHILD + "os.getrandom(16)\n"],
+                             stdout=subprocess.PIPE, env={"PYTHONHASHSEED": "0"}, text=True)
+    fd = int(child.communicate()[0])
+    kernel = my_lines(prog, child.pid, 5, timeout=3)
+    sim = simulate(cls)
+    sim.set(tgid=child.pid, tid=child.pid)
+    startup = []
+    libc, version = platform.libc_ver()
+    if libc == "glibc" and tuple(map(int, version.split("."))) >= (2, 34):
+        sim.on_getrandom(len=8)                      # the process starts: glibc's malloc takes its tcache key
+        startup = ["64"]
+    sim.on_openat(filename="/dev/urandom")
+    sim.on_openat_return(ret=fd)
+    sim.on_dup(oldfd=fd, newfd=9)
+    sim.on_read(fd=9, count=32)
+    sim.on_read(fd=fd, count=4)
+    sim.on_close(fd=9)
+    sim.on_read(fd=fd, count=1)
+    sim.on_close(fd=fd)
+    sim.on_openat(filename="/dev/zero")
+    sim.on_openat_return(ret=fd)
+    sim.on_read(fd=fd, count=8)
+    sim.on_getrandom(len=16)
+    assert kernel == sim.trace == startup + ["256", "32", "8", "128"]
+    assert [k for k in prog.urandom.keys() if k["pid"] == child.pid] == [] == list(sim.urandom.keys())
