@@ -154,6 +154,7 @@ struct pp_sink { char *buf; size_t len; size_t cap; size_t rec; uint64_t count; 
 struct ring_buffer *pp_ring_new(int map_fd, struct pp_sink *sink);
 struct perf_buffer *pp_perf_new(int map_fd, size_t page_cnt, uint32_t wakeup_events, struct pp_sink *sink);
 void pp_sink_free(struct pp_sink *sink);
+void pp_trim_strings(char *buf, size_t n, size_t rec, const uint32_t *fields, size_t nfields);
 extern "Python" void pp_on_libbpf_print(int level, const char *msg);
 void pp_install_print(int enabled);
 char *pp_btf_dump_types(const struct btf *btf, const uint32_t *ids, int n, int *err);
@@ -252,6 +253,19 @@ static int pp_sink_put(struct pp_sink *s, const void *data, size_t size)
 }
 
 static void pp_sink_free(struct pp_sink *s) { free(s->buf); s->buf = NULL; s->len = s->cap = 0; }
+
+/* char[N] fields end at their first NUL, as C and bcc read them: in each of n records of
+ * rec bytes, zero what follows it. fields: (offset, length) pairs, inside the record. */
+static void pp_trim_strings(char *buf, size_t n, size_t rec, const uint32_t *fields, size_t nfields)
+{
+    for (size_t i = 0; i < n; i++, buf += rec)
+        for (size_t f = 0; f < nfields; f++) {
+            char *s = buf + fields[2 * f];
+            char *nul = memchr(s, 0, fields[2 * f + 1]);
+            if (nul)
+                memset(nul, 0, fields[2 * f + 1] - (size_t)(nul - s));
+        }
+}
 
 static int pp_ring_cb(void *ctx, void *data, size_t size)
 {

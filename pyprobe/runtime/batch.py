@@ -7,6 +7,7 @@ import errno as errno_mod
 
 from pyprobe.backend.libbpf import ffi, lib
 from pyprobe.errors import BPFError
+from pyprobe.runtime import cstrings
 
 _BATCH = 4096
 _NO_BATCH = {errno_mod.EINVAL, errno_mod.EOPNOTSUPP, 524}     # 524: the kernel's ENOTSUPP
@@ -118,7 +119,7 @@ class BatchOps:
                     break
                 raise BPFError(-r, f"batch lookup-and-delete in map {self.name}")
             token_in = token_out
-        return keys[:n], self._values_view(values[:n])
+        return cstrings.trim(keys[:n]), self._values_view(cstrings.trim(values[:n]))
 
     def pop(self, key, default=_MISSING):
         """Remove key and return its value (the kernel's lookup-and-delete: atomic for hashes);

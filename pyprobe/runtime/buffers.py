@@ -22,6 +22,7 @@ import time
 from pyprobe.backend.libbpf import ffi, lib
 from pyprobe.dsl.maps import RingBuf
 from pyprobe.errors import BPFError
+from pyprobe.runtime import cstrings
 from pyprobe.runtime.tabular import Tabular
 
 # A batch this big means the stream is busy; a ring this big holds a millisecond of it
@@ -66,7 +67,8 @@ class EventStream(Tabular):
         return self._mgr is None
 
     def drain(self):
-        """Every record waiting now, as one numpy array (possibly empty)."""
+        """Every record waiting now, as one numpy array (possibly empty); char[N] fields end
+        at their first NUL, as C reads them."""
         import numpy as np
 
         with self._lock:
@@ -79,7 +81,7 @@ class EventStream(Tabular):
             n = s.len // s.rec
             out = np.frombuffer(ffi.buffer(s.buf, s.len), dtype=self.dtype).copy() if n else None
             s.len = 0
-        return out if out is not None else np.empty(0, self.dtype)
+        return cstrings.trim(out) if out is not None else np.empty(0, self.dtype)
 
     def batches(self, timeout: float | None = None, duration: float | None = None):
         """Yield numpy batches until `timeout` seconds pass with no record, or `duration` in all."""

@@ -12,6 +12,7 @@ from pyprobe.backend.libbpf import ffi, lib
 from pyprobe.dsl.types import ArrayType, Scalar, s64
 from pyprobe.errors import BPFError, MapFullError, MapIndexError, MapValueError
 from pyprobe import checks
+from pyprobe.runtime import cstrings
 from pyprobe.runtime.batch import BatchOps
 from pyprobe.runtime.tabular import Tabular
 
@@ -89,7 +90,7 @@ class LiveMap(BatchOps, Tabular):
             return data.split(b"\0", 1)[0]
         import numpy as np
 
-        return np.frombuffer(data, dtype=ctype.dtype())[0]
+        return cstrings.trim(np.frombuffer(data, dtype=ctype.dtype()))[0]
 
     # ---- dict-like ------------------------------------------------------
     def __getitem__(self, key):
@@ -183,7 +184,7 @@ class LiveMap(BatchOps, Tabular):
         pairs = self._raw_items()
         keys = np.frombuffer(b"".join(k for k, _ in pairs), dtype=kdt)
         values = np.frombuffer(b"".join(v for _, v in pairs), dtype=vdt)
-        return keys, self._values_view(values)
+        return cstrings.trim(keys), self._values_view(cstrings.trim(values))
 
     def _raw_items(self):
         out = []
@@ -213,7 +214,7 @@ class LiveMap(BatchOps, Tabular):
                     break
                 raise BPFError(-r, f"batch lookup in map {self.name}")
             token_in = token_out
-        return keys[:n], self._values_view(values[:n])
+        return cstrings.trim(keys[:n]), self._values_view(cstrings.trim(values[:n]))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.spec!r}>"
@@ -261,7 +262,7 @@ class PerCpuMixin(LiveMap):
     def _value_out(self, buf):
         import numpy as np
 
-        return np.frombuffer(ffi.buffer(buf, self.vsize)[:], dtype=self._slot_dtype())[0]["v"]
+        return cstrings.trim(np.frombuffer(ffi.buffer(buf, self.vsize)[:], dtype=self._slot_dtype()))[0]["v"]
 
     def _value_in(self, value, buf) -> None:
         import numpy as np

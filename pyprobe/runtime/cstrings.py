@@ -1,0 +1,76 @@
+"""char[N] fields read back as C strings: nothing after the first NUL.
+
+A char[N] a handler filled may hold bytes after its NUL: the older record a RingBuf or
+PerfBuf slot held, a kernel array copied whole, a map value written twice. C, bcc's
+ctypes records and a map read of a char[N] value stop at the NUL; numpy's bytes fields
+drop only trailing NULs (`b'xy\\x00p/abc'`). So every reader that hands kernel bytes to
+the user as numpy zeroes what follows the first NUL of each char field, once per batch:
+in C (a memchr per field, on records the copy just brought into cache), or with numpy
+where the cffi module predates that helper; records without char fields cost nothing.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+
+@lru_cache(maxsize=None)
+def char_fields(dtype) -> tuple[tuple[int, int], ...]:
+    """(offset, length) of every char array in one item of `dtype`, in nested structs and
+    arrays of them too."""
+    out: list[tuple[int, int]] = []
+    _collect(dtype, 0, out)
+    return tuple(out)
+
+
+def _collect(dtype, base: int, out: list) -> None:
+    if dtype.subdtype is not None:                 # an array field: each element in turn
+        elem, shape = dtype.subdtype
+        count = 1
+        for n in shape:
+            count *= n
+        for i in range(count):
+            _collect(elem, base + i * elem.itemsize, out)
+    elif dtype.names:
+        for name in dtype.names:
+            field, offset = dtype.fields[name][:2]
+            _collect(field, base + offset, out)
+    elif dtype.kind == "S" and dtype.itemsize > 1:   # char[N]; a lone char is a 1-byte string
+        out.append((base, dtype.itemsize))
+
+
+def trim(array):
+    """`array` (1-D, of any record dtype) with each char field zeroed after its first NUL,
+    in place when it is writable (else a trimmed copy)."""
+    fields = char_fields(array.dtype)
+    if not fields or not len(array):
+        return array
+    import numpy as np
+
+    if not (array.flags.writeable and array.flags.c_contiguous):
+        array = np.array(array, order="C")
+    from pyprobe.backend.libbpf import ffi, lib
+
+    if hasattr(lib, "pp_trim_strings"):
+        pairs = _c_fields(fields)
+        lib.pp_trim_strings(ffi.from_buffer(array, require_writable=True), len(array), array.dtype.itemsize,
+                            pairs, len(fields))
+        return array
+    return trim_with_numpy(array, fields)
+
+
+def trim_with_numpy(array, fields):
+    """trim() for a writable contiguous array, without the C helper."""
+    import numpy as np
+
+    raw = array.view(np.uint8).reshape(len(array), array.dtype.itemsize)
+    for offset, n in fields:
+        chars = raw[:, offset:offset + n]
+        chars[np.logical_or.accumulate(chars == 0, axis=1)] = 0
+    return array
+
+
+@lru_cache(maxsize=None)
+def _c_fields(fields):
+    from pyprobe.backend.libbpf import ffi
+
+    return ffi.new("uint32_t[]", [x for pair in fields for x in pair])
