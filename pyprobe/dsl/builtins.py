@@ -296,15 +296,30 @@ def _lookup_or_init(tr, node, ref, key, init):
 
 @map_method("insert")
 def _insert(tr, node, ref, key, value):
-    tr.emit(f"pp_insert({ref.name}, {_key(tr, node, ref, node.args[0], key)}, "
-            f"{tr.value_for(node.args[1], value, ref.spec.value)});")
+    if not _store_through(tr, node, ref, key, value, "PP_NOEXIST"):
+        tr.emit(f"pp_insert({ref.name}, {_key(tr, node, ref, node.args[0], key)}, "
+                f"{tr.value_for(node.args[1], value, ref.spec.value)});")
     return None
 
 
 @map_method("update")
 def _update(tr, node, ref, key, value):
-    tr.emit(f"pp_set({ref.name}, {_key(tr, node, ref, node.args[0], key)}, {tr.value_for(node.args[1], value, ref.spec.value)});")
+    if not _store_through(tr, node, ref, key, value, "PP_ANY"):
+        tr.emit(f"pp_set({ref.name}, {_key(tr, node, ref, node.args[0], key)}, "
+                f"{tr.value_for(node.args[1], value, ref.spec.value)});")
     return None
+
+
+def _store_through(tr, node, ref, key, value, flags: str) -> bool:
+    """`self.m[k] = v`, v a checked .get() result of a struct or char[N]: the map copies what
+    v points at (bcc's `m.update(&k, v)`), never a copy on the 512-byte stack."""
+    pointer = tr.checked_pointer(node.args[1], value, ref.spec.value)
+    if pointer is None:
+        return False
+    k = tr.temp(ref.spec.key, "k")
+    tr.emit(f"{k} = {_key(tr, node, ref, node.args[0], key)};")
+    tr.emit(f"bpf_map_update_elem(&{ref.name}, &{k}, {pointer}, {flags});")
+    return True
 
 
 @map_method("delete")

@@ -67,6 +67,8 @@ def call(tr, node, func, args, method: bool = False) -> Value:
             c_args.append(c_arg)
     values = [_argument(tr, a, v)[2] for a, v in zip(node.args, args)]
     c_name, ret = tr.program.helper_function(tr, node, func, (method, tuple(kinds)), values)
+    if isinstance(ret, Nullable):               # the pointer it returned: None or a map value
+        return type(ret)(f"{c_name}({', '.join(c_args)})", ret.target)
     if isinstance(ret, (StructType, ArrayType)):
         tmp = tr.temp(ret, "r")
         tr.emit(f"{c_name}({', '.join(c_args + ['&' + tmp])});")
@@ -119,9 +121,15 @@ def translate_helper(program, tr, node, func, key, values, c_name: str):
             params.append(t.c_decl(c_arg))
     helper.translate_body()
     ret = helper.return_type or s64
+    if helper.returned_none is not None and helper.return_type is not None and not isinstance(ret, Nullable):
+        tr.fail(helper.returned_none, f"{name}() returns None here and {_returned(ret)} elsewhere",
+                "return None only from a helper that returns a .get() result")
     if isinstance(ret, (StructType, ArrayType)):
         params.append(ret.c_decl(f"(*{RETURN_SLOT})"))
-    c_ret = "int" if isinstance(ret, (StructType, ArrayType)) else ret.c_name
+    if isinstance(ret, Nullable):
+        c_ret = f"{ret.target.c_name} *"
+    else:
+        c_ret = "int" if isinstance(ret, (StructType, ArrayType)) else ret.c_name
     out = CBuilder()
     out.directive(fdef.lineno, filename)
     out.line(f"static __always_inline {c_ret} {c_name}({', '.join(params) or 'void'})")
@@ -144,18 +152,38 @@ def return_value(tr, node, value) -> None:
         if tr.return_type is None:
             tr.return_type = value.type
         elif tr.return_type != value.type:
-            tr.fail(node, f"this helper returned a {tr.return_type!r} before; here a {value.type!r}")
+            tr.fail(node, f"this helper returned {_returned(tr.return_type)} before; here a {value.type!r}")
         if isinstance(value.type, PointerType):
             tr.emit(f"return {value.code};")
             return
         tr.store(Value(f"(*{RETURN_SLOT})", value.type, lvalue=True), node, value)
         tr.emit("return 0;")
         return
-    if isinstance(value, Nullable):
-        tr.fail(node, "a helper cannot return a .get() result", "return the value (v) or pass the map to the helper")
+    if isinstance(value, Nullable):             # returned as the pointer: the caller checks it for None
+        if tr.return_type is None:
+            tr.return_type = type(value)("", value.target)
+        elif not (isinstance(tr.return_type, Nullable) and tr.return_type.target == value.target):
+            tr.fail(node, f"this helper returned {_returned(tr.return_type)} before; here a .get() result "
+                          f"of {value.target!r}")
+        tr.emit(f"return {value.code};")
+        return
     v = tr.scalar(node, value)
     if tr.return_type is None:
         tr.return_type = v.scalar
     elif not hasattr(tr.return_type, "signed"):
-        tr.fail(node, f"this helper returned a {tr.return_type!r} before; here an integer")
+        tr.fail(node, f"this helper returned {_returned(tr.return_type)} before; here an integer")
     tr.emit(f"return {v.code};")
+
+
+def return_none(tr, node) -> None:
+    """`return None` in a helper: the NULL of a helper that returns a .get() result."""
+    if tr.return_type is not None and not isinstance(tr.return_type, Nullable):
+        tr.fail(node, f"this helper returned {_returned(tr.return_type)} before; here None",
+                "return None only from a helper that returns a .get() result")
+    if tr.returned_none is None:
+        tr.returned_none = node
+    tr.emit("return 0;")
+
+
+def _returned(ctype) -> str:
+    return f"a .get() result of {ctype.target!r}" if isinstance(ctype, Nullable) else f"a {ctype!r}"

@@ -28,6 +28,8 @@ class Statements:
         result = self.expr(node.value)
         if isinstance(result, Value):
             self.emit(f"{result.code};")
+        elif isinstance(result, Nullable):      # lookup_or_init(k, v), pop(): done for their effect
+            self.emit(f"(void){result.code};")
 
     @property
     def default_return(self) -> int:
@@ -36,6 +38,8 @@ class Statements:
     def stmt_Return(self, node):
         if node.value is None:
             self.emit(f"return {self.default_return};")
+        elif self.is_helper and isinstance(node.value, ast.Constant) and node.value.value is None:
+            functions.return_none(self, node)
         elif self.is_helper:
             functions.return_value(self, node.value, self.expr(node.value))
         else:
@@ -227,6 +231,9 @@ class Statements:
     def store(self, dest: Value, value_node, value) -> None:
         """dest = value, with C's conversions for integers and a copy for arrays and structs."""
         if isinstance(dest.type, (ArrayType, StructType)):
+            pointer = self.checked_pointer(value_node, value, dest.type)
+            if pointer is not None:
+                value = Value(f"(*{pointer})", dest.type, lvalue=True)
             if strings.is_char_array(dest.type) and strings.store_string(self, value_node, dest, value):
                 return
             if not isinstance(value, Value) or value.type != dest.type:
@@ -239,8 +246,25 @@ class Statements:
         v = self.scalar(value_node, value)
         self.emit(f"{dest.code} = {v.code};")
 
+    def checked_pointer(self, node, value, ctype: CType) -> str | None:
+        """The pointer of a .get() result held in a local, stored as a whole struct or char[N]
+        (its None check is the verifier's to see); None for any other value. A .get() call
+        used directly could be None here: refused, saying what to write."""
+        if not isinstance(value, Nullable) or not isinstance(ctype, (StructType, ArrayType)):
+            return None
+        if value.target != ctype:
+            self.fail(node, f"expected a {ctype!r} here, got a .get() result of {value.target!r}")
+        if not isinstance(node, ast.Name):
+            text = ast.unparse(node)
+            self.fail(node, f"{text} may be None: check it before storing what it points at",
+                      f"write `v = {text}`, then `if v is None: return`, then store v")
+        return value.code
+
     def value_for(self, node, value, ctype: CType) -> str:
         """C text of `value` converted to a map's value type."""
+        pointer = self.checked_pointer(node, value, ctype)
+        if pointer is not None:
+            return f"(*{pointer})"
         if isinstance(ctype, (StructType, ArrayType)):
             if not isinstance(value, Value) or value.type != ctype:
                 self.fail(node, f"expected a {ctype!r} here, got {_describe(value)}")

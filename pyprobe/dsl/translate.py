@@ -49,6 +49,7 @@ class HandlerTranslator(Statements, Expressions):
         self.context_has_return = context is not None and context.attach.kind in ("kretprobe", "uretprobe", "kretsyscall")
         self.return_type = None           # helpers: the type of their first `return value`
         self.is_helper = False            # a plain function or method called from a handler
+        self.returned_none = None         # helpers: the first `return None` (a .get() result's None)
 
     # ---- errors -----------------------------------------------------------
     def loc(self, node) -> Location:

@@ -31,6 +31,8 @@ class SimStatements:
         result = self.expr(node.value)
         if isinstance(result, SV) and result.type is not None and result.code and not result.in_memory:
             self.emit(result.code)
+        elif isinstance(result, SNullable):     # lookup_or_init(k, v), pop(): done for their effect
+            self.emit(result.code)
 
     def stmt_Return(self, node):
         if node.value is None:

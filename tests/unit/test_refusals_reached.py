@@ -61,6 +61,18 @@ class P(Program):
         return 1
     def returns_get(self, x):
         return self.h.get(x)
+    def none_then_int(self, x):
+        if x:
+            return None
+        return 1
+    def int_then_none(self, x):
+        if x:
+            return 1
+        return None
+    def get_then_int(self, x):
+        if x:
+            return self.h.get(x)
+        return 1
     @{probe}
     def {signature}:
         x = 1
@@ -71,11 +83,11 @@ class P(Program):
     def other(self, ctx):
         pass
 '''
-LINE = 51           # the case's handler line; the handler's def is DEF
-DEF = 47
+LINE = 63           # the case's handler line; the handler's def is DEF
+DEF = 59
 RAW = ('raw_tracepoint("sys_enter")', "on(self, ctx)")
 
-HELPERS = (31, 47)    # the lines of the class's helper methods: their refusals name their own line
+HELPERS = (31, 59)    # the lines of the class's helper methods: their refusals name their own line
 # (probe and signature, handler line, message fragment[, where the error points if not the handler line])
 CASES = [
     (RAW, "y = usdt_arg(ctx, 1)", "only defined in a @usdt handler"),
@@ -148,7 +160,12 @@ CASES = [
     (RAW, "y = self.noself(1)", "is called as a method: its first parameter must be self"),
     (RAW, "y = self.int_then_struct(1)", "this helper returned a", HELPERS),
     (RAW, "y = self.struct_then_int(1)", "before; here an integer", HELPERS),
-    (RAW, "y = self.returns_get(1)", "a helper cannot return a .get() result", HELPERS),
+    (RAW, "y = self.none_then_int(1)", "returns None here and a s64 elsewhere", HELPERS),
+    (RAW, "y = self.int_then_none(1)", "this helper returned a s64 before; here None", HELPERS),
+    (RAW, "y = self.get_then_int(1)", "returned a .get() result of u64 before; here an integer", HELPERS),
+    (RAW, "self.he[1] = self.he.get(2)", "self.he.get(2) may be None: check it before storing"),
+    (RAW, "v = self.h.get(2)\n        if v is None:\n            return\n        self.he[1] = v",
+     "expected a struct E here, got a .get() result of u64"),
     (RAW, "y = self.other(ctx)", "handlers cannot call each other"),
     (RAW, "match x:\n            case os.sep:\n                pass", "a case value must be an integer constant"),
     (RAW, "match x:\n            case x:\n                pass", "case x: would rebind the local x"),

@@ -1,0 +1,101 @@
+"""Map values the tools author needed, translated without a kernel: a bare lookup_or_init()
+creates its element, a checked .get() result is stored into a map whole, a helper returns a
+.get() result, and the probe context reaches helpers of every kind."""
+from pyprobe import Hash, PerCpuArray, Program, Queue, Struct, raw_tracepoint, u32, u64, uprobe
+from pyprobe.bpf import tgid
+
+
+class Slot(Struct):
+    count: u64
+    total: u64
+
+
+class Bare(Program):
+    slots = Hash(u32, Slot)
+    q = Queue(u64)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        self.slots.lookup_or_init(tgid(), Slot())
+        self.q.pop()
+
+
+def test_a_bare_lookup_or_init_or_pop_is_kept_for_its_effect():
+    c = Bare.translate()
+    assert "(void)pp_lookup_or_init(slots, " in c
+    assert "(void)" in c[c.index("pp_lookup_or_init(slots"):] and "bpf_map_pop_elem(&q" in c
+
+
+class FromScratch(Program):
+    slots = Hash(u32, Slot)
+    scratch = PerCpuArray(Slot, 1)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        v = self.scratch.get(0)
+        if v is None:
+            return
+        v.count = 1
+        self.slots[tgid()] = v
+        self.slots.insert(7, v)
+        whole = Slot()
+        whole = v
+
+
+def test_a_checked_get_result_is_stored_through_its_pointer():
+    c = FromScratch.translate()
+    body = c[c.index("int on_enter("):]
+    # the map copies what v points at (bcc's m.update(&k, v)): no struct copy on the stack
+    assert "bpf_map_update_elem(&slots, &__pp_k1, v, PP_ANY);" in body
+    assert "bpf_map_update_elem(&slots, &__pp_k2, v, PP_NOEXIST);" in body
+    assert "__builtin_memcpy(&whole, &(*v), sizeof(whole));" in body
+
+
+class Slots(Program):
+    slots = Hash(u32, Slot)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        s = self._slot(tgid())
+        if s is None:
+            return
+        s.count += 1
+
+    def _slot(self, k):
+        if k == 0:
+            return None
+        return self.slots.lookup_or_init(k, Slot())
+
+
+def test_a_helper_returns_a_get_result_as_a_pointer_the_caller_checks():
+    c = Slots.translate()
+    assert "static __always_inline struct Slot * pp_fn__slot_0(__u32 k)" in c
+    helper = c[c.index("pp_fn__slot_0(__u32 k)"):c.index("int on_enter(")]
+    assert "return 0;" in helper and "return pp_lookup_or_init(slots, k, " in helper
+    body = c[c.index("int on_enter("):]
+    assert "s = pp_fn__slot_0(" in body and "if ((!s))" in body
+
+
+class Contexts(Program):
+    counts = Hash(u64, u64)
+
+    @raw_tracepoint("sys_enter")
+    def on_raw(self, ctx):
+        self._count(ctx)
+
+    @uprobe("c", "malloc")
+    def on_malloc(self, ctx):
+        self._count_ip(ctx)
+
+    def _count(self, ctx):
+        self.counts[ctx.args[1]] += 1
+
+    def _count_ip(self, regs):
+        self.counts[regs.ip] += 1
+
+
+def test_the_context_is_passed_to_helpers_as_the_handlers_pointer():
+    c = Contexts.translate()
+    assert "pp_fn__count_0(struct pp_raw_tp_args *ctx)" in c and "pp_fn__count_0(ctx);" in c
+    assert "pp_fn__count_ip_1(struct pt_regs *regs)" in c and "pp_fn__count_ip_1(ctx);" in c
+    assert "PT_REGS_IP(regs)" in c
