@@ -67,8 +67,8 @@ class StackCount(Program):
         self.counts[key] += 1
 
 
-# The same body for a tracepoint class made at start (passing ctx to a shared helper method
-# is not translated yet: the call loses its argument).
+# The same body for a tracepoint class made at start (a tracepoint handler's program depends
+# on its record, so attach_to cannot move it to the tracepoint the user names).
 def _on_tracepoint(self, ctx):
     if self.target_pid and tgid() != self.target_pid:
         return
