@@ -174,6 +174,9 @@ def _usdt(prog, probe):
 
 def _btf_trace(prog, probe):
     (name,) = probe.target
+    if probe.kind in ("lsm", "fmod_ret") and not features.has("fentry"):
+        raise UnsupportedProbe(f"@{probe.kind}(\"{name}\"): this kernel refuses BPF trampolines, which "
+                               f"{probe.kind} programs need (as fentry/fexit)")
     if probe.kind in ("fentry", "fexit") and not features.has("fentry"):
         raise UnsupportedProbe(f"@{probe.kind}(\"{name}\"): this kernel refuses fentry/fexit programs "
                                f"(BPF trampolines); use @kprobe where kprobes exist, or a tracepoint:\n"
@@ -258,7 +261,7 @@ _ATTACH = {
     "tracepoint": _tracepoint, "raw_tracepoint": _raw_tracepoint,
     "kprobe": _kprobe, "kretprobe": _kprobe, "ksyscall": _ksyscall, "kretsyscall": _ksyscall,
     "uprobe": _uprobe, "uretprobe": _uprobe, "perf_event": _perf_event, "usdt": _usdt,
-    "tp_btf": _btf_trace, "fentry": _btf_trace, "fexit": _btf_trace,
+    "tp_btf": _btf_trace, "fentry": _btf_trace, "fexit": _btf_trace, "lsm": _btf_trace, "fmod_ret": _btf_trace,
 }
 _ATTACH.update(attach_net.ATTACH)        # xdp, tc, socket filters, cgroups
 class MultiLink:

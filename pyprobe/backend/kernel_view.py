@@ -80,6 +80,18 @@ class KernelView:
 
     _missing_fexit = _missing_fentry
 
+    def _missing_lsm(self, hook: str) -> str | None:
+        if not self.has("fentry"):
+            return "no BPF trampolines (LSM programs need them, as fentry)"
+        if not self.has_btf_function(f"bpf_lsm_{hook}"):
+            return f"no LSM hook {hook} (CONFIG_BPF_LSM, or no such hook)"
+        return None
+
+    def _missing_fmod_ret(self, function: str) -> str | None:
+        if not self.has("fentry"):
+            return "no BPF trampolines (fmod_ret programs need them, as fentry)"
+        return None if self.has_btf_function(function) else f"no BTF function {function}"
+
     def _missing_kprobe(self, function: str) -> str | None:
         if not function.replace("_", "a").replace(".", "a").isalnum():    # a glob or regex: matched at attach
             return None if self.has("kprobes") else "no kprobes (CONFIG_KPROBES)"

@@ -96,10 +96,10 @@ def _log2(tr, node, v):
 @helper("retval", 1)
 def _retval(tr, node, ctx):
     kind = tr.context.attach.kind if tr.context is not None else None
-    if kind == "fexit":
+    if kind in ("fexit", "lsm", "fmod_ret"):
         return tr.context.return_value(tr.context_param)
     if not tr.context_has_return:
-        tr.fail(node, "retval(ctx) is only defined in a kretprobe, uretprobe or fexit",
+        tr.fail(node, "retval(ctx) is only defined in a kretprobe, uretprobe, fexit, lsm or fmod_ret",
                 "attach this handler with @kretprobe, @uretprobe or @fexit")
     return Value(f"PT_REGS_RC({tr.context_param})", s64)
 

@@ -226,7 +226,8 @@ class UsdtContext(Context):
 
 
 class BtfArgsContext(Context):
-    """tp_btf, fentry and fexit: the context is an array of u64 arguments, typed from BTF."""
+    """tp_btf, fentry, fexit, lsm and fmod_ret: the context is an array of u64 arguments,
+    typed from BTF (fexit, lsm and fmod_ret: then the return value so far)."""
 
     def __init__(self, kind: str, name: str, probe: Probe, params: list, ret_type=None):
         self.attach = Probe(kind, (name,), probe.options)
@@ -251,7 +252,8 @@ class BtfArgsContext(Context):
         return ["ip"] if self.kind in ("fentry", "fexit") else []
 
     def return_value(self, param):
-        """fexit: the return value follows the arguments."""
+        """fexit: the return value follows the arguments (lsm, fmod_ret: the verdict of the
+        programs before this one)."""
         t = self.ret_type or u64
         return Value(f"(({t.c_name}){param}[{len(self.params)}])", t)
 
@@ -270,10 +272,11 @@ def btf_args_context(kind: str, name: str, probe: Probe, loc):
         proto_params = btf.proto_params(ptr.target)[1:] if ptr and ptr.kind == KIND_PTR else None
         ret = None
     else:
-        proto_params = btf.function_params(name)
-        ret = btf.function_return(name)
+        function = f"bpf_lsm_{name}" if kind == "lsm" else name      # each LSM hook has its BTF-typed stub
+        proto_params = btf.function_params(function)
+        ret = btf.function_return(function)
     if proto_params is None:
-        what = "tracepoint" if kind == "tp_btf" else "function"
+        what = {"tp_btf": "tracepoint", "lsm": "LSM hook"}.get(kind, "function")
         raise TranslationError(f"the kernel's BTF has no {what} {name}", loc,
                                "list tracepoints with: pyprobe list 'tracepoint:*'")
     params = [(pname, type_of(ptype)) for pname, ptype in proto_params]

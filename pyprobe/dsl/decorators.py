@@ -218,6 +218,22 @@ def fexit(function: str):
     return _decorator(Probe("fexit", (function,)))
 
 
+def lsm(hook: str):
+    """A BPF LSM program on a security hook: `@lsm("file_open")` gets the hook's arguments
+    typed from BTF; `return 0` allows, `return -errno` refuses (e.g. -1 for EPERM);
+    `retval(ctx)` is the verdict of the LSM programs before it. Needs BPF trampolines and
+    the bpf LSM enabled (CONFIG_BPF_LSM, "bpf" in the lsm= list)."""
+    return _decorator(Probe("lsm", (hook,)))
+
+
+def fmod_ret(function: str):
+    """fmod_ret: runs before a kernel function and may replace its result: return 0 to let
+    it run, anything else to skip it and return that instead. Only functions the kernel
+    allows (security_* hooks and those marked ALLOW_ERROR_INJECTION); arguments typed
+    from BTF as for @fentry."""
+    return _decorator(Probe("fmod_ret", (function,)))
+
+
 def xdp(interface: str):
     """An XDP program on a network interface: `@xdp("eth0")`; return XDP_PASS, XDP_DROP,
     XDP_TX, or `self.tx.redirect_map(i, 0)`. Falling off the end passes the packet."""

@@ -82,7 +82,7 @@ def context_for(probe: Probe, loc: Location) -> Context:
         return UsdtContext(binary, provider, name, probe)
     if kind in NET_KINDS:
         return net_context(probe)
-    if kind in ("tp_btf", "fentry", "fexit"):
+    if kind in ("tp_btf", "fentry", "fexit", "lsm", "fmod_ret"):
         return btf_args_context(kind, target[0], probe, loc)
     if kind in ("kprobe", "kretprobe"):
         # The fallback chain: kprobes, else fentry/fexit (same handler code), else

@@ -162,7 +162,14 @@ class Session:
                 return VerifierError(errno_, c_name, log, summarize_verifier_log(log, self.source.text))
         tail = _libbpf_tail()
         if errno_ in (errno.EPERM, errno.EACCES):
+            from pyprobe.backend import features
             from pyprobe.backend.features import NEEDS_PRIVILEGE, may_load_bpf
+
+            trampolines = sorted({f"@{p.probe.kind}" for p in self.source.programs
+                                  if p.probe.kind in ("fentry", "fexit", "lsm", "fmod_ret")})
+            if trampolines and not features.has("fentry"):
+                return BPFError(errno_, f"load {self.source.name}", f"{', '.join(trampolines)} programs need BPF "
+                                f"trampolines, which this kernel refuses (pyprobe doctor: fentry/fexit)")
 
             if not may_load_bpf():       # libbpf's own advice (RLIMIT_MEMLOCK) is not the cause
                 return BPFError(errno_, f"load {self.source.name}", NEEDS_PRIVILEGE)
