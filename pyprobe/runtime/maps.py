@@ -60,6 +60,8 @@ class LiveMap(BatchOps, Tabular):
         """Pack a key into the key buffer; an array's index must exist."""
         if getattr(self.spec, "indexed", False):
             n = checks.integer(key, s64, f"{self.name}: index of {self.describe()}")
+            if -self.spec.max_entries <= n < 0:      # from the end, as a list (and bcc's arrays)
+                key = n = n + self.spec.max_entries
             if not 0 <= n < self.spec.max_entries:
                 raise MapIndexError(f"{self.name}: index {n} out of range for {self.describe()}")
         self._pack(self.key_type, key, self._kbuf, "key")
@@ -316,6 +318,13 @@ class ArrayMap(LiveMap):
 
     def __len__(self) -> int:
         return self.spec.max_entries
+
+    def __delitem__(self, key) -> None:
+        """An array's slots always exist: deleting one zeroes it (as bcc's Array)."""
+        self._key_in(key)
+        r = lib.bpf_map_update_elem(self.fd, self._kbuf, ffi.new("char[]", self.vsize), 0)
+        if r < 0:
+            raise BPFError(-r, f"zero {self.name}[{key}]")
 
     def to_numpy(self):
         _, values = super().to_numpy()

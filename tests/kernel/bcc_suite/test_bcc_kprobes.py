@@ -1,11 +1,13 @@
-"""bcc tests/python test_trace_maxactive, ported: a kretprobe that follows up to
-`maxactive` calls at once (made through tracefs kprobe_events, removed on detach).
-Runs in the qemu kernel matrix (needs kprobes)."""
+"""bcc tests/python test_trace_maxactive, test_trace2 and test_trace4, ported: a kretprobe
+that follows up to `maxactive` calls at once (made through tracefs kprobe_events, removed
+on detach), a kprobe on finish_task_switch (a ".isra" copy in some kernels), and a kprobe
+and kretprobe on the bpf() syscall by pattern. Run in the qemu kernel matrix (kprobes)."""
 import os
+import time
 
 import pytest
 
-from pyprobe import Array, Param, Program, kretprobe, u32, u64
+from pyprobe import Array, Hash, Param, Program, kprobe, kretprobe, u32, u64
 from pyprobe.bpf import tgid
 
 
@@ -52,3 +54,90 @@ def test_kretprobe_with_maxactive_counts_every_return_and_cleans_up():
 def test_maxactive_out_of_range_is_refused():
     with pytest.raises(ValueError, match="maxactive is 0..4096"):
         kretprobe("vfs_read", maxactive=-1)
+
+
+# ---- test_trace2: a kprobe on finish_task_switch (".isra.0" in some kernels) ------------
+
+class SchedIn(Program):
+    target = Param(u32)
+    stats = Hash(u64, u64)            # previous task (the function's first argument) -> times
+
+    @kprobe("finish_task_switch")
+    def count_sched(self, ctx):
+        if tgid() == self.target:      # finish_task_switch runs in the task switched in
+            self.stats[ctx.parm1] += 1
+
+
+@pytest.mark.needs_kprobes
+def test_trace2_finish_task_switch_counts_a_sleeper_s_returns():
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        for _ in range(20):
+            time.sleep(0.002)
+        os._exit(0)
+    try:
+        with SchedIn(target=child) as prog:
+            assert prog.probes[0][1].startswith("kprobe:finish_task_switch")
+            os.write(w, b"g")
+            os.waitpid(child, 0)
+            child = 0
+        counts = dict(prog.stats.items())
+        assert sum(counts.values()) >= 21          # switched in after each sleep and after the pipe read
+        assert all(prev != 0 for prev in counts)   # the previous task, a kernel pointer
+    finally:
+        if child:
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+        os.close(r)
+        os.close(w)
+
+
+# ---- test_trace4: kprobe and kretprobe on the bpf() syscall by pattern ---------------------
+
+class BpfCalls(Program):
+    target = Param(u32)
+    stats = Array(u64, 3)
+
+    @kprobe("__x64_sys_bp*")
+    def hello(self, ctx):
+        if tgid() == self.target:
+            self.stats[1] += 1
+
+    @kretprobe("__x64_sys_bp*")
+    def goodbye(self, ctx):
+        if tgid() == self.target:
+            self.stats[2] += 1
+
+
+class Holder(Program):
+    m = Array(u64, 1)          # maps only, no handler: the child's bpf() calls read it
+
+
+@pytest.mark.needs_kprobes
+def test_trace4_kprobe_and_kretprobe_by_pattern_count_each_bpf_call():
+    holder = Holder().load()
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.read(r, 1)
+            for _ in range(17):
+                holder.m[0]                      # one bpf(BPF_MAP_LOOKUP_ELEM) each
+        finally:
+            os._exit(0)
+    try:
+        with BpfCalls(target=child) as prog:
+            assert {point for _, point in prog.probes} == {"kprobe:__x64_sys_bpf", "kretprobe:__x64_sys_bpf"}
+            os.write(w, b"g")
+            os.waitpid(child, 0)
+            child = 0
+        assert prog.stats.to_numpy().tolist()[1:] == [17, 17]
+    finally:
+        if child:
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+        holder.close()
+        os.close(r)
+        os.close(w)
