@@ -204,3 +204,44 @@ def test_raw_tracepoint_and_perf_event_contexts_reach_helpers():
         os.close(w)
     assert getppid_calls == 5
     assert samples >= 1
+
+
+from pyprobe import kprobe, ksym  # noqa: E402
+
+
+class KprobeHelper(Program):
+    target = Param(u32)
+    ips = Hash(u64, u64)
+    counts = Hash(u64, u64)
+
+    @kprobe("vfs_read")
+    def on_read(self, ctx):
+        if tgid() == self.target:
+            self._count(ctx)
+
+    def _count(self, regs):
+        self.ips[regs.ip] += 1
+        self.counts[regs.parm3] += 1
+
+
+@pytest.mark.needs_kprobes
+def test_a_kprobe_context_reaches_a_helper():
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)                   # blocked in read before the probe attaches: not counted
+        fd = os.open("/dev/zero", os.O_RDONLY)
+        for _ in range(6):
+            os.read(fd, 3)
+        os._exit(0)
+    try:
+        with KprobeHelper(target=child) as prog:
+            os.write(w, b"g")
+            os.waitpid(child, 0)
+            ips = {ksym(ip): int(n) for ip, n in prog.ips.items()}
+            counts = dict(prog.counts.items())
+    finally:
+        os.close(r)
+        os.close(w)
+    assert ips == {"vfs_read": 6}
+    assert counts == {3: 6}
