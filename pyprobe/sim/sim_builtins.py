@@ -182,6 +182,7 @@ def value_code(tr, node, ref: MapRef, value) -> str:
     """Python text of a value's bytes for the map's value type."""
     vt = ref.spec.value
     if isinstance(vt, (StructType, ArrayType)):
+        value = checked_value(tr, node, value, vt)
         if not isinstance(value, SV) or value.type != vt:
             from pyprobe.sim.compiler import _describe
 
@@ -189,6 +190,20 @@ def value_code(tr, node, ref: MapRef, value) -> str:
         return value.bytes_code()
     v = tr.convert(tr.scalar(node, value), vt)
     return f"_P_{vt.name}({v.code})"
+
+
+def checked_value(tr, node, value, ctype):
+    """A .get() result held in a local, stored as a whole struct or char[N]: what it points
+    at (the translator's rule: a .get() call used directly is refused)."""
+    if not isinstance(value, SNullable) or not isinstance(ctype, (StructType, ArrayType)):
+        return value
+    if value.target != ctype:
+        tr.fail(node, f"expected a {ctype!r} here, got a .get() result of {value.target!r}")
+    if not isinstance(node, ast.Name):
+        text = ast.unparse(node)
+        tr.fail(node, f"{text} may be None: check it before storing what it points at",
+                f"write `v = {text}`, then `if v is None: return`, then store v")
+    return value.deref()
 
 
 def _storage(tr, node, ref: MapRef) -> str:

@@ -207,6 +207,7 @@ class SimStatements:
     def store(self, dest: SV, value_node, value) -> None:
         """dest = value with C's conversions, or a copy for arrays and structs."""
         if isinstance(dest.type, (ArrayType, StructType)):
+            value = sim_builtins.checked_value(self, value_node, value, dest.type)
             if isinstance(dest.type, ArrayType) and dest.type.elem is char and self.store_string(dest, value_node, value):
                 return
             if not isinstance(value, SV) or value.type != dest.type:

@@ -99,3 +99,27 @@ def test_the_context_is_passed_to_helpers_as_the_handlers_pointer():
     assert "pp_fn__count_0(struct pp_raw_tp_args *ctx)" in c and "pp_fn__count_0(ctx);" in c
     assert "pp_fn__count_ip_1(struct pt_regs *regs)" in c and "pp_fn__count_ip_1(ctx);" in c
     assert "PT_REGS_IP(regs)" in c
+
+
+class Simulated(Program):
+    created = Hash(u32, Slot)
+    scratch = PerCpuArray(Slot, 1)
+    copied = Hash(u32, Slot)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        self.created.lookup_or_init(tgid(), Slot())
+        v = self.scratch.get(0)
+        if v is None:
+            return
+        v.count += 1
+        self.copied[tgid()] = v
+
+
+def test_the_simulator_creates_the_element_and_stores_the_checked_value():
+    sim = Simulated.simulate()
+    sim.set(tgid=42)
+    for _ in range(3):
+        sim.on_enter()
+    assert [(k, int(v["count"])) for k, v in sim.created.items()] == [(42, 0)]
+    assert [(k, int(v["count"])) for k, v in sim.copied.items()] == [(42, 3)]
