@@ -37,7 +37,10 @@ def _argument(tr, node, value):
     if isinstance(value, StringLit):
         return ("str", value.text), None, value
     if isinstance(value, ContextRef):
-        return ("ctx", tr.context.c_param_type if tr.context is not None else None), value.name, value
+        # one copy per probe kind too: retval(ctx), usdt_arg(ctx, n) and a bare return mean
+        # different things in a kprobe, a uretprobe and a USDT probe (all struct pt_regs *)
+        kind = (tr.context.c_param_type, tr.context.attach.kind) if tr.context is not None else None
+        return ("ctx", kind), value.name, value
     if isinstance(value, Nullable):
         return ("nullable", value.target), value.code, value
     if isinstance(value, Value) and isinstance(value.type, (StructType, ArrayType)):

@@ -46,10 +46,14 @@ class HandlerTranslator(Statements, Expressions):
         self.n_temps = 0
         self.uses_vprintk = False
         self.context_param = "ctx"
-        self.context_has_return = context is not None and context.attach.kind in ("kretprobe", "uretprobe", "kretsyscall")
         self.return_type = None           # helpers: the type of their first `return value`
         self.is_helper = False            # a plain function or method called from a handler
         self.returned_none = None         # helpers: the first `return None` (a .get() result's None)
+
+    @property
+    def context_has_return(self) -> bool:
+        """Whether retval(ctx) reads a register here (a helper given ctx has its handler's context)."""
+        return self.context is not None and self.context.attach.kind in ("kretprobe", "uretprobe", "kretsyscall")
 
     # ---- errors -----------------------------------------------------------
     def loc(self, node) -> Location:

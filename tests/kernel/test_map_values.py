@@ -245,3 +245,39 @@ def test_a_kprobe_context_reaches_a_helper():
         os.close(w)
     assert ips == {"vfs_read": 6}
     assert counts == {3: 6}
+
+
+from pyprobe import uretprobe  # noqa: E402
+from pyprobe.bpf import retval  # noqa: E402
+
+
+class ReturnInHelper(Program):
+    target = Param(u32)
+    returned = Hash(u64, u64)
+
+    @uretprobe("c", "getpid")
+    def on_getpid_return(self, ctx):
+        if tgid() == self.target:
+            self._note(ctx)
+
+    def _note(self, ctx):
+        self.returned[retval(ctx)] += 1
+
+
+def test_a_uretprobe_context_reaches_a_helper_that_reads_the_return_value():
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        for _ in range(4):
+            os.getpid()                 # libc's getpid(): returns the child's pid
+        os._exit(0)
+    try:
+        with ReturnInHelper(target=child) as prog:
+            os.write(w, b"g")
+            os.waitpid(child, 0)
+            returned = dict(prog.returned.items())
+    finally:
+        os.close(r)
+        os.close(w)
+    assert returned == {child: 4}

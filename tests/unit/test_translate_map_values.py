@@ -1,8 +1,8 @@
 """Map values the tools author needed, translated without a kernel: a bare lookup_or_init()
 creates its element, a checked .get() result is stored into a map whole, a helper returns a
 .get() result, and the probe context reaches helpers of every kind."""
-from pyprobe import Hash, PerCpuArray, Program, Queue, Struct, raw_tracepoint, u32, u64, uprobe
-from pyprobe.bpf import tgid
+from pyprobe import Hash, PerCpuArray, Program, Queue, Struct, raw_tracepoint, u32, u64, uprobe, uretprobe
+from pyprobe.bpf import retval, tgid
 
 
 class Slot(Struct):
@@ -123,3 +123,29 @@ def test_the_simulator_creates_the_element_and_stores_the_checked_value():
         sim.on_enter()
     assert [(k, int(v["count"])) for k, v in sim.created.items()] == [(42, 0)]
     assert [(k, int(v["count"])) for k, v in sim.copied.items()] == [(42, 3)]
+
+
+class SameRegisters(Program):
+    rets = Hash(u64, u64)
+
+    @uretprobe("c", "malloc")
+    def on_return(self, ctx):
+        self._note(ctx)
+        self._where(ctx)
+
+    @uprobe("c", "free")
+    def on_free(self, ctx):
+        self._where(ctx)
+
+    def _note(self, ctx):
+        self.rets[retval(ctx)] += 1         # a uretprobe's return register, in a helper
+
+    def _where(self, ctx):
+        self.rets[ctx.ip] += 1
+
+
+def test_helpers_given_ctx_are_specialised_per_probe_kind():
+    c = SameRegisters.translate()
+    assert "pp_fn__note_0(struct pt_regs *ctx)" in c and "PT_REGS_RC(ctx)" in c
+    # the same helper from a uretprobe and a uprobe: a copy for each kind
+    assert "pp_fn__where_1(struct pt_regs *ctx)" in c and "pp_fn__where_2(struct pt_regs *ctx)" in c
