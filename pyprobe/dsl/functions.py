@@ -55,7 +55,7 @@ def _argument(tr, node, value):
     return ("int", v.scalar), v.code, v
 
 
-def call(tr, node, func, args, method: bool = False) -> Value:
+def call(tr, node, func, args, method: bool = False) -> Value | Nullable:
     from pyprobe.dsl.decorators import Handler
 
     if isinstance(func, Handler):
