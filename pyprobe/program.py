@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import weakref
 
 from pyprobe.errors import PyprobeError
 
@@ -63,7 +62,7 @@ class Program:
         self._sizes = resolve_sizes(type(self), max_entries)
         self._session: Session | None = None
         self._maps: dict = {}
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer = None               # closes the session if the Program is dropped or at exit
         self._old_sigterm = None
 
     # ---- kernel-free: translate and compile -------------------------------
@@ -148,7 +147,7 @@ class Program:
         from pyprobe.backend.tracefs import ensure_bpffs
         from pyprobe.runtime.session import Session
 
-        from pyprobe.runtime.critical import deferred_signals
+        from pyprobe.runtime.critical import Finalizer, deferred_signals
 
         ensure_bpffs()
         source = self._source(compiling=True)
@@ -158,7 +157,7 @@ class Program:
             session.load()                   # on failure it has released what it made
             self._session = session
             self._maps = session.maps
-            self._finalizer = weakref.finalize(self, session.close)
+            self._finalizer = Finalizer(self, session.close)
         return self
 
     @_hide_internals

@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import os
 
-from pyprobe.backend import attach_net, features
+from pyprobe.backend import attach_net
 from pyprobe.backend.libbpf import check, check_ptr, ffi, lib
 from pyprobe.errors import BPFError, UnsupportedProbe
+
+
+def _has(feature: str) -> bool:
+    """features.has(), imported when a kind needs it: tracepoints never do (start-up)."""
+    from pyprobe.backend import features
+
+    return features.has(feature)
 
 
 def attach(prog, probe) -> list:
@@ -70,7 +77,7 @@ def _kprobe(prog, probe):
     from pyprobe.backend import ksyms
 
     (function,) = probe.target
-    if not features.has("kprobes"):
+    if not _has("kprobes"):
         raise UnsupportedProbe(kprobe_alternatives(function, probe.kind))
     maxactive = probe.options.get("maxactive", 0)
     if maxactive and probe.kind == "kretprobe":
@@ -105,7 +112,7 @@ def _kprobe(prog, probe):
 
 def _ksyscall(prog, probe):
     (name,) = probe.target
-    if not features.has("kprobes"):
+    if not _has("kprobes"):
         raise UnsupportedProbe(f"this kernel has neither syscall tracepoints nor kprobes, so pyprobe cannot "
                                f"trace the system call {name}() (needs CONFIG_FTRACE_SYSCALLS or CONFIG_KPROBES)")
     opts = ffi.new("struct bpf_ksyscall_opts *", {"sz": ffi.sizeof("struct bpf_ksyscall_opts"),
@@ -116,7 +123,7 @@ def _ksyscall(prog, probe):
 def _uprobe(prog, probe):
     binary, symbol = probe.target
     path = resolve_binary(binary, probe.options.get("pid", -1))
-    if not features.has("uprobes"):
+    if not _has("uprobes"):
         raise UnsupportedProbe("uprobes are not available in this kernel (needs CONFIG_UPROBE_EVENTS)")
     address, extra = probe.options.get("address"), probe.options.get("offset", 0)
     c_symbol = ffi.new("char[]", symbol.encode()) if address is None else ffi.NULL
@@ -165,7 +172,7 @@ def _refuse_evex(probe, path: str, offset: int | None) -> None:
 
 def _usdt(prog, probe):
     binary, provider, name = probe.target
-    if not features.has("uprobes"):
+    if not _has("uprobes"):
         raise UnsupportedProbe("USDT probes need uprobes, which this kernel lacks (CONFIG_UPROBE_EVENTS)")
     link = lib.bpf_program__attach_usdt(prog, probe.options.get("pid", -1), binary.encode(), provider.encode(),
                                         name.encode(), ffi.NULL)
@@ -174,10 +181,10 @@ def _usdt(prog, probe):
 
 def _btf_trace(prog, probe):
     (name,) = probe.target
-    if probe.kind in ("lsm", "fmod_ret") and not features.has("fentry"):
+    if probe.kind in ("lsm", "fmod_ret") and not _has("fentry"):
         raise UnsupportedProbe(f"@{probe.kind}(\"{name}\"): this kernel refuses BPF trampolines, which "
                                f"{probe.kind} programs need (as fentry/fexit)")
-    if probe.kind in ("fentry", "fexit") and not features.has("fentry"):
+    if probe.kind in ("fentry", "fexit") and not _has("fentry"):
         raise UnsupportedProbe(f"@{probe.kind}(\"{name}\"): this kernel refuses fentry/fexit programs "
                                f"(BPF trampolines); use @kprobe where kprobes exist, or a tracepoint:\n"
                                + kprobe_alternatives(name, probe.kind).split("\n", 2)[-1])

@@ -32,6 +32,8 @@ BUSY_RING = 1 << 20
 
 
 class EventStream(Tabular):
+    owns_resources = True        # the session closes it (libbpf's reader, the sink's memory)
+
     def __init__(self, spec, fd: int, lost_fd: int, name: str):
         self.spec = spec
         self.name = name

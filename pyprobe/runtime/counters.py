@@ -12,6 +12,8 @@ from pyprobe.runtime.tabular import Tabular
 class PerfCounters(Tabular):
     """Opened at load on every online CPU, each fd stored at its CPU's index."""
 
+    owns_resources = True        # the session closes it (its perf event fds)
+
     def __init__(self, spec, fd: int, name: str):
         from pyprobe.backend.attach import PERF_EVENTS
 

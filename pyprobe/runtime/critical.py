@@ -82,3 +82,36 @@ def _restore() -> None:
         if sig in _saved:
             _signal.signal(sig, _saved[sig])
             del _saved[sig]
+
+
+class Finalizer:
+    """weakref.finalize(obj, fn) without importing weakref (~1 ms of every start): fn()
+    runs once, when obj is collected or at interpreter exit, unless detach()ed first."""
+
+    __slots__ = ("_fn", "_ref")
+
+    def __init__(self, obj, fn):
+        import _weakref
+        import atexit
+
+        self._fn = fn
+        self._ref = _weakref.ref(obj, self._collected)
+        atexit.register(self)              # holds us alive until then (the weak ref needs us)
+
+    def _collected(self, _ref) -> None:
+        self()
+
+    def __call__(self) -> None:
+        fn, self._fn = self._fn, None
+        if fn is not None:
+            import atexit
+
+            atexit.unregister(self)
+            fn()
+
+    def detach(self) -> None:
+        if self._fn is not None:
+            import atexit
+
+            self._fn = None
+            atexit.unregister(self)

@@ -359,20 +359,33 @@ def live_map(spec, fd: int, name: str):
     if spec.reader not in readers:
         raise BPFError(22, f"map {name}: no reader {spec.reader!r} for a {type(spec).__name__}"
                            f"{' (per CPU)' if spec.per_cpu else ''}")
-    return readers[spec.reader](spec, fd, name)
+    reader = readers[spec.reader]
+    if isinstance(reader, str):
+        reader = globals().get(reader) or __getattr__(reader)    # its module is imported now
+    return reader(spec, fd, name)
 
 
 # A map kind's `reader` (dsl/maps.py) names its live class here; event buffers need
 # their lost-record counter too, so the loader opens them (runtime/session.py STREAMS).
-# Readers of kinds with their own module (they build on LiveMap, defined above).
-from pyprobe.runtime.counters import PerfCounters  # noqa: E402
-from pyprobe.runtime.histmap import HistogramMap  # noqa: E402
-from pyprobe.runtime.mapinmap import MapOfMaps  # noqa: E402
-from pyprobe.runtime.objectmaps import CgroupArrayMap, LocalStorageMap  # noqa: E402
-from pyprobe.runtime.queuemap import QueueMap  # noqa: E402
-from pyprobe.runtime.stackmap import StackTraceMap  # noqa: E402
+# Readers of kinds with a module of their own (they build on LiveMap, defined above) are
+# named, and that module is imported when a program has such a map: each costs a start
+# time, and most programs have none (tests/kernel/test_warm_start.py keeps it so).
+_OWN_MODULE = {"PerfCounters": "counters", "HistogramMap": "histmap", "MapOfMaps": "mapinmap",
+               "CgroupArrayMap": "objectmaps", "LocalStorageMap": "objectmaps", "QueueMap": "queuemap",
+               "StackTraceMap": "stackmap"}
 
-READERS = {"map": LiveMap, "array": ArrayMap, "histogram": HistogramMap, "stack_trace": StackTraceMap, "queue": QueueMap,
-           "map_of_maps": MapOfMaps,
-           "perf_counters": PerfCounters, "cgroup_array": CgroupArrayMap, "local_storage": LocalStorageMap}
+
+def __getattr__(name: str):
+    """`maps.HistogramMap` and `from pyprobe.runtime.maps import QueueMap`: imported on first use."""
+    module = _OWN_MODULE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(__import__(f"pyprobe.runtime.{module}", fromlist=[name]), name)
+    globals()[name] = value
+    return value
+
+
+READERS = {"map": LiveMap, "array": ArrayMap, "histogram": "HistogramMap", "stack_trace": "StackTraceMap",
+           "queue": "QueueMap", "map_of_maps": "MapOfMaps", "perf_counters": "PerfCounters",
+           "cgroup_array": "CgroupArrayMap", "local_storage": "LocalStorageMap"}
 PER_CPU_READERS = {"map": PerCpuHashMap, "array": PerCpuArrayMap}

@@ -47,11 +47,13 @@ def _file_offset(probe) -> int:
 def multi_capable(probes: list) -> bool:
     """Whether a program's probes can share one uprobe.multi link per binary: uprobes (or
     uretprobes) only, one of them a pattern, on a kernel that has uprobe.multi."""
-    from pyprobe.backend import features
-
     kinds = {p.kind for p in probes}
-    return (len(kinds) == 1 and kinds <= {"uprobe", "uretprobe"} and any(matching.is_pattern(p) for p in probes)
-            and not any(p.options.get("address") is not None for p in probes) and features.has("uprobe_multi"))
+    if not (len(kinds) == 1 and kinds <= {"uprobe", "uretprobe"} and any(matching.is_pattern(p) for p in probes)
+            and not any(p.options.get("address") is not None for p in probes)):
+        return False
+    from pyprobe.backend import features      # only then: other programs never import it (start-up)
+
+    return features.has("uprobe_multi")
 
 
 def user_functions(path: str, names: list[str], elf=None) -> tuple[list, list]:

@@ -13,7 +13,7 @@ from pyprobe.backend.libbpf import check, ffi, lib, recent_messages
 from pyprobe.errors import BPFError, UnsupportedProbe, VerifierError
 from pyprobe.runtime.buffers import EventStream, PerfBufStream, RingBufStream
 from pyprobe.runtime.critical import deferred_signals
-from pyprobe.runtime.maps import PerfCounters, live_map
+from pyprobe.runtime.maps import live_map
 
 LOG_SIZE = 1 << 22   # the kernel truncates (ENOSPC) past this; untouched pages cost no memory
 MANY_PROBES = 8      # attaching this many shows progress (on a terminal, from the command line)
@@ -315,7 +315,8 @@ class Session:
         first_error = None
         with deferred_signals():
             self.detach()
-            steps = [m.close for m in self.maps.values() if isinstance(m, (EventStream, PerfCounters))]
+            # what holds fds or memory of its own: buffers' readers, perf counters' events
+            steps = [m.close for m in self.maps.values() if getattr(m, "owns_resources", False)]
             if self.trace_instance is not None:
                 steps.insert(0, self.trace_instance.close)
             for step in steps:
