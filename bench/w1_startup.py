@@ -7,6 +7,11 @@ dropped (and, for pyprobe, an empty cache of compiled objects); warm: run again 
 Peak RSS is the process's own peak (bench/c/peakrss: its ru_maxrss, forked from a 1 MiB
 wrapper, not from the bench), which covers the children it waited for (clang).
 A background process reads /dev/zero every millisecond, so events come at once.
+
+pyprobe is also measured cold with its program built ahead of time (`pyprobe build` on a
+copy of the script, untimed, as bpftrace's AOT mode compiles ahead): no translation and
+no clang in the timed run. And, warm, phase by phase (agents/pyprobe_hello_phases.py:
+the same program with a mark after each step of a start, in the order `with` runs them).
 """
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ import subprocess
 import tempfile
 
 from common import AGENTS, LOAD_CPU, Child, ChildFailed, build_c, clear_trace, drop_caches, log, med_min, pin
+
+PHASES = ("main", "import", "runtime", "translation", "object", "load", "attach", "first_event")
 
 BPFTRACE_HELLO = ('BEGIN { printf("attached\\n"); } '
                   'tracepoint:syscalls:sys_enter_read { printf("Hello, World!\\n"); exit(); }')
@@ -61,6 +68,9 @@ def run(peers: dict, runs: int) -> dict:
     cache_root = tempfile.mkdtemp(prefix="pyprobe-bench-w1-")
     warm_cache = os.path.join(cache_root, "warm")
     ticker = subprocess.Popen([peers["pyprobe"].python, "-c", TICKER], preexec_fn=pin(LOAD_CPU))
+    built = _build_ahead(cmds, cache_root) if "pyprobe" in cmds else None
+    if built:
+        results["pyprobe"]["cold_built"] = []
     try:
         for mode in ("cold", "warm"):
             if mode == "warm":                       # fill every cache once, untimed
@@ -74,11 +84,54 @@ def run(peers: dict, runs: int) -> dict:
                         results[name][mode].append(r)
                         log(f"  W1 {mode} {name}: first event {r['first_event_ms']:.0f} ms, "
                             f"RSS {r['rss_mib']:.0f} MiB")
+                    if name == "pyprobe" and mode == "cold" and built:
+                        r = _try(results[name], built, _env(name, env, cache + "-built"), True)
+                        if r:
+                            results[name]["cold_built"].append(r)
+                            log(f"  W1 cold pyprobe, built ahead: first event {r['first_event_ms']:.0f} ms")
+        if "pyprobe" in cmds:
+            results["pyprobe"]["phases"] = _phases(cmds["pyprobe"], warm_cache, runs)
     finally:
         ticker.kill()
         ticker.wait()
         shutil.rmtree(cache_root, ignore_errors=True)
     return summarize(results)
+
+
+def _build_ahead(cmds: dict, cache_root: str) -> list | None:
+    """`pyprobe build` on a copy of pyprobe's W1 script (untimed); the command that runs the copy."""
+    argv, env = cmds["pyprobe"]
+    work = os.path.join(cache_root, "built")
+    os.makedirs(work)
+    script = shutil.copy(os.path.join(AGENTS, "pyprobe_hello.py"), work)
+    r = subprocess.run([argv[0], "-m", "pyprobe", "build", script], env=_env("pyprobe", env, work + "-cache"),
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        log(f"  W1: pyprobe build failed: {r.stderr.strip()}")
+        return None
+    return [argv[0], script]
+
+
+def _phases(cmd, cache: str, runs: int) -> dict:
+    """ms of each phase of a warm start (one untimed run first fills the caches)."""
+    argv, env = cmd
+    argv = [argv[0], os.path.join(AGENTS, "pyprobe_hello_phases.py")]
+    env = _env("pyprobe", env, cache)
+    out: dict = {p: [] for p in PHASES}
+    out["total"] = []
+    for i in range(runs + 1):
+        clear_trace()
+        with Child(argv, env=env) as child:
+            marks = child.json(30)["marks"]
+        if i == 0:
+            continue
+        prev = child.t0
+        for p in PHASES:
+            out[p].append((marks[p] - prev) * 1e3)
+            prev = marks[p]
+        out["total"].append((marks["first_event"] - child.t0) * 1e3)
+    log("  W1 warm pyprobe by phase (median ms): " + ", ".join(f"{p} {med_min(v)[0]:.1f}" for p, v in out.items() if v))
+    return {p: med_min(v) for p, v in out.items()}
 
 
 def _env(name, env, cache):
@@ -105,8 +158,10 @@ def _rotate(cmds: dict, i: int):
 def summarize(results: dict) -> dict:
     out = {}
     for name, r in results.items():
-        out[name] = {"runs": r}
-        for mode in ("cold", "warm"):
+        out[name] = {"runs": {k: v for k, v in r.items() if k != "phases"}}
+        for mode in ("cold", "warm", "cold_built"):
             for key in ("attached_ms", "first_event_ms", "rss_mib"):
-                out[name][f"{mode}_{key}"] = med_min([x[key] for x in r[mode]])
+                out[name][f"{mode}_{key}"] = med_min([x[key] for x in r.get(mode, [])])
+        if "phases" in r:
+            out[name]["phases"] = r["phases"]
     return out

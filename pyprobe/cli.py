@@ -122,6 +122,18 @@ def cmd_c(args) -> int:
     return status
 
 
+# ---- build -----------------------------------------------------------------------------
+
+def cmd_build(args) -> int:
+    """Translate and compile a script's Programs ahead of time (pyprobe/aot.py)."""
+    from pyprobe import aot
+
+    _check_file(args.file)
+    for path in aot.build_file(args.file, args.name, args.args):
+        print(f"pyprobe: built {os.path.relpath(path)}")
+    return 0
+
+
 # ---- list ------------------------------------------------------------------------------
 
 def cmd_list(args) -> int:
@@ -350,6 +362,11 @@ def build_parser(tools: dict) -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--name", help="only this Program class")
     p.set_defaults(fn=cmd_c)
+    p = sub.add_parser("build", help="compile a script's programs ahead of time: runs then need no clang")
+    p.add_argument("file")
+    p.add_argument("--name", help="only this Program class")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="sys.argv for the script while it is built")
+    p.set_defaults(fn=cmd_build)
     p = sub.add_parser("list", help="list probe points, e.g. 'tracepoint:block:*' or 'uprobe:c:printf'")
     p.add_argument("pattern")
     p.set_defaults(fn=cmd_list)

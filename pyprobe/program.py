@@ -72,9 +72,11 @@ class Program:
         on a miss clang starts loading while Python translates."""
         cached = cls.__dict__.get("_pp_source")
         if cached is None:
+            from pyprobe import aot
             from pyprobe.dsl import source_cache
 
-            cached = source_cache.load(cls)
+            # built ahead (`pyprobe build`): translation and object, no clang; else the cache
+            cached = aot.load(cls) or source_cache.load(cls)
             if cached is None:
                 from pyprobe.backend import clang
                 from pyprobe.dsl.program_source import translate_program
@@ -103,6 +105,8 @@ class Program:
 
     @classmethod
     def _object(cls, source) -> bytes:
+        if source.built_object is not None:
+            return source.built_object
         from pyprobe.backend import cache, clang
 
         if _shipped_class(cls):         # built with the package: loaded without clang

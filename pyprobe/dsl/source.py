@@ -41,6 +41,7 @@ class ProgramSource:
         self.maps = maps             # name -> MapSpec
         self.co_re_types = co_re_types
         self.params = params or {}
+        self.built_object: bytes | None = None   # the object `pyprobe build` wrote with it (pyprobe/aot.py)
 
     def to_plain(self) -> dict:
         """Only str, int, tuple, list, dict and None, for `marshal`: maps and Params

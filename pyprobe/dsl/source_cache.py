@@ -42,8 +42,19 @@ def stable(obj) -> str | None:
     return None
 
 
+_own_stamp: str | None = None
+
+
 def _own_source_stamp() -> str:
-    """Sizes and mtimes of pyprobe's translator files: a changed translator invalidates."""
+    """Sizes and mtimes of pyprobe's translator files: a changed translator invalidates.
+    (Once a process: the build and the cache both ask.)"""
+    global _own_stamp
+    if _own_stamp is None:
+        _own_stamp = _scan_own_source()
+    return _own_stamp
+
+
+def _scan_own_source() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
     parts = []
     for d in (here, os.path.join(os.path.dirname(here), "backend")):
@@ -111,21 +122,25 @@ def load(cls):
         entry = marshal.loads(payload) if payload is not None else None
     except (EOFError, ValueError, TypeError):
         return None
-    if not isinstance(entry, dict):
+    if not isinstance(entry, dict) or not holds(entry, cls):
         return None
+    return ProgramSource.from_plain(entry["source"], cls)
+
+
+def holds(entry: dict, cls) -> bool:
+    """Whether everything the entry's translation read is still as it was."""
     for path, stamp in entry["files"]:
         try:
             if _file_stamp(path) != stamp:
-                return None
+                return False
         except OSError:
-            return None
+            return False
     for module, name, description in entry["globals"]:
         mod = sys.modules.get(module)
         if mod is None or stable(mod.__dict__.get(name)) != description:
-            return None
-    if entry.get("probes") != declared_probes(cls):
-        return None               # a decorator argument computed at run time changed (a fresh binary path)
-    return ProgramSource.from_plain(entry["source"], cls)
+            return False
+    # a decorator argument computed at run time may have changed (a fresh binary path)
+    return entry.get("probes") == declared_probes(cls)
 
 
 def _probe_key(probe) -> str:
@@ -157,13 +172,18 @@ def store(cls, source, deps) -> None:
     from pyprobe.backend import cache_files
     from pyprobe.backend.cache import cache_dir, sealed
 
-    entry = {"files": [(p, _file_stamp(p)) for p in sorted(deps.files)],
-             "globals": sorted(deps.globals), "probes": declared_probes(cls), "source": source.to_plain()}
+    entry = entry_for(cls, source, deps)
     try:
         data = _FORMAT + sealed(key, marshal.dumps(entry))
     except ValueError:
         return                    # a probe option marshal cannot write: translate next time too
     cache_files.write(cache_dir(), _path(key), data)
+
+
+def entry_for(cls, source, deps) -> dict:
+    """The translation as plain data, with what it read (checked by holds())."""
+    return {"files": [(p, _file_stamp(p)) for p in sorted(deps.files)],
+            "globals": sorted(deps.globals), "probes": declared_probes(cls), "source": source.to_plain()}
 
 
 class Dependencies:
