@@ -10,16 +10,18 @@ where the cffi module predates that helper; records without char fields cost not
 """
 from __future__ import annotations
 
-from functools import lru_cache
+_fields_of: dict = {}      # dtype -> char_fields(dtype) (a dict: functools costs every start ~2 ms)
 
 
-@lru_cache(maxsize=None)
 def char_fields(dtype) -> tuple[tuple[int, int], ...]:
     """(offset, length) of every char array in one item of `dtype`, in nested structs and
     arrays of them too."""
-    out: list[tuple[int, int]] = []
-    _collect(dtype, 0, out)
-    return tuple(out)
+    fields = _fields_of.get(dtype)
+    if fields is None:
+        out: list[tuple[int, int]] = []
+        _collect(dtype, 0, out)
+        fields = _fields_of[dtype] = tuple(out)
+    return fields
 
 
 def _collect(dtype, base: int, out: list) -> None:
@@ -69,8 +71,13 @@ def trim_with_numpy(array, fields):
     return array
 
 
-@lru_cache(maxsize=None)
-def _c_fields(fields):
-    from pyprobe.backend.libbpf import ffi
+_c_arrays: dict = {}
 
-    return ffi.new("uint32_t[]", [x for pair in fields for x in pair])
+
+def _c_fields(fields):
+    array = _c_arrays.get(fields)
+    if array is None:
+        from pyprobe.backend.libbpf import ffi
+
+        array = _c_arrays[fields] = ffi.new("uint32_t[]", [x for pair in fields for x in pair])
+    return array
