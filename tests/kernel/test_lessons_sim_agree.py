@@ -73,38 +73,68 @@ def test_hello_perf_output_kernel_and_simulation_send_the_same_records(load, sim
 
 
 # ---- trace_printk lessons: the lines the kernel printed for our own pid --------------------------
-def my_lines(prog, pid: int, n: int, timeout: float = 10.0) -> list[str]:
-    """The first n trace_printk messages of process `pid` that reach the program's trace instance
-    (every program's printk reaches every instance: the others' lines are skipped)."""
-    out = []
+def my_lines(prog, pid: int, n: int, timeout: float = 10.0, settle: float = 0.3) -> list[str]:
+    """The trace_printk messages of process `pid` that reach the program's trace instance: until n
+    have come, and then `settle` seconds more (every program's printk reaches every instance: other
+    processes' lines are skipped; more than n means another program printed on our events too)."""
+    import time
+
+    out, end = [], None
     for _task, line_pid, _cpu, _flags, _ts, msg in prog.trace_fields(timeout=timeout):
         if line_pid == pid:
             out.append(msg)
             if len(out) == n:
-                break
+                end = time.monotonic() + settle
+        if end is not None and time.monotonic() > end:
+            break
     return out
+
+
+def close(progs) -> None:
+    """A failed attempt's programs go before the next one: attached, they would print on its events."""
+    for prog in progs:
+        prog.close()
+
+
+def retried(attempt, tries: int = 4):
+    """attempt() returns None when another engineer's copy of the lesson (attached system-wide, printing
+    into every trace instance) printed on this test's events too: run the workload again."""
+    for _ in range(tries):
+        result = attempt()
+        if result is not None:
+            return result
+    pytest.skip("other programs kept printing on this test's events (another run of the same lesson)")
 
 
 def test_hello_world_and_hello_fields_print_the_same_lines(load, simulate, run_child):
     for module, name in (("hello_world", "HelloWorld"), ("hello_fields", "HelloFields")):
         cls = getattr(lesson(module), name)
-        prog = load(cls)
-        for _ in range(3):
-            run_child(lambda: None)                    # a fork: this process calls clone()
-        kernel = my_lines(prog, os.getpid(), 3)
+
+        def attempt():
+            prog = load(cls)
+            for _ in range(3):
+                run_child(lambda: None)                # a fork: this process calls clone()
+            lines = my_lines(prog, os.getpid(), 3)
+            prog.close()
+            return lines if len(lines) <= 3 else None
+        kernel = retried(attempt)
         sim = simulate(cls)
         for _ in range(3):
             sim.hello()
         assert kernel == sim.trace == ["Hello, World!"] * 3
-        prog.close()
 
 
 def test_sys_sync_prints_the_same_lines(load, simulate):
     cls = lesson("sys_sync").SysSync
-    prog = load(cls)
-    for _ in range(4):
-        os.sync()
-    kernel = my_lines(prog, os.getpid(), 4)
+
+    def attempt():
+        prog = load(cls)
+        for _ in range(4):
+            os.sync()
+        lines = my_lines(prog, os.getpid(), 4)
+        prog.close()
+        return lines if len(lines) <= 4 else None
+    kernel = retried(attempt)
     sim = simulate(cls)
     for _ in range(4):
         sim.on_sync()
@@ -124,30 +154,31 @@ def test_sync_lessons_agree_on_syncs_at_the_times_the_kernel_recorded(load, simu
 
     timing, count, perf = lesson("sync_timing"), lesson("sync_count"), lesson("sync_perf_output")
     gaps = [0] + SYNC_GAPS                           # a first sync flushes dirty data: the others are quick
-    for attempt in range(5):
+
+    def attempt():
         progs = [load(timing.SyncTiming), load(count.SyncCount), load(perf.SyncPerfOutput)]
         stamps = []
         for gap in gaps:
             time.sleep(gap)
             os.sync()
             stamps.append([int(p.last[0]) for p in progs])
-        if progs[1].last[count.COUNT] == len(gaps):
-            break
-        for p in progs:
-            p.close()
-    else:
-        pytest.skip("other processes kept calling sync(2) during every run")
-
-    sims = [simulate(timing.SyncTiming), simulate(count.SyncCount), simulate(perf.SyncPerfOutput)]
-    for stamp in stamps:
-        for sim, ts in zip(sims, stamp):
-            sim.set(ktime_ns=ts)
-            sim.do_trace()
+        if progs[1].last[count.COUNT] != len(gaps):          # another process synced meanwhile
+            return close(progs)
+        sims = [simulate(timing.SyncTiming), simulate(count.SyncCount), simulate(perf.SyncPerfOutput)]
+        for stamp in stamps:
+            for sim, ts in zip(sims, stamp):
+                sim.set(ktime_ns=ts)
+                sim.do_trace()
+        # the programs print into every trace instance: sync_timing's lines are "ms", sync_count's "ms count"
+        lines = my_lines(progs[0], os.getpid(), 2 * len(sims[0].trace), timeout=3)
+        if len(lines) > 2 * len(sims[0].trace):
+            return close(progs)
+        return progs, sims, lines, stamps
+    progs, sims, kernel, stamps = retried(attempt)
     quick = len(sims[0].trace)
     assert quick >= 4 and len(sims[1].trace) == quick         # the gaps below one second, and more
-    # the programs print into every trace instance: sync_timing's lines are "ms", sync_count's "ms count"
-    kernel = my_lines(progs[0], os.getpid(), 2 * quick, timeout=3)
-    records = [r for batch in progs[2].events.batches(timeout=0.5) for r in batch]
+    # the program is system-wide: records of later syncs (other processes') are not this workload's
+    records = [r for batch in progs[2].events.batches(timeout=0.5) for r in batch if r["ts"] <= stamps[-1][2]]
     assert len(kernel) == 2 * quick
     kernel_timing = [line for line in kernel if " " not in line]
     kernel_count = [line for line in kernel if " " in line]
@@ -220,11 +251,15 @@ def test_urandomread_kernel_and_simulation_see_the_same_requests(load, simulate)
     import platform
 
     cls = lesson("urandomread").UrandomReadSyscalls
-    prog = load(cls)
-    child = subprocess.Popen([sys.executable, "-S", "-c", URANDOM_CHILD + "os.getrandom(16)\n"],
-                             stdout=subprocess.PIPE, env={"PYTHONHASHSEED": "0"}, text=True)
-    fd = int(child.communicate()[0])
-    kernel = my_lines(prog, child.pid, 5, timeout=3)
+
+    def attempt():
+        prog = load(cls)
+        child = subprocess.Popen([sys.executable, "-S", "-c", URANDOM_CHILD + "os.getrandom(16)\n"],
+                                 stdout=subprocess.PIPE, env={"PYTHONHASHSEED": "0"}, text=True)
+        fd = int(child.communicate()[0])
+        lines = my_lines(prog, child.pid, 5, timeout=3)
+        return (prog, child, fd, lines) if len(lines) <= 5 else close([prog])
+    prog, child, fd, kernel = retried(attempt)
     sim = simulate(cls)
     sim.set(tgid=child.pid, tid=child.pid)
     startup = []
