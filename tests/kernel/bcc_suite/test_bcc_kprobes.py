@@ -1,14 +1,15 @@
-"""bcc tests/python test_trace_maxactive, test_trace2 and test_trace4, ported: a kretprobe
-that follows up to `maxactive` calls at once (made through tracefs kprobe_events, removed
-on detach), a kprobe on finish_task_switch (a ".isra" copy in some kernels), and a kprobe
+"""bcc tests/python test_trace_maxactive, test_trace2, test_trace3 and test_trace4, ported:
+a kretprobe that follows up to `maxactive` calls at once (made through tracefs
+kprobe_events, removed on detach), a kprobe on finish_task_switch (a ".isra" copy in some
+kernels), block request latencies from kprobes on a disk of the test's own, and a kprobe
 and kretprobe on the bpf() syscall by pattern. Run in the qemu kernel matrix (kprobes)."""
 import os
 import time
 
 import pytest
 
-from pyprobe import Array, Hash, Param, Program, kprobe, kretprobe, u32, u64
-from pyprobe.bpf import tgid
+from pyprobe import Array, Hash, Param, Program, kernel, kprobe, kretprobe, u32, u64
+from pyprobe.bpf import cast, ktime_ns, log2, tgid
 
 
 class MaxActive(Program):
@@ -79,7 +80,8 @@ def test_trace2_finish_task_switch_counts_a_sleeper_s_returns():
         os._exit(0)
     try:
         with SchedIn(target=child) as prog:
-            assert prog.probes[0][1].startswith("kprobe:finish_task_switch")
+            # the kernel's own name: "finish_task_switch.isra.0" in the qemu guests (a name with periods)
+            assert prog.probes[0][1].endswith(kernel.function("finish_task_switch"))
             os.write(w, b"g")
             os.waitpid(child, 0)
             child = 0
@@ -141,3 +143,73 @@ def test_trace4_kprobe_and_kretprobe_by_pattern_count_each_bpf_call():
         holder.close()
         os.close(r)
         os.close(w)
+
+
+# ---- test_trace3: block request latency from two kprobes, on a disk of the test's own ----------
+
+class BlkRequest(Program):
+    dev = Param(u32)
+    requests = Hash(u64, u64, max_entries=1024)     # request -> start time
+    latency = Array(u64, 64)                          # log2 slots of the time to completion
+    counts = Array(u64, 2)                            # [started, completed]
+
+    @kprobe("blk_mq_start_request")
+    def start(self, ctx):
+        rq = cast("struct request *", ctx.parm1)
+        if rq.part.bd_dev == self.dev:
+            self.requests[ctx.parm1] = ktime_ns()
+            self.counts[0] += 1
+
+    @kprobe("blk_update_request")
+    def update(self, ctx):
+        t = self.requests.get(ctx.parm1)
+        if t is None:
+            return
+        delta = ktime_ns() - t
+        del self.requests[ctx.parm1]
+        self.latency[log2(delta)] += 1
+        self.counts[1] += 1
+
+
+def _scratch_disk():
+    """A block device only this test writes: the qemu guest's scratch disk, else a loop device."""
+    import contextlib
+    import subprocess
+
+    scratch = os.environ.get("PYPROBE_VM_SCRATCH_DISK")
+    if scratch:
+        return contextlib.nullcontext(os.path.realpath(scratch))
+
+    @contextlib.contextmanager
+    def loop():
+        image = f"/var/tmp/pyprobe-trace3-{os.getpid()}.img"
+        with open(image, "wb") as f:
+            f.truncate(8 << 20)
+        device = subprocess.run(["losetup", "--find", "--show", image], check=True, capture_output=True,
+                                text=True).stdout.strip()
+        try:
+            yield device
+        finally:
+            subprocess.run(["losetup", "-d", device], check=False)
+            os.unlink(image)
+    return loop()
+
+
+@pytest.mark.needs_kprobes
+def test_trace3_block_request_latency_counts_each_direct_write():
+    import mmap
+
+    with _scratch_disk() as device:
+        major, minor = (int(x) for x in open(f"/sys/class/block/{os.path.basename(device)}/dev").read().split(":"))
+        fd = os.open(device, os.O_RDWR | os.O_DIRECT)
+        buf = mmap.mmap(-1, 4096)
+        os.preadv(fd, [buf], 0)                          # the disk's first read (probing) before counting
+        time.sleep(0.2)
+        try:
+            with BlkRequest(dev=major << 20 | minor) as prog:
+                for i in range(24):
+                    assert os.pwritev(fd, [buf], i * 4096) == 4096
+        finally:
+            os.close(fd)
+    assert prog.counts.to_numpy().tolist() == [24, 24]
+    assert prog.latency.to_numpy().sum() == 24 and len(prog.requests) == 0
