@@ -23,8 +23,12 @@ from pyprobe.dsl import builtins as registry
 from pyprobe.dsl.types import ArrayType, CType, StructType, s32, u16, u32
 from pyprobe.dsl.values import Nullable, StringLit, Value, literal
 
-HEADERS = {"eth": "ethhdr", "ip": "iphdr", "ipv6": "ipv6hdr", "tcp": "tcphdr", "udp": "udphdr"}
-ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
+# ARP for IPv4 over Ethernet: the kernel's struct arphdr stops before the addresses, so
+# pyprobe defines the whole packet (prelude.h, packed: the addresses are not aligned).
+ARP_STRUCT = "pp_arp_eth"
+
+HEADERS = {"eth": "ethhdr", "ip": "iphdr", "ipv6": "ipv6hdr", "tcp": "tcphdr", "udp": "udphdr", "arp": ARP_STRUCT}
+ETH_P_IP, ETH_P_IPV6, ETH_P_ARP = 0x0800, 0x86DD, 0x0806
 IPPROTO = {"tcp": 6, "udp": 17}
 
 
@@ -63,7 +67,21 @@ class WireStruct(StructType):
 _structs: dict[str, WireStruct] = {}
 
 
+class ArpStruct(WireStruct):
+    """struct pp_arp_eth of prelude.h; the addresses in network order, as pkt.ip's."""
+
+    def __init__(self):
+        from pyprobe.dsl.types import u8
+
+        StructType.__init__(self, ARP_STRUCT, [
+            ("ar_hrd", u16), ("ar_pro", u16), ("ar_hln", u8), ("ar_pln", u8), ("ar_op", u16),
+            ("ar_sha", ArrayType(u8, 6)), ("ar_sip", u32), ("ar_tha", ArrayType(u8, 6)), ("ar_tip", u32)])
+        self._c_name = f"struct {ARP_STRUCT}"
+
+
 def wire_struct(name: str) -> WireStruct:
+    if name == ARP_STRUCT:
+        return _structs.setdefault(name, ArpStruct())
     if name not in _structs:
         from pyprobe.dsl.target import kernel
 
@@ -169,13 +187,18 @@ class PacketCode:
             self.top("if (pp_ip && pp_ip->ihl < 5) pp_ip = 0;")
         elif name == "ipv6":
             self.fetch("ipv6", self.l3_proto_is(ETH_P_IPV6), self.l3_offset())
+        elif name == "arp":              # only Ethernet addresses for IPv4 ones
+            self.fetch("arp", self.l3_proto_is(ETH_P_ARP), self.l3_offset())
+            self.top(f"if (pp_arp && (pp_arp->ar_hln != 6 || pp_arp->ar_pln != 4 || "
+                     f"pp_arp->ar_pro != {_htons(ETH_P_IP)})) pp_arp = 0;")
         else:
             self.l4()
             self.fetch(name, f"(pp_l4_off && pp_l4_proto == {IPPROTO[name]})", "pp_l4_off")
             if name == "tcp":
                 self.top("if (pp_tcp && pp_tcp->doff < 5) pp_tcp = 0;")
         self.done.add(name)
-        self.context.use_packet_type(f"struct {HEADERS[name]}")
+        if name != "arp":                # pyprobe's own struct, not the kernel's
+            self.context.use_packet_type(f"struct {HEADERS[name]}")
         return f"pp_{name}"
 
     def l4(self) -> None:

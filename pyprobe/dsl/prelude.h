@@ -195,3 +195,17 @@ static __always_inline int pp_memeq(const char *a, const char *b, int n)
 			return 0;
 	return 1;
 }
+
+/* pkt.arp: an ARP packet for IPv4 over Ethernet (the kernel's struct arphdr stops before
+ * the addresses); packed, since the addresses sit at unaligned offsets. */
+struct pp_arp_eth {
+	__u16 ar_hrd;
+	__u16 ar_pro;
+	__u8 ar_hln;
+	__u8 ar_pln;
+	__u16 ar_op;
+	__u8 ar_sha[6];
+	__u32 ar_sip;
+	__u8 ar_tha[6];
+	__u32 ar_tip;
+} __attribute__((packed));

@@ -148,3 +148,19 @@ def test_byte_order_folds_constants_and_works_in_python(tmp_path):
     assert "__builtin_bswap16((__u16)(ctx->ingress_ifindex))" in body
     assert htons(0x0800) == 8 and ntohs(8) == 0x0800
     assert htonl(1) == 0x01000000 and ntohl(0x01000000) == 1
+
+
+def test_arp_header_is_ipv4_over_ethernet_only(tmp_path):
+    c = program(tmp_path, '''
+        @tc_ingress("lo")
+        def h(self, ctx):
+            arp = ctx.packet.arp
+            if arp is not None and arp.ar_op == htons(1):
+                arp.ar_tip = ntohl(0x0a000001)
+                self.n[0] += 1
+        ''', "arp").translate()
+    assert "struct pp_arp_eth {" in c and "__attribute__((packed))" in c    # pyprobe's own, in the prelude
+    assert "sizeof(struct pp_arp_eth) <= pp_pkt_end) pp_arp = pp_h;" in c
+    assert "(pp_eth && pp_eth->h_proto == (__u16)(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? 0x0608" in c
+    assert "pp_arp->ar_hln != 6 || pp_arp->ar_pln != 4" in c
+    assert "(*arp).ar_tip = 16777226;" in c                               # 10.0.0.1, network order

@@ -146,7 +146,7 @@ def test_stat1_empty_key_and_popitem(stat1):
     assert sorted(tuple(k) for k in stats.keys()) == [(0, 0), (0, 1), (0, 2), (0, 3)]
 
 
-# ---- test_xlate1: tc rewrites addresses both ways, so a talks to b under other addresses ----
+# ---- test_xlate1: tc rewrites addresses (IP and ARP) both ways, so a talks to b under other addresses ----
 
 INSIDE_A, INSIDE_B = "192.168.77.2", "192.168.77.1"    # what a believes its and b's addresses are
 
@@ -173,6 +173,17 @@ class Xlate1(Program):
     @tc_ingress("va")
     @tc_egress("va")
     def on_packet(self, ctx):
+        arp = ctx.packet.arp
+        if arp is not None:           # who-has and is-at carry the addresses too
+            k = IPKey()
+            k.dip = ntohl(arp.ar_tip)
+            k.sip = ntohl(arp.ar_sip)
+            a = self.xlate.get(k)
+            if a is not None:
+                arp.ar_tip = htonl(a.xdip)
+                arp.ar_sip = htonl(a.xsip)
+                a.arp_xlated_pkts += 1
+            return TC_ACT_OK
         ip = ctx.packet.ip
         if ip is None:
             return TC_ACT_OK
@@ -196,8 +207,6 @@ def test_xlate1_addresses_translated_on_egress_and_ingress(net):
     # a's side now believes it is INSIDE_A talking to INSIDE_B; the wire carries ADDR_A <-> ADDR_B
     ip("-n", net.a, "addr", "del", f"{ADDR_A}/24", "dev", "va")
     ip("-n", net.a, "addr", "add", f"{INSIDE_A}/24", "dev", "va")
-    mac_b = ip("-n", net.b, "link", "show", "vb").split("link/ether ")[1].split()[0]
-    ip("-n", net.a, "neigh", "replace", INSIDE_B, "lladdr", mac_b, "dev", "va", "nud", "permanent")
     with enter(net.a):
         prog = Xlate1().attach()
     with prog:
@@ -206,8 +215,11 @@ def test_xlate1_addresses_translated_on_egress_and_ingress(net):
         prog.xlate[outward] = (ip4(ADDR_B), ip4(ADDR_A), 0, 0)
         prog.xlate[inward] = (ip4(INSIDE_A), ip4(INSIDE_B), 0, 0)
         assert ping(net.a, INSIDE_B, 20) == 20
-        assert prog.xlate[outward]["ip_xlated_pkts"] == 20
-        assert prog.xlate[inward]["ip_xlated_pkts"] == 20
+        # a asked who has INSIDE_B once (b heard: who has ADDR_B), and b's answer came back translated
+        assert tuple(prog.xlate[outward])[2:] == (20, 1)
+        assert tuple(prog.xlate[inward])[2:] == (20, 1)
+        neigh = ip("-n", net.a, "neigh", "show", INSIDE_B, "dev", "va")
+        assert mac(net.b, "vb") in neigh, neigh              # a learned b's address under INSIDE_B
 
 
 # ---- test_call1: a tc parser that tail-calls one program per protocol ----------------------
