@@ -52,12 +52,14 @@ def trim(array):
         array = np.array(array, order="C")
     from pyprobe.backend.libbpf import ffi, lib
 
+    flat = array.reshape(-1)             # per-CPU values come as (n, ncpus) records: trim each
     if hasattr(lib, "pp_trim_strings"):
         pairs = _c_fields(fields)
-        lib.pp_trim_strings(ffi.from_buffer(array, require_writable=True), len(array), array.dtype.itemsize,
+        lib.pp_trim_strings(ffi.from_buffer(flat, require_writable=True), len(flat), flat.dtype.itemsize,
                             pairs, len(fields))
         return array
-    return trim_with_numpy(array, fields)
+    trim_with_numpy(flat, fields)
+    return array
 
 
 def trim_with_numpy(array, fields):
