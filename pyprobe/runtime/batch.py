@@ -25,9 +25,11 @@ class BatchOps:
         import numpy as np
 
         kdt = self.key_type.dtype()
+        from pyprobe.runtime.maps import padded_zero
+
         if isinstance(keys, np.ndarray) and keys.dtype == kdt:
-            return np.ascontiguousarray(keys)
-        return np.array([tuple(k) if isinstance(k, (list, tuple)) and kdt.names else k for k in keys], dtype=kdt)
+            return np.ascontiguousarray(padded_zero(keys, kdt))
+        return padded_zero([tuple(k) if isinstance(k, (list, tuple)) and kdt.names else k for k in keys], kdt)
 
     def _value_array(self, values, n: int):
         import numpy as np
@@ -38,9 +40,11 @@ class BatchOps:
             given = np.asarray(values, dtype=self.value_type.dtype())
             out["v"] = given[:, None] if given.ndim == out["v"].ndim - 1 else given   # one value: every CPU
             return out
+        from pyprobe.runtime.maps import padded_zero
+
         if isinstance(values, np.ndarray) and values.dtype == vdt:
-            return np.ascontiguousarray(values)
-        return np.array([tuple(v) if isinstance(v, (list, tuple)) and vdt.names else v for v in values], dtype=vdt)
+            return np.ascontiguousarray(padded_zero(values, vdt))
+        return padded_zero([tuple(v) if isinstance(v, (list, tuple)) and vdt.names else v for v in values], vdt)
 
     def info(self) -> dict:
         """The kernel's view of this map: type, id, name, sizes, max_entries, flags."""

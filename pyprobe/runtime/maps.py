@@ -77,7 +77,7 @@ class LiveMap(BatchOps, Tabular):
             import numpy as np
 
             try:
-                data = np.asarray(value, dtype=ctype.dtype()).tobytes()
+                data = padded_zero(value, ctype.dtype()).tobytes()
             except (TypeError, ValueError, OverflowError) as e:
                 raise MapValueError(f"{where}: {value!r} is not a {ctype!r} ({e})") from None
             if len(data) != ctype.size:
@@ -223,6 +223,28 @@ class LiveMap(BatchOps, Tabular):
 
 
 _ALL = object()
+
+
+def padded_zero(values, dtype):
+    """values as an array of dtype whose padding bytes are zero: numpy leaves them as
+    whatever memory held, and the kernel compares keys byte for byte, padding included
+    (a Struct key written from Python would then miss the same key made in a handler)."""
+    import numpy as np
+
+    src = np.asarray(values, dtype=dtype)
+    if dtype.names is None:
+        return src
+    out = np.zeros(src.shape, dtype=dtype)
+    _copy_fields(out, src)
+    return out
+
+
+def _copy_fields(dst, src) -> None:
+    if dst.dtype.names is None:
+        dst[...] = src
+        return
+    for name in dst.dtype.names:
+        _copy_fields(dst[name], src[name])
 
 
 def reduce_cpus(values, op: str, axis: int):
