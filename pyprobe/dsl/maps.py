@@ -250,7 +250,8 @@ class PerfBuf(EventBuffer):
 
 class ProgArray(MapSpec):
     """BPF_MAP_TYPE_PROG_ARRAY for tail calls: `ProgArray({1: "second"})` and, in a
-    handler, `self.progs.call(ctx, 1)`; `second` is a `@tail_call` handler."""
+    handler, `self.progs.call(ctx, 1)`; `second` is a `@tail_call` handler, or an attached
+    handler of the same program kind (then the program of its first probe)."""
 
     kind, map_type, type_name = "prog_array", 3, "PROG_ARRAY"
     entries_in_handlers, handler_methods = False, "call(ctx, i)"

@@ -58,7 +58,7 @@ class NetContext(Context):
         ftype = _member_type(tid)
         if ftype is None:
             return None
-        return Value(f"{param}->{name}", ftype, lvalue=isinstance(ftype, Scalar))
+        return Value(f"{param}->{name}", ftype, lvalue=True)      # the verifier decides what may be written
 
     def field_names(self):
         names = [n for n, tid in self._members().items() if _member_type(tid) is not None]

@@ -141,6 +141,7 @@ class ProgramTranslator:
         self.kernel_types_used: list[str] = []
         self.deps = Dependencies()
         self.tail_callers: dict[str, Context] = {}
+        self.attached_targets: set[str] = set()     # attached handlers that prog arrays also name
         self.helpers: dict[tuple, tuple[str, object]] = {}    # (func, arg types) -> (C name, return type)
         self.helper_texts: list[str] = []
         self._in_progress: set = set()
@@ -176,9 +177,12 @@ class ProgramTranslator:
                 continue
             for index, target in sorted(spec.entries.items()):
                 handler = self.handlers.get(target)
-                if handler is None or handler.probes:
+                if handler is None:
                     raise TranslationError(f"ProgArray {map_name}[{index}] names {target!r}, which is not a "
-                                           "@tail_call handler of this program")
+                                           "handler of this program")
+                if handler.probes:             # attached too (bcc's test_brb): its first probe's program
+                    self.attached_targets.add(target)
+                    continue
                 ctx = self.tail_callers.get(map_name)
                 if ctx is None:
                     raise TranslationError(f"no handler calls self.{map_name}.call(ctx, i), so pyprobe cannot "
@@ -212,6 +216,7 @@ class ProgramTranslator:
                 if isinstance(t, StructType):
                     self.use_struct(t)
         functions, programs, contexts = [], [], []
+        first_contexts = {}                  # handler -> the context of its first probe's program
         used = set()
         for handler in self.handlers.values():
             if not handler.probes:
@@ -228,6 +233,7 @@ class ProgramTranslator:
                 functions.append(HandlerTranslator(self, handler.func, fdef, filename, ctx, c_name).translate())
                 programs.append(ProgramInfo(c_name, handler.name, ctx.attach))
                 contexts.append(ctx)
+                first_contexts.setdefault(handler.name, (c_name, ctx))
         target_contexts = {}
         for name, handler, ctx in self.tail_call_targets():
             filename, fdef = function_ast(handler.func)
@@ -263,6 +269,9 @@ class ProgramTranslator:
             out.line(f'const volatile struct pp_params pp_params SEC("{SECTION}") = {{}};\n')
         for name, ctx in target_contexts.items():   # prog arrays refer to them before their bodies
             out.line(f"int {name}({ctx.c_param_type}ctx);")
+        for name in sorted(self.attached_targets):
+            c_name, ctx = first_contexts[name]
+            out.line(f"int {c_name}({ctx.c_param_type}ctx);")
         for name, spec in self.maps.items():
             out.lines.append(spec.c_definition(name))
         out.lines.extend(self.helper_texts)

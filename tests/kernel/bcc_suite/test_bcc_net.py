@@ -429,3 +429,159 @@ def tcp_transfer(client_ns: str, server_ns: str, server: str, size: int) -> int:
         client.shutdown(socket.SHUT_WR)
         t.join(20)
     return got[0]
+
+
+# ---- test_brb: bridges written in BPF, chained to the pem by tail calls ---------------------
+#
+#   vm1 --- vm1o [pem] --tail call-- [br] rt0o --- eth0  router  eth1 --- rt1o [br] --tail call-- [pem] vm2o --- vm2
+#
+# pem and br run on tc ingress of their interfaces and reach each other through the
+# ProgArray `jump`; skb->cb carries (program, port) between them and tc_index says where a
+# packet comes from (0 outside, 1 from pem to a bridge, 2 on its way to the router). br
+# learns the router's MAC from its ARP replies (vm1 and vm2 ARP for it; the router knows
+# them permanently). pem counts what it delivers to a VM.
+
+PEM, BR1, BR2 = 1, 2, 3
+
+
+class Dest(Struct):
+    prog_id: u32
+    port_id: u32
+
+
+class BrMac(Struct):
+    br: u32
+    mac: u64
+
+
+class BrPort(Struct):
+    br: u32
+    port: u32
+
+
+class Brb(Program):
+    jump = ProgArray({PEM: "pem", BR1: "br", BR2: "br"}, max_entries=16)
+    pem_dest = Array(Dest, 256)          # pem port -> (bridge program, bridge port)
+    pem_port = Array(u32, 256)           # pem port -> ifindex
+    pem_ifindex = Hash(u32, u32, max_entries=256)     # ifindex -> pem port
+    pem_stats = Array(u32, 1)
+    br_dest = Hash(BrPort, Dest, max_entries=256)
+    br_mac = Hash(BrMac, u32, max_entries=256)        # (bridge, MAC) -> bridge port
+    br_rtr = Array(u32, 3)               # bridge -> the router's interface
+    br_of_ifindex = Hash(u32, u32, max_entries=8)     # router-side interface -> bridge
+    br_mac_ifindex = Hash(BrMac, u32, max_entries=8)  # learned: (bridge, router MAC) -> interface
+
+    @tc_ingress("vm1o")
+    @tc_ingress("vm2o")
+    def pem(self, ctx):
+        prog_id: u32 = 0
+        rx_port: u32 = 0
+        if ctx.tc_index == 0:
+            ctx.tc_index = 1
+            ctx.cb[0] = 0
+            ctx.cb[1] = 0
+        else:
+            prog_id = ctx.cb[0]
+            rx_port = ctx.cb[1]
+        if prog_id == 0:                          # from a VM: on to its bridge
+            port = self.pem_ifindex.get(ctx.ingress_ifindex)
+            if port is not None:
+                dest = self.pem_dest.get(port)
+                if dest is not None and dest.prog_id != 0:
+                    ctx.cb[0] = dest.prog_id
+                    ctx.cb[1] = dest.port_id
+                    self.jump.call(ctx, dest.prog_id)
+        else:                                     # from a bridge: out to the VM of the port
+            ifindex = self.pem_port.get(rx_port)
+            if ifindex is not None:
+                self.pem_stats[0] += 1
+                clone_redirect(ctx, ifindex, 0)
+        return TC_ACT_SHOT
+
+    @tc_ingress("rt0o")
+    @tc_ingress("rt1o")
+    def br(self, ctx):
+        eth = ctx.packet.eth
+        if eth is None:
+            return TC_ACT_SHOT
+        d = eth.h_dest
+        dmac = (u64(d[0]) << 40) | (u64(d[1]) << 32) | (u64(d[2]) << 24) | (u64(d[3]) << 16) | (u64(d[4]) << 8) | d[5]
+        s = eth.h_source
+        smac = (u64(s[0]) << 40) | (u64(s[1]) << 32) | (u64(s[2]) << 24) | (u64(s[3]) << 16) | (u64(s[4]) << 8) | s[5]
+        arp = ctx.packet.arp
+        reply = arp is not None and arp.ar_op == htons(2)
+        k = BrMac()
+        if ctx.tc_index == 1:                     # from pem: to the router
+            which = ctx.cb[0] - 1
+            ctx.tc_index = 2
+            if dmac == 0xFFFFFFFFFFFF:
+                clone_redirect(ctx, self.br_rtr[which], 0)
+            else:
+                k.br = which
+                k.mac = dmac
+                rtr = self.br_mac_ifindex.get(k)
+                if rtr is not None:
+                    clone_redirect(ctx, rtr, 0)
+            return TC_ACT_SHOT
+        which = self.br_of_ifindex[ctx.ingress_ifindex]     # from the router
+        ctx.tc_index = 1
+        if reply:                                 # learn where the router's MAC is
+            k.br = which
+            k.mac = smac
+            self.br_mac_ifindex[k] = self.br_rtr[which]
+        k.br = which
+        k.mac = dmac
+        port = self.br_mac.get(k)
+        if port is not None:
+            pk = BrPort()
+            pk.br = which
+            pk.port = port
+            dest = self.br_dest.get(pk)
+            if dest is not None:
+                ctx.cb[0] = dest.prog_id
+                ctx.cb[1] = dest.port_id
+                self.jump.call(ctx, dest.prog_id)
+        return TC_ACT_SHOT
+
+
+def mac_int(text: str) -> int:
+    return int(text.replace(":", ""), 16)
+
+
+def test_brb_bpf_bridges_learn_the_router_and_relay_pings_and_tcp():
+    with Namespaces("vm1", "vm2", "rt", "sw") as ns:
+        ns.veth("vm1", "eth0", "sw", "vm1o")
+        ns.veth("vm2", "eth0", "sw", "vm2o")
+        ns.veth("rt", "eth0", "sw", "rt0o")
+        ns.veth("rt", "eth1", "sw", "rt1o")
+        for role, dev, addr in (("vm1", "eth0", VM1), ("vm2", "eth0", VM2), ("rt", "eth0", RT1), ("rt", "eth1", RT2)):
+            ip("-n", ns[role], "addr", "add", f"{addr}/24", "dev", dev)
+        ip("-n", ns["vm1"], "route", "add", "200.1.1.0/24", "via", RT1)
+        ip("-n", ns["vm2"], "route", "add", "100.1.1.0/24", "via", RT2)
+        with enter(ns["rt"]):
+            with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+                f.write("1")
+        # the router knows the VMs; the VMs ask for the router (ARP), which the bridges learn from
+        ip("-n", ns["rt"], "neigh", "replace", VM1, "lladdr", mac(ns["vm1"], "eth0"), "dev", "eth0", "nud", "permanent")
+        ip("-n", ns["rt"], "neigh", "replace", VM2, "lladdr", mac(ns["vm2"], "eth0"), "dev", "eth1", "nud", "permanent")
+        with enter(ns["sw"]):
+            index = {dev: socket.if_nametoindex(dev) for dev in ("vm1o", "vm2o", "rt0o", "rt1o")}
+            prog = Brb().attach()
+        with prog:
+            for port, (bridge, vm, dev) in enumerate(((BR1, "vm1", "vm1o"), (BR2, "vm2", "vm2o")), start=1):
+                which = bridge - 1
+                prog.pem_dest[port] = (bridge, 1)                     # bcc's connect_ports
+                prog.br_dest[(which, 1)] = (PEM, port)
+                prog.pem_port[port] = index[dev]
+                prog.pem_ifindex[index[dev]] = port
+                prog.br_mac[(which, mac_int(mac(ns[vm], "eth0")))] = 1
+            prog.br_rtr[1], prog.br_rtr[2] = index["rt0o"], index["rt1o"]
+            prog.br_of_ifindex[index["rt0o"]], prog.br_of_ifindex[index["rt1o"]] = 1, 2
+            assert ping(ns["vm1"], VM2, 3) == 3
+            # delivered to a VM: the router's two ARP replies, then each echo request and reply
+            assert prog.pem_stats[0] == 2 + 2 * 3
+            learned = {(int(k["br"]), int(k["mac"])): v for k, v in prog.br_mac_ifindex.items()}
+            assert learned == {(1, mac_int(mac(ns["rt"], "eth0"))): index["rt0o"],
+                               (2, mac_int(mac(ns["rt"], "eth1"))): index["rt1o"]}
+            assert tcp_transfer(ns["vm1"], ns["vm2"], VM2, 1 << 20) == 1 << 20      # bcc ran iperf/netperf
+    assert not ns.exists()
