@@ -70,3 +70,13 @@ def test_agrees_with_the_regex_on_generated_lines(task, pid, tgid, cpu, flags, s
 @given(st.text(st.sampled_from("ab -[]():.0123456789"), max_size=60))
 def test_agrees_with_the_regex_on_noise(line):
     assert parse_line(line) == reference(line)
+
+
+def test_a_trace_event_is_a_named_tuple():
+    event = TraceEvent("python", 42, 1, "d..1.", 12.5, "Hello, World!")
+    task, pid, cpu, flags, ts, msg = event
+    assert (task, pid, cpu, flags, ts, msg) == ("python", 42, 1, "d..1.", 12.5, "Hello, World!")
+    assert (event.task, event.pid, event.cpu, event.flags, event.ts, event.msg) == tuple(event)
+    assert event._asdict() == dict(zip(TraceEvent._fields, event))
+    assert repr(event) == "TraceEvent(task='python', pid=42, cpu=1, flags='d..1.', ts=12.5, msg='Hello, World!')"
+    assert isinstance(event, tuple) and event == ("python", 42, 1, "d..1.", 12.5, "Hello, World!")
