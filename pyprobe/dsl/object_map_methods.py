@@ -2,7 +2,8 @@
 
 Cgroup arrays answer whether a task or a packet is under a slot's cgroup; task storage
 is reached through bpf_task_storage_get/delete, which need a task pointer the verifier
-trusts: `current_task()` is given as bpf_get_current_task_btf() there.
+trusts: `current_task()` is given as bpf_get_current_task_btf() there; cgroup storage
+through bpf_get_local_storage, in cgroup programs.
 """
 from __future__ import annotations
 
@@ -66,3 +67,18 @@ def storage_get(tr, node, ref, task, init=None):
 def storage_delete(tr, node, ref, task):
     tr.emit(f"bpf_task_storage_delete(&{ref.name}, {_task(tr, node, node.args[0], task)});")
     return None
+
+
+_CGROUP_KINDS = ("cgroup_ingress", "cgroup_egress", "cgroup_sock")
+
+
+@map_method("local")
+def _local(tr, node, ref):
+    """A CgroupStorage's value for the cgroup the running program is attached to."""
+    if not getattr(ref.spec, "local_cgroup", False):
+        tr.fail(node.func, f"local() is a method of CgroupStorage maps; self.{ref.name} is a {type(ref.spec).__name__}")
+    kind = tr.context.attach.kind if tr.context is not None else None
+    if kind not in _CGROUP_KINDS:
+        tr.fail(node, f"self.{ref.name}.local() works in @cgroup_ingress, @cgroup_egress and @cgroup_sock handlers "
+                      f"(this one is {kind or 'a helper function'}): the kernel keeps cgroup storage per attachment")
+    return Nullable(f"(({ref.spec.value.c_name} *)bpf_get_local_storage(&{ref.name}, 0))", ref.spec.value)

@@ -1,5 +1,6 @@
 """Maps keyed by kernel objects rather than by values: a cgroup array (slots holding
-cgroups) and task local storage (one value per task, freed with the task).
+cgroups), task local storage (one value per task, freed with the task) and cgroup
+storage (one value per cgroup a cgroup program is attached to).
 
 From Python a cgroup is named by its directory and a task by its pid; the kernel wants
 open file descriptors (a cgroup directory, a pidfd), which the live map opens and
@@ -8,7 +9,10 @@ closes around each call (runtime/objectmaps.py).
 from __future__ import annotations
 
 from pyprobe.dsl.maps import MapSpec
-from pyprobe.dsl.types import s32, u32
+from pyprobe.dsl.types import StructType, s32, u32, u64
+
+# struct bpf_cgroup_storage_key, under pyprobe's own name (the kernel's is not dumped)
+CGROUP_STORAGE_KEY = StructType("pp_cgroup_storage_key", [("cgroup_inode_id", u64), ("attach_type", u32)])
 
 
 class CgroupArray(MapSpec):
@@ -31,7 +35,7 @@ class TaskStorage(MapSpec):
     """BPF_MAP_TYPE_TASK_STORAGE (bcc's BPF_TASK_STORAGE): a value per task, created on
     demand and freed when the task exits. In a handler `v = self.seen.get(current_task())`
     (None when the task has none) or `v = self.seen.lookup_or_init(current_task(), init)`
-    (created when missing), then `v.field += 1` or `v += 1` as on any map value;
+    (created when missing), then `v.field += 1` (a Struct value);
     `self.seen.delete(current_task())`. From Python by pid: `prog.seen[pid]`,
     `prog.seen[pid] = v`, `del prog.seen[pid]`, `pid in prog.seen` (the kernel cannot
     list a task storage's entries, so there is no iteration)."""
@@ -52,6 +56,31 @@ class TaskStorage(MapSpec):
     def c_body(self) -> list[str]:
         return [f"    __uint(type, {self.map_type});   /* BPF_MAP_TYPE_{self.type_name} */",
                 f"    __uint(map_flags, {self.flags});"] + self.c_fields()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.value!r})"
+
+
+class CgroupStorage(MapSpec):
+    """BPF_MAP_TYPE_CGROUP_STORAGE (bcc's BPF_CGROUP_STORAGE): one value for each cgroup
+    and attach point a cgroup program of the Program runs at. In a `@cgroup_ingress`,
+    `@cgroup_egress` or `@cgroup_sock` handler `v = self.store.local()` is that value
+    (never None), then `v.packets += 1` (a Struct value). From Python it reads as a map keyed
+    by (cgroup inode number, attach type): `prog.store.items()`; values can be set, not
+    added or deleted (the kernel makes and frees them with the attachment)."""
+
+    kind, map_type, type_name = "cgroup_storage", 19, "CGROUP_STORAGE"
+    entries_in_handlers, handler_methods = False, "local()"
+    local_cgroup = True
+
+    def __init__(self, value):
+        super().__init__(CGROUP_STORAGE_KEY, value, 0)
+
+    def _check_size(self) -> None:       # the kernel sizes it: max_entries must be 0
+        pass
+
+    def c_body(self) -> list[str]:
+        return [f"    __uint(type, {self.map_type});   /* BPF_MAP_TYPE_{self.type_name} */"] + self.c_fields()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.value!r})"

@@ -1,4 +1,4 @@
-"""CgroupArray and TaskStorage without a kernel: their C definitions, the helpers their
+"""CgroupArray, CgroupStorage and TaskStorage without a kernel: their C definitions, the helpers their
 handler methods become, and the refusals at the user's line (recorded kernel view)."""
 import importlib.util
 import os
@@ -13,17 +13,18 @@ from pyprobe.dsl.program_source import translate_program
 VIEW = RecordedKernel.load(os.path.join(os.path.dirname(__file__), "data", "kernel-view.json"))
 
 TEMPLATE = '''\
-from pyprobe import Program, Hash, CgroupArray, TaskStorage, raw_tracepoint, tc_egress, u64
+from pyprobe import Program, Hash, CgroupArray, CgroupStorage, TaskStorage, raw_tracepoint, tc_egress, cgroup_egress, u64
 from pyprobe.bpf import current_task
 class P(Program):
     h = Hash(u64, u64)
     cg = CgroupArray(4)
     ts = TaskStorage(u64)
+    cs = CgroupStorage(u64)
     @{probe}
     def on(self, ctx):
         {line}
 '''
-LINE = 9
+LINE = 10
 RAW = 'raw_tracepoint("sys_enter")'
 
 
@@ -58,6 +59,14 @@ def test_handler_methods_become_the_kernel_helpers(tmp_path, line, c):
     assert c in c_text(tmp_path, line)
 
 
+def test_cgroup_storage_local_in_cgroup_programs(tmp_path):
+    text = c_text(tmp_path, "v = self.cs.local()", 'cgroup_egress("/sys/fs/cgroup")')
+    definition = text[text.index("/* BPF_MAP_TYPE_CGROUP_STORAGE */"):]
+    assert "max_entries" not in definition[:definition.index("} cs")]             # the kernel sizes it
+    assert "__type(key, struct pp_cgroup_storage_key);" in text
+    assert "((__u64 *)bpf_get_local_storage(&cs, 0))" in text
+
+
 def test_skb_under_in_tc(tmp_path):
     assert "bpf_skb_under_cgroup(ctx, &cg, 0)" in c_text(tmp_path, "x = self.cg.skb_under(ctx, 0)", 'tc_egress("eth0")')
 
@@ -68,6 +77,8 @@ def test_skb_under_in_tc(tmp_path):
     ("v = self.ts.get(1)", "a TaskStorage is keyed by a task: current_task()"),
     ("self.ts[current_task()] = 1", "self.ts is a TaskStorage: a handler cannot read or write its entries by key"),
     ("x = self.cg[0]", "self.cg is a CgroupArray: a handler cannot read or write its entries by key"),
+    ("v = self.h.local()", "local() is a method of CgroupStorage maps; self.h is a Hash"),
+    ("v = self.cs.local()", "self.cs.local() works in @cgroup_ingress, @cgroup_egress and @cgroup_sock handlers"),
 ])
 def test_refusals_name_the_line(tmp_path, line, message):
     with pytest.raises(TranslationError) as err:

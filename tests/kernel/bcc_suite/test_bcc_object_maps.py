@@ -1,4 +1,5 @@
-"""bcc's BPF_CGROUP_ARRAY and BPF_TASK_STORAGE (bcc has no test of its own for them):
+"""bcc's BPF_CGROUP_ARRAY, BPF_CGROUP_STORAGE and BPF_TASK_STORAGE (bcc has no test of its
+own for them): CgroupStorage counting a cgroup's packets per attach point;
 CgroupArray asked whether a child process (in a cgroup the test makes) and its packets
 are under a slot's cgroup; TaskStorage counting a child's syscalls in a value that lives
 with the task, read, written and deleted from Python by pid."""
@@ -9,7 +10,8 @@ import sys
 import pytest
 
 from netns import ADDR_B, VethPair, enter
-from pyprobe import Array, CgroupArray, Param, Program, Struct, TaskStorage, syscall, tc_egress, u32, u64
+from pyprobe import (Array, CgroupArray, CgroupStorage, Param, Program, Struct, TaskStorage, cgroup_egress,
+                     cgroup_ingress, syscall, tc_egress, u32, u64)
 from pyprobe.bpf import TC_ACT_OK, current_task, htons, tgid
 
 
@@ -200,3 +202,47 @@ def test_task_storage_lives_with_the_task_and_is_reached_by_pid():
                 prog.seen[child.pid]
     finally:
         child.exit()
+
+
+# ---- CgroupStorage -------------------------------------------------------------------
+
+class Traffic(Struct):
+    packets: u64
+    udp: u64
+
+
+BPF_CGROUP_INET_INGRESS, BPF_CGROUP_INET_EGRESS = 0, 1
+
+UDP_TO_SELF = """
+import socket, sys
+rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+rx.bind(("127.0.0.1", 0))
+tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[1])):
+    tx.sendto(b"x", rx.getsockname())
+    rx.recv(10)
+"""
+
+
+def test_cgroup_storage_holds_a_value_per_cgroup_and_attach_point(cgroup):
+    class PerCgroup(Program):
+        store = CgroupStorage(Traffic)
+
+        @cgroup_ingress(cgroup)
+        @cgroup_egress(cgroup)
+        def on_packet(self, ctx):
+            v = self.store.local()
+            v.packets += 1
+            if ctx.packet.udp is not None:
+                v.udp += 1
+
+    with VethPair() as net, PerCgroup() as prog:
+        procs = os.path.join(cgroup, "cgroup.procs")
+        subprocess.run(["ip", "netns", "exec", net.a, sys.executable, "-c", UDP_TO_SELF, "9"], check=True,
+                       timeout=60, preexec_fn=lambda: open(procs, "w").write("0"))
+        got = {(int(k["cgroup_inode_id"]), int(k["attach_type"])): (int(v["packets"]), int(v["udp"]))
+               for k, v in prog.store.items()}
+        inode = os.stat(cgroup).st_ino
+        assert got == {(inode, BPF_CGROUP_INET_INGRESS): (9, 9), (inode, BPF_CGROUP_INET_EGRESS): (9, 9)}
+        prog.store[(inode, BPF_CGROUP_INET_EGRESS)] = (0, 0)           # values can be set from Python
+        assert tuple(prog.store[(inode, BPF_CGROUP_INET_EGRESS)]) == (0, 0)
