@@ -6,7 +6,7 @@ globals that each Simulation binds anew.
 """
 from __future__ import annotations
 
-from pyprobe.dsl.maps import EventBuffer, LpmTrie, ProgArray
+from pyprobe.dsl.maps import EventBuffer, ProgArray
 from pyprobe.dsl.types import CType, Scalar
 from pyprobe.dsl.values import MapRef
 from pyprobe.errors import Location, TranslationError
@@ -36,10 +36,6 @@ class ProgramCompiler:
         self.sources: list[str] = []
         self.tail_targets: dict = {}
         self._in_progress: set = set()
-        for name, spec in self.maps.items():
-            if isinstance(spec, LpmTrie):
-                raise TranslationError(f"{cls.__name__}.{name}: LpmTrie lookups are not simulated yet",
-                                       hint="test this program against the kernel")
 
     # ---- what `self.<name>` means ---------------------------------------------
     def self_attribute(self, tr, node, attr: str):

@@ -305,6 +305,30 @@ def _discard(tr, node, ref, record):
     return None
 
 
+def _queue(tr, node, ref, method: str) -> str:
+    if ref.spec.kind not in ("queue", "stack"):
+        tr.fail(node.func, f"{method}() is a method of Queue and Stack maps; self.{ref.name} is a "
+                           f"{type(ref.spec).__name__}")
+    return f"M_{ref.name}"
+
+
+@map_method("push")
+def _push(tr, node, ref, value, flags=None):
+    storage = _queue(tr, node, ref, "push")
+    f = "0" if flags is None else tr.scalar(node.args[1], flags).code
+    return SV(f"{storage}.push({value_code(tr, node.args[0], ref, value)}, {f})", s64)
+
+
+@map_method("pop")
+def _pop(tr, node, ref):
+    return SNullable(f"{_queue(tr, node, ref, 'pop')}.pop()", ref.spec.value)      # a copy, as the C's
+
+
+@map_method("peek")
+def _peek(tr, node, ref):
+    return SNullable(f"{_queue(tr, node, ref, 'peek')}.peek()", ref.spec.value)
+
+
 @map_method("call")
 def _tail_call(tr, node, ref, ctx, index):
     from pyprobe.dsl.maps import ProgArray

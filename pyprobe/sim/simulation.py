@@ -43,6 +43,9 @@ class Simulation:
         for name, spec in program.maps.items():
             if is_event_buffer(spec):
                 ns[f"B_{name}"] = self._maps[name] = EventBufferSim(spec, state, name)
+            elif spec.kind in ("queue", "stack"):
+                storage = ns[f"M_{name}"] = storage_for(spec, state)
+                self._maps[name] = view_for(spec, storage, name)
             elif is_prog_array(spec) or spec.keyless or spec.value is None or spec.key is None:
                 continue
             else:

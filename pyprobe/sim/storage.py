@@ -8,11 +8,11 @@ from an earlier `.get()` keeps the old value); an array updates in place.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from pyprobe.dsl.types import Scalar
 
-E2BIG, EEXIST, ENOENT, EINVAL = 7, 17, 2, 22
+E2BIG, EEXIST, ENOENT, EINVAL, ENOSPC = 7, 17, 2, 22, 28
 
 
 class HashStorage:
@@ -228,8 +228,143 @@ class PerCpuArrayStorage(PerCpuHashStorage):
                 c[:] = bytes(self.vsize)
 
 
+class LruPerCpuStorage(PerCpuHashStorage):
+    """An LRU hash with per-CPU values: a full map evicts the least recently used key."""
+
+    def __init__(self, spec, state):
+        super().__init__(spec, state)
+        self.d: OrderedDict = OrderedDict()
+
+    def lookup(self, k):
+        cells = self.d.get(k)
+        if cells is None:
+            return None
+        self.d.move_to_end(k)
+        return cells[self.state.cpu]
+
+    def _new(self, k, v) -> int:
+        if len(self.d) >= self.max:
+            self.d.popitem(last=False)
+        self.d[k] = [bytearray(self.vsize) for _ in range(self.state.ncpus)]
+        self.d[k][self.state.cpu][:] = v
+        return 0
+
+
+class LpmStorage(HashStorage):
+    """A longest-prefix-match trie: keys are (prefixlen: u32, data); a lookup finds the stored
+    prefix, no longer than the key's prefixlen, that matches most of the data's leading bits
+    (byte 0's high bit first), as kernel/bpf/lpm_trie.c."""
+
+    def __init__(self, spec, state):
+        super().__init__(spec, state)
+        self.bits = 8 * (spec.key.size - 4)
+        self.keys: dict = {}
+
+    def _node(self, k):
+        """(prefixlen, the data's first prefixlen bits as an int), or None for an invalid prefixlen."""
+        n = int.from_bytes(k[:4], "little")
+        if n > self.bits:
+            return None
+        return n, int.from_bytes(k[4:4 + self.bits // 8], "big") >> (self.bits - n)
+
+    def lookup(self, k):
+        n = int.from_bytes(k[:4], "little")
+        if n > self.bits:
+            return None
+        data = int.from_bytes(k[4:4 + self.bits // 8], "big")
+        for length in range(n, -1, -1):
+            v = self.d.get((length, data >> (self.bits - length)))
+            if v is not None:
+                return v
+        return None
+
+    def update(self, k, v, flags: int = 0) -> int:
+        node = self._node(k)
+        if node is None or flags > 2:
+            return -EINVAL
+        if node in self.d:
+            if flags == 1:
+                return -EEXIST
+        elif flags == 2:                         # BPF_EXIST
+            return -ENOENT
+        elif len(self.d) >= self.max:
+            return -ENOSPC
+        self.d[node] = bytearray(v)
+        self.keys[node] = bytes(k)               # the kernel keeps the whole key of the last update
+        return 0
+
+    def delete(self, k) -> int:
+        node = self._node(k)
+        if node is None or self.d.pop(node, None) is None:
+            return -ENOENT
+        del self.keys[node]
+        return 0
+
+    def add(self, k, n: int) -> None:
+        """pp_hash_add: the longest match gets n; with no match, the key itself is inserted."""
+        v = self.lookup(k)
+        if v is None:
+            if self.update(k, bytes(self.vsize), 1) < 0:
+                return
+            v = self.lookup(k)
+        p = self._vpack
+        p.pack_into(v, 0, self._vt.wrap((p.unpack_from(v, 0)[0] + n) & self._vmask))
+
+    def user_lookup(self, k):
+        v = self.lookup(k)
+        return None if v is None else bytes(v)
+
+    def entries(self):
+        return [(self.keys[node], bytes(v)) for node, v in sorted(self.d.items())]
+
+    def clear(self) -> None:
+        self.d.clear()
+        self.keys.clear()
+
+
+class QueueStorage:
+    """A Queue (first in, first out) or Stack (last in, first out) of values, no keys."""
+
+    per_cpu = False
+
+    def __init__(self, spec, state):
+        self.spec, self.state = spec, state
+        self.max, self.vsize = spec.max_entries, spec.value.size
+        self.lifo = spec.kind == "stack"
+        self.items: deque = deque()
+
+    def push(self, v, flags: int = 0) -> int:
+        if flags not in (0, 2):                  # BPF_NOEXIST and unknown flags: -EINVAL
+            return -EINVAL
+        if len(self.items) >= self.max:
+            if flags != 2:
+                return -E2BIG
+            self.items.popleft()                 # BPF_EXIST: the oldest value goes
+        self.items.append(bytearray(v))
+        return 0
+
+    def pop(self):
+        if not self.items:
+            return None
+        return self.items.pop() if self.lifo else self.items.popleft()
+
+    def peek(self):
+        if not self.items:
+            return None
+        return bytearray(self.items[-1] if self.lifo else self.items[0])
+
+    def clear(self) -> None:
+        self.items.clear()
+
+
 def storage_for(spec, state):
     """The storage with this kind's rules, chosen by its capabilities (dsl/maps.py)."""
+    if spec.kind in ("queue", "stack"):
+        return QueueStorage(spec, state)
+    if spec.kind == "lpm_trie":
+        return LpmStorage(spec, state)
+    if spec.kind == "lru_percpu_hash":
+        return LruPerCpuStorage(spec, state)
     if spec.per_cpu:
         return (PerCpuArrayStorage if spec.indexed else PerCpuHashStorage)(spec, state)
     if spec.indexed:

@@ -204,9 +204,46 @@ class StackView(MapView):
         return [] if frames is None else [int(a) for a in frames if a]
 
 
-def view_for(spec, storage, name: str) -> MapView:
-    from pyprobe.dsl.maps import Histogram, StackTrace
+class QueueView:
+    """A simulated Queue or Stack: push(v), pop(), peek() (KeyError when empty); values() drains."""
 
+    def __init__(self, spec, storage, name: str):
+        self.spec, self.storage, self.name = spec, storage, name
+
+    def push(self, value, flags: int = 0) -> None:
+        if self.storage.push(pack(self.spec.value, value), flags) < 0:
+            raise OverflowError(f"{self.name} is full ({self.spec.max_entries} values): pop first, "
+                                "or push(v, flags=BPF_EXIST) to push out the oldest")
+
+    def _take(self, value, what: str):
+        if value is None:
+            raise KeyError(f"{what}(): {self.name} is empty")
+        return unpack(self.spec.value, bytes(value))
+
+    def pop(self):
+        return self._take(self.storage.pop(), "pop")
+
+    def peek(self):
+        return self._take(self.storage.peek(), "peek")
+
+    def values(self) -> list:
+        out = []
+        while self.storage.items:
+            out.append(self.pop())
+        return out
+
+    def clear(self) -> None:
+        self.storage.clear()
+
+    def __repr__(self) -> str:
+        return f"<simulated QueueView {self.name} {self.spec!r}>"
+
+
+def view_for(spec, storage, name: str):
+    from pyprobe.dsl.maps import Histogram, Queue, StackTrace
+
+    if isinstance(spec, Queue):
+        return QueueView(spec, storage, name)
     if isinstance(spec, StackTrace):
         return StackView(spec, storage, name)
     if isinstance(spec, Histogram):
