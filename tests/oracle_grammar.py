@@ -1,6 +1,7 @@
 """The differential oracle's grammar: tests/unit/test_translate_property.py's, widened to every
-map kind a handler writes (Hash, Array, PerCpuHash, PerCpuArray, LruHash, Histogram, a Struct-keyed
-Hash, a RingBuf and a PerfBuf of Struct records) and kept to handlers both sides can run: no clock,
+map kind a handler writes (Hash, Array, PerCpuHash, PerCpuArray, LruHash, LruPerCpuHash, Histogram,
+a Struct-keyed Hash, an Array of Structs, an LpmTrie, a Queue, a Stack, a RingBuf and a PerfBuf of
+Struct records; not StackTrace: a BPF_PROG_TEST_RUN stack is the test runner's, no event's) and kept to handlers both sides can run: no clock,
 no random numbers, no trace pipe, shift counts below the width, `.get()` results read only while no write
 to their map could have replaced the element.
 """
@@ -18,8 +19,9 @@ _spec.loader.exec_module(_property)
 Gen = _property.Gen
 
 HEADER = '''\
-from pyprobe import (Program, Hash, Array, PerCpuHash, PerCpuArray, LruHash, Histogram, RingBuf, PerfBuf, Struct,
-                     raw_tracepoint, u8, u16, u32, u64, s8, s16, s32, s64, char)
+from pyprobe import (Program, Hash, Array, PerCpuHash, PerCpuArray, LruHash, LruPerCpuHash, Histogram, RingBuf,
+                     PerfBuf, LpmTrie, Queue, Stack, Struct, raw_tracepoint, u8, u16, u32, u64, s8, s16, s32, s64,
+                     char)
 from pyprobe.bpf import tgid, tid, pid, uid, log2
 N = 3
 
@@ -27,6 +29,11 @@ N = 3
 class Key(Struct):
     x: u8
     y: u32
+
+
+class LKey(Struct):
+    prefixlen: u32
+    addr: u32
 
 
 class Rec(Struct):
@@ -46,6 +53,11 @@ MAPS = '''\
     sk = Hash(Key, u64, max_entries=8)
     rb = RingBuf(Rec, size=4096)
     pb = PerfBuf(Rec, pages=1)
+    lpc = LruPerCpuHash(u32, u64, max_entries=4096)
+    ar = Array(Rec, 4)
+    t = LpmTrie(LKey, u64, max_entries=6)
+    q = Queue(u32, max_entries=4)
+    st = Stack(u64, max_entries=4)
 '''
 
 CLASS = '''
@@ -55,7 +67,8 @@ class P{i}(Program):
     def h{i}(self, ctx):
 '''
 
-SCALAR_MAPS = ["m", "a", "pc", "pa", "lru"]
+SCALAR_MAPS = ["m", "a", "pc", "pa", "lru", "lpc"]
+QUEUES = ["q", "st"]
 HASH_LIKE = {"m", "lru", "sk"}          # an update stores a new element: older .get() results go stale
 HELPERS = ["tgid", "tid", "pid", "uid"]
 CASTS = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64"]
@@ -122,7 +135,7 @@ class OracleGen(Gen):
 
     def statement(self, depth: int) -> list[str]:
         kinds = ["assign", "assign", "augassign", "mapset", "mapaug", "mapaug", "del", "get", "hist", "struct_key",
-                 "record", "return", "mapmethod"]
+                 "record", "return", "mapmethod", "push", "take", "lpm", "struct_value"]
         if depth > 0:
             kinds += ["if", "if", "for"]
         kind = self.pick(kinds)
@@ -156,7 +169,7 @@ class OracleGen(Gen):
             nargs = {"increment": 1 + self.flip(), "update": 2, "insert": 2, "delete": 1}[method]
             return [f"self.{m}.{method}({', '.join(e(1) for _ in range(nargs))})"]
         if kind == "del":
-            m = self.pick(["m", "lru", "pc"])
+            m = self.pick(["m", "lru", "pc", "lpc"])
             self.forget(m)
             return [f"del self.{m}[{e(1)}]"]
         if kind == "get":
@@ -172,8 +185,25 @@ class OracleGen(Gen):
             return ["k = Key()", f"k.x = {e()}", f"k.y = {e()}", f"self.sk[k] += {e(1)}"]
         if kind == "record":
             name = self.pick(['"ab"', '"hello"', '""'])
-            return ["r = Rec()", f"r.a = {e()}", f"r.b = {e()}", f"r.c = {e()}", f"r.name = {name}",
-                    f"self.{self.pick(['rb', 'pb'])}.submit(r)"]
+            send = self.pick([f"self.{self.pick(['rb', 'pb'])}.submit(r)", f"self.ar[{e(1)}] = r"])
+            return ["r = Rec()", f"r.a = {e()}", f"r.b = {e()}", f"r.c = {e()}", f"r.name = {name}", send]
+        if kind == "push":              # a statement: C leaves the order of two pushes in one expression open
+            flags = self.pick(["", "", ", 2", ", 1"])
+            push = f"self.{self.pick(QUEUES)}.push({e()}{flags})"
+            return [self.pick([push, f"self.a[{self.integer(0, 3)}] = {push}"])]
+        if kind == "take":              # pop() and peek() give a copy: it stays valid
+            q = self.pick(QUEUES)
+            name = "v" + q
+            self.live[name] = q
+            return [f"{name} = self.{q}.{self.pick(['pop', 'peek'])}()", f"if {name} is None:",
+                    self.pick(["    return", "    return 1"])]
+        if kind == "lpm":
+            action = self.pick([f"self.t[lk] = {e()}", f"self.t[lk] += {e(1)}", "del self.t[lk]",
+                                f"self.a[{self.integer(0, 3)}] = self.t[lk]", f"self.t.insert(lk, {e(1)})"])
+            return ["lk = LKey()", f"lk.prefixlen = ({e()}) & 63", f"lk.addr = {e()}", action]
+        if kind == "struct_value":      # a pointer into an array of structs: writes land in the map
+            write = self.pick([f"vr.b += {e()}", f"vr.c = {e()}", 'vr.name = "xy"', f"self.a[0] = vr.b"])
+            return [f"vr = self.ar.get({e(1)})", "if vr is None:", "    return", write]
         if kind == "return":
             return [self.pick(["return", f"return {e()}"])]
         if kind == "if":

@@ -73,8 +73,17 @@ def snapshot(side) -> dict:
         out[name] = sorted(getattr(side, name).items())
     for name in ("a", "pa", "h"):
         out[name] = getattr(side, name).to_numpy().tolist()
-    keys, values = side.pc.to_numpy()
-    out["pc"] = sorted(zip(keys.tolist(), map(tuple, values.tolist())))
+    for name in ("pc", "lpc"):
+        keys, values = getattr(side, name).to_numpy()
+        out[name] = sorted(zip(keys.tolist(), map(tuple, values.tolist())))
+    out["ar"] = side.ar.to_numpy().tolist()                  # fields (numpy copies leave padding undefined)
+    keys, values = side.t.to_numpy()
+    out["t"] = sorted(zip([k.tobytes() for k in keys], values.tolist()))
+    for name, lifo in (("q", False), ("st", True)):          # read by popping all, then pushed back
+        queue = getattr(side, name)
+        out[name] = queue.values()
+        for v in (reversed(out[name]) if lifo else out[name]):
+            queue.push(v)
     keys, values = side.sk.to_numpy()
     out["sk"] = sorted(zip([k.tobytes() for k in keys], values.tolist()))
     out["rb"] = [r.tobytes() for r in side.rb.drain()]
