@@ -116,8 +116,12 @@ class Program:
             if obj is not None:
                 return obj
 
+        # The kernel reaches the object through the C text (tracepoint layouts, the features the
+        # translator chose by) and the BTF types dumped into it. Without such types the text
+        # alone decides, so the object stays valid across kernels and reboots: no BTF checksum.
+        kernel = cache.kernel_identity() if source.kernel_types or source.co_re_types else "no kernel types"
         key = cache.key(source.text, "|".join(source.kernel_types + source.co_re_types),
-                        cache.kernel_identity(), " ".join(clang.FLAGS), clang.clang_identity())
+                        kernel, " ".join(clang.FLAGS), clang.clang_identity())
         obj = cache.load(key)
         if obj is None:
             from pyprobe import progress

@@ -1,7 +1,9 @@
 """On-disk cache of compiled BPF objects.
 
 Key: the program's C (which holds Python paths and lines), pyprobe's version,
-clang's identity and flags, and the kernel's BTF. Files are read and written
+clang's identity and flags, and the kernel's BTF when BTF types are dumped into the
+C (Program._object): without them the C text alone decides, and the object stays
+valid on another kernel. Files are read and written
 through cache_files: only in directories and files that belong to us alone,
 never through a symlink; otherwise pyprobe warns once and runs uncached.
 

@@ -82,6 +82,32 @@ def test_objects_are_cached_on_disk(fresh_cache, monkeypatch):
     assert len(objs) == 1
 
 
+class NoKernelTypes(Program):
+    n = Array(u64, 1)
+
+    @raw_tracepoint("sys_exit")
+    def leave(self, ctx):
+        self.n[0] += 1
+
+
+def test_an_object_without_kernel_types_stays_valid_on_another_kernel(fresh_cache, monkeypatch):
+    # No BTF type in its C: the object depends on the text alone, so the cache does not key it
+    # by the kernel and it survives an upgrade. One with kernel types (Everything's uprobe
+    # context: struct pt_regs) is compiled again for the other kernel.
+    source = NoKernelTypes._source()
+    assert source.kernel_types == () and source.co_re_types == ()
+    assert Everything._source().kernel_types
+    NoKernelTypes.compile()
+    Everything.compile()
+    monkeypatch.setattr(cache, "kernel_identity", lambda: "another kernel")
+    calls = []
+    real = clang.compile_c
+    monkeypatch.setattr(clang, "compile_c", lambda text, name="program": calls.append(name) or real(text, name))
+    NoKernelTypes.compile()
+    Everything.compile()
+    assert calls == ["Everything"]
+
+
 def test_cache_refuses_a_directory_others_can_write(fresh_cache):
     os.makedirs(fresh_cache, exist_ok=True)
     os.chmod(fresh_cache, 0o777)
