@@ -53,19 +53,47 @@ def _task(tr, node, arg_node, task) -> str:
     return task.code
 
 
-def storage_get(tr, node, ref, task, init=None):
-    """`m.get(task)` (init None) or `m.lookup_or_init(task, init)`: a pointer to the value, or None."""
-    ptr = _task(tr, node, node.args[0], task)
+def _socket(tr, node, arg_node) -> str:
+    """The packet's socket (`ctx` of a cgroup skb program), or NULL when it has none."""
+    kind = tr.context.attach.kind if tr.context is not None else None
+    if kind not in ("cgroup_ingress", "cgroup_egress") or not (isinstance(arg_node, ast.Name)
+                                                               and arg_node.id == tr.context_param):
+        tr.fail(arg_node, "an SkStorage is reached through the packet's socket: self.<map>.get(ctx) in a "
+                          "@cgroup_ingress or @cgroup_egress handler")
+    return f"{tr.context_param}->sk"
+
+
+def _object(tr, node, ref, arg) -> tuple[str, str]:
+    """(the helpers' prefix, the object pointer) of a local storage map."""
+    if ref.spec.local_storage == "sk":
+        return "bpf_sk_storage", _socket(tr, node, node.args[0])
+    return "bpf_task_storage", _task(tr, node, node.args[0], arg)
+
+
+def storage_get(tr, node, ref, obj, init=None):
+    """`m.get(obj)` (init None) or `m.lookup_or_init(obj, init)`: a pointer to the value, or None."""
+    helper, ptr = _object(tr, node, ref, obj)
+    vtype = ref.spec.value.c_name
+    if ref.spec.local_storage == "sk":       # a packet may have no socket: no call then
+        if init is None:
+            return Nullable(f"({ptr} ? ({vtype} *){helper}_get(&{ref.name}, {ptr}, 0, 0) : ({vtype} *)0)",
+                            ref.spec.value)
     if init is None:
-        return Nullable(f"(({ref.spec.value.c_name} *)bpf_task_storage_get(&{ref.name}, {ptr}, 0, 0))", ref.spec.value)
+        return Nullable(f"(({vtype} *){helper}_get(&{ref.name}, {ptr}, 0, 0))", ref.spec.value)
     tmp = tr.temp(ref.spec.value, "init")
     tr.emit(f"{tmp} = {tr.value_for(node.args[1], init, ref.spec.value)};")
-    return Nullable(f"(({ref.spec.value.c_name} *)bpf_task_storage_get(&{ref.name}, {ptr}, &{tmp}, "
-                    f"{BPF_LOCAL_STORAGE_GET_F_CREATE}))", ref.spec.value)
+    call = f"({vtype} *){helper}_get(&{ref.name}, {ptr}, &{tmp}, {BPF_LOCAL_STORAGE_GET_F_CREATE})"
+    if ref.spec.local_storage == "sk":
+        return Nullable(f"({ptr} ? {call} : ({vtype} *)0)", ref.spec.value)
+    return Nullable(f"({call})", ref.spec.value)
 
 
-def storage_delete(tr, node, ref, task):
-    tr.emit(f"bpf_task_storage_delete(&{ref.name}, {_task(tr, node, node.args[0], task)});")
+def storage_delete(tr, node, ref, obj):
+    helper, ptr = _object(tr, node, ref, obj)
+    if ref.spec.local_storage == "sk":
+        tr.emit(f"if ({ptr}) {helper}_delete(&{ref.name}, {ptr});")
+    else:
+        tr.emit(f"{helper}_delete(&{ref.name}, {ptr});")
     return None
 
 

@@ -1,6 +1,7 @@
 """Maps keyed by kernel objects rather than by values: a cgroup array (slots holding
 cgroups), task local storage (one value per task, freed with the task) and cgroup
-storage (one value per cgroup a cgroup program is attached to).
+storage (one value per cgroup a cgroup program is attached to), socket storage (one
+value per socket).
 
 From Python a cgroup is named by its directory and a task by its pid; the kernel wants
 open file descriptors (a cgroup directory, a pidfd), which the live map opens and
@@ -84,3 +85,16 @@ class CgroupStorage(MapSpec):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.value!r})"
+
+
+class SkStorage(TaskStorage):
+    """BPF_MAP_TYPE_SK_STORAGE (bcc's BPF_SK_STORAGE): a value per socket, freed with the
+    socket. In a `@cgroup_ingress`/`@cgroup_egress` handler `v = self.socks.get(ctx)` is the
+    value of the packet's socket (None when it has none, or the packet has no socket),
+    `v = self.socks.lookup_or_init(ctx, init)` creates it, `self.socks.delete(ctx)`. From
+    Python by socket (or its file descriptor): `prog.socks[sock]`, `prog.socks[sock] = v`,
+    `del prog.socks[sock]`; no iteration."""
+
+    kind, map_type, type_name = "sk_storage", 24, "SK_STORAGE"
+    entries_in_handlers, handler_methods = False, "get(ctx), lookup_or_init(ctx, init), delete(ctx)"
+    local_storage = "sk"         # bpf_sk_storage_get/delete on the packet's socket; the Python key is a socket fd

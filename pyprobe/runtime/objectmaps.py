@@ -57,8 +57,9 @@ class CgroupArrayMap:
 
 
 class LocalStorageMap(LiveMap):
-    """Task storage by pid: `m[pid]`, `m[pid] = v`, `del m[pid]`, `pid in m`. The kernel
-    keys it by a pidfd and cannot list its entries, so there is no iteration."""
+    """Task storage by pid: `m[pid]`, `m[pid] = v`, `del m[pid]`, `pid in m` (the kernel
+    keys it by a pidfd); socket storage by socket or fd. The kernel cannot list their
+    entries, so there is no iteration."""
 
     def __init__(self, spec, fd: int, name: str):
         super().__init__(spec, fd, name)
@@ -66,6 +67,13 @@ class LocalStorageMap(LiveMap):
 
     @contextlib.contextmanager
     def _task(self, pid):
+        if self.spec.local_storage == "sk":          # a socket, or its file descriptor: the key as it is
+            fd = pid.fileno() if hasattr(pid, "fileno") else pid
+            if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+                raise TypeError(f"{self.name}: an SkStorage is read by socket (or its fd), not {pid!r}")
+            self._pidfd = fd
+            yield
+            return
         if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
             raise TypeError(f"{self.name}: a TaskStorage is read by pid (a positive int), not {pid!r}")
         try:

@@ -1,4 +1,4 @@
-"""CgroupArray, CgroupStorage and TaskStorage without a kernel: their C definitions, the helpers their
+"""CgroupArray, CgroupStorage, SkStorage and TaskStorage without a kernel: their C definitions, the helpers their
 handler methods become, and the refusals at the user's line (recorded kernel view)."""
 import importlib.util
 import os
@@ -13,18 +13,20 @@ from pyprobe.dsl.program_source import translate_program
 VIEW = RecordedKernel.load(os.path.join(os.path.dirname(__file__), "data", "kernel-view.json"))
 
 TEMPLATE = '''\
-from pyprobe import Program, Hash, CgroupArray, CgroupStorage, TaskStorage, raw_tracepoint, tc_egress, cgroup_egress, u64
+from pyprobe import (Program, Hash, CgroupArray, CgroupStorage, SkStorage, TaskStorage, raw_tracepoint, tc_egress,
+                     cgroup_egress, u64)
 from pyprobe.bpf import current_task
 class P(Program):
     h = Hash(u64, u64)
     cg = CgroupArray(4)
     ts = TaskStorage(u64)
     cs = CgroupStorage(u64)
+    ss = SkStorage(u64)
     @{probe}
     def on(self, ctx):
         {line}
 '''
-LINE = 10
+LINE = 12
 RAW = 'raw_tracepoint("sys_enter")'
 
 
@@ -67,6 +69,14 @@ def test_cgroup_storage_local_in_cgroup_programs(tmp_path):
     assert "((__u64 *)bpf_get_local_storage(&cs, 0))" in text
 
 
+def test_sk_storage_on_the_packet_s_socket(tmp_path):
+    text = c_text(tmp_path, "v = self.ss.lookup_or_init(ctx, 0)", 'cgroup_egress("/sys/fs/cgroup")')
+    assert "__uint(type, 24);   /* BPF_MAP_TYPE_SK_STORAGE */" in text
+    assert "(ctx->sk ? (__u64 *)bpf_sk_storage_get(&ss, ctx->sk, &" in text and ", 1) : (__u64 *)0)" in text
+    text = c_text(tmp_path, "self.ss.delete(ctx)", 'cgroup_egress("/sys/fs/cgroup")')
+    assert "if (ctx->sk) bpf_sk_storage_delete(&ss, ctx->sk);" in text
+
+
 def test_skb_under_in_tc(tmp_path):
     assert "bpf_skb_under_cgroup(ctx, &cg, 0)" in c_text(tmp_path, "x = self.cg.skb_under(ctx, 0)", 'tc_egress("eth0")')
 
@@ -78,6 +88,7 @@ def test_skb_under_in_tc(tmp_path):
     ("self.ts[current_task()] = 1", "self.ts is a TaskStorage: a handler cannot read or write its entries by key"),
     ("x = self.cg[0]", "self.cg is a CgroupArray: a handler cannot read or write its entries by key"),
     ("v = self.h.local()", "local() is a method of CgroupStorage maps; self.h is a Hash"),
+    ("v = self.ss.get(ctx)", "an SkStorage is reached through the packet's socket"),
     ("v = self.cs.local()", "self.cs.local() works in @cgroup_ingress, @cgroup_egress and @cgroup_sock handlers"),
 ])
 def test_refusals_name_the_line(tmp_path, line, message):

@@ -1,5 +1,6 @@
-"""bcc's BPF_CGROUP_ARRAY, BPF_CGROUP_STORAGE and BPF_TASK_STORAGE (bcc has no test of its
-own for them): CgroupStorage counting a cgroup's packets per attach point;
+"""bcc's BPF_CGROUP_ARRAY, BPF_CGROUP_STORAGE, BPF_SK_STORAGE and BPF_TASK_STORAGE (bcc has
+no test of its own for them): CgroupStorage counting a cgroup's packets per attach point;
+SkStorage counting each socket's datagrams, read from Python by socket;
 CgroupArray asked whether a child process (in a cgroup the test makes) and its packets
 are under a slot's cgroup; TaskStorage counting a child's syscalls in a value that lives
 with the task, read, written and deleted from Python by pid."""
@@ -10,8 +11,8 @@ import sys
 import pytest
 
 from netns import ADDR_B, VethPair, enter
-from pyprobe import (Array, CgroupArray, CgroupStorage, Param, Program, Struct, TaskStorage, cgroup_egress,
-                     cgroup_ingress, syscall, tc_egress, u32, u64)
+from pyprobe import (Array, CgroupArray, CgroupStorage, Param, Program, SkStorage, Struct, TaskStorage,
+                     cgroup_egress, cgroup_ingress, syscall, tc_egress, u32, u64)
 from pyprobe.bpf import TC_ACT_OK, current_task, htons, tgid
 
 
@@ -246,3 +247,66 @@ def test_cgroup_storage_holds_a_value_per_cgroup_and_attach_point(cgroup):
         assert got == {(inode, BPF_CGROUP_INET_INGRESS): (9, 9), (inode, BPF_CGROUP_INET_EGRESS): (9, 9)}
         prog.store[(inode, BPF_CGROUP_INET_EGRESS)] = (0, 0)           # values can be set from Python
         assert tuple(prog.store[(inode, BPF_CGROUP_INET_EGRESS)]) == (0, 0)
+
+
+# ---- SkStorage -----------------------------------------------------------------------
+
+class Sent(Struct):
+    datagrams: u64
+    bytes: u64
+
+
+def sockets_made_in(cgroup: str, n: int) -> list:
+    """n UDP sockets made by a child process in `cgroup` (a socket belongs to the cgroup of
+    the task that made it), handed to this process over a Unix socket."""
+    import socket
+
+    here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    child = os.fork()
+    if child == 0:
+        try:
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                f.write("0")
+            made = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+            socket.send_fds(there, [b"s"], [s.fileno() for s in made])
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    _, fds, _, _ = socket.recv_fds(here, 10, n)
+    here.close()
+    there.close()
+    return [socket.socket(fileno=fd) for fd in fds]
+
+
+def test_sk_storage_counts_per_socket_and_is_read_by_socket(cgroup):
+    import socket
+
+    class PerSocket(Program):
+        socks = SkStorage(Sent)
+        missing = Array(u64, 1)
+
+        @cgroup_egress(cgroup)
+        def on_packet(self, ctx):
+            udp = ctx.packet.udp
+            if udp is None or udp.dest != htons(6001):
+                return
+            if self.socks.get(ctx) is None:
+                self.missing[0] += 1              # get() does not create
+            v = self.socks.lookup_or_init(ctx, Sent())
+            if v is not None:
+                v.datagrams += 1
+                v.bytes += ctx.len
+
+    a, b = sockets_made_in(cgroup, 2)
+    outside = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with PerSocket() as prog, a, b, outside:
+        for sock, n in ((a, 3), (b, 5), (outside, 4)):
+            for _ in range(n):
+                sock.sendto(b"12345678", ("127.0.0.1", 6001))
+        assert tuple(prog.socks[a]) == (3, 3 * 36) and tuple(prog.socks[b.fileno()]) == (5, 5 * 36)   # IP+UDP+8
+        assert outside not in prog.socks and prog.missing[0] == 2                # one first packet each
+        prog.socks[a] = (100, 0)
+        a.sendto(b"x", ("127.0.0.1", 6001))
+        assert tuple(prog.socks[a]) == (101, 29)
+        del prog.socks[a]
+        assert a not in prog.socks
