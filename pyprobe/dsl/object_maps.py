@@ -98,3 +98,12 @@ class SkStorage(TaskStorage):
     kind, map_type, type_name = "sk_storage", 24, "SK_STORAGE"
     entries_in_handlers, handler_methods = False, "get(ctx), lookup_or_init(ctx, init), delete(ctx)"
     local_storage = "sk"         # bpf_sk_storage_get/delete on the packet's socket; the Python key is a socket fd
+
+
+class PerCpuCgroupStorage(CgroupStorage):
+    """BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE (bcc's BPF_PERCPU_CGROUP_STORAGE): a CgroupStorage
+    with one value per CPU (`local()` is this CPU's, no atomics); Python sees (n, ncpus)
+    values and the per-CPU reducers (`prog.store.sum(key)`)."""
+
+    kind, map_type, type_name = "percpu_cgroup_storage", 21, "PERCPU_CGROUP_STORAGE"
+    per_cpu = True

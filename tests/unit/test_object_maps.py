@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pyprobe import CgroupArray, TaskStorage, TranslationError, u64
+from pyprobe import CgroupArray, PerCpuCgroupStorage, TaskStorage, TranslationError, u64
 from pyprobe.backend.kernel_record import RecordedKernel
 from pyprobe.backend.kernel_view import Pretend
 from pyprobe.dsl.program_source import translate_program
@@ -49,6 +49,9 @@ def test_definitions():
     assert "__uint(type, 29);   /* BPF_MAP_TYPE_TASK_STORAGE */" in text
     assert "__uint(map_flags, 1);" in text and "max_entries" not in text     # no prealloc, no size
     assert "__type(key, __s32);" in text and "__type(value, __u64);" in text
+    text = PerCpuCgroupStorage(u64).c_definition("pcs")
+    assert "__uint(type, 21);   /* BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE */" in text and "max_entries" not in text
+    assert PerCpuCgroupStorage.per_cpu and PerCpuCgroupStorage.reader == "map"
 
 
 @pytest.mark.parametrize("line, c", [

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from netns import ADDR_B, VethPair, enter
-from pyprobe import (Array, CgroupArray, CgroupStorage, Param, Program, SkStorage, Struct, TaskStorage,
-                     cgroup_egress, cgroup_ingress, syscall, tc_egress, u32, u64)
+from pyprobe import (Array, CgroupArray, CgroupStorage, Param, PerCpuCgroupStorage, Program, SkStorage, Struct,
+                     TaskStorage, cgroup_egress, cgroup_ingress, syscall, tc_egress, u32, u64)
 from pyprobe.bpf import TC_ACT_OK, current_task, htons, tgid
 
 
@@ -225,9 +225,10 @@ for _ in range(int(sys.argv[1])):
 """
 
 
-def test_cgroup_storage_holds_a_value_per_cgroup_and_attach_point(cgroup):
+@pytest.mark.parametrize("kind", [CgroupStorage, PerCpuCgroupStorage])
+def test_cgroup_storage_holds_a_value_per_cgroup_and_attach_point(cgroup, kind):
     class PerCgroup(Program):
-        store = CgroupStorage(Traffic)
+        store = kind(Traffic)
 
         @cgroup_ingress(cgroup)
         @cgroup_egress(cgroup)
@@ -241,12 +242,15 @@ def test_cgroup_storage_holds_a_value_per_cgroup_and_attach_point(cgroup):
         procs = os.path.join(cgroup, "cgroup.procs")
         subprocess.run(["ip", "netns", "exec", net.a, sys.executable, "-c", UDP_TO_SELF, "9"], check=True,
                        timeout=60, preexec_fn=lambda: open(procs, "w").write("0"))
-        got = {(int(k["cgroup_inode_id"]), int(k["attach_type"])): (int(v["packets"]), int(v["udp"]))
-               for k, v in prog.store.items()}
         inode = os.stat(cgroup).st_ino
-        assert got == {(inode, BPF_CGROUP_INET_INGRESS): (9, 9), (inode, BPF_CGROUP_INET_EGRESS): (9, 9)}
-        prog.store[(inode, BPF_CGROUP_INET_EGRESS)] = (0, 0)           # values can be set from Python
-        assert tuple(prog.store[(inode, BPF_CGROUP_INET_EGRESS)]) == (0, 0)
+        keys = sorted((int(k["cgroup_inode_id"]), int(k["attach_type"])) for k in prog.store.keys())
+        assert keys == [(inode, BPF_CGROUP_INET_INGRESS), (inode, BPF_CGROUP_INET_EGRESS)]
+        for key in keys:
+            total = prog.store.sum(key) if kind is PerCpuCgroupStorage else prog.store[key]
+            assert (int(total["packets"]), int(total["udp"])) == (9, 9)
+        if kind is CgroupStorage:
+            prog.store[(inode, BPF_CGROUP_INET_EGRESS)] = (0, 0)       # values can be set from Python
+            assert tuple(prog.store[(inode, BPF_CGROUP_INET_EGRESS)]) == (0, 0)
 
 
 # ---- SkStorage -----------------------------------------------------------------------
