@@ -13,6 +13,13 @@ from pyprobe.errors import Location, TranslationError
 from pyprobe.sim.svalues import SKernel, SV
 
 
+# map kinds whose handler side needs kernel objects (tasks, cgroups, devices, inner maps)
+NOT_SIMULATED = {"task_storage": "its values belong to kernel tasks", "cgroup_storage": "its values belong to "
+                 "cgroup attachments", "cgroup_array": "it holds cgroups", "array_of_maps": "it holds maps",
+                 "hash_of_maps": "it holds maps", "devmap": "it holds network devices", "cpumap": "it holds CPU "
+                 "queues for redirects"}
+
+
 class CompiledHandler:
     def __init__(self, name, handler, context, arg_names, arg_types, source, filename):
         self.name = name                   # the handler's Python name
@@ -41,6 +48,11 @@ class ProgramCompiler:
     def self_attribute(self, tr, node, attr: str):
         spec = self.maps.get(attr)
         if spec is not None:
+            if spec.kind in NOT_SIMULATED:
+                kind = type(spec).__name__
+                article = "an" if kind[0] in "AEIOU" else "a"
+                tr.fail(node, f"self.{attr} is {article} {kind}: {NOT_SIMULATED[spec.kind]}, which the simulator "
+                              "does not have", "test this handler against the kernel (the pytest plugin's `load`)")
             return MapRef(spec, attr)
         param = self.params.get(attr)
         if param is not None:

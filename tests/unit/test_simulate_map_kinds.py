@@ -3,7 +3,9 @@ Queue and Stack (order, full, BPF_EXIST), LruPerCpuHash, an Array of Structs wri
 The differential oracle (tests/kernel/test_sim_oracle.py) checks them against the kernel."""
 import pytest
 
-from pyprobe import Array, LpmTrie, LruPerCpuHash, Program, Queue, Stack, Struct, raw_tracepoint, u8, u32, u64
+from pyprobe import Array, LpmTrie, LruPerCpuHash, Program, Queue, Stack, Struct, TaskStorage, TranslationError, \
+    raw_tracepoint, u8, u32, u64
+from pyprobe.bpf import current_task
 
 
 class Key(Struct):
@@ -70,3 +72,18 @@ def test_queue_and_stack_keep_their_order_and_size(simulate):
     sim.queues(args=[1, 1])                                # BPF_NOEXIST: -EINVAL
     assert sim.out[1] == 100 - 22
     assert sim.per_cpu[1].tolist() == [1, 1] and sim.recs[1]["b"] == 11
+
+
+class PerTask(Program):
+    seen = TaskStorage(u64)
+
+    @raw_tracepoint("sys_enter")
+    def on(self, ctx):
+        v = self.seen.get(current_task())
+        if v is not None:
+            v += 1
+
+
+def test_maps_of_kernel_objects_are_refused_at_the_handlers_line(simulate):
+    with pytest.raises(TranslationError, match=r"test_simulate_map_kinds.py:\d+:\d+: self.seen is a TaskStorage"):
+        simulate(PerTask)
