@@ -106,22 +106,26 @@ def retried(attempt, tries: int = 4):
     pytest.skip("other programs kept printing on this test's events (another run of the same lesson)")
 
 
-def test_hello_world_and_hello_fields_print_the_same_lines(load, simulate, run_child):
-    for module, name in (("hello_world", "HelloWorld"), ("hello_fields", "HelloFields")):
-        cls = getattr(lesson(module), name)
+CLONE_LESSONS = [("hello_world", "HelloWorld"), ("hello_fields", "HelloFields"),
+                 pytest.param("hello_world", "HelloWorldKprobe", marks=pytest.mark.needs_kprobes)]
 
-        def attempt():
-            prog = load(cls)
-            for _ in range(3):
-                run_child(lambda: None)                # a fork: this process calls clone()
-            lines = my_lines(prog, os.getpid(), 3)
-            prog.close()
-            return lines if len(lines) <= 3 else None
-        kernel = retried(attempt)
-        sim = simulate(cls)
+
+@pytest.mark.parametrize("module,name", CLONE_LESSONS)
+def test_hello_lessons_print_the_same_lines(load, simulate, run_child, module, name):
+    cls = getattr(lesson(module), name)
+
+    def attempt():
+        prog = load(cls)
         for _ in range(3):
-            sim.hello()
-        assert kernel == sim.trace == ["Hello, World!"] * 3
+            run_child(lambda: None)                # a fork: this process calls clone()
+        lines = my_lines(prog, os.getpid(), 3)
+        prog.close()
+        return lines if len(lines) <= 3 else None
+    kernel = retried(attempt)
+    sim = simulate(cls)
+    for _ in range(3):
+        sim.hello()
+    assert kernel == sim.trace == ["Hello, World!"] * 3
 
 
 def test_sys_sync_prints_the_same_lines(load, simulate):
@@ -195,12 +199,13 @@ def test_sync_lessons_agree_on_syncs_at_the_times_the_kernel_recorded(load, simu
         assert sorted(prog.last.items()) == sorted(sim.last.items())
 
 
-def test_sleepsnoop_records_agree_at_the_kernels_times(load, simulate, run_child):
+@pytest.mark.parametrize("name", ["SleepSnoop", pytest.param("SleepSnoopKprobe", marks=pytest.mark.needs_kprobes)])
+def test_sleepsnoop_records_agree_at_the_kernels_times(load, simulate, run_child, name):
     """SleepSnoop's records carry the kernel's ktime_ns() // 1000: replayed at those times, the
     simulation sends the same records."""
     import time
 
-    cls = lesson("sleepsnoop").SleepSnoop
+    cls = getattr(lesson("sleepsnoop"), name)
     prog = load(cls)
     pid = run_child(time.sleep, 5, 0.001)
     mine = []
