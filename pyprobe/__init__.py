@@ -23,7 +23,8 @@ from pyprobe.dsl.decorators import (fentry, fexit, first_of, fmod_ret, kprobe, k
 from pyprobe.dsl.net_probes import cgroup_egress, cgroup_ingress, cgroup_sock, socket_filter, tc_egress, tc_ingress
 from pyprobe.dsl.maps import (Array, ArrayOfMaps, Hash, HashOfMaps, Histogram, CpuMap, DevMap, LpmTrie, LruHash, LruPerCpuHash, PerCpuArray,
                               PerCpuHash, PerfBuf, PerfEventArray, ProgArray, Queue, RingBuf, Stack, StackTrace)
-from pyprobe.dsl.object_maps import CgroupArray, CgroupStorage, PerCpuCgroupStorage, SkStorage, TaskStorage
+from pyprobe.dsl.object_maps import (CgroupArray, CgroupStorage, InodeStorage, PerCpuCgroupStorage, SkStorage,
+                                     TaskStorage)
 from pyprobe.dsl.params import Param
 from pyprobe.dsl.types import Struct, bool_, char, s8, s16, s32, s64, u8, u16, u32, u64
 from pyprobe.errors import (BPFError, CompileError, PyprobeError, SimulationError, TranslationError,
@@ -35,7 +36,7 @@ from pyprobe.version import __version__
 __all__ = [
     "Program", "Param", "Array", "Hash", "Histogram", "StackTrace", "RingBuf", "PerfBuf", "PerCpuHash",
     "PerCpuArray", "LruHash", "LruPerCpuHash", "Queue", "Stack", "ArrayOfMaps", "HashOfMaps", "LpmTrie", "ProgArray", "tail_call", "PerfEventArray",
-    "DevMap", "CpuMap", "CgroupArray", "CgroupStorage", "PerCpuCgroupStorage", "SkStorage", "TaskStorage", "ksym", "ksymname", "usym", "usymname", "open_pinned", "unpin", "Struct",
+    "DevMap", "CpuMap", "CgroupArray", "CgroupStorage", "PerCpuCgroupStorage", "SkStorage", "InodeStorage", "TaskStorage", "ksym", "ksymname", "usym", "usymname", "open_pinned", "unpin", "Struct",
     "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "kprobe", "kretprobe", "uprobe", "uretprobe",
     "perf_event", "usdt", "tp_btf", "fentry", "fexit", "lsm", "fmod_ret", "xdp", "first_of", "tc_ingress", "tc_egress", "socket_filter",
     "cgroup_ingress", "cgroup_egress", "cgroup_sock",

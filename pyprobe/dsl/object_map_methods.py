@@ -63,10 +63,24 @@ def _socket(tr, node, arg_node) -> str:
     return f"{tr.context_param}->sk"
 
 
+def _inode(tr, node, arg_node, inode) -> str:
+    """An inode pointer the kernel handed an @lsm handler (the verifier checks the rest)."""
+    from pyprobe.dsl.types import KernelPointer
+
+    ptype = getattr(inode, "type", None)
+    if tr.context is None or tr.context.attach.kind != "lsm" or not (
+            isinstance(ptype, KernelPointer) and ptype.target == "struct inode"):
+        tr.fail(arg_node, "an InodeStorage is keyed by an inode: a struct inode * argument of an @lsm handler "
+                          "(the kernel offers inode storage to BPF LSM programs only)")
+    return inode.code
+
+
 def _object(tr, node, ref, arg) -> tuple[str, str]:
     """(the helpers' prefix, the object pointer) of a local storage map."""
     if ref.spec.local_storage == "sk":
         return "bpf_sk_storage", _socket(tr, node, node.args[0])
+    if ref.spec.local_storage == "inode":
+        return "bpf_inode_storage", _inode(tr, node, node.args[0], arg)
     return "bpf_task_storage", _task(tr, node, node.args[0], arg)
 
 

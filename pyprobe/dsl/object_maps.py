@@ -107,3 +107,15 @@ class PerCpuCgroupStorage(CgroupStorage):
 
     kind, map_type, type_name = "percpu_cgroup_storage", 21, "PERCPU_CGROUP_STORAGE"
     per_cpu = True
+
+
+class InodeStorage(TaskStorage):
+    """BPF_MAP_TYPE_INODE_STORAGE (bcc's BPF_INODE_STORAGE): a value per inode, freed with
+    it. Only BPF LSM programs may use it: in an `@lsm` handler given a `struct inode *`
+    (`@lsm("inode_permission")`: `def check(self, ctx, inode, mask)`),
+    `v = self.files.lookup_or_init(inode, init)`, `self.files.get(inode)`,
+    `self.files.delete(inode)`. From Python by open file (or its fd): `prog.files[f]`."""
+
+    kind, map_type, type_name = "inode_storage", 28, "INODE_STORAGE"
+    entries_in_handlers, handler_methods = False, "get(inode), lookup_or_init(inode, init), delete(inode)"
+    local_storage = "inode"      # bpf_inode_storage_get/delete; the Python key is a file descriptor

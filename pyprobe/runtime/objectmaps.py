@@ -67,10 +67,11 @@ class LocalStorageMap(LiveMap):
 
     @contextlib.contextmanager
     def _task(self, pid):
-        if self.spec.local_storage == "sk":          # a socket, or its file descriptor: the key as it is
+        if self.spec.local_storage in ("sk", "inode"):    # a socket or open file, or its fd: the key as it is
             fd = pid.fileno() if hasattr(pid, "fileno") else pid
             if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
-                raise TypeError(f"{self.name}: an SkStorage is read by socket (or its fd), not {pid!r}")
+                raise TypeError(f"{self.name}: a {type(self.spec).__name__} is read by an open socket or file "
+                                f"(or its fd), not {pid!r}")
             self._pidfd = fd
             yield
             return

@@ -13,8 +13,8 @@ from pyprobe.dsl.program_source import translate_program
 VIEW = RecordedKernel.load(os.path.join(os.path.dirname(__file__), "data", "kernel-view.json"))
 
 TEMPLATE = '''\
-from pyprobe import (Program, Hash, CgroupArray, CgroupStorage, SkStorage, TaskStorage, raw_tracepoint, tc_egress,
-                     cgroup_egress, u64)
+from pyprobe import (Program, Hash, CgroupArray, CgroupStorage, SkStorage, TaskStorage, InodeStorage, raw_tracepoint,
+                     tc_egress, cgroup_egress, u64)
 from pyprobe.bpf import current_task
 class P(Program):
     h = Hash(u64, u64)
@@ -22,11 +22,12 @@ class P(Program):
     ts = TaskStorage(u64)
     cs = CgroupStorage(u64)
     ss = SkStorage(u64)
+    ino = InodeStorage(u64)
     @{probe}
     def on(self, ctx):
         {line}
 '''
-LINE = 12
+LINE = 13
 RAW = 'raw_tracepoint("sys_enter")'
 
 
@@ -92,6 +93,7 @@ def test_skb_under_in_tc(tmp_path):
     ("x = self.cg[0]", "self.cg is a CgroupArray: a handler cannot read or write its entries by key"),
     ("v = self.h.local()", "local() is a method of CgroupStorage maps; self.h is a Hash"),
     ("v = self.ss.get(ctx)", "an SkStorage is reached through the packet's socket"),
+    ("v = self.ino.get(current_task())", "an InodeStorage is keyed by an inode: a struct inode * argument of an @lsm"),
     ("v = self.cs.local()", "self.cs.local() works in @cgroup_ingress, @cgroup_egress and @cgroup_sock handlers"),
 ])
 def test_refusals_name_the_line(tmp_path, line, message):

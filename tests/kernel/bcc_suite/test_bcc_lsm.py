@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from pyprobe import Array, Param, Program, fmod_ret, lsm, u32, u64
+from pyprobe import Array, InodeStorage, Param, Program, Struct, fmod_ret, lsm, u32, u64
 from pyprobe.bpf import retval, tgid
 
 pytestmark = pytest.mark.needs_fentry
@@ -79,3 +79,59 @@ def test_fmod_ret_replaces_security_file_open_s_result():
     with prog:
         assert failures == [errno.EACCES] * 6
         assert prog.counts[0] == 6
+
+
+# ---- BPF_INODE_STORAGE: a value per inode, from an LSM hook ----------------------------------
+
+class Checks(Struct):
+    reads: u64
+    writes: u64
+
+
+def test_inode_storage_counts_permission_checks_on_one_file(tmp_path):
+    path = tmp_path / "watched"
+    path.write_bytes(b"x")
+    ino = os.stat(path).st_ino
+
+    class PerInode(Program):
+        target = Param(u32)
+        files = InodeStorage(Checks)
+
+        @lsm("inode_permission")
+        def check(self, ctx, inode, mask):
+            if tgid() != self.target or inode.i_ino != ino:
+                return 0
+            v = self.files.lookup_or_init(inode, Checks())
+            if v is not None:
+                if mask & 4:                       # MAY_READ
+                    v.reads += 1
+                if mask & 2:                       # MAY_WRITE
+                    v.writes += 1
+            return 0
+
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.read(r, 1)
+            for _ in range(7):
+                os.access(path, os.R_OK)
+            for _ in range(3):
+                os.access(path, os.W_OK)
+        finally:
+            os._exit(0)
+    try:
+        with PerInode(target=child) as prog:
+            os.write(w, b"g")
+            os.waitpid(child, 0)
+            child = 0
+            with open(path, "rb") as f:
+                assert tuple(prog.files[f]) == (7, 3)
+                prog.files[f.fileno()] = (0, 0)
+                assert tuple(prog.files[f]) == (0, 0)
+    finally:
+        if child:
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+        os.close(r)
+        os.close(w)
