@@ -52,6 +52,12 @@ class FuncCount(Program):
         hit.pid = tgid()
 
 
+class KernelFuncCount(FuncCount):
+    """The same counter on kernel functions: kprobes (kernels that have them), moved with attach_to."""
+
+    on_call = kprobe("vfs_read")(FuncCount.on_call.func)
+
+
 def tracepoint_counter(category: str, name: str) -> type[Program]:
     """A FuncCount for one tracepoint (a tracepoint handler's program depends on its record, so
     it cannot move with attach_to: the class is made for it)."""
@@ -81,7 +87,8 @@ def open_counter(spec: probespec.Spec, pid: int = 0) -> Program:
     if spec.kind == "kprobe" and not common.has_kprobes():
         raise UnsupportedProbe(f"{spec.describe()}: kernel functions need kprobes, which this kernel lacks "
                                "(CONFIG_KPROBES); count a tracepoint instead (t:CATEGORY:NAME)")
-    return FuncCount(target_pid=pid, attach_to={"on_call": spec.entry()})
+    cls = KernelFuncCount if spec.kind == "kprobe" else FuncCount
+    return cls(target_pid=pid, attach_to={"on_call": spec.entry()})
 
 
 def counted(prog, spec: probespec.Spec | None = None):

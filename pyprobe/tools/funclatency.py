@@ -15,8 +15,8 @@ from __future__ import annotations
 import time
 
 import pyprobe
-from pyprobe import (Array, Hash, Histogram, Param, Program, Struct, UnsupportedProbe, bool_, u32, u64, uprobe,
-                     uretprobe)
+from pyprobe import (Array, Hash, Histogram, Param, Program, Struct, UnsupportedProbe, bool_, kprobe, kretprobe, u32,
+                     u64, uprobe, uretprobe)
 from pyprobe.bpf import ktime_ns, log2, tgid, tid
 from pyprobe.tools import common, probespec
 
@@ -89,6 +89,20 @@ class FuncLatency(Program):
             self.dist.increment(log2(delta))
 
 
+class KernelFuncLatency(FuncLatency):
+    """The same timing on kernel functions: a kprobe and a kretprobe on each (kernels with kprobes)."""
+
+    on_entry = kprobe("vfs_read")(FuncLatency.on_entry.func)
+    on_return = kretprobe("vfs_read")(FuncLatency.on_return.func)
+
+
+def program_for(spec: probespec.Spec | str) -> type[Program]:
+    """FuncLatency for user functions, KernelFuncLatency for kernel ones."""
+    if isinstance(spec, str):
+        spec = probespec.parse(spec)
+    return KernelFuncLatency if spec.kind == "kprobe" else FuncLatency
+
+
 def pattern_probes(spec: probespec.Spec | str) -> dict:
     """attach_to for a bcc specifier: entry and return probes of every function it matches."""
     if isinstance(spec, str):
@@ -125,7 +139,7 @@ def main(argv=None, prog=None) -> int:
         return pyprobe.ksym(ip) if spec.kind == "kprobe" else pyprobe.usym(ip, args.pid) if args.pid else hex(ip)
 
     def trace():
-        with FuncLatency(target_pid=args.pid or 0, factor=factor, per_function=args.function,
+        with program_for(spec)(target_pid=args.pid or 0, factor=factor, per_function=args.function,
                          attach_to=attach) as tool:
             common.announce(tool, 'Tracing %d functions for "%s"... Hit Ctrl-C to end.'
                             % (len(tool.probes) // 2, args.pattern))

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import time
 
-from pyprobe import Hash, Param, Program, StackTrace, Struct, UnsupportedProbe, bool_, char, s64, tracepoint, u32, \
-    u64, uprobe
+from pyprobe import Hash, Param, Program, StackTrace, Struct, UnsupportedProbe, bool_, char, kprobe, s64, tracepoint, \
+    u32, u64, uprobe
 from pyprobe.bpf import BPF_F_USER_STACK, comm, tgid
 from pyprobe.tools import common, probespec, stacks
 
@@ -67,6 +67,12 @@ class StackCount(Program):
         self.counts[key] += 1
 
 
+class KernelStackCount(StackCount):
+    """The same counter on kernel functions: kprobes (kernels that have them), moved with attach_to."""
+
+    on_event = kprobe("vfs_read")(StackCount.on_event.func)
+
+
 # The same body for a tracepoint class made at start (a tracepoint handler's program depends
 # on its record, so attach_to cannot move it to the tracepoint the user names).
 def _on_tracepoint(self, ctx):
@@ -93,7 +99,8 @@ def open_counter(spec: probespec.Spec, pid: int = 0, **params) -> Program:
     if spec.kind == "kprobe" and not common.has_kprobes():
         raise UnsupportedProbe(f"{spec.describe()}: kernel functions need kprobes, which this kernel lacks "
                                "(CONFIG_KPROBES); count the stacks of a tracepoint instead (t:CATEGORY:NAME)")
-    return StackCount(target_pid=pid, attach_to={"on_event": spec.entry()}, **params)
+    cls = KernelStackCount if spec.kind == "kprobe" else StackCount
+    return cls(target_pid=pid, attach_to={"on_event": spec.entry()}, **params)
 
 
 def counted_stacks(prog, pid: int = 0):
