@@ -17,7 +17,7 @@ import time
 
 import pyprobe
 from pyprobe import Hash, Param, Program, Struct, UnsupportedProbe, kprobe, tracepoint, u32, u64, uprobe
-from pyprobe.bpf import tgid
+from pyprobe.bpf import smp_processor_id, tgid
 from pyprobe.tools import common, probespec
 
 EXAMPLES = """examples:
@@ -32,6 +32,9 @@ EXAMPLES = """examples:
 """
 
 
+ANY_CPU = 0xFFFFFFFF          # target_cpu: no CPU chosen (-c CPU picks one)
+
+
 class Hit(Struct):
     count: u64
     pid: u32                    # a process that made the call: its memory map names the function
@@ -39,11 +42,14 @@ class Hit(Struct):
 
 class FuncCount(Program):
     target_pid = Param(u32)
+    target_cpu = Param(u32, default=ANY_CPU)     # -c
     counts = Hash(u64, Hit, max_entries=10240)
 
     @uprobe("c", "malloc")
     def on_call(self, ctx):
         if self.target_pid and tgid() != self.target_pid:
+            return
+        if self.target_cpu != ANY_CPU and smp_processor_id() != self.target_cpu:
             return
         hit = self.counts.lookup_or_init(ctx.ip, Hit())
         if hit is None:
@@ -68,11 +74,14 @@ def tracepoint_counter(category: str, name: str) -> type[Program]:
 
 class TracepointCount(Program):
     target_pid = Param(u32)
+    target_cpu = Param(u32, default=ANY_CPU)     # -c
     counts = Hash(u64, Hit, max_entries=1)
 
 
 def _count_event(self, args):
     if self.target_pid and tgid() != self.target_pid:
+        return
+    if self.target_cpu != ANY_CPU and smp_processor_id() != self.target_cpu:
         return
     hit = self.counts.lookup_or_init(0, Hit())
     if hit is None:
@@ -81,14 +90,15 @@ def _count_event(self, args):
     hit.pid = tgid()
 
 
-def open_counter(spec: probespec.Spec, pid: int = 0) -> Program:
+def open_counter(spec: probespec.Spec, pid: int = 0, cpu: int | None = None) -> Program:
+    target = {"target_pid": pid, "target_cpu": ANY_CPU if cpu is None else cpu}
     if spec.kind == "tracepoint":
-        return tracepoint_counter(str(spec.library), spec.pattern)(target_pid=pid)
+        return tracepoint_counter(str(spec.library), spec.pattern)(**target)
     if spec.kind == "kprobe" and not common.has_kprobes():
         raise UnsupportedProbe(f"{spec.describe()}: kernel functions need kprobes, which this kernel lacks "
                                "(CONFIG_KPROBES); count a tracepoint instead (t:CATEGORY:NAME)")
     cls = KernelFuncCount if spec.kind == "kprobe" else FuncCount
-    return cls(target_pid=pid, attach_to={"on_call": spec.entry()})
+    return cls(attach_to={"on_call": spec.entry()}, **target)
 
 
 def counted(prog, spec: probespec.Spec | None = None):
@@ -114,6 +124,7 @@ def counted(prog, spec: probespec.Spec | None = None):
 def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Count functions, tracepoints, and USDT probes", EXAMPLES)
     p.add_argument("-p", "--pid", type=common.positive_int, help="trace this PID only")
+    p.add_argument("-c", "--cpu", type=int, help="trace this CPU only")
     p.add_argument("-i", "--interval", type=float, help="summary interval, seconds")
     p.add_argument("-d", "--duration", type=float, help="total duration of trace, seconds")
     p.add_argument("-T", "--timestamp", action="store_true", help="include timestamp on output")
@@ -126,7 +137,7 @@ def main(argv=None, prog=None) -> int:
         p.error(str(e))
 
     def trace():
-        with open_counter(spec, args.pid or 0) as tool:
+        with open_counter(spec, args.pid or 0, args.cpu) as tool:
             skipped = " (%d skipped)" % len(tool.skipped) if tool.skipped else ""
             common.announce(tool, 'Tracing %d functions for "%s"%s... Hit Ctrl-C to end.'
                             % (len(tool.probes), args.pattern, skipped))

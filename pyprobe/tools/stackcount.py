@@ -17,7 +17,7 @@ import time
 
 from pyprobe import Hash, Param, Program, StackTrace, Struct, UnsupportedProbe, bool_, char, kprobe, s64, tracepoint, \
     u32, u64, uprobe
-from pyprobe.bpf import BPF_F_USER_STACK, comm, tgid
+from pyprobe.bpf import BPF_F_USER_STACK, comm, smp_processor_id, tgid
 from pyprobe.tools import common, probespec, stacks
 
 EXAMPLES = """examples:
@@ -35,6 +35,9 @@ EXAMPLES = """examples:
 """
 
 
+ANY_CPU = 0xFFFFFFFF          # target_cpu: no CPU chosen (-c CPU picks one)
+
+
 class StackKey(Struct):
     pid: u32
     user_stack: s64
@@ -44,6 +47,7 @@ class StackKey(Struct):
 
 class StackCount(Program):
     target_pid = Param(u32)
+    target_cpu = Param(u32, default=ANY_CPU)     # -c
     per_pid = Param(bool_)
     user_stacks = Param(bool_, default=True)
     kernel_stacks = Param(bool_, default=True)
@@ -53,6 +57,8 @@ class StackCount(Program):
     @uprobe("c", "malloc")
     def on_event(self, ctx):
         if self.target_pid and tgid() != self.target_pid:
+            return
+        if self.target_cpu != ANY_CPU and smp_processor_id() != self.target_cpu:
             return
         key = StackKey()
         key.user_stack = -1
@@ -77,6 +83,8 @@ class KernelStackCount(StackCount):
 # on its record, so attach_to cannot move it to the tracepoint the user names).
 def _on_tracepoint(self, ctx):
     if self.target_pid and tgid() != self.target_pid:
+        return
+    if self.target_cpu != ANY_CPU and smp_processor_id() != self.target_cpu:
         return
     key = StackKey()
     key.user_stack = -1
@@ -121,6 +129,7 @@ def counted_stacks(prog, pid: int = 0):
 def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Count events and their stack traces", EXAMPLES)
     p.add_argument("-p", "--pid", type=common.positive_int, help="trace this PID only")
+    p.add_argument("-c", "--cpu", type=int, help="trace this CPU only")
     p.add_argument("-i", "--interval", type=float, help="summary interval, seconds")
     p.add_argument("-D", "--duration", type=float, help="total duration of trace, seconds")
     p.add_argument("-T", "--timestamp", action="store_true", help="include timestamp on output")
@@ -139,8 +148,9 @@ def main(argv=None, prog=None) -> int:
         p.error(str(e))
 
     def trace():
-        with open_counter(spec, args.pid or 0, per_pid=args.perpid, user_stacks=not args.kernel_stacks_only,
-                          kernel_stacks=not args.user_stacks_only) as tool:
+        cpu = ANY_CPU if args.cpu is None else args.cpu
+        with open_counter(spec, args.pid or 0, target_cpu=cpu, per_pid=args.perpid,
+                          user_stacks=not args.kernel_stacks_only, kernel_stacks=not args.user_stacks_only) as tool:
             common.announce(tool, 'Tracing %d functions for "%s"... Hit Ctrl-C to end.'
                             % (len(tool.probes), args.pattern))
 

@@ -67,8 +67,15 @@ def flow(c) -> tuple[str, str]:
 def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Trace TCP retransmits", EXAMPLES)
     p.add_argument("-c", "--count", action="store_true", help="count occurred retransmits per flow")
+    family = p.add_mutually_exclusive_group()
+    family.add_argument("-4", "--ipv4", action="store_true", help="trace IPv4 family only")
+    family.add_argument("-6", "--ipv6", action="store_true", help="trace IPv6 family only")
     common.add_duration(p)
     args = p.parse_args(argv)
+    wanted = 4 if args.ipv4 else 6 if args.ipv6 else None
+
+    def shown(c) -> bool:
+        return wanted is None or ip_version(int(c["family"])) == wanted
 
     def trace():
         with TcpRetrans(counting=args.count) as tool:
@@ -79,6 +86,8 @@ def main(argv=None, prog=None) -> int:
                 if not args.json:
                     print("\n%-25s %-25s %-10s" % ("LADDR:LPORT", "RADDR:RPORT", "RETRANSMITS"))
                 for c, n in sorted(zip(keys, values.tolist()), key=lambda kv: kv[1]):
+                    if not shown(c):
+                        continue
                     local, remote = flow(c)
                     if args.json:
                         common.print_json({"ip": ip_version(int(c["family"])), "local": local, "remote": remote,
@@ -92,6 +101,8 @@ def main(argv=None, prog=None) -> int:
 
             def show(e):
                 c = e["conn"]
+                if not shown(c):
+                    return
                 local, remote = flow(c)
                 if args.json:
                     common.print_json({"ts": int(e["ts"]), "pid": int(e["pid"]), "ip": ip_version(int(c["family"])),

@@ -139,36 +139,59 @@ def test_tcpaccept_command_columns():
         [["4", "127.0.0.1", str(c), "127.0.0.1", str(s)] for c, s in pairs[:5]]
 
 
+class Unanswered(Gated):
+    """A child whose IPv4 connect() is never answered: its SYN is retransmitted once, at 1 s."""
+
+    def __init__(self):
+        self._r, w = os.pipe()
+
+        def unanswered():
+            # a listener that never accepts, its queue full: the kernel drops the next SYNs
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(0)
+            target = listener.getsockname()
+            queued = [socket.create_connection(target)]
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            os.write(w, str(s.getsockname()[1]).encode())
+            s.settimeout(1.6)               # the first SYN retransmit comes after the 1 s initial RTO
+            try:
+                s.connect(target)
+            except (socket.timeout, TimeoutError):
+                pass
+            queued.append(s)
+
+        super().__init__(unanswered)
+        os.close(w)
+
+    def port(self) -> int:
+        port = int(os.read(self._r, 100))
+        os.close(self._r)
+        return port
+
+
 def test_tcpretrans_sees_the_retransmitted_syn_of_an_unanswered_connect():
     from pyprobe.tools.tcpcommon import endpoints_dict, state_name
     from pyprobe.tools.tcpretrans import TcpRetrans
 
-    r, w = os.pipe()
-
-    def unanswered():
-        # a listener that never accepts, its queue full: the kernel drops the next SYNs
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        target = listener.getsockname()
-        queued = [socket.create_connection(target)]
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        os.write(w, str(s.getsockname()[1]).encode())
-        s.settimeout(1.6)               # the first SYN retransmit comes after the 1 s initial RTO
-        try:
-            s.connect(target)
-        except (socket.timeout, TimeoutError):
-            pass
-        queued.append(s)
-
-    child = Gated(unanswered)
+    child = Unanswered()
     with TcpRetrans() as prog:
         assert child.go() == 0
-    port = int(os.read(r, 100))
-    os.close(r)
-    os.close(w)
+    port = child.port()
     events = [(endpoints_dict(e["conn"]), state_name(int(e["state"]))) for e in prog.events.drain()]
     prog.close()
     mine = [(c["saddr"], c["daddr"], st) for c, st in events if c["sport"] == port]
     assert mine == [("127.0.0.1", "127.0.0.1", "SYN_SENT")], events      # at 1 s; the next would be at 3 s
+
+
+def test_tcpretrans_command_family_filters():
+    ipv4 = Tool("tcpretrans", "-4", "--json")
+    ipv6 = Tool("tcpretrans", "-6", "--json")
+    child = Unanswered()
+    assert child.go() == 0
+    port = child.port()
+    shown4 = [e for e in json_lines(ipv4.stop()) if e["local"] == f"127.0.0.1:{port}"]
+    shown6 = json_lines(ipv6.stop())
+    assert [(e["ip"], e["remote"].split(":")[0], e["state"]) for e in shown4] == [(4, "127.0.0.1", "SYN_SENT")]
+    assert all(e["ip"] == 6 for e in shown6)

@@ -138,6 +138,23 @@ def test_funccount_tracepoint_library():
     assert [(r["func"], int(r["count"])) for r in rows] == [("t:syscalls:sys_enter_getppid", 23)]
 
 
+def test_funccount_cpu_filter_counts_only_that_cpu():
+    from pyprobe.tools.funccount import counted, open_counter
+    from pyprobe.tools.probespec import parse
+
+    spec = parse("t:syscalls:sys_enter_getppid")
+    cpu = os.cpu_count() - 1
+    seen = {}
+    for chosen in sorted({cpu, 0}):
+        child = Gated(lambda: [os.getppid() for _ in range(19)])
+        os.sched_setaffinity(child.pid, {cpu})
+        with open_counter(spec, child.pid, cpu=chosen) as prog:
+            assert child.go() == 0
+        seen[chosen] = sum(int(r["count"]) for r in counted(prog, spec))
+        prog.close()
+    assert seen == ({0: 0, cpu: 19} if cpu else {0: 19})
+
+
 def test_funclatency_times_1000_mallocs(app):
     from pyprobe.tools.funclatency import FuncLatency, pattern_probes
 
