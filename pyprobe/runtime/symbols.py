@@ -279,7 +279,7 @@ def _start_time(pid: int) -> int | None:
 class UserSymbols:
     """Resolves user-space addresses; both caches are LRUs with fixed bounds."""
 
-    def __init__(self, max_binaries: int = 64, max_pids: int = 256, maps_refresh_s: float = 0.1,
+    def __init__(self, max_binaries: int = 64, max_pids: int = 256, maps_refresh_s: float = 1.0,
                  debug_roots: list[str] | None = None):
         self.debug_roots = debug_roots          # None: debuginfo.DEBUG_ROOTS
         self.max_binaries = max_binaries
@@ -335,6 +335,8 @@ class UserSymbols:
                 return found
             # in no mapping: the process may have mapped more since (dlopen), or the
             # pid been reused. Re-read, at most every maps_refresh_s for one process.
+            if maps.start_time is None and not maps.maps and _start_time(pid) is None:
+                return None          # gone when read and still no such pid: nothing to re-read
             if time.monotonic() - maps.read_at < self.maps_refresh_s \
                     and maps.start_time == _start_time(pid):
                 return None

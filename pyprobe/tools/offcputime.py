@@ -136,6 +136,7 @@ def main(argv=None, prog=None) -> int:
             if not args.folded and not args.json:
                 print("Tracing off-CPU time (us) of all threads by user + kernel stack%s... Hit Ctrl-C to end."
                       % (" for %d secs" % args.duration if args.duration else ""), flush=True)
+            stacks.warm_up()
             common.wait(args.duration)
             tool.detach()
             for r in sorted(blocked(tool), key=lambda r: r["usecs"]):

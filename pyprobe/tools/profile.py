@@ -80,10 +80,11 @@ def sampled(prog, symbolize: bool = True):
 
     keys, counts = prog.counts.to_numpy()
     rows = []
+    seen: dict = {}
     for k, n in zip(keys, counts):
         pid = int(k["pid"])
-        user = stacks.frames(prog.stack_traces, k["user_stack"], pid) if symbolize else []
-        kernel = stacks.frames(prog.stack_traces, k["kernel_stack"]) if symbolize else []
+        user = stacks.frames(prog.stack_traces, k["user_stack"], pid, seen) if symbolize else []
+        kernel = stacks.frames(prog.stack_traces, k["kernel_stack"], None, seen) if symbolize else []
         rows.append((pid, common.text(k["comm"]), int(n), user, kernel))
     return np.array(rows, dtype=[("pid", "u4"), ("comm", "U16"), ("count", "u8"), ("user", object),
                                  ("kernel", object)])
@@ -118,6 +119,7 @@ def main(argv=None, prog=None) -> int:
                 rate = "%d Hertz" % frequency if frequency else "1 in %d events" % args.count
                 print("Sampling at %s of all threads by user + kernel stack%s... Hit Ctrl-C to end."
                       % (rate, " for %d secs" % args.duration if args.duration else ""), flush=True)
+            stacks.warm_up()
             common.wait(args.duration)
             tool.detach()
             rows = sorted(sampled(tool), key=lambda r: r["count"])

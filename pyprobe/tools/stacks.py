@@ -4,12 +4,31 @@ from __future__ import annotations
 import pyprobe
 
 
-def frames(stack_map, stack_id: int, pid: int | None = None) -> list[str]:
-    """The stack's frames, innermost first: kernel names, or user names in process pid."""
+def warm_up() -> None:
+    """Load what naming frames needs (numpy, the kernel's symbol table) while a tool waits for
+    its samples, so the names come at once when it stops."""
+    import numpy  # noqa: F401
+
+    pyprobe.ksym(0)
+
+
+def frames(stack_map, stack_id: int, pid: int | None = None, seen: dict | None = None) -> list[str]:
+    """The stack's frames, innermost first: kernel names, or user names in process pid.
+    `seen`: a dict kept across the calls of one report, so a stack many keys share (the same
+    kernel path, one process's loop) is read and named once."""
+    key = (int(stack_id), pid)
+    if seen is not None and key in seen:
+        return seen[key]
     addrs = stack_map.walk(int(stack_id))
     if pid is None:
-        return [pyprobe.ksym(a) for a in addrs]
-    return [pyprobe.usym(a, pid) for a in addrs]
+        ksym = pyprobe.ksym
+        names = [ksym(a) for a in addrs]
+    else:
+        usym = pyprobe.usym
+        names = [usym(a, pid) for a in addrs]
+    if seen is not None:
+        seen[key] = names
+    return names
 
 
 def folded(comm: str, user: list[str], kernel: list[str], delimit: bool = False, annotate: bool = False) -> str:
