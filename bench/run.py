@@ -7,7 +7,7 @@
     .venv/bin/python bench/run.py --table RESULTS.json [--markdown]   print saved results again
 
 Installs the peers it needs when they are missing (C toolchain and libbpf, bcc, bpftrace,
-PythonBPF), runs W1-W10 (see each bench/w*.py), prints one table, and saves the raw
+PythonBPF), runs W1-W12 (see each bench/w*.py), prints one table, and saves the raw
 results as JSON (and the table as Markdown) in the build directory
 ($PYPROBE_BENCH_DIR, else $XDG_CACHE_HOME/pyprobe-bench, else /tmp/pyprobe-bench).
 Needs root. Cells are "median (minimum)" over the runs; for rates "median (best)".
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers as peers_mod  # noqa: E402
 from common import LOAD_CPU, LOADER_CPU, build_dir, log  # noqa: E402
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W12")
 COLUMNS = ("C", "pyprobe", "bcc", "bpftrace", "PythonBPF")
 
 
@@ -63,7 +63,8 @@ def main(argv=None) -> int:
         log(f"bench: {w} ({runs} runs)")
         module = __import__({"W1": "w1_startup", "W2": "w2_kernel_cost", "W3": "w3_delivery",
                              "W4": "w4_map_read", "W5": "w5_histogram", "W6": "w6_exporter", "W7": "w7_simulation",
-                             "W8": "w8_packets", "W9": "w9_latency", "W10": "w10_tools"}[w])
+                             "W8": "w8_packets", "W9": "w9_latency", "W10": "w10_tools",
+                             "W11": "w11_profile", "W12": "w12_mass_attach"}[w])
         t = time.monotonic()
         results[w] = module.run(peers, runs)
         results[w + "_seconds"] = round(time.monotonic() - t, 1)
@@ -270,6 +271,20 @@ def rows(results: dict) -> tuple[list[str], list[list[str]]]:
         add("W10 opensnoop warm: ms to first event", lambda c: get10(c, "warm_first_event_ms"),
             _verdict(p.get("warm_first_event_ms"), bt.get("warm_first_event_ms"), "<= bpftrace (opensnoop.bt)"))
         add("W10 opensnoop cold: ms to attached", lambda c: get10(c, "cold_attached_ms"))
+    w11 = results.get("W11")
+    if w11:
+        p, b = w11.get("pyprobe", {}), w11.get("bcc", {})
+        half = (b["print_ms"][0] / 2, b["print_ms"][1] / 2) if b.get("print_ms") else None
+        add("W11 profile -f, 10 s all CPUs: ms to symbolize+print",
+            lambda c: _mm(w11[c]["print_ms"]) if c in w11 else None, _verdict(p.get("print_ms"), half, "<= 0.5x bcc"))
+        add("W11 profile -f: folded stacks printed", lambda c: _mm(w11[c]["lines"]) if c in w11 else None)
+    w12 = results.get("W12")
+    if w12:
+        p, bt = w12.get("pyprobe", {}), w12.get("bpftrace", {})
+        for key, label in (("attach_ms", "attach"), ("detach_ms", "detach")):
+            add(f"W12 funccount libc:*: ms to {label}",
+                lambda c, key=key: (_mm(w12[c][key]) if w12[c][key] else "fails") if c in w12 else None,
+                _verdict(p.get(key), bt.get(key), "<= bpftrace"))
     return ["workload", *cols, "pyprobe goal"], out
 
 
