@@ -6,6 +6,7 @@ this CPU), and whether its first instruction is one the kernel's single-step bre
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 
 EM_X86_64 = 62
 EVEX_REFUSED = ("it starts with an AVX-512 (EVEX) instruction: stepping over one out of line, as a "
@@ -18,10 +19,11 @@ class Evex:
     string functions start so (strchr, memset); uprobes on them made processes loop or crash."""
 
     def __init__(self, path: str):
-        self.file = open(path, "rb")
-        self.file.seek(18)                   # e_machine of the ELF header (x86-64 is little-endian)
-        if self.file.read(2) != EM_X86_64.to_bytes(2, "little"):
-            self.file.close()
+        f = open(path, "rb")
+        f.seek(18)                           # e_machine of the ELF header (x86-64 is little-endian)
+        self.file: BinaryIO | None = f
+        if f.read(2) != EM_X86_64.to_bytes(2, "little"):
+            f.close()
             self.file = None
 
     def __enter__(self):

@@ -91,14 +91,14 @@ def _count_event(self, args):
 
 
 def open_counter(spec: probespec.Spec, pid: int = 0, cpu: int | None = None) -> Program:
-    target = {"target_pid": pid, "target_cpu": ANY_CPU if cpu is None else cpu}
+    target_cpu = ANY_CPU if cpu is None else cpu
     if spec.kind == "tracepoint":
-        return tracepoint_counter(str(spec.library), spec.pattern)(**target)
+        return tracepoint_counter(str(spec.library), spec.pattern)(target_pid=pid, target_cpu=target_cpu)
     if spec.kind == "kprobe" and not common.has_kprobes():
         raise UnsupportedProbe(f"{spec.describe()}: kernel functions need kprobes, which this kernel lacks "
                                "(CONFIG_KPROBES); count a tracepoint instead (t:CATEGORY:NAME)")
     cls = KernelFuncCount if spec.kind == "kprobe" else FuncCount
-    return cls(attach_to={"on_call": spec.entry()}, **target)
+    return cls(attach_to={"on_call": spec.entry()}, target_pid=pid, target_cpu=target_cpu)
 
 
 def counted(prog, spec: probespec.Spec | None = None):
