@@ -66,22 +66,57 @@ def offset_in_text(elf, vaddr: int | None) -> int | None:
 
 
 def ifunc_offset(path: str, symbol: str) -> int | None:
-    """File offset of the implementation the dynamic linker picks for `symbol` here."""
+    """File offset of the implementation the dynamic linker picks for `symbol` here. A copy
+    of a library this process already maps (same build id: a container's libc, a test's copy)
+    is answered through the mapped one, never loaded beside it: a second libc in one process
+    would take over its later lookups."""
     import ctypes
 
+    real = os.path.realpath(path)
+    mapped = _mapped_files()
+    if real not in mapped:
+        real = _same_build(real, mapped) or real
     try:
-        addr = ctypes.cast(getattr(ctypes.CDLL(path), symbol), ctypes.c_void_p).value
+        addr = ctypes.cast(getattr(ctypes.CDLL(real), symbol), ctypes.c_void_p).value
     except (OSError, AttributeError):
         return None
     if addr is None:
         return None
-    real = os.path.realpath(path)
+    for start, end, offset in mapped.get(real, ()) or _mapped_files().get(real, ()):
+        if start <= addr < end:
+            return addr - start + offset
+    return None
+
+
+def _mapped_files() -> dict[str, list[tuple[int, int, int]]]:
+    """This process's mapped files: real path -> [(start, end, file offset)]."""
+    out: dict[str, list[tuple[int, int, int]]] = {}
     with open("/proc/self/maps") as f:
         for line in f:
             fields = line.split()
-            if len(fields) < 6 or os.path.realpath(fields[5]) != real:
+            if len(fields) < 6 or not fields[5].startswith("/"):
                 continue
             start, end = (int(x, 16) for x in fields[0].split("-"))
-            if start <= addr < end:
-                return addr - start + int(fields[2], 16)
+            out.setdefault(os.path.realpath(fields[5]), []).append((start, end, int(fields[2], 16)))
+    return out
+
+
+def _same_build(path: str, mapped: dict) -> str | None:
+    """A mapped file with the same name and GNU build id as `path`, if any."""
+    from pyprobe.backend.elf import read_elf
+
+    name = os.path.basename(path)
+    candidates = [m for m in mapped if os.path.basename(m) == name]
+    if not candidates:
+        return None
+    try:
+        build_id = read_elf(path).build_id
+    except OSError:
+        return None
+    for m in candidates:
+        try:
+            if build_id is not None and read_elf(m).build_id == build_id:
+                return m
+        except OSError:
+            continue
     return None

@@ -83,6 +83,8 @@ def test_funccount_every_libc_function_counts_labs_exactly(libc_copy, multi, mon
     finally:
         child.close()
     assert rows["labs"] == N_CALLS
+    with open("/proc/self/maps") as f:              # IFUNCs were resolved through our own libc
+        assert libc_copy not in f.read()
     assert attached > (1500 if multi else 20)
     point = f"uprobe:{libc_copy}:%s"
     # x86 uprobes cannot step over a lock prefix: pthread_spin_lock starts with `lock decl`
