@@ -10,7 +10,8 @@ anything else: no translation, no clang, so a start from a cold page cache costs
 interpreter, pyprobe's modules and the kernel's load, not clang's ~200 MB of libraries.
 
 A file is used only while everything it was built from holds: pyprobe's version and
-sources, the Python version, the kernel build (release and version), the script's (and
+sources, the Python version, the kernel build (release and version), the module's name
+(`__main__`: a script built is served when run as a script), the script's (and
 its other files') size and mtime, the module-level values the handlers inlined and the
 probes declared. Otherwise the program is translated and compiled as usual (and the file
 stays until the next build). Like the cache, the directory and file must belong to the
@@ -43,7 +44,9 @@ def _key(cls) -> str:
     from pyprobe.dsl.source_cache import _class_files, _file_stamp, _own_source_stamp
 
     uname = os.uname()
-    return "\0".join((VERSION, sys.version, cls.__qualname__, repr(getattr(cls, "license", "")),
+    # (the module's name too: the values the handlers inlined are checked in that module, so a
+    # file built as a script serves runs as a script, `python script.py`, not imports of it)
+    return "\0".join((VERSION, sys.version, cls.__module__, cls.__qualname__, repr(getattr(cls, "license", "")),
                       *map(_file_stamp, _class_files(cls) or ()), _own_source_stamp(), uname.release, uname.version))
 
 
