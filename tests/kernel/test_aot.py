@@ -80,3 +80,10 @@ def test_build_names_the_file_without_programs(tmp_path):
     r = _run(tmp_path, "-m", "pyprobe", "build", "empty.py")
     assert r.returncode == 1
     assert "empty.py: no Program class to build" in r.stderr
+
+
+def test_a_script_built_is_not_served_to_an_import_of_it(tmp_path):
+    # the inlined values were checked in __main__; imported, the file is another module
+    _built(tmp_path)
+    r = _run(tmp_path, "-c", "import calls", clang="/bin/false")
+    assert r.returncode != 0 and "clang rejected" in r.stderr
