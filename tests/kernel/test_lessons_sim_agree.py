@@ -12,6 +12,8 @@ import os
 
 import pytest
 
+from pyprobe import Param, Program, RingBuf, Struct, tracepoint, u32
+
 LESSONS = os.path.join(os.path.dirname(__file__), "..", "..", "lessons")
 TEXT = b"pyprobe-sim-agrees\0"
 
@@ -286,3 +288,83 @@ def test_urandomread_kernel_and_simulation_see_the_same_requests(load, simulate)
     sim.on_getrandom(len=16)
     assert kernel == sim.trace == startup + ["256", "32", "8", "128"]
     assert [k for k in prog.urandom.keys() if k["pid"] == child.pid] == [] == list(sim.urandom.keys())
+
+
+class Pair(Struct):
+    prev: u32
+    next: u32
+
+
+class SwitchRecorder(Program):
+    """Every sched_switch of two processes, recorded beside task_switch (both see the same events)."""
+
+    a = Param(u32)
+    b = Param(u32)
+    seen = RingBuf(Pair, size=1 << 16)
+
+    @tracepoint("sched", "sched_switch")
+    def on_switch(self, args):
+        if args.prev_pid == self.a or args.prev_pid == self.b or args.next_pid == self.a or args.next_pid == self.b:
+            p = Pair()
+            p.prev = args.prev_pid
+            p.next = args.next_pid
+            self.seen.submit(p)
+
+
+def ping_pong(rounds: int, cpu: int):
+    """Two processes on one CPU passing a byte back and forth: each waits for the other, so they
+    switch between themselves. They start when a byte comes on the returned pipe."""
+    start_r, start_w = os.pipe()
+    ab_r, ab_w = os.pipe()
+    ba_r, ba_w = os.pipe()
+    pids = []
+    for role in (0, 1):
+        pid = os.fork()
+        if pid == 0:
+            os.sched_setaffinity(0, {cpu})
+            if role == 0:
+                os.read(start_r, 1)
+                for _ in range(rounds):
+                    os.write(ab_w, b"x")
+                    os.read(ba_r, 1)
+            else:
+                for _ in range(rounds):
+                    os.read(ab_r, 1)
+                    os.write(ba_w, b"x")
+            os._exit(0)
+        pids.append(pid)
+    for fd in (start_r, ab_r, ab_w, ba_r, ba_w):
+        os.close(fd)
+    return pids, start_w
+
+
+def test_task_switch_counts_the_switches_a_recorder_saw(load, simulate):
+    """The scheduler decides the switches, so the test cannot know them: a second program on the same
+    tracepoint records those of two ping-pong processes, and the simulation fed those events must
+    count exactly what task_switch counted for them."""
+    import time
+
+    cls = lesson("task_switch").TaskSwitch
+    (a, b), start = ping_pong(50, max(os.sched_getaffinity(0)))
+    deadline = time.monotonic() + 10
+    for pid in (a, b):                                 # both asleep on their pipes before the programs attach
+        while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "S":
+            assert time.monotonic() < deadline, f"the ping-pong child {pid} never waited on its pipe"
+            time.sleep(0.01)
+    prog, recorder = load(cls), load(SwitchRecorder, a=a, b=b)
+    os.write(start, b"g")
+    os.close(start)
+    for pid in (a, b):
+        os.waitpid(pid, 0)
+    records = [(int(r["prev"]), int(r["next"])) for r in recorder.seen.drain()]     # exited: no more of theirs
+    if len(prog.stats) >= 1024:
+        pytest.skip("task_switch's map filled up with the system's switches: our pairs may be missing")
+    ours = {a, b}
+    kernel = sorted((int(k["prev_pid"]), int(k["curr_pid"]), v) for k, v in prog.stats.items()
+                    if int(k["prev_pid"]) in ours or int(k["curr_pid"]) in ours)
+    sim = simulate(cls)
+    for prev, nxt in records:
+        sim.count_sched(prev_pid=prev, next_pid=nxt)
+    simulated = sorted((int(k["prev_pid"]), int(k["curr_pid"]), v) for k, v in sim.stats.items())
+    assert kernel == simulated
+    assert sum(v for p, c, v in kernel if (p, c) in ((a, b), (b, a))) >= 50       # they did switch to each other
