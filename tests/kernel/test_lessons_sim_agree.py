@@ -148,14 +148,16 @@ def test_sys_sync_prints_the_same_lines(load, simulate):
 
 
 SYNC_GAPS = [0, 0.2, 0.2, 1.2, 0.2]          # three quick syncs, a slow one, a quick one
+SLACK_MS = 5
 
 
 def test_sync_lessons_agree_on_syncs_at_the_times_the_kernel_recorded(load, simulate):
     """sync_timing, sync_count and sync_perf_output store ktime_ns() of each sync in `last`: read after
     each of this process's syncs, those times drive the simulation. The kernel's delta uses an
-    earlier ktime_ns() call of the same run than the one it stores, so its ms may be one less than the
-    simulation's (when the two calls straddle a millisecond); all else must be identical. sync(2) is
-    system-wide: a run during which another process synced (sync_count's count jumps) is retried."""
+    earlier ktime_ns() call of the same run than the one it stores, so its ms may be lower than the
+    simulation's by the time between the two calls (up to SLACK_MS when an interrupt or the hypervisor
+    takes the CPU between them); which syncs print, the counts and the maps must be identical.
+    sync(2) is system-wide: a run during which another process synced is retried."""
     import time
 
     timing, count, perf = lesson("sync_timing"), lesson("sync_count"), lesson("sync_perf_output")
@@ -190,13 +192,15 @@ def test_sync_lessons_agree_on_syncs_at_the_times_the_kernel_recorded(load, simu
     kernel_count = [line for line in kernel if " " in line]
     assert [line.split()[1] for line in kernel_count] == [line.split()[1] for line in sims[1].trace]
 
-    def close(k, s):
-        return [int(s) - int(k)] in ([0], [1])
-    assert all(close(k, s) for k, s in zip(kernel_timing, sims[0].trace))
-    assert all(close(k.split()[0], s.split()[0]) for k, s in zip(kernel_count, sims[1].trace))
+    # the kernel's ms: from a ktime_ns() call up to a few ms (interrupts, a descheduled virtual CPU)
+    # before the one it stored, which the simulation is given
+    def near(kernel_ms, simulated_ms):
+        pairs = list(zip(map(int, kernel_ms), map(int, simulated_ms)))
+        assert len(pairs) == quick and all(0 <= s - k <= SLACK_MS for k, s in pairs), pairs
+    near(kernel_timing, sims[0].trace)
+    near([line.split()[0] for line in kernel_count], [line.split()[0] for line in sims[1].trace])
     (simulated_records,) = list(sims[2].events.batches())
-    assert len(records) == len(simulated_records) == quick
-    assert all(0 <= int(s) - int(k) <= 1 for k, s in zip([r["ms"] for r in records], simulated_records["ms"]))
+    near([r["ms"] for r in records], simulated_records["ms"])
     for prog, sim in zip(progs, sims):
         assert sorted(prog.last.items()) == sorted(sim.last.items())
 
