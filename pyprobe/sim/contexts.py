@@ -17,7 +17,7 @@ class SimContext:
     default_return = 0
     has_return = False
     return_type = s64
-    result_type = None           # a handler's result is converted to this C type (packet verdicts: int)
+    result_type: Scalar | None = None     # a handler's result is converted to this C type (packet verdicts: int)
 
     def field(self, tr, node, name: str):
         tr.fail(node, f"{self.describe()} has no field '{name}' in a simulation")

@@ -22,7 +22,7 @@ from pyprobe.sim.svalues import SNullable, SV
 # name, type, byte offset, and (shift, width) for a bitfield of that unit
 _IN6_U = [("u6_addr8", ArrayType(u8, 16), 0), ("u6_addr16", ArrayType(u16, 8), 0), ("u6_addr32", ArrayType(u32, 4), 0)]
 _TCP_FLAGS = [(flag, u16, 12, (8 + i, 1)) for i, flag in enumerate(("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr"))]
-LAYOUTS = {
+LAYOUTS: dict[str, tuple[int, list]] = {
     "ethhdr": (14, [("h_dest", ArrayType(u8, 6), 0), ("h_source", ArrayType(u8, 6), 6), ("h_proto", u16, 12)]),
     "iphdr": (20, [("ihl", u8, 0, (0, 4)), ("version", u8, 0, (4, 4)), ("tos", u8, 1), ("tot_len", u16, 2),
                    ("id", u16, 4), ("frag_off", u16, 6), ("ttl", u8, 8), ("protocol", u8, 9), ("check", u16, 10),
@@ -211,8 +211,10 @@ class SimMethod:
 
 def bitfield(base: SV, attr: str) -> SV:
     """A bitfield member of a packet header (tcp.syn, ip.ihl), read from its unit; read only."""
-    unit, (shift, width) = base.type.field_types[attr], base.type.bits[attr]
-    off = base.type.offsets[attr] if base.off == "0" else f"{base.off} + {base.type.offsets[attr]}"
+    layout = base.type
+    assert isinstance(layout, WireLayout)
+    unit, (shift, width) = layout.field_types[attr], layout.bits[attr]
+    off = layout.offsets[attr] if base.off == "0" else f"{base.off} + {layout.offsets[attr]}"
     word = f"_R_u16({base.buf}, {off})[0]" if unit.size == 2 else f"{base.buf}[{off}]"
     return SV(f"(({word} >> {shift}) & {(1 << width) - 1})", unit)
 
