@@ -15,7 +15,7 @@ from pyprobe.sim.svalues import SKernel, SV
 
 # map kinds whose handler side needs kernel objects (tasks, cgroups, devices, inner maps)
 NOT_SIMULATED = {"task_storage": "its values belong to kernel tasks", "sk_storage": "its values belong to "
-                 "kernel sockets", "cgroup_storage": "its values belong to cgroup attachments",
+                 "kernel sockets", "inode_storage": "its values belong to kernel inodes", "cgroup_storage": "its values belong to cgroup attachments",
                  "percpu_cgroup_storage": "its values belong to cgroup attachments", "cgroup_array": "it holds cgroups", "array_of_maps": "it holds maps",
                  "hash_of_maps": "it holds maps", "devmap": "it holds network devices", "cpumap": "it holds CPU "
                  "queues for redirects"}
