@@ -216,7 +216,7 @@ class ProgramTranslator:
                 if isinstance(t, StructType):
                     self.use_struct(t)
         functions, programs, contexts = [], [], []
-        first_contexts = {}                  # handler -> the context of its first probe's program
+        first_contexts: dict[str, tuple] = {}     # handler -> (C name, context) of its first probe's program
         used = set()
         for handler in self.handlers.values():
             if not handler.probes:

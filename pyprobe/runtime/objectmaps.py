@@ -30,7 +30,7 @@ class CgroupArrayMap:
         try:
             cgroup = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
-            raise BPFError(e.errno, f"{self.name}[{i}]: open cgroup {path}") from None
+            raise BPFError(e.errno or errno_mod.EINVAL, f"{self.name}[{i}]: open cgroup {path}") from None
         try:
             self._value[0] = cgroup
             r = lib.bpf_map_update_elem(self.fd, self._key, self._value, 0)
