@@ -13,6 +13,7 @@ from pyprobe.errors import PyprobeError
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing (start-up)
 if TYPE_CHECKING:
+    from pyprobe.runtime.critical import Finalizer
     from pyprobe.runtime.session import Session
 
 
@@ -62,7 +63,7 @@ class Program:
         self._sizes = resolve_sizes(type(self), max_entries)
         self._session: Session | None = None
         self._maps: dict = {}
-        self._finalizer = None               # closes the session if the Program is dropped or at exit
+        self._finalizer: Finalizer | None = None   # closes the session if the Program is dropped or at exit
         self._old_sigterm = None
 
     # ---- kernel-free: translate and compile -------------------------------

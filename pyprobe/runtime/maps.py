@@ -16,6 +16,10 @@ from pyprobe.runtime import cstrings
 from pyprobe.runtime.batch import BatchOps
 from pyprobe.runtime.tabular import Tabular
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
 _BATCH = 4096
 # Batch lookups are missing on some map types and old kernels (524 is the kernel's ENOTSUPP).
 _NO_BATCH = {errno_mod.EINVAL, errno_mod.EOPNOTSUPP, 524}
@@ -407,7 +411,7 @@ def __getattr__(name: str):
     return value
 
 
-READERS = {"map": LiveMap, "array": ArrayMap, "histogram": "HistogramMap", "stack_trace": "StackTraceMap",
+READERS: dict[str, Any] = {"map": LiveMap, "array": ArrayMap, "histogram": "HistogramMap", "stack_trace": "StackTraceMap",
            "queue": "QueueMap", "map_of_maps": "MapOfMaps", "perf_counters": "PerfCounters",
            "cgroup_array": "CgroupArrayMap", "local_storage": "LocalStorageMap"}
 PER_CPU_READERS = {"map": PerCpuHashMap, "array": PerCpuArrayMap}
