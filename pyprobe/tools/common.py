@@ -77,6 +77,38 @@ def announce(prog, message: str | None = None) -> None:
     if message:
         print(message, file=sys.stderr)
     sys.stderr.flush()
+    _hold_interrupts()
+
+
+# Ctrl-C between announce() (the tool is attached: a script may send SIGINT now) and the tool's
+# loop is held, then raised as the loop starts: the tool still prints what it counted.
+_interrupted = False
+
+
+def _hold_interrupts() -> None:
+    import _signal       # not `signal`: its enums cost every start ~12 ms
+
+    def hold(signum, frame):
+        global _interrupted
+        _interrupted = True
+    try:
+        _signal.signal(_signal.SIGINT, hold)
+    except ValueError:                    # not the main thread
+        pass
+
+
+def _loop_starts() -> None:
+    """Ctrl-C raises KeyboardInterrupt again; one held since announce() is raised now."""
+    import _signal
+
+    global _interrupted
+    try:
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    except ValueError:
+        return
+    if _interrupted:
+        _interrupted = False
+        raise KeyboardInterrupt
 
 
 # ---- time -----------------------------------------------------------------------------------
@@ -121,6 +153,7 @@ def print_json(obj: dict) -> None:
 def follow(stream, on_record, duration: float | None = None) -> None:
     """Call on_record(record) for each record of a RingBuf/PerfBuf until Ctrl-C or `duration`."""
     try:
+        _loop_starts()
         for batch in stream.batches(duration=duration):
             for record in batch:
                 on_record(record)
@@ -145,6 +178,7 @@ def intervals(interval: float, count: int, duration: float | None, report) -> No
             pause = interval if deadline is None else min(interval, deadline - time.monotonic())
             stop = False
             try:
+                _loop_starts()
                 time.sleep(max(pause, 0))
             except KeyboardInterrupt:
                 stop = True
@@ -163,6 +197,7 @@ def intervals(interval: float, count: int, duration: float | None, report) -> No
 def wait(duration: float | None) -> None:
     """Until Ctrl-C, or `duration` seconds."""
     try:
+        _loop_starts()
         time.sleep(duration if duration is not None else 1e9)
     except KeyboardInterrupt:
         pass
