@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PREBUILT := pyprobe/tools/prebuilt/index.json
 
 .PHONY: setup demo test test-host test-unit test-vm bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(PREBUILT)
 	@tools/setup-system.sh
 
 $(STAMP): pyproject.toml setup.py pyprobe/backend/_libbpf_build.py
@@ -16,9 +17,13 @@ $(STAMP): pyproject.toml setup.py pyprobe/backend/_libbpf_build.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,plot,pandas,cli,prometheus,jupyter]' --config-settings editable_mode=compat
-	@# the tools' BPF objects, so that they start without clang (a wheel builds them in setup.py)
-	$(PY) -m pyprobe.prebuilt || echo "tools' objects not prebuilt: tools will compile with clang"
 	@touch $@
+
+# the tools' BPF objects, so that they start without clang (a wheel builds them in setup.py);
+# rebuilt when the translator or a tool changes, as a stale object would just be a cache miss
+$(PREBUILT): $(STAMP) $(wildcard pyprobe/dsl/*.py pyprobe/dsl/prelude.h pyprobe/tools/*.py pyprobe/backend/clang.py)
+	$(PY) -m pyprobe.prebuilt || echo "tools' objects not prebuilt: tools will compile with clang"
+	@mkdir -p $(dir $@) && touch $@
 
 demo: setup
 	@echo "== lesson 1: hello_world (Ctrl-C to stop; the demo stops itself after 6 s) =="

@@ -190,7 +190,7 @@ def test_attach_is_all_or_nothing_and_probes_count_what_is_attached():
             prog.attach()
         assert prog.probes == []
         os.getppid()                                   # the first probe was detached again
-        assert prog.counts.items() == []
+        assert os.getpid() not in dict(prog.counts.items())     # (other processes may have counted meanwhile)
     finally:
         prog.close()
 
