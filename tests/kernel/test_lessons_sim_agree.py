@@ -60,7 +60,8 @@ def test_hello_perf_output_kernel_and_simulation_send_the_same_records(load, sim
     assert len(children) == 3
 
     def seen():
-        mine.extend(r for batch in prog.events.batches(timeout=0.05) for r in batch if r["pid"] == os.getpid())
+        mine.extend(r for batch in prog.events.batches(timeout=0.05, duration=0.5)
+                    for r in batch if r["pid"] == os.getpid())     # bounded: other processes fork too
         return len(mine) >= 3
     wait_until(seen)
     with open("/proc/self/comm", "rb") as f:
@@ -68,7 +69,7 @@ def test_hello_perf_output_kernel_and_simulation_send_the_same_records(load, sim
 
     sim = simulate(hello)
     sim.set(tgid=os.getpid(), comm=comm)
-    for _ in range(3):
+    for _ in mine:                     # the three forks, and any clone this process made meanwhile
         sim.hello()
     (records,) = list(sim.events.batches())
     assert [(int(r["pid"]), bytes(r["comm"])) for r in mine] == [(int(r["pid"]), bytes(r["comm"])) for r in records]
@@ -219,7 +220,7 @@ def test_sleepsnoop_records_agree_at_the_kernels_times(load, simulate, run_child
     mine = []
 
     def seen():
-        mine.extend(r for batch in prog.events.batches(timeout=0.05) for r in batch if r["pid"] == pid)
+        mine.extend(r for batch in prog.events.batches(timeout=0.05, duration=0.5) for r in batch if r["pid"] == pid)
         return len(mine) >= 5
     assert wait_for(seen)
     sim = simulate(cls)
