@@ -73,6 +73,10 @@ class P(Program):
         if x:
             return self.h.get(x)
         return 1
+    def get_then_other_get(self, x):
+        if x:
+            return self.h.get(x)
+        return self.he.get(x)
     @{probe}
     def {signature}:
         x = 1
@@ -83,11 +87,11 @@ class P(Program):
     def other(self, ctx):
         pass
 '''
-LINE = 63           # the case's handler line; the handler's def is DEF
-DEF = 59
+LINE = 67           # the case's handler line; the handler's def is DEF
+DEF = 63
 RAW = ('raw_tracepoint("sys_enter")', "on(self, ctx)")
 
-HELPERS = (31, 59)    # the lines of the class's helper methods: their refusals name their own line
+HELPERS = (31, 63)    # the lines of the class's helper methods: their refusals name their own line
 # (probe and signature, handler line, message fragment[, where the error points if not the handler line])
 CASES = [
     (RAW, "y = usdt_arg(ctx, 1)", "only defined in a @usdt handler"),
@@ -163,6 +167,8 @@ CASES = [
     (RAW, "y = self.none_then_int(1)", "returns None here and a s64 elsewhere", HELPERS),
     (RAW, "y = self.int_then_none(1)", "this helper returned a s64 before; here None", HELPERS),
     (RAW, "y = self.get_then_int(1)", "returned a .get() result of u64 before; here an integer", HELPERS),
+    (RAW, "y = self.get_then_other_get(1)", "returned a .get() result of u64 before; here a .get() result of",
+     HELPERS),
     (RAW, "self.he[1] = self.he.get(2)", "self.he.get(2) may be None: check it before storing"),
     (RAW, "v = self.h.get(2)\n        if v is None:\n            return\n        self.he[1] = v",
      "expected a struct E here, got a .get() result of u64"),
