@@ -2,7 +2,9 @@
 
 Cgroup arrays answer whether a task or a packet is under a slot's cgroup; task storage
 is reached through bpf_task_storage_get/delete, which need a task pointer the verifier
-trusts: `current_task()` is given as bpf_get_current_task_btf() there; cgroup storage
+trusts: `current_task()` is given as bpf_get_current_task_btf() there; socket storage
+through bpf_sk_storage_get/delete, on a packet's socket or a socket argument of a tracing
+program; cgroup storage
 through bpf_get_local_storage, in cgroup programs.
 """
 from __future__ import annotations
@@ -53,14 +55,25 @@ def _task(tr, node, arg_node, task) -> str:
     return task.code
 
 
-def _socket(tr, node, arg_node) -> str:
-    """The packet's socket (`ctx` of a cgroup skb program), or NULL when it has none."""
+_SKB_KINDS = ("cgroup_ingress", "cgroup_egress", "tc_ingress", "tc_egress")
+_TRACING_KINDS = ("tp_btf", "fentry", "fexit", "lsm", "fmod_ret", "iterator")
+
+
+def _socket(tr, node, arg_node, sock) -> tuple[str, bool]:
+    """(the socket pointer, whether it may be NULL and must be checked): the packet's socket
+    (`ctx` of a cgroup skb or tc program), or a `struct sock *` the kernel handed a tracing
+    handler (a tp_btf or fentry argument, which the helper itself checks for NULL)."""
+    from pyprobe.dsl.types import KernelPointer
+
     kind = tr.context.attach.kind if tr.context is not None else None
-    if kind not in ("cgroup_ingress", "cgroup_egress") or not (isinstance(arg_node, ast.Name)
-                                                               and arg_node.id == tr.context_param):
-        tr.fail(arg_node, "an SkStorage is reached through the packet's socket: self.<map>.get(ctx) in a "
-                          "@cgroup_ingress or @cgroup_egress handler")
-    return f"{tr.context_param}->sk"
+    if kind in _SKB_KINDS and isinstance(arg_node, ast.Name) and arg_node.id == tr.context_param:
+        return f"{tr.context_param}->sk", True
+    ptype = getattr(sock, "type", None)
+    if kind in _TRACING_KINDS and isinstance(ptype, KernelPointer) and ptype.target == "struct sock":
+        return sock.code, False
+    tr.fail(arg_node, "an SkStorage is reached through a socket: self.<map>.get(ctx) (the packet's socket) in a "
+                      "@cgroup_ingress, @cgroup_egress, @tc_ingress or @tc_egress handler, or "
+                      "self.<map>.get(sk) with a struct sock * argument of a @tp_btf or @fentry handler")
 
 
 def _inode(tr, node, arg_node, inode) -> str:
@@ -75,36 +88,33 @@ def _inode(tr, node, arg_node, inode) -> str:
     return inode.code
 
 
-def _object(tr, node, ref, arg) -> tuple[str, str]:
-    """(the helpers' prefix, the object pointer) of a local storage map."""
+def _object(tr, node, ref, arg) -> tuple[str, str, bool]:
+    """(the helpers' prefix, the object pointer, whether it may be NULL) of a local storage map."""
     if ref.spec.local_storage == "sk":
-        return "bpf_sk_storage", _socket(tr, node, node.args[0])
+        return ("bpf_sk_storage", *_socket(tr, node, node.args[0], arg))
     if ref.spec.local_storage == "inode":
-        return "bpf_inode_storage", _inode(tr, node, node.args[0], arg)
-    return "bpf_task_storage", _task(tr, node, node.args[0], arg)
+        return "bpf_inode_storage", _inode(tr, node, node.args[0], arg), False
+    return "bpf_task_storage", _task(tr, node, node.args[0], arg), False
 
 
 def storage_get(tr, node, ref, obj, init=None):
     """`m.get(obj)` (init None) or `m.lookup_or_init(obj, init)`: a pointer to the value, or None."""
-    helper, ptr = _object(tr, node, ref, obj)
+    helper, ptr, nullable = _object(tr, node, ref, obj)
     vtype = ref.spec.value.c_name
-    if ref.spec.local_storage == "sk":       # a packet may have no socket: no call then
-        if init is None:
-            return Nullable(f"({ptr} ? ({vtype} *){helper}_get(&{ref.name}, {ptr}, 0, 0) : ({vtype} *)0)",
-                            ref.spec.value)
     if init is None:
-        return Nullable(f"(({vtype} *){helper}_get(&{ref.name}, {ptr}, 0, 0))", ref.spec.value)
-    tmp = tr.temp(ref.spec.value, "init")
-    tr.emit(f"{tmp} = {tr.value_for(node.args[1], init, ref.spec.value)};")
-    call = f"({vtype} *){helper}_get(&{ref.name}, {ptr}, &{tmp}, {BPF_LOCAL_STORAGE_GET_F_CREATE})"
-    if ref.spec.local_storage == "sk":
+        call = f"({vtype} *){helper}_get(&{ref.name}, {ptr}, 0, 0)"
+    else:
+        tmp = tr.temp(ref.spec.value, "init")
+        tr.emit(f"{tmp} = {tr.value_for(node.args[1], init, ref.spec.value)};")
+        call = f"({vtype} *){helper}_get(&{ref.name}, {ptr}, &{tmp}, {BPF_LOCAL_STORAGE_GET_F_CREATE})"
+    if nullable:            # a packet may have no socket: no call then (the verifier wants the check)
         return Nullable(f"({ptr} ? {call} : ({vtype} *)0)", ref.spec.value)
     return Nullable(f"({call})", ref.spec.value)
 
 
 def storage_delete(tr, node, ref, obj):
-    helper, ptr = _object(tr, node, ref, obj)
-    if ref.spec.local_storage == "sk":
+    helper, ptr, nullable = _object(tr, node, ref, obj)
+    if nullable:
         tr.emit(f"if ({ptr}) {helper}_delete(&{ref.name}, {ptr});")
     else:
         tr.emit(f"{helper}_delete(&{ref.name}, {ptr});")

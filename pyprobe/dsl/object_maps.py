@@ -89,15 +89,17 @@ class CgroupStorage(MapSpec):
 
 class SkStorage(TaskStorage):
     """BPF_MAP_TYPE_SK_STORAGE (bcc's BPF_SK_STORAGE): a value per socket, freed with the
-    socket. In a `@cgroup_ingress`/`@cgroup_egress` handler `v = self.socks.get(ctx)` is the
-    value of the packet's socket (None when it has none, or the packet has no socket),
-    `v = self.socks.lookup_or_init(ctx, init)` creates it, `self.socks.delete(ctx)`. From
+    socket. In a `@cgroup_ingress`/`@cgroup_egress`/`@tc_ingress`/`@tc_egress` handler
+    `v = self.socks.get(ctx)` is the value of the packet's socket (None when it has none, or
+    the packet has no socket), `v = self.socks.lookup_or_init(ctx, init)` creates it,
+    `self.socks.delete(ctx)`; in a `@tp_btf` or `@fentry` handler they take a `struct sock *`
+    argument instead of ctx. From
     Python by socket (or its file descriptor): `prog.socks[sock]`, `prog.socks[sock] = v`,
     `del prog.socks[sock]`; no iteration."""
 
     kind, map_type, type_name = "sk_storage", 24, "SK_STORAGE"
     entries_in_handlers, handler_methods = False, "get(ctx), lookup_or_init(ctx, init), delete(ctx)"
-    local_storage = "sk"         # bpf_sk_storage_get/delete on the packet's socket; the Python key is a socket fd
+    local_storage = "sk"         # bpf_sk_storage_get/delete; the Python key is a socket fd
 
 
 class PerCpuCgroupStorage(CgroupStorage):

@@ -1,7 +1,7 @@
 """Programs of every probe kind, with the kernel each is translated for (a feature
 override of the recorded view) and what its C must hold. tests/unit/test_translate_kinds.py
 translates them from tests/unit/data/kernel-view.json; record_kernel.py records that file."""
-from pyprobe import (Array, Hash, Program, cgroup_ingress, cgroup_sock, first_of, fentry, fexit, kprobe, kretprobe,
+from pyprobe import (Array, Hash, Program, SkStorage, cgroup_ingress, cgroup_sock, first_of, fentry, fexit, kprobe, kretprobe,
                      perf_event, raw_tracepoint, socket_filter, syscall, syscall_return, tc_egress, tc_ingress, tp_btf,
                      tracepoint, u32, u64, uprobe, uretprobe, xdp)
 from pyprobe.bpf import current_task, retval, tgid
@@ -74,6 +74,21 @@ class Switch(Program):
     def on(self, ctx, preempt, prev, next):
         self.out[0] += prev.tgid
         self.out[1] += current_task().real_parent.tgid
+
+
+class SocketStorage(Program):
+    socks = SkStorage(u64)
+    total = Array(u64, 1)
+
+    @tp_btf("sock_send_length")
+    def sent(self, ctx, sk, ret, flags):
+        v = self.socks.get(sk)
+        if v is not None:
+            self.total[0] += ret
+
+    @tc_egress("lo")
+    def out(self, ctx):
+        self.socks.delete(ctx)
 
 
 class Raw(Program):
@@ -168,6 +183,8 @@ CASES = [
                                                    "((struct file *)ctx[0])"]),
     (VfsReadTrampoline, {}, ['SEC("fentry/vfs_read")', 'SEC("fexit/vfs_read")', "((__s64)ctx[4])"]),
     (Switch, {}, ['SEC("tp_btf/sched_switch")', "((struct task_struct *)ctx[1])", "real_parent"]),
+    (SocketStorage, {}, ['SEC("tp_btf/sock_send_length")', "bpf_sk_storage_get(&socks, sk, 0, 0)",
+                         "if (ctx->sk) bpf_sk_storage_delete(&socks, ctx->sk);"]),
     (Raw, {}, ['SEC("raw_tracepoint/sys_enter")', "ctx->args[1]"]),
     (User, {}, ['SEC("uprobe")', 'SEC("uretprobe")', "PT_REGS_PARM1(ctx)", "PT_REGS_RC(ctx)"]),
     (Sample, {}, ['SEC("perf_event")', "struct bpf_perf_event_data *ctx"]),

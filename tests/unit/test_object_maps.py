@@ -81,6 +81,11 @@ def test_sk_storage_on_the_packet_s_socket(tmp_path):
     assert "if (ctx->sk) bpf_sk_storage_delete(&ss, ctx->sk);" in text
 
 
+def test_sk_storage_in_tc_on_the_packet_s_socket(tmp_path):
+    text = c_text(tmp_path, "v = self.ss.get(ctx)", 'tc_egress("eth0")')
+    assert "(ctx->sk ? (__u64 *)bpf_sk_storage_get(&ss, ctx->sk, 0, 0) : (__u64 *)0)" in text
+
+
 def test_skb_under_in_tc(tmp_path):
     assert "bpf_skb_under_cgroup(ctx, &cg, 0)" in c_text(tmp_path, "x = self.cg.skb_under(ctx, 0)", 'tc_egress("eth0")')
 
@@ -92,7 +97,8 @@ def test_skb_under_in_tc(tmp_path):
     ("self.ts[current_task()] = 1", "self.ts is a TaskStorage: a handler cannot read or write its entries by key"),
     ("x = self.cg[0]", "self.cg is a CgroupArray: a handler cannot read or write its entries by key"),
     ("v = self.h.local()", "local() is a method of CgroupStorage maps; self.h is a Hash"),
-    ("v = self.ss.get(ctx)", "an SkStorage is reached through the packet's socket"),
+    ("v = self.ss.get(ctx)", "an SkStorage is reached through a socket: self.<map>.get(ctx) (the packet's socket)"),
+    ("v = self.ss.get(current_task())", "or self.<map>.get(sk) with a struct sock * argument of a @tp_btf"),
     ("v = self.ino.get(current_task())", "an InodeStorage is keyed by an inode: a struct inode * argument of an @lsm"),
     ("v = self.cs.local()", "self.cs.local() works in @cgroup_ingress, @cgroup_egress and @cgroup_sock handlers"),
 ])

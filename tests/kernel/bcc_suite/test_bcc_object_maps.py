@@ -12,7 +12,7 @@ import pytest
 
 from netns import ADDR_B, VethPair, enter
 from pyprobe import (Array, CgroupArray, CgroupStorage, Param, PerCpuCgroupStorage, Program, SkStorage, Struct,
-                     TaskStorage, cgroup_egress, cgroup_ingress, syscall, tc_egress, u32, u64)
+                     TaskStorage, cgroup_egress, cgroup_ingress, syscall, tc_egress, tp_btf, u32, u64)
 from pyprobe.bpf import TC_ACT_OK, current_task, htons, tgid
 
 
@@ -314,3 +314,66 @@ def test_sk_storage_counts_per_socket_and_is_read_by_socket(cgroup):
         assert tuple(prog.socks[a]) == (101, 29)
         del prog.socks[a]
         assert a not in prog.socks
+
+
+class Tagged(Struct):
+    tag: u64          # set from Python, read by the handler
+    packets: u64
+    bytes: u64
+
+
+class TcSockets(Program):
+    socks = SkStorage(Tagged)
+    tags = Array(u64, 1)
+
+    @tc_egress("lo")
+    def on_packet(self, ctx):
+        v = self.socks.get(ctx)             # only sockets Python put a value on
+        if v is None:
+            return
+        v.packets += 1
+        v.bytes += ctx.len
+        self.tags[0] = v.tag
+
+
+class SentBySocket(Program):
+    socks = SkStorage(Tagged)
+    tags = Array(u64, 1)
+
+    @tp_btf("sock_send_length")
+    def on_send(self, ctx, sk, ret, flags):
+        v = self.socks.get(sk)
+        if v is None:
+            return
+        v.packets += 1
+        v.bytes += ret
+        self.tags[0] = v.tag
+
+
+def test_sk_storage_from_tc_and_tp_btf_handlers():
+    """The same socket storage reached from a tc handler (the packet's socket) and a tp_btf
+    handler (its `struct sock *` argument): values Python set are read there, counters the
+    handlers wrote are read back by socket; an untagged socket stays without a value."""
+    import socket
+
+    from netns import Namespaces
+
+    sizes = [10, 11, 12, 13, 14]
+    with Namespaces("lo") as ns, enter(ns["lo"]):
+        tagged, other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with tagged, other:
+            with TcSockets() as prog:
+                prog.socks[tagged] = (7, 0, 0)
+                for n in sizes:
+                    tagged.sendto(b"x" * n, ("127.0.0.1", 6001))
+                    other.sendto(b"y", ("127.0.0.1", 6001))
+                # each datagram on lo: ethernet 14 + IP 20 + UDP 8 + payload
+                assert tuple(prog.socks[tagged]) == (7, 5, sum(sizes) + 5 * 42) and prog.tags[0] == 7
+                assert other not in prog.socks
+            with SentBySocket() as prog:
+                prog.socks[tagged.fileno()] = (9, 0, 0)
+                for n in sizes:
+                    tagged.sendto(b"x" * n, ("127.0.0.1", 6001))
+                    other.sendto(b"y", ("127.0.0.1", 6001))
+                assert tuple(prog.socks[tagged]) == (9, 5, sum(sizes)) and prog.tags[0] == 9      # sendmsg's return
+                assert other not in prog.socks
