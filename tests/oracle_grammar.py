@@ -41,6 +41,41 @@ class Rec(Struct):
     b: u64
     c: s16
     name: char[6]
+
+
+def f_int(a, b):
+    """Module functions, inlined: the first return's type converts the later ones."""
+    if a > b:
+        return u16(a - b)
+    return a * b
+
+
+def f_match(x):
+    match x & 7:
+        case 0:
+            return s8(-3)
+        case 1 | 2:
+            return 20
+        case n if n > 5:
+            return n
+        case _:
+            return 1
+
+
+def f_make(x, name):
+    """Returns a struct; a string bound at translation."""
+    r = Rec()
+    r.a = x
+    r.b = x * 3
+    r.name = name
+    return r
+
+
+def f_fill(r, m, x):
+    """A struct by reference and a map: writes land in both."""
+    r.b += x
+    m[r.a & 3] += 1
+    return r.c
 '''
 
 MAPS = '''\
@@ -67,6 +102,14 @@ class P{i}(Program):
     def h{i}(self, ctx):
 '''
 
+# a Program helper method, added to every class the oracle builds
+METHOD = '''
+    def _inc(self, k, n):
+        self.a[k & 3] += n
+        return self.a[k & 3]
+'''
+CLASS = CLASS.replace("    @raw_tracepoint", METHOD.lstrip("\\n") + "\n    @raw_tracepoint")
+
 SCALAR_MAPS = ["m", "a", "pc", "pa", "lru", "lpc"]
 QUEUES = ["q", "st"]
 HASH_LIKE = {"m", "lru", "sk"}          # an update stores a new element: older .get() results go stale
@@ -89,7 +132,7 @@ class OracleGen(Gen):
             + ["nullable"] * bool(self.live)
         if depth > 0:
             kinds += ["binop", "binop", "binop", "shift", "compare", "unary", "boolop", "ifexp", "cast", "cast",
-                      "log2", "mapread", "in"]
+                      "log2", "mapread", "in", "call"]
         kind = self.pick(kinds)
         sub = lambda: self.expr(depth - 1)  # noqa: E731
         if kind == "int":
@@ -122,6 +165,8 @@ class OracleGen(Gen):
             return f"{self.pick(CASTS)}({sub()})"
         if kind == "log2":
             return f"log2({sub()})"
+        if kind == "call":              # pure helpers only: C leaves the order of side effects in an expression open
+            return self.pick([f"f_int({sub()}, {sub()})", f"f_match({sub()})"])
         if kind == "mapread":
             return f"self.{self.pick(SCALAR_MAPS)}[{sub()}]"
         return f"({sub()} {self.pick(['in', 'not in'])} self.{self.pick(SCALAR_MAPS + ['h'])})"
@@ -135,7 +180,7 @@ class OracleGen(Gen):
 
     def statement(self, depth: int) -> list[str]:
         kinds = ["assign", "assign", "augassign", "mapset", "mapaug", "mapaug", "del", "get", "hist", "struct_key",
-                 "record", "return", "mapmethod", "push", "take", "lpm", "struct_value"]
+                 "record", "return", "mapmethod", "push", "take", "lpm", "struct_value", "helpers"]
         if depth > 0:
             kinds += ["if", "if", "for"]
         kind = self.pick(kinds)
@@ -204,6 +249,11 @@ class OracleGen(Gen):
         if kind == "struct_value":      # a pointer into an array of structs: writes land in the map
             write = self.pick([f"vr.b += {e()}", f"vr.c = {e()}", 'vr.name = "xy"', f"self.a[0] = vr.b"])
             return [f"vr = self.ar.get({e(1)})", "if vr is None:", "    return", write]
+        if kind == "helpers":           # a struct made, filled by reference, sent; a method with a side effect
+            name = self.pick(['"ab"', '"hello"', '""'])
+            send = self.pick([f"self.{self.pick(['rb', 'pb'])}.submit(r)", f"self.ar[{e(1)}] = r"])
+            return [f"r = f_make({e()}, {name})", f"self.pc[{self.integer(0, 7)}] = f_fill(r, self.a, {e()})", send,
+                    f"self.a[{self.integer(0, 3)}] = self._inc({e(1)}, {e()})"]
         if kind == "return":
             return [self.pick(["return", f"return {e()}"])]
         if kind == "if":

@@ -19,7 +19,7 @@ from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scal
     char, s32, s64, u64
 from pyprobe.dsl.values import ContextRef, MapRef, PyObject, StringLit
 from pyprobe.errors import Location, TranslationError
-from pyprobe.sim import sim_builtins
+from pyprobe.sim import sim_builtins, sim_functions
 from pyprobe.sim.cvalues import fits, wrap_code
 from pyprobe.sim.packets import bitfield
 from pyprobe.sim.sim_statements import SimStatements, _Call, _describe
@@ -44,7 +44,9 @@ class HandlerCompiler(SimStatements):
         self.indent = 1
         self.lineno = fdef.lineno
         self.n_temps = 0
-        self.return_type = None
+        self.return_type = None           # helpers: the type of their first `return value`
+        self.is_helper = False            # a plain function or method called from a handler
+        self.returned_none = None         # helpers: the first `return None`
 
     # ---- errors and output ------------------------------------------------
     def loc(self, node) -> Location:
@@ -71,6 +73,22 @@ class HandlerCompiler(SimStatements):
     def compile(self, params: list[str]) -> str:
         """Python source of the handler (or helper) as `def <name>(...)`."""
         self.translate_body()
+        return self.render(params)
+
+    def compile_helper(self, params: list[str]) -> str:
+        """A helper's source: its result slot last when it returns a struct or char[N]; a bare
+        return (C's `return 0`) is None where it returns a .get() result or a kernel object."""
+        from pyprobe.sim.sim_functions import KernelReturn, RETURN_SLOT
+
+        self.translate_body()
+        if isinstance(self.return_type, (StructType, ArrayType)):
+            params = params + [RETURN_SLOT]
+        if isinstance(self.return_type, (SNullable, KernelReturn)):
+            bare = f"return {self.default_return}"
+            self.lines = [(i, "return None" if text == bare else text, n) for i, text, n in self.lines]
+        return self.render(params)
+
+    def render(self, params: list[str]) -> str:
         out = [f"def {self.name}({', '.join(params)}):"]
         line_of = [self.fdef.lineno]
         for d in self.decls:
@@ -399,7 +417,9 @@ class HandlerCompiler(SimStatements):
                               "test this handler against the kernel (the pytest plugin's `load` fixture)")
                 return impl(self, node, args)
             if isinstance(obj, types.FunctionType):
-                return self.program.call_function(self, node, obj, args)
+                return sim_functions.call(self, node, obj, args)
+            if isinstance(obj, sim_functions.Method):
+                return sim_functions.call(self, node, obj.func, args, method=True)
             if isinstance(obj, Scalar):
                 if len(args) != 1:
                     self.fail(node, f"{callee.name}(x) casts one value")

@@ -6,10 +6,14 @@ globals that each Simulation binds anew.
 """
 from __future__ import annotations
 
+import types
+
+from pyprobe.dsl.decorators import Handler
 from pyprobe.dsl.maps import EventBuffer, ProgArray
 from pyprobe.dsl.types import CType, Scalar
-from pyprobe.dsl.values import MapRef
+from pyprobe.dsl.values import MapRef, PyObject
 from pyprobe.errors import Location, TranslationError
+from pyprobe.sim.sim_functions import Method
 from pyprobe.sim.svalues import SKernel, SV
 
 
@@ -40,7 +44,7 @@ class ProgramCompiler:
         self.kernel = kernel                # a kernel view (tracepoint formats), None: this machine
         self.maps, self.handlers, self.params = collect(cls)
         self.line_maps: dict[str, tuple[str, list[int]]] = {}     # generated function -> (file, lines)
-        self.functions: dict[tuple, tuple[str, CType]] = {}      # (func, arg types) -> (name, return type)
+        self.functions: dict[tuple, tuple[str, object]] = {}     # (func, argument kinds) -> (name, return type)
         self.sources: list[str] = []
         self.tail_targets: dict = {}
         self._in_progress: set = set()
@@ -58,48 +62,34 @@ class ProgramCompiler:
         param = self.params.get(attr)
         if param is not None:
             return SV(f"P_{attr}", param.type)
+        method = getattr(self.cls, attr, None)
+        if isinstance(method, types.FunctionType):
+            return PyObject(Method(method, attr), f"self.{attr}")
+        if isinstance(method, Handler):
+            tr.fail(node, "handlers cannot call each other", "move the shared code into a plain method")
         maps = ", ".join(self.maps) or "none"
-        tr.fail(node, f"self.{attr} is not a map of {self.cls.__name__} (maps: {maps})",
-                f"declare it as a class attribute, e.g. {attr} = Hash(u32, u64)")
+        tr.fail(node, f"self.{attr} is neither a map nor a method of {self.cls.__name__} (maps: {maps})",
+                f"declare a map as a class attribute, e.g. {attr} = Hash(u32, u64), or define def {attr}(self, ...)")
 
-    # ---- plain functions called from handlers -------------------------------
-    def call_function(self, tr, node, func, args) -> SV:
-        from pyprobe.dsl.capture import function_ast
-        from pyprobe.dsl.decorators import Handler
-        from pyprobe.sim.compiler import HandlerCompiler
+    # ---- plain functions and helper methods called from handlers -----------
+    def helper_function(self, tr, node, func, key, values):
+        """The generated name and return type of a function (or method) specialised for its
+        argument kinds (`key`), as the translator's helper_function."""
+        from pyprobe.sim.sim_functions import compile_helper
 
-        if isinstance(func, Handler):
-            tr.fail(node, "handlers cannot call each other", "move the shared code into a plain function")
-        if node.keywords:
-            tr.fail(node.keywords[0], "helper functions take positional arguments")
-        values = [tr.scalar(a, v) for a, v in zip(node.args, args)]
-        key = (func, tuple(v.scalar for v in values))
-        if key not in self.functions:
-            if func in self._in_progress:
-                tr.fail(node, f"{func.__name__}() calls itself: recursion is not available in BPF")
-            self._in_progress.add(func)
-            try:
-                filename, fdef = function_ast(func)
-                a = fdef.args
-                if a.vararg or a.kwarg or a.kwonlyargs or a.defaults:
-                    tr.fail(node, f"{func.__name__}() must take plain positional parameters to be called from a handler")
-                if len(a.args) != len(values):
-                    tr.fail(node, f"{func.__name__}() takes {len(a.args)} arguments, {len(values)} given")
-                name = f"F_{func.__name__}_{len(self.functions)}"
-                helper = HandlerCompiler(self, func, fdef, filename, None, name)
-                params = []
-                for arg, t in zip(a.args, key[1]):
-                    py = helper.py_local(arg.arg)
-                    helper.locals[arg.arg] = SV(py, t, local=py)
-                    params.append(py)
-                self.sources.append(helper.compile(params))
-                from pyprobe.dsl.types import s64
-
-                self.functions[key] = (name, helper.return_type or s64)
-            finally:
-                self._in_progress.discard(func)
-        name, ret = self.functions[key]
-        return SV(f"{name}({', '.join(v.code for v in values)})", ret)
+        if (func, key) in self.functions:
+            return self.functions[func, key]
+        if func in self._in_progress:
+            tr.fail(node, f"{func.__name__}() calls itself: recursion is not available in BPF")
+        self._in_progress.add(func)
+        try:
+            name = f"F_{func.__name__}_{len(self.functions) + len(self._in_progress) - 1}"
+            source, ret = compile_helper(self, tr, node, func, key, values, name)
+        finally:
+            self._in_progress.discard(func)
+        self.functions[func, key] = (name, ret)
+        self.sources.append(source)
+        return name, ret
 
     # ---- handlers -------------------------------------------------------------
     def compile_handler(self, name: str, handler, probe_index: int = 0) -> CompiledHandler:

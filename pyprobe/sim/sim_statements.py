@@ -11,7 +11,7 @@ from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scal
     char, s32, s64, u64
 from pyprobe.dsl.values import ContextRef, MapRef, PyObject, StringLit
 from pyprobe.errors import Location, TranslationError
-from pyprobe.sim import sim_builtins
+from pyprobe.sim import sim_builtins, sim_functions
 from pyprobe.sim.cvalues import fits, wrap_code
 from pyprobe.sim.svalues import SKernel, SNullable, SV, const_value
 
@@ -38,6 +38,12 @@ class SimStatements:
         if node.value is None:
             self.emit(f"return {self.default_return}")
             return
+        if self.is_helper:
+            if sim_functions.is_none(node.value):
+                sim_functions.return_none(self, node)
+            else:
+                sim_functions.return_value(self, node.value, self.expr(node.value))
+            return
         value = self.scalar(node.value, self.expr(node.value))
         if self.context is not None and self.context.result_type is not None:
             value = self.convert(value, self.context.result_type)
@@ -51,6 +57,42 @@ class SimStatements:
         if node.orelse:
             self.emit("else:")
             self.block(node.orelse)
+
+    def stmt_Match(self, node):
+        """`match` over an integer: the translator's if / else if chain on its value, evaluated once."""
+        subject = self.scalar(node.subject, self.expr(node.subject))
+        t = subject.type or s64
+        tmp = self.temp("0", "m")
+        self.emit(f"{tmp} = {self.convert(subject, t).code}")
+        subject = SV(tmp, t, local=tmp)
+        first = True
+        for case in node.cases:
+            test = self.case_test(case.pattern, subject)
+            if case.guard is not None:
+                test = f"({test}) and ({self.condition(case.guard)})"
+            self.emit(("if" if first else "elif") + f" {test}:")
+            self.block(case.body)
+            first = False
+
+    def case_test(self, pattern, subject: SV) -> str:
+        if isinstance(pattern, ast.MatchValue):
+            value = self.expr(pattern.value)
+            if not isinstance(value, SV) or value.const is None:
+                self.fail(pattern, "a case value must be an integer constant", "case 1: or case FLAG | OTHER:")
+            return self.compare_one(pattern, ast.Eq(), pattern, subject, pattern.value, value).code
+        if isinstance(pattern, ast.MatchSingleton) and isinstance(pattern.value, bool):
+            return f"{subject.code} == {int(pattern.value)}"
+        if isinstance(pattern, ast.MatchOr):
+            return " or ".join(f"({self.case_test(p, subject)})" for p in pattern.patterns)
+        if isinstance(pattern, ast.MatchAs) and pattern.pattern is None:
+            if pattern.name is not None:                  # case n: names the subject's value
+                if pattern.name in self.locals:
+                    self.fail(pattern, f"case {pattern.name}: would rebind the local {pattern.name}",
+                              "use a new name, or compare with a constant")
+                self.locals[pattern.name] = subject
+            return "1"
+        self.fail(pattern, "match cases over integers take constants, |, a name or _",
+                  "case 1:, case 2 | 3:, case _:")
 
     def stmt_For(self, node):
         if not (isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "range"):

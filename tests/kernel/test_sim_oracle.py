@@ -129,6 +129,7 @@ def check_module(directory, batch: list[Case]) -> None:
     if not kept:
         return
     maps = {n: v for n, v in vars(module.P0).items() if not n.startswith("_") and hasattr(v, "kind")}
+    maps["_inc"] = vars(module.P0)["_inc"]             # the helper method the handlers call
     while kept:
         ns = dict(maps)
         ns.update({f"h{i}": vars(cls)[f"h{i}"] for i, cls in kept.items()})
