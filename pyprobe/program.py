@@ -32,6 +32,24 @@ def _hide_internals(fn):
     return wrapper
 
 
+class _class_or_instance:
+    """A classmethod that, called on an instance, takes that instance's retargeted probe
+    points (attach_to), so `prog.translate()` shows what `prog` loads."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj, cls):
+        retarget = getattr(obj, "_retarget", {}) if obj is not None else {}
+        fn = self.fn
+
+        def bound(*args, **kwargs):
+            return fn(cls, retarget, *args, **kwargs)
+        bound.__doc__, bound.__name__ = fn.__doc__, fn.__name__
+        return bound
+
+
 class Program:
     """Base class of pyprobe programs. See the package docstring for an example.
 
@@ -59,8 +77,13 @@ class Program:
             p = next(vars(k)[name] for k in type(self).__mro__ if isinstance(vars(k).get(name), Param))
             integer(value, p.type, f"{type(self).__name__}(): Param {name}")
         self._params = params
-        self._attach_to = resolve(type(self), attach_to)
+        self._attach_to, self._retarget = resolve(type(self), attach_to)
         self._sizes = resolve_sizes(type(self), max_entries)
+        if self._retarget:           # translated now, for the points given: errors at this call
+            try:
+                type(self)._source(retarget=self._retarget)
+            except PyprobeError as e:
+                raise e.with_traceback(None) from None
         self._session: Session | None = None
         self._maps: dict = {}
         self._finalizer: Finalizer | None = None   # closes the session if the Program is dropped or at exit
@@ -68,9 +91,12 @@ class Program:
 
     # ---- kernel-free: translate and compile -------------------------------
     @classmethod
-    def _source(cls, compiling: bool = False):
+    def _source(cls, compiling: bool = False, retarget: dict | None = None):
         """The translation (cached). `compiling`: an object will be wanted next, so
-        on a miss clang starts loading while Python translates."""
+        on a miss clang starts loading while Python translates. `retarget`: handler ->
+        probe points given with attach_to that the handler is translated for."""
+        if retarget:
+            return cls._variant(compiling, retarget)
         cached = cls.__dict__.get("_pp_source")
         if cached is None:
             from pyprobe import aot
@@ -79,30 +105,51 @@ class Program:
             # built ahead (`pyprobe build`): translation and object, no clang; else the cache
             cached = aot.load(cls) or source_cache.load(cls)
             if cached is None:
-                from pyprobe.backend import clang
-                from pyprobe.dsl.program_source import translate_program
-
-                if compiling and not _shipped_class(cls):
-                    clang.start_early()
-                try:
-                    cached = translate_program(cls)
-                except BaseException:
-                    clang.cancel_early()
-                    raise
+                cached = cls._translate(compiling, None)
             cls._pp_source = cached  # type: ignore[attr-defined]  # per class, read back with cls.__dict__
         return cached
 
     @classmethod
-    @_hide_internals
-    def translate(cls) -> str:
-        """The generated BPF C (needs no root and no clang)."""
-        return cls._source().full_text()
+    def _variant(cls, compiling: bool, retarget: dict):
+        """The translation for probe points given at construction, one per set of points."""
+        from pyprobe.dsl.attach_to import variant_key
+
+        variants = cls.__dict__.get("_pp_variants")
+        if variants is None:
+            variants = cls._pp_variants = {}  # type: ignore[attr-defined]  # per class, as _pp_source
+        key = variant_key(retarget)
+        cached = variants.get(key)
+        if cached is None:
+            from pyprobe.dsl import source_cache
+
+            cached = source_cache.load(cls, retarget) or cls._translate(compiling, retarget)
+            variants[key] = cached
+        return cached
 
     @classmethod
+    def _translate(cls, compiling: bool, retarget: dict | None):
+        from pyprobe.backend import clang
+        from pyprobe.dsl.program_source import translate_program
+
+        if compiling and not _shipped_class(cls):
+            clang.start_early()
+        try:
+            return translate_program(cls, retarget=retarget)
+        except BaseException:
+            clang.cancel_early()
+            raise
+
+    @_class_or_instance
     @_hide_internals
-    def compile(cls) -> bytes:
+    def translate(cls, retarget) -> str:
+        """The generated BPF C (needs no root and no clang)."""
+        return cls._source(retarget=retarget).full_text()
+
+    @_class_or_instance
+    @_hide_internals
+    def compile(cls, retarget) -> bytes:
         """The BPF ELF object (clang only, no root); served from the cache when possible."""
-        return cls._object(cls._source(compiling=True))
+        return cls._object(cls._source(compiling=True, retarget=retarget))
 
     @classmethod
     def _object(cls, source) -> bytes:
@@ -159,7 +206,7 @@ class Program:
         from pyprobe.runtime.critical import Finalizer, deferred_signals
 
         ensure_bpffs()
-        source = self._source(compiling=True)
+        source = self._source(compiling=True, retarget=self._retarget)
         obj = self._object(source)
         with deferred_signals():             # the session is ours before it owns anything
             session = Session(source, obj, self._params, self._attach_to, self._sizes)
@@ -270,10 +317,10 @@ class Program:
         probe (attached is everything else); empty before attach()."""
         return list(self._session.skipped) if self._session is not None else []
 
-    @classmethod
-    def probe_points(cls) -> list[tuple[str, str]]:
+    @_class_or_instance
+    def probe_points(cls, retarget) -> list[tuple[str, str]]:
         """(program, probe point) that translation chose on this kernel, before loading."""
-        return [(p.c_name, p.choice()) for p in cls._source().programs if p.attach]
+        return [(p.c_name, p.choice()) for p in cls._source(retarget=retarget).programs if p.attach]
 
     def socket(self, handler: str | None = None):
         """The raw socket of a @socket_filter handler (the only one if not named): it

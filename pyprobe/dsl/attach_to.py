@@ -2,9 +2,10 @@
 `FuncLatency(attach_to={"entry": uprobe("c", pattern)}, max_entries={"counts": 65536})`.
 
 A tool's command line can then pick where its handlers attach (or that one does not)
-without a class made at run time. The compiled object does not change: only handlers
-whose program does not depend on the probe point can be moved, to a point of the same
-kind (a uprobe to another uprobe, a perf event to another event).
+without a class made at run time, always to points of the handler's own kind. Handlers
+whose program does not depend on the point (MOVABLE) keep the compiled object and attach
+elsewhere; the others (a tracepoint's record layout, fentry's typed arguments) are
+translated again for the points given (`retarget`), when the Program is made.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pyprobe.dsl.decorators import Handler, Probe
 
 # Kinds whose BPF program is the same wherever it attaches (the section names no target,
 # the context is pt_regs or perf data). Tracepoint records, fentry's BTF arguments and XDP
-# differ per point: move those by writing another handler.
+# differ per point: those handlers are translated for the points given.
 MOVABLE = ("uprobe", "uretprobe", "kprobe", "kretprobe", "perf_event", "usdt")
 
 
@@ -24,12 +25,18 @@ def probe_of(spec) -> Probe:
     return probe
 
 
-def resolve(cls, attach_to: dict | None) -> dict[str, list[Probe]]:
-    """Handler name -> the probes it attaches to instead of its decorators' ([] for none)."""
+def resolve(cls, attach_to: dict | None) -> tuple[dict[str, list[Probe]], dict[str, list[Probe]]]:
+    """(moved, retarget), each handler name -> probes instead of its decorators'. `moved`:
+    the compiled program attaches there ([] for none); `retarget`: the handler is translated
+    for those points (kinds not MOVABLE)."""
     if not attach_to:
-        return {}
+        return {}, {}
+    if not isinstance(attach_to, dict):
+        raise TypeError(f"attach_to is a dict {{handler name: probe decorator, a list of them, or None}}, "
+                        f"not {attach_to!r}")
     handlers = {n: v for k in reversed(cls.__mro__) for n, v in vars(k).items() if isinstance(v, Handler)}
-    out = {}
+    moved: dict[str, list[Probe]] = {}
+    retarget: dict[str, list[Probe]] = {}
     for name, specs in attach_to.items():
         handler = handlers.get(name)
         if handler is None or not handler.probes:
@@ -37,15 +44,25 @@ def resolve(cls, attach_to: dict | None) -> dict[str, list[Probe]]:
                             f"(handlers: {', '.join(n for n, h in handlers.items() if h.probes) or 'none'})")
         probes = [] if specs is None else [probe_of(s) for s in (specs if isinstance(specs, (list, tuple)) else [specs])]
         kind = handler.probes[-1].kind            # the innermost decorator: the translated program
-        for probe in probes:
-            if kind not in MOVABLE:
-                raise TypeError(f"{name} is a @{kind} handler: its program depends on its probe point, "
-                                f"so attach_to cannot move it (movable: {', '.join(MOVABLE)})")
+        for i, probe in enumerate(probes):
             if probe.kind != kind:
                 raise TypeError(f"{name} is a @{kind} handler; attach_to gives it a {probe.kind} "
                                 f"({probe.describe()}): use a {kind} probe point")
-        out[name] = probes
-    return out
+            if probe in probes[:i]:
+                raise TypeError(f"attach_to gives {name} {probe.describe()} twice: every event would run it twice")
+        if kind in MOVABLE or not probes:
+            moved[name] = probes
+        else:
+            retarget[name] = probes
+    return moved, retarget
+
+
+def variant_key(retarget: dict[str, list[Probe]]) -> tuple:
+    """What a retargeted translation depends on beyond its class (decorator options too:
+    `event_re=` makes the same target a regular expression)."""
+    from pyprobe.dsl.source_cache import probe_key
+
+    return tuple((name, tuple(probe_key(p) for p in probes)) for name, probes in sorted(retarget.items()))
 
 
 def resolve_sizes(cls, sizes: dict | None) -> dict[str, int]:

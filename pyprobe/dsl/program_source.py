@@ -111,13 +111,13 @@ def refuse_repeated_probes(handler: Handler, filename: str, fdef) -> None:
         seen.add(probe)
 
 
-def tracepoint_matches(handler: Handler, filename: str, fdef) -> list:
-    """The handler's probes, a tracepoint pattern (glob or event_re) replaced by one probe
+def tracepoint_matches(probes: list[Probe], filename: str, fdef) -> list:
+    """A handler's probes, a tracepoint pattern (glob or event_re) replaced by one probe
     per matching tracepoint of its category: each is its own program (records differ)."""
     from pyprobe.backend.matching import is_pattern, matching
 
     out = []
-    for probe in handler.probes:
+    for probe in probes:
         if probe.kind != "tracepoint" or not is_pattern(probe):
             out.append(probe)
             continue
@@ -134,8 +134,9 @@ def tracepoint_matches(handler: Handler, filename: str, fdef) -> list:
 
 
 class ProgramTranslator:
-    def __init__(self, cls):
+    def __init__(self, cls, retarget: dict[str, list[Probe]] | None = None):
         self.cls = cls
+        self.retarget = retarget or {}    # handler -> the probes attach_to gave it (dsl/attach_to.py)
         self.maps, self.handlers, self.params = collect(cls)
         self.structs: dict[str, StructType] = {}
         self.kernel_types_used: list[str] = []
@@ -223,9 +224,15 @@ class ProgramTranslator:
                 continue                       # a tail-call target: translated below
             filename, fdef = function_ast(handler.func)
             refuse_repeated_probes(handler, filename, fdef)
-            for i, probe in enumerate(tracepoint_matches(handler, filename, fdef)):
+            probes = self.retarget.get(handler.name, handler.probes)
+            for i, probe in enumerate(tracepoint_matches(probes, filename, fdef)):
                 loc = Location(filename, fdef.lineno, fdef.col_offset)
-                ctx = context_for(probe, loc)
+                try:
+                    ctx = context_for(probe, loc)
+                except TranslationError as e:
+                    if handler.name in self.retarget:     # the point came from the constructor's call
+                        e.message = e.msg = f"attach_to gives {handler.name} {probe.describe()}: {e.message}"
+                    raise
                 c_name = c_function_name(handler.name if i == 0 else f"{handler.name}_{i}")
                 if c_name in used or c_name in self.maps:
                     raise TranslationError(f"the name {c_name} is used twice", loc)
@@ -281,15 +288,16 @@ class ProgramTranslator:
                              co_re_types=tuple(self.kernel_types_used), params=dict(self.params))
 
 
-def translate_program(cls, kernel=None) -> ProgramSource:
+def translate_program(cls, kernel=None, retarget: dict | None = None) -> ProgramSource:
     """Translate cls for a kernel view (backend/kernel_view.py): the live kernel by default,
-    whose translations are cached, or a given view (e.g. a recorded one), never cached."""
+    whose translations are cached, or a given view (e.g. a recorded one), never cached.
+    `retarget`: handler -> probe points given with attach_to that replace its decorators'."""
     from pyprobe.dsl import source_cache
 
-    translator = ProgramTranslator(cls)
+    translator = ProgramTranslator(cls, retarget)
     if kernel is None:
         source = translator.translate()
-        source_cache.store(cls, source, translator.deps)
+        source_cache.store(cls, source, translator.deps, retarget)
         return source
     with using(kernel):
         return translator.translate()

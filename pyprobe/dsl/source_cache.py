@@ -84,7 +84,7 @@ def _class_files(cls) -> list[str] | None:
     return files
 
 
-def _key(cls) -> str | None:
+def _key(cls, variant: tuple = ()) -> str | None:
     if "<locals>" in cls.__qualname__:
         return None
     files = _class_files(cls)
@@ -94,7 +94,7 @@ def _key(cls) -> str | None:
 
     # (sys.version: marshal's format belongs to the interpreter that wrote it)
     return "\0".join((VERSION, sys.version, cls.__module__, cls.__qualname__, repr(getattr(cls, "license", "")),
-                      *map(_file_stamp, files),
+                      repr(variant), *map(_file_stamp, files),
                       _own_source_stamp(), boot_id(), str(os.geteuid()), os.environ.get("PYPROBE_DISABLE", "")))
 
 
@@ -106,13 +106,14 @@ def _path(key: str) -> str:
     return f"sources/{name[:2]}/{name}.marshal"
 
 
-def load(cls):
-    """The cached ProgramSource of cls, if every recorded dependency still holds."""
+def load(cls, retarget: dict | None = None):
+    """The cached ProgramSource of cls (translated for `retarget`, attach_to's points that
+    change the translation), if every recorded dependency still holds."""
     from pyprobe.backend import cache_files
     from pyprobe.backend.cache import cache_dir, unsealed
     from pyprobe.dsl.source import ProgramSource
 
-    key = _key(cls)
+    key = _key(cls, _variant(retarget))
     if key is None:
         return None
     data = cache_files.read(cache_dir(), _path(key))      # None unless ours alone
@@ -122,12 +123,18 @@ def load(cls):
         entry = marshal.loads(payload) if payload is not None else None
     except (EOFError, ValueError, TypeError):
         return None
-    if not isinstance(entry, dict) or not holds(entry, cls):
+    if not isinstance(entry, dict) or not holds(entry, cls, retarget):
         return None
     return ProgramSource.from_plain(entry["source"], cls)
 
 
-def holds(entry: dict, cls) -> bool:
+def _variant(retarget: dict | None) -> tuple:
+    from pyprobe.dsl.attach_to import variant_key
+
+    return variant_key(retarget) if retarget else ()
+
+
+def holds(entry: dict, cls, retarget: dict | None = None) -> bool:
     """Whether everything the entry's translation read is still as it was."""
     for path, stamp in entry["files"]:
         try:
@@ -140,20 +147,21 @@ def holds(entry: dict, cls) -> bool:
         if mod is None or stable(mod.__dict__.get(name)) != description:
             return False
     # a decorator argument computed at run time may have changed (a fresh binary path)
-    return entry.get("probes") == declared_probes(cls)
+    return entry.get("probes") == declared_probes(cls, retarget)
 
 
-def _probe_key(probe) -> str:
+def probe_key(probe) -> str:
     from pyprobe.dsl.decorators import Probe
 
-    target = tuple(_probe_key(t) if isinstance(t, Probe) else t for t in probe.target)
+    target = tuple(probe_key(t) if isinstance(t, Probe) else t for t in probe.target)
     options = sorted((k, v) for k, v in probe.options.items() if k != "resolved")   # set at attach
     return repr((probe.kind, target, options))
 
 
-def declared_probes(cls) -> list[str]:
+def declared_probes(cls, retarget: dict | None = None) -> list[str]:
     """Each handler's probes as the class declares them now (decorator arguments are
-    evaluated when the module runs, so they can differ between runs of the same file)."""
+    evaluated when the module runs, so they can differ between runs of the same file),
+    or as `retarget` (attach_to) replaces them."""
     from pyprobe.dsl.decorators import Handler
 
     handlers: dict[str, Handler] = {}
@@ -161,18 +169,19 @@ def declared_probes(cls) -> list[str]:
         for name, value in vars(klass).items():
             if isinstance(value, Handler):
                 handlers[name] = value
-    return [f"{name}:{_probe_key(p)}" for name, h in sorted(handlers.items()) for p in h.probes]
+    retarget = retarget or {}
+    return [f"{name}:{probe_key(p)}" for name, h in sorted(handlers.items()) for p in retarget.get(name, h.probes)]
 
 
-def store(cls, source, deps) -> None:
+def store(cls, source, deps, retarget: dict | None = None) -> None:
     """Remember a translation; `deps` is the translator's record (files, globals, cacheable)."""
-    key = _key(cls)
+    key = _key(cls, _variant(retarget))
     if key is None or not deps.cacheable:
         return
     from pyprobe.backend import cache_files
     from pyprobe.backend.cache import cache_dir, sealed
 
-    entry = entry_for(cls, source, deps)
+    entry = entry_for(cls, source, deps, retarget)
     try:
         data = _FORMAT + sealed(key, marshal.dumps(entry))
     except ValueError:
@@ -180,10 +189,10 @@ def store(cls, source, deps) -> None:
     cache_files.write(cache_dir(), _path(key), data)
 
 
-def entry_for(cls, source, deps) -> dict:
+def entry_for(cls, source, deps, retarget: dict | None = None) -> dict:
     """The translation as plain data, with what it read (checked by holds())."""
     return {"files": [(p, _file_stamp(p)) for p in sorted(deps.files)],
-            "globals": sorted(deps.globals), "probes": declared_probes(cls), "source": source.to_plain()}
+            "globals": sorted(deps.globals), "probes": declared_probes(cls, retarget), "source": source.to_plain()}
 
 
 class Dependencies:

@@ -2,8 +2,8 @@
 
 As bcc's tool: each hit records its kernel and user stack ids and counts them;
 at the end (or every -i seconds) each stack is printed with its count, or folded
-(-f). Functions are uprobes (or kprobes, on kernels with kprobes) given at start
-through `attach_to`; a tracepoint gets a class of its own.
+(-f). The event is given at start through `attach_to`: a user function (uprobes), a
+kernel function (kprobes, on kernels with kprobes) or a tracepoint (translated for it then).
 
     from pyprobe.tools.stackcount import open_counter, counted_stacks
     from pyprobe.tools.probespec import parse
@@ -79,31 +79,17 @@ class KernelStackCount(StackCount):
     on_event = kprobe("vfs_read")(StackCount.on_event.func)
 
 
-# The same body for a tracepoint class made at start (a tracepoint handler's program depends
-# on its record, so attach_to cannot move it to the tracepoint the user names).
-def _on_tracepoint(self, ctx):
-    if self.target_pid and tgid() != self.target_pid:
-        return
-    if self.target_cpu != ANY_CPU and smp_processor_id() != self.target_cpu:
-        return
-    key = StackKey()
-    key.user_stack = -1
-    key.kernel_stack = -1
-    if self.per_pid:
-        key.pid = tgid()
-        key.comm = comm()
-    if self.user_stacks:
-        key.user_stack = self.stack_traces.get_stackid(ctx, BPF_F_USER_STACK)
-    if self.kernel_stacks:
-        key.kernel_stack = self.stack_traces.get_stackid(ctx)
-    self.counts[key] += 1
+class TracepointStackCount(StackCount):
+    """The same counter on a tracepoint given with attach_to (the handler reads no field, so it
+    suits every tracepoint; it is translated for the one chosen when the Program is made)."""
+
+    on_event = tracepoint("sched", "sched_process_fork")(StackCount.on_event.func)
 
 
 def open_counter(spec: probespec.Spec, pid: int = 0, **params) -> Program:
     if spec.kind == "tracepoint":
-        cls = type(f"StackCount_{spec.library}_{spec.pattern}", (StackCount,),
-                   {"on_event": tracepoint(str(spec.library), spec.pattern)(_on_tracepoint), "__module__": __name__})
-        return cls(target_pid=pid, **params)
+        point = tracepoint(str(spec.library), spec.pattern)
+        return TracepointStackCount(target_pid=pid, attach_to={"on_event": point}, **params)
     if spec.kind == "kprobe" and not common.has_kprobes():
         raise UnsupportedProbe(f"{spec.describe()}: kernel functions need kprobes, which this kernel lacks "
                                "(CONFIG_KPROBES); count the stacks of a tracepoint instead (t:CATEGORY:NAME)")

@@ -2,6 +2,7 @@
 Program is made (issue 12), counted exactly against a C program's known calls."""
 import os
 import subprocess
+import threading
 
 import pytest
 
@@ -153,3 +154,61 @@ def test_a_tracepoint_glob_and_event_re_attach_one_handler_to_each_match():
     assert dict(prog.calls.items()) == {GETPPID: 3, GETPGID: 4, 1000 + GETPPID: 3, 1000 + GETPGID: 4}
     assert "tracepoint:syscalls:sys_exit_getpid" in points and "tracepoint:syscalls:sys_enter_getpriority" in points
     assert not any("sys_exit_getpriority" in p for p in points)
+
+
+class Signals(Program):
+    """One handler whose tracepoint is chosen at construction: `args.sig` is at offset 24 of
+    sys_enter_kill's record and 32 of sys_enter_tgkill's, so each instance is translated for
+    its own tracepoint's format."""
+
+    target = Param(u32)
+    sigs = Hash(u32, u64)
+
+    @tracepoint("syscalls", "sys_enter_tkill")
+    def on_signal(self, args):
+        if tgid() == self.target:
+            self.sigs[args.sig] += 1
+
+
+def test_tracepoints_chosen_at_construction_read_their_own_fields():
+    import signal
+
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        for _ in range(3):
+            os.kill(os.getpid(), signal.SIGURG)                       # ignored by default
+        for _ in range(5):
+            signal.pthread_kill(threading.get_ident(), signal.SIGWINCH)   # tgkill, ignored too
+        os._exit(0)
+    try:
+        kills = Signals(target=child, attach_to={"on_signal": tracepoint("syscalls", "sys_enter_kill")})
+        tgkills = Signals(target=child, attach_to={"on_signal": tracepoint("syscalls", "sys_enter_tgkill")})
+        with kills, tgkills:
+            points = kills.probes + tgkills.probes
+            os.write(w, b"g")
+            os.waitpid(child, 0)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert dict(kills.sigs.items()) == {signal.SIGURG: 3}
+    assert dict(tgkills.sigs.items()) == {signal.SIGWINCH: 5}
+    assert points == [("on_signal", "tracepoint:syscalls:sys_enter_kill"),
+                      ("on_signal", "tracepoint:syscalls:sys_enter_tgkill")]
+    assert "sys_enter_tgkill" in tgkills.translate() and "sys_enter_tgkill" not in kills.translate()
+
+
+def test_a_tracepoint_given_at_construction_is_checked_then():
+    from pyprobe.errors import TranslationError
+
+    with pytest.raises(TranslationError, match="attach_to gives on_signal tracepoint:syscalls:sys_enter_nope: "
+                                               "no tracepoint syscalls:sys_enter_nope"):
+        Signals(attach_to={"on_signal": tracepoint("syscalls", "sys_enter_nope")})
+    with pytest.raises(TranslationError, match=r"sys_enter_getpid has no field 'sig' \(fields: __syscall_nr\)") as e:
+        Signals(attach_to={"on_signal": tracepoint("syscalls", "sys_enter_getpid")})
+    assert e.value.lineno == Signals.on_signal.func.__code__.co_firstlineno + 3       # the args.sig line
+    with pytest.raises(TypeError, match="on_signal is a @tracepoint handler; attach_to gives it a uprobe"):
+        Signals(attach_to={"on_signal": uprobe("c", "kill")})
+    with pytest.raises(TypeError, match="attach_to gives on_signal tracepoint:syscalls:sys_enter_kill twice"):
+        Signals(attach_to={"on_signal": [tracepoint("syscalls", "sys_enter_kill")] * 2})

@@ -89,10 +89,13 @@ def test_offcputime_sums_ten_50ms_sleeps(app):
 
 def test_stackcount_counts_a_tracepoints_stacks():
     from pyprobe.tools.probespec import parse
-    from pyprobe.tools.stackcount import counted_stacks, open_counter
+    from pyprobe.tools.stackcount import TracepointStackCount, counted_stacks, open_counter
 
     child = Gated(lambda: [os.getppid() for _ in range(37)])
     with open_counter(parse("t:syscalls:sys_enter_getppid"), pid=child.pid, user_stacks=False) as prog:
+        # one class at module level, its tracepoint given at construction (no class made at run time)
+        assert type(prog) is TracepointStackCount
+        assert prog.probes == [("on_event", "tracepoint:syscalls:sys_enter_getppid")]
         assert child.go() == 0
     rows = counted_stacks(prog)
     prog.close()

@@ -26,3 +26,22 @@ def test_probe_kind_translates_from_a_recorded_kernel(program, features, fragmen
 def test_a_question_the_recording_lacks_is_named():
     with pytest.raises(NotRecorded, match=r"has\('ringbuf',\) was not recorded .*record_kernel.py"):
         VIEW.has("ringbuf")
+
+
+def test_a_tracepoint_handler_translates_for_the_point_attach_to_gives():
+    from pyprobe import Hash, Program, tracepoint, u64
+    from pyprobe.errors import TranslationError
+
+    class Errors(Program):
+        errors = Hash(u64, u64)
+
+        @tracepoint("block", "block_rq_issue")
+        def on_rq(self, args):
+            self.errors[args.error] += 1        # block_rq_complete has it, block_rq_issue does not
+
+    retarget = {"on_rq": [tracepoint("block", "block_rq_complete").probe]}
+    text = translate_program(Errors, kernel=VIEW, retarget=retarget).text
+    assert 'SEC("tracepoint/block/block_rq_complete")' in text and "struct pp_tp__block__block_rq_complete" in text
+    assert "block_rq_issue" not in text
+    with pytest.raises(TranslationError, match="block_rq_issue has no field 'error'"):
+        translate_program(Errors, kernel=VIEW)

@@ -121,3 +121,17 @@ def test_closures_and_local_classes_are_never_cached(project):
     assert "pp_set(a, 0, 3);" in module.Made.translate()
     assert source_cache.load(fresh("cache_closure").Made) is None   # the closure's value is not on record
     sys.modules.pop("cache_closure", None)
+
+
+def test_probe_points_given_at_construction_are_cached_apart(project):
+    from pyprobe import raw_tracepoint
+
+    module = translated_once()
+    prog = module.P(attach_to={"h": raw_tracepoint("sys_exit")})      # translated for sys_exit now
+    assert 'SEC("raw_tracepoint/sys_exit")' in prog.translate()
+    assert 'SEC("raw_tracepoint/sys_enter")' in module.P.translate()     # the class's own, unchanged
+    module = fresh()
+    retarget = {"h": [raw_tracepoint("sys_exit").probe]}
+    assert 'SEC("raw_tracepoint/sys_exit")' in source_cache.load(module.P, retarget).text
+    assert 'SEC("raw_tracepoint/sys_enter")' in source_cache.load(module.P).text
+    assert source_cache.load(module.P, {"h": [raw_tracepoint("sys_enter_x").probe]}) is None
