@@ -20,6 +20,7 @@ Handlers are Python with C semantics, translated to BPF C, compiled with clang
 from pyprobe.dsl.decorators import (fentry, fexit, first_of, fmod_ret, kprobe, kretprobe, lsm, perf_event,
                                     raw_tracepoint, syscall, syscall_return, tail_call, tp_btf, tracepoint, uprobe,
                                     uretprobe, usdt, xdp)
+from pyprobe.dsl.iterators import iterator
 from pyprobe.dsl.net_probes import cgroup_egress, cgroup_ingress, cgroup_sock, socket_filter, tc_egress, tc_ingress
 from pyprobe.dsl.maps import (Array, ArrayOfMaps, Hash, HashOfMaps, Histogram, CpuMap, DevMap, LpmTrie, LruHash, LruPerCpuHash, PerCpuArray,
                               PerCpuHash, PerfBuf, PerfEventArray, ProgArray, Queue, RingBuf, Stack, StackTrace)
@@ -39,7 +40,7 @@ __all__ = [
     "DevMap", "CpuMap", "CgroupArray", "CgroupStorage", "PerCpuCgroupStorage", "SkStorage", "InodeStorage", "TaskStorage", "ksym", "ksymname", "usym", "usymname", "open_pinned", "unpin", "Struct",
     "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "kprobe", "kretprobe", "uprobe", "uretprobe",
     "perf_event", "usdt", "tp_btf", "fentry", "fexit", "lsm", "fmod_ret", "xdp", "first_of", "tc_ingress", "tc_egress", "socket_filter",
-    "cgroup_ingress", "cgroup_egress", "cgroup_sock",
+    "cgroup_ingress", "cgroup_egress", "cgroup_sock", "iterator",
     "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "char", "bool_",
     "PyprobeError", "SimulationError", "TranslationError", "CompileError", "BPFError", "VerifierError", "UnsupportedProbe",
 ]

@@ -335,6 +335,12 @@ class Program:
             raise PyprobeError(f"{type(self).__name__}.socket(): {what}")
         return found[0].socket
 
+    def _iterator(self, handler: str):
+        """`prog.<handler>` of an @iterator handler: its reader (`.read()`)."""
+        from pyprobe.runtime.iterators import IteratorReader
+
+        return IteratorReader(self, handler)
+
     def poll(self, timeout_ms: int = 100) -> int:
         """Wait up to timeout_ms for records on the buffers opened with .open(callback); run the callbacks."""
         from pyprobe.runtime.buffers import poll

@@ -124,6 +124,10 @@ int bpf_program__set_expected_attach_type(struct bpf_program *prog, int type);
 int pp_uprobe_multi_link(int prog_fd, const char *path, const unsigned long *offsets, uint32_t cnt,
                          uint32_t flags, int pid);
 int pp_tcx_link(int prog_fd, int ifindex, int egress);
+struct bpf_link *pp_iter_attach(const struct bpf_program *prog, int map_fd);
+int bpf_iter_create(int link_fd);
+int bpf_prog_attach(int prog_fd, int attachable_fd, int type, unsigned int flags);
+int bpf_prog_detach2(int prog_fd, int attachable_fd, int type);
 int libbpf_probe_bpf_prog_type(int prog_type, const void *opts);
 int libbpf_probe_bpf_map_type(int map_type, const void *opts);
 int libbpf_num_possible_cpus(void);
@@ -355,6 +359,22 @@ static int pp_tcx_link(int prog_fd, int ifindex, int egress)
     attr.attach_type = egress ? 47 : 46;        /* BPF_TCX_EGRESS : BPF_TCX_INGRESS */
     fd = syscall(__NR_bpf, 28 /* BPF_LINK_CREATE */, &attr, sizeof(attr));
     return fd < 0 ? -errno : fd;
+}
+
+/* A BPF iterator's link; map_fd >= 0 gives a map iterator the map whose elements it walks
+ * (union bpf_iter_link_info). NULL with errno set on failure, as libbpf's attach calls. */
+static struct bpf_link *pp_iter_attach(const struct bpf_program *prog, int map_fd)
+{
+    union bpf_iter_link_info info;
+    LIBBPF_OPTS(bpf_iter_attach_opts, opts);
+
+    if (map_fd < 0)
+        return bpf_program__attach_iter(prog, NULL);
+    memset(&info, 0, sizeof(info));
+    info.map.map_fd = map_fd;
+    opts.link_info = &info;
+    opts.link_info_len = sizeof(info);
+    return bpf_program__attach_iter(prog, &opts);
 }
 
 /* Load `r0 = 0; exit`: enough to ask the kernel whether a program type and

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from pyprobe.backend import attach_net
+from pyprobe.backend import attach_iter, attach_net
 from pyprobe.backend.libbpf import check, check_ptr, ffi, lib
 from pyprobe.errors import BPFError, UnsupportedProbe
 
@@ -271,6 +271,9 @@ _ATTACH = {
     "tp_btf": _btf_trace, "fentry": _btf_trace, "fexit": _btf_trace, "lsm": _btf_trace, "fmod_ret": _btf_trace,
 }
 _ATTACH.update(attach_net.ATTACH)        # xdp, tc, socket filters, cgroups
+_ATTACH["iterator"] = attach_iter.attach_iterator
+
+
 class MultiLink:
     """A uprobe.multi link: one fd for every function it probes (`points` names them)."""
 
@@ -301,7 +304,7 @@ def uprobe_multi(prog, path: str, offsets: list[int], retprobe: bool, pid: int, 
 def destroy(link) -> None:
     """Undo one attachment (a libbpf link, a uprobe.multi link, or a tc or socket attachment)
     and remove the tracefs event a kretprobe with maxactive needed."""
-    if isinstance(link, MultiLink):
+    if isinstance(link, (MultiLink, attach_iter.IterLink)):
         link.destroy()
         return
     attach_net.destroy(link)

@@ -118,6 +118,11 @@ class KernelView:
     def _missing_usdt(self, binary: str, probe: str) -> str | None:
         return self._missing_uprobe(binary, probe)
 
+    def _missing_iterator(self, kind: str) -> str | None:
+        if not self.has("btf"):
+            return "no kernel BTF"
+        return None if self.btf.struct_id(f"bpf_iter__{kind}") is not None else f"no BPF iterator {kind}"
+
     def _missing_perf_event(self, event: str) -> str | None:
         from pyprobe.backend.attach import PERF_EVENTS
 

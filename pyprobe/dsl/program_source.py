@@ -94,6 +94,10 @@ def context_for(probe: Probe, loc: Location) -> Context:
         return UprobeContext(kind, target[0], target[1], probe)
     if kind == "perf_event":
         return PerfEventContext(probe)
+    if kind == "iterator":
+        from pyprobe.dsl.iterators import iterator_context
+
+        return iterator_context(probe, loc)
     raise TranslationError(f"unknown probe kind {kind}", loc)
 
 
@@ -233,6 +237,8 @@ class ProgramTranslator:
                     if handler.name in self.retarget:     # the point came from the constructor's call
                         e.message = e.msg = f"attach_to gives {handler.name} {probe.describe()}: {e.message}"
                     raise
+                if hasattr(ctx, "bind_maps"):            # a map iterator walks one of the Program's maps
+                    ctx.bind_maps(self.maps)
                 c_name = c_function_name(handler.name if i == 0 else f"{handler.name}_{i}")
                 if c_name in used or c_name in self.maps:
                     raise TranslationError(f"the name {c_name} is used twice", loc)

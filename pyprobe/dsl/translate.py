@@ -110,16 +110,26 @@ class HandlerTranslator(Statements, Expressions):
         self.context_param = self.c_local(params[1])
         self.locals[params[1]] = ContextRef(self.context_param)
         for i, name in enumerate(params[2:]):
-            arg = self.context.function_arg(i, self.context_param)
+            named = getattr(self.context, "named_arg", None)      # iterators: members of their context by name
+            arg = named(name, self.context_param) if named else self.context.function_arg(i, self.context_param)
             if arg is None:
-                self.fail(self.fdef.args.args[i + 2], f"{self.context.attach.kind} handlers have no argument #{i + 1} ({name})",
+                self.fail(self.fdef.args.args[i + 2], f"{self.context.attach.kind} handlers have no argument "
+                          + (f"{name}" if named else f"#{i + 1} ({name})"),
+                          self.context.args_hint() if named else
                           "function arguments after ctx exist for kprobes and uprobes (up to 5)")
-            annotation = self.fdef.args.args[i + 2].annotation
-            if annotation is not None:
-                arg = kernel_data.annotated_arg(self, annotation, arg)
-            assert arg.type is not None
-            self.decls.append(f"{arg.type.c_decl(self.c_local(name))} = {arg.code};")
-            self.locals[name] = Value(self.c_local(name), arg.type, lvalue=True)
+            local = self.c_local(name)
+            if isinstance(arg, Nullable):          # a map iterator's key or value: a pointer into the map
+                self.decls.append(f"{arg.target.c_name} *{local} = {arg.code};")
+                self.locals[name] = Nullable(local, arg.target)
+            else:
+                annotation = self.fdef.args.args[i + 2].annotation
+                if annotation is not None:
+                    arg = kernel_data.annotated_arg(self, annotation, arg)
+                assert arg.type is not None
+                self.decls.append(f"{arg.type.c_decl(local)} = {arg.code};")
+                self.locals[name] = Value(local, arg.type, lvalue=True)
+            if named and self.context.skips_null(name):   # an iterator's last call has no object
+                self.decls.append(f"if (!{local}) return 0;")
         self.translate_body()
         out = CBuilder()
         out.directive(self.fdef.lineno, self.filename)

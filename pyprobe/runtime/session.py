@@ -263,6 +263,8 @@ class Session:
 
         if isinstance(probe, list):
             return self._attach_multi(self._program(info.c_name), probe)
+        if "map" in probe.options:           # attached to (or walking) one of the Program's maps: its fd
+            probe = type(probe)(probe.kind, probe.target, dict(probe.options, map_fd=self._map_fd(probe.options["map"])))
         try:
             return attach_mod.attach(self._program(info.c_name), probe)
         except BPFError as e:

@@ -1,10 +1,10 @@
 """Programs of every probe kind, with the kernel each is translated for (a feature
 override of the recorded view) and what its C must hold. tests/unit/test_translate_kinds.py
 translates them from tests/unit/data/kernel-view.json; record_kernel.py records that file."""
-from pyprobe import (Array, Hash, Program, SkStorage, cgroup_ingress, cgroup_sock, first_of, fentry, fexit, kprobe, kretprobe,
+from pyprobe import (Array, Hash, Program, SkStorage, iterator, cgroup_ingress, cgroup_sock, first_of, fentry, fexit, kprobe, kretprobe,
                      perf_event, raw_tracepoint, socket_filter, syscall, syscall_return, tc_egress, tc_ingress, tp_btf,
                      tracepoint, u32, u64, uprobe, uretprobe, xdp)
-from pyprobe.bpf import current_task, retval, tgid
+from pyprobe.bpf import current_task, retval, seq_write, tgid
 
 
 class Exec(Program):
@@ -89,6 +89,26 @@ class SocketStorage(Program):
     @tc_egress("lo")
     def out(self, ctx):
         self.socks.delete(ctx)
+
+
+class Iterators(Program):
+    counts = Hash(u32, u64)
+
+    @iterator("task")
+    def tasks(self, ctx, task):
+        pid: u32 = task.tgid
+        seq_write(ctx, pid)
+
+    @iterator("tcp")
+    def socks(self, ctx, uid, sk_common):
+        port: u32 = sk_common.skc_num
+        seq_write(ctx, port)
+
+    @iterator("bpf_map_elem", map="counts")
+    def elems(self, ctx, key, value):
+        total: u64 = key + value
+        seq_write(ctx, total)
+        seq_write(ctx, value)
 
 
 class Raw(Program):
@@ -185,6 +205,10 @@ CASES = [
     (Switch, {}, ['SEC("tp_btf/sched_switch")', "((struct task_struct *)ctx[1])", "real_parent"]),
     (SocketStorage, {}, ['SEC("tp_btf/sock_send_length")', "bpf_sk_storage_get(&socks, sk, 0, 0)",
                          "if (ctx->sk) bpf_sk_storage_delete(&socks, ctx->sk);"]),
+    (Iterators, {}, ['SEC("iter/task")', "struct task_struct *task = ctx->task;", "if (!task) return 0;",
+                     "bpf_seq_write(ctx->meta->seq, &pid, sizeof(pid));", 'SEC("iter/tcp")', "__u32 uid = ctx->uid;",
+                     "if (!sk_common) return 0;", 'SEC("iter/bpf_map_elem")', "__u32 *key = ((__u32 *)ctx->key);",
+                     "__u64 *value = ((__u64 *)ctx->value);", "bpf_seq_write(ctx->meta->seq, value, sizeof(*value));"]),
     (Raw, {}, ['SEC("raw_tracepoint/sys_enter")', "ctx->args[1]"]),
     (User, {}, ['SEC("uprobe")', 'SEC("uretprobe")', "PT_REGS_PARM1(ctx)", "PT_REGS_RC(ctx)"]),
     (Sample, {}, ['SEC("perf_event")', "struct bpf_perf_event_data *ctx"]),

@@ -18,9 +18,9 @@ VIEW = RecordedKernel.load(os.path.join(os.path.dirname(__file__), "data", "kern
 TEMPLATE = '''\
 import os
 from pyprobe import (Program, Hash, Array, Struct, RingBuf, PerfBuf, ProgArray, PerfEventArray, DevMap, StackTrace,
-                     Queue, ArrayOfMaps, raw_tracepoint, kprobe, perf_event, uprobe, usdt, xdp, u32, u64, char)
+                     Queue, ArrayOfMaps, raw_tracepoint, kprobe, perf_event, uprobe, usdt, xdp, u32, u64, char, iterator)
 from pyprobe.bpf import (cast, clone_redirect, ktime_ns, offsetof, probe_read, redirect, sizeof, trace_printk, usdt_arg,
-                         current_task)
+                         current_task, seq_write)
 N = 3
 class E(Struct):
     a: u32
@@ -179,6 +179,12 @@ CASES = [
     (RAW, "for i in range(3):\n            i = 2", "i is the loop's variable"),
     (('xdp("lo")', "on(self, ctx)"), "y = ctx.packet.payload.nosuch", "pkt.payload has no attribute 'nosuch'"),
     (RAW, "y = os", "y cannot hold"),
+    (RAW, "seq_write(ctx, x)", "seq_write(ctx, v) works in @iterator handlers"),
+    (('iterator("task")', "on(self, ctx, task)"), "seq_write(ctx, x + 1)", "seq_write(ctx, v) writes a local"),
+    (('iterator("task")', "on(self, ctx, nope)"), "pass", "iterator handlers have no argument nope"),
+    (('iterator("no_such_kind")', "on(self, ctx)"), "pass", "this kernel has no BPF iterator \"no_such_kind\""),
+    (('iterator("bpf_map_elem", map="zz")', "on(self, ctx)"), "pass", "the Program has no map 'zz'"),
+    (('iterator("bpf_map_elem", map="rb")', "on(self, ctx)"), "pass", "a RingBuf has no elements to walk"),
 ]
 
 
