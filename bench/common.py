@@ -42,7 +42,7 @@ def pin(cpu: int):
 
 # ---- the C peers -----------------------------------------------------------------
 BPF_OBJECTS = ("count_tgid", "hello", "events", "xdp_drop")
-USER_PROGRAMS = ("loadgen", "hello", "count", "events", "mapread", "udpflood", "peakrss")
+USER_PROGRAMS = ("loadgen", "hello", "hash_poll", "count", "events", "mapread", "udpflood", "peakrss")
 
 
 def clang() -> str:
