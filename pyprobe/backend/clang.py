@@ -62,7 +62,9 @@ def compile_c(source: str, name: str = "program") -> bytes:
     Uses the clang that start_early() started, if any; `name` (the Program's) heads errors.
     """
     global _early
-    proc, _early = _early or _spawn(), None
+    proc, _early = _early, None
+    if proc is None or _early_pid != os.getpid():    # none, or a forked parent's
+        proc = _spawn()
     out, err = proc.communicate(source.encode())
     if proc.returncode != 0:
         raise CompileError(_summarize(err.decode(errors="replace"), source, name))
@@ -72,6 +74,8 @@ def compile_c(source: str, name: str = "program") -> bytes:
 # A clang started before its input exists: loading clang's ~200 MB of libraries
 # (a quarter of a second when they are not in the page cache) overlaps translation.
 _early = None
+_early_pid = 0            # the process that started it (a forked child must not share its pipes)
+_stop_at_exit = False
 
 
 def _spawn():
@@ -84,19 +88,24 @@ def _spawn():
 
 def start_early() -> None:
     """Start clang now for the next compile_c(); without clang, compile_c() will say so."""
-    global _early
-    if _early is None:
+    global _early, _early_pid, _stop_at_exit
+    if _early is None or _early_pid != os.getpid():
         try:
-            _early = _spawn()
+            _early, _early_pid = _spawn(), os.getpid()
         except (ClangMissing, OSError):
-            pass
+            return
+        if not _stop_at_exit:                 # started at a class definition, maybe never used
+            import atexit
+
+            atexit.register(cancel_early)
+            _stop_at_exit = True
 
 
 def cancel_early() -> None:
     """The object was in the cache after all: stop the clang started early."""
     global _early
     proc, _early = _early, None
-    if proc is not None:
+    if proc is not None and _early_pid == os.getpid():
         proc.kill()
         proc.communicate()
 
