@@ -107,8 +107,8 @@ def _path(key: str) -> str:
 
 
 def may_hold(cls) -> bool:
-    """Whether an entry for cls exists (one stat): False means load() will miss, so a
-    compile is ahead (Program starts clang early then)."""
+    """Whether an entry for cls as declared (no attach_to) exists (one stat): False means
+    load() will miss, so a compile is ahead (Program starts clang early then)."""
     key = _key(cls)
     if key is None:
         return False
