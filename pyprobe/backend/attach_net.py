@@ -224,13 +224,44 @@ def _cgroup(prog, probe):
         os.close(fd)                     # the link holds the cgroup
 
 
-ATTACH = {"xdp": _xdp, "tc_ingress": _tc, "tc_egress": _tc, "socket_filter": _socket_filter,
+# ---- programs attached to a SockMap or SockHash ------------------------------------
+
+BPF_SK_SKB_STREAM_PARSER, BPF_SK_SKB_STREAM_VERDICT, BPF_SK_MSG_VERDICT = 4, 5, 7
+_SOCKET_MAP_TYPES = {"sk_skb_parser": BPF_SK_SKB_STREAM_PARSER, "sk_skb_verdict": BPF_SK_SKB_STREAM_VERDICT,
+                     "sk_msg": BPF_SK_MSG_VERDICT}
+
+
+class SocketMapAttachment:
+    """A program attached to a socket map (BPF_PROG_ATTACH): the map's sockets, those there
+    and those added later, run it until it is detached (BPF_PROG_DETACH)."""
+
+    def __init__(self, prog, probe):
+        self.prog_fd, self.map_fd = lib.bpf_program__fd(prog), probe.options["map_fd"]
+        self.type = _SOCKET_MAP_TYPES[probe.kind]
+        self.what = f"@{probe.kind} to map {probe.options['map']}"
+        _needs("bpf_prog_attach")
+        r = lib.bpf_prog_attach(self.prog_fd, self.map_fd, self.type, 0)
+        if r < 0:
+            raise BPFError(-r, f"attach {self.what}", "the map must be a SockMap or SockHash")
+
+    def destroy(self) -> None:
+        if self.prog_fd >= 0:
+            lib.bpf_prog_detach2(self.prog_fd, self.map_fd, self.type)
+            self.prog_fd = -1
+
+
+def _socket_map(prog, probe):
+    return [SocketMapAttachment(prog, probe)]
+
+
+ATTACH = {"sk_msg": _socket_map, "sk_skb_verdict": _socket_map, "sk_skb_parser": _socket_map,
+          "xdp": _xdp, "tc_ingress": _tc, "tc_egress": _tc, "socket_filter": _socket_filter,
           "cgroup_ingress": _cgroup, "cgroup_egress": _cgroup, "cgroup_sock": _cgroup}
 
 
 def destroy(link) -> None:
     """Undo one attachment: a libbpf link, or a tc or socket attachment."""
-    if isinstance(link, (TcAttachment, TcxAttachment, SocketAttachment)):
+    if isinstance(link, (TcAttachment, TcxAttachment, SocketAttachment, SocketMapAttachment)):
         link.destroy()
     else:
         lib.bpf_link__destroy(link)

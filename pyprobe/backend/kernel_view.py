@@ -140,6 +140,11 @@ class KernelView:
 
     _missing_cgroup_egress = _missing_cgroup_sock = _missing_cgroup_ingress
 
+    def _missing_sk_msg(self, socket_map: str) -> str | None:
+        return None                  # the map is the Program's own: it exists once loaded
+
+    _missing_sk_skb_verdict = _missing_sk_skb_parser = _missing_sk_msg
+
     def _missing_first_of(self, *alternatives) -> str | None:
         reasons = [self.missing(p.kind, p.target) for p in alternatives]
         if any(r is None for r in reasons):

@@ -230,9 +230,9 @@ def _offers(ref) -> str:
     return f"in a handler a {type(ref.spec).__name__} offers self.{ref.name}.<method>: {ref.spec.handler_methods}"
 
 
-def _key(tr, node, ref, key_node, key, inner_ok: bool = False):
+def _key(tr, node, ref, key_node, key, inner_ok: bool = False, redirect: bool = False):
     spec = ref.spec
-    if not spec.entries_in_handlers:
+    if not spec.entries_in_handlers and not redirect:
         tr.fail(node, f"self.{ref.name} is a {type(spec).__name__}: a handler cannot read or write its entries "
                       f"by key", _offers(ref))
     if getattr(spec, "inner", None) is not None and not inner_ok:
@@ -511,9 +511,11 @@ def _perf_read(tr, node, ref):
 @map_method("redirect_map")
 def _redirect_map(tr, node, ref, key, flags=None):
     from pyprobe.dsl.maps import CpuMap, DevMap
+    from pyprobe.dsl.sock_maps import XskMap
 
-    if not isinstance(ref.spec, (DevMap, CpuMap)):
-        tr.fail(node.func, f"redirect_map() is a method of DevMap and CpuMap; self.{ref.name} is a {type(ref.spec).__name__}")
+    if not isinstance(ref.spec, (DevMap, CpuMap, XskMap)):
+        tr.fail(node.func, f"redirect_map() is a method of DevMap, CpuMap and XskMap; self.{ref.name} is a "
+                           f"{type(ref.spec).__name__}")
     f = "0" if flags is None else tr.scalar(node.args[1], flags).code
     return Value(f"bpf_redirect_map(&{ref.name}, {tr.scalar(node.args[0], key).code}, {f})", s64)
 
@@ -521,3 +523,4 @@ def _redirect_map(tr, node, ref, key, flags=None):
 from pyprobe.dsl import packet as _packet  # noqa: E402,F401  (registers ntohs, htons, ntohl, htonl)
 from pyprobe.dsl import packet_helpers as _packet_helpers  # noqa: E402,F401  (clone_redirect, redirect)
 from pyprobe.dsl import object_map_methods as _object_map_methods  # noqa: E402  (cgroup arrays, task storage)
+from pyprobe.dsl import sock_map_methods as _sock_map_methods  # noqa: E402,F401  (sockmap redirects)

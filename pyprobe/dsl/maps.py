@@ -449,3 +449,4 @@ class HashOfMaps(ArrayOfMaps):
 
 
 from pyprobe.dsl import object_maps as _object_maps  # noqa: E402,F401  (registers CgroupArray, TaskStorage)
+from pyprobe.dsl import sock_maps as _sock_maps  # noqa: E402,F401  (registers SockMap, SockHash, XskMap)

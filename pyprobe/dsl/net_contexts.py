@@ -19,6 +19,10 @@ _KINDS = {  # kind: (section, context struct, default verdict, packet access, pa
     "cgroup_ingress": ("cgroup_skb/ingress", "__sk_buff", 1, "direct", False),
     "cgroup_egress": ("cgroup_skb/egress", "__sk_buff", 1, "direct", False),
     "cgroup_sock": ("cgroup/sock_create", "bpf_sock", 1, None, False),
+    # attached to a SockMap/SockHash: messages sent, and data received, by its sockets
+    "sk_msg": ("sk_msg", "sk_msg_md", 1, None, False),
+    "sk_skb_verdict": ("sk_skb/stream_verdict", "__sk_buff", 1, None, False),
+    "sk_skb_parser": ("sk_skb/stream_parser", "__sk_buff", 0, None, False),
 }
 NET_KINDS = frozenset(_KINDS)
 

@@ -43,3 +43,32 @@ def cgroup_sock(path: str):
     """cgroup/sock: runs when a process of the cgroup creates a socket (ctx.family, ctx.type,
     ctx.protocol); return SK_PASS (the default) or SK_DROP to make socket() fail with EPERM."""
     return _decorator(Probe("cgroup_sock", (path,)))
+
+
+def _socket_map_probe(kind: str, socket_map: str) -> Probe:
+    if not isinstance(socket_map, str) or not socket_map.isidentifier():
+        raise TypeError(f"@{kind}: name the SockMap or SockHash of the Program it attaches to, "
+                        f"e.g. @{kind}(\"socks\"), not {socket_map!r}")
+    return Probe(kind, (socket_map,), {"map": socket_map})
+
+
+def sk_msg(socket_map: str):
+    """sk_msg: runs on each sendmsg()/sendfile() of a socket in the Program's SockMap or SockHash
+    named `socket_map` (ctx: struct sk_msg_md: ctx.size, ctx.local_port, ...): return SK_PASS
+    (the default), SK_DROP, or `self.socks.msg_redirect_map(ctx, i, flags)` to send the data
+    through another socket of the map (BPF_F_INGRESS: into its receive queue)."""
+    return _decorator(_socket_map_probe("sk_msg", socket_map))
+
+
+def sk_skb_verdict(socket_map: str):
+    """sk_skb stream verdict: runs on the data each socket of the map receives (one message as
+    the map's @sk_skb_parser cut it, else each skb): return SK_PASS (the default), SK_DROP, or
+    `self.socks.sk_redirect_map(ctx, i, flags)`."""
+    return _decorator(_socket_map_probe("sk_skb_verdict", socket_map))
+
+
+def sk_skb_parser(socket_map: str):
+    """sk_skb stream parser: cuts the received stream of the map's sockets into messages for the
+    verdict: return the length of the next message (`ctx.len`: all that arrived; 0: wait for
+    more data, which falling off the end also returns)."""
+    return _decorator(_socket_map_probe("sk_skb_parser", socket_map))

@@ -398,7 +398,7 @@ def live_map(spec, fd: int, name: str):
 # time, and most programs have none (tests/kernel/test_warm_start.py keeps it so).
 _OWN_MODULE = {"PerfCounters": "counters", "HistogramMap": "histmap", "MapOfMaps": "mapinmap",
                "CgroupArrayMap": "objectmaps", "LocalStorageMap": "objectmaps", "QueueMap": "queuemap",
-               "StackTraceMap": "stackmap"}
+               "StackTraceMap": "stackmap", "SocketMap": "sockmaps"}
 
 
 def __getattr__(name: str):
@@ -413,5 +413,5 @@ def __getattr__(name: str):
 
 READERS: dict[str, Any] = {"map": LiveMap, "array": ArrayMap, "histogram": "HistogramMap", "stack_trace": "StackTraceMap",
            "queue": "QueueMap", "map_of_maps": "MapOfMaps", "perf_counters": "PerfCounters",
-           "cgroup_array": "CgroupArrayMap", "local_storage": "LocalStorageMap"}
+           "cgroup_array": "CgroupArrayMap", "local_storage": "LocalStorageMap", "socket_map": "SocketMap"}
 PER_CPU_READERS = {"map": PerCpuHashMap, "array": PerCpuArrayMap}

@@ -1,7 +1,8 @@
 """Programs of every probe kind, with the kernel each is translated for (a feature
 override of the recorded view) and what its C must hold. tests/unit/test_translate_kinds.py
 translates them from tests/unit/data/kernel-view.json; record_kernel.py records that file."""
-from pyprobe import (Array, Hash, Program, SkStorage, iterator, cgroup_ingress, cgroup_sock, first_of, fentry, fexit, kprobe, kretprobe,
+from pyprobe import (Array, Hash, Program, SkStorage, SockHash, SockMap, XskMap, iterator, sk_msg, sk_skb_parser,
+                     sk_skb_verdict, cgroup_ingress, cgroup_sock, first_of, fentry, fexit, kprobe, kretprobe,
                      perf_event, raw_tracepoint, socket_filter, syscall, syscall_return, tc_egress, tc_ingress, tp_btf,
                      tracepoint, u32, u64, uprobe, uretprobe, xdp)
 from pyprobe.bpf import current_task, retval, seq_write, tgid
@@ -111,6 +112,30 @@ class Iterators(Program):
         seq_write(ctx, value)
 
 
+class SocketMaps(Program):
+    socks = SockMap(4)
+    by_port = SockHash(u32)
+    xsks = XskMap(4)
+    sizes = Array(u64, 1)
+
+    @sk_msg("socks")
+    def send(self, ctx):
+        self.sizes[0] += ctx.size
+        return self.socks.msg_redirect_map(ctx, 1, 1)
+
+    @sk_skb_parser("by_port")
+    def parse(self, ctx):
+        return ctx.len
+
+    @sk_skb_verdict("by_port")
+    def verdict(self, ctx):
+        return self.by_port.sk_redirect_hash(ctx, ctx.local_port, 0)
+
+    @xdp("lo")
+    def rx(self, ctx):
+        return self.xsks.redirect_map(ctx.rx_queue_index, 2)
+
+
 class Raw(Program):
     out = Array(u64, 1)
 
@@ -209,6 +234,11 @@ CASES = [
                      "bpf_seq_write(ctx->meta->seq, &pid, sizeof(pid));", 'SEC("iter/tcp")', "__u32 uid = ctx->uid;",
                      "if (!sk_common) return 0;", 'SEC("iter/bpf_map_elem")', "__u32 *key = ((__u32 *)ctx->key);",
                      "__u64 *value = ((__u64 *)ctx->value);", "bpf_seq_write(ctx->meta->seq, value, sizeof(*value));"]),
+    (SocketMaps, {}, ['SEC("sk_msg")', "int send(struct sk_msg_md *ctx)", "ctx->size",
+                      "bpf_msg_redirect_map(ctx, &socks, 1, 1)", 'SEC("sk_skb/stream_parser")', "return ctx->len;",
+                      'SEC("sk_skb/stream_verdict")', "= ctx->local_port;", "bpf_sk_redirect_hash(ctx, &by_port, &",
+                      "/* BPF_MAP_TYPE_SOCKMAP */", "/* BPF_MAP_TYPE_SOCKHASH */", "/* BPF_MAP_TYPE_XSKMAP */",
+                      "bpf_redirect_map(&xsks, ctx->rx_queue_index, 2)"]),
     (Raw, {}, ['SEC("raw_tracepoint/sys_enter")', "ctx->args[1]"]),
     (User, {}, ['SEC("uprobe")', 'SEC("uretprobe")', "PT_REGS_PARM1(ctx)", "PT_REGS_RC(ctx)"]),
     (Sample, {}, ['SEC("perf_event")', "struct bpf_perf_event_data *ctx"]),

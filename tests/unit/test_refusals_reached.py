@@ -116,7 +116,7 @@ CASES = [
     (RAW, "self.rb.discard(e)", "discard() takes a record from self.<ringbuf>.reserve()"),
     (RAW, "self.h.call(ctx, 0)", "call() is a method of ProgArray maps"),
     (RAW, "y = self.h.perf_read()", "perf_read() is a method of PerfEventArray maps"),
-    (RAW, "return self.h.redirect_map(0, 0)", "redirect_map() is a method of DevMap and CpuMap"),
+    (RAW, "return self.h.redirect_map(0, 0)", "redirect_map() is a method of DevMap, CpuMap and XskMap"),
     (RAW, "y = clone_redirect(ctx, 1)", "clone_redirect() works in @tc_ingress/@tc_egress handlers"),
     (RAW, "return redirect(1)", "redirect() works in @xdp and @tc_ingress/@tc_egress handlers"),
     (RAW, 'y = b"x"', "bytes constants are not available"),
