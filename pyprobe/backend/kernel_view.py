@@ -121,7 +121,8 @@ class KernelView:
     def _missing_iterator(self, kind: str) -> str | None:
         if not self.has("btf"):
             return "no kernel BTF"
-        return None if self.btf.struct_id(f"bpf_iter__{kind}") is not None else f"no BPF iterator {kind}"
+        btf = getattr(self, "btf")          # the view's BTF (a live or recorded one)
+        return None if btf.struct_id(f"bpf_iter__{kind}") is not None else f"no BPF iterator {kind}"
 
     def _missing_perf_event(self, event: str) -> str | None:
         from pyprobe.backend.attach import PERF_EVENTS

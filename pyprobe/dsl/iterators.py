@@ -69,7 +69,7 @@ class IteratorContext(Context):
 
     needs_tracing_h = False
 
-    def __init__(self, probe: Probe, members: list, loc):
+    def __init__(self, probe: Probe, members: dict, loc):
         self.attach = probe
         self.kind = probe.target[0]
         self.section = f"iter/{self.kind}"

@@ -69,11 +69,11 @@ def _socket(tr, node, arg_node, sock) -> tuple[str, bool]:
     if kind in _SKB_KINDS and isinstance(arg_node, ast.Name) and arg_node.id == tr.context_param:
         return f"{tr.context_param}->sk", True
     ptype = getattr(sock, "type", None)
-    if kind in _TRACING_KINDS and isinstance(ptype, KernelPointer) and ptype.target == "struct sock":
-        return sock.code, False
-    tr.fail(arg_node, "an SkStorage is reached through a socket: self.<map>.get(ctx) (the packet's socket) in a "
-                      "@cgroup_ingress, @cgroup_egress, @tc_ingress or @tc_egress handler, or "
-                      "self.<map>.get(sk) with a struct sock * argument of a @tp_btf or @fentry handler")
+    if not (kind in _TRACING_KINDS and isinstance(ptype, KernelPointer) and ptype.target == "struct sock"):
+        tr.fail(arg_node, "an SkStorage is reached through a socket: self.<map>.get(ctx) (the packet's socket) in a "
+                          "@cgroup_ingress, @cgroup_egress, @tc_ingress or @tc_egress handler, or "
+                          "self.<map>.get(sk) with a struct sock * argument of a @tp_btf or @fentry handler")
+    return sock.code, False
 
 
 def _inode(tr, node, arg_node, inode) -> str:

@@ -115,7 +115,7 @@ class HandlerTranslator(Statements, Expressions):
             if arg is None:
                 self.fail(self.fdef.args.args[i + 2], f"{self.context.attach.kind} handlers have no argument "
                           + (f"{name}" if named else f"#{i + 1} ({name})"),
-                          self.context.args_hint() if named else
+                          getattr(self.context, "args_hint")() if named else
                           "function arguments after ctx exist for kprobes and uprobes (up to 5)")
             local = self.c_local(name)
             if isinstance(arg, Nullable):          # a map iterator's key or value: a pointer into the map
@@ -128,7 +128,7 @@ class HandlerTranslator(Statements, Expressions):
                 assert arg.type is not None
                 self.decls.append(f"{arg.type.c_decl(local)} = {arg.code};")
                 self.locals[name] = Value(local, arg.type, lvalue=True)
-            if named and self.context.skips_null(name):   # an iterator's last call has no object
+            if named and getattr(self.context, "skips_null")(name):   # an iterator's last call has no object
                 self.decls.append(f"if (!{local}) return 0;")
         self.translate_body()
         out = CBuilder()

@@ -26,9 +26,9 @@ class SocketMap(LiveMap):
             super().__setitem__(key, _fd(self.name, kind, sock))
         except BPFError as e:
             if e.errno == errno_mod.EOPNOTSUPP:
-                raise BPFError(e.errno, f"{self.name}[{key!r}] = {sock!r}",
-                               f"a {kind} holds TCP sockets that listen or are connected, UDP sockets"
-                               + (" bound to an interface queue (AF_XDP)" if kind == "XskMap" else "")) from None
+                holds = ("AF_XDP sockets bound to an interface queue (pyprobe.xsk.XdpSocket)" if kind == "XskMap"
+                         else "TCP sockets that listen or are connected, and UDP sockets")
+                raise BPFError(e.errno, f"{self.name}[{key!r}] = {sock!r}", f"a {kind} holds {holds}") from None
             raise
 
     def __getitem__(self, key):

@@ -71,3 +71,12 @@ def test_socket_map_decorators_name_the_map():
     with pytest.raises(TypeError, match=r'name the SockMap or SockHash of the Program it attaches to, '
                                         r'e.g. @sk_msg\("socks"\)'):
         sk_msg(3)
+
+
+def test_xdp_socket_sizes_are_checked_before_any_socket_is_made():
+    from pyprobe.xsk import XdpSocket
+
+    with pytest.raises(ValueError, match="frames is a power of two"):
+        XdpSocket("lo", frames=3)
+    with pytest.raises(ValueError, match="frame_size 2048 or 4096"):
+        XdpSocket("lo", frame_size=1000)
