@@ -1,11 +1,13 @@
 """BPF_PROG_TEST_RUN from tests: run a loaded program once on a context or a packet the test gives
-(the differential oracle and the packet lessons' agreement tests use it)."""
+(the differential oracle and the packet lessons' agreement tests use it), and a program's recursion misses."""
 import ctypes
 import os
+import struct
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _SYS_BPF = 321            # x86-64
 _BPF_PROG_TEST_RUN = 10
+_BPF_OBJ_GET_INFO_BY_FD = 15
 
 
 class _TestRunAttr(ctypes.Structure):
@@ -51,3 +53,14 @@ def prog_fd(prog, handler: str) -> int:
     session = prog._session
     info = next(p for p in session.source.programs if p.handler == handler)
     return lib.bpf_program__fd(lib.bpf_object__find_program_by_name(session.obj, info.c_name.encode()))
+
+
+def recursion_misses(fd: int) -> int:
+    """bpf_prog_info.recursion_misses: the events the kernel did not run this program on because it
+    was already running on that CPU (BPF_OBJ_GET_INFO_BY_FD; the field is at byte 208 of the UAPI struct)."""
+    info = ctypes.create_string_buffer(232)
+    attr = struct.pack("IIQ", fd, len(info), ctypes.addressof(info)) + bytes(104)
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    if _libc.syscall(_SYS_BPF, _BPF_OBJ_GET_INFO_BY_FD, buf, len(attr)) < 0:
+        raise OSError(ctypes.get_errno(), "BPF_OBJ_GET_INFO_BY_FD")
+    return struct.unpack_from("Q", info.raw, 208)[0]
