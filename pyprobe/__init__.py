@@ -39,7 +39,7 @@ from pyprobe.version import __version__
 __all__ = [
     "Program", "Param", "Array", "Hash", "Histogram", "StackTrace", "RingBuf", "PerfBuf", "PerCpuHash",
     "PerCpuArray", "LruHash", "LruPerCpuHash", "Queue", "Stack", "ArrayOfMaps", "HashOfMaps", "LpmTrie", "ProgArray", "tail_call", "PerfEventArray",
-    "DevMap", "CpuMap", "CgroupArray", "CgroupStorage", "PerCpuCgroupStorage", "SkStorage", "InodeStorage", "TaskStorage", "ksym", "ksymname", "usym", "usymname", "open_pinned", "unpin", "Struct",
+    "DevMap", "CpuMap", "CgroupArray", "CgroupStorage", "PerCpuCgroupStorage", "SkStorage", "InodeStorage", "TaskStorage", "ksym", "ksyms", "ksymname", "usym", "usyms", "usymname", "open_pinned", "unpin", "Struct",
     "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "kprobe", "kretprobe", "uprobe", "uretprobe",
     "perf_event", "usdt", "tp_btf", "fentry", "fexit", "lsm", "fmod_ret", "xdp", "first_of", "tc_ingress", "tc_egress", "socket_filter",
     "cgroup_ingress", "cgroup_egress", "cgroup_sock", "iterator", "sk_msg", "sk_skb_verdict", "sk_skb_parser",
@@ -51,7 +51,7 @@ __all__ = [
 
 def __getattr__(name):
     # Symbols need numpy: load them only when asked for.
-    if name in ("ksym", "ksymname", "usym", "usymname"):
+    if name in ("ksym", "ksyms", "ksymname", "usym", "usyms", "usymname"):
         from pyprobe.runtime import symbols
 
         return getattr(symbols, name)

@@ -108,6 +108,22 @@ class FunctionTable:
             i = int(np.flatnonzero(self.ends[:i] > v)[-1])
         return self.name(i), vaddr - int(self.starts[i])
 
+    def find_many(self, vaddrs) -> tuple:
+        """find() for a uint64 array: (index of each covering symbol, -1 for none; offsets).
+        One searchsorted; only an address inside a nested symbol's enclosing one is looked at alone."""
+        import numpy as np
+
+        v = np.asarray(vaddrs, dtype=np.uint64)
+        if not len(self.starts):
+            return np.full(len(v), -1, dtype=np.int64), np.zeros(len(v), dtype=np.uint64)
+        idx = self.starts.searchsorted(v, side="right").astype(np.int64) - 1
+        safe = np.maximum(idx, 0)
+        idx[(idx < 0) | (self._reach[safe] <= v)] = -1
+        for k in np.flatnonzero((idx >= 0) & (v >= self.ends[safe])).tolist():
+            idx[k] = int(np.flatnonzero(self.ends[:idx[k]] > v[k])[-1])
+        offsets = np.where(idx >= 0, v - self.starts[np.maximum(idx, 0)], np.uint64(0))
+        return idx, offsets
+
     def address_of(self, name: str) -> int | None:
         """The start address (st_value) of the function called `name`, or None."""
         if self._by_name is None:
@@ -151,6 +167,22 @@ class ElfFile:
                     return offset - seg.offset + seg.vaddr
                 best = best if best is not None else offset - seg.offset + seg.vaddr
         return best
+
+    def vaddrs_of_offsets(self, offsets) -> tuple:
+        """vaddr_of_offset() for a uint64 array: (link-time addresses, mask of those found)."""
+        import numpy as np
+
+        offsets = np.asarray(offsets, dtype=np.uint64)
+        out = np.zeros(len(offsets), dtype=np.uint64)
+        found = np.zeros(len(offsets), dtype=bool)
+        for executable in (True, False):          # an executable segment first, as vaddr_of_offset
+            for seg in self.segments:
+                if seg.executable != executable:
+                    continue
+                inside = ~found & (offsets >= np.uint64(seg.offset)) & (offsets < np.uint64(seg.offset + seg.filesz))
+                out[inside] = offsets[inside] - np.uint64(seg.offset) + np.uint64(seg.vaddr)
+                found |= inside
+        return out, found
 
 
 def read_elf(path: str | os.PathLike, data: bytes | None = None) -> ElfFile:

@@ -1,8 +1,6 @@
 """Addresses to names, like bcc's ksym/ksymname/sym, with caches that stay bounded.
 
-Kernel: /proc/kallsyms is read once into sorted numpy arrays (uint64
-addresses, offsets of each name in the file's bytes) and searched with
-np.searchsorted; names are decoded only when returned.
+Kernel: pyprobe.runtime.kernel_symbols (/proc/kallsyms in sorted numpy arrays).
 
 User: /proc/PID/maps finds the mapping, the mapped file's PT_LOAD headers turn
 the file offset into a link-time address, and the file's .symtab/.dynsym
@@ -10,6 +8,8 @@ the file offset into a link-time address, and the file's .symtab/.dynsym
 (path, st_dev, st_ino, st_mtime_ns), in an LRU of 64; maps per pid in an LRU
 of 256. forget_pid(pid) drops a pid (call it when the process exits: a reused
 pid would otherwise see the old process's maps until a lookup misses).
+usyms()/ksyms() name a whole array at once (a profile's stacks): each distinct
+address is looked up once, by one searchsorted per mapping and binary.
 
 A stripped binary's symbols come from its separate debug file (build id or
 .gnu_debuglink, pyprobe.runtime.debuginfo); [vdso] is read from the process's
@@ -27,192 +27,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from pyprobe.backend.elf import ElfError, ElfFile, read_elf
-from pyprobe.backend.ksyms import KALLSYMS
 from pyprobe.errors import PyprobeError
+from pyprobe.runtime import kernel_symbols as _ksyms
+from pyprobe.runtime.kernel_symbols import (UNKNOWN, _U64, KernelSymbols, _label, _u64_array, kernel_symbols,
+                                            ksym, ksymname, ksyms)
 
 __all__ = [
-    "ksym", "ksyms", "ksymname", "usym", "usymname", "buildid_sym", "add_module", "forget_pid", "clear_caches",
-    "elf_symbols",
+    "ksym", "ksyms", "ksymname", "usym", "usyms", "usymname", "buildid_sym", "add_module", "forget_pid",
+    "clear_caches", "elf_symbols",
     "KernelSymbols", "UserSymbols", "kernel_symbols",
 ]
-
-UNKNOWN = "[unknown]"
-_U64 = (1 << 64) - 1
-
-
-def _label(name: str | None, offset: int, module: str | None,
-           show_module: bool, show_offset: bool) -> str:
-    # bcc: "name", "name+0x5", "name [module]"; no offset on "[unknown]"
-    text = UNKNOWN if name is None else (f"{name}+0x{offset:x}" if show_offset else name)
-    if show_module and module is not None:
-        text += f" [{module}]"
-    return text
-
-
-# -- kernel ------------------------------------------------------------------------
-
-class KernelSymbols:
-    """/proc/kallsyms, parsed once with numpy. Core kernel symbols have module "kernel".
-
-    At an address shared by several symbols the first global one in the file
-    is shown (else the first). Like bcc, an address past the last symbol
-    resolves to it with a large offset; below the first it is unknown.
-    """
-
-    def __init__(self, path: str = KALLSYMS):
-        import numpy as np
-
-        with open(path, "rb") as f:
-            data = f.read()
-        if not data.endswith(b"\n"):
-            data += b"\n"
-        self._data = data
-        self._by_name: dict[bytes, int] | None = None
-
-        buf = np.frombuffer(data, dtype=np.uint8)
-        ends = np.flatnonzero(buf == 0x0A)
-        starts = np.empty_like(ends)
-        starts[0] = 0
-        starts[1:] = ends[:-1] + 1
-        ends, starts = ends[ends > starts], starts[ends > starts]     # blank lines
-        width = data.find(b" ")          # hex digits per address: 16 on 64-bit kernels
-        if width <= 0 or not len(starts):
-            raise PyprobeError(f"{path}: no symbols (is /proc mounted?)")
-        if (np.any(ends - starts < width + 4) or np.any(buf[starts + width] != 0x20)
-                or np.any(buf[starts + width + 2] != 0x20)):
-            raise PyprobeError(f"{path}: unexpected line layout (want 'ADDR T name')")
-
-        # two hex digits -> one byte; 8 bytes viewed big-endian -> the address
-        nibble = np.zeros(256, dtype=np.uint8)
-        for value, digit in enumerate(b"0123456789abcdef"):
-            nibble[digit] = nibble[ord(chr(digit).upper())] = value
-        hexdigits = nibble[buf[starts[:, None] + np.arange(width)]]
-        if width % 2:
-            hexdigits = np.concatenate([np.zeros((len(starts), 1), np.uint8), hexdigits], axis=1)
-        packed = np.ascontiguousarray((hexdigits[:, 0::2] << 4) | hexdigits[:, 1::2])
-        padded = np.zeros((len(starts), 8), dtype=np.uint8)
-        padded[:, 8 - packed.shape[1]:] = packed[:, -8:]
-        addrs = padded.view(">u8").ravel().astype(np.uint64)
-        if not addrs.any():
-            raise PyprobeError(
-                f"{path} shows every address as 0: the kernel hides them "
-                "(kernel.kptr_restrict, see `sysctl kernel.kptr_restrict`) from users "
-                "without CAP_SYSLOG; run as root, with kernel.kptr_restrict <= 1")
-        self._width = width
-        self._line_addrs = addrs
-
-        # "ADDR t name\t[module]": a tab ends the name on module lines
-        name_start = starts + width + 3
-        name_end = ends.copy()
-        tabs = np.flatnonzero(buf == 0x09)
-        line_of_tab = np.searchsorted(ends, tabs)
-        first_tab = np.ones(len(tabs), dtype=bool)
-        first_tab[1:] = line_of_tab[1:] != line_of_tab[:-1]
-        tabs, line_of_tab = tabs[first_tab], line_of_tab[first_tab]
-        name_end[line_of_tab] = tabs
-        mod_start = np.full(len(starts), -1, dtype=np.int64)
-        mod_start[line_of_tab] = tabs + 2                       # past "\t["
-
-        kind = buf[starts + width + 1]
-        is_global = (kind >= ord("A")) & (kind <= ord("Z"))
-        keep = addrs != 0                 # per-cpu offsets and hidden entries
-        order = np.flatnonzero(keep)
-        # by address; at equal addresses globals first, then file order
-        order = order[np.lexsort((order, ~is_global[order], addrs[order]))]
-        addrs = addrs[order]
-        head = np.ones(len(addrs), dtype=bool)
-        head[1:] = addrs[1:] != addrs[:-1]
-        order = order[head]
-
-        self.addrs = addrs[head]
-        self._name_start = name_start[order]
-        self._name_end = name_end[order]
-        self._mod_start = mod_start[order]
-        self._line_end = ends[order]
-        self.types = kind[order]
-
-    def __len__(self) -> int:
-        return len(self.addrs)
-
-    def resolve(self, addr: int) -> tuple[str, int, str] | None:
-        """(name, offset, module) for a kernel address, or None below every symbol."""
-        import numpy as np
-
-        addr = int(addr) & _U64
-        i = int(self.addrs.searchsorted(np.uint64(addr), side="right")) - 1
-        if i < 0:
-            return None
-        return self._entry(i, addr)
-
-    def resolve_many(self, addrs) -> list[tuple[str, int, str] | None]:
-        """resolve() for a whole array of addresses (a stack, a map's keys): one searchsorted."""
-        addrs = _u64_array(addrs)
-        idx = self.addrs.searchsorted(addrs, side="right") - 1
-        return [None if i < 0 else self._entry(i, a) for i, a in zip(idx.tolist(), addrs.tolist())]
-
-    def _entry(self, i: int, addr: int) -> tuple[str, int, str]:
-        data = self._data
-        name = data[self._name_start[i]:self._name_end[i]].decode("utf-8", "replace")
-        mod = int(self._mod_start[i])
-        # module lines end in "]"
-        module = "kernel" if mod < 0 else data[mod:self._line_end[i] - 1].decode("utf-8", "replace")
-        return name, addr - int(self.addrs[i]), module
-
-    def address(self, name: str) -> int:
-        """Address of the first symbol called `name` in /proc/kallsyms, or -1 (as bcc)."""
-        if self._by_name is None:
-            # name -> line; built once, ~50 ms. Reversed so the first line wins.
-            w = self._width
-            names = [line[w + 3:].split(b"\t", 1)[0] for line in self._data.split(b"\n") if line]
-            self._by_name = dict(zip(reversed(names), range(len(names) - 1, -1, -1)))
-        line = self._by_name.get(name.encode("utf-8", "surrogateescape"))
-        return -1 if line is None else int(self._line_addrs[line])
-
-
-def _u64_array(addrs):
-    """Addresses as a flat uint64 array; signed values wrap as the kernel's u64 would."""
-    import numpy as np
-
-    if isinstance(addrs, np.ndarray) and addrs.dtype.kind == "u":
-        return addrs.astype(np.uint64).ravel()
-    if isinstance(addrs, np.ndarray) and addrs.dtype.kind == "i":
-        return addrs.astype(np.int64).view(np.uint64).ravel()
-    return np.fromiter((int(a) & _U64 for a in np.asarray(addrs, dtype=object).ravel()),
-                       dtype=np.uint64)
-
-
-_kernel: KernelSymbols | None = None
-_lock = threading.Lock()
-
-
-def kernel_symbols() -> KernelSymbols:
-    """The process-wide KernelSymbols, loaded on first use."""
-    global _kernel
-    if _kernel is None:
-        with _lock:
-            if _kernel is None:
-                _kernel = KernelSymbols()
-    return _kernel
-
-
-def ksym(addr: int, show_module: bool = False, show_offset: bool = False) -> str:
-    """Kernel address to "name", "name+0x1f" or "name [module]"; "[unknown]" if none."""
-    found = kernel_symbols().resolve(addr)
-    if found is None:
-        return UNKNOWN
-    return _label(*found, show_module, show_offset)
-
-
-def ksyms(addrs, show_module: bool = False, show_offset: bool = False) -> list[str]:
-    """ksym() for each address of an array (e.g. a kernel stack from a stack map)."""
-    return [UNKNOWN if found is None else _label(*found, show_module, show_offset)
-            for found in kernel_symbols().resolve_many(addrs)]
-
-
-def ksymname(name: str) -> int:
-    """Kernel symbol name to its address; -1 when unknown, as bcc."""
-    return kernel_symbols().address(name)
-
 
 # -- user --------------------------------------------------------------------------
 
@@ -256,6 +80,7 @@ class _ProcessMaps:
         maps.sort(key=lambda m: m.start)
         self.maps = maps
         self.starts = np.array([m.start for m in maps], dtype=np.uint64)
+        self.ends = np.array([m.end for m in maps], dtype=np.uint64)
 
     def find(self, addr: int) -> _Mapping | None:
         import numpy as np
@@ -264,6 +89,15 @@ class _ProcessMaps:
         if i >= 0 and addr < self.maps[i].end:
             return self.maps[i]
         return None
+
+    def find_many(self, addrs):
+        """The index of each address's mapping in self.maps, -1 for none (a uint64 array in)."""
+        import numpy as np
+
+        idx = self.starts.searchsorted(addrs, side="right").astype(np.int64) - 1
+        if len(self.maps):
+            idx[addrs >= self.ends[np.maximum(idx, 0)]] = -1
+        return idx
 
 
 def _start_time(pid: int) -> int | None:
@@ -304,6 +138,44 @@ class UserSymbols:
         if found is None:
             return None, 0, mapping.path
         return found[0], found[1], mapping.path
+
+    def resolve_many(self, addrs, pid: int) -> list[tuple[str | None, int, str] | None]:
+        """resolve() for each address of an array in process pid: the process's maps are read
+        (or re-read) once, and each mapping's addresses named by one search of its binary."""
+        import numpy as np
+
+        uniq, inverse = np.unique(_u64_array(addrs), return_inverse=True)
+        found: list = [None] * len(uniq)
+        with self._lock:
+            maps = self._maps_covering(uniq, pid)
+            where = maps.find_many(uniq) if maps is not None else np.full(len(uniq), -1)
+            for m in sorted(set(where[where >= 0].tolist())):      # (np.unique alone imports numpy.ma)
+                mapping = maps.maps[m]
+                if mapping.path is None:
+                    continue
+                at = np.flatnonzero(where == m)
+                elf = self._elf_for(pid, mapping)
+                if elf is None:
+                    for k in at.tolist():
+                        found[k] = (None, 0, mapping.path)
+                    continue
+                offsets = uniq[at] - np.uint64(mapping.start) + np.uint64(mapping.offset)
+                vaddrs, mapped = elf.vaddrs_of_offsets(offsets)
+                idx, offs = elf.functions.find_many(vaddrs)
+                idx[~mapped] = -1
+                name = elf.functions.name
+                for k, i, off in zip(at.tolist(), idx.tolist(), offs.tolist()):
+                    found[k] = (None, 0, mapping.path) if i < 0 else (name(i), off, mapping.path)
+        return [found[k] for k in inverse.ravel().tolist()]
+
+    def _maps_covering(self, addrs, pid: int) -> _ProcessMaps | None:
+        """pid's maps; read, or re-read once when an address is in none of them and _mapping()
+        would re-read for it."""
+        maps = self._pids.get(pid)
+        missing = addrs if maps is None else addrs[maps.find_many(addrs) < 0]
+        if len(missing):
+            self._mapping(int(missing[0]), pid)
+        return self._pids.get(pid)
 
     def elf_symbols(self, path: str) -> ElfFile:
         """The (cached) symbols of a binary; ElfError or OSError if unreadable."""
@@ -447,6 +319,29 @@ def usym(addr: int, pid: int, show_module: bool = False, show_offset: bool = Fal
     return _label(name, offset, os.path.basename(module), show_module, show_offset)
 
 
+def usyms(addrs, pid: int, show_module: bool = False, show_offset: bool = False,
+          demangle: bool = True) -> list[str]:
+    """usym() for each address of an array in process pid (e.g. its user stacks, concatenated):
+    each distinct address is looked up and labelled once."""
+    out = []
+    labels: dict = {}
+    for found in _user.resolve_many(addrs, pid):
+        label = labels.get(found)
+        if label is None:
+            if found is None:
+                label = UNKNOWN
+            else:
+                name, offset, module = found
+                if demangle and name is not None and name.startswith("_Z"):
+                    from pyprobe.runtime.debuginfo import demangle as cxx
+
+                    name = cxx(name)
+                label = _label(name, offset, os.path.basename(module), show_module, show_offset)
+            labels[found] = label
+        out.append(label)
+    return out
+
+
 _by_build_id: dict[bytes, str] = {}
 
 
@@ -529,7 +424,5 @@ def elf_symbols(path: str) -> ElfFile:
 
 def clear_caches() -> None:
     """Drop every cached symbol table, pid map and the kallsyms copy (reloaded on next use)."""
-    global _kernel
     _user.clear()
-    with _lock:
-        _kernel = None
+    _ksyms.forget()

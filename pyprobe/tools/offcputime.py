@@ -98,9 +98,11 @@ def blocked(prog):
     import numpy as np
 
     keys, values = prog.counts.to_numpy()
-    rows = [(int(k["pid"]), int(k["tid"]), common.text(k["comm"]), int(v),
-             stacks.frames(prog.stack_traces, k["user_stack"], int(k["pid"])),
-             stacks.frames(prog.stack_traces, k["kernel_stack"])) for k, v in zip(keys, values)]
+    pids = keys["pid"].tolist()
+    named = stacks.name_stacks(prog.stack_traces, list(zip(keys["user_stack"].tolist(), pids))
+                               + [(s, None) for s in keys["kernel_stack"].tolist()])
+    rows = [(pid, int(k["tid"]), common.text(k["comm"]), int(v), named[(int(k["user_stack"]), pid)],
+             named[(int(k["kernel_stack"]), None)]) for k, pid, v in zip(keys, pids, values)]
     return np.array(rows, dtype=[("pid", "u4"), ("tid", "u4"), ("comm", "U16"), ("usecs", "u8"),
                                  ("user", object), ("kernel", object)])
 

@@ -13,6 +13,8 @@ compiled object serves every -F.
 """
 from __future__ import annotations
 
+import sys
+
 from pyprobe import Hash, Param, Program, StackTrace, Struct, bool_, char, perf_event, s64, u32, u64
 from pyprobe.bpf import BPF_F_USER_STACK, comm, tgid, tid
 from pyprobe.tools import common, stacks
@@ -79,13 +81,14 @@ def sampled(prog, symbolize: bool = True):
     import numpy as np
 
     keys, counts = prog.counts.to_numpy()
-    rows = []
-    seen: dict = {}
-    for k, n in zip(keys, counts):
-        pid = int(k["pid"])
-        user = stacks.frames(prog.stack_traces, k["user_stack"], pid, seen) if symbolize else []
-        kernel = stacks.frames(prog.stack_traces, k["kernel_stack"], None, seen) if symbolize else []
-        rows.append((pid, common.text(k["comm"]), int(n), user, kernel))
+    pids = keys["pid"].tolist()
+    named = {}
+    if symbolize:
+        wanted = [(s, p) for s, p in zip(keys["user_stack"].tolist(), pids)]
+        wanted += [(s, None) for s in keys["kernel_stack"].tolist()]
+        named = stacks.name_stacks(prog.stack_traces, wanted)
+    rows = [(pid, common.text(k["comm"]), int(n), named.get((int(k["user_stack"]), pid), []),
+             named.get((int(k["kernel_stack"]), None), [])) for k, pid, n in zip(keys, pids, counts.tolist())]
     return np.array(rows, dtype=[("pid", "u4"), ("comm", "U16"), ("count", "u8"), ("user", object),
                                  ("kernel", object)])
 
@@ -122,16 +125,16 @@ def main(argv=None, prog=None) -> int:
             stacks.warm_up()
             common.wait(args.duration)
             tool.detach()
-            rows = sorted(sampled(tool), key=lambda r: r["count"])
-            for r in rows:
+            rows = sampled(tool)
+            rows = rows[rows["count"].argsort(kind="stable")].tolist()     # fewest samples first, as bcc
+            if args.folded and not args.json:
+                sys.stdout.write("".join("%s %d\n" % (stacks.folded(comm, user, kernel, args.delimited,
+                                                                     args.annotations), count)
+                                         for _, comm, count, user, kernel in rows))
+            for pid, comm, count, user, kernel in rows if not args.folded or args.json else ():
                 if args.json:
-                    common.print_json({"pid": int(r["pid"]), "comm": str(r["comm"]), "count": int(r["count"]),
-                                       "user": r["user"], "kernel": r["kernel"]})
-                elif args.folded:
-                    print("%s %d" % (stacks.folded(str(r["comm"]), r["user"], r["kernel"], args.delimited,
-                                                   args.annotations), r["count"]))
+                    common.print_json({"pid": pid, "comm": comm, "count": count, "user": user, "kernel": kernel})
                 else:
-                    stacks.print_stack(r["kernel"], r["user"], str(r["comm"]), int(r["pid"]), int(r["count"]),
-                                       args.delimited)
+                    stacks.print_stack(kernel, user, comm, pid, count, args.delimited)
 
     return common.run(trace)

@@ -7,9 +7,10 @@ import pyprobe
 def warm_up() -> None:
     """Load what naming frames needs (numpy, the kernel's symbol table) while a tool waits for
     its samples, so the names come at once when it stops."""
-    import numpy  # noqa: F401
+    import numpy
 
     pyprobe.ksym(0)
+    pyprobe.usyms(numpy.zeros(1, dtype=numpy.uint64), 0)    # the batch path's own imports
 
 
 def frames(stack_map, stack_id: int, pid: int | None = None, seen: dict | None = None) -> list[str]:
@@ -29,6 +30,31 @@ def frames(stack_map, stack_id: int, pid: int | None = None, seen: dict | None =
     if seen is not None:
         seen[key] = names
     return names
+
+
+def name_stacks(stack_map, wanted) -> dict:
+    """{(stack_id, pid): frames} for each (stack_id, pid) pair of `wanted` (pid None: a kernel
+    stack), innermost first. Each stack is read once, and the addresses of all the stacks of one
+    process (or of the kernel) are named in one batch: an address many stacks share is looked up
+    once (a profile's report after Ctrl-C)."""
+    import numpy as np
+
+    wanted = {(int(stack_id), pid) for stack_id, pid in wanted}
+    addrs = stack_map.walk_many({stack_id for stack_id, _ in wanted})
+    none = np.zeros(0, dtype=np.uint64)
+    by_pid: dict = {}
+    for key in sorted(wanted, key=lambda k: k[0]):
+        by_pid.setdefault(key[1], []).append(key)
+    out = {}
+    for pid, keys in by_pid.items():
+        parts = [addrs.get(stack_id, none) for stack_id, _ in keys]
+        flat = np.concatenate(parts)
+        names = pyprobe.ksyms(flat) if pid is None else pyprobe.usyms(flat, pid)
+        at = 0
+        for key, part in zip(keys, parts):
+            out[key] = names[at:at + len(part)]
+            at += len(part)
+    return out
 
 
 def folded(comm: str, user: list[str], kernel: list[str], delimit: bool = False, annotate: bool = False) -> str:

@@ -32,6 +32,14 @@ def test_vfs_read():
     assert ksyms([addr, addr + 5], show_offset=True) == ["vfs_read+0x0", "vfs_read+0x5"]
 
 
+def test_ksyms_names_an_array_as_ksym_names_each():
+    """The batch path (a profile's kernel stacks): repeats, offsets and unknowns as ksym()."""
+    rows = [r for r in _kallsyms() if r[0] and r[1] in "tT"][::501]
+    addrs = [addr + k for addr, *_ in rows for k in (0, 1)] + [rows[0][0], 0, 1]
+    for show in ({}, {"show_offset": True, "show_module": True}):
+        assert ksyms(addrs, **show) == [ksym(a, **show) for a in addrs]
+
+
 def test_unknown_name_and_address():
     assert ksymname("pyprobe_no_such_symbol") == -1
     lowest = int(kernel_symbols().addrs[0])

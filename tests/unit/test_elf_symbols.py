@@ -12,7 +12,7 @@ import pytest
 
 from pyprobe.errors import PyprobeError
 from pyprobe.backend.elf import ElfError, read_elf
-from pyprobe.runtime.symbols import KernelSymbols, UserSymbols, forget_pid, usym
+from pyprobe.runtime.symbols import KernelSymbols, UserSymbols, forget_pid, usym, usyms
 
 LIB_C = r"""
 static __attribute__((noinline)) int lib_inner(int x) { return x * 7 + 3; }
@@ -151,6 +151,33 @@ def test_usym_in_running_child(child):
     assert usym(beta + 3, pid, show_module=True, show_offset=True) == f"pyprobe_beta+0x3 [{exe}]"
     assert usym(0x10, pid) == "[unknown]"
     assert usym(0x10, pid, show_module=True, show_offset=True) == "[unknown]"
+
+
+def test_usyms_names_an_array_as_usym_names_each(child):
+    """The batch path (a profile's stacks): the same labels as one usym() per address, repeats,
+    unknowns, offsets and every mapping of the process included."""
+    import numpy as np
+
+    proc, exe, beta, gamma = child
+    with open(f"/proc/{proc.pid}/maps") as f:
+        starts = [int(line.split("-")[0], 16) for line in f if " r-xp " in line]
+    addrs = [beta, beta + 3, gamma, beta, 0x10, gamma + 1] + [a + 0x40 for a in starts] + [(1 << 64) - 8]
+    for show in ({}, {"show_offset": True, "show_module": True}):
+        assert usyms(np.array(addrs, dtype=np.uint64), proc.pid, **show) == [usym(a, proc.pid, **show) for a in addrs]
+    assert usyms(addrs, proc.pid)[:4] == ["pyprobe_beta", "pyprobe_beta", "pyprobe_gamma", "pyprobe_beta"]
+    assert usyms([], proc.pid) == []
+
+
+def test_usyms_rereads_maps_for_a_library_loaded_later(child):
+    proc, exe, beta, _ = child
+    syms = UserSymbols(maps_refresh_s=0)
+    assert syms.resolve_many([beta], proc.pid)[0][0] == "pyprobe_beta"    # maps cached before dlopen
+    proc.stdin.write(b"g")
+    proc.stdin.flush()
+    inner = int(proc.stdout.readline(), 16)
+    found = syms.resolve_many([inner + 1, beta], proc.pid)
+    assert [(name, offset, os.path.basename(module)) for name, offset, module in found] == \
+        [("lib_inner", 1, "libpp.so"), ("pyprobe_beta", 0, exe)]
 
 
 def test_usym_sees_a_library_loaded_later(child):
