@@ -388,6 +388,10 @@ class HandlerCompiler(SimStatements):
                 if node.keywords:
                     self.fail(node.keywords[0], "map methods take positional arguments")
                 impl = sim_builtins.MAP_METHODS.get(node.func.attr)
+                if impl is None and node.func.attr in sim_builtins.NOT_SIMULATED_METHODS:
+                    self.fail(node.func, f"self.{base.name}.{node.func.attr}() cannot be simulated: "
+                                         f"{sim_builtins.NOT_SIMULATED_METHODS[node.func.attr]}",
+                              "test this handler against the kernel (the pytest plugin's `load`)")
                 if impl is None:
                     self.fail(node.func, f"maps have no method '{node.func.attr}' in a handler "
                                          f"(available: {', '.join(sorted(sim_builtins.MAP_METHODS))})")

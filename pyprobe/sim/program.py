@@ -46,7 +46,6 @@ class ProgramCompiler:
         self.line_maps: dict[str, tuple[str, list[int]]] = {}     # generated function -> (file, lines)
         self.functions: dict[tuple, tuple[str, object]] = {}     # (func, argument kinds) -> (name, return type)
         self.sources: list[str] = []
-        self.tail_targets: dict = {}
         self._in_progress: set = set()
 
     # ---- what `self.<name>` means ---------------------------------------------
@@ -160,7 +159,6 @@ class CompiledProgram:
         self.params = pc.params
         self.handlers = handlers
         self.line_maps = pc.line_maps
-        self.tail_targets = pc.tail_targets
         text = "\n".join(pc.sources + [h.source for h in handlers.values()])
         self.filename = f"<pyprobe-sim {pc.cls.__qualname__}>"
         self.code = compile(text, self.filename, "exec")

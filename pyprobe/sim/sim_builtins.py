@@ -312,6 +312,30 @@ def _queue(tr, node, ref, method: str) -> str:
     return f"M_{ref.name}"
 
 
+@map_method("get_stackid")
+def _get_stackid(tr, node, ref, ctx, flags=None):
+    """The translator's checks (dsl/builtins.py), then the stack the test gave (sim/stacks.py)."""
+    from pyprobe.dsl.builtins import _STACKID_FLAGS
+    from pyprobe.dsl.maps import StackTrace
+
+    if not isinstance(ref.spec, StackTrace):
+        tr.fail(node.func, f"get_stackid() is a method of StackTrace maps; self.{ref.name} is a {type(ref.spec).__name__}")
+    if ref.spec.build_id:
+        tr.fail(node, f"self.{ref.name} keeps build ids (StackTrace(build_id=True)), which the simulator does not have",
+                "test this handler against the kernel (the pytest plugin's `load`)")
+    value = 0
+    if flags is not None:
+        if not isinstance(flags, SV) or flags.const is None:
+            tr.fail(node.args[1], "get_stackid(ctx, flags) takes constant flags: BPF_F_USER_STACK, "
+                                  "BPF_F_REUSE_STACKID, BPF_F_FAST_STACK_CMP (pyprobe.bpf), or'ed, plus frames to skip")
+        value = int(flags.const)
+        unknown = value & ~(0xFF | sum(_STACKID_FLAGS))
+        if value < 0 or unknown:
+            tr.fail(node.args[1], f"get_stackid(): unknown flag bits {hex(unknown if value >= 0 else value)}; "
+                                  f"known: {', '.join(_STACKID_FLAGS.values())} and 0-255 frames to skip")
+    return SV(f"_stackid(M_{ref.name}, {value}, {tr.lineno})", s64)
+
+
 @map_method("push")
 def _push(tr, node, ref, value, flags=None):
     storage = _queue(tr, node, ref, "push")
@@ -335,13 +359,21 @@ def _tail_call(tr, node, ref, ctx, index):
 
     if not isinstance(ref.spec, ProgArray):
         tr.fail(node.func, f"call() is a method of ProgArray maps; self.{ref.name} is a {type(ref.spec).__name__}")
-    # On success a tail call does not return: the target's result is the program's.
-    targets = {i: t for i, t in ref.spec.entries.items()}
-    i = tr.scalar(node.args[1], index).code
-    tr.emit(f"_tc = T_{ref.name}.get({i})")
-    tr.emit(f"if _tc is not None: return _tc(ctx)")
-    tr.program.tail_targets[ref.name] = targets
-    return None
+    tr.fail(node, f"self.{ref.name}.call() is a tail call, which the simulator does not have",
+            "simulate the target handler on the same event (sim.<target>(...)), or test the chain against the "
+            "kernel (the pytest plugin's `load`)")
+
+
+# map methods the translator has and the simulator does not: why, for the error at the handler's line
+NOT_SIMULATED_METHODS = {
+    "perf_read": "it reads a perf counter of the CPU",
+    "query": "it asks the kernel about its ring buffer",
+    "redirect_map": "it redirects packets to devices, CPUs or sockets",
+    "msg_redirect_map": "it redirects messages to sockets", "msg_redirect_hash": "it redirects messages to sockets",
+    "sk_redirect_map": "it redirects packets to sockets", "sk_redirect_hash": "it redirects packets to sockets",
+    "current_task_under": "it tests cgroup membership", "skb_under": "it tests cgroup membership",
+    "local": "its storage belongs to a cgroup attachment",
+}
 
 
 def string_compare(tr, node, op, buf, lit):

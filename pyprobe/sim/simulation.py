@@ -16,7 +16,7 @@ import sys
 from pyprobe.errors import Location, PyprobeError
 from pyprobe.sim.state import SimulationError, State, make_runtime
 
-_SETTABLE = ("tgid", "tid", "uid", "gid", "cpu", "ktime_ns", "comm", "task", "random")
+_SETTABLE = ("tgid", "tid", "uid", "gid", "cpu", "ktime_ns", "comm", "task", "random", "stack", "user_stack")
 
 
 class Simulation:
@@ -53,16 +53,11 @@ class Simulation:
                 self._maps[name] = view_for(spec, storage, name)
         exec(program.code, ns)
         self._ns = ns
-        for map_name, targets in program.tail_targets.items():
-            ns[f"T_{map_name}"] = {i: self._tail_target(t) for i, t in targets.items()}
         self._handlers = {name: ns[f"H_{name}_0"] for name in program.handlers}
         # maps and handlers by name; a handler named like a method here (set, trace) shadows it:
         # sim.handler(name) and sim.maps[name] always work
         self.__dict__.update(self._maps)
         self.__dict__.update({name: self.handler(name) for name in program.handlers})
-
-    def _tail_target(self, name):
-        raise PyprobeError(f"tail calls to {name} are not simulated yet")
 
     # ---- what a test uses --------------------------------------------------
     def __getattr__(self, name):
@@ -77,8 +72,9 @@ class Simulation:
                              f"handler '{name}'")
 
     def set(self, **values) -> "Simulation":
-        """What helpers return from now on: tgid, tid, uid, gid, cpu, ktime_ns, comm, task, random.
-        `pid` is tgid; `task` is a dict of the task_struct fields current_task() reads."""
+        """What helpers return from now on: tgid, tid, uid, gid, cpu, ktime_ns, comm, task, random,
+        stack, user_stack. `pid` is tgid; `task` is a dict of the task_struct fields current_task()
+        reads; `stack` / `user_stack` the addresses get_stackid() hashes, innermost first."""
         if "pid" in values:
             values["tgid"] = values.pop("pid")
         unknown = set(values) - set(_SETTABLE)
@@ -95,6 +91,8 @@ class Simulation:
                 s.cpu = value
             elif name == "task":
                 s.task = value
+            elif name in ("stack", "user_stack"):
+                setattr(s, name, None if value is None else [int(a) for a in value])
             else:
                 bits = 64 if name == "ktime_ns" else 32
                 setattr(s, name, int(value) & ((1 << bits) - 1))

@@ -54,6 +54,8 @@ class State:
         self.ktime_ns = 1_000_000_000
         self.comm = bytearray(b"sim".ljust(16, b"\0"))
         self.task = None
+        self.stack: list[int] | None = None          # get_stackid(ctx): kernel stack, innermost first
+        self.user_stack: list[int] | None = None     # get_stackid(ctx, BPF_F_USER_STACK)
         self.random = 4
         self.trace: list[str] = []
         self.memory = Memory()
@@ -142,6 +144,16 @@ def make_runtime(state: State) -> dict:
         ns[f"_W_{name}"] = packer.pack_into
         ns[f"_P_{name}"] = packer.pack
     ns["_R_bool"] = PACKERS["bool"].unpack_from
+
+    def stackid(storage, flags, lineno):
+        user = bool(flags & (1 << 8))
+        stack = state.user_stack if user else state.stack
+        if stack is None:
+            what = "user_stack" if user else "stack"
+            raise SimulationError(f"get_stackid() reads the {'user' if user else 'kernel'} stack, which the test did "
+                                  f"not give: sim.set({what}=[addresses, innermost first])", lineno)
+        return storage.get_stackid(stack, flags)
+    ns["_stackid"] = stackid
 
     def read_memory(buf, off, size, address, string, lineno):
         data = state.memory.read(address, size, string, lineno)

@@ -363,6 +363,10 @@ def storage_for(spec, state):
         return QueueStorage(spec, state)
     if spec.kind == "lpm_trie":
         return LpmStorage(spec, state)
+    if spec.kind == "stack_trace":
+        from pyprobe.sim.stacks import StackTraceStorage
+
+        return StackTraceStorage(spec, state)
     if spec.kind == "lru_percpu_hash":
         return LruPerCpuStorage(spec, state)
     if spec.per_cpu:
