@@ -17,8 +17,8 @@
 Handlers are Python with C semantics, translated to BPF C, compiled with clang
 (cached) and loaded with libbpf. Importing pyprobe loads neither numpy nor libbpf.
 """
-from pyprobe.dsl.decorators import (fentry, fexit, first_of, fmod_ret, kprobe, kretprobe, lsm, perf_event,
-                                    raw_tracepoint, syscall, syscall_return, tail_call, tp_btf, tracepoint, uprobe,
+from pyprobe.dsl.decorators import (fentry, fexit, first_of, fmod_ret, kprobe, kretprobe, kretsyscall, ksyscall,
+                                    lsm, perf_event, raw_tracepoint, syscall, syscall_return, tail_call, tp_btf, tracepoint, uprobe,
                                     uretprobe, usdt, xdp)
 from pyprobe.dsl.iterators import iterator
 from pyprobe.dsl.net_probes import (cgroup_egress, cgroup_ingress, cgroup_sock, sk_msg, sk_skb_parser, sk_skb_verdict,
@@ -40,7 +40,8 @@ __all__ = [
     "Program", "Param", "Array", "Hash", "Histogram", "StackTrace", "RingBuf", "PerfBuf", "PerCpuHash",
     "PerCpuArray", "LruHash", "LruPerCpuHash", "Queue", "Stack", "ArrayOfMaps", "HashOfMaps", "LpmTrie", "ProgArray", "tail_call", "PerfEventArray",
     "DevMap", "CpuMap", "CgroupArray", "CgroupStorage", "PerCpuCgroupStorage", "SkStorage", "InodeStorage", "TaskStorage", "ksym", "ksyms", "ksymname", "usym", "usyms", "usymname", "open_pinned", "unpin", "Struct",
-    "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "kprobe", "kretprobe", "uprobe", "uretprobe",
+    "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "ksyscall", "kretsyscall", "kprobe", "kretprobe",
+    "uprobe", "uretprobe",
     "perf_event", "usdt", "tp_btf", "fentry", "fexit", "lsm", "fmod_ret", "xdp", "first_of", "tc_ingress", "tc_egress", "socket_filter",
     "cgroup_ingress", "cgroup_egress", "cgroup_sock", "iterator", "sk_msg", "sk_skb_verdict", "sk_skb_parser",
     "SockMap", "SockHash", "XskMap",

@@ -113,6 +113,12 @@ def _kprobe(prog, probe):
 def _ksyscall(prog, probe):
     (name,) = probe.target
     if not _has("kprobes"):
+        if _has("syscall_tracepoints"):     # the kprobe spelling was chosen (@ksyscall)
+            decorator = "syscall" if probe.kind == "ksyscall" else "syscall_return"
+            raise UnsupportedProbe(f"@{probe.kind}(\"{name}\"): kprobes are not available in this kernel "
+                                   f"(CONFIG_KPROBES is not set); use the tracepoint spelling, @{decorator}(\"{name}\") "
+                                   f"(syscalls:sys_{'enter' if probe.kind == 'ksyscall' else 'exit'}_{name}), "
+                                   f"whose args.<field> are the same")
         raise UnsupportedProbe(f"this kernel has neither syscall tracepoints nor kprobes, so pyprobe cannot "
                                f"trace the system call {name}() (needs CONFIG_FTRACE_SYSCALLS or CONFIG_KPROBES)")
     opts = ffi.new("struct bpf_ksyscall_opts *", {"sz": ffi.sizeof("struct bpf_ksyscall_opts"),

@@ -63,6 +63,13 @@ class KernelView:
 
     _missing_syscall_return = _missing_syscall
 
+    def _missing_ksyscall(self, name: str) -> str | None:
+        if not self.has("kprobes"):
+            return "no kprobes (CONFIG_KPROBES)"
+        return None if self.syscall_function(name) else f"no system call {name}()"
+
+    _missing_kretsyscall = _missing_ksyscall
+
     def _missing_raw_tracepoint(self, name: str) -> str | None:
         if not self.has("raw_tracepoints"):
             return "no raw tracepoints (Linux >= 4.17)"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pyprobe.dsl import registers
 from pyprobe.dsl.decorators import Probe
-from pyprobe.dsl.types import ArrayType, PointerType, char, scalar_for, u8, u32, u64
+from pyprobe.dsl.types import ArrayType, CType, PointerType, char, scalar_for, u8, u32, u64
 from pyprobe.dsl.target import kernel
 from pyprobe.dsl.values import Value
 
@@ -39,6 +39,44 @@ class Context:
         return self.attach.describe()
 
 
+# Integer types by C name. Syscall tracepoints keep every argument in an 8-byte slot marked
+# unsigned whatever its type: a field is read as its C type says (an `int dfd` of AT_FDCWD is
+# -100, not 4294967196, as bpftrace and bcc read it; the low bytes, little-endian).
+_C_INTEGERS = {
+    "char": (1, True), "unsigned char": (1, False), "short": (2, True), "unsigned short": (2, False),
+    "umode_t": (2, False), "int": (4, True), "unsigned int": (4, False), "unsigned": (4, False),
+    "pid_t": (4, True), "uid_t": (4, False), "gid_t": (4, False), "qid_t": (4, False), "key_t": (4, True),
+    "mqd_t": (4, True), "clockid_t": (4, True), "timer_t": (4, True), "rwf_t": (4, True),
+    "key_serial_t": (4, True), "u16": (2, False), "s16": (2, True), "u32": (4, False), "s32": (4, True),
+    "__u32": (4, False), "__s32": (4, True), "long": (8, True), "long long": (8, True), "loff_t": (8, True),
+    "off_t": (8, True), "ssize_t": (8, True), "s64": (8, True), "__s64": (8, True), "time_t": (8, True),
+}
+
+
+def _declared_integer(f):
+    name = " ".join(w for w in f.c_type.split() if w not in ("const", "volatile"))
+    size, signed = _C_INTEGERS.get(name, (f.size, f.signed))
+    return scalar_for(size, signed) if size <= f.size else scalar_for(f.size, f.signed)
+
+
+def field_type(f, category: str):
+    """The DSL type of a tracepoint format's field (syscall arguments: user pointers)."""
+    if f.is_data_loc:
+        return u32
+    if f.array_len:
+        elem = char if "char" in f.c_type else scalar_for(f.size // f.array_len, f.signed)
+        return ArrayType(elem, f.array_len)
+    if f.is_pointer:
+        user = "__user" in f.c_type or category == "syscalls"
+        target: CType = char if "char" in f.c_type else u8
+        for _ in range(f.c_type.count("*") - 1):     # char ** argv: a pointer to user pointers
+            target = PointerType(target, user=user)
+        return PointerType(target, user=user)
+    if f.size in (1, 2, 4, 8):
+        return _declared_integer(f)
+    return ArrayType(u8, f.size)
+
+
 class TracepointContext(Context):
     def __init__(self, category: str, name: str, probe: Probe, fields):
         self.category, self.name = category, name
@@ -50,20 +88,7 @@ class TracepointContext(Context):
         self._all = list(fields)
 
     def _field_type(self, f):
-        if f.is_data_loc:
-            return u32
-        if f.array_len:
-            elem = char if "char" in f.c_type else scalar_for(f.size // f.array_len, f.signed)
-            return ArrayType(elem, f.array_len)
-        if f.is_pointer:
-            user = "__user" in f.c_type or self.category == "syscalls"
-            target = char if "char" in f.c_type else u8
-            for _ in range(f.c_type.count("*") - 1):     # char ** argv: a pointer to user pointers
-                target = PointerType(target, user=user)
-            return PointerType(target, user=user)
-        if f.size in (1, 2, 4, 8):
-            return scalar_for(f.size, f.signed)
-        return ArrayType(u8, f.size)
+        return field_type(f, self.category)
 
     def declarations(self) -> str:
         """The record layout, with explicit padding so every offset is the kernel's."""
@@ -116,12 +141,13 @@ class RawTracepointContext(Context):
 
 
 class KprobeContext(Context):
-    """kprobe/kretprobe, and ksyscall (the kprobe fallback for @syscall)."""
+    """kprobe/kretprobe, and ksyscall/kretsyscall (the kprobe spelling of @syscall)."""
 
     kernel_types = ("struct pt_regs",)
     needs_tracing_h = True
+    syscall_fields: list | None = None
 
-    def __init__(self, kind: str, function: str, probe: Probe):
+    def __init__(self, kind: str, function: str, probe: Probe, syscall_fields: list | None = None):
         self.kind = kind
         self.function = function
         self.attach = Probe(kind, (function,), probe.options)
@@ -130,6 +156,13 @@ class KprobeContext(Context):
         if probe.options.get("regex") or any(ch in function for ch in "*?["):
             self.section = kind             # one program for every match, attached by name
         self.c_param_type = "struct pt_regs *"
+        # The syscall tracepoint's format names the arguments (None: this kernel has no format)
+        self.syscall_fields = None if syscall_fields is None else \
+            [f for f in syscall_fields if not f.name.startswith("common_")]
+
+    def _syscall_regs(self, param) -> str:
+        # The wrapper (__x64_sys_NAME) takes the syscall's own registers as its argument.
+        return f"((struct pt_regs *)PT_REGS_PARM1({param}))"
 
     def function_arg(self, index, param):
         if index >= 5:
@@ -139,18 +172,54 @@ class KprobeContext(Context):
             if typed is not None:
                 return Value(f"(({typed.c_name})PT_REGS_PARM{index + 1}({param}))", typed)
         if self.kind in ("ksyscall", "kretsyscall"):
-            # The syscall's own registers sit behind the wrapper's pt_regs.
-            return Value(f"PT_REGS_PARM{index + 1}_CORE_SYSCALL((struct pt_regs *)PT_REGS_PARM1({param}))", u64)
+            return Value(f"PT_REGS_PARM{index + 1}_CORE_SYSCALL({self._syscall_regs(param)})", u64)
         return Value(f"PT_REGS_PARM{index + 1}({param})", u64)
 
     def field(self, param, name):
-        # Syscall fields by position when no tracepoint names them.
-        if self.kind == "ksyscall" and name.startswith("arg") and name[3:].isdigit():
-            return self.function_arg(int(name[3:]), param)
+        if self.kind in ("ksyscall", "kretsyscall"):
+            value = self._syscall_field(param, name)
+            if value is not None:
+                return value
         return registers.register(param, name)
 
+    def _syscall_field(self, param, name):
+        """`args.<name>` as the syscall tracepoint's record has it: its arguments in order
+        after __syscall_nr (read from the syscall's registers), or `ret` on return."""
+        if name.startswith("arg") and name[3:].isdigit() and self.kind == "ksyscall":
+            return self.function_arg(int(name[3:]), param)       # by position, on any kernel
+        for f in self.syscall_fields or ():
+            if f.name != name:
+                continue
+            t = field_type(f, "syscalls")
+            if name == "__syscall_nr":
+                if self.kind == "kretsyscall":
+                    return None       # the registers that held it are gone at return
+                return Value(f"(({t.c_name})BPF_CORE_READ({self._syscall_regs(param)}, orig_ax))", t)
+            if self.kind == "kretsyscall":
+                return Value(f"(({t.c_name})PT_REGS_RC({param}))", t)
+            index = [g.name for g in self.syscall_fields if g.name != "__syscall_nr"].index(name)
+            code = f"PT_REGS_PARM{index + 1}_CORE_SYSCALL({self._syscall_regs(param)})"
+            return Value(code if isinstance(t, PointerType) else f"(({t.c_name}){code})", t)
+        return None
+
     def field_names(self):
+        if self.kind in ("ksyscall", "kretsyscall"):
+            names = [f.name for f in self.syscall_fields or ()
+                     if not (f.name == "__syscall_nr" and self.kind == "kretsyscall")]
+            return names + list(registers.REGISTERS)
         return list(registers.REGISTERS)
+
+    def field_hint(self, name: str) -> str | None:
+        """Why `args.<name>` is missing, when the kernel rather than the handler is the cause."""
+        if self.kind not in ("ksyscall", "kretsyscall"):
+            return None
+        event = f"sys_{'enter' if self.kind == 'ksyscall' else 'exit'}_{self.function}"
+        if self.syscall_fields is None:
+            return (f"the syscall's argument names come from tracefs's syscalls/{event}/format, which this kernel "
+                    f"lacks (CONFIG_FTRACE_SYSCALLS): read them by position, args.arg0 .. args.arg4")
+        if name == "__syscall_nr" and self.kind == "kretsyscall":
+            return "a kretsyscall handler cannot read the syscall's number: it is this syscall's, a constant"
+        return None
 
     def regs(self, param) -> str:
         return param

@@ -127,6 +127,18 @@ def syscall_return(name: str):
     return _decorator(Probe("syscall_return", (name,)))
 
 
+def ksyscall(name: str):
+    """Entry of a system call through a kprobe on its kernel function (`__x64_sys_<name>`,
+    libbpf's ksyscall), whatever tracepoints the kernel has; `args.<field>` are the
+    syscalls:sys_enter_<name> tracepoint's fields, read from the syscall's registers."""
+    return _decorator(Probe("ksyscall", (name,)))
+
+
+def kretsyscall(name: str):
+    """Return of a system call through a kretprobe on its kernel function; `args.ret`."""
+    return _decorator(Probe("kretsyscall", (name,)))
+
+
 def kprobe(function: str | None = None, sym_re: str | None = None):
     """Entry of a kernel function (needs CONFIG_KPROBES); a glob ("vfs_*") or sym_re= attaches
     the handler to every matching function."""

@@ -93,7 +93,8 @@ class Expressions:
             value = self.context.field(base.name, attr)
             if value is None:
                 names = ", ".join(self.context.field_names()) or "none"
-                self.fail(node, f"{self.context.choice()} has no field '{attr}' (fields: {names})")
+                hint = getattr(self.context, "field_hint", lambda _: None)(attr)
+                self.fail(node, f"{self.context.choice()} has no field '{attr}' (fields: {names})", hint)
             return value
         if isinstance(base, KernelPath) or (isinstance(base, Value) and isinstance(base.type, KernelPointer)):
             return kernel_data.member(self, node, base, attr)

@@ -60,14 +60,19 @@ def context_for(probe: Probe, loc: Location) -> Context:
         except TracefsUnavailable as e:
             raise TranslationError(str(e), loc, "list what exists with: pyprobe list 'tracepoint:*'") from None
         return TracepointContext(target[0], target[1], probe, fields)
-    if kind in ("syscall", "syscall_return"):
+    if kind in ("syscall", "syscall_return", "ksyscall", "kretsyscall"):
         name = target[0]
-        event = f"sys_{'enter' if kind == 'syscall' else 'exit'}_{name}"
-        if view.has("syscall_tracepoints"):
+        event = f"sys_{'enter' if kind in ('syscall', 'ksyscall') else 'exit'}_{name}"
+        if kind.startswith("syscall") and view.has("syscall_tracepoints"):
             if not view.has_tracepoint("syscalls", event):
                 raise TranslationError(f"there is no system call '{name}' on this kernel (no syscalls:{event})", loc)
             return TracepointContext("syscalls", event, probe, view.tracepoint_fields("syscalls", event))
-        return KprobeContext("ksyscall" if kind == "syscall" else "kretsyscall", name, probe)
+        # The kprobe spelling: the tracepoint's format, where the kernel has one, names the arguments
+        try:
+            fields = view.tracepoint_fields("syscalls", event) if view.has_tracepoint("syscalls", event) else None
+        except TracefsUnavailable:
+            fields = None
+        return KprobeContext("ksyscall" if kind in ("syscall", "ksyscall") else "kretsyscall", name, probe, fields)
     if kind == "raw_tracepoint":
         return RawTracepointContext(target[0], probe)
     if kind == "usdt":

@@ -2,13 +2,14 @@
 
 As bcc's tool: the exec syscall's entry sends the filename and each argument as
 its own record (up to --max-args, 128 bytes each), and the exit sends the result;
-user space joins them by pid. Here the syscalls' tracepoints (a kprobe on the
-syscall where a kernel has none); the argv pointers are read from user memory in
-one copy. -u and -P filter in the kernel; -x includes failed execs, -n and -l
-filter the lines, as bcc does.
+user space joins them by pid. bcc's kprobes on the syscall's function where the
+kernel has kprobes (ExecSnoopKprobes), else the syscall's tracepoints (ExecSnoop):
+one handler, since the kprobe spelling reads the same `args.filename`/`args.argv`.
+The argv pointers are read from user memory in one copy. -u and -P filter in the
+kernel; -x includes failed execs, -n and -l filter the lines, as bcc does.
 
-    from pyprobe.tools.execsnoop import ExecSnoop, execs
-    with ExecSnoop() as prog:
+    from pyprobe.tools.execsnoop import choose, execs
+    with choose()() as prog:
         ...
     execs(prog.events.drain())   # numpy records: pid, ppid, uid, retval, comm, args
 """
@@ -17,7 +18,8 @@ from __future__ import annotations
 import re
 import time
 
-from pyprobe import Param, Program, RingBuf, Struct, char, s32, syscall, syscall_return, u32, u64
+from pyprobe import (Param, Program, RingBuf, Struct, char, kretsyscall, ksyscall, s32, syscall, syscall_return, u32,
+                     u64)
 from pyprobe.bpf import comm, current_task, ktime_ns, probe_read_user, probe_read_user_str, tgid, uid
 from pyprobe.tools import common
 
@@ -112,6 +114,20 @@ class ExecSnoop(Program):
         self.events.submit(e)
 
 
+class ExecSnoopKprobes(ExecSnoop):
+    """bcc's spelling: a kprobe and a kretprobe on execve's kernel function (__x64_sys_execve)."""
+
+    enter = ksyscall("execve")(ExecSnoop.enter.func)
+    leave = kretsyscall("execve")(ExecSnoop.leave.func)
+
+
+def choose() -> type[Program]:
+    """bcc's kprobes where the kernel has them, else the tracepoints."""
+    from pyprobe import kernel
+
+    return kernel.first_supported(ExecSnoopKprobes, ExecSnoop)
+
+
 class Joiner:
     """Joins each exec's argument records to its result record, as bcc's print_event does."""
 
@@ -165,7 +181,7 @@ def main(argv=None, prog=None) -> int:
         params = {"target_ppid": args.ppid or 0, "max_args": args.max_args}
         if args.uid is not None:
             params["target_uid"] = args.uid
-        with ExecSnoop(**params) as tool:
+        with choose()(**params) as tool:
             common.announce(tool, "Tracing exec() syscalls... Hit Ctrl-C to end.")
             if not args.json:
                 print(("%-9s" % "TIME" if args.time else "") + ("%-8s" % "TIME(s)" if args.timestamp else "")

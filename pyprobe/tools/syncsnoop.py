@@ -1,17 +1,17 @@
 """syncsnoop: trace sync() and its relatives (fsync, fdatasync, msync, sync_file_range, syncfs).
 
-bcc's tool kprobes each system call; here one handler sits on the six syscall
-tracepoints (a kprobe on the syscall only where a kernel has no tracepoint) and
-records which one it was by its number.
+bcc's tool kprobes each system call: so does SyncSnoopKprobes, where the kernel has
+kprobes; elsewhere SyncSnoop puts the same handler on the six syscall tracepoints.
+Either records which call it was by its number (`args.__syscall_nr` in both spellings).
 
-    from pyprobe.tools.syncsnoop import SyncSnoop
-    with SyncSnoop() as prog:
+    from pyprobe.tools.syncsnoop import choose
+    with choose()() as prog:
         ...
     prog.events.drain()     # numpy records: ts (ns), pid, nr, comm
 """
 from __future__ import annotations
 
-from pyprobe import Program, RingBuf, Struct, char, syscall, u32, u64
+from pyprobe import Program, RingBuf, Struct, char, ksyscall, syscall, u32, u64
 from pyprobe.bpf import comm, ktime_ns, tgid
 from pyprobe.tools import common
 from pyprobe.tools.syscall_names import syscall_name
@@ -47,13 +47,27 @@ class SyncSnoop(Program):
         self.events.submit(e)
 
 
+class SyncSnoopKprobes(SyncSnoop):
+    """bcc's spelling: kprobes on the six syscalls' kernel functions (__x64_sys_sync, ...)."""
+
+    on_sync = ksyscall("sync")(ksyscall("fsync")(ksyscall("fdatasync")(ksyscall("msync")(
+        ksyscall("sync_file_range")(ksyscall("syncfs")(SyncSnoop.on_sync.func))))))
+
+
+def choose() -> type[Program]:
+    """bcc's kprobes where the kernel has them, else the tracepoints."""
+    from pyprobe import kernel
+
+    return kernel.first_supported(SyncSnoopKprobes, SyncSnoop)
+
+
 def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Trace sync() system calls", EXAMPLES)
     common.add_duration(p)
     args = p.parse_args(argv)
 
     def trace():
-        with SyncSnoop() as tool:
+        with choose()() as tool:
             common.announce(tool, "Tracing sync syscalls... Hit Ctrl-C to end.")
             if not args.json:
                 print("%-18s %-16s %-16s" % ("TIME(s)", "COMM", "CALL"), flush=True)

@@ -3,7 +3,8 @@ override of the recorded view) and what its C must hold. tests/unit/test_transla
 translates them from tests/unit/data/kernel-view.json; record_kernel.py records that file."""
 from pyprobe import (Array, Hash, Program, SkStorage, SockHash, SockMap, XskMap, iterator, sk_msg, sk_skb_parser,
                      sk_skb_verdict, cgroup_ingress, cgroup_sock, first_of, fentry, fexit, kprobe, kretprobe,
-                     perf_event, raw_tracepoint, socket_filter, syscall, syscall_return, tc_egress, tc_ingress, tp_btf,
+                     kretsyscall, ksyscall, perf_event, raw_tracepoint, socket_filter, syscall, syscall_return,
+                     tc_egress, tc_ingress, tp_btf,
                      tracepoint, u32, u64, uprobe, uretprobe, xdp)
 from pyprobe.bpf import current_task, retval, seq_write, tgid
 
@@ -42,6 +43,21 @@ class SyscallsByKprobe(Program):
     @syscall("openat")
     def enter(self, args):
         self.calls[tgid()] += args.arg2
+
+
+class SyscallFieldsByKprobe(Program):
+    """The kprobe spelling reads the tracepoint format's names: openat(dfd, filename, flags, mode)."""
+
+    calls = Hash(u32, u64)
+
+    @ksyscall("openat")
+    def enter(self, args):
+        if args.dfd == -100:
+            self.calls[args.__syscall_nr] += args.flags + args.filename[0]
+
+    @kretsyscall("openat")
+    def leave(self, args):
+        self.calls[tgid()] += args.ret
 
 
 class VfsRead(Program):
@@ -219,9 +235,14 @@ CASES = [
     (BlockIssue, {}, ['SEC("tracepoint/block/block_rq_issue")', "struct pp_tp__block__block_rq_issue {",
                       "pp_array_add(total, 0, args->bytes);"]),
     (Syscalls, {}, ['SEC("tracepoint/syscalls/sys_enter_openat")', 'SEC("tracepoint/syscalls/sys_exit_openat")',
-                    "args->flags", "args->ret"]),
+                    "args->flags", "args->ret", "    __s32 dfd;\n    __u8 __pp_pad6[4];"]),
     (SyscallsByKprobe, {"syscall_tracepoints": False},
-     ['SEC("ksyscall/openat")', "PT_REGS_PARM3_CORE_SYSCALL((struct pt_regs *)PT_REGS_PARM1(args))"]),
+     ['SEC("ksyscall/openat")', "PT_REGS_PARM3_CORE_SYSCALL(((struct pt_regs *)PT_REGS_PARM1(args)))"]),
+    (SyscallFieldsByKprobe, {}, ['SEC("ksyscall/openat")', 'SEC("kretsyscall/openat")',
+                                 "((__s32)PT_REGS_PARM1_CORE_SYSCALL(((struct pt_regs *)PT_REGS_PARM1(args)))) == -100",
+                                 "((__s32)PT_REGS_PARM3_CORE_SYSCALL(((struct pt_regs *)PT_REGS_PARM1(args))))",
+                                 "PT_REGS_PARM2_CORE_SYSCALL(", "BPF_CORE_READ(((struct pt_regs *)PT_REGS_PARM1(args)), orig_ax)",
+                                 "((__s64)PT_REGS_RC(args))"]),
     (VfsRead, {"kprobes": True}, ['SEC("kprobe/vfs_read")', 'SEC("kretprobe/vfs_read")',
                                   "((struct file *)PT_REGS_PARM1(ctx))", "BPF_CORE_READ(", "f_inode"]),
     (VfsRead, {"kprobes": False, "fentry": True}, ['SEC("fentry/vfs_read")', 'SEC("fexit/vfs_read")',

@@ -45,3 +45,57 @@ def test_a_tracepoint_handler_translates_for_the_point_attach_to_gives():
     assert "block_rq_issue" not in text
     with pytest.raises(TranslationError, match="block_rq_issue has no field 'error'"):
         translate_program(Errors, kernel=VIEW)
+
+
+class _NoSyscallFormats:
+    """The recorded view, as a kernel built without CONFIG_FTRACE_SYSCALLS answers."""
+
+    def __init__(self, view):
+        self.view = view
+
+    def has(self, feature):
+        return False if feature == "syscall_tracepoints" else self.view.has(feature)
+
+    def has_tracepoint(self, category, name):
+        return category != "syscalls" and self.view.has_tracepoint(category, name)
+
+    def __getattr__(self, name):
+        return getattr(self.view, name)
+
+
+def test_the_kprobe_spelling_of_a_syscall_refuses_what_it_cannot_name():
+    from pyprobe import Hash, Program, kretsyscall, ksyscall, syscall, u64
+    from pyprobe.errors import TranslationError
+
+    class Named(Program):
+        calls = Hash(u64, u64)
+
+        @syscall("openat")
+        def enter(self, args):
+            self.calls[args.flags] += 1
+
+    with pytest.raises(TranslationError, match="ksyscall:openat has no field 'flags'") as e:
+        translate_program(Named, kernel=_NoSyscallFormats(VIEW))       # @syscall's kprobe fallback
+    assert "syscalls/sys_enter_openat/format, which this kernel lacks" in str(e.value)
+    assert "args.arg0 .. args.arg4" in str(e.value)
+
+    class Positional(Program):
+        calls = Hash(u64, u64)
+
+        @ksyscall("openat")
+        def enter(self, args):
+            self.calls[args.arg2] += 1
+
+    assert "PT_REGS_PARM3_CORE_SYSCALL(" in translate_program(Positional, kernel=_NoSyscallFormats(VIEW)).text
+
+    class NumberAtReturn(Program):
+        calls = Hash(u64, u64)
+
+        @kretsyscall("openat")
+        def leave(self, args):
+            self.calls[args.__syscall_nr] += 1
+
+    with pytest.raises(TranslationError, match="kretsyscall:openat has no field '__syscall_nr' "
+                                               r"\(fields: ret, ip, ") as e:
+        translate_program(NumberAtReturn, kernel=VIEW)
+    assert "cannot read the syscall's number" in str(e.value)
