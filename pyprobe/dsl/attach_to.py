@@ -50,11 +50,23 @@ def resolve(cls, attach_to: dict | None) -> tuple[dict[str, list[Probe]], dict[s
                                 f"({probe.describe()}): use a {kind} probe point")
             if probe in probes[:i]:
                 raise TypeError(f"attach_to gives {name} {probe.describe()} twice: every event would run it twice")
-        if kind in MOVABLE or not probes:
+        if (kind in MOVABLE and not any(_becomes_fentry(p) for p in probes)) or not probes:
             moved[name] = probes
         else:
             retarget[name] = probes
     return moved, retarget
+
+
+def _becomes_fentry(probe: Probe) -> bool:
+    """A kprobe that translation turns into fentry (a kernel without kprobes): its program
+    names the function, so it is translated for the one given."""
+    from pyprobe.backend.matching import is_pattern
+    from pyprobe.dsl.target import kernel
+
+    if probe.kind not in ("kprobe", "kretprobe") or is_pattern(probe):
+        return False
+    view = kernel()
+    return not view.has("kprobes") and view.has("fentry")
 
 
 def variant_key(retarget: dict[str, list[Probe]]) -> tuple:

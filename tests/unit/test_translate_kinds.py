@@ -99,3 +99,26 @@ def test_the_kprobe_spelling_of_a_syscall_refuses_what_it_cannot_name():
                                                r"\(fields: ret, ip, ") as e:
         translate_program(NumberAtReturn, kernel=VIEW)
     assert "cannot read the syscall's number" in str(e.value)
+
+
+def test_a_kprobe_given_at_construction_is_translated_for_fentry_where_kprobes_are_missing():
+    from pyprobe import Hash, Program, kprobe, u64
+    from pyprobe.dsl.attach_to import resolve
+    from pyprobe.dsl.target import using
+
+    class Reads(Program):
+        calls = Hash(u64, u64)
+
+        @kprobe("vfs_write")
+        def enter(self, ctx):
+            self.calls[ctx.ip] += 1
+
+    given = {"enter": kprobe("vfs_read")}
+    with using(Pretend(VIEW, kprobes=True)):
+        assert resolve(Reads, given) == ({"enter": [kprobe("vfs_read").probe]}, {})    # the object moves
+    fentry_only = Pretend(VIEW, kprobes=False, fentry=True)
+    with using(fentry_only):
+        moved, retarget = resolve(Reads, given)
+    assert moved == {} and retarget == {"enter": [kprobe("vfs_read").probe]}
+    text = translate_program(Reads, kernel=fentry_only, retarget=retarget).text
+    assert 'SEC("fentry/vfs_read")' in text and "vfs_write" not in text
