@@ -171,8 +171,13 @@ class KprobeContext(Context):
             typed = _btf_param(self.function, index)
             if typed is not None:
                 return Value(f"(({typed.c_name})PT_REGS_PARM{index + 1}({param}))", typed)
-        if self.kind in ("ksyscall", "kretsyscall"):
-            return Value(f"PT_REGS_PARM{index + 1}_CORE_SYSCALL({self._syscall_regs(param)})", u64)
+        if self.kind == "kretsyscall":
+            return None               # the syscall's registers are gone at return
+        if self.kind == "ksyscall":   # bcc's syscall__name(ctx, filename, ...): typed as the format says
+            args = [f for f in self.syscall_fields or () if f.name != "__syscall_nr"]
+            t = field_type(args[index], "syscalls") if index < len(args) else u64
+            code = f"PT_REGS_PARM{index + 1}_CORE_SYSCALL({self._syscall_regs(param)})"
+            return Value(code if isinstance(t, PointerType) or t is u64 else f"(({t.c_name}){code})", t)
         return Value(f"PT_REGS_PARM{index + 1}({param})", u64)
 
     def field(self, param, name):
@@ -197,9 +202,8 @@ class KprobeContext(Context):
                 return Value(f"(({t.c_name})BPF_CORE_READ({self._syscall_regs(param)}, orig_ax))", t)
             if self.kind == "kretsyscall":
                 return Value(f"(({t.c_name})PT_REGS_RC({param}))", t)
-            index = [g.name for g in self.syscall_fields if g.name != "__syscall_nr"].index(name)
-            code = f"PT_REGS_PARM{index + 1}_CORE_SYSCALL({self._syscall_regs(param)})"
-            return Value(code if isinstance(t, PointerType) else f"(({t.c_name}){code})", t)
+            return self.function_arg([g.name for g in self.syscall_fields if g.name != "__syscall_nr"].index(name),
+                                     param)
         return None
 
     def field_names(self):

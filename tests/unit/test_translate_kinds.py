@@ -122,3 +122,29 @@ def test_a_kprobe_given_at_construction_is_translated_for_fentry_where_kprobes_a
     assert moved == {} and retarget == {"enter": [kprobe("vfs_read").probe]}
     text = translate_program(Reads, kernel=fentry_only, retarget=retarget).text
     assert 'SEC("fentry/vfs_read")' in text and "vfs_write" not in text
+
+
+def test_a_ksyscall_handler_takes_the_arguments_as_parameters_typed_as_the_format():
+    from pyprobe import Hash, Program, kretsyscall, ksyscall, u64
+    from pyprobe.errors import TranslationError
+
+    class Bcc(Program):                   # bcc's syscall__openat(ctx, dfd, filename, flags)
+        calls = Hash(u64, u64)
+
+        @ksyscall("openat")
+        def enter(self, ctx, dfd, filename, flags):
+            if dfd == -100:
+                self.calls[flags] += filename[0]
+
+    text = translate_program(Bcc, kernel=VIEW).text
+    assert "dfd = ((__s32)PT_REGS_PARM1_CORE_SYSCALL(" in text and "flags = ((__s32)PT_REGS_PARM3_CORE_SYSCALL(" in text
+
+    class AtReturn(Program):
+        calls = Hash(u64, u64)
+
+        @kretsyscall("openat")
+        def leave(self, ctx, dfd):
+            self.calls[dfd] += 1
+
+    with pytest.raises(TranslationError, match=r"kretsyscall handlers have no argument #1 \(dfd\)"):
+        translate_program(AtReturn, kernel=VIEW)
