@@ -33,21 +33,24 @@ def _hide_internals(fn):
 
 
 class _class_or_instance:
-    """A classmethod that, called on an instance, takes that instance's retargeted probe
-    points (attach_to), so `prog.translate()` shows what `prog` loads."""
+    """A classmethod that, called on an instance, also gets the instance (else None), so
+    `prog.translate()` shows what `prog` loads with its attach_to."""
 
     def __init__(self, fn):
         self.fn = fn
         self.__doc__ = fn.__doc__
 
     def __get__(self, obj, cls):
-        retarget = getattr(obj, "_retarget", {}) if obj is not None else {}
         fn = self.fn
 
         def bound(*args, **kwargs):
-            return fn(cls, retarget, *args, **kwargs)
+            return fn(cls, obj, *args, **kwargs)
         bound.__doc__, bound.__name__ = fn.__doc__, fn.__name__
         return bound
+
+
+def _retarget(obj) -> dict:
+    return getattr(obj, "_retarget", {}) if obj is not None else {}
 
 
 class Program:
@@ -145,15 +148,15 @@ class Program:
 
     @_class_or_instance
     @_hide_internals
-    def translate(cls, retarget) -> str:
+    def translate(cls, obj) -> str:
         """The generated BPF C (needs no root and no clang)."""
-        return cls._source(retarget=retarget).full_text()
+        return cls._source(retarget=_retarget(obj)).full_text()
 
     @_class_or_instance
     @_hide_internals
-    def compile(cls, retarget) -> bytes:
+    def compile(cls, obj) -> bytes:
         """The BPF ELF object (clang only, no root); served from the cache when possible."""
-        return cls._object(cls._source(compiling=True, retarget=retarget))
+        return cls._object(cls._source(compiling=True, retarget=_retarget(obj)))
 
     @classmethod
     def _object(cls, source) -> bytes:
@@ -322,9 +325,20 @@ class Program:
         return list(self._session.skipped) if self._session is not None else []
 
     @_class_or_instance
-    def probe_points(cls, retarget) -> list[tuple[str, str]]:
-        """(program, probe point) that translation chose on this kernel, before loading."""
-        return [(p.c_name, p.choice()) for p in cls._source(retarget=retarget).programs if p.attach]
+    def probe_points(cls, obj) -> list[tuple[str, str]]:
+        """(program, probe point) that translation chose on this kernel, before loading; on an
+        instance, with the points its attach_to gave (patterns as given: expanded at attach)."""
+        moved = getattr(obj, "_attach_to", {}) if obj is not None else {}
+        out, seen = [], set()
+        for p in cls._source(retarget=_retarget(obj)).programs:
+            if not p.attach:
+                continue
+            if p.handler not in moved:
+                out.append((p.c_name, p.choice()))
+            elif p.handler not in seen:          # the handler's first program attaches to them all
+                seen.add(p.handler)
+                out.extend((p.c_name, probe.describe()) for probe in moved[p.handler])
+        return out
 
     def socket(self, handler: str | None = None):
         """The raw socket of a @socket_filter handler (the only one if not named): it

@@ -71,8 +71,11 @@ def test_a_three_function_glob_counts_each_call(app, multi, monkeypatch):
 
 def test_sym_re_and_several_probe_points(app):
     exe, symbols = app
-    prog = run(exe, Calls(attach_to={"on_call": [uprobe(exe, sym_re=r"work_(alpha|gamma)"),
-                                                  uprobe(exe, "other_delta")], "on_other": []}), 2, 4, 6)
+    prog = Calls(attach_to={"on_call": [uprobe(exe, sym_re=r"work_(alpha|gamma)"), uprobe(exe, "other_delta")],
+                            "on_other": []})
+    assert prog.probe_points() == [("on_call", f"uprobe:{exe}:re:work_(alpha|gamma)"),
+                                   ("on_call", f"uprobe:{exe}:other_delta")]      # the instance's, before attach
+    run(exe, prog, 2, 4, 6)
     assert by_name(prog, symbols) == {"work_alpha": 2, "work_gamma": 6, "other_delta": 1}
 
 
