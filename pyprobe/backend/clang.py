@@ -101,6 +101,22 @@ def start_early() -> None:
             _stop_at_exit = True
 
 
+def _forget_early_in_child() -> None:
+    """A forked child closes its copy of the early clang's stdin: the parent's compile_c() closes
+    its own to end clang's input, and clang would wait for the child's copy to close too."""
+    global _early
+    proc, _early = _early, None
+    if proc is not None and proc.stdin is not None:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_early_in_child)
+
+
 def cancel_early() -> None:
     """The object was in the cache after all: stop the clang started early."""
     global _early

@@ -93,3 +93,44 @@ def test_a_built_class_starts_no_clang(tmp_path):
     assert r.returncode == 0, r.stderr
     out = run(tmp_path, compile=False)                       # a fresh cache: only the built file holds it
     assert out["early_pid"] is None and out["early_left"] is False
+
+
+FORK_SCRIPT = '''
+import json, os, signal
+from pyprobe import Hash, Program, raw_tracepoint, u32, u64
+from pyprobe.backend import clang
+from pyprobe.bpf import tgid
+
+
+class CountReads(Program):
+    counts = Hash(u32, u64)
+
+    @raw_tracepoint("sys_enter")
+    def count_reads(self, ctx):
+        self.counts[tgid()] += 1
+
+
+started = clang._early is not None
+r, w = os.pipe()
+child = os.fork()                   # a child that outlives the compile, as a test's workload does
+if child == 0:
+    os.read(r, 1)
+    os._exit(0)
+signal.alarm(60)                    # a compile that waits for the child would end here, failing
+elf = CountReads.compile()[:4] == b"\\x7fELF"
+signal.alarm(0)
+os.write(w, b"g")
+os.waitpid(child, 0)
+print(json.dumps({"started": started, "elf": elf}), flush=True)
+'''
+
+
+def test_a_child_forked_while_clang_waits_does_not_hold_its_input_open(tmp_path):
+    """The child inherits the early clang's stdin; it closes its copy at the fork, or clang would never
+    see the end of its input while the child lives (a test's workload forked before its load hung)."""
+    script = tmp_path / "fork_then_compile.py"
+    script.write_text(FORK_SCRIPT)
+    env = dict(os.environ, PYPROBE_CACHE_DIR=str(tmp_path / "cache"))
+    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"started": True, "elf": True}
