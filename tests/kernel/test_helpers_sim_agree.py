@@ -1,12 +1,13 @@
 """Helper methods and module functions (issue 12's shared code) in the kernel and simulated, on the
 same events: a child's getppid() and getpgid() calls, which two handlers record through one
-struct-taking helper method. The records and the map must be identical.
+struct-taking helper method; a child's openat() calls, through helpers taking and returning a .get()
+result, a user pointer and a kernel pointer. The records and the maps must be identical.
 Uses pyprobe's pytest plugin: `load`, `simulate`.
 """
 import os
 
 from pyprobe import Hash, Param, Program, RingBuf, Struct, char, syscall, u32, u64
-from pyprobe.bpf import comm, current_task, tgid
+from pyprobe.bpf import comm, current_task, probe_read_user_str, tgid
 
 
 class Call(Struct):
@@ -107,3 +108,74 @@ def test_shared_helpers_kernel_and_simulation_record_the_same_calls(load, simula
     assert len(kernel) == 6
     assert kernel == simulated
     assert dict(prog.counts.items()) == dict(sim.counts.items()) == {1: 3, 2: 3 + 1 + os.getpid()}
+
+
+class Named(Struct):
+    n: u64
+    name: char[24]
+
+
+def bump(v, by):
+    """A .get() result passed in: the helper writes through it into the map."""
+    v.n += by
+
+
+def parent_of(task):
+    """Returns a kernel pointer."""
+    return task.real_parent
+
+
+def read_name(p):
+    """A user pointer passed in; returns a char[24]."""
+    s = char[24]()
+    probe_read_user_str(s, p)
+    return s
+
+
+class PointerHelpers(Program):
+    target = Param(u32)
+    opened = Hash(u32, Named)
+
+    def _entry(self, k):
+        """Returns a .get() result (None when the key is missing)."""
+        return self.opened.get(k)
+
+    @syscall("openat")
+    def on_openat(self, args):
+        if tgid() != self.target:
+            return
+        v = self._entry(0)
+        if v is None:
+            self.opened[0] = Named()
+            return
+        bump(v, 5)
+        v.name = read_name(args.filename)
+        self.opened[parent_of(current_task()).tgid] = v
+
+
+def test_pointer_helpers_kernel_and_simulation_store_the_same_entries(load, simulate, tmp_path):
+    paths = [str(tmp_path / f"f{i}") for i in range(3)]
+    for p in paths:
+        open(p, "w").close()
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(r, 1)
+        for p in paths:
+            os.close(os.open(p, os.O_RDONLY))
+        os._exit(0)
+    try:
+        prog = load(PointerHelpers, target=child)
+        os.write(w, b"g")
+        os.waitpid(child, 0)
+    finally:
+        os.close(r)
+        os.close(w)
+    kernel = {int(k): bytes(v) for k, v in prog.opened.items()}
+
+    sim = simulate(PointerHelpers, target=child)
+    sim.set(tgid=child, task={"real_parent": {"tgid": os.getpid()}})
+    for p in paths:
+        sim.on_openat(dfd=-100, filename=p, flags=os.O_RDONLY)
+    assert kernel == {int(k): bytes(v) for k, v in sim.opened.items()}
+    assert sim.opened[os.getpid()]["n"] == 10 and bytes(sim.opened[0]["name"]).rstrip(b"\0") == paths[2][:23].encode()
