@@ -10,7 +10,7 @@ from collections import namedtuple
 
 # enum bpf_prog_type / bpf_attach_type / bpf_map_type values (uapi, stable)
 PROG_KPROBE, PROG_TRACEPOINT, PROG_PERF_EVENT, PROG_RAW_TP, PROG_TRACING = 2, 5, 7, 17, 26
-ATTACH_TRACE_FENTRY = 24
+ATTACH_TRACE_FENTRY, ATTACH_TRACE_ITER = 24, 28
 MAP_RINGBUF = 27
 
 
@@ -30,6 +30,8 @@ FEATURES = {f.name: f for f in (
     Feature("uprobe_multi", "uprobe.multi links (one link for many functions)", "needs Linux >= 6.6; without it a pattern attaches one uprobe per function"),
     Feature("perf_events", "perf_event sampling programs", "needs CONFIG_PERF_EVENTS=y; check /proc/sys/kernel/perf_event_paranoid"),
     Feature("ringbuf", "BPF ring buffer maps", "needs Linux >= 5.8"),
+    Feature("map_iterators", "BPF iterators over a map's elements (@iterator(\"bpf_map_elem\", map=...))",
+            "needs Linux >= 5.9; some hardened kernels refuse them (EPERM) while task and tcp iterators load"),
 )}
 
 _cache: dict[str, bool] | None = None
@@ -215,6 +217,23 @@ def _fentry() -> bool:
         os.close(fd)
 
 
+def _map_iterators() -> bool:
+    """Load a trivial iterator program over a map's elements (bpf_iter_bpf_map_elem)."""
+    if not (_root() and _btf()):
+        return False
+    from pyprobe.backend.libbpf import ffi, lib
+    from pyprobe.backend.vmlinux import KIND_FUNC, kernel_btf
+
+    btf_id = lib.btf__find_by_name_kind(kernel_btf(), b"bpf_iter_bpf_map_elem", KIND_FUNC)
+    if btf_id <= 0:
+        return False
+    fd = lib.pp_trivial_prog(PROG_TRACING, ATTACH_TRACE_ITER, btf_id, ffi.NULL, 0)
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
+
+
 def _perf_events() -> bool:
     return os.path.exists("/proc/sys/kernel/perf_event_paranoid") and _prog_type(PROG_PERF_EVENT)()
 
@@ -238,4 +257,5 @@ _PROBES = {
     "uprobe_multi": _uprobe_multi,
     "perf_events": _perf_events,
     "ringbuf": _ringbuf,
+    "map_iterators": _map_iterators,
 }

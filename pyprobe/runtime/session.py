@@ -156,6 +156,13 @@ class Session:
             check(lib.bpf_map__set_pin_path(m, path.encode()), f"pin {name} at {path}")
 
     def _load_error(self, errno_: int) -> BPFError:
+        map_iterators = [p.handler for p in self.source.programs if p.probe.kind == "iterator" and "map" in p.probe.options]
+        if map_iterators and errno_ == errno.EPERM:      # refused before the verifier looks at an instruction
+            from pyprobe.backend import features
+
+            if not features.has("map_iterators"):
+                return BPFError(errno_, f"load {self.source.name}", f"{', '.join(map_iterators)}: this kernel refuses "
+                                "iterators over a map's elements (pyprobe doctor: map_iterators)")
         for c_name, buf in self._logs.items():
             log = ffi.string(buf).decode(errors="replace")
             if log.strip():
