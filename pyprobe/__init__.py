@@ -20,7 +20,6 @@ Handlers are Python with C semantics, translated to BPF C, compiled with clang
 from pyprobe.dsl.decorators import (fentry, fexit, first_of, fmod_ret, kprobe, kretprobe, kretsyscall, ksyscall,
                                     lsm, perf_event, raw_tracepoint, syscall, syscall_return, tail_call, tp_btf, tracepoint, uprobe,
                                     uretprobe, usdt, xdp)
-from pyprobe.dsl.iterators import iterator
 from pyprobe.dsl.net_probes import (cgroup_egress, cgroup_ingress, cgroup_sock, sk_msg, sk_skb_parser, sk_skb_verdict,
                                    socket_filter, tc_egress, tc_ingress)
 from pyprobe.dsl.maps import (Array, ArrayOfMaps, Hash, HashOfMaps, Histogram, CpuMap, DevMap, LpmTrie, LruHash, LruPerCpuHash, PerCpuArray,
@@ -56,6 +55,10 @@ def __getattr__(name):
         from pyprobe.runtime import symbols
 
         return getattr(symbols, name)
+    if name == "iterator":         # its module imports the translator's (ast, inspect, ...): ~20 ms a start
+        from pyprobe.dsl.iterators import iterator
+
+        return iterator
     if name in ("open_pinned", "unpin"):       # they load libbpf
         from pyprobe.runtime import pinning
 
