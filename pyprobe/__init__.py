@@ -21,7 +21,7 @@ from pyprobe.dsl.decorators import (fentry, fexit, first_of, fmod_ret, kprobe, k
                                     lsm, perf_event, raw_tracepoint, syscall, syscall_return, tail_call, tp_btf, tracepoint, uprobe,
                                     uretprobe, usdt, xdp)
 from pyprobe.dsl.net_probes import (cgroup_egress, cgroup_ingress, cgroup_sock, sk_msg, sk_skb_parser, sk_skb_verdict,
-                                   socket_filter, tc_egress, tc_ingress)
+                                   sock_ops, socket_filter, tc_egress, tc_ingress)
 from pyprobe.dsl.maps import (Array, ArrayOfMaps, Hash, HashOfMaps, Histogram, CpuMap, DevMap, LpmTrie, LruHash, LruPerCpuHash, PerCpuArray,
                               PerCpuHash, PerfBuf, PerfEventArray, ProgArray, Queue, RingBuf, Stack, StackTrace)
 from pyprobe.dsl.object_maps import (CgroupArray, CgroupStorage, InodeStorage, PerCpuCgroupStorage, SkStorage,
@@ -42,7 +42,7 @@ __all__ = [
     "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "ksyscall", "kretsyscall", "kprobe", "kretprobe",
     "uprobe", "uretprobe",
     "perf_event", "usdt", "tp_btf", "fentry", "fexit", "lsm", "fmod_ret", "xdp", "first_of", "tc_ingress", "tc_egress", "socket_filter",
-    "cgroup_ingress", "cgroup_egress", "cgroup_sock", "iterator", "sk_msg", "sk_skb_verdict", "sk_skb_parser",
+    "cgroup_ingress", "cgroup_egress", "cgroup_sock", "iterator", "sk_msg", "sk_skb_verdict", "sk_skb_parser", "sock_ops",
     "SockMap", "SockHash", "XskMap",
     "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "char", "bool_",
     "PyprobeError", "SimulationError", "TranslationError", "CompileError", "BPFError", "VerifierError", "UnsupportedProbe",

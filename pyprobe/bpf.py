@@ -106,6 +106,9 @@ BPF_F_RDONLY, BPF_F_WRONLY, BPF_F_ZERO_SEED = 1 << 3, 1 << 4, 1 << 6
 BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG = 1 << 7, 1 << 8
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 
+# @sock_ops: ctx.op, what happened to the socket (BPF_SOCK_OPS_* of the kernel's uapi)
+BPF_SOCK_OPS_TCP_CONNECT_CB, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB = 3, 4, 5
+
 # clone_redirect()/redirect() flags: deliver to the interface's ingress instead of sending out of it
 BPF_F_INGRESS = 1 << 0
 

@@ -254,7 +254,7 @@ def _socket_map(prog, probe):
     return [SocketMapAttachment(prog, probe)]
 
 
-ATTACH = {"sk_msg": _socket_map, "sk_skb_verdict": _socket_map, "sk_skb_parser": _socket_map,
+ATTACH = {"sock_ops": _cgroup, "sk_msg": _socket_map, "sk_skb_verdict": _socket_map, "sk_skb_parser": _socket_map,
           "xdp": _xdp, "tc_ingress": _tc, "tc_egress": _tc, "socket_filter": _socket_filter,
           "cgroup_ingress": _cgroup, "cgroup_egress": _cgroup, "cgroup_sock": _cgroup}
 

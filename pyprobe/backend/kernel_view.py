@@ -146,7 +146,7 @@ class KernelView:
     def _missing_cgroup_ingress(self, path: str) -> str | None:
         return None if os.path.isdir(path) else f"no cgroup {path}"
 
-    _missing_cgroup_egress = _missing_cgroup_sock = _missing_cgroup_ingress
+    _missing_cgroup_egress = _missing_cgroup_sock = _missing_sock_ops = _missing_cgroup_ingress
 
     def _missing_sk_msg(self, socket_map: str) -> str | None:
         return None                  # the map is the Program's own: it exists once loaded

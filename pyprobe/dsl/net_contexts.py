@@ -23,6 +23,7 @@ _KINDS = {  # kind: (section, context struct, default verdict, packet access, pa
     "sk_msg": ("sk_msg", "sk_msg_md", 1, None, False),
     "sk_skb_verdict": ("sk_skb/stream_verdict", "__sk_buff", 1, None, False),
     "sk_skb_parser": ("sk_skb/stream_parser", "__sk_buff", 0, None, False),
+    "sock_ops": ("sockops", "bpf_sock_ops", 1, None, False),     # TCP events of a cgroup's sockets
 }
 NET_KINDS = frozenset(_KINDS)
 

@@ -45,6 +45,13 @@ def cgroup_sock(path: str):
     return _decorator(Probe("cgroup_sock", (path,)))
 
 
+def sock_ops(path: str):
+    """sock_ops: runs at TCP events (ctx.op: BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, ...) of the
+    sockets of a cgroup v2 (a directory path); `self.socks.sock_map_update(ctx, key, flags)`
+    puts the socket in a SockMap or SockHash (bcc's sock_map_update / sock_hash_update)."""
+    return _decorator(Probe("sock_ops", (path,)))
+
+
 def _socket_map_probe(kind: str, socket_map: str) -> Probe:
     if not isinstance(socket_map, str) or not socket_map.isidentifier():
         raise TypeError(f"@{kind}: name the SockMap or SockHash of the Program it attaches to, "

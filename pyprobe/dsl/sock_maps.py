@@ -16,11 +16,13 @@ class SockMap(MapSpec):
     """BPF_MAP_TYPE_SOCKMAP: slots 0..max_entries-1 holding TCP (or UDP) sockets. Handlers
     attach to it (`@sk_msg("socks")`, `@sk_skb_verdict("socks")`, `@sk_skb_parser("socks")`)
     and redirect through it: `return self.socks.msg_redirect_map(ctx, i, flags)` in sk_msg,
-    `return self.socks.sk_redirect_map(ctx, i, flags)` in sk_skb. From Python
+    `return self.socks.sk_redirect_map(ctx, i, flags)` in sk_skb; a `@sock_ops` handler puts
+    its socket in with `self.socks.sock_map_update(ctx, i, flags)`. From Python
     `prog.socks[i] = sock`, `prog.socks[i]` (its cookie), `del prog.socks[i]`."""
 
     kind, map_type, type_name = "sockmap", 15, "SOCKMAP"
-    entries_in_handlers, handler_methods = False, "msg_redirect_map(ctx, i, flags), sk_redirect_map(ctx, i, flags)"
+    entries_in_handlers = False
+    handler_methods = "msg_redirect_map(ctx, i, flags), sk_redirect_map(ctx, i, flags), sock_map_update(ctx, i, flags)"
     reader = "socket_map"
 
     def __init__(self, max_entries: int = 64, pin: str | None = None):
@@ -36,7 +38,9 @@ class SockHash(MapSpec):
     flags)` and `sk_redirect_hash(ctx, key, flags)` in handlers."""
 
     kind, map_type, type_name = "sockhash", 18, "SOCKHASH"
-    entries_in_handlers, handler_methods = False, "msg_redirect_hash(ctx, key, flags), sk_redirect_hash(ctx, key, flags)"
+    entries_in_handlers = False
+    handler_methods = ("msg_redirect_hash(ctx, key, flags), sk_redirect_hash(ctx, key, flags), "
+                       "sock_hash_update(ctx, key, flags)")
     reader = "socket_map"
 
     def __init__(self, key=u32, max_entries: int = 1024, pin: str | None = None):

@@ -2,7 +2,7 @@
 override of the recorded view) and what its C must hold. tests/unit/test_translate_kinds.py
 translates them from tests/unit/data/kernel-view.json; record_kernel.py records that file."""
 from pyprobe import (Array, Hash, Program, SkStorage, SockHash, SockMap, XskMap, iterator, sk_msg, sk_skb_parser,
-                     sk_skb_verdict, cgroup_ingress, cgroup_sock, first_of, fentry, fexit, kprobe, kretprobe,
+                     sk_skb_verdict, sock_ops, cgroup_ingress, cgroup_sock, first_of, fentry, fexit, kprobe, kretprobe,
                      kretsyscall, ksyscall, perf_event, raw_tracepoint, socket_filter, syscall, syscall_return,
                      tc_egress, tc_ingress, tp_btf,
                      tracepoint, u32, u64, uprobe, uretprobe, xdp)
@@ -151,6 +151,11 @@ class SocketMaps(Program):
     def rx(self, ctx):
         return self.xsks.redirect_map(ctx.rx_queue_index, 2)
 
+    @sock_ops("/sys/fs/cgroup")
+    def established(self, ctx):
+        if ctx.op == 4:
+            self.by_port.sock_hash_update(ctx, ctx.local_port, 0)
+
 
 class Raw(Program):
     out = Array(u64, 1)
@@ -259,7 +264,8 @@ CASES = [
                       "bpf_msg_redirect_map(ctx, &socks, 1, 1)", 'SEC("sk_skb/stream_parser")', "return ctx->len;",
                       'SEC("sk_skb/stream_verdict")', "= ctx->local_port;", "bpf_sk_redirect_hash(ctx, &by_port, &",
                       "/* BPF_MAP_TYPE_SOCKMAP */", "/* BPF_MAP_TYPE_SOCKHASH */", "/* BPF_MAP_TYPE_XSKMAP */",
-                      "bpf_redirect_map(&xsks, ctx->rx_queue_index, 2)"]),
+                      "bpf_redirect_map(&xsks, ctx->rx_queue_index, 2)", 'SEC("sockops")',
+                      "int established(struct bpf_sock_ops *ctx)", "bpf_sock_hash_update(ctx, &by_port, &"]),
     (Raw, {}, ['SEC("raw_tracepoint/sys_enter")', "ctx->args[1]"]),
     (User, {}, ['SEC("uprobe")', 'SEC("uretprobe")', "PT_REGS_PARM1(ctx)", "PT_REGS_RC(ctx)"]),
     (Sample, {}, ['SEC("perf_event")', "struct bpf_perf_event_data *ctx"]),

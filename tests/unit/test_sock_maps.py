@@ -13,7 +13,7 @@ from pyprobe.dsl.program_source import translate_program
 VIEW = RecordedKernel.load(os.path.join(os.path.dirname(__file__), "data", "kernel-view.json"))
 
 TEMPLATE = '''\
-from pyprobe import Program, Hash, SockMap, SockHash, sk_msg, sk_skb_verdict, xdp, u32, u64
+from pyprobe import Program, Hash, SockMap, SockHash, sk_msg, sk_skb_verdict, sock_ops, xdp, u32, u64
 class P(Program):
     h = Hash(u32, u64)
     socks = SockMap(4)
@@ -60,6 +60,9 @@ def test_msg_redirect_hash_puts_the_key_in_a_local(tmp_path):
     ("return self.socks.msg_redirect_map(1, 1, 0)", "given the handler's ctx", MSG),
     ("x = self.socks[0]", "self.socks is a SockMap: a handler cannot read or write its entries by key", MSG),
     ("return self.socks.redirect_map(0, 0)", "redirect_map() is a method of DevMap, CpuMap and XskMap", 'xdp("lo")'),
+    ("self.socks.sock_map_update(ctx, 0, 0)", "sock_map_update(ctx, key, flags) works in @sock_ops handlers", MSG),
+    ("self.h.sock_hash_update(ctx, 0, 0)", "sock_hash_update() is a method of SockMap and SockHash maps; self.h is a "
+                                          "Hash", 'sock_ops("/sys/fs/cgroup")'),
 ])
 def test_refusals_name_the_line(tmp_path, line, message, probe):
     with pytest.raises(TranslationError) as err:
