@@ -17,6 +17,7 @@ edge); a printed latency (us) lies between the two replays' values, with the sam
 the requests still waiting are the same, issued between the two recorded times.
 Uses pyprobe's pytest plugin: `load`, `simulate`.
 """
+import bisect
 import importlib.util
 import itertools
 import mmap
@@ -166,18 +167,24 @@ def recorded(prog) -> dict[int, list[tuple]]:
 
 def matched(before, after):
     """([(fields, ts before, ts after)] of the events both recordings saw, in time order; [ts] of those
-    only one saw). The later recorder attached after the earlier one: on each CPU its events are the
-    earlier one's from some point on, until the two detached."""
+    only one saw). On one CPU the second recorder runs right after the first (and the lessons) on an
+    event, before that CPU's next event: its clock read falls between the first's of the two."""
     both, one = [], []
     for cpu in before.keys() | after.keys():
         a, b = before.get(cpu, []), after.get(cpu, [])
-        first = next((i for i in range(len(a)) if b and a[i][0] == b[0][0]), len(a))
-        one += [ts for _, ts in a[:first]]
-        n = 0
-        while first + n < len(a) and n < len(b) and a[first + n][0] == b[n][0]:
-            both.append((a[first + n][0], a[first + n][1], b[n][1]))
-            n += 1
-        one += [ts for _, ts in a[first + n:]] + [ts for _, ts in b[n:]]
+        times = [ts for _, ts in a]
+        paired = {}
+        for fields, ts in b:
+            j = bisect.bisect_right(times, ts) - 1
+            if j >= 0 and a[j][0] == fields and j not in paired:
+                paired[j] = ts
+            else:
+                one.append(ts)
+        for j, (fields, ts) in enumerate(a):
+            if j in paired:
+                both.append((fields, ts, paired[j]))
+            else:
+                one.append(ts)
     return sorted(both, key=lambda e: e[1]), one
 
 
