@@ -162,8 +162,6 @@ class TraceReader:
         from pyprobe.backend.tracefs import tracefs_root
 
         self.path = pipe or os.path.join(tracefs_root(), "trace_pipe")
-        if owner is not None:
-            owner.readers.append(self)
         try:
             self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
@@ -173,6 +171,8 @@ class TraceReader:
             raise
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self._lines = self._read()
+        if owner is not None:         # only a reader that opened: the owner's close() closes it
+            owner.readers.append(self)
 
     def __iter__(self):
         return self
@@ -224,10 +224,13 @@ def trace_fields(timeout: float | None = None, pipe: str | None = None, owner=No
 
 
 def _fields(lines):
-    for line in lines:
-        event = parse_line(line)
-        if event is not None:
-            yield event
+    try:
+        for line in lines:
+            event = parse_line(line)
+            if event is not None:
+                yield event
+    finally:                          # a loop left early frees the pipe: the next reader may open it
+        lines.close()
 
 
 def trace_print(fmt: str | None = None, timeout: float | None = None, pipe: str | None = None,

@@ -290,17 +290,19 @@ def waiting(side) -> dict:
 
 
 def kernel_lines(prog, n: int, timeout: float = 3.0, settle: float = 0.3) -> list[str]:
-    """disksnoop-shaped trace lines, until n have come and `settle` s more (other programs' printk
-    reaches every trace instance too: more than n means another copy printed on these events)."""
-    out, end = [], None
-    deadline = time.monotonic() + timeout
-    for _task, _pid, _cpu, _flags, _ts, msg in prog.trace_fields(timeout=timeout):
-        if PRINTED.match(msg):
-            out.append(msg)
-            if len(out) == n and end is None:
-                end = time.monotonic() + settle
-        if (end is not None and time.monotonic() > end) or time.monotonic() > deadline:
-            break
+    """disksnoop-shaped trace lines, until n have come and those of `settle` s more (other programs'
+    printk reaches every trace instance too: more than n means another copy printed on these events)."""
+    out: list[str] = []
+
+    def take(seconds: float, enough: int | None) -> None:
+        for _task, _pid, _cpu, _flags, _ts, msg in prog.trace_fields(timeout=seconds):
+            if PRINTED.match(msg):
+                out.append(msg)
+                if enough is not None and len(out) >= enough:
+                    return
+    take(timeout, n)
+    if len(out) >= n:
+        take(settle, None)
     return out
 
 

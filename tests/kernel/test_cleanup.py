@@ -84,3 +84,13 @@ def test_closing_removes_the_trace_instance_even_with_a_reader_left_open():
             break                             # the reader is left open, as lessons do
     prog.close()
     assert instances_of(os.getpid()) == []
+
+
+def test_a_trace_fields_loop_left_early_frees_the_pipe_for_the_next():
+    sys.path.insert(0, os.path.dirname(__file__))
+    from leaky_program import LeakCheck
+
+    with LeakCheck() as prog:
+        for _ in range(2):                    # the kernel allows one reader: the first must have closed
+            for _ in prog.trace_fields(timeout=0.2):
+                break

@@ -78,18 +78,19 @@ def test_hello_perf_output_kernel_and_simulation_send_the_same_records(load, sim
 # ---- trace_printk lessons: the lines the kernel printed for our own pid --------------------------
 def my_lines(prog, pid: int, n: int, timeout: float = 10.0, settle: float = 0.3) -> list[str]:
     """The trace_printk messages of process `pid` that reach the program's trace instance: until n
-    have come, and then `settle` seconds more (every program's printk reaches every instance: other
-    processes' lines are skipped; more than n means another program printed on our events too)."""
-    import time
+    have come, and then those of `settle` seconds more (every program's printk reaches every instance:
+    other processes' lines are skipped; more than n means another program printed on our events too)."""
+    out: list[str] = []
 
-    out, end = [], None
-    for _task, line_pid, _cpu, _flags, _ts, msg in prog.trace_fields(timeout=timeout):
-        if line_pid == pid:
-            out.append(msg)
-            if len(out) == n:
-                end = time.monotonic() + settle
-        if end is not None and time.monotonic() > end:
-            break
+    def take(seconds: float, enough: int | None) -> None:
+        for _task, line_pid, _cpu, _flags, _ts, msg in prog.trace_fields(timeout=seconds):
+            if line_pid == pid:
+                out.append(msg)
+                if enough is not None and len(out) >= enough:
+                    return
+    take(timeout, n)
+    if len(out) >= n:
+        take(settle, None)
     return out
 
 

@@ -75,15 +75,18 @@ def python_recorder(pid: int):
 
 
 def lines_of(prog, pid: int, n: int, timeout: float = 10.0, settle: float = 0.3) -> list[str]:
-    """The trace_printk messages of process `pid`: until n have come, then `settle` s more."""
-    out, end = [], None
-    for _task, line_pid, _cpu, _flags, _ts, msg in prog.trace_fields(timeout=timeout):
-        if line_pid == pid:
-            out.append(msg)
-            if len(out) == n and end is None:
-                end = time.monotonic() + settle
-        if end is not None and time.monotonic() > end:
-            break
+    """The trace_printk messages of process `pid`: until n have come, then those of `settle` s more."""
+    out: list[str] = []
+
+    def take(seconds: float, enough: int | None) -> None:
+        for _task, line_pid, _cpu, _flags, _ts, msg in prog.trace_fields(timeout=seconds):
+            if line_pid == pid:
+                out.append(msg)
+                if enough is not None and len(out) >= enough:
+                    return
+    take(timeout, n)
+    if len(out) >= n:
+        take(settle, None)
     return out
 
 
