@@ -50,12 +50,6 @@ def _key(cls) -> str:
                       *map(_file_stamp, _class_files(cls) or ()), _own_source_stamp(), uname.release, uname.version))
 
 
-def may_hold(cls) -> bool:
-    """Whether a built file for cls exists (it may still be stale)."""
-    place = _place(cls)
-    return place is not None and os.path.exists(os.path.join(*place))
-
-
 def load(cls):
     """The built translation of cls, its object in `built_object`, or None (no file, or stale)."""
     place = _place(cls)

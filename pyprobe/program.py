@@ -92,10 +92,6 @@ class Program:
         self._finalizer: Finalizer | None = None   # closes the session if the Program is dropped or at exit
         self._old_sigterm = None
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        _start_clang_if_uncached(cls)
-
     # ---- kernel-free: translate and compile -------------------------------
     @classmethod
     def _source(cls, compiling: bool = False, retarget: dict | None = None):
@@ -389,27 +385,6 @@ class Program:
 
         instance = self._instance()
         return trace_fields(timeout, instance.pipe if instance else None, instance)
-
-
-def _start_clang_if_uncached(cls) -> None:
-    """At the definition of a class of the user's own, with handlers, whose translation is
-    certainly not cached (no cache entry, no built file): start clang now. It will be
-    compiled when loaded, and from a cold page cache clang's ~200 MB of libraries are the
-    longest part of that first start; they load while the script goes on (~40 ms earlier
-    than at load(): docs/performance.md, W1 cold). A clang not used is stopped at exit."""
-    if cls.__module__.split(".")[0] == "pyprobe" or "<locals>" in cls.__qualname__:
-        return
-    from pyprobe.dsl.decorators import Handler
-
-    if not any(isinstance(v, Handler) for klass in cls.__mro__ for v in vars(klass).values()):
-        return
-    from pyprobe import aot
-    from pyprobe.dsl import source_cache
-
-    if not aot.may_hold(cls) and not source_cache.may_hold(cls):
-        from pyprobe.backend import clang
-
-        clang.start_early()
 
 
 def _shipped_class(cls) -> bool:

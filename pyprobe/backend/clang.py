@@ -94,7 +94,7 @@ def start_early() -> None:
             _early, _early_pid = _spawn(), os.getpid()
         except (ClangMissing, OSError):
             return
-        if not _stop_at_exit:                 # started at a class definition, maybe never used
+        if not _stop_at_exit:                 # a clang never used (a load that failed first) ends with us
             import atexit
 
             atexit.register(cancel_early)

@@ -106,17 +106,6 @@ def _path(key: str) -> str:
     return f"sources/{name[:2]}/{name}.marshal"
 
 
-def may_hold(cls) -> bool:
-    """Whether an entry for cls as declared (no attach_to) exists (one stat): False means
-    load() will miss, so a compile is ahead (Program starts clang early then)."""
-    key = _key(cls)
-    if key is None:
-        return False
-    from pyprobe.backend.cache import cache_dir
-
-    return os.path.exists(os.path.join(cache_dir(), _path(key)))
-
-
 def load(cls, retarget: dict | None = None):
     """The cached ProgramSource of cls (translated for `retarget`, attach_to's points that
     change the translation), if every recorded dependency still holds."""
