@@ -80,7 +80,7 @@ class IteratorContext(Context):
         self.loc = loc
         self.map_spec = None
 
-    def bind_maps(self, maps: dict) -> None:
+    def bind_maps(self, maps: dict, loc) -> None:
         """A map iterator's key and value take the types of the map it walks."""
         name = self.attach.options.get("map")
         if name is None:
@@ -88,10 +88,10 @@ class IteratorContext(Context):
         spec = maps.get(name)
         if spec is None:
             raise TranslationError(f"@iterator(\"{self.kind}\", map={name!r}): the Program has no map {name!r} "
-                                   f"(maps: {', '.join(maps) or 'none'})", self.loc)
+                                   f"(maps: {', '.join(maps) or 'none'})", loc)
         if spec.keyless or not spec.iterable and not spec.indexed:
             raise TranslationError(f"@iterator(\"{self.kind}\", map={name!r}): a {type(spec).__name__} has no "
-                                   "elements to walk", self.loc)
+                                   "elements to walk", loc)
         self.map_spec = spec
 
     def named_arg(self, name: str, param: str):

@@ -40,6 +40,19 @@ class NetContext(Context):
         self.packet_l2 = l2                  # the packet starts with its ethernet header
         self.kernel_types = (f"struct {struct}",)
 
+    def bind_maps(self, maps: dict, loc) -> None:
+        """sk_msg and sk_skb programs attach to one of the Program's SockMaps or SockHashes."""
+        name = self.attach.options.get("map")
+        if name is None:
+            return
+        spec = maps.get(name)
+        if type(spec).__name__ not in ("SockMap", "SockHash"):
+            from pyprobe.errors import TranslationError
+
+            what = f"is a {type(spec).__name__}" if spec is not None else "is not a map of the Program"
+            raise TranslationError(f"@{self.attach.kind}({name!r}): {name} {what}; it attaches to a SockMap or "
+                                   f"SockHash (maps: {', '.join(maps) or 'none'})", loc)
+
     def use_packet_type(self, c_name: str) -> None:
         if c_name not in self.kernel_types:
             self.kernel_types = self.kernel_types + (c_name,)

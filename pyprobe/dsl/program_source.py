@@ -242,8 +242,8 @@ class ProgramTranslator:
                     if handler.name in self.retarget:     # the point came from the constructor's call
                         e.message = e.msg = f"attach_to gives {handler.name} {probe.describe()}: {e.message}"
                     raise
-                if hasattr(ctx, "bind_maps"):            # a map iterator walks one of the Program's maps
-                    ctx.bind_maps(self.maps)
+                if hasattr(ctx, "bind_maps"):            # a map iterator, sk_msg, sk_skb: one of the Program's maps
+                    ctx.bind_maps(self.maps, loc)
                 c_name = c_function_name(handler.name if i == 0 else f"{handler.name}_{i}")
                 if c_name in used or c_name in self.maps:
                     raise TranslationError(f"the name {c_name} is used twice", loc)

@@ -83,3 +83,14 @@ def test_xdp_socket_sizes_are_checked_before_any_socket_is_made():
         XdpSocket("lo", frames=3)
     with pytest.raises(ValueError, match="frame_size 2048 or 4096"):
         XdpSocket("lo", frame_size=1000)
+
+
+@pytest.mark.parametrize("probe, message", [
+    ('sk_msg("nope")', "@sk_msg('nope'): nope is not a map of the Program; it attaches to a SockMap or SockHash "
+                       "(maps: h, socks, by_port)"),
+    ('sk_skb_verdict("h")', "@sk_skb_verdict('h'): h is a Hash; it attaches to a SockMap or SockHash"),
+])
+def test_socket_map_programs_attach_to_a_socket_map_of_the_program(tmp_path, probe, message):
+    with pytest.raises(TranslationError) as err:
+        translate_program(program(tmp_path, "pass", probe), kernel=Pretend(VIEW))
+    assert message in err.value.message and err.value.lineno == LINE - 1, str(err.value)
