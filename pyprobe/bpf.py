@@ -39,6 +39,7 @@ def _helper(name: str, doc: str) -> KernelHelper:
 
 ktime_ns = _helper("ktime_ns", "Monotonic time in nanoseconds.")
 seq_write = _helper("seq_write", "In an @iterator handler: append a local's bytes to what prog.<handler>.read() gives.")
+seq_printf = _helper("seq_printf", "In an @iterator handler: append formatted text (trace_printk's conversions).")
 pid = _helper("pid", "Process id (the kernel's tgid), as ps shows it.")
 tgid = _helper("tgid", "Process id (thread group id).")
 tid = _helper("tid", "Thread id (the kernel's pid).")

@@ -524,3 +524,4 @@ from pyprobe.dsl import packet as _packet  # noqa: E402,F401  (registers ntohs, 
 from pyprobe.dsl import packet_helpers as _packet_helpers  # noqa: E402,F401  (clone_redirect, redirect)
 from pyprobe.dsl import object_map_methods as _object_map_methods  # noqa: E402  (cgroup arrays, task storage)
 from pyprobe.dsl import sock_map_methods as _sock_map_methods  # noqa: E402,F401  (sockmap redirects)
+from pyprobe.dsl import iterator_helpers as _iterator_helpers  # noqa: E402,F401  (seq_write, seq_printf)

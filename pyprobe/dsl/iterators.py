@@ -16,16 +16,13 @@ The handler's parameters after ctx are members of the kernel's `struct
 bpf_iter__<kind>`, by name (task: `task`; tcp: `sk_common`, `uid`; bpf_map_elem:
 `key`, `value`, typed by the map named with `map=`). A pointer parameter
 the handler takes is never None: the kernel's last call, which has no object, is
-skipped. `seq_write(ctx, v)` appends a local's bytes to what `read()` returns.
+skipped. `seq_write(ctx, v)` appends a local's bytes to what `read()` returns,
+`seq_printf(ctx, "%d\\n", v)` text (dsl/iterator_helpers.py).
 """
 from __future__ import annotations
 
-import ast
-
-from pyprobe.dsl.builtins import helper
 from pyprobe.dsl.contexts import Context
 from pyprobe.dsl.decorators import Handler, Probe
-from pyprobe.dsl.types import s64
 from pyprobe.dsl.values import Nullable, Value
 from pyprobe.errors import TranslationError
 
@@ -128,20 +125,3 @@ def iterator_context(probe: Probe, loc) -> IteratorContext:
                                     "bpf_prog, bpf_link, ksym, ...")
     members = {name: type_of(tid) for name, tid in btf.members(sid).items() if name != "meta"}
     return IteratorContext(probe, members, loc)
-
-
-@helper("seq_write", 2)
-def _seq_write(tr, node, ctx, value):
-    """bpf_seq_write: append a local's bytes (a Struct, an integer, a char[N]) to what the iterator's
-    reader gets."""
-    kind = tr.context.attach.kind if tr.context is not None else None
-    if kind != "iterator" or not (isinstance(node.args[0], ast.Name) and node.args[0].id in tr.locals
-                                  and tr.locals[node.args[0].id].__class__.__name__ == "ContextRef"):
-        tr.fail(node, "seq_write(ctx, v) works in @iterator handlers, given the handler's ctx")
-    seq = f"{tr.context_param}->meta->seq"
-    if isinstance(value, Nullable):
-        return Value(f"bpf_seq_write({seq}, {value.code}, sizeof(*{value.code}))", s64)
-    if not (isinstance(value, Value) and value.lvalue and value.type is not None):
-        tr.fail(node.args[1], "seq_write(ctx, v) writes a local (a Struct, an integer or a char[N]): "
-                              "assign the value to a local first")
-    return Value(f"bpf_seq_write({seq}, &{value.code}, sizeof({value.code}))", s64)

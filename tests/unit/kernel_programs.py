@@ -6,7 +6,7 @@ from pyprobe import (Array, Hash, Program, SkStorage, SockHash, SockMap, XskMap,
                      kretsyscall, ksyscall, perf_event, raw_tracepoint, socket_filter, syscall, syscall_return,
                      tc_egress, tc_ingress, tp_btf,
                      tracepoint, u32, u64, uprobe, uretprobe, xdp)
-from pyprobe.bpf import current_task, retval, seq_write, tgid
+from pyprobe.bpf import current_task, retval, seq_printf, seq_write, tgid
 
 
 class Exec(Program):
@@ -115,6 +115,7 @@ class Iterators(Program):
     def tasks(self, ctx, task):
         pid: u32 = task.tgid
         seq_write(ctx, pid)
+        seq_printf(ctx, "%d %s\n", pid, task.comm)
 
     @iterator("tcp")
     def socks(self, ctx, uid, sk_common):
@@ -257,7 +258,8 @@ CASES = [
     (SocketStorage, {}, ['SEC("tp_btf/sock_send_length")', "bpf_sk_storage_get(&socks, sk, 0, 0)",
                          "if (ctx->sk) bpf_sk_storage_delete(&socks, ctx->sk);"]),
     (Iterators, {}, ['SEC("iter/task")', "struct task_struct *task = ctx->task;", "if (!task) return 0;",
-                     "bpf_seq_write(ctx->meta->seq, &pid, sizeof(pid));", 'SEC("iter/tcp")', "__u32 uid = ctx->uid;",
+                     "bpf_seq_write(ctx->meta->seq, &pid, sizeof(pid));", 'static const char __pp_fmt',
+                     '[] = "%d %s\\n";', "bpf_seq_printf(ctx->meta->seq, __pp_fmt", 'SEC("iter/tcp")', "__u32 uid = ctx->uid;",
                      "if (!sk_common) return 0;", 'SEC("iter/bpf_map_elem")', "__u32 *key = ((__u32 *)ctx->key);",
                      "__u64 *value = ((__u64 *)ctx->value);", "bpf_seq_write(ctx->meta->seq, value, sizeof(*value));"]),
     (SocketMaps, {}, ['SEC("sk_msg")', "int send(struct sk_msg_md *ctx)", "ctx->size",

@@ -20,7 +20,7 @@ import os
 from pyprobe import (Program, Hash, Array, Struct, RingBuf, PerfBuf, ProgArray, PerfEventArray, DevMap, StackTrace,
                      Queue, ArrayOfMaps, raw_tracepoint, kprobe, perf_event, uprobe, usdt, xdp, u32, u64, char, iterator)
 from pyprobe.bpf import (cast, clone_redirect, ktime_ns, offsetof, probe_read, redirect, sizeof, trace_printk, usdt_arg,
-                         current_task, seq_write)
+                         current_task, seq_write, seq_printf)
 N = 3
 class E(Struct):
     a: u32
@@ -182,6 +182,10 @@ CASES = [
     (RAW, "seq_write(ctx, x)", "seq_write(ctx, v) works in @iterator handlers"),
     (('iterator("task")', "on(self, ctx, task)"), "seq_write(ctx, x + 1)", "seq_write(ctx, v) writes a local"),
     (('iterator("task")', "on(self, ctx, nope)"), "pass", "iterator handlers have no argument nope"),
+    (RAW, 'seq_printf(ctx, "%d", x)', 'seq_printf(ctx, "format", ...) works in @iterator handlers'),
+    (('iterator("task")', "on(self, ctx)"), "seq_printf(ctx, buf)", "seq_printf() needs a string constant"),
+    (('iterator("task")', "on(self, ctx)"), 'seq_printf(ctx, "%d %d", x)', "the format has 2 conversions and 1"),
+    (('iterator("task")', "on(self, ctx)"), 'seq_printf(ctx, "%s", x)', "%s prints a string"),
     (('iterator("no_such_kind")', "on(self, ctx)"), "pass", "this kernel has no BPF iterator \"no_such_kind\""),
     (('iterator("bpf_map_elem", map="zz")', "on(self, ctx)"), "pass", "the Program has no map 'zz'"),
     (('iterator("bpf_map_elem", map="rb")', "on(self, ctx)"), "pass", "a RingBuf has no elements to walk"),

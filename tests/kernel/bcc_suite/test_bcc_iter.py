@@ -10,7 +10,7 @@ import pytest
 
 from pyprobe import BPFError, Hash, Program, PyprobeError, Struct, iterator, u8, u16, u32, u64, char
 from pyprobe.backend import features
-from pyprobe.bpf import seq_write
+from pyprobe.bpf import seq_printf, seq_write
 
 
 class TaskRec(Struct):
@@ -30,6 +30,11 @@ class Tasks(Program):
         r.comm = task.comm
         seq_write(ctx, r)
 
+    @iterator("task")
+    def lines(self, ctx, task):
+        if task.pid == task.tgid:            # one line per process, as ps
+            seq_printf(ctx, "%d %d %s\n", task.tgid, task.real_parent.tgid, task.comm)
+
 
 def test_task_iterator_finds_the_child_by_pid_and_comm():
     child = subprocess.Popen(["sleep", "60"])          # not os.fork(): it would share this process's pipes
@@ -37,6 +42,7 @@ def test_task_iterator_finds_the_child_by_pid_and_comm():
         with Tasks() as prog:
             first, second = prog.tasks.read(TaskRec), prog.tasks.read(TaskRec)     # each read is a new pass
             raw = prog.tasks.read()
+            text = prog.lines.read().decode()
             with pytest.raises(PyprobeError, match="not a whole number of"):
                 prog.tasks.read(u8[4093])         # prime: 28-byte records fill it only with 4093 tasks
     finally:
@@ -48,6 +54,8 @@ def test_task_iterator_finds_the_child_by_pid_and_comm():
         assert (int(mine[0]["tid"]), int(mine[0]["ppid"]), bytes(mine[0]["comm"])) == (child.pid, os.getpid(), b"sleep")
         assert len(recs[recs["pid"] == os.getpid()]) >= 1 and len(recs) > 10
     assert isinstance(raw, bytes) and len(raw) % TaskRec.__pp_type__.size == 0
+    assert [line for line in text.splitlines() if line.split()[0] == str(child.pid)] == \
+        [f"{child.pid} {os.getpid()} sleep"]
     with pytest.raises(PyprobeError, match="the iterator is not attached"):
         Tasks().tasks.read()
 
