@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pyprobe.dsl import registers
 from pyprobe.dsl.decorators import Probe
-from pyprobe.dsl.types import ArrayType, CType, PointerType, char, scalar_for, u8, u32, u64
+from pyprobe.dsl.types import ArrayType, CType, PointerType, char, s32, s64, scalar_for, u8, u32, u64
 from pyprobe.dsl.target import kernel
 from pyprobe.dsl.values import Value
 
@@ -192,6 +192,11 @@ class KprobeContext(Context):
         after __syscall_nr (read from the syscall's registers), or `ret` on return."""
         if name.startswith("arg") and name[3:].isdigit() and self.kind == "ksyscall":
             return self.function_arg(int(name[3:]), param)       # by position, on any kernel
+        if self.syscall_fields is None:       # no format: the fields every syscall has still are
+            if name == "ret" and self.kind == "kretsyscall":
+                return Value(f"((__s64)PT_REGS_RC({param}))", s64)
+            if name == "__syscall_nr" and self.kind == "ksyscall":
+                return Value(f"((__s32)BPF_CORE_READ({self._syscall_regs(param)}, orig_ax))", s32)
         for f in self.syscall_fields or ():
             if f.name != name:
                 continue
@@ -208,8 +213,11 @@ class KprobeContext(Context):
 
     def field_names(self):
         if self.kind in ("ksyscall", "kretsyscall"):
-            names = [f.name for f in self.syscall_fields or ()
-                     if not (f.name == "__syscall_nr" and self.kind == "kretsyscall")]
+            if self.syscall_fields is None:
+                names = ["ret"] if self.kind == "kretsyscall" else ["__syscall_nr"] + [f"arg{i}" for i in range(5)]
+            else:
+                names = [f.name for f in self.syscall_fields
+                         if not (f.name == "__syscall_nr" and self.kind == "kretsyscall")]
             return names + list(registers.REGISTERS)
         return list(registers.REGISTERS)
 

@@ -64,7 +64,7 @@ class _NoSyscallFormats:
 
 
 def test_the_kprobe_spelling_of_a_syscall_refuses_what_it_cannot_name():
-    from pyprobe import Hash, Program, kretsyscall, ksyscall, syscall, u64
+    from pyprobe import Hash, Program, kretsyscall, ksyscall, syscall, syscall_return, u64
     from pyprobe.errors import TranslationError
 
     class Named(Program):
@@ -87,6 +87,21 @@ def test_the_kprobe_spelling_of_a_syscall_refuses_what_it_cannot_name():
             self.calls[args.arg2] += 1
 
     assert "PT_REGS_PARM3_CORE_SYSCALL(" in translate_program(Positional, kernel=_NoSyscallFormats(VIEW)).text
+
+    class EveryKernel(Program):            # what every syscall has needs no format
+        calls = Hash(u64, u64)
+
+        @syscall("openat")
+        def enter(self, args):
+            self.calls[args.__syscall_nr] += 1
+
+        @syscall_return("openat")
+        def leave(self, args):
+            self.calls[1] += args.ret
+
+    text = translate_program(EveryKernel, kernel=_NoSyscallFormats(VIEW)).text
+    assert "((__s32)BPF_CORE_READ(((struct pt_regs *)PT_REGS_PARM1(args)), orig_ax))" in text
+    assert "((__s64)PT_REGS_RC(args))" in text and 'SEC("kretsyscall/openat")' in text
 
     class NumberAtReturn(Program):
         calls = Hash(u64, u64)
