@@ -41,8 +41,9 @@ def pin(cpu: int):
 
 
 # ---- the C peers -----------------------------------------------------------------
-BPF_OBJECTS = ("count_tgid", "hello", "events", "xdp_drop")
-USER_PROGRAMS = ("loadgen", "hello", "hash_poll", "count", "events", "mapread", "udpflood", "peakrss")
+BPF_OBJECTS = ("count_tgid", "hello", "events", "xdp_drop", "funccount_multi")
+USER_PROGRAMS = ("loadgen", "hello", "hash_poll", "count", "events", "mapread", "udpflood", "peakrss",
+                 "funccount_multi")
 
 
 def clang() -> str:
@@ -71,7 +72,7 @@ def build_c() -> dict[str, str]:
     for name in USER_PROGRAMS:
         src, exe = os.path.join(C_DIR, f"{name}.c"), os.path.join(out, name)
         if stale(exe, src, header):
-            subprocess.run(["gcc", "-O2", "-Wall", "-o", exe, src, "-lbpf"], check=True)
+            subprocess.run(["gcc", "-O2", "-Wall", "-o", exe, src, "-lbpf", "-lelf"], check=True)
         paths[name] = exe
     return paths
 

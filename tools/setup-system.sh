@@ -5,6 +5,7 @@ set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
 [ -f /usr/include/bpf/libbpf.h ] || need+=(libbpf-dev)
+[ -f /usr/include/gelf.h ] || need+=(libelf-dev)      # bench/c/funccount_multi.c reads ELF symbols
 [ -f /usr/include/linux/perf_event.h ] || need+=(linux-libc-dev)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 # bcc's stack and debuginfo tests, ported: a C++ workload, stripped, its symbols split off.

@@ -22,6 +22,7 @@ EXAMPLES = """examples:
     pyprobe biosnoop           # trace all block I/O
     pyprobe biosnoop -Q        # include OS queued time
     pyprobe biosnoop -d sdc    # trace sdc only
+    pyprobe biosnoop -P        # display block I/O pattern
 """
 
 
@@ -140,10 +141,24 @@ def rw_type(rwbs: str) -> str:
     return "?"
 
 
+class Pattern:
+    """bcc's P column: S when a request starts where the disk's last completed one ended, R when
+    elsewhere, ? for a disk's first. Judged on the records in completion order, as bcc does."""
+
+    def __init__(self):
+        self.next_sector: dict[int, int] = {}
+
+    def __call__(self, dev: int, sector: int, nbytes: int) -> str:
+        expected = self.next_sector.get(dev)
+        self.next_sector[dev] = sector + nbytes // 512
+        return "?" if expected is None else "S" if sector == expected else "R"
+
+
 def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Trace block I/O", EXAMPLES)
     p.add_argument("-Q", "--queue", action="store_true", help="include OS queued time")
     p.add_argument("-d", "--disk", help="trace this disk only")
+    p.add_argument("-P", "--pattern", action="store_true", help="display block I/O pattern (sequential or random)")
     common.add_duration(p)
     args = p.parse_args(argv)
     disks = disk_names()
@@ -158,20 +173,26 @@ def main(argv=None, prog=None) -> int:
             common.announce(tool, "Tracing block I/O... Hit Ctrl-C to end.")
             if not args.json:
                 print("%-11s %-14s %-7s %-9s %-1s %-10s %-7s" % ("TIME(s)", "COMM", "PID", "DISK", "T", "SECTOR", "BYTES")
+                      + (" %-1s" % "P" if args.pattern else "")
                       + (" %7s" % "QUE(ms)" if args.queue else "") + " %7s" % "LAT(ms)", flush=True)
             first = []
+            pattern = Pattern()
 
             def show(e):
                 rwbs = common.text(e["rwbs"])
                 disk = disks.get(int(e["dev"]), "?")
+                seq = pattern(int(e["dev"]), int(e["sector"]), int(e["len"])) if args.pattern else None
                 if args.json:
-                    common.print_json({**common.record_dict(e), "disk": disk, "type": rw_type(rwbs)})
+                    common.print_json({**common.record_dict(e), "disk": disk, "type": rw_type(rwbs)}
+                                      | ({"pattern": seq} if seq else {}))
                     return
                 if not first:
                     first.append(int(e["ts"]))
                 line = "%-11.6f %-14.14s %-7s %-9s %-1s %-10s %-7s" % (
                     (int(e["ts"]) - first[0]) / 1e9, common.text(e["comm"]), e["pid"], disk, rw_type(rwbs),
                     e["sector"], e["len"])
+                if seq:
+                    line += " %-1s" % seq
                 if args.queue:
                     line += " %7.2f" % (e["qdelta"] / 1e6)
                 print(line + " %7.2f" % (e["delta"] / 1e6))

@@ -163,6 +163,9 @@ def follow(stream, on_record, duration: float | None = None) -> None:
     for record in stream.drain():       # what came after the last poll: events before Ctrl-C count too
         on_record(record)
     sys.stdout.flush()
+    lost = stream.lost
+    if lost:                            # as bcc's "Possibly lost N samples": the buffer was full
+        print(f"lost {lost} events: the buffer was full", file=sys.stderr)
 
 
 def intervals(interval: float, count: int, duration: float | None, report) -> None:

@@ -7,6 +7,7 @@ against the kernel's own context-switch counters of the workload process
 """
 import mmap
 import os
+import re
 import subprocess
 import time
 
@@ -104,14 +105,16 @@ def test_biosnoop_sees_200_direct_4k_writes(disk):
 def test_biosnoop_command_columns_and_queue_time(disk):
     path, name = disk
     child = Gated(direct_io, path, [("write", 6), ("read", 4)])
-    tool = Tool("biosnoop", "-Q", "-d", name)
+    tool = Tool("biosnoop", "-Q", "-P", "-d", name)
     child.go()
     lines = tool.stop().splitlines()
-    assert lines[0].split() == ["TIME(s)", "COMM", "PID", "DISK", "T", "SECTOR", "BYTES", "QUE(ms)", "LAT(ms)"]
+    assert lines[0].split() == ["TIME(s)", "COMM", "PID", "DISK", "T", "SECTOR", "BYTES", "P", "QUE(ms)", "LAT(ms)"]
     rows = [l.split() for l in lines[1:]]
-    assert [(r[2], r[3], r[4], r[5], r[6]) for r in rows] == \
-        [(str(child.pid), name, "W", str(8 * i), "4096") for i in range(6)] + \
-        [(str(child.pid), name, "R", str(8 * i), "4096") for i in range(4)]
+    # -P: the disk's first request is ?, each next one starts where the last ended (S) but the
+    # first read, back at sector 0 (R)
+    assert [(r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows] == \
+        [(str(child.pid), name, "W", str(8 * i), "4096", "S" if i else "?") for i in range(6)] + \
+        [(str(child.pid), name, "R", str(8 * i), "4096", "S" if i else "R") for i in range(4)]
 
 
 @pytest.mark.kernel_matrix
@@ -129,6 +132,19 @@ def test_biolatency_counts_every_io_of_its_disk(disk):
     sections = prog.disk_dist.sections()
     prog.close()
     assert int(sections[dev_t(name)].sum()) == 42
+
+
+def test_biolatency_command_one_disk_with_totals(disk):
+    """-d: only its disk's I/O; -e: bcc's avg/total/count line, counting exactly the workload's."""
+    path, name = disk
+    child = Gated(direct_io, path, [("read", 9), ("write", 4)])
+    tool = Tool("biolatency", "-d", name, "-e")
+    child.go()
+    out = tool.stop()
+    counts = [int(l.split("|")[0].split(":")[1]) for l in out.splitlines() if "->" in l and ":" in l]
+    assert sum(counts) == 13
+    ext = re.search(r"avg = (\d+) usecs, total: (\d+) usecs, count: (\d+)", out)
+    assert ext and int(ext[3]) == 13 and int(ext[1]) == int(ext[2]) // 13, out
 
 
 def test_biolatency_command_json_per_disk(disk):

@@ -104,8 +104,11 @@ def test_opensnoop_name_and_pid_filters_count_exactly():
         for _ in range(n):
             os.close(os.open("/etc/hostname", os.O_RDONLY))
 
-    a, b = Gated(opener, "pp-open-a", 5), Gated(opener, "pp-open-b", 4)
-    by_name = Tool("opensnoop", "--json", "-n", "pp-open-a")
+    # names of this run only: other sessions on the machine run this same test, and -n matches
+    # by name alone, so a fixed name counted their opener too (5 + 5)
+    tag = "%x" % (os.getpid() & 0xFFFFFF)
+    a, b = Gated(opener, f"ppa{tag}", 5), Gated(opener, f"ppb{tag}", 4)
+    by_name = Tool("opensnoop", "--json", "-n", f"ppa{tag}")
     by_pid = Tool("opensnoop", "--json", "-p", str(b.pid))
     a.go()
     b.go()
