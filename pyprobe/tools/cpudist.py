@@ -15,6 +15,7 @@ from __future__ import annotations
 from pyprobe import Hash, Histogram, Param, Program, Struct, bool_, tp_btf, u32, u64
 from pyprobe.bpf import ktime_ns, log2
 from pyprobe.tools import common
+from pyprobe.tools.biolatency import Totals, extension_line
 
 EXAMPLES = """examples:
     pyprobe cpudist              # summarize on-CPU time as a histogram
@@ -24,6 +25,7 @@ EXAMPLES = """examples:
     pyprobe cpudist -P           # show each PID separately
     pyprobe cpudist -p 185       # trace PID 185 only
     pyprobe cpudist -I           # include CPU idle time
+    pyprobe cpudist -e           # show extension summary (average/total/count)
 """
 
 PER_PROCESS, PER_THREAD = 1, 2
@@ -40,9 +42,11 @@ class CpuDist(Program):
     per = Param(u32)
     offcpu = Param(bool_)
     include_idle = Param(bool_)
+    extension = Param(bool_)      # -e: also the total and count
     start = Hash(u32, u64, max_entries=10240)
     dist = Histogram()
     pid_dist = Histogram(PidKey)
+    totals = Hash(u32, Totals, max_entries=1)
 
     @tp_btf("sched_switch")
     def on_switch(self, ctx, preempt, prev, next):
@@ -71,6 +75,11 @@ class CpuDist(Program):
             self.pid_dist[key] += 1
         else:
             self.dist.increment(log2(delta))
+        if self.extension:
+            t = self.totals.lookup_or_init(0, Totals())
+            if t is not None:
+                t.total += delta
+                t.count += 1
         del self.start[tid]
 
 
@@ -83,6 +92,7 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-L", "--tids", action="store_true", help="print a histogram per thread ID")
     p.add_argument("-p", "--pid", type=common.positive_int, help="trace this PID only")
     p.add_argument("-I", "--include-idle", action="store_true", help="include CPU idle time")
+    p.add_argument("-e", "--extension", action="store_true", help="show extension summary (average/total/count)")
     common.add_interval(p)
     common.add_duration(p)
     args = p.parse_args(argv)
@@ -91,13 +101,27 @@ def main(argv=None, prog=None) -> int:
 
     def trace():
         with CpuDist(factor=1000000 if args.milliseconds else 1000, target_pid=args.pid or 0, per=per,
-                     offcpu=args.offcpu, include_idle=args.include_idle) as tool:
+                     offcpu=args.offcpu, include_idle=args.include_idle, extension=args.extension) as tool:
             common.announce(tool)
             if not args.json:
                 print("Tracing %s-CPU time... Hit Ctrl-C to end." % ("off" if args.offcpu else "on"), flush=True)
             dist = tool.pid_dist if per else tool.dist
             section = "pid" if per == PER_PROCESS else "tid"
-            common.intervals(args.interval, args.count, args.duration,
-                             lambda: common.report_histogram(dist, label, args.json, section, timestamp=args.timestamp))
+
+            def report():
+                common.report_histogram(dist, label, args.json, section, timestamp=args.timestamp)
+                if not args.extension:
+                    return
+                if args.json:
+                    t = tool.totals.get(0)
+                    tool.totals.clear()
+                    total, count = (int(t["total"]), int(t["count"])) if t is not None else (0, 0)
+                    common.print_json({"unit": label, "total": total, "count": count,
+                                       "avg": total // count if count else 0})
+                else:
+                    line = extension_line(tool.totals, label)
+                    if line:
+                        print("\n" + line + "\n")
+            common.intervals(args.interval, args.count, args.duration, report)
 
     return common.run(trace)

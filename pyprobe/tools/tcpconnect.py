@@ -26,6 +26,7 @@ EXAMPLES = """examples:
     pyprobe tcpconnect -u 1000   # only trace UID 1000
     pyprobe tcpconnect -4        # only trace IPv4 family
     pyprobe tcpconnect -6        # only trace IPv6 family
+    pyprobe tcpconnect -c        # count connects per src ip and dest ip/port
 """
 ANY_UID = 0xFFFFFFFF
 
@@ -77,6 +78,20 @@ class TcpConnect(Program):
         self.events.submit(e)
 
 
+def count_flows(events, duration: float | None) -> list:
+    """-c: connects counted by (family, source, destination, port) until Ctrl-C; IPv4 flows
+    first, each family's most frequent first (bcc's order)."""
+    counts: dict = {}
+
+    def add(e):
+        c = e["conn"]
+        family = int(c["family"])
+        key = (family, address(family, c["saddr"]), address(family, c["daddr"]), int(c["dport"]))
+        counts[key] = counts.get(key, 0) + 1
+    common.follow(events, add, duration)
+    return sorted(counts.items(), key=lambda kv: (kv[0][0] != AF_INET, -kv[1]))
+
+
 def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Trace TCP connects", EXAMPLES)
     p.add_argument("-t", "--timestamp", action="store_true", help="include timestamp on output")
@@ -87,6 +102,7 @@ def main(argv=None, prog=None) -> int:
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", "--ipv4", action="store_true", help="trace IPv4 family only")
     fam.add_argument("-6", "--ipv6", action="store_true", help="trace IPv6 family only")
+    p.add_argument("-c", "--count", action="store_true", help="count connects per src ip and dest ip/port")
     common.add_duration(p)
     args = p.parse_args(argv)
     params = {"target_pid": args.pid or 0, "port": args.port or 0,
@@ -97,6 +113,17 @@ def main(argv=None, prog=None) -> int:
     def trace():
         with TcpConnect(**params) as tool:
             common.announce(tool, "Tracing connect ... Hit Ctrl-C to end")
+            if args.count:
+                flows = count_flows(tool.events, args.duration)
+                if not args.json:
+                    print("\n%-25s %-25s %-20s %-10s" % ("LADDR", "RADDR", "RPORT", "CONNECTS"))
+                for (family, laddr, raddr, rport), n in flows:
+                    if args.json:
+                        common.print_json({"ip": ip_version(family), "laddr": laddr, "raddr": raddr,
+                                           "rport": rport, "connects": n})
+                    else:
+                        print("%-25s %-25s %-20s %-10d" % (laddr, raddr, rport, n))
+                return
             if not args.json:
                 print(("%-9s" % "TIME(s)" if args.timestamp else "") + ("%-6s" % "UID" if args.print_uid else "")
                       + "%-7s %-12s %-2s %-16s %-16s %-4s" % ("PID", "COMM", "IP", "SADDR", "DADDR", "DPORT"), flush=True)

@@ -125,6 +125,20 @@ def test_tcpconnect_and_tcpaccept_see_each_connection():
         [(4 if i < 5 else 6, hosts[i], server, hosts[i], client) for i, (client, server) in enumerate(pairs)]
 
 
+def test_tcpconnect_command_counts_per_flow():
+    """-c: bcc's LADDR RADDR RPORT CONNECTS table, each family's five connects to its server."""
+    r, w = os.pipe()
+    child = Gated(workload, w)
+    tool = Tool("tcpconnect", "-c", "-p", str(child.pid))
+    assert child.go() == 0
+    os.close(w)
+    pairs = [tuple(p) for p in json.loads(os.read(r, 65536))]
+    os.close(r)
+    lines = [l.split() for l in tool.stop().splitlines() if l.strip()]
+    assert lines == [["LADDR", "RADDR", "RPORT", "CONNECTS"], ["127.0.0.1", "127.0.0.1", str(pairs[0][1]), "5"],
+                     ["::1", "::1", str(pairs[5][1]), "5"]]
+
+
 def test_tcpaccept_command_columns():
     r, w = os.pipe()
     child = Gated(workload, w)

@@ -263,10 +263,11 @@ def test_cpudist_counts_every_stretch_on_and_off_cpu():
 
     for offcpu in (False, True):
         child = Counted(sleeps, 100)
-        with Switches(target=child.pid) as ref, CpuDist(target_pid=child.pid, offcpu=offcpu) as prog:
+        with Switches(target=child.pid) as ref, CpuDist(target_pid=child.pid, offcpu=offcpu, extension=True) as prog:
             assert child.go() == 0
             last_switch_out(ref)
         total = int(prog.dist.to_numpy().sum())
+        ext = prog.totals[0]            # -e: every stretch counted, with its time
         outs, ins = ref.n[OUT], ref.n[IN]
         prog.close()
         ref.close()
@@ -274,6 +275,9 @@ def test_cpudist_counts_every_stretch_on_and_off_cpu():
         # on-CPU: each switch in starts a stretch that a switch out ends (the last at exit);
         # off-CPU: each switch in ends one, but the first (its switch out was before tracing)
         assert total == (ins - 1 if offcpu else ins)
+        assert int(ext["count"]) == total
+        if offcpu:                      # 100 sleeps of 1 ms at least
+            assert int(ext["total"]) >= 100 * 1000
 
 
 def spin(seconds: float) -> None:
