@@ -17,7 +17,6 @@ edge); a printed latency (us) lies between the two replays' values, with the sam
 the requests still waiting are the same, issued between the two recorded times.
 Uses pyprobe's pytest plugin: `load`, `simulate`.
 """
-import bisect
 import importlib.util
 import itertools
 import mmap
@@ -168,16 +167,23 @@ def recorded(prog) -> dict[int, list[tuple]]:
 def matched(before, after):
     """([(fields, ts before, ts after)] of the events both recordings saw, in time order; [ts] of those
     only one saw). On one CPU the second recorder runs right after the first (and the lessons) on an
-    event, before that CPU's next event: its clock read falls between the first's of the two."""
+    event, before that CPU's next event: its clock read falls between the first's of the two (equal
+    where the clock is coarse, as in the qemu kernels)."""
     both, one = [], []
     for cpu in before.keys() | after.keys():
         a, b = before.get(cpu, []), after.get(cpu, [])
-        times = [ts for _, ts in a]
-        paired = {}
+        paired, i = {}, 0
         for fields, ts in b:
-            j = bisect.bisect_right(times, ts) - 1
-            if j >= 0 and a[j][0] == fields and j not in paired:
-                paired[j] = ts
+            k = i
+            while k < len(a) and not (a[k][0] == fields and a[k][1] <= ts and
+                                      (k + 1 == len(a) or ts <= a[k + 1][1])):
+                if a[k][1] > ts:
+                    k = len(a)
+                    break
+                k += 1
+            if k < len(a):
+                paired[k] = ts
+                i = k + 1
             else:
                 one.append(ts)
         for j, (fields, ts) in enumerate(a):
