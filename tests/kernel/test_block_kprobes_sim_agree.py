@@ -1,0 +1,172 @@
+"""The kprobe spellings of the block lessons (bcc's own programs: DiskSnoopKprobes, DiskLatencyKprobes,
+BioLatencyKprobes, on blk_mq_start_request() and blk_mq_end_request(), the request a typed `struct
+request *`) in the kernel and simulated on the same events, as test_block_sim_agree.py does for the
+tracepoint spellings: a recorder on the same two functions, attached before the lessons and again
+after them, writes each call's request (its address and the members the lessons read) and its
+ktime_ns(); the simulation replays them with each request a dict of those members (one dict per
+address, as the kernel reuses a request). Runs where the kernel has kprobes (the qemu kernel matrix).
+"""
+import os
+import threading
+import time
+
+import pytest
+
+from prog_test_run import prog_fd, recursion_misses
+from pyprobe import Program, RingBuf, Struct, kprobe, u32, u64
+from pyprobe.bpf import ktime_ns, smp_processor_id
+from test_block_sim_agree import (ATTEMPTS, MARGIN_NS, MAX_CUTS, N_IO, candidates, detach_at_once, direct_io,
+                                  explained, lesson, matched)
+
+pytestmark = pytest.mark.needs_kprobes
+
+
+class Call(Struct):
+    ts: u64
+    addr: u64
+    sector: u64
+    cmd_flags: u64
+    cpu: u32
+    kind: u32                   # 0: blk_mq_start_request, 1: blk_mq_end_request
+    major: u32
+    first_minor: u32
+    data_len: u32
+
+
+class RequestRecorder(Program):
+    calls = RingBuf(Call, size=1 << 22)
+
+    @kprobe("blk_mq_start_request")
+    def on_start(self, ctx, rq):
+        c = Call()
+        c.ts = ktime_ns()
+        c.cpu = smp_processor_id()
+        c.addr = rq
+        c.sector = rq.__sector
+        c.cmd_flags = rq.cmd_flags
+        c.major = rq.q.disk.major
+        c.first_minor = rq.q.disk.first_minor
+        c.data_len = rq.__data_len
+        self.calls.submit(c)
+
+    @kprobe("blk_mq_end_request")
+    def on_end(self, ctx, rq):
+        c = Call()
+        c.ts = ktime_ns()
+        c.kind = 1
+        c.cpu = smp_processor_id()
+        c.addr = rq
+        c.sector = rq.__sector
+        c.cmd_flags = rq.cmd_flags
+        c.major = rq.q.disk.major
+        c.first_minor = rq.q.disk.first_minor
+        c.data_len = rq.__data_len
+        self.calls.submit(c)
+
+
+def recorded(prog) -> dict[int, list[tuple]]:
+    by_cpu: dict[int, list[tuple]] = {}
+    for r in prog.calls.drain():
+        by_cpu.setdefault(int(r["cpu"]), []).append(
+            ((int(r["kind"]), int(r["addr"]), int(r["sector"]), int(r["cmd_flags"]), int(r["major"]),
+              int(r["first_minor"]), int(r["data_len"])), int(r["ts"])))
+    return by_cpu
+
+
+def histogram(side, cls, lessons):
+    from collections import Counter
+
+    out = Counter()
+    if cls is lessons["bio"]:
+        out.update({("dist", i): n for i, n in enumerate(side.dist.to_numpy().tolist()) if n})
+        out.update({("disk_dist", bytes(k)): int(n) for k, n in side.disk_dist.items() if n})
+    elif cls is lessons["lat"]:
+        out.update({("dist", i): n for i, n in enumerate(side.iolatency.to_numpy().tolist()) if n})
+    return out
+
+
+def replay(simulate, lessons, key, events):
+    """Shortest and longest replays (as test_block_sim_agree.replay), each request a dict per address."""
+    cls, params = key[0], dict(key[1])
+    pair = (simulate(cls, **params), simulate(cls, **params))
+    requests = ({}, {})
+    added = []
+    for (kind, addr, sector, flags, major, minor, data_len), early, late in events:
+        was = [histogram(s, cls, lessons) for s in pair]
+        pair[0].set(ktime_ns=late if kind == 0 else early)
+        pair[1].set(ktime_ns=early if kind == 0 else late)
+        for sim, reqs in zip(pair, requests):
+            rq = reqs.setdefault(addr, {"q": {"disk": {}}})
+            rq.update({"__sector": sector, "cmd_flags": flags, "__data_len": data_len})
+            rq["q"]["disk"].update(major=major, first_minor=minor)
+            (sim.trace_start if hasattr(sim, "trace_start") else sim.trace_req_start)(rq) if kind == 0 else \
+                (sim.trace_completion if hasattr(sim, "trace_completion") else sim.trace_req_done)(rq)
+        now = [histogram(s, cls, lessons) for s in pair]
+        added.append((now[0] - was[0], now[1] - was[1]))
+    return pair, added
+
+
+@pytest.fixture
+def scratch():
+    path = os.environ.get("PYPROBE_VM_SCRATCH_DISK")
+    if not path:
+        pytest.skip("needs the qemu VM's scratch disk (PYPROBE_VM_SCRATCH_DISK) for its O_DIRECT I/O")
+    return path
+
+
+def test_block_kprobe_lessons_agree_with_their_simulation_on_the_recorded_calls(load, simulate, scratch):
+    lessons = {"snoop": lesson("disksnoop").DiskSnoopKprobes, "lat": lesson("disklatency").DiskLatencyKprobes,
+               "bio": lesson("biolatency").BioLatencyKprobes}
+    keys = [(lessons["snoop"], ()), (lessons["lat"], ()), (lessons["bio"], (("factor", 1000), ("per_disk", False))),
+            (lessons["bio"], (("factor", 1000), ("per_disk", True)))]
+    problems = []
+    for attempt in range(1, ATTEMPTS + 1):
+        first = load(RequestRecorder, attach=False)
+        progs = {key: load(key[0], attach=False, **dict(key[1])) for key in keys}
+        second = load(RequestRecorder, attach=False)
+        first.attach()
+        attaching = time.monotonic_ns()
+        for prog in progs.values():
+            prog.attach()
+        second.attach()
+        attached = time.monotonic_ns()
+        direct_io(scratch)
+        time.sleep(0.05)
+        spans = detach_at_once(list(progs.values()))
+        detach_at_once([first, second])
+        assert first.calls.lost == second.calls.lost == 0
+        skipped = sum(recursion_misses(prog_fd(p, name)) for p in [first, second, *progs.values()]
+                      for name in {name for name, _ in type(p).probe_points()})
+        a, b = recorded(first), recorded(second)
+        # a kprobe runs its handlers newest first or oldest first: the two recordings bracket the
+        # lessons either way; the earlier one is the one whose clock reads come first
+        events, unmatched = max(matched(a, b), matched(b, a), key=lambda m: len(m[0]))
+        if skipped:
+            problems.append(f"run {attempt}: the kernel skipped a lesson or a recorder on {skipped} calls")
+            continue
+        if any(attaching - MARGIN_NS <= ts <= attached + MARGIN_NS for ts in unmatched):
+            problems.append(f"run {attempt}: an I/O came while the lessons were being attached")
+            continue
+        assert all(t1 <= t2 for _, t1, t2 in events), "the recorders' clock reads do not bracket the lessons'"
+        starts = sum(1 for (kind, *_), _, _ in events if kind == 0)
+        assert starts >= 3 * N_IO, f"only {starts} requests recorded for {3 * N_IO} direct I/Os"
+        seen = {key: candidates(events, spans[prog]) for key, prog in progs.items()}
+        if None in seen.values():
+            problems.append(f"run {attempt}: {MAX_CUTS} or more I/Os while the lessons were being detached")
+            continue
+        break
+    else:
+        pytest.fail("no run could be compared: " + "; ".join(problems))
+
+    for key, prog in progs.items():
+        cls = key[0]
+        ok = False
+        for evs in seen[key]:
+            pair, added = replay(simulate, lessons, key, evs)
+            if cls is lessons["snoop"]:
+                ok = len(prog.start) == len(pair[0].start) == len(pair[1].start)
+            else:
+                ok = explained(histogram(prog, cls, lessons), added) and len(prog.start) == len(pair[0].start)
+            if ok:
+                break
+        assert ok, (cls.__name__, dict(key[1]), histogram(prog, cls, lessons))
