@@ -36,8 +36,13 @@ LOAD_CPU = 1 if (os.cpu_count() or 1) > 1 else 0
 
 
 def pin(cpu: int):
-    """A preexec_fn that pins the child to one CPU."""
-    return lambda: os.sched_setaffinity(0, {cpu})
+    """A preexec_fn that pins the child to one CPU, with Ctrl-C (SIGINT) back to its default: a
+    bench started in the background by a shell inherits SIGINT ignored, and then bcc's tools
+    never saw the SIGINT that ends a run (W11, W12 waited 300 s for them)."""
+    def preexec():
+        os.sched_setaffinity(0, {cpu})
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return preexec
 
 
 # ---- the C peers -----------------------------------------------------------------
