@@ -38,7 +38,7 @@ class HandlerCompiler(SimStatements):
         self.filename = filename
         self.context = context              # a sim context (fields, arguments), None in a helper function
         self.name = name
-        self.locals: dict[str, SV | SNullable | ContextRef | SKernel] = {}
+        self.locals: dict[str, SV | SNullable | ContextRef | SKernel | MapRef | StringLit | PyObject] = {}
         self.decls: list[str] = []
         self.lines: list[tuple[int, str, int]] = []     # (indent, text, Python line)
         self.indent = 1
