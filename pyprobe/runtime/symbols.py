@@ -148,7 +148,9 @@ class UserSymbols:
         found: list = [None] * len(uniq)
         with self._lock:
             maps = self._maps_covering(uniq, pid)
-            where = maps.find_many(uniq) if maps is not None else np.full(len(uniq), -1)
+            if maps is None:                                       # the process is gone
+                return [None] * len(inverse.ravel())
+            where = maps.find_many(uniq)
             for m in sorted(set(where[where >= 0].tolist())):      # (np.unique alone imports numpy.ma)
                 mapping = maps.maps[m]
                 if mapping.path is None:

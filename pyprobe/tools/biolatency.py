@@ -183,9 +183,10 @@ def main(argv=None, prog=None) -> int:
     disks = disk_names()
     dev = 0
     if args.disk:
-        dev = next((d for d, name in disks.items() if name == args.disk), None)
-        if dev is None:
+        named = [d for d, name in disks.items() if name == args.disk]
+        if not named:
             p.error(f"no such disk {args.disk!r}")
+        dev = named[0]
 
     def trace():
         program = choose(args.queued)
