@@ -64,36 +64,33 @@ class KernelFuncCount(FuncCount):
     on_call = kprobe("vfs_read")(FuncCount.on_call.func)
 
 
-def tracepoint_counter(category: str, name: str) -> type[Program]:
-    """A FuncCount for one tracepoint (a tracepoint handler's program depends on its record, so
-    it cannot move with attach_to: the class is made for it)."""
-    return type(f"FuncCount_{category}_{name}", (TracepointCount,),
-                {"on_call": None, "on_event": tracepoint(category, name)(_count_event),
-                 "__module__": __name__})
-
-
 class TracepointCount(Program):
+    """The counter on a tracepoint given with attach_to (the handler reads no field, so it suits
+    every tracepoint; it is translated for the one chosen when the Program is made). One key: a
+    tracepoint counts under its name."""
+
     target_pid = Param(u32)
     target_cpu = Param(u32, default=ANY_CPU)     # -c
     counts = Hash(u64, Hit, max_entries=1)
 
-
-def _count_event(self, args):
-    if self.target_pid and tgid() != self.target_pid:
-        return
-    if self.target_cpu != ANY_CPU and smp_processor_id() != self.target_cpu:
-        return
-    hit = self.counts.lookup_or_init(0, Hit())
-    if hit is None:
-        return
-    hit.count += 1
-    hit.pid = tgid()
+    @tracepoint("sched", "sched_process_fork")
+    def on_event(self, args):
+        if self.target_pid and tgid() != self.target_pid:
+            return
+        if self.target_cpu != ANY_CPU and smp_processor_id() != self.target_cpu:
+            return
+        hit = self.counts.lookup_or_init(0, Hit())
+        if hit is None:
+            return
+        hit.count += 1
+        hit.pid = tgid()
 
 
 def open_counter(spec: probespec.Spec, pid: int = 0, cpu: int | None = None) -> Program:
     target_cpu = ANY_CPU if cpu is None else cpu
     if spec.kind == "tracepoint":
-        return tracepoint_counter(str(spec.library), spec.pattern)(target_pid=pid, target_cpu=target_cpu)
+        point = tracepoint(str(spec.library), spec.pattern)
+        return TracepointCount(attach_to={"on_event": point}, target_pid=pid, target_cpu=target_cpu)
     if spec.kind == "kprobe" and not common.has_kprobes():
         raise UnsupportedProbe(f"{spec.describe()}: kernel functions need kprobes, which this kernel lacks "
                                "(CONFIG_KPROBES); count a tracepoint instead (t:CATEGORY:NAME)")
