@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 
+import pyprobe
 from pyprobe import Hash, Param, Program, StackTrace, Struct, UnsupportedProbe, bool_, char, kprobe, s64, tracepoint, \
     u32, u64, uprobe
 from pyprobe.bpf import BPF_F_USER_STACK, comm, smp_processor_id, tgid
@@ -97,19 +98,28 @@ def open_counter(spec: probespec.Spec, pid: int = 0, **params) -> Program:
     return cls(target_pid=pid, attach_to={"on_event": spec.entry()}, **params)
 
 
-def counted_stacks(prog, pid: int = 0):
-    """The counted stacks as numpy records: pid, comm, count, user, kernel (frames, innermost first)."""
+def counted_stacks(prog, pid: int = 0, show_offset: bool = False):
+    """The counted stacks as numpy records: pid, comm, count, user, kernel (frames, innermost
+    first; "name+0x1f" with show_offset) and user_addrs, kernel_addrs (their addresses)."""
     import numpy as np
 
     keys, values = prog.counts.to_numpy()
     rows = []
     for k, n in zip(keys, values):
+        # the process owning a user stack: the key's own (-P), else the one -p traced
         owner = int(k["pid"]) or pid
-        user = stacks.frames(prog.stack_traces, k["user_stack"], owner) if owner else []
-        rows.append((int(k["pid"]), common.text(k["comm"]), int(n), user, stacks.frames(prog.stack_traces,
-                                                                                          k["kernel_stack"])))
+        user_addrs = prog.stack_traces.walk(int(k["user_stack"])) if owner else []
+        kernel_addrs = prog.stack_traces.walk(int(k["kernel_stack"]))
+        user = [pyprobe.usym(a, owner, show_offset=show_offset) for a in user_addrs]
+        kernel = [pyprobe.ksym(a, show_offset=show_offset) for a in kernel_addrs]
+        rows.append((int(k["pid"]), common.text(k["comm"]), int(n), user, kernel, user_addrs, kernel_addrs))
     return np.array(rows, dtype=[("pid", "u4"), ("comm", "U16"), ("count", "u8"), ("user", object),
-                                 ("kernel", object)])
+                                 ("kernel", object), ("user_addrs", object), ("kernel_addrs", object)])
+
+
+def frame_line(name: str, addr: int, verbose: bool) -> str:
+    """bcc's frame line: the name, after its address with -v."""
+    return "  %-16x %s" % (addr, name) if verbose else "  %s" % name
 
 
 def main(argv=None, prog=None) -> int:
@@ -126,6 +136,8 @@ def main(argv=None, prog=None) -> int:
     only.add_argument("-U", "--user-stacks-only", action="store_true", help="user stack only")
     p.add_argument("-d", "--delimited", action="store_true", help="insert delimiter between kernel/user stacks")
     p.add_argument("-f", "--folded", action="store_true", help="output folded format")
+    p.add_argument("-s", "--offset", action="store_true", help="show address offsets")
+    p.add_argument("-v", "--verbose", action="store_true", help="show raw addresses")
     p.add_argument("pattern", help="search expression for events")
     args = p.parse_args(argv)
     try:
@@ -141,7 +153,8 @@ def main(argv=None, prog=None) -> int:
                             % (len(tool.probes), args.pattern))
 
             def report():
-                rows = sorted(counted_stacks(tool, args.pid or 0), key=lambda r: r["count"])
+                rows = sorted(counted_stacks(tool, args.pid or 0, show_offset=args.offset and not args.folded),
+                              key=lambda r: r["count"])
                 tool.counts.clear()
                 if not args.json and not args.folded:
                     print()
@@ -150,18 +163,21 @@ def main(argv=None, prog=None) -> int:
                 for r in rows:
                     comm = str(r["comm"])
                     if args.json:
-                        common.print_json({"pid": int(r["pid"]), "comm": comm, "count": int(r["count"]),
-                                           "user": r["user"], "kernel": r["kernel"]})
+                        record = {"pid": int(r["pid"]), "comm": comm, "count": int(r["count"]),
+                                  "user": r["user"], "kernel": r["kernel"]}
+                        if args.verbose:
+                            record.update(user_addrs=r["user_addrs"], kernel_addrs=r["kernel_addrs"])
+                        common.print_json(record)
                     elif args.folded:
                         print("%s %d" % (stacks.folded(comm if args.perpid else "", r["user"], r["kernel"],
                                                        args.delimited).lstrip(";"), r["count"]))
                     else:
-                        for f in r["kernel"]:
-                            print("  %s" % f)
+                        for f, a in zip(r["kernel"], r["kernel_addrs"]):
+                            print(frame_line(f, a, args.verbose))
                         if args.delimited and r["kernel"] and r["user"]:
                             print("    --")
-                        for f in r["user"]:
-                            print("  %s" % f)
+                        for f, a in zip(r["user"], r["user_addrs"]):
+                            print(frame_line(f, a, args.verbose))
                         if args.perpid:
                             print("    %s [%d]" % (comm, r["pid"]))
                         print("    %d\n" % r["count"])

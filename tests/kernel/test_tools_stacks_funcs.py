@@ -1,6 +1,7 @@
 """profile, offcputime, stackcount, funccount and funclatency against a C workload of their own
 (tests/kernel/data/tools_app.c), with exact ground truth."""
 import os
+import re
 import subprocess
 import time
 
@@ -113,6 +114,45 @@ def test_stackcount_command_user_function(app):
         work.close()
     # at a function's first instruction its frame is not made yet: the caller's frame is skipped
     assert [(r["count"], r["user"][0]) for r in rows] == [(4, "work_beta")]
+
+
+def test_stackcount_command_offsets_and_addresses(app):
+    # -s names a frame name+0xOFFSET, -v puts its address first (bcc's "  %-16x %s" line): at the
+    # uprobe the frame is work_beta's first instruction, its address the symbol's (a -no-pie binary)
+    nm = subprocess.run(["nm", app], check=True, capture_output=True, text=True).stdout
+    beta = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" work_beta"))
+    work = App(app, "calls", "2", "6")
+    tool = Tool("stackcount", "-U", "-s", "-v", "-p", str(work.pid), f"{app}:work_beta")
+    try:
+        work.run()
+        lines = tool.stop().splitlines()
+    finally:
+        work.close()
+    frames = [l for l in lines if l.startswith("  ") and not l.startswith("    ")]
+    assert frames[0] == "  %-16x work_beta+0x0" % beta
+    assert all(re.fullmatch(r"  [0-9a-f]+ +\S+\+0x[0-9a-f]+|  [0-9a-f]+ +\[unknown\]", l) for l in frames), frames
+    assert "    6" in lines
+
+
+def test_stackcount_command_kernel_offsets_match_kallsyms():
+    # each kernel frame printed with -s -v: its address is the symbol's (kallsyms) plus the offset shown
+    child = Gated(lambda: [os.getppid() for _ in range(11)])
+    tool = Tool("stackcount", "-K", "-s", "-v", "-p", str(child.pid), "t:syscalls:sys_enter_getppid")
+    try:
+        assert child.go() == 0
+    finally:
+        lines = tool.stop().splitlines()
+    kallsyms = {}
+    with open("/proc/kallsyms") as f:
+        for line in f:
+            addr, _, name = line.split()[:3]
+            kallsyms.setdefault(name, set()).add(int(addr, 16))    # a static name may repeat
+    frames = [l.split() for l in lines if re.fullmatch(r"  [0-9a-f]+ +\S+", l)]
+    named = {name.split("+0x")[0]: (int(addr, 16), int(name.split("+0x")[1], 16)) for addr, name in frames}
+    assert "do_syscall_64" in named, lines
+    for name, (addr, offset) in named.items():
+        assert addr - offset in kallsyms[name], (name, hex(addr), hex(offset))
+    assert sum(int(l) for l in lines if l.strip().isdigit()) == 11
 
 
 def test_funccount_counts_each_function_of_a_glob(app):
