@@ -9,14 +9,18 @@ and -x filter the records, as bcc does.
     from pyprobe.tools.opensnoop import OpenSnoop
     with OpenSnoop(target_pid=1234) as prog:
         ...
-    prog.events.drain()     # numpy records: ts, pid, tid, uid, ret, flags, mode, comm, fname
+    prog.events.drain()     # numpy records: kind, ts, pid, tid, uid, ret, flags, mode, comm, fname
+
+With full_path=True (-F) each open of a relative path comes after one KIND_CWD record per
+directory of the opener's cwd (innermost first, across mounts, up to its root); FullPaths
+joins them.
 """
 from __future__ import annotations
 
 import os
 
-from pyprobe import Hash, Param, Program, RingBuf, Struct, char, s32, syscall, syscall_return, u32, u64
-from pyprobe.bpf import comm, ktime_ns, probe_read_user_str, tgid, tid, uid
+from pyprobe import Hash, Param, Program, RingBuf, Struct, bool_, char, s32, syscall, syscall_return, u32, u64
+from pyprobe.bpf import cast, comm, current_task, ktime_ns, offsetof, probe_read_user_str, tgid, tid, uid
 from pyprobe.tools import common
 
 EXAMPLES = """examples:
@@ -31,6 +35,7 @@ EXAMPLES = """examples:
     pyprobe opensnoop -n main                # only print process names containing "main"
     pyprobe opensnoop -e                     # show extended fields
     pyprobe opensnoop -f O_WRONLY -f O_RDWR  # only print calls for writing
+    pyprobe opensnoop -F                     # show full path for an open file with relative path
 """
 
 NAME_MAX = 256
@@ -44,7 +49,13 @@ class OpenStart(Struct):
     fname: char[NAME_MAX]
 
 
+KIND_OPEN = 0                   # OpenEvent.kind: an open() and its result
+KIND_CWD = 1                    # one directory of the opener's cwd (-F), innermost first, before its open
+MAX_CWD_DEPTH = 32              # directories (and mount crossings) walked up from the cwd
+
+
 class OpenEvent(Struct):
+    kind: u32                   # KIND_OPEN, or KIND_CWD: fname is a directory's name, only tid is set
     ts: u64                     # at the entry, bpf_ktime_get_ns()
     pid: u32
     tid: u32
@@ -60,6 +71,7 @@ class OpenSnoop(Program):
     target_pid = Param(u32)     # 0: every process
     target_tid = Param(u32)
     target_uid = Param(u32, default=ANY_UID)
+    full_path = Param(bool_)    # -F: a relative path's cwd goes before it, as KIND_CWD records
     start = Hash(u32, OpenStart, max_entries=10240)
     events = RingBuf(OpenEvent, size=1 << 20)
 
@@ -105,10 +117,36 @@ class OpenSnoop(Program):
         s = self.start.get(tid())
         if s is None:
             return
+        if self.full_path and s.fname[0] != 47:       # not "/": name the cwd's directories first
+            task = current_task()
+            d: "struct dentry *" = task.fs.pwd.dentry
+            root: "struct dentry *" = task.fs.root.dentry
+            vfs: "struct vfsmount *" = task.fs.pwd.mnt
+            mnt: "struct mount *" = cast(u64, vfs) - offsetof("struct mount", "mnt")
+            for i in range(MAX_CWD_DEPTH):
+                if d == root:
+                    break
+                if d == vfs.mnt_root or d == d.d_parent:      # a mount's root: go on from where it is mounted
+                    up: "struct mount *" = mnt.mnt_parent
+                    if up == mnt:
+                        break
+                    d = mnt.mnt_mountpoint
+                    mnt = up
+                    vfs = mnt.mnt
+                    continue
+                c = self.events.reserve()
+                if c is None:
+                    break
+                c.kind = KIND_CWD
+                c.tid = tid()
+                c.fname = d.d_name.name
+                self.events.submit(c)
+                d = d.d_parent
         e = self.events.reserve()
         if e is None:
             del self.start[tid()]
             return
+        e.kind = KIND_OPEN
         e.ts = s.ts
         e.pid = tgid()
         e.tid = tid()
@@ -133,6 +171,25 @@ def open_flags(names: list[str]) -> int:
     return mask
 
 
+class FullPaths:
+    """-F: joins the KIND_CWD records a thread's open comes after to its relative path, as bcc
+    (the cwd's directories, then the path as given: "/tmp/d/../f" stays so)."""
+
+    def __init__(self):
+        self.cwd: dict[int, list[str]] = {}
+
+    def take(self, e) -> str | None:
+        """The open's full path; None for a KIND_CWD record (kept for the open that follows)."""
+        name = common.text(e["fname"])
+        if int(e["kind"]) == KIND_CWD:
+            self.cwd.setdefault(int(e["tid"]), []).append(name)
+            return None
+        dirs = self.cwd.pop(int(e["tid"]), None)
+        if name.startswith("/") or dirs is None:
+            return name
+        return os.path.join("/", *reversed(dirs), name)
+
+
 def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Trace open() syscalls", EXAMPLES)
     p.add_argument("-T", "--timestamp", action="store_true", help="include timestamp on output")
@@ -145,6 +202,7 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-n", "--name", help="only print process names containing this name")
     p.add_argument("-e", "--extended_fields", action="store_true", help="show extended fields")
     p.add_argument("-f", "--flag_filter", action="append", default=[], help="filter on flags argument (e.g., O_WRONLY)")
+    p.add_argument("-F", "--full-path", action="store_true", help="show full path for an open file with relative path")
     args = p.parse_args(argv)
     try:
         flag_mask = open_flags(args.flag_filter)
@@ -152,7 +210,7 @@ def main(argv=None, prog=None) -> int:
         p.error(str(e))
 
     def trace():
-        params = {"target_pid": args.pid or 0, "target_tid": args.tid or 0}
+        params = {"target_pid": args.pid or 0, "target_tid": args.tid or 0, "full_path": args.full_path}
         if args.uid is not None:
             params["target_uid"] = args.uid
         with OpenSnoop(**params) as tool:
@@ -162,8 +220,12 @@ def main(argv=None, prog=None) -> int:
                       + "%-6s %-16s %4s %3s " % ("TID" if args.tid else "PID", "COMM", "FD", "ERR")
                       + ("%-8s %-4s " % ("FLAGS", "MODE") if args.extended_fields else "") + "PATH", flush=True)
             first = []
+            paths = FullPaths()
 
             def show(e):
+                path = paths.take(e)
+                if path is None:
+                    return
                 ret = int(e["ret"])
                 if args.failed and ret >= 0:
                     return
@@ -174,7 +236,10 @@ def main(argv=None, prog=None) -> int:
                 if flag_mask and not flags & flag_mask:
                     return
                 if args.json:
-                    common.print_json(common.record_dict(e))
+                    record = common.record_dict(e, skip=("kind",))
+                    if args.full_path:
+                        record["fname"] = path
+                    common.print_json(record)
                     return
                 if not first:
                     first.append(int(e["ts"]))
@@ -189,7 +254,7 @@ def main(argv=None, prog=None) -> int:
                         line += "%08o n/a  " % flags
                     else:
                         line += "%08o %04o " % (flags, mode)
-                print(line + common.text(e["fname"]))
+                print(line + path)
             common.follow(tool.events, show, args.duration)
 
     return common.run(trace)

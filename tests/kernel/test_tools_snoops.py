@@ -136,6 +136,38 @@ def test_opensnoop_text_columns():
     assert [l.split()[2:] for l in lines[1:]] == [["-1", "2", "/nonexistent-pyprobe"]]
 
 
+def test_opensnoop_full_path_joins_the_cwd_across_mounts(tmp_path):
+    # -F: a relative path is printed after the opener's cwd, as bcc joins them (no normalizing);
+    # /dev/shm is a tmpfs mounted on /dev: its walk crosses two mounts up to /
+    import shutil
+    import tempfile
+
+    shm = tempfile.mkdtemp(dir="/dev/shm", prefix="pyprobe-F-")
+    try:
+        for top in (os.path.realpath(tmp_path), shm):
+            cwd = os.path.join(top, "d1", "sub")
+            os.makedirs(cwd)
+            open(os.path.join(cwd, "f.txt"), "w").close()
+
+            def work():
+                os.chdir(cwd)
+                for name in ("f.txt", "../sub/f.txt", "/etc/hostname", "missing.txt"):
+                    try:
+                        os.close(os.open(name, os.O_RDONLY))
+                    except FileNotFoundError:
+                        pass
+
+            child = Gated(work)
+            tool = Tool("opensnoop", "-F", "-p", str(child.pid))
+            assert child.go() == 0
+            lines = tool.stop().splitlines()
+            assert [l.split()[3:] for l in lines[1:]] == [           # ERR, PATH
+                ["0", cwd + "/f.txt"], ["0", cwd + "/../sub/f.txt"], ["0", "/etc/hostname"],
+                ["2", cwd + "/missing.txt"]]
+    finally:
+        shutil.rmtree(shm)
+
+
 def test_killsnoop_records_signals_targets_and_results():
     from pyprobe.tools.killsnoop import KillSnoop
 
