@@ -2,8 +2,10 @@
 
 bcc's tool kprobes tcp_v4_connect()/tcp_v6_connect(). Here the
 sock:inet_sock_set_state tracepoint's move to SYN_SENT, which connect() makes in
-the connecting process with the addresses set (the local port is picked just
-after it, so -L is not offered). -p, -P (ports), -4/-6 filter in the kernel.
+the connecting process with the addresses set. The local port is picked just after
+it: with -L (local_port=True) the record waits, by thread, for connect()'s return
+(sys_exit_connect), which reads the port from the sock. -p, -P (ports), -4/-6 filter
+in the kernel.
 
     from pyprobe.tools.tcpconnect import TcpConnect
     with TcpConnect(target_pid=1234) as prog:
@@ -12,8 +14,8 @@ after it, so -L is not offered). -p, -P (ports), -4/-6 filter in the kernel.
 """
 from __future__ import annotations
 
-from pyprobe import Param, Program, RingBuf, Struct, char, tracepoint, u16, u32, u64
-from pyprobe.bpf import comm, ktime_ns, tgid, uid
+from pyprobe import LruHash, Param, Program, RingBuf, Struct, bool_, char, syscall_return, tracepoint, u16, u32, u64
+from pyprobe.bpf import comm, ktime_ns, tgid, tid, uid
 from pyprobe.tools import common
 from pyprobe.tools.tcpcommon import AF_INET, AF_INET6, IPPROTO_TCP, TCP_SYN_SENT, Endpoints, address, ip_version
 
@@ -27,6 +29,7 @@ EXAMPLES = """examples:
     pyprobe tcpconnect -4        # only trace IPv4 family
     pyprobe tcpconnect -6        # only trace IPv6 family
     pyprobe tcpconnect -c        # count connects per src ip and dest ip/port
+    pyprobe tcpconnect -L        # include LPORT while printing outputs
 """
 ANY_UID = 0xFFFFFFFF
 
@@ -39,11 +42,18 @@ class ConnectEvent(Struct):
     conn: Endpoints
 
 
+class Pending(Struct):
+    sk: u64                     # the connecting sock: its local port is read at connect()'s return
+    event: ConnectEvent
+
+
 class TcpConnect(Program):
     target_pid = Param(u32)
     target_uid = Param(u32, default=ANY_UID)
     port = Param(u16)
     family = Param(u16)
+    local_port = Param(bool_)   # -L: emit at connect()'s return, when the local port is picked
+    pending = LruHash(u32, Pending, max_entries=10240)      # by thread, SYN_SENT to connect()'s return
     events = RingBuf(ConnectEvent, size=1 << 20)
 
     @tracepoint("sock", "inet_sock_set_state")
@@ -58,24 +68,40 @@ class TcpConnect(Program):
             return
         if self.target_uid != ANY_UID and uid() != self.target_uid:
             return
-        e = self.events.reserve()
-        if e is None:
+        self.pending[tid()] = Pending()     # filled in place
+        p = self.pending.get(tid())
+        if p is None:
             return
-        e.ts = ktime_ns()
-        e.pid = tgid()
-        e.uid = uid()
-        e.comm = comm()
-        e.conn.family = args.family
-        e.conn.sport = args.sport
-        e.conn.dport = args.dport
+        p.sk = args.skaddr
+        p.event.ts = ktime_ns()
+        p.event.pid = tgid()
+        p.event.uid = uid()
+        p.event.comm = comm()
+        p.event.conn.family = args.family
+        p.event.conn.sport = args.sport
+        p.event.conn.dport = args.dport
         if args.family == AF_INET6:
-            e.conn.saddr = args.saddr_v6
-            e.conn.daddr = args.daddr_v6
+            p.event.conn.saddr = args.saddr_v6
+            p.event.conn.daddr = args.daddr_v6
         else:
             for i in range(4):
-                e.conn.saddr[i] = args.saddr[i]
-                e.conn.daddr[i] = args.daddr[i]
-        self.events.submit(e)
+                p.event.conn.saddr[i] = args.saddr[i]
+                p.event.conn.daddr[i] = args.daddr[i]
+        if not self.local_port:
+            self.events.submit(p.event)
+            del self.pending[tid()]
+
+    @syscall_return("connect")
+    def on_connect_return(self, args):
+        if not self.local_port:
+            return
+        p = self.pending.get(tid())
+        if p is None:
+            return
+        sk: "struct sock *" = p.sk
+        p.event.conn.sport = sk.__sk_common.skc_num     # inet_hash_connect() has picked it by now
+        self.events.submit(p.event)
+        del self.pending[tid()]
 
 
 def count_flows(events, duration: float | None) -> list:
@@ -103,10 +129,11 @@ def main(argv=None, prog=None) -> int:
     fam.add_argument("-4", "--ipv4", action="store_true", help="trace IPv4 family only")
     fam.add_argument("-6", "--ipv6", action="store_true", help="trace IPv6 family only")
     p.add_argument("-c", "--count", action="store_true", help="count connects per src ip and dest ip/port")
+    p.add_argument("-L", "--lport", action="store_true", help="include LPORT on output")
     common.add_duration(p)
     args = p.parse_args(argv)
     params = {"target_pid": args.pid or 0, "port": args.port or 0,
-              "family": AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0}
+              "family": AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0, "local_port": args.lport}
     if args.uid is not None:
         params["target_uid"] = args.uid
 
@@ -126,7 +153,8 @@ def main(argv=None, prog=None) -> int:
                 return
             if not args.json:
                 print(("%-9s" % "TIME(s)" if args.timestamp else "") + ("%-6s" % "UID" if args.print_uid else "")
-                      + "%-7s %-12s %-2s %-16s %-16s %-4s" % ("PID", "COMM", "IP", "SADDR", "DADDR", "DPORT"), flush=True)
+                      + "%-7s %-12s %-2s %-16s " % ("PID", "COMM", "IP", "SADDR")
+                      + ("%-6s " % "LPORT" if args.lport else "") + "%-16s %-4s" % ("DADDR", "DPORT"), flush=True)
             first = []
 
             def show(e):
@@ -136,16 +164,18 @@ def main(argv=None, prog=None) -> int:
                     common.print_json({"ts": int(e["ts"]), "pid": int(e["pid"]), "uid": int(e["uid"]),
                                        "comm": common.text(e["comm"]), "ip": ip_version(family),
                                        "saddr": address(family, c["saddr"]), "daddr": address(family, c["daddr"]),
-                                       "dport": int(c["dport"])})
+                                       "dport": int(c["dport"]), **({"lport": int(c["sport"])} if args.lport else {})})
                     return
                 if not first:
                     first.append(int(e["ts"]))
                 line = "%-9.3f" % ((int(e["ts"]) - first[0]) / 1e9) if args.timestamp else ""
                 if args.print_uid:
                     line += "%-6d" % e["uid"]
-                print(line + "%-7d %-12.12s %-2d %-16s %-16s %-4d" % (
-                    e["pid"], common.text(e["comm"]), ip_version(family), address(family, c["saddr"]),
-                    address(family, c["daddr"]), c["dport"]))
+                line += "%-7d %-12.12s %-2d %-16s " % (e["pid"], common.text(e["comm"]), ip_version(family),
+                                                       address(family, c["saddr"]))
+                if args.lport:
+                    line += "%-6d " % c["sport"]
+                print(line + "%-16s %-4d" % (address(family, c["daddr"]), c["dport"]))
             common.follow(tool.events, show, args.duration)
 
     return common.run(trace)

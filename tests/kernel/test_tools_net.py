@@ -139,6 +139,23 @@ def test_tcpconnect_command_counts_per_flow():
                      ["::1", "::1", str(pairs[5][1]), "5"]]
 
 
+def test_tcpconnect_command_local_ports():
+    """-L: bcc's LPORT column, each connection's client port (picked after SYN_SENT: read at
+    connect()'s return)."""
+    r, w = os.pipe()
+    child = Gated(workload, w)
+    tool = Tool("tcpconnect", "-L", "-p", str(child.pid))
+    assert child.go() == 0
+    os.close(w)
+    pairs = [tuple(p) for p in json.loads(os.read(r, 65536))]
+    os.close(r)
+    lines = [l.split() for l in tool.stop().splitlines() if l.strip()]
+    assert lines[0] == ["PID", "COMM", "IP", "SADDR", "LPORT", "DADDR", "DPORT"]
+    hosts = ["127.0.0.1"] * 5 + ["::1"] * 5
+    assert [l[2:] for l in lines[1:]] == [[str(4 if i < 5 else 6), hosts[i], str(client), hosts[i], str(server)]
+                                          for i, (client, server) in enumerate(pairs)]
+
+
 def test_tcpaccept_command_columns():
     r, w = os.pipe()
     child = Gated(workload, w)
