@@ -5,7 +5,8 @@ Python raises an error that says so. Their meaning, in brief:
 
 - ktime_ns(): monotonic time in nanoseconds (bpf_ktime_get_ns).
 - pid() / tgid(): the process id as `ps` shows it; tid(): the thread id.
-- uid(), gid(): the current task's ids.
+- uid(), gid(): the current task's ids. cgroup_id(): its cgroup v2 id (the cgroup
+  directory's inode number).
 - comm(): the current task's name, a char[16].
 - log2(v): bcc's bpf_log2l bucket of v (1 + floor(log2 v), 1 for 0 as in bcc).
 - trace_printk(fmt, *args): printf to the kernel trace pipe (up to 3 args,
@@ -45,6 +46,8 @@ tgid = _helper("tgid", "Process id (thread group id).")
 tid = _helper("tid", "Thread id (the kernel's pid).")
 uid = _helper("uid", "Real user id of the current task.")
 gid = _helper("gid", "Real group id of the current task.")
+cgroup_id = _helper("cgroup_id", "The current task's cgroup v2 id (bpf_get_current_cgroup_id): the inode "
+                    "number of its directory in the cgroup2 filesystem.")
 comm = _helper("comm", "Name of the current task: a char[16].")
 log2 = _helper("log2", "bcc's bpf_log2l(): the log2 histogram slot of a value.")
 trace_printk = _helper("trace_printk", "printf to the kernel's trace pipe.")

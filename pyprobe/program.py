@@ -62,11 +62,13 @@ class Program:
 
     license = "GPL"
 
-    def __init__(self, attach_to: dict | None = None, max_entries: dict | None = None, **params):
+    def __init__(self, attach_to: dict | None = None, max_entries: dict | None = None, pinned: dict | None = None,
+                 **params):
         """`params`: values of the Program's Params. `attach_to`: probe points chosen now,
         {handler name: probe decorator, a list of them, or None (not attached)}.
-        `max_entries`: map sizes chosen now, {map name: entries}."""
-        from pyprobe.dsl.attach_to import resolve, resolve_sizes
+        `max_entries`: map sizes chosen now, {map name: entries}. `pinned`: maps pinned by
+        someone else to use as they are, {map name: bpffs path} (as a declaration's pinned=)."""
+        from pyprobe.dsl.attach_to import resolve, resolve_pinned, resolve_sizes
         from pyprobe.dsl.params import Param
 
         known = {n for k in type(self).__mro__ for n, v in vars(k).items() if isinstance(v, Param)}
@@ -82,6 +84,7 @@ class Program:
         self._params = params
         self._attach_to, self._retarget = resolve(type(self), attach_to)
         self._sizes = resolve_sizes(type(self), max_entries)
+        self._pinned = resolve_pinned(type(self), pinned)
         if self._retarget:           # translated now, for the points given: errors at this call
             try:
                 type(self)._source(retarget=self._retarget)
@@ -212,7 +215,7 @@ class Program:
         source = self._source(compiling=True, retarget=self._retarget)
         obj = self._object(source)
         with deferred_signals():             # the session is ours before it owns anything
-            session = Session(source, obj, self._params, self._attach_to, self._sizes)
+            session = Session(source, obj, self._params, self._attach_to, self._sizes, self._pinned)
             session.load()                   # on failure it has released what it made
             self._session = session
             self._maps = session.maps

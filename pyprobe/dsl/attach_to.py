@@ -77,6 +77,27 @@ def variant_key(retarget: dict[str, list[Probe]]) -> tuple:
     return tuple((name, tuple(probe_key(p) for p in probes)) for name, probes in sorted(retarget.items()))
 
 
+def resolve_pinned(cls, pinned: dict | None) -> dict[str, str]:
+    """Map name -> path of a map pinned by someone else, chosen at construction (the
+    object's map is replaced by it before loading; the code does not change)."""
+    from pyprobe.dsl.maps import Hash, MapSpec
+
+    if not pinned:
+        return {}
+    maps = {n: v for k in reversed(cls.__mro__) for n, v in vars(k).items() if isinstance(v, MapSpec)}
+    out = {}
+    for name, path in pinned.items():
+        spec = maps.get(name)
+        if spec is None:
+            raise TypeError(f"{cls.__name__} has no map {name!r} (maps: {', '.join(maps) or 'none'})")
+        if not isinstance(spec, Hash):
+            raise TypeError(f"{name} is a {type(spec).__name__}: only Hash maps are opened from a pin given now")
+        if not isinstance(path, str) or not path:
+            raise TypeError(f"pinned[{name!r}] is a bpffs path, not {path!r}")
+        out[name] = path
+    return out
+
+
 def resolve_sizes(cls, sizes: dict | None) -> dict[str, int]:
     """Map name -> max_entries chosen at construction (set before the object loads; the
     code does not depend on it for these kinds)."""

@@ -70,6 +70,11 @@ def _gid(tr, node):
     return Value("(__u32)(bpf_get_current_uid_gid() >> 32)", u32)
 
 
+@helper("cgroup_id")
+def _cgroup_id(tr, node):
+    return Value("bpf_get_current_cgroup_id()", u64)
+
+
 @helper("smp_processor_id")
 def _cpu(tr, node):
     return Value("bpf_get_smp_processor_id()", u32)

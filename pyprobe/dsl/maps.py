@@ -51,7 +51,7 @@ class MapSpec:
             MAP_KINDS[cls.kind] = cls
 
     def __init__(self, key: CType | None, value: CType | None, max_entries: int,
-                 flags: int = 0, pin: str | None = None):
+                 flags: int = 0, pin: str | None = None, pinned: str | None = None):
         self.key = as_ctype(key) if key is not None else None
         self.value = as_ctype(value) if value is not None else None
         self.max_entries = max_entries
@@ -61,6 +61,10 @@ class MapSpec:
             raise ValueError(f"map flags are a u32 of BPF_F_* bits, not {flags!r}")
         self.flags = type(self).flags | flags       # the kind's required flags stay
         self.pin = pin
+        self.pinned = pinned       # a map pinned by someone else: used as it is, never created
+        if pin is not None and pinned is not None:
+            raise ValueError(f"{type(self).__name__}: pin= (share, creating it if missing) or pinned= "
+                             "(use one that exists), not both")
 
     def _check_size(self) -> None:
         """max_entries is a u32 the kernel accepts; a map that preallocates more than
@@ -143,8 +147,9 @@ class Hash(MapSpec):
     kind, map_type, type_name = "hash", 1, "HASH"
     increment = "pp_hash_add"
 
-    def __init__(self, key=u64, value=u64, max_entries: int = 10240, flags: int = 0, pin: str | None = None):
-        super().__init__(key, value, max_entries, flags, pin)
+    def __init__(self, key=u64, value=u64, max_entries: int = 10240, flags: int = 0, pin: str | None = None,
+                 pinned: str | None = None):
+        super().__init__(key, value, max_entries, flags, pin, pinned)
 
 
 class Array(MapSpec):

@@ -8,7 +8,7 @@ import weakref
 from pyprobe.backend.libbpf import check, ffi, lib
 from pyprobe.errors import PyprobeError
 
-__all__ = ["open_pinned", "unpin", "map_info"]
+__all__ = ["open_pinned", "unpin", "map_info", "reuse_pinned"]
 
 
 def _path(pin: str) -> str:
@@ -61,3 +61,26 @@ def map_info(fd: int) -> dict:
     return {"type": info.type, "id": info.id, "name": ffi.string(info.name).decode(errors="replace"),
             "key_size": info.key_size, "value_size": info.value_size, "max_entries": info.max_entries,
             "flags": info.map_flags}
+
+
+def reuse_pinned(m, name: str, spec, path: str) -> int:
+    """Make libbpf's map `m` (declared as `spec`) the map pinned at `path` by someone else
+    (bcc's BPF_TABLE_PINNED: a set of cgroup ids filled by bpftool). The map must exist: it
+    is never created or pinned here. Its kind, key and value sizes must be the declaration's;
+    its max_entries is the pinned map's (returned, so the live map reads all of it)."""
+    if not os.path.exists(path):
+        raise PyprobeError(f"map {name}: no map is pinned at {path} (pin one first, e.g. bpftool map create "
+                           f"{path} type hash key {spec.key.size} value {spec.value.size} entries 128 name {name})")
+    fd = check(lib.bpf_obj_get(path.encode()), f"open the map pinned at {path} (map {name})")
+    try:
+        info = map_info(fd)
+        want = (spec.map_type, spec.key.size, spec.value.size)
+        have = (info["type"], info["key_size"], info["value_size"])
+        if want != have:
+            raise PyprobeError(f"map {name}: the map pinned at {path} is (type {have[0]}, key {have[1]} bytes, "
+                               f"value {have[2]} bytes), not a {type(spec).__name__} with {want[1]}-byte keys and "
+                               f"{want[2]}-byte values (type {want[0]})")
+        check(lib.bpf_map__reuse_fd(m, fd), f"use the map pinned at {path} as {name}")   # libbpf dups fd
+        return info["max_entries"]
+    finally:
+        os.close(fd)

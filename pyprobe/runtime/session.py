@@ -42,7 +42,7 @@ def _offset(path: str, probe) -> int:
 
 class Session:
     def __init__(self, source, obj: bytes, param_values: dict | None = None, attach_to: dict | None = None,
-                 sizes: dict | None = None):
+                 sizes: dict | None = None, pinned: dict | None = None):
         self.source = source
         self.obj_bytes = obj
         self.obj = ffi.NULL
@@ -54,6 +54,8 @@ class Session:
         self.param_values = param_values or {}
         self.attach_to = attach_to or {}      # handler -> probes chosen at construction
         self.sizes = sizes or {}              # map -> max_entries chosen at construction
+        self.pinned = pinned or {}            # map -> path of a map pinned by someone else, used as is
+        self._reused: dict = {}               # those maps in libbpf (which renames them as the pinned map)
         self._multi: set = set()              # programs attached with uprobe.multi links
         self.skipped: list[tuple[str, str]] = []   # (point, why): pattern matches the kernel cannot probe
 
@@ -86,6 +88,7 @@ class Session:
             self._set_params(obj)
         self._set_pins(obj)
         self._set_sizes(obj)
+        self._reuse_pinned(obj)
         self._multi = self._multi_programs()
         for c_name in self._multi:
             lib.bpf_program__set_expected_attach_type(self._program(c_name), attach_mod.BPF_TRACE_UPROBE_MULTI)
@@ -114,7 +117,7 @@ class Session:
         return prog
 
     def _map_fd(self, name: str) -> int:
-        m = lib.bpf_object__find_map_by_name(self.obj, name.encode())
+        m = self._reused.get(name) or lib.bpf_object__find_map_by_name(self.obj, name.encode())
         if m == ffi.NULL:
             raise BPFError(errno.ENOENT, f"find the map {name} in the object of {self.source.name}")
         return lib.bpf_map__fd(m)
@@ -154,6 +157,20 @@ class Session:
             if m == ffi.NULL:             # never a NULL passed on to libbpf
                 raise BPFError(errno.ENOENT, f"find the map {name} in the object of {self.source.name}")
             check(lib.bpf_map__set_pin_path(m, path.encode()), f"pin {name} at {path}")
+
+    def _reuse_pinned(self, obj) -> None:
+        """Maps opened from a pin given at construction (or declared with pinned=): the
+        pinned map itself, never a new one; the live map reads it at its own size."""
+        from pyprobe.runtime.pinning import reuse_pinned
+
+        pinned = {n: s.pinned for n, s in self.source.maps.items() if getattr(s, "pinned", None)}
+        pinned.update(self.pinned)
+        for name, path in pinned.items():
+            m = lib.bpf_object__find_map_by_name(obj, name.encode())
+            if m == ffi.NULL:
+                raise BPFError(errno.ENOENT, f"find the map {name} in the object of {self.source.name}")
+            self.sizes[name] = reuse_pinned(m, name, self.source.maps[name], path)
+            self._reused[name] = m
 
     def _load_error(self, errno_: int) -> BPFError:
         map_iterators = [p.handler for p in self.source.programs if p.probe.kind == "iterator" and "map" in p.probe.options]

@@ -66,6 +66,11 @@ def _gid(tr, node):
     return SV("S.gid", u32)
 
 
+@helper("cgroup_id")
+def _cgroup_id(tr, node):
+    return SV("S.cgroup_id", u64)
+
+
 @helper("smp_processor_id")
 def _cpu(tr, node):
     return SV("S.cpu", u32)

@@ -51,6 +51,7 @@ class State:
         self.uid = 0
         self.gid = 0
         self.cpu = 0
+        self.cgroup_id = 1            # the root cgroup's id
         self.ktime_ns = 1_000_000_000
         self.comm = bytearray(b"sim".ljust(16, b"\0"))
         self.task = None

@@ -22,6 +22,8 @@ from pyprobe import (Param, Program, RingBuf, Struct, char, kretsyscall, ksyscal
                      u64)
 from pyprobe.bpf import comm, current_task, ktime_ns, probe_read_user, probe_read_user_str, tgid, uid
 from pyprobe.tools import common
+from pyprobe.tools import scoping
+from pyprobe.tools.scoping import Scoped
 
 EXAMPLES = """examples:
     pyprobe execsnoop                 # trace all exec() syscalls
@@ -53,7 +55,7 @@ class ExecEvent(Struct):
     arg: char[ARGSIZE]
 
 
-class ExecSnoop(Program):
+class ExecSnoop(Scoped, Program):
     target_uid = Param(u32, default=ANY)
     target_ppid = Param(u32)
     max_args = Param(u32, default=MAXARG)
@@ -61,6 +63,8 @@ class ExecSnoop(Program):
 
     @syscall("execve")
     def enter(self, args):
+        if self._out_of_scope():
+            return
         if self.target_uid != ANY and uid() != self.target_uid:
             return
         if self.target_ppid and current_task().real_parent.tgid != self.target_ppid:
@@ -96,6 +100,8 @@ class ExecSnoop(Program):
 
     @syscall_return("execve")
     def leave(self, args):
+        if self._out_of_scope():
+            return
         if self.target_uid != ANY and uid() != self.target_uid:
             return
         task = current_task()
@@ -173,6 +179,7 @@ def main(argv=None, prog=None) -> int:
                    help="maximum number of arguments parsed and displayed, defaults to 20")
     p.add_argument("-P", "--ppid", type=common.positive_int, help="trace this parent PID only")
     common.add_duration(p)
+    scoping.add_options(p)
     args = p.parse_args(argv)
     if args.max_args > MAXARG:
         p.error(f"--max-args: at most {MAXARG}")
@@ -181,7 +188,7 @@ def main(argv=None, prog=None) -> int:
         params = {"target_ppid": args.ppid or 0, "max_args": args.max_args}
         if args.uid is not None:
             params["target_uid"] = args.uid
-        with choose()(**params) as tool:
+        with choose()(**params, **scoping.scope(args)) as tool:
             common.announce(tool, "Tracing exec() syscalls... Hit Ctrl-C to end.")
             if not args.json:
                 print(("%-9s" % "TIME" if args.time else "") + ("%-8s" % "TIME(s)" if args.timestamp else "")

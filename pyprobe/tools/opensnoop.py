@@ -22,6 +22,8 @@ import os
 from pyprobe import Hash, Param, Program, RingBuf, Struct, bool_, char, s32, syscall, syscall_return, u32, u64
 from pyprobe.bpf import cast, comm, current_task, ktime_ns, offsetof, probe_read_user_str, tgid, tid, uid
 from pyprobe.tools import common
+from pyprobe.tools import scoping
+from pyprobe.tools.scoping import Scoped
 
 EXAMPLES = """examples:
     pyprobe opensnoop                        # trace all open() syscalls
@@ -67,7 +69,7 @@ class OpenEvent(Struct):
     fname: char[NAME_MAX]
 
 
-class OpenSnoop(Program):
+class OpenSnoop(Scoped, Program):
     target_pid = Param(u32)     # 0: every process
     target_tid = Param(u32)
     target_uid = Param(u32, default=ANY_UID)
@@ -78,6 +80,8 @@ class OpenSnoop(Program):
     @syscall("open")
     @syscall("openat")
     def enter(self, args):
+        if self._out_of_scope():
+            return
         if self.target_pid and tgid() != self.target_pid:
             return
         if self.target_tid and tid() != self.target_tid:
@@ -95,6 +99,8 @@ class OpenSnoop(Program):
 
     @syscall("openat2")
     def enter_openat2(self, args):
+        if self._out_of_scope():
+            return
         if self.target_pid and tgid() != self.target_pid:
             return
         if self.target_tid and tid() != self.target_tid:
@@ -203,6 +209,7 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-e", "--extended_fields", action="store_true", help="show extended fields")
     p.add_argument("-f", "--flag_filter", action="append", default=[], help="filter on flags argument (e.g., O_WRONLY)")
     p.add_argument("-F", "--full-path", action="store_true", help="show full path for an open file with relative path")
+    scoping.add_options(p)
     args = p.parse_args(argv)
     try:
         flag_mask = open_flags(args.flag_filter)
@@ -213,7 +220,7 @@ def main(argv=None, prog=None) -> int:
         params = {"target_pid": args.pid or 0, "target_tid": args.tid or 0, "full_path": args.full_path}
         if args.uid is not None:
             params["target_uid"] = args.uid
-        with OpenSnoop(**params) as tool:
+        with OpenSnoop(**params, **scoping.scope(args)) as tool:
             common.announce(tool, "Tracing open() syscalls... Hit Ctrl-C to end.")
             if not args.json:
                 print(("%-14s" % "TIME(s)" if args.timestamp else "") + ("%-6s" % "UID" if args.print_uid else "")

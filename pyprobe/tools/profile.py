@@ -18,6 +18,8 @@ import sys
 from pyprobe import Hash, Param, Program, StackTrace, Struct, bool_, char, perf_event, s64, u32, u64
 from pyprobe.bpf import BPF_F_USER_STACK, comm, tgid, tid
 from pyprobe.tools import common, stacks
+from pyprobe.tools import scoping
+from pyprobe.tools.scoping import Scoped
 
 EXAMPLES = """examples:
     pyprobe profile             # profile stack traces at 49 Hertz until Ctrl-C
@@ -39,7 +41,7 @@ class StackKey(Struct):
     comm: char[16]
 
 
-class Profile(Program):
+class Profile(Scoped, Program):
     target_pid = Param(u32)
     target_tid = Param(u32)
     user_stacks = Param(bool_, default=True)
@@ -50,6 +52,8 @@ class Profile(Program):
 
     @perf_event("cpu-clock", freq=49)
     def sample(self, ctx):
+        if self._out_of_scope():
+            return
         if tid() == 0 and not self.include_idle:
             return
         if self.target_pid and tgid() != self.target_pid:
@@ -110,13 +114,14 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-f", "--folded", action="store_true", help="output folded format, one line per stack")
     p.add_argument("-C", "--cpu", type=int, help="cpu number to run profile on")
     p.add_argument("duration", nargs="?", type=float, default=None, help="duration of trace, in seconds")
+    scoping.add_options(p)
     args = p.parse_args(argv)
     frequency = None if args.count else (args.frequency or 49)
 
     def trace():
         make = Profile.at(frequency, args.count, args.cpu)
         with make(target_pid=args.pid or 0, target_tid=args.tid or 0, user_stacks=not args.kernel_stacks_only,
-                  kernel_stacks=not args.user_stacks_only, include_idle=args.include_idle) as tool:
+                  kernel_stacks=not args.user_stacks_only, include_idle=args.include_idle, **scoping.scope(args)) as tool:
             common.announce(tool)
             if not args.folded and not args.json:
                 rate = "%d Hertz" % frequency if frequency else "1 in %d events" % args.count

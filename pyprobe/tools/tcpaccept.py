@@ -16,6 +16,8 @@ from __future__ import annotations
 from pyprobe import Param, Program, RingBuf, Struct, char, syscall_return, u16, u32, u64
 from pyprobe.bpf import comm, current_task, ktime_ns, probe_read_kernel, tgid
 from pyprobe.tools import common
+from pyprobe.tools import scoping
+from pyprobe.tools.scoping import Scoped
 from pyprobe.tools.tcpcommon import AF_INET, AF_INET6, IPPROTO_TCP, Endpoints, address, ip_version
 
 EXAMPLES = """examples:
@@ -35,7 +37,7 @@ class AcceptEvent(Struct):
     conn: Endpoints
 
 
-class TcpAccept(Program):
+class TcpAccept(Scoped, Program):
     target_pid = Param(u32)
     port = Param(u16)
     family = Param(u16)
@@ -44,6 +46,8 @@ class TcpAccept(Program):
     @syscall_return("accept4")
     @syscall_return("accept")
     def on_accept(self, args):
+        if self._out_of_scope():
+            return
         if args.ret < 0:
             return
         if self.target_pid and tgid() != self.target_pid:
@@ -102,12 +106,13 @@ def main(argv=None, prog=None) -> int:
     fam.add_argument("-4", "--ipv4", action="store_true", help="trace IPv4 family only")
     fam.add_argument("-6", "--ipv6", action="store_true", help="trace IPv6 family only")
     common.add_duration(p)
+    scoping.add_options(p)
     args = p.parse_args(argv)
     ports = parse_ports(args.port)
 
     def trace():
         with TcpAccept(target_pid=args.pid or 0, port=ports[0] if len(ports) == 1 else 0,
-                       family=AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0) as tool:
+                       family=AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0, **scoping.scope(args)) as tool:
             common.announce(tool, "Tracing accept ... Hit Ctrl-C to end")
             if not args.json:
                 print(("%-9s" % "TIME" if args.time else "") + ("%-9s" % "TIME(s)" if args.timestamp else "")

@@ -17,6 +17,8 @@ from __future__ import annotations
 from pyprobe import LruHash, Param, Program, RingBuf, Struct, bool_, char, syscall_return, tracepoint, u16, u32, u64
 from pyprobe.bpf import comm, ktime_ns, tgid, tid, uid
 from pyprobe.tools import common
+from pyprobe.tools import scoping
+from pyprobe.tools.scoping import Scoped
 from pyprobe.tools.tcpcommon import AF_INET, AF_INET6, IPPROTO_TCP, TCP_SYN_SENT, Endpoints, address, ip_version
 
 EXAMPLES = """examples:
@@ -47,7 +49,7 @@ class Pending(Struct):
     event: ConnectEvent
 
 
-class TcpConnect(Program):
+class TcpConnect(Scoped, Program):
     target_pid = Param(u32)
     target_uid = Param(u32, default=ANY_UID)
     port = Param(u16)
@@ -58,6 +60,8 @@ class TcpConnect(Program):
 
     @tracepoint("sock", "inet_sock_set_state")
     def on_state(self, args):
+        if self._out_of_scope():
+            return
         if args.protocol != IPPROTO_TCP or args.newstate != TCP_SYN_SENT:
             return
         if self.family and args.family != self.family:
@@ -131,6 +135,7 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-c", "--count", action="store_true", help="count connects per src ip and dest ip/port")
     p.add_argument("-L", "--lport", action="store_true", help="include LPORT on output")
     common.add_duration(p)
+    scoping.add_options(p)
     args = p.parse_args(argv)
     params = {"target_pid": args.pid or 0, "port": args.port or 0,
               "family": AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0, "local_port": args.lport}
@@ -138,7 +143,7 @@ def main(argv=None, prog=None) -> int:
         params["target_uid"] = args.uid
 
     def trace():
-        with TcpConnect(**params) as tool:
+        with TcpConnect(**params, **scoping.scope(args)) as tool:
             common.announce(tool, "Tracing connect ... Hit Ctrl-C to end")
             if args.count:
                 flows = count_flows(tool.events, args.duration)

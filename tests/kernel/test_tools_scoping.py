@@ -1,0 +1,147 @@
+"""--cgroupmap and --mntnsmap (pyprobe/tools/scoping.py): a workload inside the cgroup (or mount
+namespace) whose id is a key of a pinned map is reported, its identical twin outside is not.
+
+The maps are pinned per test run (other sessions run these tests too) and filled while the
+tool runs: the tool reads the pinned map itself, as bcc's does.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tool_workloads import REPO, Tool, json_lines
+
+from pyprobe import Hash, Program, open_pinned, u64, unpin
+
+# the child says it is ready, waits for a line, then opens a path or execs /bin/true
+CHILD = """import os, sys
+print("ready", flush=True)
+sys.stdin.readline()
+if sys.argv[1] == "exec":
+    os.execv("/bin/true", ["/bin/true"] + sys.argv[2:])
+try:
+    os.close(os.open(sys.argv[2], os.O_RDONLY))
+except FileNotFoundError:
+    pass
+"""
+
+
+def cgroup2_root() -> str | None:
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == "cgroup2":
+                return fields[1]
+    return None
+
+
+@pytest.fixture
+def idset():
+    """A hash of u64 ids pinned in bpffs (as `bpftool map create ... key 8 value 8` makes it)."""
+    path = f"/sys/fs/bpf/pp_scope_{os.getpid()}"
+    unpin(path)
+
+    class IdSet(Program):
+        ids = Hash(u64, u64, max_entries=16, pin=path)
+
+    IdSet().load().close()           # the pin keeps the map
+    yield path, open_pinned(Hash(u64, u64), path)
+    unpin(path)
+
+
+@pytest.fixture
+def cgroup():
+    root = cgroup2_root()
+    if root is None:
+        pytest.skip("needs a cgroup v2 hierarchy mounted (none in /proc/mounts)")
+    path = os.path.join(root, f"pyprobe-scope-{os.getpid()}")
+    os.mkdir(path)
+    yield path
+    with open(os.path.join(path, "cgroup.procs")) as f:
+        assert f.read() == ""        # every child has exited
+    os.rmdir(path)
+
+
+class Twin:
+    """A child that runs CHILD's action when released; prefix (`unshare -m`) runs it elsewhere."""
+
+    def __init__(self, *action: str, prefix: tuple = ()):
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-c", CHILD, *action], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline() == "ready\n"
+        self.pid = self.proc.pid
+
+    def mnt_ns(self) -> int:
+        return os.stat(f"/proc/{self.pid}/ns/mnt").st_ino
+
+    def release(self) -> None:
+        self.proc.communicate("go\n", timeout=30)
+        assert self.proc.returncode == 0
+
+
+def run_tool(tool_argv, inside: Twin, outside: Twin) -> list[dict]:
+    tool = Tool(*tool_argv)
+    inside.release()
+    outside.release()
+    return json_lines(tool.stop())
+
+
+def test_execsnoop_cgroupmap_reports_only_the_exec_inside_the_cgroup(idset, cgroup):
+    path, ids = idset
+    tag = f"pp{os.getpid()}"
+    inside, outside = Twin("exec", tag, "inside"), Twin("exec", tag, "outside")
+    with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+        f.write(str(inside.pid))
+    ids[os.stat(cgroup).st_ino] = 1
+    seen = run_tool(["execsnoop", "--json", "-P", str(os.getpid()), "--cgroupmap", path], inside, outside)
+    # the twins started (exec of python) in this test's cgroup: only the inside twin's exec after
+    # it moved is reported
+    assert [(e["pid"], e["args"]) for e in seen] == [(inside.pid, ["/bin/true", tag, "inside"])]
+
+
+def test_opensnoop_cgroupmap_reports_only_the_open_inside_the_cgroup(idset, cgroup):
+    path, ids = idset
+    tag = f"/nonexistent-pyprobe-scope-{os.getpid()}"
+    inside, outside = Twin("open", tag + "-inside"), Twin("open", tag + "-outside")
+    with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+        f.write(str(inside.pid))
+    ids[os.stat(cgroup).st_ino] = 1
+    seen = run_tool(["opensnoop", "--json", "--cgroupmap", path], inside, outside)
+    mine = [(e["pid"], e["fname"], e["ret"]) for e in seen if e["fname"].startswith(tag)]
+    assert mine == [(inside.pid, tag + "-inside", -2)]
+    assert {e["pid"] for e in seen if e["pid"] in (inside.pid, outside.pid)} == {inside.pid}
+
+
+def test_execsnoop_mntnsmap_reports_only_the_exec_in_the_new_mount_namespace(idset):
+    path, ids = idset
+    tag = f"pp{os.getpid()}"
+    inside = Twin("exec", tag, "inside", prefix=("unshare", "-m", "--"))
+    outside = Twin("exec", tag, "outside")
+    assert inside.mnt_ns() != os.stat("/proc/self/ns/mnt").st_ino == outside.mnt_ns()
+    ids[inside.mnt_ns()] = 1
+    seen = run_tool(["execsnoop", "--json", "-P", str(os.getpid()), "--mntnsmap", path], inside, outside)
+    assert [(e["pid"], e["args"]) for e in seen] == [(inside.pid, ["/bin/true", tag, "inside"])]
+
+
+def test_opensnoop_mntnsmap_reports_only_the_open_in_the_new_mount_namespace(idset):
+    path, ids = idset
+    tag = f"/nonexistent-pyprobe-scope-{os.getpid()}"
+    inside = Twin("open", tag + "-inside", prefix=("unshare", "-m", "--"))
+    outside = Twin("open", tag + "-outside")
+    ids[inside.mnt_ns()] = 1
+    seen = run_tool(["opensnoop", "--json", "--mntnsmap", path], inside, outside)
+    mine = [(e["pid"], e["fname"], e["ret"]) for e in seen if e["fname"].startswith(tag)]
+    assert mine == [(inside.pid, tag + "-inside", -2)]
+    assert {e["pid"] for e in seen if e["pid"] in (inside.pid, outside.pid)} == {inside.pid}
+
+
+def test_a_missing_map_is_an_error_naming_its_path():
+    missing = f"/sys/fs/bpf/pp_scope_missing_{os.getpid()}"
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for tool, option in (("execsnoop", "--cgroupmap"), ("opensnoop", "--mntnsmap")):
+        r = subprocess.run([sys.executable, "-m", "pyprobe", tool, option, missing], capture_output=True,
+                           text=True, env=env, timeout=60)
+        assert r.returncode == 1
+        assert f"no map is pinned at {missing}" in r.stderr
+        assert "Traceback" not in r.stderr
