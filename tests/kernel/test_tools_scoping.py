@@ -5,6 +5,7 @@ The maps are pinned per test run (other sessions run these tests too) and filled
 tool runs: the tool reads the pinned map itself, as bcc's does.
 """
 import os
+import socket
 import subprocess
 import sys
 
@@ -14,16 +15,31 @@ from tool_workloads import REPO, Tool, json_lines
 
 from pyprobe import Hash, Program, open_pinned, u64, unpin
 
-# the child says it is ready, waits for a line, then opens a path or execs /bin/true
-CHILD = """import os, sys
-print("ready", flush=True)
+# the child says it is ready (with the port it listens on, to accept), waits for a line, then
+# execs /bin/true, opens a path, connects to a port, accepts one connection or spins on the CPU
+CHILD = """import os, socket, sys, time
+kind = sys.argv[1]
+if kind == "accept":
+    srv = socket.create_server(("127.0.0.1", 0))
+    print("ready", srv.getsockname()[1], flush=True)
+else:
+    print("ready", flush=True)
 sys.stdin.readline()
-if sys.argv[1] == "exec":
+if kind == "exec":
     os.execv("/bin/true", ["/bin/true"] + sys.argv[2:])
-try:
-    os.close(os.open(sys.argv[2], os.O_RDONLY))
-except FileNotFoundError:
-    pass
+elif kind == "connect":
+    socket.create_connection(("127.0.0.1", int(sys.argv[2]))).close()
+elif kind == "accept":
+    srv.accept()[0].close()
+elif kind == "spin":
+    end = time.process_time() + float(sys.argv[2])
+    while time.process_time() < end:
+        pass
+else:
+    try:
+        os.close(os.open(sys.argv[2], os.O_RDONLY))
+    except FileNotFoundError:
+        pass
 """
 
 
@@ -69,14 +85,24 @@ class Twin:
     def __init__(self, *action: str, prefix: tuple = ()):
         self.proc = subprocess.Popen([*prefix, sys.executable, "-c", CHILD, *action], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline() == "ready\n"
+        ready = self.proc.stdout.readline().split()
+        assert ready[:1] == ["ready"]
+        self.port = int(ready[1]) if len(ready) > 1 else None
         self.pid = self.proc.pid
 
     def mnt_ns(self) -> int:
         return os.stat(f"/proc/{self.pid}/ns/mnt").st_ino
 
+    def move_to(self, cgroup: str) -> None:
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+            f.write(str(self.pid))
+
     def release(self) -> None:
-        self.proc.communicate("go\n", timeout=30)
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        if self.port is not None:          # it accepts: connect to it
+            socket.create_connection(("127.0.0.1", self.port)).close()
+        self.proc.communicate(timeout=30)
         assert self.proc.returncode == 0
 
 
@@ -91,8 +117,7 @@ def test_execsnoop_cgroupmap_reports_only_the_exec_inside_the_cgroup(idset, cgro
     path, ids = idset
     tag = f"pp{os.getpid()}"
     inside, outside = Twin("exec", tag, "inside"), Twin("exec", tag, "outside")
-    with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
-        f.write(str(inside.pid))
+    inside.move_to(cgroup)
     ids[os.stat(cgroup).st_ino] = 1
     seen = run_tool(["execsnoop", "--json", "-P", str(os.getpid()), "--cgroupmap", path], inside, outside)
     # the twins started (exec of python) in this test's cgroup: only the inside twin's exec after
@@ -104,13 +129,47 @@ def test_opensnoop_cgroupmap_reports_only_the_open_inside_the_cgroup(idset, cgro
     path, ids = idset
     tag = f"/nonexistent-pyprobe-scope-{os.getpid()}"
     inside, outside = Twin("open", tag + "-inside"), Twin("open", tag + "-outside")
-    with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
-        f.write(str(inside.pid))
+    inside.move_to(cgroup)
     ids[os.stat(cgroup).st_ino] = 1
     seen = run_tool(["opensnoop", "--json", "--cgroupmap", path], inside, outside)
     mine = [(e["pid"], e["fname"], e["ret"]) for e in seen if e["fname"].startswith(tag)]
     assert mine == [(inside.pid, tag + "-inside", -2)]
     assert {e["pid"] for e in seen if e["pid"] in (inside.pid, outside.pid)} == {inside.pid}
+
+
+def test_tcpconnect_cgroupmap_reports_only_the_connect_inside_the_cgroup(idset, cgroup):
+    path, ids = idset
+    with socket.create_server(("127.0.0.1", 0)) as server:       # the handshakes complete in its backlog
+        port = server.getsockname()[1]
+        inside, outside = Twin("connect", str(port)), Twin("connect", str(port))
+        inside.move_to(cgroup)
+        ids[os.stat(cgroup).st_ino] = 1
+        seen = run_tool(["tcpconnect", "--json", "-P", str(port), "--cgroupmap", path], inside, outside)
+    assert [(e["pid"], e["daddr"], e["dport"]) for e in seen] == [(inside.pid, "127.0.0.1", port)]
+
+
+def test_tcpaccept_cgroupmap_reports_only_the_accept_inside_the_cgroup(idset, cgroup):
+    path, ids = idset
+    inside, outside = Twin("accept"), Twin("accept")
+    inside.move_to(cgroup)
+    ids[os.stat(cgroup).st_ino] = 1
+    seen = run_tool(["tcpaccept", "--json", "--cgroupmap", path], inside, outside)
+    mine = [(e["pid"], e["lport"]) for e in seen if e["lport"] in (inside.port, outside.port)]
+    assert mine == [(inside.pid, inside.port)]
+
+
+def test_profile_cgroupmap_samples_only_the_spinner_inside_the_cgroup(idset, cgroup):
+    path, ids = idset
+    inside, outside = Twin("spin", "0.5"), Twin("spin", "0.5")
+    inside.move_to(cgroup)
+    ids[os.stat(cgroup).st_ino] = 1
+    seen = run_tool(["profile", "-F", "99", "--json", "--cgroupmap", path], inside, outside)
+    counts = {}
+    for e in seen:
+        if e["pid"] in (inside.pid, outside.pid):
+            counts[e["pid"]] = counts.get(e["pid"], 0) + e["count"]
+    # 0.5 s of CPU at 99 Hz: about 50 samples of the inside spinner, none of the outside one
+    assert list(counts) == [inside.pid] and counts[inside.pid] >= 10
 
 
 def test_execsnoop_mntnsmap_reports_only_the_exec_in_the_new_mount_namespace(idset):
