@@ -204,3 +204,25 @@ def test_a_missing_map_is_an_error_naming_its_path():
         assert r.returncode == 1
         assert f"no map is pinned at {missing}" in r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_a_map_of_other_sizes_is_an_error_naming_both():
+    from pyprobe import u32
+
+    path = f"/sys/fs/bpf/pp_scope_u32_{os.getpid()}"
+    unpin(path)
+
+    class U32Set(Program):
+        ids = Hash(u32, u64, max_entries=4, pin=path)
+
+    U32Set().load().close()
+    try:
+        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        r = subprocess.run([sys.executable, "-m", "pyprobe", "tcpaccept", "--cgroupmap", path], capture_output=True,
+                           text=True, env=env, timeout=60)
+    finally:
+        unpin(path)
+    assert r.returncode == 1
+    assert (f"map cgroupset: the map pinned at {path} is (type 1, key 4 bytes, value 8 bytes), not a Hash with "
+            "8-byte keys and 8-byte values (type 1)") in r.stderr
+    assert "Traceback" not in r.stderr
