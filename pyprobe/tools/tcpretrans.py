@@ -12,21 +12,27 @@ instead, printed at the end.
 """
 from __future__ import annotations
 
-from pyprobe import Hash, Param, Program, RingBuf, Struct, bool_, tracepoint, u32, u64
+from pyprobe import Hash, Param, Program, RingBuf, Struct, UnsupportedProbe, bool_, kprobe, tracepoint, u16, u32, u64
 from pyprobe.bpf import ktime_ns, tgid
 from pyprobe.tools import common
-from pyprobe.tools.tcpcommon import AF_INET6, Endpoints, address, ip_version, state_name
+from pyprobe.tools.tcpcommon import AF_INET, AF_INET6, Endpoints, address, ip_version, state_name
 
 EXAMPLES = """examples:
     pyprobe tcpretrans           # trace TCP retransmits
+    pyprobe tcpretrans -l        # include tail loss probe attempts
     pyprobe tcpretrans -c        # count occurred retransmits per flow
 """
+
+
+RETRANSMIT = 0                  # RetransEvent.type: a retransmitted segment ("R" in bcc's T column)
+LOSS_PROBE = 1                  # a tail loss probe (-l, "L"): tcp_send_loss_probe() called
 
 
 class RetransEvent(Struct):
     ts: u64
     pid: u32
     state: u32
+    type: u32
     conn: Endpoints
 
 
@@ -55,8 +61,53 @@ class TcpRetrans(Program):
         e.ts = ktime_ns()
         e.pid = tgid()
         e.state = args.state
+        e.type = RETRANSMIT
         e.conn = key
         self.events.submit(e)
+
+
+class TcpRetransLossProbes(TcpRetrans):
+    """-l: also bcc's kprobe on tcp_send_loss_probe() (no tracepoint marks a tail loss probe;
+    kernels with kprobes only). Not counted by -c, as bcc."""
+
+    @kprobe("tcp_send_loss_probe")
+    def on_loss_probe(self, ctx, sk):
+        if self.counting:
+            return
+        sc = sk.__sk_common
+        family: u16 = sc.skc_family
+        if family != AF_INET and family != AF_INET6:
+            return
+        e = RetransEvent()
+        e.ts = ktime_ns()
+        e.pid = tgid()
+        e.state = sc.skc_state
+        e.type = LOSS_PROBE
+        e.conn.family = family
+        e.conn.sport = sc.skc_num
+        dport: u16 = sc.skc_dport
+        e.conn.dport = (dport >> 8) | ((dport & 0xFF) << 8)      # network order in the sock
+        if family == AF_INET6:
+            e.conn.saddr = sc.skc_v6_rcv_saddr.in6_u.u6_addr8
+            e.conn.daddr = sc.skc_v6_daddr.in6_u.u6_addr8
+        else:
+            saddr: u32 = sc.skc_rcv_saddr
+            daddr: u32 = sc.skc_daddr
+            for i in range(4):
+                e.conn.saddr[i] = (saddr >> (8 * i)) & 0xFF
+                e.conn.daddr[i] = (daddr >> (8 * i)) & 0xFF
+        self.events.submit(e)
+
+
+def choose(loss_probes: bool) -> type[Program]:
+    """TcpRetrans, or with -l TcpRetransLossProbes (an error naming what is missing where the
+    kernel has no kprobes)."""
+    if not loss_probes:
+        return TcpRetrans
+    if not common.has_kprobes():
+        raise UnsupportedProbe("-l (tail loss probes) needs a kprobe on tcp_send_loss_probe(), and this kernel "
+                               "has no kprobes (CONFIG_KPROBES); no tracepoint marks a loss probe")
+    return TcpRetransLossProbes
 
 
 def flow(c) -> tuple[str, str]:
@@ -66,6 +117,7 @@ def flow(c) -> tuple[str, str]:
 
 def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Trace TCP retransmits", EXAMPLES)
+    p.add_argument("-l", "--lossprobe", action="store_true", help="include tail loss probe attempts")
     p.add_argument("-c", "--count", action="store_true", help="count occurred retransmits per flow")
     family = p.add_mutually_exclusive_group()
     family.add_argument("-4", "--ipv4", action="store_true", help="trace IPv4 family only")
@@ -78,7 +130,7 @@ def main(argv=None, prog=None) -> int:
         return wanted is None or ip_version(int(c["family"])) == wanted
 
     def trace():
-        with TcpRetrans(counting=args.count) as tool:
+        with choose(args.lossprobe)(counting=args.count) as tool:
             common.announce(tool, "Tracing retransmits ... Hit Ctrl-C to end")
             if args.count:
                 common.wait(args.duration)
@@ -104,12 +156,14 @@ def main(argv=None, prog=None) -> int:
                 if not shown(c):
                     return
                 local, remote = flow(c)
+                kind = "L" if int(e["type"]) == LOSS_PROBE else "R"
                 if args.json:
                     common.print_json({"ts": int(e["ts"]), "pid": int(e["pid"]), "ip": ip_version(int(c["family"])),
-                                       "local": local, "remote": remote, "state": state_name(int(e["state"]))})
+                                       "local": local, "remote": remote, "state": state_name(int(e["state"])),
+                                       "type": kind})
                 else:
                     print("%-8s %-7d %-2d %-20s %1s> %-20s %s" % (common.wall_clock(), e["pid"],
-                                                                  ip_version(int(c["family"])), local, "R", remote,
+                                                                  ip_version(int(c["family"])), local, kind, remote,
                                                                   state_name(int(e["state"]))))
             common.follow(tool.events, show, args.duration)
 

@@ -1,9 +1,13 @@
 """TCP tools against loopback connections of their own (and one unanswered SYN), with exact
 ports, addresses and byte counts."""
+import ctypes
+import fcntl
 import json
 import os
 import socket
 import threading
+
+import pytest
 
 from tool_workloads import Gated, Tool, json_lines
 
@@ -226,3 +230,52 @@ def test_tcpretrans_command_family_filters():
     shown6 = json_lines(ipv6.stop())
     assert [(e["ip"], e["remote"].split(":")[0], e["state"]) for e in shown4] == [(4, "127.0.0.1", "SYN_SENT")]
     assert all(e["ip"] == 6 for e in shown6)
+
+
+@pytest.mark.needs_kprobes
+def test_tcpretrans_loss_probe_of_a_stalled_send():
+    """-l: a server socket whose filter drops every segment (tcp_filter() discards it before any
+    ACK) leaves the client's sent data unacknowledged: one tail loss probe, then the filter is
+    lifted and everything is acknowledged (no further probe)."""
+    import struct
+    import time
+
+    from pyprobe.tools.tcpcommon import endpoints_dict
+    from pyprobe.tools.tcpretrans import LOSS_PROBE, TcpRetransLossProbes
+
+    SO_ATTACH_FILTER, SO_DETACH_FILTER, SIOCOUTQ = 26, 27, 0x5411
+    drop_all = struct.pack("HBBI", 0x06, 0, 0, 0)             # BPF_RET|BPF_K 0: keep no byte
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname())
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    server, _ = listener.accept()
+    prog_buf = ctypes.create_string_buffer(drop_all)
+    fprog = struct.pack("HL", 1, ctypes.addressof(prog_buf))
+    server.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    ports = (client.getsockname()[1], listener.getsockname()[1])
+    mine = []
+    with TcpRetransLossProbes() as prog:
+        for _ in range(3):
+            client.send(b"x" * 100)                 # three segments in flight: a probe before the RTO
+        deadline = time.monotonic() + 30
+        while not any(int(e["type"]) == LOSS_PROBE for e in mine) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            mine += [e for e in prog.events.drain()
+                     if (int(e["conn"]["sport"]), int(e["conn"]["dport"])) == ports]
+        server.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+        got = b""
+        while len(got) < 300:
+            got += server.recv(300)
+        while fcntl.ioctl(client, SIOCOUTQ, b"\0\0\0\0") != b"\0\0\0\0":   # until all is acknowledged
+            time.sleep(0.01)
+        mine += [e for e in prog.events.drain() if (int(e["conn"]["sport"]), int(e["conn"]["dport"])) == ports]
+    for s in (client, server, listener):
+        s.close()
+    probes = [e for e in mine if int(e["type"]) == LOSS_PROBE]
+    assert len(probes) == 1, mine
+    c = endpoints_dict(probes[0]["conn"])
+    assert (c["ip"], c["saddr"], c["sport"], c["daddr"], c["dport"]) == (4, "127.0.0.1", ports[0], "127.0.0.1",
+                                                                         ports[1])
+    assert int(probes[0]["state"]) == 1             # TCP_ESTABLISHED
