@@ -38,6 +38,7 @@ pytestmark = pytest.mark.needs_kprobes
 
 MARGIN_NS = 1_000_000       # a call's handlers all run within this of the first one's clock read
 ATTEMPTS = 3
+FAR_NS = 10**9          # a bound where a CPU's recording has no call before or after
 
 
 class Call(Struct):
@@ -102,28 +103,36 @@ def recorded(prog) -> dict[int, list[tuple]]:
     return out
 
 
-def bounded(first, second) -> list[tuple] | None:
+def bounded(first, second) -> list[tuple] | str:
     """[(fields, earliest, latest clock read of the lesson, first recorder's ts)] of every call the first
     recorder saw, in time order. The second recorder's calls are the first's, less those before it was
-    attached and returns of calls entered before that (None: they are not)."""
+    attached and returns of calls entered before that (a string: a call that is not)."""
     if second.keys() - first.keys():
-        return None
+        return f"CPUs {second.keys() - first.keys()} only in the second"
     out = []
     for cpu, a in first.items():
         paired, i = {}, 0
+
+        def near(k, ts):        # the second's read of call k lies between the first's of its neighbours
+            return (k == 0 or a[k - 1][1] <= ts) and (k + 1 == len(a) or ts <= a[k + 1][1])
+
         for fields, ts in second.get(cpu, []):
-            while i < len(a) and not (a[i][0] == fields and abs(a[i][1] - ts) <= MARGIN_NS):
+            while i < len(a) and not (a[i][0] == fields and near(i, ts)):
+                if i and a[i - 1][1] > ts:
+                    i = len(a)
+                    break
                 i += 1
             if i == len(a):
-                return None
+                return f"CPU {cpu}: {fields} at {ts}, first recorder near it: " + \
+                    str([c for c in a if abs(c[1] - ts) < 5 * MARGIN_NS][:12])
             paired[i] = ts
             i += 1
         for k, (fields, ts) in enumerate(a):
             if k in paired:
                 early, late = min(ts, paired[k]), max(ts, paired[k])
             else:                                   # between this CPU's calls before and after it
-                early = max(ts - MARGIN_NS, a[k - 1][1] if k else 0)
-                late = min(ts + MARGIN_NS, a[k + 1][1] if k + 1 < len(a) else ts + MARGIN_NS)
+                early = a[k - 1][1] if k else ts - FAR_NS
+                late = a[k + 1][1] if k + 1 < len(a) else ts + FAR_NS
             out.append((fields, early, late, ts))
     return sorted(out, key=lambda e: e[3])
 
@@ -159,8 +168,8 @@ def run_recorded(load, cls, recorder, workload, settle: float = 0.01, **params):
         calls = bounded(recorded(before), recorded(after))
         if skipped:
             problems.append(f"run {attempt}: the kernel skipped the lesson or the recorder {skipped} times")
-        elif calls is None:
-            problems.append(f"run {attempt}: the second recording has a call the first does not")
+        elif isinstance(calls, str):
+            problems.append(f"run {attempt}: the second recording has a call the first does not: {calls}")
         else:
             def maybe(ts):
                 return a0 - MARGIN_NS <= ts <= a1 + MARGIN_NS or d0 - MARGIN_NS <= ts <= d1 + MARGIN_NS
