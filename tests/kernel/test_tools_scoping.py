@@ -74,17 +74,34 @@ def cgroup():
     path = os.path.join(root, f"pyprobe-scope-{os.getpid()}")
     os.mkdir(path)
     yield path
-    with open(os.path.join(path, "cgroup.procs")) as f:
-        assert f.read() == ""        # every child has exited
+    end_twins()                      # before rmdir: a failed test's children may still be inside
     os.rmdir(path)
+
+
+@pytest.fixture(autouse=True)
+def twins_end():
+    yield
+    end_twins()
+
+
+def end_twins() -> None:
+    """A failed test's children still wait at their gate: end them."""
+    for twin in Twin.started:
+        if twin.proc.poll() is None:
+            twin.proc.kill()
+            twin.proc.wait()
+    Twin.started.clear()
 
 
 class Twin:
     """A child that runs CHILD's action when released; prefix (`unshare -m`) runs it elsewhere."""
 
+    started: list = []
+
     def __init__(self, *action: str, prefix: tuple = ()):
         self.proc = subprocess.Popen([*prefix, sys.executable, "-c", CHILD, *action], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
+        Twin.started.append(self)
         ready = self.proc.stdout.readline().split()
         assert ready[:1] == ["ready"]
         self.port = int(ready[1]) if len(ready) > 1 else None
