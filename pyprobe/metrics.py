@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import threading
 
+from pyprobe.runtime.lazy_numpy import load_numpy
+
 DEFAULT_PORT = 9436       # beside ebpf_exporter's 9435
 
 
@@ -115,7 +117,7 @@ def _values(metric: str, live, counter: bool):
 
     from pyprobe.runtime import maps as m
 
-    import numpy as np
+    np = load_numpy()
 
     if isinstance(live, m.PerCpuMixin):
         keys, values = m.LiveMap.to_numpy(live)

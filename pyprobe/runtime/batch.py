@@ -8,6 +8,7 @@ import errno as errno_mod
 from pyprobe.backend.libbpf import ffi, lib
 from pyprobe.errors import BPFError
 from pyprobe.runtime import cstrings
+from pyprobe.runtime.lazy_numpy import load_numpy
 
 _BATCH = 4096
 _NO_BATCH = {errno_mod.EINVAL, errno_mod.EOPNOTSUPP, 524}     # 524: the kernel's ENOTSUPP
@@ -22,7 +23,7 @@ class BatchOps:
                                                        "elem_flags": elem_flags})
 
     def _key_array(self, keys):
-        import numpy as np
+        np = load_numpy()
 
         kdt = self.key_type.dtype()
         from pyprobe.runtime.maps import padded_zero
@@ -32,7 +33,7 @@ class BatchOps:
         return padded_zero([tuple(k) if isinstance(k, (list, tuple)) and kdt.names else k for k in keys], kdt)
 
     def _value_array(self, values, n: int):
-        import numpy as np
+        np = load_numpy()
 
         vdt = self._slot_dtype()
         if getattr(self.spec, "per_cpu", False):
@@ -79,7 +80,7 @@ class BatchOps:
 
     def delete_batch(self, keys=None) -> int:
         """Delete the given keys (all keys when None), in batches; returns how many went."""
-        import numpy as np
+        np = load_numpy()
 
         if keys is None:
             raw = self._raw_keys()
@@ -104,7 +105,7 @@ class BatchOps:
     def lookup_and_delete_batch(self):
         """(keys, values) as to_numpy() gives them, and the map emptied, in one pass: no
         entry the kernel adds meanwhile is lost or counted twice."""
-        import numpy as np
+        np = load_numpy()
 
         kdt, vdt = self.key_type.dtype(), self._slot_dtype()
         cap = max(1, self.spec.max_entries)

@@ -24,6 +24,7 @@ from pyprobe.dsl.maps import RingBuf
 from pyprobe.errors import BPFError
 from pyprobe.runtime import cstrings
 from pyprobe.runtime.tabular import Tabular
+from pyprobe.runtime.lazy_numpy import load_numpy
 
 # A batch this big means the stream is busy; a ring this big holds a millisecond of it
 # many times over (1 M/s of 40-byte records is 40 KB a millisecond).
@@ -71,7 +72,7 @@ class EventStream(Tabular):
     def drain(self):
         """Every record waiting now, as one numpy array (possibly empty); char[N] fields end
         at their first NUL, as C reads them."""
-        import numpy as np
+        np = load_numpy()
 
         with self._lock:
             if self._mgr is None:
@@ -129,7 +130,7 @@ class EventStream(Tabular):
         """Drain, then give each callback its records. If a callback raises, the
         records after the one it failed on wait for the next dispatch (none is
         dropped uncounted), and the exception propagates."""
-        import numpy as np
+        np = load_numpy()
 
         batch = self.drain()
         with self._lock:

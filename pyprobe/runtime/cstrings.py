@@ -9,6 +9,7 @@ in C (a memchr per field, on records the copy just brought into cache), or with 
 where the cffi module predates that helper; records without char fields cost nothing.
 """
 from __future__ import annotations
+from pyprobe.runtime.lazy_numpy import load_numpy
 
 _fields_of: dict = {}      # dtype -> char_fields(dtype) (a dict: functools costs every start ~2 ms)
 
@@ -46,7 +47,7 @@ def trim(array):
     fields = char_fields(array.dtype)
     if not fields or not len(array):
         return array
-    import numpy as np
+    np = load_numpy()
 
     if not (array.flags.writeable and array.flags.c_contiguous):
         array = np.array(array, order="C")
@@ -64,7 +65,7 @@ def trim(array):
 
 def trim_with_numpy(array, fields):
     """trim() for a writable contiguous array, without the C helper."""
-    import numpy as np
+    np = load_numpy()
 
     raw = array.view(np.uint8).reshape(len(array), array.dtype.itemsize)
     for offset, n in fields:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pyprobe.dsl.types import StructType
 from pyprobe.runtime.maps import ArrayMap, LiveMap
+from pyprobe.runtime.lazy_numpy import load_numpy
 
 
 class HistogramMap(LiveMap):
@@ -16,7 +17,7 @@ class HistogramMap(LiveMap):
         keys, values = super().to_numpy()
         if self.sectioned:
             return keys, values
-        import numpy as np
+        np = load_numpy()
 
         counts = np.zeros(self.spec.max_entries, dtype=np.uint64)
         counts[keys] = values
@@ -26,7 +27,7 @@ class HistogramMap(LiveMap):
         """{section: counts by slot} for a sectioned histogram. A section is the key
         without its slot, as plain Python values: an int, bytes for a char[] (as bcc,
         so it prints b'demo'), a tuple for a nested Struct or several fields."""
-        import numpy as np
+        np = load_numpy()
 
         keys, values = super().to_numpy()
         names = [n for n in keys.dtype.names if n != "slot"]

@@ -3,6 +3,7 @@ kernel's objects (a fresh pass each call) and gives back what it wrote with seq_
 from __future__ import annotations
 
 from pyprobe.errors import PyprobeError
+from pyprobe.runtime.lazy_numpy import load_numpy
 
 
 class IteratorReader:
@@ -25,7 +26,7 @@ class IteratorReader:
         data = self._link().read()
         if record is None:
             return data
-        import numpy as np
+        np = load_numpy()
 
         from pyprobe.runtime import cstrings
         from pyprobe.dsl.types import as_ctype

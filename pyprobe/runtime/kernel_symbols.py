@@ -8,6 +8,7 @@ import threading
 
 from pyprobe.backend.ksyms import KALLSYMS
 from pyprobe.errors import PyprobeError
+from pyprobe.runtime.lazy_numpy import load_numpy
 
 UNKNOWN = "[unknown]"
 _U64 = (1 << 64) - 1
@@ -33,7 +34,7 @@ class KernelSymbols:
     """
 
     def __init__(self, path: str = KALLSYMS):
-        import numpy as np
+        np = load_numpy()
 
         with open(path, "rb") as f:
             data = f.read()
@@ -109,7 +110,7 @@ class KernelSymbols:
 
     def resolve(self, addr: int) -> tuple[str, int, str] | None:
         """(name, offset, module) for a kernel address, or None below every symbol."""
-        import numpy as np
+        np = load_numpy()
 
         addr = int(addr) & _U64
         i = int(self.addrs.searchsorted(np.uint64(addr), side="right")) - 1
@@ -144,7 +145,7 @@ class KernelSymbols:
 
 def _u64_array(addrs):
     """Addresses as a flat uint64 array; signed values wrap as the kernel's u64 would."""
-    import numpy as np
+    np = load_numpy()
 
     if isinstance(addrs, np.ndarray) and addrs.dtype.kind == "u":
         return addrs.astype(np.uint64).ravel()
@@ -179,7 +180,7 @@ def ksym(addr: int, show_module: bool = False, show_offset: bool = False) -> str
 def ksyms(addrs, show_module: bool = False, show_offset: bool = False) -> list[str]:
     """ksym() for each address of an array (e.g. the kernel stacks of a profile, concatenated):
     each distinct address is looked up and labelled once."""
-    import numpy as np
+    np = load_numpy()
 
     uniq, inverse = np.unique(_u64_array(addrs), return_inverse=True)
     labels = [UNKNOWN if found is None else _label(*found, show_module, show_offset)

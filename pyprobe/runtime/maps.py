@@ -15,6 +15,7 @@ from pyprobe import checks
 from pyprobe.runtime import cstrings
 from pyprobe.runtime.batch import BatchOps
 from pyprobe.runtime.tabular import Tabular
+from pyprobe.runtime.lazy_numpy import load_numpy
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing (start-up)
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class LiveMap(BatchOps, Tabular):
         elif isinstance(ctype, ArrayType) and isinstance(value, (bytes, str)):
             data = checks.chars(value, ctype, where)
         else:
-            import numpy as np
+            np = load_numpy()
 
             try:
                 data = padded_zero(value, ctype.dtype()).tobytes()
@@ -94,7 +95,7 @@ class LiveMap(BatchOps, Tabular):
             return int.from_bytes(data, "little", signed=ctype.signed)
         if isinstance(ctype, ArrayType) and ctype.elem.name == "char":
             return data.split(b"\0", 1)[0]
-        import numpy as np
+        np = load_numpy()
 
         return cstrings.trim(np.frombuffer(data, dtype=ctype.dtype()))[0]
 
@@ -177,7 +178,7 @@ class LiveMap(BatchOps, Tabular):
     # ---- numpy ----------------------------------------------------------
     def to_numpy(self):
         """(keys, values) as numpy arrays, read with batch lookups where the kernel has them."""
-        import numpy as np
+        np = load_numpy()
 
         kdt, vdt = self.key_type.dtype(), self._slot_dtype()
         if self._batch_ok:
@@ -233,7 +234,7 @@ def padded_zero(values, dtype):
     """values as an array of dtype whose padding bytes are zero: numpy leaves them as
     whatever memory held, and the kernel compares keys byte for byte, padding included
     (a Struct key written from Python would then miss the same key made in a handler)."""
-    import numpy as np
+    np = load_numpy()
 
     src = np.asarray(values, dtype=dtype)
     if dtype.names is None:
@@ -253,7 +254,7 @@ def _copy_fields(dst, src) -> None:
 
 def reduce_cpus(values, op: str, axis: int):
     """Per-CPU values reduced over the CPU axis; Struct values field by field."""
-    import numpy as np
+    np = load_numpy()
 
     if values.dtype.names:
         fields = [reduce_cpus(values[n], op, axis) for n in values.dtype.names]
@@ -279,7 +280,7 @@ class PerCpuMixin(LiveMap):
         return self.stride * self.ncpus
 
     def _slot_dtype(self):
-        import numpy as np
+        np = load_numpy()
 
         one = np.dtype({"names": ["v"], "formats": [self.value_type.dtype()], "offsets": [0], "itemsize": self.stride})
         return np.dtype((one, (self.ncpus,)))
@@ -288,12 +289,12 @@ class PerCpuMixin(LiveMap):
         return values["v"]                     # shape (n, ncpus)
 
     def _value_out(self, buf):
-        import numpy as np
+        np = load_numpy()
 
         return cstrings.trim(np.frombuffer(ffi.buffer(buf, self.vsize)[:], dtype=self._slot_dtype()))[0]["v"]
 
     def _value_in(self, value, buf) -> None:
-        import numpy as np
+        np = load_numpy()
 
         if isinstance(self.value_type, Scalar):
             value = checks.integer(value, self.value_type, f"{self.name}: value of {self.describe()}")

@@ -161,10 +161,12 @@ class Session:
     def _reuse_pinned(self, obj) -> None:
         """Maps opened from a pin given at construction (or declared with pinned=): the
         pinned map itself, never a new one; the live map reads it at its own size."""
-        from pyprobe.runtime.pinning import reuse_pinned
-
         pinned = {n: s.pinned for n, s in self.source.maps.items() if getattr(s, "pinned", None)}
         pinned.update(self.pinned)
+        if not pinned:
+            return                        # (pinning's imports stay off a warm start)
+        from pyprobe.runtime.pinning import reuse_pinned
+
         for name, path in pinned.items():
             m = lib.bpf_object__find_map_by_name(obj, name.encode())
             if m == ffi.NULL:

@@ -6,6 +6,7 @@ import errno as errno_mod
 from pyprobe.backend.libbpf import ffi, lib
 from pyprobe.errors import BPFError
 from pyprobe.runtime.maps import LiveMap
+from pyprobe.runtime.lazy_numpy import load_numpy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ class StackTraceMap(LiveMap):
             frames = self[stack_id]
         except KeyError:
             return []
-        import numpy as np
+        np = load_numpy()
 
         if getattr(self.spec, "build_id", False):
             return [(bytes(f["build_id"]) if f["status"] == 1 else None, int(f["offset"]))
@@ -37,7 +38,7 @@ class StackTraceMap(LiveMap):
         """walk() for many ids at once: {id: uint64 array of its addresses, innermost first}; ids
         that are negative or no longer in the map are left out. One lookup per id, no per-frame
         Python (a profile reads a thousand stacks after Ctrl-C)."""
-        import numpy as np
+        np = load_numpy()
 
         if getattr(self.spec, "build_id", False):
             raise TypeError(f"{self.name}: walk_many() reads addresses; a build-id stack map has walk()")

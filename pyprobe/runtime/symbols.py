@@ -31,6 +31,7 @@ from pyprobe.errors import PyprobeError
 from pyprobe.runtime import kernel_symbols as _ksyms
 from pyprobe.runtime.kernel_symbols import (UNKNOWN, _U64, KernelSymbols, _label, _u64_array, kernel_symbols,
                                             ksym, ksymname, ksyms)
+from pyprobe.runtime.lazy_numpy import load_numpy
 
 __all__ = [
     "ksym", "ksyms", "ksymname", "usym", "usyms", "usymname", "buildid_sym", "add_module", "forget_pid",
@@ -59,7 +60,7 @@ class _ProcessMaps:
     """The executable mappings of one process, sorted by start."""
 
     def __init__(self, pid: int):
-        import numpy as np
+        np = load_numpy()
 
         self.pid = pid
         self.read_at = time.monotonic()
@@ -83,7 +84,7 @@ class _ProcessMaps:
         self.ends = np.array([m.end for m in maps], dtype=np.uint64)
 
     def find(self, addr: int) -> _Mapping | None:
-        import numpy as np
+        np = load_numpy()
 
         i = int(self.starts.searchsorted(np.uint64(addr), side="right")) - 1
         if i >= 0 and addr < self.maps[i].end:
@@ -92,7 +93,7 @@ class _ProcessMaps:
 
     def find_many(self, addrs):
         """The index of each address's mapping in self.maps, -1 for none (a uint64 array in)."""
-        import numpy as np
+        np = load_numpy()
 
         idx = self.starts.searchsorted(addrs, side="right").astype(np.int64) - 1
         if len(self.maps):
@@ -142,7 +143,7 @@ class UserSymbols:
     def resolve_many(self, addrs, pid: int) -> list[tuple[str | None, int, str] | None]:
         """resolve() for each address of an array in process pid: the process's maps are read
         (or re-read) once, and each mapping's addresses named by one search of its binary."""
-        import numpy as np
+        np = load_numpy()
 
         uniq, inverse = np.unique(_u64_array(addrs), return_inverse=True)
         found: list = [None] * len(uniq)

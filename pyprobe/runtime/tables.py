@@ -8,6 +8,7 @@ bucket with its bounds. Reading a RingBuf, PerfBuf, Queue or Stack this way take
 its contents out (drains or pops), as reading them any other way does.
 """
 from __future__ import annotations
+from pyprobe.runtime.lazy_numpy import load_numpy
 
 
 class Table:
@@ -29,7 +30,7 @@ class Table:
 
 def _flatten(prefix: str, arr, out: dict) -> None:
     """Struct fields to their own columns; bytes to str; sub-arrays to lists."""
-    import numpy as np
+    np = load_numpy()
 
     if arr.dtype.names:
         for name in arr.dtype.names:
@@ -72,7 +73,7 @@ def table(live) -> Table:
     if isinstance(live, m.PerCpuMixin):
         return _per_cpu(live)
     if isinstance(live, m.ArrayMap):
-        import numpy as np
+        np = load_numpy()
 
         values = live.to_numpy()
         return Table("array", {"index": np.arange(len(values), dtype=np.uint32)}, _columns("value", values))
@@ -81,7 +82,7 @@ def table(live) -> Table:
 
 
 def _per_cpu(live) -> Table:
-    import numpy as np
+    np = load_numpy()
 
     from pyprobe.runtime import maps as m
 
@@ -99,7 +100,7 @@ def _per_cpu(live) -> Table:
 
 def _histogram(live) -> Table:
     """One row per bucket up to the last non-empty one (per section when sectioned)."""
-    import numpy as np
+    np = load_numpy()
 
     from pyprobe.runtime.histogram import log2_bucket_range
 
@@ -124,7 +125,7 @@ def _histogram(live) -> Table:
 
 
 def _stacks(live) -> Table:
-    import numpy as np
+    np = load_numpy()
 
     ids, frames = [], []
     for stack_id in sorted(live.keys()):
@@ -138,7 +139,7 @@ def _counters(live) -> Table:
     """A PerfEventArray: each CPU's counter, read from its perf event."""
     import os
 
-    import numpy as np
+    np = load_numpy()
 
     from pyprobe.backend.attach import online_cpus
 
@@ -149,7 +150,7 @@ def _counters(live) -> Table:
 
 
 def _queue(live) -> Table:
-    import numpy as np
+    np = load_numpy()
 
     values = live.values()
     arr = np.array(values, dtype=live.value_type.dtype()) if values else np.empty(0, live.value_type.dtype())
@@ -157,7 +158,7 @@ def _queue(live) -> Table:
 
 
 def _progs(live) -> Table:
-    import numpy as np
+    np = load_numpy()
 
     entries = sorted(live.spec.entries.items())
     return Table("progs", {"index": np.array([i for i, _ in entries], dtype=np.uint32)},
