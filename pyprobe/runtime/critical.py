@@ -48,8 +48,8 @@ class deferred_signals:
                     continue             # a C handler, left alone; or still ours: _saved holds the real one
                 _saved[sig] = handler    # noted before the swap, so an interrupt cannot lose it
                 _signal.signal(sig, _note)
-        except ValueError:               # not the main thread: no Python handler runs here
-            _restore()
+        except ValueError:               # not the main thread: no Python handler runs here, and
+            _saved.pop(sig, None)        # signal() refused the first swap, so there is nothing to undo
             return self
         except BaseException:            # a signal handled just before the swap
             _restore()

@@ -27,3 +27,12 @@ def test_an_interrupted_first_import_leaves_numpy_usable():
                              timeout=60)
         outcomes[ms] = (run.stdout.strip(), run.stderr.strip().splitlines()[-1:] if run.returncode else [])
     assert {ms: out for ms, out in outcomes.items() if out != ("6", [])} == {}
+
+
+def test_numpy_loads_from_a_thread_other_than_the_main_one():
+    # the exporter reads maps in its HTTP server's threads: holding signals is the main thread's job
+    code = ("import threading\nfrom pyprobe.runtime.lazy_numpy import load_numpy\nout = []\n"
+            "t = threading.Thread(target=lambda: out.append(int(load_numpy().arange(4).sum())))\n"
+            "t.start(); t.join(); print(out)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "[6]", run.stderr
