@@ -114,7 +114,7 @@ def scratch():
     return path
 
 
-@pytest.mark.xfail(strict=False, reason="seen once in qemu 6.12: DiskLatencyKprobes' map empty while the recorder saw 18 I/Os; cause not found yet")
+@pytest.mark.xfail(strict=False, reason="DiskLatencyKprobes' map empty while the recorder saw 18 I/Os, in qemu 6.12 and 6.1 at ed8676c (passed at f4b13fa); open in issue 18")
 def test_block_kprobe_lessons_agree_with_their_simulation_on_the_recorded_calls(load, simulate, scratch):
     lessons = {"snoop": lesson("disksnoop").DiskSnoopKprobes, "lat": lesson("disklatency").DiskLatencyKprobes,
                "bio": lesson("biolatency").BioLatencyKprobes}

@@ -179,7 +179,7 @@ def run_recorded(load, cls, recorder, workload, settle: float = 0.01, **params):
     pytest.fail("no run could be compared: " + "; ".join(problems))
 
 
-@pytest.mark.xfail(strict=False, reason="seen to disagree in qemu 6.12 (an infeasible histogram) and once in 6.1; cause not found yet")
+@pytest.mark.xfail(strict=False, reason="disagrees in qemu 6.12 and 6.1 at ed8676c (an infeasible histogram); open in issue 18")
 def test_vfsreadlat_kprobes_histogram_is_one_the_recorded_calls_allow(load, simulate):
     cls = lesson("vfsreadlat").VfsReadLatKprobes
     prog, seen = run_recorded(load, cls, VfsReadRecorder, lambda: reads(200, 5))
