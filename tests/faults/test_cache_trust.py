@@ -102,7 +102,7 @@ def test_a_cache_root_writable_by_others_is_refused(scratch):
 @pytest.mark.parametrize("mount_options", ["ro,size=1m", "size=4k"], ids=["read-only (EROFS)", "full (ENOSPC)"])
 def test_a_read_only_or_full_cache_warns_once_and_runs_uncached(scratch, mount_options):
     if shutil.which("unshare") is None:
-        pytest.skip("needs unshare(1) from util-linux to mount a private tmpfs")
+        pytest.skip("missing capability: unshare(1) (util-linux), needed to mount a private tmpfs")
     target = os.path.join(scratch, "mnt")
     os.mkdir(target, 0o700)
     # a private mount namespace: the tmpfs exists only for the child

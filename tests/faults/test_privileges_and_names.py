@@ -71,7 +71,7 @@ def nobody_python() -> list[str] | None:
 def test_doctor_as_a_real_second_user_does_not_ask_to_mount_a_mounted_tracefs():
     cmd = nobody_python()
     if cmd is None:
-        pytest.skip("needs a Python interpreter uid 65534 may execute (this one lives under a private directory)")
+        pytest.skip("missing capability: a Python interpreter uid 65534 may execute (this one lives under a private directory)")
     out = subprocess.run(cmd + ["-m", "pyprobe", "doctor"], capture_output=True, text=True, timeout=120)
     assert "mount -t tracefs" not in out.stdout
     assert "tracefs mounted at /sys/kernel/tracing (readable by root only)" in out.stdout

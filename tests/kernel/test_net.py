@@ -229,7 +229,7 @@ def cgroup2_root() -> str:
             fields = line.split()
             if fields[2] == "cgroup2":
                 return fields[1]
-    pytest.skip("no cgroup v2 hierarchy is mounted (cgroup programs attach to cgroup v2 directories)")
+    pytest.skip("missing capability: a mounted cgroup v2 hierarchy (cgroup programs attach to cgroup v2 directories)")
 
 
 CONNECTIONS = 7
@@ -361,7 +361,7 @@ def test_signals_leave_the_interface_as_it_was(net, sig, tmp_path):
                                               text=True).stdout)
         assert len(ids) == 2
         if sig == "SIGKILL" and netlink:
-            pytest.skip("tc programs are netlink filters on this kernel (tcx links need Linux >= 6.6): "
+            pytest.skip("missing capability: tcx links (Linux >= 6.6); tc programs are netlink filters here, "
                         "a SIGKILLed process leaves them")
         proc.send_signal(getattr(signal, sig))
         proc.wait(timeout=30)

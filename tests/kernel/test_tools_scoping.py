@@ -70,7 +70,7 @@ def idset():
 def cgroup():
     root = cgroup2_root()
     if root is None:
-        pytest.skip("needs a cgroup v2 hierarchy mounted (none in /proc/mounts)")
+        pytest.skip("missing capability: a mounted cgroup v2 hierarchy (none in /proc/mounts)")
     path = os.path.join(root, f"pyprobe-scope-{os.getpid()}")
     os.mkdir(path)
     yield path
