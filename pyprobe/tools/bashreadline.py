@@ -52,7 +52,7 @@ def open_tool(library: str | None = None) -> Program:
 
 
 def main(argv=None, prog=None) -> int:
-    p = common.parser(prog, "Print entered bash commands from all running shells", EXAMPLES)
+    p = common.parser(prog, "Print entered bash commands from all running shells", EXAMPLES, ebpf=False)
     p.add_argument("-s", "--shared", help="specify the location of libreadline.so library. Default is "
                    "the bash binary on PATH")
     common.add_duration(p)

@@ -190,8 +190,8 @@ def main(argv=None, prog=None) -> int:
 
     def trace():
         program = choose(args.queued)
-        with program(factor=1000000 if args.milliseconds else 1000, per_disk=args.disks, target_dev=dev,
-                     extension=args.extension) as tool:
+        with common.opened(args, program(factor=1000000 if args.milliseconds else 1000, per_disk=args.disks, target_dev=dev,
+                                         extension=args.extension)) as tool:
             common.announce(tool)
             if not args.json:
                 print("Tracing block device I/O... Hit Ctrl-C to end.", flush=True)

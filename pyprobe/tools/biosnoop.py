@@ -169,7 +169,7 @@ def main(argv=None, prog=None) -> int:
             p.error(f"no such disk {args.disk!r}")
 
     def trace():
-        with choose()(target_dev=dev) as tool:
+        with common.opened(args, choose()(target_dev=dev)) as tool:
             common.announce(tool, "Tracing block I/O... Hit Ctrl-C to end.")
             if not args.json:
                 print("%-11s %-14s %-7s %-9s %-1s %-10s %-7s" % ("TIME(s)", "COMM", "PID", "DISK", "T", "SECTOR", "BYTES")

@@ -34,12 +34,36 @@ def kernel_function(name: str) -> bool:
 
 # ---- options ----------------------------------------------------------------------------
 
-def parser(prog: str | None, description: str, examples: str = "") -> argparse.ArgumentParser:
-    """bcc's layout of --help (description, options, examples), plus --json."""
+def parser(prog: str | None, description: str, examples: str = "", ebpf: bool = True) -> argparse.ArgumentParser:
+    """bcc's layout of --help (description, options, examples), plus --json; `ebpf`: bcc's
+    hidden --ebpf (print the program and exit), for the tools bcc gives it to."""
     p = argparse.ArgumentParser(prog=prog, description=description, epilog=examples,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print one JSON object per line instead of columns")
+    if ebpf:
+        p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
     return p
+
+
+class ProgramShown(Exception):
+    """--ebpf printed the program: the tool ends there, without loading it (run() exits 0)."""
+
+
+def opened(args, prog):
+    """`prog`, to be loaded by the tool's `with`; with --ebpf, its C is printed instead and the
+    tool ends (bcc's --ebpf: the program the options give, nothing loaded, no root where the
+    translation needs none). A comment before the C names where each program would attach."""
+    if not getattr(args, "ebpf", False):
+        return prog
+    print(program_text(prog), end="", flush=True)
+    raise ProgramShown
+
+
+def program_text(prog) -> str:
+    """The C `prog` loads on this kernel (its attach_to included), after a comment naming the
+    Program and where each of its BPF programs attaches."""
+    points = "".join(f" *   {name}: {point}\n" for name, point in prog.probe_points())
+    return f"/* {type(prog).__name__}, attached at load to\n{points} */\n" + prog.translate()
 
 
 def add_duration(p: argparse.ArgumentParser, short: str | None = None) -> None:
@@ -221,7 +245,7 @@ def run(main_fn) -> int:
 
     try:
         main_fn()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ProgramShown):
         pass
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # `| head`: no second error at exit

@@ -100,8 +100,8 @@ def main(argv=None, prog=None) -> int:
     per = PER_PROCESS if args.pids else PER_THREAD if args.tids else 0
 
     def trace():
-        with CpuDist(factor=1000000 if args.milliseconds else 1000, target_pid=args.pid or 0, per=per,
-                     offcpu=args.offcpu, include_idle=args.include_idle, extension=args.extension) as tool:
+        with common.opened(args, CpuDist(factor=1000000 if args.milliseconds else 1000, target_pid=args.pid or 0, per=per,
+                                         offcpu=args.offcpu, include_idle=args.include_idle, extension=args.extension)) as tool:
             common.announce(tool)
             if not args.json:
                 print("Tracing %s-CPU time... Hit Ctrl-C to end." % ("off" if args.offcpu else "on"), flush=True)

@@ -188,7 +188,7 @@ def main(argv=None, prog=None) -> int:
         params = {"target_ppid": args.ppid or 0, "max_args": args.max_args}
         if args.uid is not None:
             params["target_uid"] = args.uid
-        with choose()(**params, **scoping.scope(args)) as tool:
+        with common.opened(args, choose()(**params, **scoping.scope(args))) as tool:
             common.announce(tool, "Tracing exec() syscalls... Hit Ctrl-C to end.")
             if not args.json:
                 print(("%-9s" % "TIME" if args.time else "") + ("%-8s" % "TIME(s)" if args.timestamp else "")

@@ -99,7 +99,7 @@ def main(argv=None, prog=None) -> int:
     stamp = args.timestamp or args.utc
 
     def trace():
-        with ExitSnoop(target_pid=args.pid or 0, failed_only=args.failed, per_thread=args.per_thread) as tool:
+        with common.opened(args, ExitSnoop(target_pid=args.pid or 0, failed_only=args.failed, per_thread=args.per_thread)) as tool:
             common.announce(tool, "Tracing process termination... Hit Ctrl-C to end.")
             if not args.json:
                 head = "%-13s" % ("TIME-" + ("UTC" if args.utc else time.strftime("%Z"))) if stamp else ""

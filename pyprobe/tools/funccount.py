@@ -119,7 +119,7 @@ def counted(prog, spec: probespec.Spec | None = None):
 
 
 def main(argv=None, prog=None) -> int:
-    p = common.parser(prog, "Count functions, tracepoints, and USDT probes", EXAMPLES)
+    p = common.parser(prog, "Count functions, tracepoints, and USDT probes", EXAMPLES, ebpf=False)
     p.add_argument("-p", "--pid", type=common.positive_int, help="trace this PID only")
     p.add_argument("-c", "--cpu", type=int, help="trace this CPU only")
     p.add_argument("-i", "--interval", type=float, help="summary interval, seconds")

@@ -139,8 +139,8 @@ def main(argv=None, prog=None) -> int:
         return pyprobe.ksym(ip) if spec.kind == "kprobe" else pyprobe.usym(ip, args.pid) if args.pid else hex(ip)
 
     def trace():
-        with program_for(spec)(target_pid=args.pid or 0, factor=factor, per_function=args.function,
-                         attach_to=attach) as tool:
+        with common.opened(args, program_for(spec)(target_pid=args.pid or 0, factor=factor, per_function=args.function,
+                                             attach_to=attach)) as tool:
             common.announce(tool, 'Tracing %d functions for "%s"... Hit Ctrl-C to end.'
                             % (len(tool.probes) // 2, args.pattern))
 

@@ -77,7 +77,7 @@ def main(argv=None, prog=None) -> int:
     args = p.parse_args(argv)
 
     def trace():
-        with GetHostLatency(target_pid=args.pid or 0) as tool:
+        with common.opened(args, GetHostLatency(target_pid=args.pid or 0)) as tool:
             common.announce(tool, "Tracing host name lookups... Hit Ctrl-C to end.")
             if not args.json:
                 print("%-9s %-7s %-16s %10s %s" % ("TIME", "PID", "COMM", "LATms", "HOST"), flush=True)

@@ -84,7 +84,7 @@ def main(argv=None, prog=None) -> int:
     args = p.parse_args(argv)
 
     def trace():
-        with KillSnoop(target_pid=args.pid or 0, target_tpid=args.tpid or 0, signal=args.signal or 0) as tool:
+        with common.opened(args, KillSnoop(target_pid=args.pid or 0, target_tpid=args.tpid or 0, signal=args.signal or 0)) as tool:
             common.announce(tool, "Tracing kill() signals... Hit Ctrl-C to end.")
             width = 7
             if not args.json:

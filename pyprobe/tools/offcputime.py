@@ -133,7 +133,7 @@ def main(argv=None, prog=None) -> int:
                   "min_ns": args.min_block_time * 1000}
         if args.max_block_time is not None:
             params["max_ns"] = args.max_block_time * 1000
-        with OffCpuTime(**params) as tool:
+        with common.opened(args, OffCpuTime(**params)) as tool:
             common.announce(tool)
             if not args.folded and not args.json:
                 print("Tracing off-CPU time (us) of all threads by user + kernel stack%s... Hit Ctrl-C to end."

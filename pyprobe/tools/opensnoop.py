@@ -220,7 +220,7 @@ def main(argv=None, prog=None) -> int:
         params = {"target_pid": args.pid or 0, "target_tid": args.tid or 0, "full_path": args.full_path}
         if args.uid is not None:
             params["target_uid"] = args.uid
-        with OpenSnoop(**params, **scoping.scope(args)) as tool:
+        with common.opened(args, OpenSnoop(**params, **scoping.scope(args))) as tool:
             common.announce(tool, "Tracing open() syscalls... Hit Ctrl-C to end.")
             if not args.json:
                 print(("%-14s" % "TIME(s)" if args.timestamp else "") + ("%-6s" % "UID" if args.print_uid else "")

@@ -120,9 +120,9 @@ def main(argv=None, prog=None) -> int:
 
     def trace():
         make = Profile.at(frequency, args.count, args.cpu)
-        with make(target_pid=args.pid or 0, target_tid=args.tid or 0, user_stacks=not args.kernel_stacks_only,
-                  kernel_stacks=not args.user_stacks_only, include_idle=args.include_idle,
-                  **scoping.scope(args)) as tool:
+        with common.opened(args, make(target_pid=args.pid or 0, target_tid=args.tid or 0, user_stacks=not args.kernel_stacks_only,
+                                      kernel_stacks=not args.user_stacks_only, include_idle=args.include_idle,
+                                      **scoping.scope(args))) as tool:
             common.announce(tool)
             if not args.folded and not args.json:
                 rate = "%d Hertz" % frequency if frequency else "1 in %d events" % args.count

@@ -86,7 +86,7 @@ def main(argv=None, prog=None) -> int:
     per = PER_PROCESS if args.pids else PER_THREAD if args.tids else 0
 
     def trace():
-        with RunqLat(factor=1000000 if args.milliseconds else 1000, target_pid=args.pid or 0, per=per) as tool:
+        with common.opened(args, RunqLat(factor=1000000 if args.milliseconds else 1000, target_pid=args.pid or 0, per=per)) as tool:
             common.announce(tool)
             if not args.json:
                 print("Tracing run queue latency... Hit Ctrl-C to end.", flush=True)

@@ -100,7 +100,7 @@ def main(argv=None, prog=None) -> int:
     args = p.parse_args(argv)
 
     def trace():
-        with choose()(per_cpu=args.cpus) as tool:
+        with common.opened(args, choose()(per_cpu=args.cpus)) as tool:
             common.announce(tool)
             if not args.json:
                 print("Sampling run queue length... Hit Ctrl-C to end.", flush=True)

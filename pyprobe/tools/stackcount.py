@@ -123,7 +123,7 @@ def frame_line(name: str, addr: int, verbose: bool) -> str:
 
 
 def main(argv=None, prog=None) -> int:
-    p = common.parser(prog, "Count events and their stack traces", EXAMPLES)
+    p = common.parser(prog, "Count events and their stack traces", EXAMPLES, ebpf=False)
     p.add_argument("-p", "--pid", type=common.positive_int, help="trace this PID only")
     p.add_argument("-c", "--cpu", type=int, help="trace this CPU only")
     p.add_argument("-i", "--interval", type=float, help="summary interval, seconds")

@@ -105,7 +105,7 @@ def main(argv=None, prog=None) -> int:
     args = p.parse_args(argv)
 
     def trace():
-        with StatSnoop(target_pid=args.pid or 0) as tool:
+        with common.opened(args, StatSnoop(target_pid=args.pid or 0)) as tool:
             common.announce(tool, "Tracing stat syscalls... Hit Ctrl-C to end.")
             if not args.json:
                 print(("%-14s" % "TIME(s)" if args.timestamp else "") + "%-7s %-16s %4s %3s" % ("PID", "COMM", "FD", "ERR")

@@ -62,7 +62,7 @@ def choose() -> type[Program]:
 
 
 def main(argv=None, prog=None) -> int:
-    p = common.parser(prog, "Trace sync() system calls", EXAMPLES)
+    p = common.parser(prog, "Trace sync() system calls", EXAMPLES, ebpf=False)
     common.add_duration(p)
     args = p.parse_args(argv)
 

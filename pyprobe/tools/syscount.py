@@ -160,8 +160,8 @@ def main(argv=None, prog=None) -> int:
         print("")
 
     def trace():
-        with SysCount(target_pid=args.pid or 0, target_tid=args.tid or 0, failures=args.failures, errno=err,
-                      only_nr=only, by_process=args.process, latency=args.latency) as tool:
+        with common.opened(args, SysCount(target_pid=args.pid or 0, target_tid=args.tid or 0, failures=args.failures, errno=err,
+                                          only_nr=only, by_process=args.process, latency=args.latency)) as tool:
             what = "failed " if args.failures else ""
             common.announce(tool, f"Tracing {what}syscall '{args.syscall}'... Ctrl+C to quit." if args.syscall
                             else f"Tracing {what}syscalls, printing top {args.top}... Ctrl+C to quit.")

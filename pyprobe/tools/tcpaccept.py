@@ -111,8 +111,8 @@ def main(argv=None, prog=None) -> int:
     ports = parse_ports(args.port)
 
     def trace():
-        with TcpAccept(target_pid=args.pid or 0, port=ports[0] if len(ports) == 1 else 0,
-                       family=AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0, **scoping.scope(args)) as tool:
+        with common.opened(args, TcpAccept(target_pid=args.pid or 0, port=ports[0] if len(ports) == 1 else 0,
+                                           family=AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0, **scoping.scope(args))) as tool:
             common.announce(tool, "Tracing accept ... Hit Ctrl-C to end")
             if not args.json:
                 print(("%-9s" % "TIME" if args.time else "") + ("%-9s" % "TIME(s)" if args.timestamp else "")

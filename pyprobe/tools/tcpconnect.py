@@ -143,7 +143,7 @@ def main(argv=None, prog=None) -> int:
         params["target_uid"] = args.uid
 
     def trace():
-        with TcpConnect(**params, **scoping.scope(args)) as tool:
+        with common.opened(args, TcpConnect(**params, **scoping.scope(args))) as tool:
             common.announce(tool, "Tracing connect ... Hit Ctrl-C to end")
             if args.count:
                 flows = count_flows(tool.events, args.duration)

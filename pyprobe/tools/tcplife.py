@@ -149,8 +149,8 @@ def main(argv=None, prog=None) -> int:
     sep = "," if args.csv else " "
 
     def trace():
-        with TcpLife(target_pid=args.pid or 0, local_port=args.localport or 0, remote_port=args.remoteport or 0,
-                     family=family) as tool:
+        with common.opened(args, TcpLife(target_pid=args.pid or 0, local_port=args.localport or 0, remote_port=args.remoteport or 0,
+                                         family=family)) as tool:
             common.announce(tool, "Tracing TCP sessions... Hit Ctrl-C to end.")
             if not args.json:
                 print(("%-8s" % "TIME" + sep if args.time else "") + ("%-9s" % "TIME(s)" + sep if args.timestamp else "")

@@ -130,7 +130,7 @@ def main(argv=None, prog=None) -> int:
         return wanted is None or ip_version(int(c["family"])) == wanted
 
     def trace():
-        with choose(args.lossprobe)(counting=args.count) as tool:
+        with common.opened(args, choose(args.lossprobe)(counting=args.count)) as tool:
             common.announce(tool, "Tracing retransmits ... Hit Ctrl-C to end")
             if args.count:
                 common.wait(args.duration)
