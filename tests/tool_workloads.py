@@ -77,6 +77,7 @@ class Tool:
         self.proc = subprocess.Popen([sys.executable, "-m", "pyprobe", *argv], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.stderr_head = []
+        self.stderr = ""                  # what it printed on stderr after attaching, once stopped
         while True:                       # announce() says "probe: ..." once attached
             line = self.proc.stderr.readline()
             if not line:
@@ -94,14 +95,14 @@ class Tool:
         """SIGINT (Ctrl-C); its stdout. The tool must exit 0."""
         time.sleep(settle)
         self.proc.send_signal(signal.SIGINT)
-        out, err = self.proc.communicate(timeout=30)
-        assert self.proc.returncode == 0, err
+        out, self.stderr = self.proc.communicate(timeout=30)
+        assert self.proc.returncode == 0, self.stderr
         return out
 
     def finish(self, timeout: float = 30) -> str:
         """Wait for it to end by itself (interval/count or --duration); its stdout."""
-        out, err = self.proc.communicate(timeout=timeout)
-        assert self.proc.returncode == 0, err
+        out, self.stderr = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, self.stderr
         return out
 
 

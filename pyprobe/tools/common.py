@@ -83,6 +83,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be a non-negative integer")
+    return value
+
+
 SHOWN_POINTS = 8     # funccount 'c:*' attaches thousands: name a few
 
 

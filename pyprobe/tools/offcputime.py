@@ -4,7 +4,10 @@ bcc's tool kprobes finish_task_switch(), which runs as the next task and sees
 where it had blocked. Here the BTF tracepoint sched_switch, which runs as the
 task leaving the CPU: its stacks are taken there and kept with the time; when
 the task comes back on, the time away is added to those stacks. -p/-t filter
-by process or thread in the kernel; -m/-M bound the blocked time counted.
+by process or thread in the kernel; -m/-M bound the blocked time counted;
+--state keeps only tasks that left the CPU in that state (bcc's test on
+prev->__state: equal to 0, else any bit of the mask in common);
+--stack-storage-size sizes the stack map (`max_entries`, bcc's default 16384).
 
     from pyprobe.tools.offcputime import OffCpuTime, blocked
     with OffCpuTime(target_pid=1234) as prog:
@@ -12,6 +15,8 @@ by process or thread in the kernel; -m/-M bound the blocked time counted.
     blocked(prog)     # numpy records: pid, tid, comm, usecs, user and kernel frames
 """
 from __future__ import annotations
+
+import sys
 
 from pyprobe import Hash, Param, Program, StackTrace, Struct, bool_, char, s64, tp_btf, u32, u64
 from pyprobe.bpf import BPF_F_USER_STACK, comm, ktime_ns
@@ -29,7 +34,10 @@ EXAMPLES = """examples:
     pyprobe offcputime -k          # only trace kernel threads (no user)
     pyprobe offcputime -U          # only show user space stacks (no kernel)
     pyprobe offcputime -K          # only show kernel space stacks (no user)
+    pyprobe offcputime --state 2   # only tasks switched out uninterruptible (D)
 """
+
+STACK_STORAGE_SIZE = 16384          # bcc's default
 
 # the kernel stack is taken inside the tracepoint: skip our program, bpf_trace_run4 and
 # __traceiter_sched_switch, so that it starts at __schedule as bcc's does
@@ -59,15 +67,18 @@ class OffCpuTime(Program):
     kernel_stacks = Param(bool_, default=True)
     min_ns = Param(u64, default=1000)
     max_ns = Param(u64, default=0xFFFFFFFFFFFFFFFF)
+    filter_state = Param(bool_)           # --state given
+    state = Param(u32)                    # 0: runnable (preempted); else a mask of TASK_* bits
     away = Hash(u32, Away, max_entries=10240)
-    stack_traces = StackTrace(16384)
+    stack_traces = StackTrace(STACK_STORAGE_SIZE)
     counts = Hash(OffKey, u64, max_entries=40960)      # microseconds
 
     @tp_btf("sched_switch")
     def on_switch(self, ctx, preempt, prev, next):
         if prev.pid != 0 and (not self.target_pid or prev.tgid == self.target_pid) and \
                 (not self.target_tid or prev.pid == self.target_tid) and \
-                (not self.user_threads_only or prev.mm != 0) and (not self.kernel_threads_only or prev.mm == 0):
+                (not self.user_threads_only or prev.mm != 0) and (not self.kernel_threads_only or prev.mm == 0) and \
+                (not self.filter_state or (prev.__state & self.state if self.state else prev.__state == 0)):
             a = Away()
             a.ts = ktime_ns()
             a.user_stack = -1
@@ -102,9 +113,11 @@ def blocked(prog):
     named = stacks.name_stacks(prog.stack_traces, list(zip(keys["user_stack"].tolist(), pids))
                                + [(s, None) for s in keys["kernel_stack"].tolist()])
     rows = [(pid, int(k["tid"]), common.text(k["comm"]), int(v), named[(int(k["user_stack"]), pid)],
-             named[(int(k["kernel_stack"]), None)]) for k, pid, v in zip(keys, pids, values)]
+             named[(int(k["kernel_stack"]), None)], int(k["user_stack"]), int(k["kernel_stack"]))
+            for k, pid, v in zip(keys, pids, values)]
     return np.array(rows, dtype=[("pid", "u4"), ("tid", "u4"), ("comm", "U16"), ("usecs", "u8"),
-                                 ("user", object), ("kernel", object)])
+                                 ("user", object), ("kernel", object), ("user_stack_id", "i8"),
+                                 ("kernel_stack_id", "i8")])
 
 
 def main(argv=None, prog=None) -> int:
@@ -123,6 +136,10 @@ def main(argv=None, prog=None) -> int:
                    "which we store traces (default 1)")
     p.add_argument("-M", "--max-block-time", type=int, help="the amount of time in microseconds under which we "
                    "store traces (default U64_MAX)")
+    p.add_argument("--state", type=common.non_negative_int, help="filter on this thread state bitmask (eg, 2 == "
+                   "TASK_UNINTERRUPTIBLE) see include/linux/sched.h")
+    p.add_argument("--stack-storage-size", type=common.positive_int, default=STACK_STORAGE_SIZE,
+                   help="how many distinct stacks the stack map holds (default %d)" % STACK_STORAGE_SIZE)
     p.add_argument("duration", nargs="?", type=float, default=None, help="duration of trace, in seconds")
     args = p.parse_args(argv)
 
@@ -130,10 +147,12 @@ def main(argv=None, prog=None) -> int:
         params = {"target_pid": args.pid or 0, "target_tid": args.tid or 0,
                   "user_threads_only": args.user_threads_only, "kernel_threads_only": args.kernel_threads_only,
                   "user_stacks": not args.kernel_stacks_only, "kernel_stacks": not args.user_stacks_only,
-                  "min_ns": args.min_block_time * 1000}
+                  "min_ns": args.min_block_time * 1000, "filter_state": args.state is not None,
+                  "state": args.state or 0}
         if args.max_block_time is not None:
             params["max_ns"] = args.max_block_time * 1000
-        with common.opened(args, OffCpuTime(**params)) as tool:
+        with common.opened(args, OffCpuTime(max_entries={"stack_traces": args.stack_storage_size},
+                                            **params)) as tool:
             common.announce(tool)
             if not args.folded and not args.json:
                 print("Tracing off-CPU time (us) of all threads by user + kernel stack%s... Hit Ctrl-C to end."
@@ -141,7 +160,8 @@ def main(argv=None, prog=None) -> int:
             stacks.warm_up()
             common.wait(args.duration)
             tool.detach()
-            for r in sorted(blocked(tool), key=lambda r: r["usecs"]):
+            rows = blocked(tool)
+            for r in sorted(rows, key=lambda r: r["usecs"]):
                 if args.json:
                     common.print_json({"pid": int(r["pid"]), "tid": int(r["tid"]), "comm": str(r["comm"]),
                                        "usecs": int(r["usecs"]), "user": r["user"], "kernel": r["kernel"]})
@@ -151,5 +171,7 @@ def main(argv=None, prog=None) -> int:
                 else:
                     stacks.print_stack(r["kernel"], r["user"], str(r["comm"]), int(r["pid"]), int(r["usecs"]),
                                        args.delimited)
+            sys.stdout.flush()
+            stacks.warn_missed(rows["user_stack_id"].tolist() + rows["kernel_stack_id"].tolist())
 
     return common.run(trace)

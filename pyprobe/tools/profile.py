@@ -31,7 +31,11 @@ EXAMPLES = """examples:
     pyprobe profile -L 185      # only profile thread with TID 185
     pyprobe profile -U          # only show user space stacks (no kernel)
     pyprobe profile -K          # only show kernel space stacks (no user)
+    pyprobe profile --stack-storage-size 65536 --hash-storage-size 131072   # room for more stacks
 """
+
+STACK_STORAGE_SIZE = 16384          # bcc's defaults: distinct stacks, and (process, stacks) keys
+HASH_STORAGE_SIZE = 40960
 
 
 class StackKey(Struct):
@@ -47,8 +51,8 @@ class Profile(Scoped, Program):
     user_stacks = Param(bool_, default=True)
     kernel_stacks = Param(bool_, default=True)
     include_idle = Param(bool_)
-    stack_traces = StackTrace(16384)
-    counts = Hash(StackKey, u64, max_entries=40960)
+    stack_traces = StackTrace(STACK_STORAGE_SIZE)
+    counts = Hash(StackKey, u64, max_entries=HASH_STORAGE_SIZE)
 
     @perf_event("cpu-clock", freq=49)
     def sample(self, ctx):
@@ -81,7 +85,8 @@ class Profile(Scoped, Program):
 
 
 def sampled(prog, symbolize: bool = True):
-    """The counted stacks as numpy records: pid, comm, count, user (frames), kernel (frames), innermost first."""
+    """The counted stacks as numpy records: pid, comm, count, user (frames), kernel (frames), innermost first,
+    and the stack ids (negative: not taken, or failed: stacks.missed())."""
     import numpy as np
 
     keys, counts = prog.counts.to_numpy()
@@ -92,9 +97,10 @@ def sampled(prog, symbolize: bool = True):
         wanted += [(s, None) for s in keys["kernel_stack"].tolist()]
         named = stacks.name_stacks(prog.stack_traces, wanted)
     rows = [(pid, common.text(k["comm"]), int(n), named.get((int(k["user_stack"]), pid), []),
-             named.get((int(k["kernel_stack"]), None), [])) for k, pid, n in zip(keys, pids, counts.tolist())]
+             named.get((int(k["kernel_stack"]), None), []), int(k["user_stack"]), int(k["kernel_stack"]))
+            for k, pid, n in zip(keys, pids, counts.tolist())]
     return np.array(rows, dtype=[("pid", "u4"), ("comm", "U16"), ("count", "u8"), ("user", object),
-                                 ("kernel", object)])
+                                 ("kernel", object), ("user_stack_id", "i8"), ("kernel_stack_id", "i8")])
 
 
 def main(argv=None, prog=None) -> int:
@@ -112,6 +118,10 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-a", "--annotations", action="store_true", help="add _[k] annotations to kernel frames")
     p.add_argument("-I", "--include-idle", action="store_true", help="include CPU idle stacks")
     p.add_argument("-f", "--folded", action="store_true", help="output folded format, one line per stack")
+    p.add_argument("--hash-storage-size", type=common.positive_int, default=HASH_STORAGE_SIZE,
+                   help="how many (process, stacks) keys can be counted (default %d)" % HASH_STORAGE_SIZE)
+    p.add_argument("--stack-storage-size", type=common.positive_int, default=STACK_STORAGE_SIZE,
+                   help="how many distinct stacks the stack map holds (default %d)" % STACK_STORAGE_SIZE)
     p.add_argument("-C", "--cpu", type=int, help="cpu number to run profile on")
     p.add_argument("duration", nargs="?", type=float, default=None, help="duration of trace, in seconds")
     scoping.add_options(p)
@@ -120,8 +130,11 @@ def main(argv=None, prog=None) -> int:
 
     def trace():
         make = Profile.at(frequency, args.count, args.cpu)
-        with common.opened(args, make(target_pid=args.pid or 0, target_tid=args.tid or 0, user_stacks=not args.kernel_stacks_only,
+        with common.opened(args, make(target_pid=args.pid or 0, target_tid=args.tid or 0,
+                                      user_stacks=not args.kernel_stacks_only,
                                       kernel_stacks=not args.user_stacks_only, include_idle=args.include_idle,
+                                      max_entries={"stack_traces": args.stack_storage_size,
+                                                   "counts": args.hash_storage_size},
                                       **scoping.scope(args))) as tool:
             common.announce(tool)
             if not args.folded and not args.json:
@@ -131,8 +144,8 @@ def main(argv=None, prog=None) -> int:
             stacks.warm_up()
             common.wait(args.duration)
             tool.detach()
-            rows = sampled(tool)
-            rows = rows[rows["count"].argsort(kind="stable")].tolist()     # fewest samples first, as bcc
+            found = sampled(tool)
+            rows = found[found["count"].argsort(kind="stable")][["pid", "comm", "count", "user", "kernel"]].tolist()
             if args.folded and not args.json:
                 sys.stdout.write("".join("%s %d\n" % (stacks.folded(comm, user, kernel, args.delimited,
                                                                      args.annotations), count)
@@ -142,5 +155,9 @@ def main(argv=None, prog=None) -> int:
                     common.print_json({"pid": pid, "comm": comm, "count": count, "user": user, "kernel": kernel})
                 else:
                     stacks.print_stack(kernel, user, comm, pid, count, args.delimited)
+            sys.stdout.flush()
+            stacks.warn_missed(found["user_stack_id"].tolist() + found["kernel_stack_id"].tolist())
+            if len(found) >= args.hash_storage_size:
+                print("WARNING: hash table full. Consider increasing --hash-storage-size.", file=sys.stderr)
 
     return common.run(trace)

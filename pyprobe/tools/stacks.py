@@ -1,7 +1,28 @@
 """Stacks for profile, offcputime and stackcount: ids to symbol names, bcc's two layouts."""
 from __future__ import annotations
 
+import errno
+import sys
+
 import pyprobe
+
+NOT_TAKEN = -1                      # the tools' own mark: this stack was not asked for (-U, -K)
+MISSED_USER = "[Missed User Stack]"
+MISSED_KERNEL = "[Missed Kernel Stack]"
+
+
+def missed(stack_id: int) -> bool:
+    """get_stackid() failed: the stack map was full or its bucket taken (-EEXIST, -ENOMEM). A
+    kernel thread's user stack (-EFAULT) is no failure, as in bcc."""
+    return stack_id < 0 and stack_id not in (NOT_TAKEN, -errno.EFAULT)
+
+
+def warn_missed(stack_ids) -> None:
+    """bcc's warning after a report whose keys hold failed stack ids."""
+    failed = [int(i) for i in stack_ids if missed(int(i))]
+    if failed:
+        hint = " Consider increasing --stack-storage-size." if -errno.EEXIST in failed else ""
+        print("WARNING: %d stack traces could not be displayed.%s" % (len(failed), hint), file=sys.stderr)
 
 
 def warm_up() -> None:
@@ -34,7 +55,7 @@ def frames(stack_map, stack_id: int, pid: int | None = None, seen: dict | None =
 
 def name_stacks(stack_map, wanted) -> dict:
     """{(stack_id, pid): frames} for each (stack_id, pid) pair of `wanted` (pid None: a kernel
-    stack), innermost first. Each stack is read once, and the addresses of all the stacks of one
+    stack), innermost first; a failed id gives bcc's one placeholder frame. Each stack is read once, and the addresses of all the stacks of one
     process (or of the kernel) are named in one batch: an address many stacks share is looked up
     once (a profile's report after Ctrl-C)."""
     import numpy as np
@@ -54,6 +75,8 @@ def name_stacks(stack_map, wanted) -> dict:
         for key, part in zip(keys, parts):
             out[key] = names[at:at + len(part)]
             at += len(part)
+            if missed(key[0]):
+                out[key] = [MISSED_KERNEL if pid is None else MISSED_USER]
     return out
 
 

@@ -1,5 +1,6 @@
 """profile, offcputime, stackcount, funccount and funclatency against a C workload of their own
 (tests/kernel/data/tools_app.c), with exact ground truth."""
+import errno
 import os
 import re
 import subprocess
@@ -86,6 +87,79 @@ def test_offcputime_sums_ten_50ms_sleeps(app):
     slept = sum(int(r["usecs"]) for r in rows if "do_nanosleep" in r["kernel"])
     assert 500_000 <= slept <= wall * 1e6          # nanosleep sleeps at least what it is asked
     assert all(r["kernel"][0] == "__schedule" for r in rows), [r["kernel"][:3] for r in rows]
+
+
+def vforks_blocked(app, **params):
+    """offcputime's rows for `tools_app vforks 4 30`: 4 sleeps of 30 ms (S), 4 waits of 30 ms for a
+    vfork child (D), kernel stacks only."""
+    from pyprobe.tools.offcputime import OffCpuTime, blocked
+
+    work = App(app, "vforks", "4", "30")
+    try:
+        with OffCpuTime(target_pid=work.pid, user_stacks=False, **params) as prog:
+            start = time.monotonic()
+            work.run()
+            wall = time.monotonic() - start
+        rows = blocked(prog)
+        prog.close()
+    finally:
+        work.close()
+    return rows, wall * 1e6
+
+
+def test_offcputime_state_keeps_only_tasks_switched_out_in_that_state(app):
+    # --state 2 (TASK_UNINTERRUPTIBLE): only the vfork waits; --state 1 (TASK_INTERRUPTIBLE): only the sleeps
+    uninterruptible, wall = vforks_blocked(app, filter_state=True, state=2)
+    assert uninterruptible.size and all("wait_for_completion_state" in r["kernel"] for r in uninterruptible), \
+        [r["kernel"][:6] for r in uninterruptible]
+    assert 120_000 <= sum(int(r["usecs"]) for r in uninterruptible) <= wall
+    interruptible, wall = vforks_blocked(app, filter_state=True, state=1)
+    assert interruptible.size and all("do_nanosleep" in r["kernel"] for r in interruptible), \
+        [r["kernel"][:6] for r in interruptible]
+    assert 120_000 <= sum(int(r["usecs"]) for r in interruptible) <= wall
+
+
+def test_offcputime_stack_storage_size_one_keeps_one_stack(app):
+    # a one-entry stack map keeps the first stack; the other one (sleep or vfork wait) is refused (-EEXIST)
+    rows, _ = vforks_blocked(app, max_entries={"stack_traces": 1})
+    kept = {int(r["kernel_stack_id"]) for r in rows if r["kernel_stack_id"] >= 0}
+    refused = [r for r in rows if r["kernel_stack_id"] == -errno.EEXIST]
+    assert len(kept) == 1 and refused, rows
+    assert all(list(r["kernel"]) == ["[Missed Kernel Stack]"] for r in refused)
+
+
+def test_offcputime_command_state_and_stack_storage_size(app):
+    work = App(app, "vforks", "3", "20")
+    tool = Tool("offcputime", "-K", "-f", "--state", "2", "--stack-storage-size", "1", "-p", str(work.pid))
+    try:
+        work.run()
+        out = tool.stop()
+    finally:
+        work.close()
+    lines = [l.rsplit(" ", 1) for l in out.splitlines() if l.strip()]
+    assert lines and all(stack.startswith("tools_app;") and "wait_for_completion_state" in stack
+                         for stack, _ in lines), out
+    assert sum(int(n) for _, n in lines) >= 60_000
+    assert "WARNING" not in tool.stderr          # one stack, one slot
+
+
+def test_profile_command_stack_and_hash_storage_sizes(app):
+    # one stack slot: the first user stack sampled is kept, every other distinct one refused; two
+    # counting keys: that stack's and the refused stacks' (all -EEXIST, one key)
+    work = App(app, "split", "300", "0")
+    tool = Tool("profile", "-U", "-F", "99", "--stack-storage-size", "1", "--hash-storage-size", "2",
+                "-p", str(work.pid))
+    try:
+        work.run()
+        out = tool.stop()
+    finally:
+        work.close()
+    stacks = out.split("\n\n")
+    assert sum("tools_app (%d)" % work.pid in s for s in stacks) == 2, out
+    assert sum("[Missed User Stack]" in s for s in stacks) == 1, out
+    assert "WARNING: 1 stack traces could not be displayed. Consider increasing --stack-storage-size." \
+        in tool.stderr
+    assert "WARNING: hash table full. Consider increasing --hash-storage-size." in tool.stderr
 
 
 def test_stackcount_counts_a_tracepoints_stacks():

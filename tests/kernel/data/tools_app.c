@@ -4,6 +4,9 @@
  *   tools_app calls A B      calls work_alpha A times and work_beta B times
  *   tools_app mallocs N      N malloc()s of 64 bytes, each freed
  *   tools_app resolve N HOST N getaddrinfo()s of HOST
+ *   tools_app vforks N MS    N times: sleeps MS ms (S state), then vfork()s a child that sleeps
+ *                            MS ms and exits (the parent waits for it in D state)
+ *   tools_app recurse N D    N calls of recurse(D), which calls itself until its depth is 1
  * then prints "done" and waits for the end of stdin, so that its stacks can still be
  * symbolized (a process that exited has no memory map left). */
 #include <netdb.h>
@@ -11,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 volatile unsigned long sink;
 
@@ -40,6 +44,19 @@ __attribute__((noinline)) void busy_b(long ms)
 __attribute__((noinline)) unsigned long work_alpha(unsigned long x) { sink += x; return x + 1; }
 __attribute__((noinline)) unsigned long work_beta(unsigned long x) { sink += 2 * x; return x + 2; }
 
+/* noipa: neither inlined, nor turned into a loop, nor its call a tail call */
+__attribute__((noipa)) unsigned long recurse(unsigned long depth)
+{
+	sink += depth;
+	return depth <= 1 ? 1 : recurse(depth - 1) + 1;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec t = { ms / 1000, ms % 1000 * 1000000 };
+	nanosleep(&t, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	char line[16];
@@ -66,6 +83,17 @@ int main(int argc, char **argv)
 			if (getaddrinfo(argv[3], NULL, NULL, &res) == 0)
 				freeaddrinfo(res);
 		}
+	} else if (!strcmp(argv[1], "vforks")) {
+		for (long i = 0; i < atol(argv[2]); i++) {
+			sleep_ms(atol(argv[3]));
+			if (vfork() == 0) {
+				sleep_ms(atol(argv[3]));
+				_exit(0);
+			}
+		}
+	} else if (!strcmp(argv[1], "recurse")) {
+		for (long i = 0; i < atol(argv[2]); i++)
+			recurse(atol(argv[3]));
 	}
 	printf("done\n");
 	fflush(stdout);
