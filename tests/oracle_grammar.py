@@ -43,6 +43,11 @@ class Rec(Struct):
     name: char[6]
 
 
+class Pair(Struct):
+    tag: u16
+    recs: Rec[2]
+
+
 def f_int(a, b):
     """Module functions, inlined: the first return's type converts the later ones."""
     if a > b:
@@ -93,6 +98,7 @@ MAPS = '''\
     t = LpmTrie(LKey, u64, max_entries=6)
     q = Queue(u32, max_entries=4)
     st = Stack(u64, max_entries=4)
+    ap = Array(Pair, 2)
 '''
 
 CLASS = '''
@@ -180,7 +186,7 @@ class OracleGen(Gen):
 
     def statement(self, depth: int) -> list[str]:
         kinds = ["assign", "assign", "augassign", "mapset", "mapaug", "mapaug", "del", "get", "hist", "struct_key",
-                 "record", "return", "mapmethod", "push", "take", "lpm", "struct_value", "helpers"]
+                 "record", "return", "mapmethod", "push", "take", "lpm", "struct_value", "helpers", "alias"]
         if depth > 0:
             kinds += ["if", "if", "for"]
         kind = self.pick(kinds)
@@ -249,6 +255,16 @@ class OracleGen(Gen):
         if kind == "struct_value":      # a pointer into an array of structs: writes land in the map
             write = self.pick([f"vr.b += {e()}", f"vr.c = {e()}", 'vr.name = "xy"', f"self.a[0] = vr.b"])
             return [f"vr = self.ar.get({e(1)})", "if vr is None:", "    return", write]
+        if kind == "alias":             # a name bound to a struct in a map value or on the stack refers to it
+            if self.flip():
+                index = self.pick(["0", "1", f"({e()}) & 1"])
+                write = self.pick([f"w.b += {e()}", f"w.c = {e()}", 'w.name = "xy"', f"w.a = {e()}",
+                                   f"self.a[0] = w.b", f"w = vp.recs[1]", "vp.tag += w.a"])
+                return [f"vp = self.ap.get({e(1)})", "if vp is None:", "    return", f"w = vp.recs[{index}]", write,
+                        f"w.c += {e(1)}"]
+            send = self.pick([f"self.{self.pick(['rb', 'pb'])}.submit(r)", f"self.ar[{e(1)}] = r"])
+            return ["r = Rec()", "ws = r", f"ws.b = {e()}", self.pick(['ws.name = "ab"', "ws = Rec()"]),
+                    f"ws.a = {e()}", send]
         if kind == "helpers":           # a struct made, filled by reference, sent; a method with a side effect
             name = self.pick(['"ab"', '"hello"', '""'])
             send = self.pick([f"self.{self.pick(['rb', 'pb'])}.submit(r)", f"self.ar[{e(1)}] = r"])

@@ -105,7 +105,7 @@ class Expressions:
             if ftype is None:
                 self.fail(node, f"struct {base.type.name} has no field '{attr}' "
                                 f"(fields: {', '.join(base.type.field_types)})")
-            return Value(f"{base.code}.{attr}", ftype, lvalue=base.lvalue)
+            return Value(f"{base.code}.{attr}", ftype, lvalue=base.lvalue, place=base.place)
         if isinstance(base, PyObject):
             if not hasattr(base.obj, attr):
                 self.fail(node, f"{base.name} has no attribute '{attr}'")
@@ -143,7 +143,7 @@ class Expressions:
             index = self.scalar(node.slice, self.expr(node.slice))
             if index.const is not None and not 0 <= index.const < base.type.n:
                 self.fail(node.slice, f"index {index.const} is out of range for {base.type!r}")
-            return Value(f"{base.code}[{index.code}]", base.type.elem, lvalue=base.lvalue)
+            return Value(f"{base.code}[{index.code}]", base.type.elem, lvalue=base.lvalue, place=base.place)
         if isinstance(base, KernelArray):
             return kernel_data.index(self, node, base, self.scalar(node.slice, self.expr(node.slice)))
         if isinstance(base, Value) and isinstance(base.type, PointerType) and not isinstance(base.type, KernelPointer):

@@ -116,7 +116,7 @@ def translate_helper(program, tr, node, func, key, values, c_name: str):
             helper.locals[pname] = Nullable(c_arg, value.target)
             params.append(f"{value.target.c_name} *{c_arg}")
         elif isinstance(value.type, (StructType, ArrayType)):
-            helper.locals[pname] = Value(f"(*{c_arg})", value.type, lvalue=True)
+            helper.locals[pname] = Value(f"(*{c_arg})", value.type, lvalue=True, place=True)
             params.append(value.type.c_decl(f"(*{c_arg})"))
         else:
             t = value.type if value.type is not None else value.scalar

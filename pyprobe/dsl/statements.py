@@ -11,7 +11,7 @@ from pyprobe.dsl import operators
 from pyprobe.dsl import strings
 from pyprobe.dsl.refusals import FakeCall as _FakeCall, describe as _describe
 from pyprobe.dsl.types import ArrayType, CType, PointerType, StructType, s64, u64
-from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, Value, as_map, literal
+from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, StructAlias, Value, as_map, literal
 
 
 class Statements:
@@ -211,6 +211,10 @@ class Statements:
             if isinstance(value, Nullable):
                 self.decls.append(f"{value.target.c_name} *{self.c_local(name)} = 0;")
                 self.locals[name] = type(value)(self.c_local(name), value.target)
+            elif isinstance(value, Value) and value.place and isinstance(value.type, StructType):
+                pointer = self.c_local(name)              # a struct that exists: the name refers to it
+                self.decls.append(f"{value.type.c_decl(f'(*{pointer})')} = 0;")
+                self.locals[name] = StructAlias(f"(*{pointer})", value.type, lvalue=True, place=True, pointer=pointer)
             elif isinstance(value, Value):
                 ctype = value.type if value.type is not None else (default or value.scalar)
                 self.declare(name, ctype, target)
@@ -224,9 +228,27 @@ class Statements:
             self.emit(f"{local.code} = {value.code};")
         elif isinstance(local, ContextRef):
             self.fail(target, f"{name} is the probe's context and cannot be reassigned")
+        elif isinstance(local, StructAlias):
+            self.bind_alias(name, local, value_node or target, value)
         else:
             self.store(local, value_node or target, value)
         return local.code
+
+    def bind_alias(self, name: str, alias: StructAlias, node, value) -> None:
+        """Point `name` at the struct `value` is, as Python rebinds a name; a new value
+        (`Event()`, a map read, a call's result) first gets a home of its own."""
+        pointer = self.checked_pointer(node, value, alias.type)      # a checked .get() result
+        if pointer is not None:
+            self.emit(f"{alias.pointer} = {pointer};")
+            return
+        if not isinstance(value, Value) or value.type != alias.type:
+            self.fail(node, f"{name} refers to a {alias.type!r}: it cannot refer to {_describe(value)}",
+                      "use a new name for this value")
+        if not value.place:
+            home = Value(self.temp(alias.type, "a"), alias.type, lvalue=True)
+            self.store(home, node, value)
+            value = home
+        self.emit(f"{alias.pointer} = &{value.code};")
 
     def store(self, dest: Value, value_node, value) -> None:
         """dest = value, with C's conversions for integers and a copy for arrays and structs."""

@@ -85,7 +85,7 @@ class HandlerTranslator(Statements, Expressions):
         init = "0" if isinstance(ctype, (Scalar, PointerType)) else "{}"
         c_name = self.c_local(name)
         self.decls.append(f"{ctype.c_decl(c_name)} = {init};{_zero_padding(ctype, c_name)}")
-        self.locals[name] = Value(c_name, ctype, lvalue=True)
+        self.locals[name] = Value(c_name, ctype, lvalue=True, place=True)
 
     def c_local(self, name: str) -> str:
         """The C name of a Python local: itself, unless it would clash with C or the program.

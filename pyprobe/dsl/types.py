@@ -233,6 +233,10 @@ class _StructMeta(type):
     def size(cls) -> int:
         return cls.__pp_type__.size
 
+    def __getitem__(cls, n: int) -> "ArrayType":
+        """`Event[4]`: an array of structs, as `u64[4]`."""
+        return cls.__pp_type__[n]
+
 
 class Struct(metaclass=_StructMeta):
     """Subclass with annotated fields: `class Event(Struct): pid: u32; comm: char[16]`."""

@@ -8,12 +8,18 @@ from pyprobe.dsl.types import CType, PointerType, Scalar, s64, u64
 
 @dataclass
 class Value:
-    """A C rvalue or lvalue of a known type. `const` is set for compile-time integers."""
+    """A C rvalue or lvalue of a known type. `const` is set for compile-time integers.
+
+    `place` marks storage that exists apart from the expression (a local, a map value, a
+    member or element of one), as opposed to a new value (`Event()`, a map read, a call's
+    result): a new name bound to a struct place names it, as Python's names do.
+    """
 
     code: str
     type: CType | None            # None: an untyped integer literal (adapts like C's int)
     lvalue: bool = False
     const: int | None = None
+    place: bool = False
 
     @property
     def scalar(self) -> Scalar | None:
@@ -51,7 +57,16 @@ class Nullable:
     target: CType
 
     def deref(self) -> Value:
-        return Value(f"(*{self.code})", self.target, lvalue=True)
+        return Value(f"(*{self.code})", self.target, lvalue=True, place=True)
+
+
+@dataclass
+class StructAlias(Value):
+    """A local first bound to a struct place (`e = p.event`, `it = p.items[i]`, `f = e`): a C
+    pointer to it, so writes through the name reach the place (bcc's `struct x *e = &p->event`).
+    `code` is `(*pointer)`; assigning the name again points it elsewhere."""
+
+    pointer: str = ""
 
 
 @dataclass

@@ -230,20 +230,20 @@ class HandlerCompiler(SimStatements):
             if ftype is None:
                 self.fail(node, f"struct {base.type.name} has no field '{attr}' "
                                 f"(fields: {', '.join(base.type.field_types)})")
-            return self.at(base.buf, _add_offset(base.off, base.type.offsets[attr]), ftype)
+            return self.at(base.buf, _add_offset(base.off, base.type.offsets[attr]), ftype, base.place)
         if isinstance(base, PyObject):
             if not hasattr(base.obj, attr):
                 self.fail(node, f"{base.name} has no attribute '{attr}'")
             return self.wrap_python(node, getattr(base.obj, attr), f"{base.name}.{attr}")
         self.fail(node, f"{_describe(base)} has no attribute '{attr}'")
 
-    def at(self, buf: str, off: str, ctype: CType) -> SV:
-        """The value of type ctype at buf[off]."""
+    def at(self, buf: str, off: str, ctype: CType, place: bool = False) -> SV:
+        """The value of type ctype at buf[off] (a place when what holds it is one)."""
         if isinstance(ctype, Scalar):
             return SV(f"_R_{ctype.name}({buf}, {off})[0]", ctype, buf=buf, off=off)
         if isinstance(ctype, PointerType):
             return SV(f"_R_u64({buf}, {off})[0]", ctype, buf=buf, off=off)
-        return SV(buf, ctype, buf=buf, off=off)
+        return SV(buf, ctype, buf=buf, off=off, place=place)
 
     def expr_Subscript(self, node):
         base = self.expr(node.value)
@@ -258,11 +258,11 @@ class HandlerCompiler(SimStatements):
             if index.const is not None:
                 if not 0 <= index.const < n:
                     self.fail(node.slice, f"index {index.const} is out of range for {base.type!r}")
-                return self.at(base.buf, _add_offset(base.off, index.const * elem.size), elem)
+                return self.at(base.buf, _add_offset(base.off, index.const * elem.size), elem, base.place)
             # the verifier makes C check a variable index; out of range here is the test's bug to hear about
             line = self.lineno
             off = f"_index({index.code}, {n}, {line}) * {elem.size}"
-            return self.at(base.buf, off if base.off == "0" else f"{base.off} + {off}", elem)
+            return self.at(base.buf, off if base.off == "0" else f"{base.off} + {off}", elem, base.place)
         if isinstance(base, SV) and isinstance(base.type, PointerType):
             # p[i] of a pointer into memory (argv[i]): one read of the element, as the translator's probe read
             elem = base.type.target

@@ -123,7 +123,7 @@ def compile_helper(program, tr, node, func, key, values, name: str):
             helper.locals[pname] = SKernel(py, value.c_name, value.btf_id, pname)
             params.append(py)
         elif isinstance(value, SV) and isinstance(value.type, (StructType, ArrayType)):
-            helper.locals[pname] = SV(py, value.type, buf=py, off=py + "_off")
+            helper.locals[pname] = SV(py, value.type, buf=py, off=py + "_off", place=True)
             params += [py, py + "_off"]
         else:
             v = helper.scalar(node, value)

@@ -13,7 +13,7 @@ from pyprobe.dsl.values import ContextRef, MapRef, PyObject, StringLit
 from pyprobe.errors import Location, TranslationError
 from pyprobe.sim import sim_builtins, sim_functions
 from pyprobe.sim.cvalues import fits, wrap_code
-from pyprobe.sim.svalues import SKernel, SNullable, SV, const_value
+from pyprobe.sim.svalues import SAlias, SKernel, SNullable, SV, const_value
 
 
 
@@ -215,6 +215,10 @@ class SimStatements:
             elif isinstance(value, SKernel):
                 self.decls.append(f"{self.py_local(name)} = None")
                 self.locals[name] = SKernel(self.py_local(name), value.c_name, value.btf_id, name)
+            elif isinstance(value, SV) and value.place and isinstance(value.type, StructType):
+                buf, off = self.py_local(name), "o_" + name       # a struct that exists: the name refers to it
+                self.decls.append(f"{buf}, {off} = None, 0")
+                self.locals[name] = SAlias(buf, value.type, buf=buf, off=off, place=True)
             elif isinstance(value, SV):
                 ctype = value.type if value.type is not None else (default or value.scalar)
                 assert ctype is not None
@@ -233,9 +237,23 @@ class SimStatements:
             self.emit(f"{local.code} = {value.code}")
         elif isinstance(local, ContextRef):
             self.fail(target, f"{name} is the probe's context and cannot be reassigned")
+        elif isinstance(local, SAlias):
+            self.bind_alias(name, local, value_node or target, value)
         else:
             self.store(local, value_node or target, value)
         return getattr(local, "local", None) or local.code
+
+    def bind_alias(self, name: str, alias: SAlias, node, value) -> None:
+        """The translator's bind_alias: the name refers to the struct `value` is; a new value
+        gets a home of its own (a fresh bytearray)."""
+        value = sim_builtins.checked_value(self, node, value, alias.type)   # a checked .get() result
+        if not isinstance(value, SV) or value.type != alias.type:
+            self.fail(node, f"{name} refers to a {alias.type!r}: it cannot refer to {_describe(value)}",
+                      "use a new name for this value")
+        if value.place:
+            self.emit(f"{alias.buf}, {alias.off} = {value.buf}, {value.off}")
+        else:
+            self.emit(f"{alias.buf}, {alias.off} = bytearray({value.bytes_code()}), 0")
 
     def declare(self, name: str, ctype: CType) -> None:
         py = self.py_local(name)
@@ -244,7 +262,7 @@ class SimStatements:
             self.locals[name] = SV(py, ctype, local=py)
         else:
             self.decls.append(f"{py} = bytearray({ctype.size})")
-            self.locals[name] = SV(py, ctype, buf=py)
+            self.locals[name] = SV(py, ctype, buf=py, place=True)
 
     def store(self, dest: SV, value_node, value) -> None:
         """dest = value with C's conversions, or a copy for arrays and structs."""

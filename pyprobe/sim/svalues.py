@@ -21,6 +21,7 @@ class SV:
     buf: str | None = None         # aggregates and scalars in memory: the bytearray expression
     off: str = "0"                 # ... and the offset expression
     local: str | None = None       # scalar locals: the Python name (assignable)
+    place: bool = False            # storage apart from the expression (the translator's Value.place)
 
     @property
     def scalar(self) -> Scalar | None:
@@ -56,7 +57,13 @@ class SNullable:
             from pyprobe.sim.cvalues import PACKERS
 
             return SV(f"_R_{self.target.name}({self.code}, 0)[0]", self.target, buf=self.code)
-        return SV(self.code, self.target, buf=self.code)
+        return SV(self.code, self.target, buf=self.code, place=True)
+
+
+@dataclass
+class SAlias(SV):
+    """A local first bound to a struct place (the translator's StructAlias): the bytearray and
+    offset it refers to, held in two Python locals that assigning the name again rebinds."""
 
 
 @dataclass

@@ -77,6 +77,7 @@ def snapshot(side) -> dict:
         keys, values = getattr(side, name).to_numpy()
         out[name] = sorted(zip(keys.tolist(), map(tuple, values.tolist())))
     out["ar"] = side.ar.to_numpy().tolist()                  # fields (numpy copies leave padding undefined)
+    out["ap"] = [(int(v["tag"]), v["recs"].tolist()) for v in side.ap.to_numpy()]
     keys, values = side.t.to_numpy()
     out["t"] = sorted(zip([k.tobytes() for k in keys], values.tolist()))
     for name, lifo in (("q", False), ("st", True)):          # read by popping all, then pushed back
