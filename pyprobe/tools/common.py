@@ -287,3 +287,45 @@ def report_histogram(dist, label: str, as_json: bool, section: str = "", name=No
 
 def linear_buckets(counts) -> list[dict]:
     return [{"value": slot, "count": int(n)} for slot, n in enumerate(counts) if n]
+
+
+class Command:
+    """bcc's --exec: a command forked now and held before its exec until start(), so the tool,
+    filtering by its pid, is attached before it runs its first instruction. Its exit ends the
+    trace as Ctrl-C does (SIGINT to the tool: the tool prints what it counted, then stops)."""
+
+    def __init__(self, argv: list[str]):
+        r, w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(w)
+            if os.read(r, 1) != b"g":          # the tool failed before start(): never run
+                os._exit(1)
+            os.close(r)
+            try:
+                os.execvp(argv[0], argv)
+            except OSError as e:
+                print(f"failed to exec command: {' '.join(argv)}: {e}", file=sys.stderr)
+            os._exit(127)
+        os.close(r)
+        self._gate = w
+
+    def start(self) -> None:
+        import _signal
+
+        def reap(signum, frame):
+            try:
+                done, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                done = self.pid
+            if done == self.pid:
+                os.kill(os.getpid(), _signal.SIGINT)
+        _signal.signal(_signal.SIGCHLD, reap)
+        os.write(self._gate, b"g")
+        self.close()
+
+    def close(self) -> None:
+        """Release the gate; before start() that ends the child unrun."""
+        if self._gate >= 0:
+            os.close(self._gate)
+            self._gate = -1

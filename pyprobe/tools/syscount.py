@@ -2,8 +2,9 @@
 
 As bcc's tool: raw_syscalls:sys_exit counts each completed call, keyed by the
 call's number or, with -P, by process; with -L raw_syscalls:sys_enter stamps the
-entry so the exit adds the call's duration. Every filter (-p, -t, -x, -e,
---syscall) is a load-time Param tested in the kernel.
+entry so the exit adds the call's duration. Every filter (-p, -t, -c, -x, -e,
+--syscall) is a load-time Param tested in the kernel; --exec runs a command and
+counts its calls until it exits.
 
     from pyprobe.tools.syscount import SysCount
     with SysCount(target_pid=1234) as prog:
@@ -12,11 +13,12 @@ entry so the exit adds the call's duration. Every filter (-p, -t, -x, -e,
 """
 from __future__ import annotations
 
+import argparse
 import errno as errno_mod
 import time
 
 from pyprobe import Hash, Param, Program, Struct, bool_, s32, tracepoint, u32, u64
-from pyprobe.bpf import ktime_ns, tgid, tid
+from pyprobe.bpf import current_task, ktime_ns, tgid, tid
 from pyprobe.tools import common
 from pyprobe.tools.syscall_names import X86_64, syscall_name, syscall_number
 
@@ -24,6 +26,8 @@ EXAMPLES = """examples:
     pyprobe syscount                 # count syscalls until Ctrl-C
     pyprobe syscount -p 181          # only this process
     pyprobe syscount -P              # count by process
+    pyprobe syscount -c 181          # only the children of this process
+    pyprobe syscount --exec ls -l    # run a command and count its syscalls
     pyprobe syscount -L              # also the time spent in syscalls
     pyprobe syscount -x              # only failed syscalls
     pyprobe syscount -e ENOENT       # only syscalls that return ENOENT
@@ -40,6 +44,7 @@ class Stat(Struct):
 class SysCount(Program):
     target_pid = Param(u32)
     target_tid = Param(u32)
+    target_ppid = Param(u32)        # -c: only the children of this process
     failures = Param(bool_)
     errno = Param(s32)              # 0: any result
     only_nr = Param(s32, default=-1)
@@ -56,6 +61,8 @@ class SysCount(Program):
             return
         if self.target_tid and tid() != self.target_tid:
             return
+        if self.target_ppid and current_task().real_parent.tgid != self.target_ppid:
+            return
         self.start[tid()] = ktime_ns()
 
     @tracepoint("raw_syscalls", "sys_exit")
@@ -63,6 +70,8 @@ class SysCount(Program):
         if self.target_pid and tgid() != self.target_pid:
             return
         if self.target_tid and tid() != self.target_tid:
+            return
+        if self.target_ppid and current_task().real_parent.tgid != self.target_ppid:
             return
         if self.only_nr >= 0 and args.id != self.only_nr:
             return
@@ -108,6 +117,7 @@ def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Summarize syscall counts and latencies.", EXAMPLES)
     p.add_argument("-p", "--pid", type=common.positive_int, help="trace only this pid")
     p.add_argument("-t", "--tid", type=common.positive_int, help="trace only this tid")
+    p.add_argument("-c", "--ppid", type=common.positive_int, help="trace only child of this pid")
     p.add_argument("-i", "--interval", type=float, help="print summary at this interval (seconds)")
     p.add_argument("-d", "--duration", type=float, help="total duration of trace, in seconds")
     p.add_argument("-T", "--top", type=int, default=10, help="print only the top syscalls by count or latency")
@@ -118,7 +128,13 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-P", "--process", action="store_true", help="count by process and not by syscall")
     p.add_argument("-l", "--list", action="store_true", help="print list of recognized syscalls and exit")
     p.add_argument("--syscall", help="trace this syscall only (use option -l to get all recognized syscalls)")
+    p.add_argument("--exec", nargs=argparse.REMAINDER, help="execute command (as the last parameter, supports "
+                   "multiple parameters, for example: --exec ls -l /tmp)")
     args = p.parse_args(argv)
+    if args.exec is not None and not args.exec:
+        p.error("--exec without command")
+    if args.exec and args.pid:
+        p.error("can only use -p or --exec")
     if args.list:
         for name in sorted(X86_64.values()):
             print(name)
@@ -159,15 +175,25 @@ def main(argv=None, prog=None) -> int:
             print(line)
         print("")
 
+    command = common.Command(args.exec) if args.exec else None
+
     def trace():
-        with common.opened(args, SysCount(target_pid=args.pid or 0, target_tid=args.tid or 0, failures=args.failures, errno=err,
-                                          only_nr=only, by_process=args.process, latency=args.latency)) as tool:
+        pid = command.pid if command else args.pid or 0
+        with common.opened(args, SysCount(target_pid=pid, target_tid=args.tid or 0, target_ppid=args.ppid or 0,
+                                          failures=args.failures, errno=err, only_nr=only, by_process=args.process,
+                                          latency=args.latency)) as tool:
             what = "failed " if args.failures else ""
             common.announce(tool, f"Tracing {what}syscall '{args.syscall}'... Ctrl+C to quit." if args.syscall
                             else f"Tracing {what}syscalls, printing top {args.top}... Ctrl+C to quit.")
+            if command:
+                command.start()          # traced from its exec on; its exit ends the trace as Ctrl-C does
             common.intervals(args.interval or 99999999, 99999999 if args.interval else 1, args.duration,
                              lambda: report(tool))
             if not args.json:
                 print("Detaching...")
 
-    return common.run(trace)
+    try:
+        return common.run(trace)
+    finally:
+        if command is not None:
+            command.close()
