@@ -2,8 +2,8 @@
 
 As bcc's tool on kernels with the tcp:tcp_retransmit_skb tracepoint (its kprobe
 on tcp_retransmit_skb() was for older ones): one record per retransmitted
-segment, with addresses, ports and the TCP state; -c counts them by connection
-instead, printed at the end.
+segment, with addresses, ports, the TCP state and (-s) the segment's first sequence
+number; -c counts them by connection instead, printed at the end.
 
     from pyprobe.tools.tcpretrans import TcpRetrans
     with TcpRetrans() as prog:
@@ -13,7 +13,7 @@ instead, printed at the end.
 from __future__ import annotations
 
 from pyprobe import Hash, Param, Program, RingBuf, Struct, UnsupportedProbe, bool_, kprobe, tracepoint, u16, u32, u64
-from pyprobe.bpf import ktime_ns, tgid
+from pyprobe.bpf import cast, ktime_ns, offsetof, tgid
 from pyprobe.tools import common
 from pyprobe.tools.tcpcommon import AF_INET, AF_INET6, Endpoints, address, ip_version, state_name
 
@@ -21,6 +21,7 @@ EXAMPLES = """examples:
     pyprobe tcpretrans           # trace TCP retransmits
     pyprobe tcpretrans -l        # include tail loss probe attempts
     pyprobe tcpretrans -c        # count occurred retransmits per flow
+    pyprobe tcpretrans -s        # include the TCP sequence numbers
 """
 
 
@@ -33,6 +34,7 @@ class RetransEvent(Struct):
     pid: u32
     state: u32
     type: u32
+    seq: u32                    # the segment's first sequence number (0 for a loss probe, as bcc)
     conn: Endpoints
 
 
@@ -62,6 +64,9 @@ class TcpRetrans(Program):
         e.pid = tgid()
         e.state = args.state
         e.type = RETRANSMIT
+        # TCP_SKB_CB(skb)->seq: the skb's control block (skb->cb) holds a struct tcp_skb_cb
+        skb: u64 = args.skbaddr
+        e.seq = cast("struct tcp_skb_cb *", skb + offsetof("struct sk_buff", "cb")).seq
         e.conn = key
         self.events.submit(e)
 
@@ -117,6 +122,7 @@ def flow(c) -> tuple[str, str]:
 
 def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Trace TCP retransmits", EXAMPLES)
+    p.add_argument("-s", "--sequence", action="store_true", help="display TCP sequence numbers")
     p.add_argument("-l", "--lossprobe", action="store_true", help="include tail loss probe attempts")
     p.add_argument("-c", "--count", action="store_true", help="count occurred retransmits per flow")
     family = p.add_mutually_exclusive_group()
@@ -148,8 +154,8 @@ def main(argv=None, prog=None) -> int:
                         print("%-25s %-25s %-10d" % (local, remote, n))
                 return
             if not args.json:
-                print("%-8s %-7s %-2s %-20s %1s> %-20s %s" % ("TIME", "PID", "IP", "LADDR:LPORT", "T", "RADDR:RPORT",
-                                                              "STATE"), flush=True)
+                print("%-8s %-7s %-2s %-20s %1s> %-20s" % ("TIME", "PID", "IP", "LADDR:LPORT", "T", "RADDR:RPORT")
+                      + (" %-12s %-10s" % ("STATE", "SEQ") if args.sequence else " STATE"), flush=True)
 
             def show(e):
                 c = e["conn"]
@@ -157,14 +163,17 @@ def main(argv=None, prog=None) -> int:
                     return
                 local, remote = flow(c)
                 kind = "L" if int(e["type"]) == LOSS_PROBE else "R"
+                state = state_name(int(e["state"]))
                 if args.json:
-                    common.print_json({"ts": int(e["ts"]), "pid": int(e["pid"]), "ip": ip_version(int(c["family"])),
-                                       "local": local, "remote": remote, "state": state_name(int(e["state"])),
-                                       "type": kind})
+                    record = {"ts": int(e["ts"]), "pid": int(e["pid"]), "ip": ip_version(int(c["family"])),
+                              "local": local, "remote": remote, "state": state, "type": kind}
+                    if args.sequence:
+                        record["seq"] = int(e["seq"])
+                    common.print_json(record)
                 else:
-                    print("%-8s %-7d %-2d %-20s %1s> %-20s %s" % (common.wall_clock(), e["pid"],
-                                                                  ip_version(int(c["family"])), local, kind, remote,
-                                                                  state_name(int(e["state"]))))
+                    print("%-8s %-7d %-2d %-20s %1s> %-20s" % (common.wall_clock(), e["pid"], ip_version(int(c["family"])),
+                                                             local, kind, remote)
+                          + (" %-12s %s" % (state, int(e["seq"])) if args.sequence else " " + state))
             common.follow(tool.events, show, args.duration)
 
     return common.run(trace)
