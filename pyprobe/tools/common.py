@@ -66,6 +66,12 @@ def program_text(prog) -> str:
     return f"/* {type(prog).__name__}, attached at load to\n{points} */\n" + prog.translate()
 
 
+def show_program(prog) -> None:
+    """bcc's debug options (funccount -D, stackcount --debug, funclatency -v): the C first, then
+    the tool runs."""
+    print(program_text(prog), flush=True)
+
+
 def add_duration(p: argparse.ArgumentParser, short: str | None = None) -> None:
     names = ([short] if short else []) + ["--duration"]
     p.add_argument(*names, type=float, help="stop after this many seconds")

@@ -29,6 +29,7 @@ EXAMPLES = """examples:
     pyprobe funccount t:sched:sched_fork  # count calls to the sched_fork tracepoint
     pyprobe funccount -p 185 c:malloc     # count malloc calls in libc for PID 185
     pyprobe funccount 'c:str*'            # count libc functions starting with "str"
+    pyprobe funccount -D 'c:str*'         # print the BPF program first
 """
 
 
@@ -126,6 +127,7 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-d", "--duration", type=float, help="total duration of trace, seconds")
     p.add_argument("-T", "--timestamp", action="store_true", help="include timestamp on output")
     p.add_argument("-r", "--regexp", action="store_true", help="use regular expressions. Default is \"*\" wildcards only.")
+    p.add_argument("-D", "--debug", action="store_true", help="print BPF program before starting (for debugging purposes)")
     p.add_argument("pattern", help="search expression for events")
     args = p.parse_args(argv)
     try:
@@ -134,7 +136,10 @@ def main(argv=None, prog=None) -> int:
         p.error(str(e))
 
     def trace():
-        with open_counter(spec, args.pid or 0, args.cpu) as tool:
+        counter = open_counter(spec, args.pid or 0, args.cpu)
+        if args.debug:
+            common.show_program(counter)
+        with counter as tool:
             skipped = " (%d skipped)" % len(tool.skipped) if tool.skipped else ""
             common.announce(tool, 'Tracing %d functions for "%s"%s... Hit Ctrl-C to end.'
                             % (len(tool.probes), args.pattern, skipped))

@@ -3,7 +3,10 @@
 As bcc's tool: the entry probe stamps the thread with the time and the function,
 the return probe counts the difference in a log2 histogram (nanoseconds, or -u
 microseconds, -m milliseconds), one per function with -F; the average, total and
-count follow. The pattern is given at start (`attach_to`).
+count follow. The pattern is given at start (`attach_to`). Nested or recursive
+calls replace their caller's start time, so only the innermost is timed, unless
+-l LEVEL (above 1) keeps a stack of up to LEVEL calls per thread: each call of a
+recursion that deep is timed, deeper calls are not (bcc's -l).
 
     from pyprobe.tools.funclatency import FuncLatency, pattern_probes
     with FuncLatency(target_pid=pid, attach_to=pattern_probes("c:malloc")) as prog:
@@ -31,6 +34,8 @@ EXAMPLES = """examples:
     pyprobe funclatency 'vfs_fstat*'      # time both vfs_fstat() and vfs_fstatat()
     pyprobe funclatency 'c:*printf'       # time the *printf family of functions
     pyprobe funclatency -F 'vfs_r*'       # show one histogram per matched function
+    pyprobe funclatency -l 4 c:qsort      # time recursive calls up to 4 deep
+    pyprobe funclatency -v c:read         # print the BPF program first
 """
 
 
@@ -49,11 +54,19 @@ class Stats(Struct):
     count: u64
 
 
+class Frame(Struct):
+    tid: u32
+    depth: u32
+
+
 class FuncLatency(Program):
     target_pid = Param(u32)
     factor = Param(u64, default=1)         # ns per unit
     per_function = Param(bool_)
+    level = Param(u32)                     # -l: above 1, each thread keeps a stack of this many calls
     start = Hash(u32, Start, max_entries=10240)
+    depths = Hash(u32, u32, max_entries=10240)              # -l: a thread's calls in progress
+    frames = Hash(Frame, Start, max_entries=10240)          # -l: (thread, depth) -> its call
     dist = Histogram()
     func_dist = Histogram(FuncKey)
     stats = Array(Stats, 1)
@@ -65,16 +78,53 @@ class FuncLatency(Program):
         s = Start()
         s.ts = ktime_ns()
         s.ip = ctx.ip
-        self.start[tid()] = s
+        if self.level <= 1:
+            self.start[tid()] = s          # a nested call replaces its caller's start, as bcc's
+            return
+        depth: u32 = 0
+        held = self.depths.get(tid())
+        if held is not None:
+            depth = held
+        if depth >= self.level:
+            return                         # deeper than -l: not timed, as bcc's full stack
+        f = Frame()
+        f.tid = tid()
+        f.depth = depth
+        self.frames[f] = s
+        self.depths[tid()] = depth + 1
 
     @uretprobe("c", "malloc")
     def on_return(self, ctx):
-        s = self.start.get(tid())
-        if s is None:
-            return
-        delta = ktime_ns() - s.ts
-        ip = s.ip
-        del self.start[tid()]
+        ts: u64 = 0
+        ip: u64 = 0
+        if self.level <= 1:
+            s = self.start.get(tid())
+            if s is None:
+                return
+            ts = s.ts
+            ip = s.ip
+            del self.start[tid()]
+        else:
+            held = self.depths.get(tid())
+            if held is None:
+                return
+            if held == 0:
+                del self.depths[tid()]
+                return
+            f = Frame()
+            f.tid = tid()
+            f.depth = held - 1
+            if f.depth == 0:
+                del self.depths[tid()]
+            else:
+                self.depths[tid()] = f.depth
+            c = self.frames.get(f)
+            if c is None:
+                return
+            ts = c.ts
+            ip = c.ip
+            del self.frames[f]
+        delta = ktime_ns() - ts
         st = self.stats.get(0)
         if st is not None:
             st.total_ns += delta
@@ -126,6 +176,8 @@ def main(argv=None, prog=None) -> int:
     unit.add_argument("-m", "--milliseconds", action="store_true", help="millisecond histogram")
     p.add_argument("-F", "--function", action="store_true", help="show a separate histogram per function")
     p.add_argument("-r", "--regexp", action="store_true", help="use regular expressions. Default is \"*\" wildcards only.")
+    p.add_argument("-l", "--level", type=common.positive_int, help="set the level of nested or recursive functions")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the BPF program (for debugging purposes)")
     p.add_argument("pattern", help="search expression for functions")
     args = p.parse_args(argv)
     try:
@@ -139,8 +191,11 @@ def main(argv=None, prog=None) -> int:
         return pyprobe.ksym(ip) if spec.kind == "kprobe" else pyprobe.usym(ip, args.pid) if args.pid else hex(ip)
 
     def trace():
-        with common.opened(args, program_for(spec)(target_pid=args.pid or 0, factor=factor, per_function=args.function,
-                                             attach_to=attach)) as tool:
+        program = program_for(spec)(target_pid=args.pid or 0, factor=factor, per_function=args.function,
+                                    level=args.level or 0, attach_to=attach)
+        if args.verbose and not args.ebpf:
+            common.show_program(program)
+        with common.opened(args, program) as tool:
             common.announce(tool, 'Tracing %d functions for "%s"... Hit Ctrl-C to end.'
                             % (len(tool.probes) // 2, args.pattern))
 

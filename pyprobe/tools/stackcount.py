@@ -138,6 +138,7 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-f", "--folded", action="store_true", help="output folded format")
     p.add_argument("-s", "--offset", action="store_true", help="show address offsets")
     p.add_argument("-v", "--verbose", action="store_true", help="show raw addresses")
+    p.add_argument("--debug", action="store_true", help="print BPF program before starting (for debugging purposes)")
     p.add_argument("pattern", help="search expression for events")
     args = p.parse_args(argv)
     try:
@@ -147,8 +148,11 @@ def main(argv=None, prog=None) -> int:
 
     def trace():
         cpu = ANY_CPU if args.cpu is None else args.cpu
-        with open_counter(spec, args.pid or 0, target_cpu=cpu, per_pid=args.perpid,
-                          user_stacks=not args.kernel_stacks_only, kernel_stacks=not args.user_stacks_only) as tool:
+        counter = open_counter(spec, args.pid or 0, target_cpu=cpu, per_pid=args.perpid,
+                               user_stacks=not args.kernel_stacks_only, kernel_stacks=not args.user_stacks_only)
+        if args.debug:
+            common.show_program(counter)
+        with counter as tool:
             common.announce(tool, 'Tracing %d functions for "%s"... Hit Ctrl-C to end.'
                             % (len(tool.probes), args.pattern))
 

@@ -196,12 +196,14 @@ def test_stackcount_command_offsets_and_addresses(app):
     nm = subprocess.run(["nm", app], check=True, capture_output=True, text=True).stdout
     beta = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" work_beta"))
     work = App(app, "calls", "2", "6")
-    tool = Tool("stackcount", "-U", "-s", "-v", "-p", str(work.pid), f"{app}:work_beta")
+    tool = Tool("stackcount", "-U", "-s", "-v", "--debug", "-p", str(work.pid), f"{app}:work_beta")
     try:
         work.run()
-        lines = tool.stop().splitlines()
+        program, _, out = tool.stop().partition('char LICENSE[] SEC("license") = "GPL";\n')
+        lines = out.splitlines()
     finally:
         work.close()
+    assert program.startswith("/* StackCount, attached at load to\n")    # --debug: the C first
     frames = [l for l in lines if l.startswith("  ") and not l.startswith("    ")]
     assert frames[0] == "  %-16x work_beta+0x0" % beta
     assert all(re.fullmatch(r"  [0-9a-f]+ +\S+\+0x[0-9a-f]+|  [0-9a-f]+ +\[unknown\]", l) for l in frames), frames
@@ -231,13 +233,15 @@ def test_stackcount_command_kernel_offsets_match_kallsyms():
 
 def test_funccount_counts_each_function_of_a_glob(app):
     work = App(app, "calls", "5", "7")
-    tool = Tool("funccount", "-p", str(work.pid), f"{app}:work_*")
+    tool = Tool("funccount", "-D", "-p", str(work.pid), f"{app}:work_*")
     assert "uprobe:" in tool.probes and "work_alpha" in tool.probes and "work_beta" in tool.probes
     try:
         work.run()
         lines = tool.stop().splitlines()
     finally:
         work.close()
+    assert lines[0] == "/* FuncCount, attached at load to"            # -D: the C first, then the counts
+    assert any(l.startswith("int on_call(") for l in lines)
     head = lines.index("%-36s %8s" % ("FUNC", "COUNT"))
     assert [l.split() for l in lines[head + 1:]] == [["work_alpha", "5"], ["work_beta", "7"], ["Detaching..."]]
 
@@ -299,3 +303,39 @@ def test_funclatency_command_per_function(app):
     per_function = {h["function"]: sum(b["count"] for b in h["buckets"]) for h in out if "function" in h}
     assert per_function == {"work_alpha": 3, "work_beta": 6}
     assert [o for o in out if "count" in o and "function" not in o][0]["count"] == 9
+
+
+def recursions_timed(app, level: int) -> int:
+    """How many calls of recurse() funclatency times in `tools_app recurse 3 5` (3 calls, 5 deep)."""
+    from pyprobe.tools.funclatency import FuncLatency, pattern_probes
+
+    work = App(app, "recurse", "3", "5")
+    try:
+        with FuncLatency(target_pid=work.pid, level=level, attach_to=pattern_probes(f"{app}:recurse")) as prog:
+            work.run()
+        counts = prog.dist.to_numpy()
+        prog.close()
+    finally:
+        work.close()
+    return int(counts.sum())
+
+
+def test_funclatency_level_times_each_nested_call(app):
+    # without -l a nested call replaces its caller's start: one timed call per recursion (the
+    # innermost); -l 5 keeps all five calls of each recursion
+    assert recursions_timed(app, 0) == 3
+    assert recursions_timed(app, 5) == 15
+
+
+def test_funclatency_command_level_and_verbose(app):
+    # -l 3 on a 5-deep recursion: its 3 outer calls are kept, so 3 of its 5 returns are timed
+    work = App(app, "recurse", "3", "5")
+    tool = Tool("funclatency", "-l", "3", "-v", "-p", str(work.pid), f"{app}:recurse")
+    try:
+        work.run()
+        out = tool.stop()
+    finally:
+        work.close()
+    assert out.startswith("/* FuncLatency, attached at load to\n *   on_entry: uprobe:")    # -v: the C first
+    assert "SEC(\"uprobe" in out and "int on_return(" in out
+    assert re.search(r"^avg = \d+ nsecs, total: \d+ nsecs, count: 9$", out, re.M), out
