@@ -101,7 +101,7 @@ def resolve_pinned(cls, pinned: dict | None) -> dict[str, str]:
 def resolve_sizes(cls, sizes: dict | None) -> dict[str, int]:
     """Map name -> max_entries chosen at construction (set before the object loads; the
     code does not depend on it for these kinds)."""
-    from pyprobe.dsl.maps import Array, Hash, LpmTrie, MapSpec, Queue, StackTrace
+    from pyprobe.dsl.maps import Array, Hash, LpmTrie, MapSpec, Queue, RingBuf, StackTrace
 
     if not sizes:
         return {}
@@ -111,9 +111,12 @@ def resolve_sizes(cls, sizes: dict | None) -> dict[str, int]:
         spec = maps.get(name)
         if spec is None:
             raise TypeError(f"{cls.__name__} has no map {name!r} (maps: {', '.join(maps) or 'none'})")
-        if not isinstance(spec, (Hash, Array, LpmTrie, Queue, StackTrace)):
+        if not isinstance(spec, (Hash, Array, LpmTrie, Queue, StackTrace, RingBuf)):
             raise TypeError(f"{name} is a {type(spec).__name__}: its size is fixed when it is declared")
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n < 1 << 32:
             raise ValueError(f"max_entries of {name} must be an int from 1 to 2**32-1, not {n!r}")
+        if isinstance(spec, RingBuf) and (n & (n - 1) or n < 4096):      # the kernel's rule, said here
+            raise ValueError(f"max_entries of {name} (a RingBuf: its size in bytes) must be a power of two "
+                             f"of at least 4096, not {n}")
         out[name] = n
     return out

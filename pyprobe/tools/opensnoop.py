@@ -38,9 +38,11 @@ EXAMPLES = """examples:
     pyprobe opensnoop -e                     # show extended fields
     pyprobe opensnoop -f O_WRONLY -f O_RDWR  # only print calls for writing
     pyprobe opensnoop -F                     # show full path for an open file with relative path
+    pyprobe opensnoop -b 1024                # a ring buffer of 1024 pages (4 MiB)
 """
 
 NAME_MAX = 256
+BUFFER_PAGES = 256              # the ring buffer: 1 MiB (bcc's default is 64 pages)
 ANY_UID = 0xFFFFFFFF
 
 
@@ -75,7 +77,7 @@ class OpenSnoop(Scoped, Program):
     target_uid = Param(u32, default=ANY_UID)
     full_path = Param(bool_)    # -F: a relative path's cwd goes before it, as KIND_CWD records
     start = Hash(u32, OpenStart, max_entries=10240)
-    events = RingBuf(OpenEvent, size=1 << 20)
+    events = RingBuf(OpenEvent, size=BUFFER_PAGES * 4096)       # -b: max_entries={"events": bytes}
 
     @syscall("open")
     @syscall("openat")
@@ -209,18 +211,23 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-e", "--extended_fields", action="store_true", help="show extended fields")
     p.add_argument("-f", "--flag_filter", action="append", default=[], help="filter on flags argument (e.g., O_WRONLY)")
     p.add_argument("-F", "--full-path", action="store_true", help="show full path for an open file with relative path")
+    p.add_argument("-b", "--buffer-pages", type=common.positive_int, default=BUFFER_PAGES,
+                   help="size of the ring buffer in pages, a power of two (default %d)" % BUFFER_PAGES)
     scoping.add_options(p)
     args = p.parse_args(argv)
     try:
         flag_mask = open_flags(args.flag_filter)
     except ValueError as e:
         p.error(str(e))
+    if args.buffer_pages & (args.buffer_pages - 1):
+        p.error(f"-b {args.buffer_pages}: the number of pages must be a power of two")
 
     def trace():
         params = {"target_pid": args.pid or 0, "target_tid": args.tid or 0, "full_path": args.full_path}
         if args.uid is not None:
             params["target_uid"] = args.uid
-        with common.opened(args, OpenSnoop(**params, **scoping.scope(args))) as tool:
+        sizes = {"events": args.buffer_pages * os.sysconf("SC_PAGE_SIZE")}
+        with common.opened(args, OpenSnoop(max_entries=sizes, **params, **scoping.scope(args))) as tool:
             common.announce(tool, "Tracing open() syscalls... Hit Ctrl-C to end.")
             if not args.json:
                 print(("%-14s" % "TIME(s)" if args.timestamp else "") + ("%-6s" % "UID" if args.print_uid else "")

@@ -92,7 +92,7 @@ def test_attach_to_refuses_what_it_cannot_move(app):
 
 
 def test_map_sizes_chosen_at_construction(app):
-    from pyprobe import RingBuf, Struct
+    from pyprobe import PerfBuf, RingBuf, Struct
 
     exe, symbols = app
     prog = run(exe, Calls(attach_to={"on_call": uprobe(exe, "work_*"), "on_other": None},
@@ -108,9 +108,13 @@ def test_map_sizes_chosen_at_construction(app):
 
     class Buffered(Calls):
         events = RingBuf(E)
+        sent = PerfBuf(E)
 
-    with pytest.raises(TypeError, match="events is a RingBuf: its size is fixed when it is declared"):
-        Buffered(max_entries={"events": 1 << 16})
+    with pytest.raises(TypeError, match="sent is a PerfBuf: its size is fixed when it is declared"):
+        Buffered(max_entries={"sent": 1 << 16})
+    with pytest.raises(ValueError, match=r"max_entries of events \(a RingBuf: its size in bytes\) must be a power "
+                       "of two of at least 4096, not 12288"):
+        Buffered(max_entries={"events": 12288})
 
 
 from pyprobe import Param, tracepoint, u32  # noqa: E402

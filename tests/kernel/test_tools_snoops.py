@@ -98,6 +98,26 @@ def test_opensnoop_library_counts_exact_paths_and_errors():
     assert set(records["pid"].tolist()) == {child.pid}
 
 
+def test_opensnoop_buffer_pages_sizes_the_ring(capsys):
+    # -b 1: a one-page ring holds a dozen of the 100 opens made before anything reads it; every
+    # other one is counted lost (received + lost is every open)
+    from pyprobe.tools import opensnoop
+
+    def work():
+        for _ in range(100):
+            os.close(os.open("/etc/hostname", os.O_RDONLY))
+
+    child = Gated(work)
+    with opensnoop.OpenSnoop(target_pid=child.pid, max_entries={"events": os.sysconf("SC_PAGE_SIZE")}) as prog:
+        assert child.go() == 0
+        received = len(prog.events.drain())
+        lost = prog.events.lost
+    assert 0 < received < 100 and received + lost == 100
+    with pytest.raises(SystemExit):
+        opensnoop.main(["-b", "3"])
+    assert "-b 3: the number of pages must be a power of two" in capsys.readouterr().err
+
+
 def test_opensnoop_name_and_pid_filters_count_exactly():
     def opener(name, n):
         set_comm(name)
