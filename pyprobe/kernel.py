@@ -18,7 +18,7 @@ from pyprobe.backend.features import FEATURES
 from pyprobe.backend.kernel_view import LIVE
 
 __all__ = ["has", "features", "function", "has_function", "can_kprobe", "has_btf_function", "has_tracepoint",
-           "has_raw_tracepoint", "syscall_function", "supports", "missing", "first_supported"]
+           "has_raw_tracepoint", "syscall_function", "enum_values", "supports", "missing", "first_supported"]
 
 
 def has(feature: str) -> bool:
@@ -61,6 +61,14 @@ def has_tracepoint(category: str, name: str) -> bool:
 
 def has_raw_tracepoint(name: str) -> bool:
     return LIVE.has_raw_tracepoint(name)
+
+
+def enum_values(name: str) -> dict[str, int] | None:
+    """The enumerators of a kernel enum, name -> value, from the kernel's BTF
+    (`enum_values("req_op")["REQ_OP_WRITE"]`), or None when BTF has no enum of that name."""
+    from pyprobe.backend import btf
+
+    return btf.enum_values(name)
 
 
 def syscall_function(name: str) -> str | None:

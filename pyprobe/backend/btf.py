@@ -127,3 +127,28 @@ def function_return(name: str) -> int | None:
     """The type id a kernel function returns (0 for void), or None if BTF does not know it."""
     fid = find(name, KIND_FUNC)
     return None if fid is None else _raw(_raw(fid).type).type
+
+
+@functools.lru_cache(maxsize=64)
+def enum_values(name: str) -> dict[str, int] | None:
+    """Enumerator name -> value of a named kernel enum (ENUM or ENUM64), or None if BTF lacks it."""
+    for kind in (KIND_ENUM, KIND_ENUM64):
+        tid = find(name, kind)
+        if tid is None:
+            continue
+        t = _raw(tid)
+        words = ffi.cast("uint32_t *", t + 1)      # btf_enum: name_off, val; btf_enum64: name_off, lo32, hi32
+        signed = bool(t.info >> 31)
+        out = {}
+        for i in range(_vlen(t)):
+            if kind == KIND_ENUM:
+                value = words[2 * i + 1]
+                bits = 32
+            else:
+                value = words[3 * i + 1] | words[3 * i + 2] << 32
+                bits = 64
+            if signed and value >> (bits - 1):
+                value -= 1 << bits
+            out[_name(words[(2 if kind == KIND_ENUM else 3) * i])] = value
+        return out
+    return None

@@ -19,6 +19,16 @@ def kallsyms_text() -> set[str]:
         return {p[2] for p in (line.split() for line in f) if p[1] in "tT"}
 
 
+def test_enum_values_from_btf():
+    # values fixed by the kernel's ABI: fcntl's F_ flags are no enum, but the pid types and the
+    # block layer's operations are (include/linux/pid_types.h, blk_types.h)
+    assert kernel.enum_values("pid_type") == {"PIDTYPE_PID": 0, "PIDTYPE_TGID": 1, "PIDTYPE_PGID": 2,
+                                              "PIDTYPE_SID": 3, "PIDTYPE_MAX": 4}
+    ops = kernel.enum_values("req_op")
+    assert ops["REQ_OP_READ"] == 0 and ops["REQ_OP_WRITE"] == 1 and ops["REQ_OP_FLUSH"] == 2
+    assert kernel.enum_values("no_such_enum_pyprobe") is None
+
+
 def test_features_functions_and_tracepoints():
     assert kernel.has("tracepoints") and kernel.has("btf")
     features = kernel.features()

@@ -157,6 +157,36 @@ def test_biolatency_command_json_per_disk(disk):
     assert sum(b["count"] for b in hists[0]["buckets"]) == 17
 
 
+def writes_reads_fsync(path: str, writes: int, reads: int) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_DIRECT)
+    buf = mmap.mmap(-1, 4096)
+    buf.write(b"f" * 4096)
+    try:
+        for i in range(writes):
+            assert os.pwritev(fd, [buf], i * 4096) == 4096
+        for i in range(reads):
+            assert os.preadv(fd, [buf], i * 4096) == 4096
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.kernel_matrix
+def test_biolatency_command_per_flags(disk):
+    """-F: a histogram per set of request flags, with bcc's names: O_DIRECT writes are REQ_SYNC |
+    REQ_IDLE, O_DIRECT reads REQ_SYNC, and fsync() sends the disk one flush."""
+    path, name = disk
+    child = Gated(writes_reads_fsync, path, 6, 5)
+    tool = Tool("biolatency", "-F", "-d", name, "--json")
+    # bcc's kprobes where the kernel has them (the qemu kernel matrix), else BTF tracepoints
+    assert ("kprobe:blk_mq_start_request" if kernel.can_kprobe("blk_mq_start_request")
+            else "tp_btf:block_rq_issue") in tool.probes
+    assert child.go() == 0
+    hists = json_lines(tool.stop())
+    assert {h["flags"]: sum(b["count"] for b in h["buckets"]) for h in hists} == \
+        {"Idle-Sync-Write": 6, "Sync-Read": 5, "Flush": 1}
+
+
 # ---- scheduler ----------------------------------------------------------------------------------
 
 def switches(pid: int) -> int:
