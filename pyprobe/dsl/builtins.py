@@ -319,12 +319,25 @@ def _store_through(tr, node, ref, key, value, flags: str) -> bool:
     """`self.m[k] = v`, v a checked .get() result of a struct or char[N]: the map copies what
     v points at (bcc's `m.update(&k, v)`), never a copy on the 512-byte stack."""
     pointer = tr.checked_pointer(node.args[1], value, ref.spec.value)
+    if pointer is None and isinstance(ref.spec.value, ArrayType):
+        pointer = _array_address(tr, node.args[1], value, ref.spec.value)
     if pointer is None:
         return False
     k = tr.temp(ref.spec.key, "k")
     tr.emit(f"{k} = {_key(tr, node, ref, node.args[0], key)};")
     tr.emit(f"bpf_map_update_elem(&{ref.name}, &{k}, {pointer}, {flags});")
     return True
+
+
+def _array_address(tr, node, value, vt: ArrayType) -> str:
+    """The address of an array stored into a map (C initializes no array from another, so
+    pp_set's local copy cannot hold it); an array that is no lvalue is copied to a home first."""
+    code = tr.value_for(node, value, vt)
+    if not value.lvalue:
+        home = tr.temp(vt, "a")
+        tr.emit(f"__builtin_memcpy(&{home}, &{code}, sizeof({home}));")
+        code = home
+    return f"&{code}"
 
 
 @map_method("delete")

@@ -24,6 +24,19 @@ def c_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def condition(code: str) -> str:
+    """`code` in the one pair of parentheses an `if` needs: clang warns of `if ((a == b))`."""
+    if code.startswith("(") and code.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(code):
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if depth == 0:
+                if i == len(code) - 1:
+                    return code                     # one pair already encloses the whole
+                break
+    return f"({code})"
+
+
 class CBuilder:
     def __init__(self, indent: int = 0):
         self.lines: list[str] = []

@@ -47,6 +47,7 @@ class Expressions:
     def expr_Name(self, node):
         name = node.id
         if name in self.locals:
+            self.names_read.add(name)
             return self.locals[name]
         if name == "self" and self.context is not None:
             return PyObject(self.program, "self")

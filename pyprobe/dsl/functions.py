@@ -50,7 +50,11 @@ def _argument(tr, node, value):
             value = Value(tmp, value.type, lvalue=True)
         return ("ref", value.type), f"&{value.code}", value
     if isinstance(value, Value) and isinstance(value.type, PointerType):
-        return ("ptr", value.type), value.code, value
+        # the C of a pointer-typed value may be an integer (a tracepoint's `char *` field is a
+        # __u64 slot): the parameter is declared with its pointer type, so convert it
+        from pyprobe.dsl.kernel_data import cast
+
+        return ("ptr", value.type), cast(tr, node, value.type, value).code, value
     v = tr.scalar(node, value)
     return ("int", v.scalar), v.code, v
 
@@ -156,8 +160,10 @@ def return_value(tr, node, value) -> None:
             tr.return_type = value.type
         elif tr.return_type != value.type:
             tr.fail(node, f"this helper returned {_returned(tr.return_type)} before; here a {value.type!r}")
-        if isinstance(value.type, PointerType):
-            tr.emit(f"return {value.code};")
+        if isinstance(value.type, PointerType):           # the function returns its pointer type
+            from pyprobe.dsl.kernel_data import cast
+
+            tr.emit(f"return {cast(tr, node, value.type, value).code};")
             return
         tr.store(Value(f"(*{RETURN_SLOT})", value.type, lvalue=True), node, value)
         tr.emit("return 0;")

@@ -139,10 +139,14 @@ typedef _Bool bool;
 	if (__pp_r) pp_count_lost(lost_);                                      \
 	__pp_r; })
 
+/* PP_INLINE: a helper of this prelude that a program may not use (clang warns of unused
+ * static functions in the main file). */
+#define PP_INLINE static __always_inline __attribute__((unused))
+
 /* Signed // and %: BPF (before cpu v4) divides only unsigned, so divide the
  * magnitudes and put the sign back: C's truncation toward zero. As BPF does,
  * dividing by zero gives 0 and the remainder is then the dividend. */
-static __always_inline __s64 pp_sdiv(__s64 a, __s64 b)
+PP_INLINE __s64 pp_sdiv(__s64 a, __s64 b)
 {
 	__u64 ua = a < 0 ? -(__u64)a : (__u64)a;
 	__u64 ub = b < 0 ? -(__u64)b : (__u64)b;
@@ -150,25 +154,25 @@ static __always_inline __s64 pp_sdiv(__s64 a, __s64 b)
 	return ((a < 0) != (b < 0)) ? -(__s64)q : (__s64)q;
 }
 
-static __always_inline __s64 pp_smod(__s64 a, __s64 b)
+PP_INLINE __s64 pp_smod(__s64 a, __s64 b)
 {
 	return b ? a - pp_sdiv(a, b) * b : a;
 }
 
 /* Unsigned // and % by a variable: BPF's x / 0 == 0 and x % 0 == x, spelled out since C
  * leaves them undefined. */
-static __always_inline __u64 pp_udiv(__u64 a, __u64 b)
+PP_INLINE __u64 pp_udiv(__u64 a, __u64 b)
 {
 	return b ? a / b : 0;
 }
 
-static __always_inline __u64 pp_umod(__u64 a, __u64 b)
+PP_INLINE __u64 pp_umod(__u64 a, __u64 b)
 {
 	return b ? a % b : a;
 }
 
 /* bcc's bpf_log2l(): 1 + floor(log2(v)), and, as in bcc, 1 for v == 0 too. */
-static __always_inline __u32 pp_log2(__u32 v)
+PP_INLINE __u32 pp_log2(__u32 v)
 {
 	__u32 r, shift;
 	r = (v > 0xFFFF) << 4; v >>= r;
@@ -179,7 +183,7 @@ static __always_inline __u32 pp_log2(__u32 v)
 	return r;
 }
 
-static __always_inline __u32 pp_log2l(__u64 v)
+PP_INLINE __u32 pp_log2l(__u64 v)
 {
 	__u32 hi = v >> 32;
 	if (hi)
@@ -188,7 +192,7 @@ static __always_inline __u32 pp_log2l(__u64 v)
 }
 
 /* `buf == "literal"`: compare n bytes (the literal and its NUL), unrolled. */
-static __always_inline int pp_memeq(const char *a, const char *b, int n)
+PP_INLINE int pp_memeq(const char *a, const char *b, int n)
 {
 	for (int i = 0; i < n; i++)
 		if (a[i] != b[i])

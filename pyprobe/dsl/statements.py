@@ -9,6 +9,7 @@ from pyprobe.dsl import functions
 from pyprobe.dsl import kernel_data
 from pyprobe.dsl import operators
 from pyprobe.dsl import strings
+from pyprobe.dsl.cbuilder import condition as c_condition
 from pyprobe.dsl.refusals import FakeCall as _FakeCall, describe as _describe
 from pyprobe.dsl.types import ArrayType, CType, PointerType, StructType, s64, u64
 from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, StructAlias, Value, as_map, literal
@@ -47,7 +48,7 @@ class Statements:
             self.emit(f"return {value.code};")
 
     def stmt_If(self, node):
-        with self.block(f"if ({self.condition(node.test)})"):
+        with self.block(f"if {c_condition(self.condition(node.test))}"):
             for s in node.body:
                 self.stmt(s)
         if node.orelse:
@@ -66,7 +67,7 @@ class Statements:
             test = self.case_test(case.pattern, subject)
             if case.guard is not None:
                 test = f"({test}) && ({self.condition(case.guard)})"
-            with self.block(("if" if first else "else if") + f" ({test})"):
+            with self.block(("if " if first else "else if ") + c_condition(test)):
                 for s in case.body:
                     self.stmt(s)
             first = False

@@ -41,6 +41,7 @@ class HandlerTranslator(Statements, Expressions):
         self.context = context
         self.c_name = c_name
         self.locals: dict[str, object] = {}     # Value, Nullable, ContextRef, a map or string passed to a helper
+        self.names_read: set[str] = set()       # locals an expression read (unused parameters are marked so)
         self.decls: list[str] = []
         self.body = CBuilder(indent=1)
         self.n_temps = 0
@@ -109,6 +110,7 @@ class HandlerTranslator(Statements, Expressions):
                       f"def {self.fdef.name}(self, ctx): ...")
         self.context_param = self.c_local(params[1])
         self.locals[params[1]] = ContextRef(self.context_param)
+        declared = []                 # the parameters after ctx: (index in decls, name, declarator, C value)
         for i, name in enumerate(params[2:]):
             named = getattr(self.context, "named_arg", None)      # iterators: members of their context by name
             arg = named(name, self.context_param) if named else self.context.function_arg(i, self.context_param)
@@ -119,18 +121,23 @@ class HandlerTranslator(Statements, Expressions):
                           "function arguments after ctx exist for kprobes and uprobes (up to 5)")
             local = self.c_local(name)
             if isinstance(arg, Nullable):          # a map iterator's key or value: a pointer into the map
-                self.decls.append(f"{arg.target.c_name} *{local} = {arg.code};")
+                declared.append((len(self.decls), name, f"{arg.target.c_name} *{local}", arg.code))
                 self.locals[name] = Nullable(local, arg.target)
             else:
                 annotation = self.fdef.args.args[i + 2].annotation
                 if annotation is not None:
                     arg = kernel_data.annotated_arg(self, annotation, arg)
                 assert arg.type is not None
-                self.decls.append(f"{arg.type.c_decl(local)} = {arg.code};")
+                declared.append((len(self.decls), name, arg.type.c_decl(local), arg.code))
                 self.locals[name] = Value(local, arg.type, lvalue=True)
+            self.decls.append("")                  # the declaration, once the body says whether it reads it
             if named and getattr(self.context, "skips_null")(name):   # an iterator's last call has no object
                 self.decls.append(f"if (!{local}) return 0;")
+                self.names_read.add(name)
         self.translate_body()
+        for index, name, declarator, code in declared:    # declared whether the body reads them or not
+            unused = "" if name in self.names_read else " __attribute__((unused))"
+            self.decls[index] = f"{declarator}{unused} = {code};"
         out = CBuilder()
         out.directive(self.fdef.lineno, self.filename)
         out.line(f'SEC("{self.context.section}")')

@@ -259,7 +259,7 @@ CASES = [
                          "if (ctx->sk) bpf_sk_storage_delete(&socks, ctx->sk);"]),
     (Iterators, {}, ['SEC("iter/task")', "struct task_struct *task = ctx->task;", "if (!task) return 0;",
                      "bpf_seq_write(ctx->meta->seq, &pid, sizeof(pid));", 'static const char __pp_fmt',
-                     '[] = "%d %s\\n";', "bpf_seq_printf(ctx->meta->seq, __pp_fmt", 'SEC("iter/tcp")', "__u32 uid = ctx->uid;",
+                     '[] = "%d %s\\n";', "bpf_seq_printf(ctx->meta->seq, __pp_fmt", 'SEC("iter/tcp")', "__u32 uid __attribute__((unused)) = ctx->uid;",
                      "if (!sk_common) return 0;", 'SEC("iter/bpf_map_elem")', "__u32 *key = ((__u32 *)ctx->key);",
                      "__u64 *value = ((__u64 *)ctx->value);", "bpf_seq_write(ctx->meta->seq, value, sizeof(*value));"]),
     (SocketMaps, {}, ['SEC("sk_msg")', "int send(struct sk_msg_md *ctx)", "ctx->size",

@@ -75,7 +75,7 @@ def test_locals_are_hoisted_and_typed():
     assert "__s64 x = 0;" in c
     assert "__u32 y = 0;" in c
     assert "__u64 *start = 0;" in c                   # a .get() result is a pointer
-    assert "if ((!start))" in c
+    assert "if (!start)" in c
     assert "(bpf_ktime_get_ns() - (*start))" in c     # used as a value, it is read through
     assert "for (i = 0; i < 4; i += 1)" in c
     assert "pp_delete(out, (__u32)bpf_get_current_pid_tgid());" in c

@@ -73,7 +73,7 @@ def test_a_helper_returns_a_get_result_as_a_pointer_the_caller_checks():
     helper = c[c.index("pp_fn__slot_0(__u32 k)"):c.index("int on_enter(")]
     assert "return 0;" in helper and "return pp_lookup_or_init(slots, k, " in helper
     body = c[c.index("int on_enter("):]
-    assert "s = pp_fn__slot_0(" in body and "if ((!s))" in body
+    assert "s = pp_fn__slot_0(" in body and "if (!s)" in body
 
 
 class Contexts(Program):

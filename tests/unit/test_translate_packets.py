@@ -42,7 +42,7 @@ def test_udp_header_is_found_with_bounds_checks(tmp_path):
     assert "__builtin_assume(pp_h != 0); if (pp_h + sizeof(struct ethhdr) <= pp_pkt_end) pp_eth = pp_h;" in c
     assert "__builtin_assume(pp_h != 0); if (pp_h + sizeof(struct udphdr) <= pp_pkt_end) pp_udp = pp_h;" in c
     assert "pp_l4_off = 14 + pp_ip->ihl * 4;" in c and "pp_l4_off = 14 + 40;" in c
-    assert "if ((!pp_udp))" in c
+    assert "if (!pp_udp)" in c
     assert c[c.index("int h("):].count("return 2;") == 2     # XDP_PASS, also at the end
 
 
