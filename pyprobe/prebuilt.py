@@ -65,10 +65,14 @@ def tool_classes():
     from pyprobe import Program
     from pyprobe.tools import TOOLS
 
+    seen = set()
     for name in TOOLS:
         module = importlib.import_module(f"pyprobe.tools.{name}")
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, Program) and value.__module__ == module.__name__:
+            # the tool's own classes, and those it takes from a helper module (tcpconnect's HostNames)
+            if isinstance(value, type) and issubclass(value, Program) and value not in seen and \
+                    (value.__module__ == module.__name__ or value.__module__.startswith("pyprobe.tools.")):
+                seen.add(value)
                 yield value
 
 

@@ -99,9 +99,10 @@ def non_negative_int(text: str) -> int:
 SHOWN_POINTS = 8     # funccount 'c:*' attaches thousands: name a few
 
 
-def announce(prog, message: str | None = None) -> None:
-    """Say on stderr which probe points this kernel gave the tool, then what it traces."""
-    points = [point for _, point in prog.probes]
+def announce(prog, message: str | None = None, also: tuple = ()) -> None:
+    """Say on stderr which probe points this kernel gave the tool (its Program, and `also` the
+    others it runs), then what it traces."""
+    points = [point for p in (prog, *also) for _, point in p.probes]
     shown = ", ".join(points[:SHOWN_POINTS]) + (f", ... ({len(points)} in all)" if len(points) > SHOWN_POINTS else "")
     print("probe: " + shown, file=sys.stderr)
     if prog.skipped:

@@ -5,7 +5,8 @@ sock:inet_sock_set_state tracepoint's move to SYN_SENT, which connect() makes in
 the connecting process with the addresses set. The local port is picked just after
 it: with -L (local_port=True) the record waits, by thread, for connect()'s return
 (sys_exit_connect), which reads the port from the sock. -p, -P (ports), -4/-6 filter
-in the kernel.
+in the kernel. -d adds bcc's QUERY column: the name the process's getaddrinfo() was
+asked for the address it connects to (dnsnames.HostNames, uprobes on libc).
 
     from pyprobe.tools.tcpconnect import TcpConnect
     with TcpConnect(target_pid=1234) as prog:
@@ -14,16 +15,20 @@ in the kernel.
 """
 from __future__ import annotations
 
+import contextlib
+
 from pyprobe import LruHash, Param, Program, RingBuf, Struct, bool_, char, syscall_return, tracepoint, u16, u32, u64
 from pyprobe.bpf import comm, ktime_ns, tgid, tid, uid
 from pyprobe.tools import common
 from pyprobe.tools import scoping
+from pyprobe.tools.dnsnames import HostNames, NameCache
 from pyprobe.tools.scoping import Scoped
 from pyprobe.tools.tcpcommon import AF_INET, AF_INET6, IPPROTO_TCP, TCP_SYN_SENT, Endpoints, address, ip_version
 
 EXAMPLES = """examples:
     pyprobe tcpconnect           # trace all TCP connect()s
     pyprobe tcpconnect -t        # include timestamps
+    pyprobe tcpconnect -d        # include DNS queries associated with connects
     pyprobe tcpconnect -p 181    # only trace PID 181
     pyprobe tcpconnect -P 80     # only trace port 80
     pyprobe tcpconnect -U        # include UID
@@ -134,17 +139,23 @@ def main(argv=None, prog=None) -> int:
     fam.add_argument("-6", "--ipv6", action="store_true", help="trace IPv6 family only")
     p.add_argument("-c", "--count", action="store_true", help="count connects per src ip and dest ip/port")
     p.add_argument("-L", "--lport", action="store_true", help="include LPORT on output")
+    p.add_argument("-d", "--dns", action="store_true", help="include likely DNS query associated with each connect")
     common.add_duration(p)
     scoping.add_options(p)
     args = p.parse_args(argv)
+    if args.dns and args.count:
+        p.error("-d/--dns cannot be used with -c/--count")
     params = {"target_pid": args.pid or 0, "port": args.port or 0,
               "family": AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0, "local_port": args.lport}
     if args.uid is not None:
         params["target_uid"] = args.uid
 
     def trace():
-        with common.opened(args, TcpConnect(**params, **scoping.scope(args))) as tool:
-            common.announce(tool, "Tracing connect ... Hit Ctrl-C to end")
+        with contextlib.ExitStack() as opened:
+            tool = opened.enter_context(common.opened(args, TcpConnect(**params, **scoping.scope(args))))
+            names = NameCache()
+            lookups = opened.enter_context(HostNames(target_pid=args.pid or 0)) if args.dns else None
+            common.announce(tool, "Tracing connect ... Hit Ctrl-C to end", also=(lookups,) if lookups else ())
             if args.count:
                 flows = count_flows(tool.events, args.duration)
                 if not args.json:
@@ -159,17 +170,23 @@ def main(argv=None, prog=None) -> int:
             if not args.json:
                 print(("%-9s" % "TIME(s)" if args.timestamp else "") + ("%-6s" % "UID" if args.print_uid else "")
                       + "%-7s %-12s %-2s %-16s " % ("PID", "COMM", "IP", "SADDR")
-                      + ("%-6s " % "LPORT" if args.lport else "") + "%-16s %-4s" % ("DADDR", "DPORT"), flush=True)
+                      + ("%-6s " % "LPORT" if args.lport else "") + "%-16s %-4s" % ("DADDR", "DPORT")
+                      + (" QUERY" if args.dns else ""), flush=True)
             first = []
 
             def show(e):
                 c = e["conn"]
                 family = int(c["family"])
+                query = None
+                if lookups is not None:
+                    names.add(lookups.answers.drain())        # the lookup came before the connect
+                    query = names.query(address(family, c["daddr"]), int(e["ts"]))
                 if args.json:
                     common.print_json({"ts": int(e["ts"]), "pid": int(e["pid"]), "uid": int(e["uid"]),
                                        "comm": common.text(e["comm"]), "ip": ip_version(family),
                                        "saddr": address(family, c["saddr"]), "daddr": address(family, c["daddr"]),
-                                       "dport": int(c["dport"]), **({"lport": int(c["sport"])} if args.lport else {})})
+                                       "dport": int(c["dport"]), **({"lport": int(c["sport"])} if args.lport else {}),
+                                       **({"query": query} if query is not None else {})})
                     return
                 if not first:
                     first.append(int(e["ts"]))
@@ -180,7 +197,10 @@ def main(argv=None, prog=None) -> int:
                                                        address(family, c["saddr"]))
                 if args.lport:
                     line += "%-6d " % c["sport"]
-                print(line + "%-16s %-4d" % (address(family, c["daddr"]), c["dport"]))
+                if query is not None:              # bcc's -d layout: DPORT padded, then the name
+                    print(line + "%-16s %-6d %s" % (address(family, c["daddr"]), c["dport"], query))
+                else:
+                    print(line + "%-16s %-4d" % (address(family, c["daddr"]), c["dport"]))
             common.follow(tool.events, show, args.duration)
 
     return common.run(trace)

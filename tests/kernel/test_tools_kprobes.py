@@ -63,6 +63,24 @@ def test_funclatency_kernel_function_times_each_call():
     assert int(stats["count"]) == 200 and int(stats["total_ns"]) >= 200 * 1_000_000
 
 
+@pytest.mark.parametrize("level, timed", [(0, 37), (2, 74)])
+def test_funclatency_level_times_nested_kernel_functions(level, timed):
+    # read() runs ksys_read, which calls vfs_read: without -l the inner call replaces the outer's
+    # start (one call timed per read), -l 2 times both
+    from pyprobe.tools.funclatency import KernelFuncLatency, pattern_probes
+    from pyprobe.tools.probespec import parse
+
+    zero = os.open("/dev/zero", os.O_RDONLY)
+    child = Gated(lambda: [os.read(zero, 1) for _ in range(37)])
+    attach = pattern_probes(parse("^(ksys_read|vfs_read)$", True))
+    with KernelFuncLatency(target_pid=child.pid, level=level, attach_to=attach) as prog:
+        assert child.go() == 0
+    os.close(zero)
+    total = int(prog.dist.to_numpy().sum())
+    prog.close()
+    assert total == timed
+
+
 def test_stackcount_kernel_function_stacks():
     from pyprobe.tools.probespec import parse
     from pyprobe.tools.stackcount import KernelStackCount, counted_stacks, open_counter

@@ -4,8 +4,10 @@ import ctypes
 import fcntl
 import json
 import os
+import re
 import socket
 import threading
+import time
 
 import pytest
 
@@ -158,6 +160,67 @@ def test_tcpconnect_command_local_ports():
     hosts = ["127.0.0.1"] * 5 + ["::1"] * 5
     assert [l[2:] for l in lines[1:]] == [[str(4 if i < 5 else 6), hosts[i], str(client), hosts[i], str(server)]
                                           for i, (client, server) in enumerate(pairs)]
+
+
+HOSTS = "127.0.0.7 pyprobe-four.test\n::1 pyprobe-six.test\n127.0.0.9 pyprobe-late.test\n"
+
+
+def own_hosts_file(path: str) -> None:
+    """This process alone sees `path` as /etc/hosts: a private mount namespace, a bind mount."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    ms_bind, ms_rec, ms_private = 4096, 16384, 1 << 18
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    if libc.unshare(0x00020000) or libc.mount(None, b"/", None, ms_rec | ms_private, None) or \
+            libc.mount(path.encode(), b"/etc/hosts", None, ms_bind, None):     # CLONE_NEWNS
+        raise OSError(ctypes.get_errno(), "private /etc/hosts")
+
+
+def lookups_then_connects(hosts: str, port: int) -> None:
+    own_hosts_file(hosts)
+
+    def connect(family, addr):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(addr)
+            except ConnectionRefusedError:      # no listener: the connect is traced all the same
+                pass
+
+    for name in ("pyprobe-four.test", "pyprobe-six.test"):
+        family, _, _, _, addr = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)[0]
+        connect(family, addr)
+    connect(socket.AF_INET, ("127.0.0.1", port))      # nobody looked it up: bcc says localhost
+    connect(socket.AF_INET, ("127.0.0.8", port))      # ... and for another address, No DNS Query
+    family, _, _, _, addr = socket.getaddrinfo("pyprobe-late.test", port, type=socket.SOCK_STREAM)[0]
+    time.sleep(0.15)
+    connect(family, addr)                            # 150 ms after its lookup: the delay is shown
+
+
+def test_tcpconnect_command_dns_names(tmp_path):
+    # -d: each connect's QUERY is the name getaddrinfo() was asked for its address (names of a
+    # hosts file only the workload sees), in bcc's layout
+    hosts = tmp_path / "hosts"
+    hosts.write_text(HOSTS)
+    with socket.socket() as probe:                   # a port nobody listens on: each connect is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = Gated(lookups_then_connects, str(hosts), port)
+    tool = Tool("tcpconnect", "-d", "-p", str(child.pid))
+    assert "uprobe:" in tool.stderr_head[-1] and "getaddrinfo" in tool.stderr_head[-1]
+    assert child.go() == 0
+    lines = tool.stop().splitlines()
+    assert lines[0].split() == ["PID", "COMM", "IP", "SADDR", "DADDR", "DPORT", "QUERY"]
+    rows = [l.split(None, 6) for l in lines[1:]]
+    assert [(r[2], r[4], r[5], r[6].split(" (")[0]) for r in rows] == [
+        ("4", "127.0.0.7", str(port), "pyprobe-four.test"), ("6", "::1", str(port), "pyprobe-six.test"),
+        ("4", "127.0.0.1", str(port), "localhost"), ("4", "127.0.0.8", str(port), "No DNS Query"),
+        ("4", "127.0.0.9", str(port), "pyprobe-late.test")]
+    assert all(" (" not in r[6] for r in rows[:4])
+    late = re.fullmatch(r"pyprobe-late\.test \((\d+\.\d{3})ms\)", rows[4][6])
+    assert late and float(late[1]) >= 150, rows[4]
+    with open("/proc/self/comm") as f:                # the forked workload's name is the test's
+        comm = f.read().strip()
+    assert lines[1] == "%-7d %-12.12s %-2d %-16s %-16s %-6d %s" % (child.pid, comm, 4, "127.0.0.1", "127.0.0.7",
+                                                                   port, "pyprobe-four.test")
 
 
 def test_tcpaccept_command_columns():

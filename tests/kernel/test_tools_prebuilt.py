@@ -19,14 +19,17 @@ def test_every_tool_has_a_prebuilt_object():
     from pyprobe.tools import TOOLS
 
     classes = prebuild()["classes"]
-    assert {c.split(".")[2] for c in classes} == set(TOOLS)
+    # every tool's module, and the helper modules whose Programs a tool runs (tcpconnect -d's HostNames)
+    assert {c.split(".")[2] for c in classes} == set(TOOLS) | {"dnsnames"}
+    assert "pyprobe.tools.dnsnames.HostNames" in classes
 
 
 def test_tools_start_without_clang_and_without_a_cache(tmp_path):
     prebuild()
     env = dict(os.environ, PYTHONPATH=REPO, PYPROBE_CLANG="/nonexistent/clang", PYPROBE_CACHE_DIR=str(tmp_path))
     for argv in (["opensnoop", "--duration", "0.1"], ["runqlat", "--duration", "0.1"],
-                 ["tcplife", "--duration", "0.1"], ["profile", "-F", "99", "0.1"]):
+                 ["tcplife", "--duration", "0.1"], ["profile", "-F", "99", "0.1"],
+                 ["tcpconnect", "-d", "--duration", "0.1"]):
         done = subprocess.run([sys.executable, "-m", "pyprobe", *argv], capture_output=True, text=True, env=env,
                               timeout=60)
         assert done.returncode == 0, (argv, done.stderr)
