@@ -18,7 +18,8 @@ from pyprobe.backend.features import FEATURES
 from pyprobe.backend.kernel_view import LIVE
 
 __all__ = ["has", "features", "function", "has_function", "can_kprobe", "has_btf_function", "has_tracepoint",
-           "has_raw_tracepoint", "syscall_function", "enum_values", "supports", "missing", "first_supported"]
+           "tracepoints", "has_raw_tracepoint", "syscall_function", "enum_values", "supports", "missing",
+           "first_supported"]
 
 
 def has(feature: str) -> bool:
@@ -57,6 +58,29 @@ def has_btf_function(name: str) -> bool:
 
 def has_tracepoint(category: str, name: str) -> bool:
     return LIVE.has_tracepoint(category, name)
+
+
+def tracepoints(pattern: str = "*:*", regex: bool = False) -> dict[str, int]:
+    """{"category:name": event id} of the tracepoints whose "category:name" matches `pattern`,
+    a glob (`sched:sched_process_*`, `*:*_exec`) or with `regex` a regular expression
+    searched from the start, as bcc's tools match (`sched:sched_(fork|exec)`); sorted by name.
+    The id is what `args.common_type` gives the handler of that tracepoint."""
+    import fnmatch
+    import re
+
+    from pyprobe.errors import PyprobeError
+
+    match = re.compile(pattern).match if regex else re.compile(fnmatch.translate(pattern)).match
+    found = {}
+    for category in LIVE.categories():
+        for name in LIVE.tracepoints(category):
+            point = f"{category}:{name}"
+            if match(point):
+                try:
+                    found[point] = LIVE.tracepoint_id(category, name)
+                except (OSError, PyprobeError):     # ftrace's own events have no id; or gone since listed
+                    pass
+    return found
 
 
 def has_raw_tracepoint(name: str) -> bool:

@@ -15,7 +15,7 @@ from pyprobe.errors import PyprobeError
 # Questions a kernel view answers, by method, with how a result is written and read back.
 VIEW_QUERIES = ("has", "function", "traceable", "has_btf_function", "has_tracepoint", "has_raw_tracepoint",
                 "tracepoints",
-                "syscall_function", "tracepoint_fields")
+                "syscall_function", "tracepoint_fields", "tracepoint_id")
 BTF_QUERIES = ("resolve", "members", "find", "struct_id", "function_params", "function_return", "proto_params")
 
 

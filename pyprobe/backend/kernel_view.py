@@ -37,6 +37,7 @@ class KernelView:
         def has_raw_tracepoint(self, name: str) -> bool: ...
         def syscall_function(self, name: str) -> str | None: ...
         def tracepoint_fields(self, category: str, name: str) -> tuple: ...
+        def tracepoint_id(self, category: str, name: str) -> int: ...
 
     def missing(self, kind: str, target: tuple) -> str | None:
         """Why a probe point cannot be attached on this kernel, or None if it can.
@@ -198,6 +199,18 @@ class LiveKernel(KernelView):
 
     def has_tracepoint(self, category: str, name: str) -> bool:
         return tracefs.event_exists(category, name)
+
+    def tracepoint_id(self, category: str, name: str) -> int:
+        """The tracepoint's event id, its records' common_type (TracefsUnavailable if none)."""
+        return tracefs.event_id(category, name)
+
+    def categories(self) -> list:
+        """The tracepoint categories, sorted ([] without tracefs)."""
+        try:
+            path = os.path.join(tracefs.tracefs_root(), "events")
+            return sorted(n for n in os.listdir(path) if os.path.isdir(os.path.join(path, n)))
+        except (OSError, tracefs.TracefsUnavailable):
+            return []
 
     def tracepoints(self, category: str) -> list:
         """The tracepoint names of a category, sorted ([] when there is no such category)."""

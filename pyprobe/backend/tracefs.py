@@ -68,6 +68,16 @@ def event_exists(category: str, name: str) -> bool:
         return False
 
 
+def event_id(category: str, name: str) -> int:
+    """The tracepoint's event id (events/CATEGORY/NAME/id): the common_type of its records."""
+    path = os.path.join(tracefs_root(), "events", category, name, "id")
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except FileNotFoundError:
+        raise TracefsUnavailable(f"no tracepoint {category}:{name} in this kernel ({path} is missing)") from None
+
+
 class Field:
     __slots__ = ("c_type", "name", "offset", "size", "signed", "array_len")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pyprobe.dsl import registers
 from pyprobe.dsl.decorators import Probe
-from pyprobe.dsl.types import ArrayType, CType, PointerType, char, s32, s64, scalar_for, u8, u32, u64
+from pyprobe.dsl.types import ArrayType, CType, PointerType, char, s32, s64, scalar_for, u8, u16, u32, u64
 from pyprobe.dsl.target import kernel
 from pyprobe.dsl.values import Value
 
@@ -108,6 +108,8 @@ class TracepointContext(Context):
 
     def field(self, param, name):
         f = self.fields.get(name)
+        if f is None and name == "common_type":
+            return self._event_id()
         if f is None:
             return None
         if f.is_data_loc:
@@ -120,6 +122,13 @@ class TracepointContext(Context):
 
     def field_names(self):
         return list(self.fields)
+
+    def _event_id(self):
+        """`args.common_type`, the event's id: a constant of the program translated for this
+        tracepoint (the verifier refuses reads of a record's first 8 bytes), so one handler given
+        several tracepoints (a glob) tells them apart."""
+        n = kernel().tracepoint_id(self.category, self.name)
+        return Value(str(n), u16, const=n)
 
 
 class RawTracepointContext(Context):

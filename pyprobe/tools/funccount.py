@@ -27,6 +27,7 @@ EXAMPLES = """examples:
     pyprobe funccount -d 10 'vfs_*'       # trace for 10 seconds only
     pyprobe funccount -p 185 'vfs_*'      # count vfs calls for PID 181 only
     pyprobe funccount t:sched:sched_fork  # count calls to the sched_fork tracepoint
+    pyprobe funccount 't:sched:sched_process_*'   # each of these tracepoints
     pyprobe funccount -p 185 c:malloc     # count malloc calls in libc for PID 185
     pyprobe funccount 'c:str*'            # count libc functions starting with "str"
     pyprobe funccount -D 'c:str*'         # print the BPF program first
@@ -66,13 +67,13 @@ class KernelFuncCount(FuncCount):
 
 
 class TracepointCount(Program):
-    """The counter on a tracepoint given with attach_to (the handler reads no field, so it suits
-    every tracepoint; it is translated for the one chosen when the Program is made). One key: a
-    tracepoint counts under its name."""
+    """The counter on tracepoints given with attach_to (the handler reads no field but the event
+    id, so it suits every tracepoint; it is translated for the ones chosen, one program each,
+    when the Program is made). A tracepoint counts under its event id (`args.common_type`)."""
 
     target_pid = Param(u32)
     target_cpu = Param(u32, default=ANY_CPU)     # -c
-    counts = Hash(u64, Hit, max_entries=1)
+    counts = Hash(u64, Hit, max_entries=4096)
 
     @tracepoint("sched", "sched_process_fork")
     def on_event(self, args):
@@ -80,7 +81,7 @@ class TracepointCount(Program):
             return
         if self.target_cpu != ANY_CPU and smp_processor_id() != self.target_cpu:
             return
-        hit = self.counts.lookup_or_init(0, Hit())
+        hit = self.counts.lookup_or_init(args.common_type, Hit())
         if hit is None:
             return
         hit.count += 1
@@ -90,8 +91,7 @@ class TracepointCount(Program):
 def open_counter(spec: probespec.Spec, pid: int = 0, cpu: int | None = None) -> Program:
     target_cpu = ANY_CPU if cpu is None else cpu
     if spec.kind == "tracepoint":
-        point = tracepoint(str(spec.library), spec.pattern)
-        return TracepointCount(attach_to={"on_event": point}, target_pid=pid, target_cpu=target_cpu)
+        return TracepointCount(attach_to={"on_event": spec.tracepoint_probes()}, target_pid=pid, target_cpu=target_cpu)
     if spec.kind == "kprobe" and not common.has_kprobes():
         raise UnsupportedProbe(f"{spec.describe()}: kernel functions need kprobes, which this kernel lacks "
                                "(CONFIG_KPROBES); count a tracepoint instead (t:CATEGORY:NAME)")
@@ -100,14 +100,17 @@ def open_counter(spec: probespec.Spec, pid: int = 0, cpu: int | None = None) -> 
 
 
 def counted(prog, spec: probespec.Spec | None = None):
-    """The counts as numpy records: func (its name), addr, count."""
+    """The counts as numpy records: func (its name: CATEGORY:NAME for a tracepoint, as bcc), addr
+    (a tracepoint's event id), count."""
     import numpy as np
 
     keys, values = prog.counts.to_numpy()
     by_name: dict = {}
+    names = {n: point for point, n in spec.tracepoints().items()} if spec is not None and spec.kind == "tracepoint" \
+        else {}
     for ip, hit in zip(keys.tolist(), values):
         if spec is not None and spec.kind == "tracepoint":
-            name = spec.describe()
+            name = names.get(ip, f"[event {ip}]")
         elif spec is not None and spec.kind == "kprobe":
             name = pyprobe.ksym(ip)
         else:

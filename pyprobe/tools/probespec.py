@@ -4,6 +4,8 @@
     /bin/bash:readline a user function in a binary
     vfs_*              a kernel function glob (kprobes: kernels that have them)
     t:sched:sched_switch   a tracepoint (funccount, stackcount)
+    t:sched:sched_process_*    tracepoints: a glob (or with -r a regular expression) over
+                               CATEGORY:NAME, as bcc matches them
 """
 from __future__ import annotations
 
@@ -14,11 +16,30 @@ class Spec:
         self.library = library
         self.pattern = pattern
         self.regexp = regexp
+        self._tracepoints: dict | None = None    # t: patterns, once matched
 
     def describe(self) -> str:
         if self.kind == "tracepoint":
             return f"t:{self.library}:{self.pattern}"
         return f"{self.library}:{self.pattern}" if self.library else self.pattern
+
+    def tracepoints(self) -> dict[str, int]:
+        """{"category:name": event id} of the tracepoints a t: pattern matches (UnsupportedProbe: none)."""
+        from pyprobe import UnsupportedProbe, kernel
+
+        if self._tracepoints is not None:
+            return self._tracepoints
+        pattern = f"{self.library}:{self.pattern}"
+        found = self._tracepoints = kernel.tracepoints(pattern, regex=self.regexp)
+        if not found:
+            raise UnsupportedProbe(f"t:{pattern}: no tracepoint matches (pyprobe list 'tracepoint:{pattern}' lists them)")
+        return found
+
+    def tracepoint_probes(self) -> list:
+        """The tracepoint decorator values for attach_to, one per matching tracepoint."""
+        from pyprobe import tracepoint
+
+        return [tracepoint(*point.split(":", 1)) for point in self.tracepoints()]
 
     def entry(self):
         """The uprobe/kprobe decorator value for attach_to."""
@@ -41,10 +62,8 @@ def parse(text: str, regexp: bool = False) -> Spec:
     parts = text.split(":")
     if parts[0] == "t":
         if len(parts) != 3 or not all(parts[1:]):
-            raise ValueError(f"{text!r}: a tracepoint is t:CATEGORY:NAME")
-        if any(c in parts[1] + parts[2] for c in "*?["):
-            raise ValueError(f"{text!r}: tracepoint globs are not supported; name one tracepoint")
-        return Spec("tracepoint", parts[1], parts[2], False)
+            raise ValueError(f"{text!r}: a tracepoint is t:CATEGORY:NAME (globs allowed: t:sched:sched_*)")
+        return Spec("tracepoint", parts[1], parts[2], regexp)
     if parts[0] == "u":
         raise ValueError(f"{text!r}: USDT probes (u:) are not supported by this tool")
     if parts[0] == "p" and len(parts) == 3:          # bcc's explicit p:lib:func / p::func

@@ -32,6 +32,7 @@ EXAMPLES = """examples:
     pyprobe stackcount -p 185 ip_output    # count ip_output stacks for PID 185 only
     pyprobe stackcount -p 185 c:malloc     # count stacks for malloc in PID 185
     pyprobe stackcount t:sched:sched_fork  # count stacks for sched_fork tracepoint
+    pyprobe stackcount 't:sched:sched_process_*'   # stacks of several tracepoints, counted together
     pyprobe stackcount -P t:syscalls:sys_enter_getppid   # and by process
 """
 
@@ -88,9 +89,8 @@ class TracepointStackCount(StackCount):
 
 
 def open_counter(spec: probespec.Spec, pid: int = 0, **params) -> Program:
-    if spec.kind == "tracepoint":
-        point = tracepoint(str(spec.library), spec.pattern)
-        return TracepointStackCount(target_pid=pid, attach_to={"on_event": point}, **params)
+    if spec.kind == "tracepoint":           # a glob: one program per tracepoint, one count of stacks
+        return TracepointStackCount(target_pid=pid, attach_to={"on_event": spec.tracepoint_probes()}, **params)
     if spec.kind == "kprobe" and not common.has_kprobes():
         raise UnsupportedProbe(f"{spec.describe()}: kernel functions need kprobes, which this kernel lacks "
                                "(CONFIG_KPROBES); count the stacks of a tracepoint instead (t:CATEGORY:NAME)")

@@ -256,7 +256,7 @@ def test_funccount_tracepoint_library():
         assert child.go() == 0
     rows = counted(prog, spec)
     prog.close()
-    assert [(r["func"], int(r["count"])) for r in rows] == [("t:syscalls:sys_enter_getppid", 23)]
+    assert [(r["func"], int(r["count"])) for r in rows] == [("syscalls:sys_enter_getppid", 23)]
 
 
 def test_funccount_cpu_filter_counts_only_that_cpu():
