@@ -13,10 +13,15 @@ import pytest
 
 from tool_workloads import REPO, Tool, json_lines
 
-from pyprobe import Hash, Program, open_pinned, u64, unpin
+from pyprobe import Hash, Program, open_pinned, u32, u64, unpin, uprobe
+from pyprobe.bpf import tgid
+from pyprobe.tools.scoping import Scoped
+
+NEW_MOUNT_NS = ("unshare", "-m", "--")
 
 # the child says it is ready (with the port it listens on, to accept), waits for a line, then
-# execs /bin/true, opens a path, connects to a port, accepts one connection or spins on the CPU
+# execs /bin/true, opens a path, connects to a port, accepts one connection, calls getpgid() N times
+# or spins on the CPU
 CHILD = """import os, socket, sys, time
 kind = sys.argv[1]
 if kind == "accept":
@@ -31,6 +36,9 @@ elif kind == "connect":
     socket.create_connection(("127.0.0.1", int(sys.argv[2]))).close()
 elif kind == "accept":
     srv.accept()[0].close()
+elif kind == "calls":
+    for _ in range(int(sys.argv[2])):
+        os.getpgid(0)
 elif kind == "spin":
     end = time.process_time() + float(sys.argv[2])
     while time.process_time() < end:
@@ -192,7 +200,7 @@ def test_profile_cgroupmap_samples_only_the_spinner_inside_the_cgroup(idset, cgr
 def test_execsnoop_mntnsmap_reports_only_the_exec_in_the_new_mount_namespace(idset):
     path, ids = idset
     tag = f"pp{os.getpid()}"
-    inside = Twin("exec", tag, "inside", prefix=("unshare", "-m", "--"))
+    inside = Twin("exec", tag, "inside", prefix=NEW_MOUNT_NS)
     outside = Twin("exec", tag, "outside")
     assert inside.mnt_ns() != os.stat("/proc/self/ns/mnt").st_ino == outside.mnt_ns()
     ids[inside.mnt_ns()] = 1
@@ -203,7 +211,7 @@ def test_execsnoop_mntnsmap_reports_only_the_exec_in_the_new_mount_namespace(ids
 def test_opensnoop_mntnsmap_reports_only_the_open_in_the_new_mount_namespace(idset):
     path, ids = idset
     tag = f"/nonexistent-pyprobe-scope-{os.getpid()}"
-    inside = Twin("open", tag + "-inside", prefix=("unshare", "-m", "--"))
+    inside = Twin("open", tag + "-inside", prefix=NEW_MOUNT_NS)
     outside = Twin("open", tag + "-outside")
     ids[inside.mnt_ns()] = 1
     seen = run_tool(["opensnoop", "--json", "--mntnsmap", path], inside, outside)
@@ -243,3 +251,71 @@ def test_a_map_of_other_sizes_is_an_error_naming_both():
     assert (f"map cgroupset: the map pinned at {path} is (type 1, key 4 bytes, value 8 bytes), not a Hash with "
             "8-byte keys and 8-byte values (type 1)") in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_tcpconnect_mntnsmap_reports_only_the_connect_in_the_new_mount_namespace(idset):
+    path, ids = idset
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        inside, outside = Twin("connect", str(port), prefix=NEW_MOUNT_NS), Twin("connect", str(port))
+        ids[inside.mnt_ns()] = 1
+        seen = run_tool(["tcpconnect", "--json", "-P", str(port), "--mntnsmap", path], inside, outside)
+    assert [(e["pid"], e["daddr"], e["dport"]) for e in seen] == [(inside.pid, "127.0.0.1", port)]
+
+
+def test_tcpaccept_mntnsmap_reports_only_the_accept_in_the_new_mount_namespace(idset):
+    path, ids = idset
+    inside, outside = Twin("accept", prefix=NEW_MOUNT_NS), Twin("accept")
+    ids[inside.mnt_ns()] = 1
+    seen = run_tool(["tcpaccept", "--json", "--mntnsmap", path], inside, outside)
+    mine = [(e["pid"], e["lport"]) for e in seen if e["lport"] in (inside.port, outside.port)]
+    assert mine == [(inside.pid, inside.port)]
+
+
+def test_profile_mntnsmap_samples_only_the_spinner_in_the_new_mount_namespace(idset):
+    path, ids = idset
+    inside, outside = Twin("spin", "0.5", prefix=NEW_MOUNT_NS), Twin("spin", "0.5")
+    ids[inside.mnt_ns()] = 1
+    seen = run_tool(["profile", "-F", "99", "--json", "--mntnsmap", path], inside, outside)
+    counts = {}
+    for e in seen:
+        if e["pid"] in (inside.pid, outside.pid):
+            counts[e["pid"]] = counts.get(e["pid"], 0) + e["count"]
+    assert list(counts) == [inside.pid] and counts[inside.pid] >= 10        # a perf_event handler
+
+
+class ScopedCalls(Scoped, Program):
+    """The tools' filter in a uprobe handler (no bcc tool given these options uses one; a Program
+    written with pyprobe.tools.scoping can): getpgid() calls per process."""
+
+    calls = Hash(u32, u64)
+
+    @uprobe("c", "getpgid")
+    def on_call(self, ctx):
+        if self._out_of_scope():
+            return
+        self.calls[tgid()] += 1
+
+
+def calls_seen(inside: Twin, outside: Twin, **scope) -> dict:
+    with ScopedCalls(**scope) as prog:
+        inside.release()
+        outside.release()
+    seen = {int(k): int(v) for k, v in prog.calls.items() if int(k) in (inside.pid, outside.pid)}
+    prog.close()
+    return seen
+
+
+def test_uprobe_handler_cgroupmap_counts_only_the_calls_inside_the_cgroup(idset, cgroup):
+    path, ids = idset
+    inside, outside = Twin("calls", "13"), Twin("calls", "13")
+    inside.move_to(cgroup)
+    ids[os.stat(cgroup).st_ino] = 1
+    assert calls_seen(inside, outside, scope_cgroups=1, pinned={"cgroupset": path}) == {inside.pid: 13}
+
+
+def test_uprobe_handler_mntnsmap_counts_only_the_calls_in_the_new_mount_namespace(idset):
+    path, ids = idset
+    inside, outside = Twin("calls", "13", prefix=NEW_MOUNT_NS), Twin("calls", "13")
+    ids[inside.mnt_ns()] = 1
+    assert calls_seen(inside, outside, scope_mntns=1, pinned={"mntnsset": path}) == {inside.pid: 13}
