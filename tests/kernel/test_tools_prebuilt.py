@@ -29,7 +29,10 @@ def test_tools_start_without_clang_and_without_a_cache(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, PYPROBE_CLANG="/nonexistent/clang", PYPROBE_CACHE_DIR=str(tmp_path))
     for argv in (["opensnoop", "--duration", "0.1"], ["runqlat", "--duration", "0.1"],
                  ["tcplife", "--duration", "0.1"], ["profile", "-F", "99", "0.1"],
-                 ["tcpconnect", "-d", "--duration", "0.1"]):
+                 ["tcpconnect", "-d", "--duration", "0.1"],
+                 # options given at load (Params): the same shipped object
+                 ["runqlat", "--pidnss", "--duration", "0.1"], ["syscount", "-c", "1", "-d", "0.1"],
+                 ["tcpretrans", "-s", "--duration", "0.1"]):
         done = subprocess.run([sys.executable, "-m", "pyprobe", *argv], capture_output=True, text=True, env=env,
                               timeout=60)
         assert done.returncode == 0, (argv, done.stderr)

@@ -1,9 +1,10 @@
 """funccount's and stackcount's tracepoint patterns (bcc's t:CATEGORY:GLOB, and -r regular
 expressions over CATEGORY:NAME): one program per matching tracepoint, each counted under its
-own name, against a process whose forks, waits, execs and exit are known exactly."""
+own name, against a process whose forks, waits, execs and exit are known exactly; and
+stackcount's -P (stacks apart per process) on a tracepoint."""
 import os
 
-from tool_workloads import Gated, Tool
+from tool_workloads import Gated, Tool, json_lines, set_comm
 
 FORKS = 7
 
@@ -65,3 +66,30 @@ def test_stackcount_tracepoint_glob_counts_the_stacks_of_all():
     assert any("do_exit" in r["kernel"] for r in rows) and any("bprm_execve" in " ".join(r["kernel"]) or
                                                                "do_execveat_common" in " ".join(r["kernel"])
                                                                for r in rows)
+
+
+def parent_and_child_calls() -> None:
+    """This process (comm pp-parent) calls getppid() 11 times, a child of it (pp-child) 5 times."""
+    pid = os.fork()
+    if pid == 0:
+        set_comm("pp-child")
+        for _ in range(5):
+            os.getppid()
+        os._exit(0)
+    set_comm("pp-parent")
+    for _ in range(11):
+        os.getppid()
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_stackcount_command_perpid_counts_each_process_apart():
+    child = Gated(parent_and_child_calls)
+    tool = Tool("stackcount", "-P", "-K", "--json", "t:syscalls:sys_enter_getppid")
+    assert child.go() == 0
+    rows = [r for r in json_lines(tool.stop()) if r["comm"] in ("pp-parent", "pp-child")]
+    per_process: dict = {}
+    for r in rows:
+        per_process[(r["comm"], r["pid"] == child.pid)] = per_process.get((r["comm"], r["pid"] == child.pid), 0) \
+            + r["count"]
+    assert per_process == {("pp-parent", True): 11, ("pp-child", False): 5}
+    assert all("do_syscall_64" in r["kernel"] for r in rows)
