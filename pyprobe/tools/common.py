@@ -89,6 +89,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_ints(text: str) -> list[int]:
+    """bcc's comma separated list of positive integers (-p 185,175)."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: a comma separated list of integers") from None
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text}: each must be a positive integer")
+    return values
+
+
 def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:

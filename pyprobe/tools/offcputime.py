@@ -28,8 +28,9 @@ EXAMPLES = """examples:
     pyprobe offcputime -f 5        # 5 seconds, and output in folded format
     pyprobe offcputime -m 1000     # trace only events that last more than 1000 usec
     pyprobe offcputime -M 10000    # trace only events that last less than 10000 usec
-    pyprobe offcputime -p 185      # only trace threads for PID 185
-    pyprobe offcputime -t 188      # only trace thread 188
+    pyprobe offcputime -s 5        # 5 seconds, and show symbol offsets
+    pyprobe offcputime -p 185,175  # only trace threads for PID 185 and 175
+    pyprobe offcputime -t 188,120  # only trace threads 188 and 120
     pyprobe offcputime -u          # only trace user threads (no kernel)
     pyprobe offcputime -k          # only trace kernel threads (no user)
     pyprobe offcputime -U          # only show user space stacks (no kernel)
@@ -61,6 +62,8 @@ class OffKey(Struct):
 class OffCpuTime(Program):
     target_pid = Param(u32)
     target_tid = Param(u32)
+    pid_set = Param(bool_)                # -p with a list: only the processes in `pids`
+    tid_set = Param(bool_)                # -t with a list: only the threads in `pids`
     user_threads_only = Param(bool_)
     kernel_threads_only = Param(bool_)
     user_stacks = Param(bool_, default=True)
@@ -69,6 +72,7 @@ class OffCpuTime(Program):
     max_ns = Param(u64, default=0xFFFFFFFFFFFFFFFF)
     filter_state = Param(bool_)           # --state given
     state = Param(u32)                    # 0: runnable (preempted); else a mask of TASK_* bits
+    pids = Hash(u32, u32, max_entries=1024)     # the -p or -t list, filled before attaching
     away = Hash(u32, Away, max_entries=10240)
     stack_traces = StackTrace(STACK_STORAGE_SIZE)
     counts = Hash(OffKey, u64, max_entries=40960)      # microseconds
@@ -77,6 +81,7 @@ class OffCpuTime(Program):
     def on_switch(self, ctx, preempt, prev, next):
         if prev.pid != 0 and (not self.target_pid or prev.tgid == self.target_pid) and \
                 (not self.target_tid or prev.pid == self.target_tid) and \
+                (not self.pid_set or prev.tgid in self.pids) and (not self.tid_set or prev.pid in self.pids) and \
                 (not self.user_threads_only or prev.mm != 0) and (not self.kernel_threads_only or prev.mm == 0) and \
                 (not self.filter_state or (prev.__state & self.state if self.state else prev.__state == 0)):
             a = Away()
@@ -104,14 +109,14 @@ class OffCpuTime(Program):
         del self.away[tid]
 
 
-def blocked(prog):
+def blocked(prog, show_offset: bool = False):
     """The stacks' off-CPU time as numpy records: pid, tid, comm, usecs, user, kernel (frames, innermost first)."""
     import numpy as np
 
     keys, values = prog.counts.to_numpy()
     pids = keys["pid"].tolist()
     named = stacks.name_stacks(prog.stack_traces, list(zip(keys["user_stack"].tolist(), pids))
-                               + [(s, None) for s in keys["kernel_stack"].tolist()])
+                               + [(s, None) for s in keys["kernel_stack"].tolist()], show_offset)
     rows = [(pid, int(k["tid"]), common.text(k["comm"]), int(v), named[(int(k["user_stack"]), pid)],
              named[(int(k["kernel_stack"]), None)], int(k["user_stack"]), int(k["kernel_stack"]))
             for k, pid, v in zip(keys, pids, values)]
@@ -123,8 +128,8 @@ def blocked(prog):
 def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Summarize off-CPU time by stack trace", EXAMPLES)
     who = p.add_mutually_exclusive_group()
-    who.add_argument("-p", "--pid", type=common.positive_int, help="trace this PID only")
-    who.add_argument("-t", "--tid", type=common.positive_int, help="trace this TID only")
+    who.add_argument("-p", "--pid", type=common.positive_ints, help="trace these PIDs only, comma separated list")
+    who.add_argument("-t", "--tid", type=common.positive_ints, help="trace these TIDs only, comma separated list")
     who.add_argument("-u", "--user-threads-only", action="store_true", help="user threads only (no kernel threads)")
     who.add_argument("-k", "--kernel-threads-only", action="store_true", help="kernel threads only (no user threads)")
     only = p.add_mutually_exclusive_group()
@@ -132,6 +137,7 @@ def main(argv=None, prog=None) -> int:
     only.add_argument("-K", "--kernel-stacks-only", action="store_true", help="show stacks from kernel space only")
     p.add_argument("-d", "--delimited", action="store_true", help="insert delimiter between kernel/user stacks")
     p.add_argument("-f", "--folded", action="store_true", help="output folded format")
+    p.add_argument("-s", "--offset", action="store_true", help="show address offsets")
     p.add_argument("-m", "--min-block-time", type=int, default=1, help="the amount of time in microseconds over "
                    "which we store traces (default 1)")
     p.add_argument("-M", "--max-block-time", type=int, help="the amount of time in microseconds under which we "
@@ -142,17 +148,23 @@ def main(argv=None, prog=None) -> int:
                    help="how many distinct stacks the stack map holds (default %d)" % STACK_STORAGE_SIZE)
     p.add_argument("duration", nargs="?", type=float, default=None, help="duration of trace, in seconds")
     args = p.parse_args(argv)
+    if args.folded and args.offset:
+        p.error("-f and -s cannot be used together")
 
     def trace():
-        params = {"target_pid": args.pid or 0, "target_tid": args.tid or 0,
+        params = {"pid_set": bool(args.pid), "tid_set": bool(args.tid),
                   "user_threads_only": args.user_threads_only, "kernel_threads_only": args.kernel_threads_only,
                   "user_stacks": not args.kernel_stacks_only, "kernel_stacks": not args.user_stacks_only,
                   "min_ns": args.min_block_time * 1000, "filter_state": args.state is not None,
                   "state": args.state or 0}
         if args.max_block_time is not None:
             params["max_ns"] = args.max_block_time * 1000
-        with common.opened(args, OffCpuTime(max_entries={"stack_traces": args.stack_storage_size},
-                                            **params)) as tool:
+        program = OffCpuTime(max_entries={"stack_traces": args.stack_storage_size}, **params)
+        if not args.ebpf:
+            program.load()
+            for n in args.pid or args.tid or ():       # the list is in the map before any probe runs
+                program.pids[n] = 1
+        with common.opened(args, program) as tool:
             common.announce(tool)
             if not args.folded and not args.json:
                 print("Tracing off-CPU time (us) of all threads by user + kernel stack%s... Hit Ctrl-C to end."
@@ -160,7 +172,7 @@ def main(argv=None, prog=None) -> int:
             stacks.warm_up()
             common.wait(args.duration)
             tool.detach()
-            rows = blocked(tool)
+            rows = blocked(tool, args.offset)
             for r in sorted(rows, key=lambda r: r["usecs"]):
                 if args.json:
                     common.print_json({"pid": int(r["pid"]), "tid": int(r["tid"]), "comm": str(r["comm"]),

@@ -17,6 +17,7 @@ joins them.
 """
 from __future__ import annotations
 
+import argparse
 import os
 
 from pyprobe import Hash, Param, Program, RingBuf, Struct, bool_, char, s32, syscall, syscall_return, u32, u64
@@ -39,6 +40,7 @@ EXAMPLES = """examples:
     pyprobe opensnoop -f O_WRONLY -f O_RDWR  # only print calls for writing
     pyprobe opensnoop -F                     # show full path for an open file with relative path
     pyprobe opensnoop -b 1024                # a ring buffer of 1024 pages (4 MiB)
+    pyprobe opensnoop --exec cat /etc/hosts  # run a command and trace its opens until it exits
 """
 
 NAME_MAX = 256
@@ -213,8 +215,14 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-F", "--full-path", action="store_true", help="show full path for an open file with relative path")
     p.add_argument("-b", "--buffer-pages", type=common.positive_int, default=BUFFER_PAGES,
                    help="size of the ring buffer in pages, a power of two (default %d)" % BUFFER_PAGES)
+    p.add_argument("--exec", nargs=argparse.REMAINDER, help="execute command (as the last parameter, supports "
+                   "multiple parameters, for example: --exec ls -l /tmp)")
     scoping.add_options(p)
     args = p.parse_args(argv)
+    if args.exec is not None and not args.exec:
+        p.error("--exec without command")
+    if args.exec and args.pid:
+        p.error("can only use -p or --exec")
     try:
         flag_mask = open_flags(args.flag_filter)
     except ValueError as e:
@@ -222,8 +230,11 @@ def main(argv=None, prog=None) -> int:
     if args.buffer_pages & (args.buffer_pages - 1):
         p.error(f"-b {args.buffer_pages}: the number of pages must be a power of two")
 
+    command = common.Command(args.exec) if args.exec else None
+
     def trace():
-        params = {"target_pid": args.pid or 0, "target_tid": args.tid or 0, "full_path": args.full_path}
+        pid = command.pid if command else args.pid or 0
+        params = {"target_pid": pid, "target_tid": args.tid or 0, "full_path": args.full_path}
         if args.uid is not None:
             params["target_uid"] = args.uid
         sizes = {"events": args.buffer_pages * os.sysconf("SC_PAGE_SIZE")}
@@ -269,6 +280,12 @@ def main(argv=None, prog=None) -> int:
                     else:
                         line += "%08o %04o " % (flags, mode)
                 print(line + path)
+            if command:
+                command.start()          # traced from its exec on; its exit ends the trace as Ctrl-C does
             common.follow(tool.events, show, args.duration)
 
-    return common.run(trace)
+    try:
+        return common.run(trace)
+    finally:
+        if command is not None:
+            command.close()

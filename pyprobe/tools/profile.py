@@ -27,8 +27,9 @@ EXAMPLES = """examples:
     pyprobe profile -c 1000000  # profile stack traces every 1 in a million events
     pyprobe profile 5           # profile at 49 Hertz for 5 seconds only
     pyprobe profile -f 5        # output in folded format for flame graphs
-    pyprobe profile -p 185      # only profile process with PID 185
-    pyprobe profile -L 185      # only profile thread with TID 185
+    pyprobe profile -p 185,175  # only profile processes with PID 185 and 175
+    pyprobe profile -L 185,175  # only profile threads with TID 185 and 175
+    pyprobe profile -A          # show raw addresses
     pyprobe profile -U          # only show user space stacks (no kernel)
     pyprobe profile -K          # only show kernel space stacks (no user)
     pyprobe profile --stack-storage-size 65536 --hash-storage-size 131072   # room for more stacks
@@ -48,9 +49,12 @@ class StackKey(Struct):
 class Profile(Scoped, Program):
     target_pid = Param(u32)
     target_tid = Param(u32)
+    pid_set = Param(bool_)                # -p with a list: only the processes in `pids`
+    tid_set = Param(bool_)                # -L with a list: only the threads in `pids`
     user_stacks = Param(bool_, default=True)
     kernel_stacks = Param(bool_, default=True)
     include_idle = Param(bool_)
+    pids = Hash(u32, u32, max_entries=1024)     # the -p or -L list, filled before attaching
     stack_traces = StackTrace(STACK_STORAGE_SIZE)
     counts = Hash(StackKey, u64, max_entries=HASH_STORAGE_SIZE)
 
@@ -63,6 +67,10 @@ class Profile(Scoped, Program):
         if self.target_pid and tgid() != self.target_pid:
             return
         if self.target_tid and tid() != self.target_tid:
+            return
+        if self.pid_set and tgid() not in self.pids:
+            return
+        if self.tid_set and tid() not in self.pids:
             return
         key = StackKey()
         key.pid = tgid()
@@ -84,9 +92,10 @@ class Profile(Scoped, Program):
         return make
 
 
-def sampled(prog, symbolize: bool = True):
+def sampled(prog, symbolize: bool = True, detailed: bool = False):
     """The counted stacks as numpy records: pid, comm, count, user (frames), kernel (frames), innermost first,
-    and the stack ids (negative: not taken, or failed: stacks.missed())."""
+    and the stack ids (negative: not taken, or failed: stacks.missed()). detailed: frames named as
+    bcc's multi-line output names them, "name+0x1f [module]"."""
     import numpy as np
 
     keys, counts = prog.counts.to_numpy()
@@ -95,7 +104,7 @@ def sampled(prog, symbolize: bool = True):
     if symbolize:
         wanted = [(s, p) for s, p in zip(keys["user_stack"].tolist(), pids)]
         wanted += [(s, None) for s in keys["kernel_stack"].tolist()]
-        named = stacks.name_stacks(prog.stack_traces, wanted)
+        named = stacks.name_stacks(prog.stack_traces, wanted, show_offset=detailed, show_module=detailed)
     rows = [(pid, common.text(k["comm"]), int(n), named.get((int(k["user_stack"]), pid), []),
              named.get((int(k["kernel_stack"]), None), []), int(k["user_stack"]), int(k["kernel_stack"]))
             for k, pid, n in zip(keys, pids, counts.tolist())]
@@ -106,8 +115,10 @@ def sampled(prog, symbolize: bool = True):
 def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Profile CPU stack traces at a timed interval", EXAMPLES)
     who = p.add_mutually_exclusive_group()
-    who.add_argument("-p", "--pid", type=common.positive_int, help="profile process with this PID only")
-    who.add_argument("-L", "--tid", type=common.positive_int, help="profile thread with this TID only")
+    who.add_argument("-p", "--pid", type=common.positive_ints,
+                     help="profile processes with one or more comma-separated PIDs only")
+    who.add_argument("-L", "--tid", type=common.positive_ints,
+                     help="profile threads with one or more comma-separated TIDs only")
     only = p.add_mutually_exclusive_group()
     only.add_argument("-U", "--user-stacks-only", action="store_true", help="show stacks from user space only")
     only.add_argument("-K", "--kernel-stacks-only", action="store_true", help="show stacks from kernel space only")
@@ -123,6 +134,7 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("--stack-storage-size", type=common.positive_int, default=STACK_STORAGE_SIZE,
                    help="how many distinct stacks the stack map holds (default %d)" % STACK_STORAGE_SIZE)
     p.add_argument("-C", "--cpu", type=int, help="cpu number to run profile on")
+    p.add_argument("-A", "--address", action="store_true", help="show raw addresses")
     p.add_argument("duration", nargs="?", type=float, default=None, help="duration of trace, in seconds")
     scoping.add_options(p)
     args = p.parse_args(argv)
@@ -130,12 +142,15 @@ def main(argv=None, prog=None) -> int:
 
     def trace():
         make = Profile.at(frequency, args.count, args.cpu)
-        with common.opened(args, make(target_pid=args.pid or 0, target_tid=args.tid or 0,
-                                      user_stacks=not args.kernel_stacks_only,
-                                      kernel_stacks=not args.user_stacks_only, include_idle=args.include_idle,
-                                      max_entries={"stack_traces": args.stack_storage_size,
-                                                   "counts": args.hash_storage_size},
-                                      **scoping.scope(args))) as tool:
+        program = make(pid_set=bool(args.pid), tid_set=bool(args.tid), user_stacks=not args.kernel_stacks_only,
+                       kernel_stacks=not args.user_stacks_only, include_idle=args.include_idle,
+                       max_entries={"stack_traces": args.stack_storage_size, "counts": args.hash_storage_size},
+                       **scoping.scope(args))
+        if not args.ebpf:
+            program.load()
+            for n in args.pid or args.tid or ():       # the list is in the map before the first sample
+                program.pids[n] = 1
+        with common.opened(args, program) as tool:
             common.announce(tool)
             if not args.folded and not args.json:
                 rate = "%d Hertz" % frequency if frequency else "1 in %d events" % args.count
@@ -144,15 +159,22 @@ def main(argv=None, prog=None) -> int:
             stacks.warm_up()
             common.wait(args.duration)
             tool.detach()
-            found = sampled(tool)
-            rows = found[found["count"].argsort(kind="stable")][["pid", "comm", "count", "user", "kernel"]].tolist()
+            multi_line = not args.folded and not args.json
+            found = sampled(tool, detailed=multi_line)
+            found = found[found["count"].argsort(kind="stable")]
+            rows = found[["pid", "comm", "count", "user", "kernel"]].tolist()
+            addrs = tool.stack_traces.walk_many(found["user_stack_id"].tolist() + found["kernel_stack_id"].tolist()) \
+                if multi_line and args.address else None
             if args.folded and not args.json:
                 sys.stdout.write("".join("%s %d\n" % (stacks.folded(comm, user, kernel, args.delimited,
                                                                      args.annotations), count)
                                          for _, comm, count, user, kernel in rows))
-            for pid, comm, count, user, kernel in rows if not args.folded or args.json else ():
+            for (pid, comm, count, user, kernel), r in zip(rows, found) if not args.folded or args.json else ():
                 if args.json:
                     common.print_json({"pid": pid, "comm": comm, "count": count, "user": user, "kernel": kernel})
+                elif addrs is not None:
+                    stacks.print_stack(kernel, user, comm, pid, count, args.delimited,
+                                       addrs.get(int(r["kernel_stack_id"]), ()), addrs.get(int(r["user_stack_id"]), ()))
                 else:
                     stacks.print_stack(kernel, user, comm, pid, count, args.delimited)
             sys.stdout.flush()

@@ -53,11 +53,12 @@ def frames(stack_map, stack_id: int, pid: int | None = None, seen: dict | None =
     return names
 
 
-def name_stacks(stack_map, wanted) -> dict:
+def name_stacks(stack_map, wanted, show_offset: bool = False, show_module: bool = False) -> dict:
     """{(stack_id, pid): frames} for each (stack_id, pid) pair of `wanted` (pid None: a kernel
     stack), innermost first; a failed id gives bcc's one placeholder frame. Each stack is read once, and the addresses of all the stacks of one
     process (or of the kernel) are named in one batch: an address many stacks share is looked up
-    once (a profile's report after Ctrl-C)."""
+    once (a profile's report after Ctrl-C). show_offset: "name+0x1f", as bcc's -s; show_module:
+    "name [libc.so.6]", "name [kernel]"."""
     import numpy as np
 
     wanted = {(int(stack_id), pid) for stack_id, pid in wanted}
@@ -70,7 +71,8 @@ def name_stacks(stack_map, wanted) -> dict:
     for pid, keys in by_pid.items():
         parts = [addrs.get(stack_id, none) for stack_id, _ in keys]
         flat = np.concatenate(parts)
-        names = pyprobe.ksyms(flat) if pid is None else pyprobe.usyms(flat, pid)
+        names = pyprobe.ksyms(flat, show_module, show_offset) if pid is None else \
+            pyprobe.usyms(flat, pid, show_module, show_offset)
         at = 0
         for key, part in zip(keys, parts):
             out[key] = names[at:at + len(part)]
@@ -87,13 +89,17 @@ def folded(comm: str, user: list[str], kernel: list[str], delimit: bool = False,
     return ";".join(parts)
 
 
-def print_stack(kernel: list[str], user: list[str], comm: str, pid: int, value: int, delimit: bool = False) -> None:
-    """bcc's multi-line layout: kernel frames, (--), user frames, `-  comm (pid)`, the value."""
-    for f in kernel:
-        print("    %s" % f)
+def print_stack(kernel: list[str], user: list[str], comm: str, pid: int, value: int, delimit: bool = False,
+                kernel_addrs=None, user_addrs=None) -> None:
+    """bcc's multi-line layout: kernel frames, (--), user frames, `-  comm (pid)`, the value; with
+    the frames' addresses (profile -A), each frame after its address as bcc's profile prints it."""
+    for i, f in enumerate(kernel):
+        print("    0x%-16x %s" % (kernel_addrs[i], f) if kernel_addrs is not None and i < len(kernel_addrs)
+              else "    %s" % f)
     if delimit and kernel and user:
         print("    --")
-    for f in user:
-        print("    %s" % f)
+    for i, f in enumerate(user):
+        print("    0x%016x %s" % (user_addrs[i], f) if user_addrs is not None and i < len(user_addrs)
+              else "    %s" % f)
     print("    %-16s %s (%d)" % ("-", comm, pid))
     print("        %d\n" % value)

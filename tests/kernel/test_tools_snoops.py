@@ -118,6 +118,17 @@ def test_opensnoop_buffer_pages_sizes_the_ring(capsys):
     assert "-b 3: the number of pages must be a power of two" in capsys.readouterr().err
 
 
+def test_opensnoop_command_exec_traces_the_command_until_it_exits(tmp_path):
+    # --exec: the command is held until the tool is attached, traced by its pid, and its exit
+    # ends the tool (no Ctrl-C): cat opens its three arguments, each seen
+    marker = tmp_path / "marker"
+    marker.write_text("x")
+    tool = Tool("opensnoop", "--json", "--exec", "cat", str(marker), str(marker), str(marker))
+    rows = json_lines(tool.finish(timeout=30))
+    assert [r["fname"] for r in rows].count(str(marker)) == 3
+    assert len({r["pid"] for r in rows}) == 1 and rows[0]["comm"] == "cat", rows
+
+
 def test_opensnoop_name_and_pid_filters_count_exactly():
     def opener(name, n):
         set_comm(name)

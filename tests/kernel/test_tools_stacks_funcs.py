@@ -143,6 +143,57 @@ def test_offcputime_command_state_and_stack_storage_size(app):
     assert "WARNING" not in tool.stderr          # one stack, one slot
 
 
+def test_offcputime_command_pid_and_tid_lists_with_offsets():
+    # -p A,B: only those processes' off-CPU time (C's is left out); -t: threads the same way;
+    # -s: kernel frames as name+0xOFFSET
+    def sleeper():
+        for _ in range(5):
+            time.sleep(0.02)
+
+    a, b, c = Gated(sleeper), Gated(sleeper), Gated(sleeper)
+    tool = Tool("offcputime", "-K", "-s", "--json", "-p", f"{a.pid},{b.pid}")
+    for child in (a, b, c):
+        assert child.go() == 0
+    rows = json_lines(tool.stop())
+    slept = {}
+    for r in rows:
+        if any(f.startswith("do_nanosleep+0x") for f in r["kernel"]):
+            slept[r["pid"]] = slept.get(r["pid"], 0) + r["usecs"]
+    assert set(slept) == {a.pid, b.pid} and all(us >= 100_000 for us in slept.values()), slept
+    assert {r["pid"] for r in rows} <= {a.pid, b.pid}
+    assert all(re.fullmatch(r"\S+\+0x[0-9a-f]+", f) for r in rows for f in r["kernel"]), rows
+    d = Gated(sleeper)
+    tool = Tool("offcputime", "-K", "--json", "-t", str(d.pid))
+    assert d.go() == 0
+    rows = json_lines(tool.stop())
+    assert {r["tid"] for r in rows} == {d.pid}
+    assert sum(r["usecs"] for r in rows if "do_nanosleep" in r["kernel"]) >= 100_000
+
+
+def test_profile_command_pid_list_and_addresses(app):
+    # -p A,B: samples of those two processes only; -A: each frame after its address, named as bcc's
+    # multi-line output names it (name+0xOFFSET [module]): busy_a's address minus its offset is
+    # the symbol's (a -no-pie binary)
+    nm = subprocess.run(["nm", app], check=True, capture_output=True, text=True).stdout
+    busy_a = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" busy_a"))
+    works = [App(app, "split", "200", "0") for _ in range(3)]
+    tool = Tool("profile", "-U", "-A", "-F", "99", "-p", f"{works[0].pid},{works[1].pid}")
+    try:
+        for w in works:
+            w.run()
+        out = tool.stop()
+    finally:
+        for w in works:
+            w.close()
+    owners = {int(m) for m in re.findall(r"^    -\s+tools_app \((\d+)\)$", out, re.M)}
+    assert owners == {works[0].pid, works[1].pid}, out
+    frames = [l for l in out.splitlines() if l.startswith("    0x")]
+    assert frames and all(re.fullmatch(r"    0x[0-9a-f]{16} \S.*", l) for l in frames), frames
+    in_busy_a = [re.fullmatch(r"    0x([0-9a-f]+) busy_a\+0x([0-9a-f]+) \[tools_app\]", l) for l in frames]
+    in_busy_a = [m for m in in_busy_a if m]
+    assert in_busy_a and all(int(m[1], 16) - int(m[2], 16) == busy_a for m in in_busy_a)
+
+
 def test_profile_command_stack_and_hash_storage_sizes(app):
     # one stack slot: the first user stack sampled is kept, every other distinct one refused; two
     # counting keys: that stack's and the refused stacks' (all -EEXIST, one key)
