@@ -11,39 +11,28 @@ every event they saw is in both recordings, and they saw every recorded event un
 began and, of the events while it ran, the first ones (each possible cut is tried). A run where
 an I/O came while the lessons were being attached is run again.
 The simulation replays the events twice: with the shortest latencies the recordings allow (issues
-at the later time, completions at the earlier) and with the longest. The kernel's histograms must be
-the sum of one of the two outcomes of every event (they differ only for a latency on a bucket's
-edge); a printed latency (us) lies between the two replays' values, with the same bytes and rwbs;
+at the later time, completions at the earlier) and with the longest. The kernel's histograms must
+count each completion once, in a slot from the shortest replay's to the longest's (tests/block_agree.py,
+allowed: with a fine clock a window may span several bucket edges); a printed latency (us) lies
+between the two replays' values, with the same bytes and rwbs;
 the requests still waiting are the same, issued between the two recorded times.
 Uses pyprobe's pytest plugin: `load`, `simulate`.
 """
-import importlib.util
 import itertools
-import mmap
 import os
 import re
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from block_agree import (ATTEMPTS, MARGIN_NS, MAX_CUTS, N_IO, allowed, candidates, counts, detach_at_once, direct_io,
+                         lesson, matched, replay)
 from prog_test_run import prog_fd, recursion_misses
 from pyprobe import Program, RingBuf, Struct, char, tracepoint, u32, u64
 from pyprobe.bpf import ktime_ns, smp_processor_id
 
-LESSONS = Path(__file__).resolve().parents[2] / "lessons"
-ATTEMPTS = 6
-N_IO = 6
 PRINTED = re.compile(r"^(\d+) (\S+) (\d+)$")       # disksnoop's "BYTES RWBS US"
-
-
-def lesson(name: str):
-    spec = importlib.util.spec_from_file_location(f"lesson_{name}", LESSONS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class BlockEvent(Struct):
@@ -111,49 +100,6 @@ def direct_file():
     os.unlink(path)
 
 
-def direct_io(path: str) -> None:
-    """N_IO O_DIRECT I/Os of each of 4, 16 and 64 KiB, half reads, half writes: block I/O for sure."""
-    fd = os.open(path, os.O_RDWR | os.O_DIRECT)
-    try:
-        for size in (4096, 16384, 65536):
-            buf = mmap.mmap(-1, size)
-            buf.write(b"p" * size)
-            for i in range(N_IO // 2):
-                assert os.preadv(fd, [buf], i * size) == size
-                assert os.pwritev(fd, [buf], (i + 8) * size) == size
-    finally:
-        os.close(fd)
-
-
-def detach_at_once(progs) -> dict:
-    """Destroy every link of these programs at the same time (each destroy waits for an RCU grace
-    period, ~40 ms here: one after the other the lessons' 14 links took 600 ms). Returns each
-    program's (start, end) in ktime_ns (CLOCK_MONOTONIC), the time its probes may have stopped in."""
-    from pyprobe.backend import attach as attach_mod
-
-    spans = {}
-
-    def destroy(prog, link):
-        t0 = time.monotonic_ns()
-        attach_mod.destroy(link)
-        t1 = time.monotonic_ns()
-        with lock:
-            a, b = spans.get(prog, (t0, t1))
-            spans[prog] = (min(a, t0), max(b, t1))
-
-    lock = threading.Lock()
-    threads = [threading.Thread(target=destroy, args=(prog, link)) for prog in progs for link in prog._session.links]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for prog in progs:
-        prog._session.links.clear()
-        prog._session.attached.clear()
-        prog.detach()
-    return spans
-
-
 def recorded(prog) -> dict[int, list[tuple]]:
     """The recorder's events by CPU, in the order that CPU ran them: (fields, ts)."""
     by_cpu: dict[int, list[tuple]] = {}
@@ -162,51 +108,6 @@ def recorded(prog) -> dict[int, list[tuple]]:
             ((int(r["kind"]), int(r["dev"]), int(r["sector"]), int(r["nr_sector"]), int(r["nbytes"]),
               bytes(r["rwbs"]).split(b"\0")[0]), int(r["ts"])))
     return by_cpu
-
-
-def matched(before, after):
-    """([(fields, ts before, ts after)] of the events both recordings saw, in time order; [ts] of those
-    only one saw). On one CPU the second recorder runs right after the first (and the lessons) on an
-    event, before that CPU's next event: its clock read falls between the first's of the two (equal
-    where the clock is coarse, as in the qemu kernels)."""
-    both, one = [], []
-    for cpu in before.keys() | after.keys():
-        a, b = before.get(cpu, []), after.get(cpu, [])
-        paired, i = {}, 0
-        for fields, ts in b:
-            k = i
-            while k < len(a) and not (a[k][0] == fields and a[k][1] <= ts and
-                                      (k + 1 == len(a) or ts <= a[k + 1][1])):
-                if a[k][1] > ts:
-                    k = len(a)
-                    break
-                k += 1
-            if k < len(a):
-                paired[k] = ts
-                i = k + 1
-            else:
-                one.append(ts)
-        for j, (fields, ts) in enumerate(a):
-            if j in paired:
-                both.append((fields, ts, paired[j]))
-            else:
-                one.append(ts)
-    return sorted(both, key=lambda e: e[1]), one
-
-
-MARGIN_NS = 1_000_000       # an event's programs run within this of its first one's clock read
-MAX_CUTS = 40
-
-
-def candidates(events, detach_span) -> list[list] | None:
-    """The event sequences a lesson may have seen: every recorded event until its detach began, then
-    each prefix of those during it (None: too many to try)."""
-    d0, d1 = detach_span
-    base = [e for e in events if e[1] < d0]
-    during = [e for e in events if d0 <= e[1] <= d1 + MARGIN_NS]
-    if len(during) >= MAX_CUTS:
-        return None
-    return [base + during[:j] for j in range(len(during) + 1)]
 
 
 class Lessons:
@@ -225,69 +126,20 @@ class Lessons:
             for params in self.params.get(cls, [{}]):
                 yield cls, params
 
-
-def counts(side, cls, lessons) -> Counter:
-    """The lesson's histograms as one Counter of (histogram, key) -> count."""
-    out = Counter()
-    if cls is lessons.biolatency:
-        out.update({("dist", i): n for i, n in enumerate(side.dist.to_numpy().tolist()) if n})
-        out.update({("disk_dist", bytes(k)): int(n) for k, n in side.disk_dist.items() if n})
-    elif cls in (lessons.bitehist, lessons.disklatency):
-        hist = side.dist if cls is lessons.bitehist else side.iolatency
-        out.update({("dist", i): n for i, n in enumerate(hist.to_numpy().tolist()) if n})
-    return out
+    def feed(self, sim, event) -> None:
+        """One recorded event to the simulated lesson's handler (bitehist counts issues only)."""
+        kind, dev, sector, nr_sector, nbytes, rwbs = event
+        fields = dict(dev=dev, sector=sector, nr_sector=nr_sector, rwbs=rwbs)
+        if kind == 0:
+            (sim.count if hasattr(sim, "count") else sim.trace_start if hasattr(sim, "trace_start")
+             else sim.trace_req_start)(bytes=nbytes, **fields)
+        elif not hasattr(sim, "count"):
+            (sim.trace_completion if hasattr(sim, "trace_completion") else sim.trace_req_done)(**fields)
 
 
-def replay(simulate, lessons: Lessons, key, events):
-    """The lesson simulated twice on the events: with the shortest latencies the two recordings allow
-    (issues at the later time, completions at the earlier) and with the longest. Returns both
-    simulations and what each event added to the histograms in each ([(shortest, longest)])."""
-    cls, params = key[0], dict(key[1])
-    pair = (simulate(cls, **params), simulate(cls, **params))
-    added = []
-    for (kind, dev, sector, nr_sector, nbytes, rwbs), early, late in events:
-        if kind == 1 and cls is lessons.bitehist:
-            continue
-        was = [counts(sim, cls, lessons) for sim in pair]
-        pair[0].set(ktime_ns=late if kind == 0 else early)
-        pair[1].set(ktime_ns=early if kind == 0 else late)
-        for sim in pair:
-            if kind == 0:
-                fields = dict(dev=dev, sector=sector, nr_sector=nr_sector, bytes=nbytes, rwbs=rwbs)
-                (sim.count if cls is lessons.bitehist else sim.trace_start if hasattr(sim, "trace_start")
-                 else sim.trace_req_start)(**fields)
-            else:
-                fields = dict(dev=dev, sector=sector, nr_sector=nr_sector, rwbs=rwbs)
-                (sim.trace_completion if hasattr(sim, "trace_completion") else sim.trace_req_done)(**fields)
-        now = [counts(sim, cls, lessons) for sim in pair]
-        added.append((now[0] - was[0], now[1] - was[1]))
-    return pair, added
-
-
-MAX_UNDECIDED = 14          # events whose bucket the windows leave open, tried every way
-
-
-def explained(kernel: Counter, added: list[tuple[Counter, Counter]]) -> bool | None:
-    """Whether the kernel's histograms are the sum of one of the two outcomes of every event (None:
-    too many events on a bucket's edge to try every choice)."""
-    fixed = Counter()
-    undecided = []
-    for shortest, longest in added:
-        if shortest == longest:
-            fixed.update(shortest)
-        else:
-            undecided.append((shortest, longest))
-    if len(undecided) > MAX_UNDECIDED:
-        return None
-    rest = Counter(kernel)
-    rest.subtract(fixed)
-    for choice in itertools.product((0, 1), repeat=len(undecided)):
-        total = Counter()
-        for pair, c in zip(undecided, choice):
-            total.update(pair[c])
-        if +rest == total and not -rest:
-            return True
-    return False
+def request(event) -> tuple:
+    """The request a block tracepoint names: its disk and first sector."""
+    return event[1], event[2]
 
 
 def waiting(side) -> dict:
@@ -331,10 +183,9 @@ def lines_within(kernel: list[str], early: list[str], late: list[str]) -> bool:
 def agreeing(lessons, key, prog, simulate, seen) -> tuple | None:
     """The first of the possible event sequences on which the kernel's maps agree with the
     simulation's: (shortest, longest) simulations, or None."""
-    cls = key[0]
     for events in seen:
-        pair, added = replay(simulate, lessons, key, events)
-        if not explained(counts(prog, cls, lessons), added):
+        pair, added = replay(simulate, key, events, lessons.feed, request)
+        if not allowed(counts(prog), added):
             continue
         if hasattr(prog, "start"):
             # issued at the later recorded time in the shortest replay, at the earlier one in the longest
@@ -389,10 +240,10 @@ def test_block_lessons_agree_with_their_simulation_on_the_recorded_events(load, 
     sims = {}
     for key, prog in progs.items():
         found = next(agreeing(lessons, key, prog, simulate, seen[key]), None)
-        assert found is not None, (key[0].__name__, dict(key[1]), counts(prog, key[0], lessons), waiting(prog)
+        assert found is not None, (key[0].__name__, dict(key[1]), counts(prog), waiting(prog)
                                    if hasattr(prog, "start") else None)
         sims[key] = found
-    assert sum(counts(progs[lessons.bitehist, ()], lessons.bitehist, lessons).values()) >= 3 * N_IO
+    assert sum(counts(progs[lessons.bitehist, ()]).values()) >= 3 * N_IO
 
     # disksnoop and disksnoop_fixed print the same lines into every trace instance: compared together
     snoops = [(lessons.disksnoop, ()), (lessons.fixed, ())]

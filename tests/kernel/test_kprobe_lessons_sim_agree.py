@@ -26,11 +26,11 @@ from collections import Counter
 
 import pytest
 
+from block_agree import direct_io, lesson
 from histogram_feasible import feasible
 from prog_test_run import prog_fd, recursion_misses
 from pyprobe import Program, RingBuf, Struct, kprobe, kretprobe, u32, u64
 from pyprobe.bpf import ktime_ns, smp_processor_id, tid
-from test_block_sim_agree import direct_io, lesson
 from test_lessons_sim_agree import ping_pong
 from test_vfsreadlat_sim_agree import reads, replay
 
@@ -179,7 +179,6 @@ def run_recorded(load, cls, recorder, workload, settle: float = 0.01, **params):
     pytest.fail("no run could be compared: " + "; ".join(problems))
 
 
-@pytest.mark.xfail(strict=False, reason="disagrees in qemu 6.12 and 6.1 at ed8676c (an infeasible histogram); open in issue 18")
 def test_vfsreadlat_kprobes_histogram_is_one_the_recorded_calls_allow(load, simulate):
     cls = lesson("vfsreadlat").VfsReadLatKprobes
     prog, seen = run_recorded(load, cls, VfsReadRecorder, lambda: reads(200, 5))
@@ -217,21 +216,13 @@ def counted_between(simulate, cls, seen, feed) -> tuple[Counter, Counter]:
     return surely, all_seen
 
 
-@pytest.fixture
-def scratch():
-    path = os.environ.get("PYPROBE_VM_SCRATCH_DISK")
-    if not path:
-        pytest.skip("needs the qemu VM's scratch disk (PYPROBE_VM_SCRATCH_DISK) for its O_DIRECT I/O")
-    return path
-
-
 def hist(side) -> Counter:
     return Counter({b: n for b, n in enumerate(side.dist.to_numpy().tolist()) if n})
 
 
-def test_bitehist_kprobe_counts_what_the_recorded_completions_allow(load, simulate, scratch):
+def test_bitehist_kprobe_counts_what_the_recorded_completions_allow(load, simulate, scratch_disk):
     cls = lesson("bitehist").BiteHistKprobe
-    prog, seen = run_recorded(load, cls, IoCompletionRecorder, lambda: direct_io(scratch), settle=0.05)
+    prog, seen = run_recorded(load, cls, IoCompletionRecorder, lambda: direct_io(scratch_disk), settle=0.05)
 
     def feed(sim, fields):
         req, nbytes = fields

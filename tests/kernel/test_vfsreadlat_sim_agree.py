@@ -102,12 +102,18 @@ def misses(prog, *handlers) -> int:
 
 
 def replay(simulate, cls, events):
-    """Shortest and longest replays of the events: per exit the buckets it added in each."""
+    """Shortest and longest replays of the events: per exit the buckets it added in each. The
+    shortest puts an exit no earlier than its thread's entry: the lesson's clock read on an exit
+    follows its read on the entry, even where the recorded windows overlap (an event only the first
+    recorder saw is bounded by its CPU's next event, which may be that very exit)."""
     pair = (simulate(cls), simulate(cls))
     added = []
+    entered: dict[int, int] = {}            # thread -> its last entry's time in the shortest replay
     for (kind, thread), early, late in events:
         was = [Counter(dict(enumerate(s.dist.to_numpy().tolist()))) for s in pair]
-        pair[0].set(tid=thread, ktime_ns=late if kind == 0 else early)
+        if kind == 0:
+            entered[thread] = late
+        pair[0].set(tid=thread, ktime_ns=late if kind == 0 else max(early, entered.get(thread, early)))
         pair[1].set(tid=thread, ktime_ns=early if kind == 0 else late)
         for s in pair:
             (s.do_entry if kind == 0 else s.do_return)()
