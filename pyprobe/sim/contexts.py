@@ -82,6 +82,55 @@ class TracepointSim(SimContext):
         return ctx
 
 
+class KsyscallSim(TracepointSim):
+    """@ksyscall/@kretsyscall: the syscall tracepoint's fields by name, typed as its format says (the
+    kernel reads them from the syscall's registers), `argN` by position; `ret` on return."""
+
+    def __init__(self, kind: str, name: str, fields):
+        self.kind, self.syscall = kind, name
+        entry = kind == "ksyscall"
+        self.format_known = fields is not None
+        if fields is None:                   # no format: the fields every syscall has (as the translator)
+            from pyprobe.backend.tracefs import Field
+
+            fields = [Field("int", "__syscall_nr", 8, 4, True, 0)] + \
+                [Field("unsigned long", f"arg{i}", 16 + 8 * i, 8, False, 0) for i in range(5)] \
+                if entry else [Field("long", "ret", 16, 8, True, 0)]
+        super().__init__("syscalls", f"sys_{'enter' if entry else 'exit'}_{name}", fields)
+        if not entry:
+            self.types.pop("__syscall_nr", None)      # the registers that held it are gone at return
+            self.zero.pop("__syscall_nr", None)
+        names = [n for n in self.types if n != "__syscall_nr"]
+        self.positions = {f"arg{i}": names[i] for i in range(min(5, len(names)))} if entry else {}
+        for i in range(len(self.positions), 5 if entry else 0):    # past the named ones: a bare register
+            self.types[f"arg{i}"], self.zero[f"arg{i}"] = u64, 0
+            self.fast[f"arg{i}"] = ((1 << 64) - 1, None)
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.syscall}"
+
+    def field(self, tr, node, name):
+        if name == "__syscall_nr" and self.kind == "kretsyscall":
+            tr.fail(node, "a kretsyscall handler cannot read the syscall's number: it is this syscall's, a constant")
+        name = self.positions.get(name, name)
+        if name not in self.types and not self.format_known:
+            tr.fail(node, f"{self.describe()} has no field '{name}' (fields: {', '.join(self.types)})",
+                    f"the syscall's argument names come from the {self.name} tracepoint's format, unknown here "
+                    "(not in the live tracefs, the recorded formats or the kernel view given): read them by "
+                    "position, args.arg0 .. args.arg4")
+        return super().field(tr, node, name)
+
+    def arg_types(self, n, tr=None, fdef=None):
+        if n and self.kind == "kretsyscall":
+            tr.fail(fdef, "kretsyscall handlers have no function arguments: the syscall's registers are gone "
+                          "at return (read args.ret)")
+        named = [t for name, t in self.types.items() if name != "__syscall_nr" and not name.startswith("arg")]
+        return (named + [u64] * n)[:n]
+
+    def event(self, sim, fields):
+        return super().event(sim, {self.positions.get(name, name): v for name, v in fields.items()})
+
+
 class RawTracepointSim(SimContext):
     kind = "raw_tracepoint"
 
@@ -186,6 +235,13 @@ def context_for(probe, loc, kernel=None):
     if kind in ("syscall", "syscall_return"):
         event = f"sys_{'enter' if kind == 'syscall' else 'exit'}_{target[0]}"
         return TracepointSim("syscalls", event, tracepoint_fields("syscalls", event, loc, kernel))
+    if kind in ("ksyscall", "kretsyscall"):
+        event = f"sys_{'enter' if kind == 'ksyscall' else 'exit'}_{target[0]}"
+        try:
+            fields = tracepoint_fields("syscalls", event, loc, kernel)
+        except TranslationError:
+            fields = None                     # the kernel's format is unknown: positional arguments only
+        return KsyscallSim(kind, target[0], fields)
     if kind == "raw_tracepoint":
         return RawTracepointSim()
     if kind in ("kprobe", "kretprobe", "fentry", "fexit", "tp_btf"):

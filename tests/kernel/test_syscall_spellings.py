@@ -2,8 +2,9 @@
 (a kprobe on the syscall's kernel function, bcc's and libbpf's spelling). The kprobe
 spelling reads the same `args.<field>` names and types, taken from the tracepoint's
 format and read from the syscall's registers: both record the same values for the same
-workload. The kprobe spelling runs in the qemu kernels (kernel_matrix); here, without
-kprobes, it must fail saying so and naming the tracepoint spelling.
+workload, and the records the simulation of that spelling makes from the workload's own calls.
+The kprobe spelling runs in the qemu kernels (kernel_matrix); here, without kprobes, it must fail
+saying so and naming the tracepoint spelling.
 """
 import errno
 import os
@@ -90,7 +91,19 @@ def traced(cls):
     returns = [int(r["ret"]) for r in records if r["kind"] == EXIT]
     assert {int(r["nr"]) for r in entries} == {257}                       # openat on x86-64
     assert {int(r["dfd"]) for r in entries} == {-100}                     # AT_FDCWD
+    assert records.tolist() == simulated(cls, child.pid, returns[0]).tolist()
     return points, [(int(r["flags"]), int(r["mode"]), r["path"].decode()) for r in entries], returns
+
+
+def simulated(cls, pid: int, fd: int):
+    """The records of the same spelling simulated on the workload's own calls (the child's fd for
+    /etc/hostname is the one thing the test cannot know beforehand)."""
+    sim = cls.simulate(target=pid)
+    sim.set(tgid=pid)
+    for flags, mode, path in EXPECTED:
+        sim.on_open(__syscall_nr=257, dfd=-100, filename=path, flags=flags, mode=mode)
+        sim.on_return(ret=fd if path == "/etc/hostname" else -errno.ENOENT)
+    return sim.events.drain()
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="asserts x86-64 syscall numbers and fds")
