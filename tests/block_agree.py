@@ -11,7 +11,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from histogram_feasible import feasible
+from prog_test_run import prog_fd, recursion_misses
 
 LESSONS = Path(__file__).resolve().parents[1] / "lessons"
 ATTEMPTS = 6
@@ -109,6 +112,56 @@ def candidates(events, detach_span) -> list[list] | None:
     if len(during) >= MAX_CUTS:
         return None
     return [base + during[:j] for j in range(len(during) + 1)]
+
+
+def run_compared(load, recorder, keys, workload, recorded, either_order: bool = False):
+    """Load a recorder, the lessons ({(class, params items): ...} keys) and a second recorder; attach
+    them in that order, run the workload, detach the lessons at once, then the recorders. Runs again
+    (up to ATTEMPTS) when the run cannot say what the lessons saw. Returns the loaded lessons by key
+    and, by key, the event sequences each may have seen ([(fields, ts before, ts after)], kind first
+    in fields: 0 issue, 1 completion). `recorded(prog)` reads a recorder's `events` by CPU;
+    `either_order`: the recorders may have run in either order around the lessons (kprobes)."""
+    problems = []
+    for attempt in range(1, ATTEMPTS + 1):
+        first = load(recorder, attach=False)
+        progs = {key: load(key[0], attach=False, **dict(key[1])) for key in keys}
+        second = load(recorder, attach=False)
+        first.attach()
+        attaching = time.monotonic_ns()
+        for prog in progs.values():
+            prog.attach()
+        second.attach()
+        attached = time.monotonic_ns()
+        workload()
+        time.sleep(0.05)                              # the last completions, from interrupts
+        spans = detach_at_once(list(progs.values()))
+        detach_at_once([first, second])
+        assert first.events.lost == second.events.lost == 0
+        a, b = recorded(first), recorded(second)
+        # the earlier recording is the one whose clock reads come first on each event
+        events, unmatched = max(matched(a, b), matched(b, a), key=lambda m: len(m[0])) if either_order \
+            else matched(a, b)
+        # the kernel skips a program on an event that comes while one runs on that CPU: a run where a
+        # lesson or a recorder skipped one cannot say what the lessons saw
+        skipped = sum(recursion_misses(prog_fd(p, name)) for p in [first, second, *progs.values()]
+                      for name in {name for name, _ in type(p).probe_points()})
+        if skipped:
+            problems.append(f"run {attempt}: the kernel skipped a lesson or a recorder on {skipped} events")
+            continue
+        if any(attaching - MARGIN_NS <= ts <= attached + MARGIN_NS for ts in unmatched):
+            problems.append(f"run {attempt}: an I/O came while the lessons were being attached")
+            continue
+        assert not any(attached < ts <= max(d1 for _, d1 in spans.values()) for ts in unmatched), \
+            "the recorders saw different events while both were attached"
+        for kind, what in ((0, "issues"), (1, "completions")):
+            n = sum(1 for fields, _, _ in events if fields[0] == kind)
+            assert n >= 3 * N_IO, f"only {n} {what} recorded for {3 * N_IO} direct I/Os"
+        seen = {key: candidates(events, spans[prog]) for key, prog in progs.items()}
+        if None in seen.values():
+            problems.append(f"run {attempt}: {MAX_CUTS} or more I/Os while the lessons were being detached")
+            continue
+        return progs, seen
+    pytest.fail("no run could be compared: " + "; ".join(problems))
 
 
 def counts(side) -> Counter:

@@ -6,13 +6,9 @@ after them, writes each call's request (its address and the members the lessons 
 ktime_ns(); the simulation replays them with each request a dict of those members (one dict per
 address, as the kernel reuses a request). Runs where the kernel has kprobes (the qemu kernel matrix).
 """
-import time
-
 import pytest
 
-from block_agree import (ATTEMPTS, MARGIN_NS, MAX_CUTS, N_IO, allowed, candidates, counts, detach_at_once, direct_io,
-                         lesson, matched, replay)
-from prog_test_run import prog_fd, recursion_misses
+from block_agree import allowed, counts, direct_io, lesson, replay, run_compared
 from pyprobe import Program, RingBuf, Struct, kprobe, u32, u64
 from pyprobe.bpf import ktime_ns, smp_processor_id
 
@@ -32,7 +28,7 @@ class Call(Struct):
 
 
 class RequestRecorder(Program):
-    calls = RingBuf(Call, size=1 << 22)
+    events = RingBuf(Call, size=1 << 22)
 
     @kprobe("blk_mq_start_request")
     def on_start(self, ctx, rq):
@@ -45,7 +41,7 @@ class RequestRecorder(Program):
         c.major = rq.q.disk.major
         c.first_minor = rq.q.disk.first_minor
         c.data_len = rq.__data_len
-        self.calls.submit(c)
+        self.events.submit(c)
 
     @kprobe("blk_mq_end_request")
     def on_end(self, ctx, rq):
@@ -59,12 +55,12 @@ class RequestRecorder(Program):
         c.major = rq.q.disk.major
         c.first_minor = rq.q.disk.first_minor
         c.data_len = rq.__data_len
-        self.calls.submit(c)
+        self.events.submit(c)
 
 
 def recorded(prog) -> dict[int, list[tuple]]:
     by_cpu: dict[int, list[tuple]] = {}
-    for r in prog.calls.drain():
+    for r in prog.events.drain():
         by_cpu.setdefault(int(r["cpu"]), []).append(
             ((int(r["kind"]), int(r["addr"]), int(r["sector"]), int(r["cmd_flags"]), int(r["major"]),
               int(r["first_minor"]), int(r["data_len"])), int(r["ts"])))
@@ -98,45 +94,8 @@ def test_block_kprobe_lessons_agree_with_their_simulation_on_the_recorded_calls(
                "bio": lesson("biolatency").BioLatencyKprobes}
     keys = [(lessons["snoop"], ()), (lessons["lat"], ()), (lessons["bio"], (("factor", 1000), ("per_disk", False))),
             (lessons["bio"], (("factor", 1000), ("per_disk", True)))]
-    problems = []
-    for attempt in range(1, ATTEMPTS + 1):
-        first = load(RequestRecorder, attach=False)
-        progs = {key: load(key[0], attach=False, **dict(key[1])) for key in keys}
-        second = load(RequestRecorder, attach=False)
-        first.attach()
-        attaching = time.monotonic_ns()
-        for prog in progs.values():
-            prog.attach()
-        second.attach()
-        attached = time.monotonic_ns()
-        direct_io(scratch_disk)
-        time.sleep(0.05)
-        spans = detach_at_once(list(progs.values()))
-        detach_at_once([first, second])
-        assert first.calls.lost == second.calls.lost == 0
-        skipped = sum(recursion_misses(prog_fd(p, name)) for p in [first, second, *progs.values()]
-                      for name in {name for name, _ in type(p).probe_points()})
-        a, b = recorded(first), recorded(second)
-        # a kprobe runs its handlers newest first or oldest first: the two recordings bracket the
-        # lessons either way; the earlier one is the one whose clock reads come first
-        events, unmatched = max(matched(a, b), matched(b, a), key=lambda m: len(m[0]))
-        if skipped:
-            problems.append(f"run {attempt}: the kernel skipped a lesson or a recorder on {skipped} calls")
-            continue
-        if any(attaching - MARGIN_NS <= ts <= attached + MARGIN_NS for ts in unmatched):
-            problems.append(f"run {attempt}: an I/O came while the lessons were being attached")
-            continue
-        assert all(t1 <= t2 for _, t1, t2 in events), "the recorders' clock reads do not bracket the lessons'"
-        starts = sum(1 for (kind, *_), _, _ in events if kind == 0)
-        assert starts >= 3 * N_IO, f"only {starts} requests recorded for {3 * N_IO} direct I/Os"
-        seen = {key: candidates(events, spans[prog]) for key, prog in progs.items()}
-        if None in seen.values():
-            problems.append(f"run {attempt}: {MAX_CUTS} or more I/Os while the lessons were being detached")
-            continue
-        break
-    else:
-        pytest.fail("no run could be compared: " + "; ".join(problems))
-
+    progs, seen = run_compared(load, RequestRecorder, keys, lambda: direct_io(scratch_disk), recorded,
+                               either_order=True)      # a kprobe runs its handlers newest first or oldest first
     for key, prog in progs.items():
         ok = False
         for evs in seen[key]:

@@ -21,14 +21,11 @@ Uses pyprobe's pytest plugin: `load`, `simulate`.
 import itertools
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
 
-from block_agree import (ATTEMPTS, MARGIN_NS, MAX_CUTS, N_IO, allowed, candidates, counts, detach_at_once, direct_io,
-                         lesson, matched, replay)
-from prog_test_run import prog_fd, recursion_misses
+from block_agree import N_IO, allowed, counts, direct_io, lesson, replay, run_compared
 from pyprobe import Program, RingBuf, Struct, char, tracepoint, u32, u64
 from pyprobe.bpf import ktime_ns, smp_processor_id
 
@@ -198,44 +195,8 @@ def agreeing(lessons, key, prog, simulate, seen) -> tuple | None:
 
 def test_block_lessons_agree_with_their_simulation_on_the_recorded_events(load, simulate, direct_file):
     lessons = Lessons()
-    problems = []
-    for attempt in range(1, ATTEMPTS + 1):
-        before = load(BlockRecorder, attach=False)
-        progs = {(cls, tuple(p.items())): load(cls, attach=False, **p) for cls, p in lessons.programs()}
-        after = load(BlockRecorder, attach=False)
-        before.attach()
-        attaching = time.monotonic_ns()
-        for prog in progs.values():
-            prog.attach()
-        after.attach()
-        attached = time.monotonic_ns()
-        direct_io(direct_file)
-        time.sleep(0.05)                              # the last completions, from interrupts
-        spans = detach_at_once(list(progs.values()))
-        detach_at_once([before, after])
-        assert before.events.lost == after.events.lost == 0
-        events, unmatched = matched(recorded(before), recorded(after))
-        # the kernel skips a program on an event that comes while one runs on that CPU: a run where a
-        # lesson or a recorder skipped one cannot say what the lessons saw
-        skipped = sum(recursion_misses(prog_fd(p, name)) for p in [before, after, *progs.values()]
-                      for name in {name for name, _ in type(p).probe_points()})
-        if skipped:
-            problems.append(f"run {attempt}: the kernel skipped a lesson or a recorder on {skipped} events")
-            continue
-        if any(attaching - MARGIN_NS <= ts <= attached + MARGIN_NS for ts in unmatched):
-            problems.append(f"run {attempt}: an I/O came while the lessons were being attached")
-            continue
-        assert not any(attached < ts <= max(d1 for _, d1 in spans.values()) for ts in unmatched), \
-            "the recorders saw different events while both were attached"
-        completions = sum(1 for (kind, *_), _, _ in events if kind == 1)
-        assert completions >= 3 * N_IO, f"only {completions} completions recorded for {3 * N_IO} direct I/Os"
-        seen = {key: candidates(events, spans[prog]) for key, prog in progs.items()}
-        if None in seen.values():
-            problems.append(f"run {attempt}: {MAX_CUTS} or more I/Os while the lessons were being detached")
-            continue
-        break
-    else:
-        pytest.fail("no run could be compared: " + "; ".join(problems))
+    keys = [(cls, tuple(p.items())) for cls, p in lessons.programs()]
+    progs, seen = run_compared(load, BlockRecorder, keys, lambda: direct_io(direct_file), recorded)
 
     sims = {}
     for key, prog in progs.items():
