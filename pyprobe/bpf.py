@@ -21,58 +21,76 @@ from __future__ import annotations
 class KernelHelper:
     """A name that only means something inside a handler."""
 
-    def __init__(self, name: str, doc: str):
+    def __init__(self, name: str, signature: str, doc: str):
         self._pp_builtin = name
         self.__name__ = name
         self.__doc__ = doc
+        # What the translator and the simulation both read (dsl/helper_specs.py): the arguments
+        # (`ctx`, `: int`, or a word the helper checks itself) and the result's type.
+        self.signature = signature
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"pyprobe.bpf.{self.__name__}() runs only inside a BPF handler "
                         "(a method decorated with @kprobe, @tracepoint, @syscall, ...)")
 
     def __repr__(self) -> str:
-        return f"<kernel helper {self.__name__}>"
+        return f"<kernel helper {self.__name__}{self.signature}>"
 
 
-def _helper(name: str, doc: str) -> KernelHelper:
-    return KernelHelper(name, doc)
+def _helper(name: str, signature: str, doc: str) -> KernelHelper:
+    return KernelHelper(name, signature, doc)
 
 
-ktime_ns = _helper("ktime_ns", "Monotonic time in nanoseconds.")
-seq_write = _helper("seq_write", "In an @iterator handler: append a local's bytes to what prog.<handler>.read() gives.")
-seq_printf = _helper("seq_printf", "In an @iterator handler: append formatted text (trace_printk's conversions).")
-pid = _helper("pid", "Process id (the kernel's tgid), as ps shows it.")
-tgid = _helper("tgid", "Process id (thread group id).")
-tid = _helper("tid", "Thread id (the kernel's pid).")
-uid = _helper("uid", "Real user id of the current task.")
-gid = _helper("gid", "Real group id of the current task.")
-cgroup_id = _helper("cgroup_id", "The current task's cgroup v2 id (bpf_get_current_cgroup_id): the inode "
+ktime_ns = _helper("ktime_ns", "() -> u64", "Monotonic time in nanoseconds.")
+seq_write = _helper("seq_write", "(ctx, value: local) -> s64",
+                    "In an @iterator handler: append a local's bytes to what prog.<handler>.read() gives.")
+seq_printf = _helper("seq_printf", "(ctx, fmt: str, *args: any[12]) -> s64",
+                     "In an @iterator handler: append formatted text (trace_printk's conversions).")
+pid = _helper("pid", "() -> u32", "Process id (the kernel's tgid), as ps shows it.")
+tgid = _helper("tgid", "() -> u32", "Process id (thread group id).")
+tid = _helper("tid", "() -> u32", "Thread id (the kernel's pid).")
+uid = _helper("uid", "() -> u32", "Real user id of the current task.")
+gid = _helper("gid", "() -> u32", "Real group id of the current task.")
+cgroup_id = _helper("cgroup_id", "() -> u64",
+                    "The current task's cgroup v2 id (bpf_get_current_cgroup_id): the inode "
                     "number of its directory in the cgroup2 filesystem.")
-comm = _helper("comm", "Name of the current task: a char[16].")
-log2 = _helper("log2", "bcc's bpf_log2l(): the log2 histogram slot of a value.")
-trace_printk = _helper("trace_printk", "printf to the kernel's trace pipe.")
-smp_processor_id = _helper("smp_processor_id", "The CPU this handler runs on.")
-prandom = _helper("prandom", "A pseudo-random u32.")
-retval = _helper("retval", "The return value in a kretprobe or uretprobe: retval(ctx).")
-current_task = _helper("current_task", "The current task_struct; members read as CO-RE: current_task().real_parent.tgid.")
-probe_read = _helper("probe_read", "probe_read(dst, src): copy kernel memory into a buffer (bpf_probe_read_kernel).")
-probe_read_kernel = _helper("probe_read_kernel", "Copy kernel memory into a buffer.")
-probe_read_user = _helper("probe_read_user", "Copy user memory into a buffer.")
-probe_read_str = _helper("probe_read_str", "Copy a NUL-terminated kernel string into a char[N].")
-probe_read_kernel_str = _helper("probe_read_kernel_str", "Copy a NUL-terminated kernel string into a char[N].")
-probe_read_user_str = _helper("probe_read_user_str", "Copy a NUL-terminated user string into a char[N].")
-override_return = _helper("override_return", "override_return(ctx, rc): make the probed function return rc (kprobes only).")
-usdt_arg = _helper("usdt_arg", "usdt_arg(ctx, n): argument n (1-based) of a USDT probe, as an s64.")
-cast = _helper("cast", 'cast("struct sock *", x): an integer or pointer as a typed kernel pointer; cast(u32, x) truncates.')
-offsetof = _helper("offsetof", 'offsetof("struct sock", "__sk_common.skc_dport"): a member\'s offset in this kernel (CO-RE).')
-sizeof = _helper("sizeof", 'sizeof("struct sock") in this kernel (CO-RE), or of a pyprobe type or local.')
+comm = _helper("comm", "() -> char[16]", "Name of the current task: a char[16].")
+log2 = _helper("log2", "(v: int) -> u32", "bcc's bpf_log2l(): the log2 histogram slot of a value.")
+trace_printk = _helper("trace_printk", "(fmt: str, *args: any[7]) -> s64", "printf to the kernel's trace pipe.")
+smp_processor_id = _helper("smp_processor_id", "() -> u32", "The CPU this handler runs on.")
+prandom = _helper("prandom", "() -> u32", "A pseudo-random u32.")
+retval = _helper("retval", "(ctx) -> any", "The return value in a kretprobe or uretprobe: retval(ctx).")
+current_task = _helper("current_task", "() -> 'struct task_struct *'",
+                       "The current task_struct; members read as CO-RE: current_task().real_parent.tgid.")
+probe_read = _helper("probe_read", "(dst: buffer, src: address) -> s64",
+                     "probe_read(dst, src): copy kernel memory into a buffer (bpf_probe_read_kernel).")
+probe_read_kernel = _helper("probe_read_kernel", "(dst: buffer, src: address) -> s64",
+                            "Copy kernel memory into a buffer.")
+probe_read_user = _helper("probe_read_user", "(dst: buffer, src: address) -> s64", "Copy user memory into a buffer.")
+probe_read_str = _helper("probe_read_str", "(dst: buffer, src: address) -> s64",
+                         "Copy a NUL-terminated kernel string into a char[N].")
+probe_read_kernel_str = _helper("probe_read_kernel_str", "(dst: buffer, src: address) -> s64",
+                                "Copy a NUL-terminated kernel string into a char[N].")
+probe_read_user_str = _helper("probe_read_user_str", "(dst: buffer, src: address) -> s64",
+                              "Copy a NUL-terminated user string into a char[N].")
+override_return = _helper("override_return", "(ctx, rc: int) -> s64",
+                          "override_return(ctx, rc): make the probed function return rc (kprobes only).")
+usdt_arg = _helper("usdt_arg", "(ctx, n: const) -> s64",
+                   "usdt_arg(ctx, n): argument n (1-based) of a USDT probe, as an s64.")
+cast = _helper("cast", "(type: type, value: any) -> any",
+               'cast("struct sock *", x): an integer or pointer as a typed kernel pointer; cast(u32, x) truncates.')
+offsetof = _helper("offsetof", "(type: str, member: str) -> u64",
+                   'offsetof("struct sock", "__sk_common.skc_dport"): a member\'s offset in this kernel (CO-RE).')
+sizeof = _helper("sizeof", "(what: any) -> any",
+                 'sizeof("struct sock") in this kernel (CO-RE), or of a pyprobe type or local.')
 
 
 class ByteOrderHelper(KernelHelper):
     """ntohs and friends: a byte swap in a handler, and the same in plain Python."""
 
     def __init__(self, name: str, width: int):
-        super().__init__(name, f"{name}(x): swap the {8 * width}-bit value x between network and host order.")
+        super().__init__(name, f"(x: int) -> {'u16' if width == 2 else 'u32'}",
+                         f"{name}(x): swap the {8 * width}-bit value x between network and host order.")
         self._width = width
 
     def __call__(self, value: int) -> int:
@@ -86,10 +104,13 @@ class ByteOrderHelper(KernelHelper):
 
 ntohs, htons = ByteOrderHelper("ntohs", 2), ByteOrderHelper("htons", 2)
 ntohl, htonl = ByteOrderHelper("ntohl", 4), ByteOrderHelper("htonl", 4)
-clone_redirect = _helper("clone_redirect", "clone_redirect(ctx, ifindex, flags=0): send a copy of the packet out of "
+clone_redirect = _helper("clone_redirect", "(ctx, ifindex: int, flags: int = 0) -> s64",
+                         "clone_redirect(ctx, ifindex, flags=0): send a copy of the packet out of "
                          "ifindex (tc; BPF_F_INGRESS: into it); 0 or -errno.")
-redirect = _helper("redirect", "return redirect(ifindex, flags=0): send the packet out of ifindex (XDP, tc).")
-user_mode = _helper("user_mode", "user_mode(ctx): 1 if the probe interrupted user space (kprobe, uprobe, perf_event).")
+redirect = _helper("redirect", "(ifindex: int, flags: int = 0) -> s64",
+                   "return redirect(ifindex, flags=0): send the packet out of ifindex (XDP, tc).")
+user_mode = _helper("user_mode", "(ctx) -> s32",
+                    "user_mode(ctx): 1 if the probe interrupted user space (kprobe, uprobe, perf_event).")
 
 # XDP verdicts (enum xdp_action)
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4

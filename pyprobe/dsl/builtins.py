@@ -11,6 +11,7 @@ import ast
 from typing import TYPE_CHECKING, Callable
 
 from pyprobe.dsl.cbuilder import c_string
+from pyprobe.dsl.helper_specs import register_reads, registry
 
 from pyprobe.dsl.types import ArrayType, PointerType, StructType, char, s64, u32, u64
 from pyprobe.dsl.refusals import describe as _describe
@@ -23,18 +24,9 @@ HELPERS: dict[str, Callable] = {}
 MAP_METHODS: dict[str, Callable] = {}
 
 
-def helper(name: str, nargs: int | tuple[int, int] = 0):
-    lo, hi = (nargs, nargs) if isinstance(nargs, int) else nargs
-
-    def register(fn):
-        def checked(tr, node, args):
-            if not lo <= len(args) <= hi:
-                want = str(lo) if lo == hi else f"{lo} to {hi}"
-                tr.fail(node, f"{name}() takes {want} argument{'s' if hi != 1 else ''}, {len(args)} given")
-            return fn(tr, node, *args)
-        HELPERS[name] = checked
-        return fn
-    return register
+# @helper("name"): the translation of pyprobe.bpf's helper `name`, called with the arguments
+# its signature there describes (dsl/helper_specs.py checks them, and the result's type).
+helper = registry(HELPERS)
 
 
 def map_method(name: str):
@@ -44,45 +36,19 @@ def map_method(name: str):
     return register
 
 
-@helper("ktime_ns")
-def _ktime_ns(tr, node):
-    return Value("bpf_ktime_get_ns()", u64)
-
-
-@helper("pid")
-@helper("tgid")
-def _tgid(tr, node):
-    return Value("(__u32)(bpf_get_current_pid_tgid() >> 32)", u32)
-
-
-@helper("tid")
-def _tid(tr, node):
-    return Value("(__u32)bpf_get_current_pid_tgid()", u32)
-
-
-@helper("uid")
-def _uid(tr, node):
-    return Value("(__u32)bpf_get_current_uid_gid()", u32)
-
-
-@helper("gid")
-def _gid(tr, node):
-    return Value("(__u32)(bpf_get_current_uid_gid() >> 32)", u32)
-
-
-@helper("cgroup_id")
-def _cgroup_id(tr, node):
-    return Value("bpf_get_current_cgroup_id()", u64)
-
-
-@helper("smp_processor_id")
-def _cpu(tr, node):
-    return Value("bpf_get_smp_processor_id()", u32)
-
-
-@helper("prandom")
-def _prandom(tr, node):
-    return Value("bpf_get_prandom_u32()", u32)
+# Values of the current task, CPU or clock: a C expression each, of the type pyprobe.bpf gives.
+_READS = {
+    "ktime_ns": "bpf_ktime_get_ns()",
+    "pid": "(__u32)(bpf_get_current_pid_tgid() >> 32)",
+    "tgid": "(__u32)(bpf_get_current_pid_tgid() >> 32)",
+    "tid": "(__u32)bpf_get_current_pid_tgid()",
+    "uid": "(__u32)bpf_get_current_uid_gid()",
+    "gid": "(__u32)(bpf_get_current_uid_gid() >> 32)",
+    "cgroup_id": "bpf_get_current_cgroup_id()",
+    "smp_processor_id": "bpf_get_smp_processor_id()",
+    "prandom": "bpf_get_prandom_u32()",
+}
+register_reads(helper, _READS, Value)
 
 
 @helper("comm")
@@ -92,13 +58,13 @@ def _comm(tr, node):
     return Value(tmp, ArrayType(char, 16), lvalue=True)
 
 
-@helper("log2", 1)
+@helper("log2")
 def _log2(tr, node, v):
     v = tr.scalar(node.args[0], v)
     return Value(f"pp_log2l({v.code})", u32)
 
 
-@helper("retval", 1)
+@helper("retval")
 def _retval(tr, node, ctx):
     kind = tr.context.attach.kind if tr.context is not None else None
     if kind in ("fexit", "lsm", "fmod_ret"):
@@ -109,7 +75,7 @@ def _retval(tr, node, ctx):
     return Value(f"PT_REGS_RC({tr.context_param})", s64)
 
 
-@helper("usdt_arg", 2)
+@helper("usdt_arg")
 def _usdt_arg(tr, node, ctx, n):
     if tr.context is None or tr.context.attach.kind != "usdt":
         tr.fail(node, "usdt_arg(ctx, n) is only defined in a @usdt handler")
@@ -120,16 +86,15 @@ def _usdt_arg(tr, node, ctx, n):
     return Value(tmp, s64)
 
 
-def fstring_format(tr, node) -> tuple[str, list[str]]:
-    """An f-string as a printf format and its C arguments, specifiers chosen by type.
-
-    `{x}` prints in decimal by x's type (%u, %d, %llu, %lld), `{x:x}` in hex,
-    `{buf}` of a char[N] as %s, `{p:p}` as a pointer.
-    """
-    fmt, c_args = [], []
+def fstring_pieces(tr, node):
+    """A trace_printk f-string in order: text (a str, `%` escaped), or (value, conversion, what)
+    for each `{...}`, its conversion chosen by type. `{x}` prints in decimal by x's type (%u, %d,
+    %llu, %lld), `{x:x}` in hex, `{buf}` of a char[N] as %s, `{p:p}` as a pointer. What is "string",
+    "pointer", "char" or "integer" (read through `tr.scalar`); the translator and the simulation
+    each write the arguments."""
     for part in node.values:
         if isinstance(part, ast.Constant):
-            fmt.append(str(part.value).replace("%", "%%"))
+            yield str(part.value).replace("%", "%%")
             continue
         if part.conversion != -1:
             tr.fail(part, "conversions (!r, !s, !a) are not available in trace_printk f-strings")
@@ -139,32 +104,38 @@ def fstring_format(tr, node) -> tuple[str, list[str]]:
                 tr.fail(part.format_spec, "format specs must be constants such as :x or :p")
             spec = part.format_spec.values[0].value
         value = tr.expr(part.value)
+        vtype = getattr(value, "type", None)
         if isinstance(value, StringLit):
-            fmt.append(value.text.replace("%", "%%"))
+            yield value.text.replace("%", "%%")
+        elif isinstance(vtype, ArrayType):
+            yield value, "%s", "string"
+        elif spec == "p" or isinstance(vtype, PointerType):
+            yield value, "%llx" if spec == "x" else "%p", "pointer"
+        else:
+            v = tr.scalar(part.value, value)
+            if spec not in ("", "d", "x", "u", "c"):
+                tr.fail(part.format_spec, f"format spec :{spec} is not available (use :x, :d, :u, :c or :p)")
+            if spec == "c":
+                yield v, "%c", "char"
+                continue
+            letter = "x" if spec == "x" else ("u" if spec == "u" or not v.scalar.signed else "d")
+            yield v, ("%ll" if v.scalar.size == 8 else "%") + letter, "integer"
+
+
+def fstring_format(tr, node) -> tuple[str, list[str]]:
+    """An f-string as a printf format and its C arguments."""
+    fmt, c_args = [], []
+    for piece in fstring_pieces(tr, node):
+        if isinstance(piece, str):
+            fmt.append(piece)
             continue
-        if isinstance(value, Value) and isinstance(value.type, ArrayType):
-            fmt.append("%s")
-            c_args.append(value.code)
-            continue
-        if spec == "p" or (isinstance(value, Value) and isinstance(value.type, PointerType)):
-            fmt.append("%llx" if spec == "x" else "%p")
-            c_args.append(f"(void *)({value.code})")
-            continue
-        v = tr.scalar(part.value, value)
-        t = v.scalar
-        if spec not in ("", "d", "x", "u", "c"):
-            tr.fail(part.format_spec, f"format spec :{spec} is not available (use :x, :d, :u, :c or :p)")
-        if spec == "c":
-            fmt.append("%c")
-            c_args.append(f"(char)({v.code})")
-            continue
-        letter = "x" if spec == "x" else ("u" if spec == "u" or not t.signed else "d")
-        fmt.append(("%ll" if t.size == 8 else "%") + letter)
-        c_args.append(v.code)
+        value, conversion, what = piece
+        fmt.append(conversion)
+        c_args.append({"pointer": f"(void *)({value.code})", "char": f"(char)({value.code})"}.get(what, value.code))
     return "".join(fmt), c_args
 
 
-@helper("trace_printk", (1, 8))
+@helper("trace_printk")
 def _trace_printk(tr, node, fmt, *args):
     if isinstance(node.args[0], ast.JoinedStr):
         if args:
@@ -403,10 +374,10 @@ for _name, _c, _str in (("probe_read", "bpf_probe_read_kernel", False),
                         ("probe_read_str", "bpf_probe_read_kernel_str", True),
                         ("probe_read_kernel_str", "bpf_probe_read_kernel_str", True),
                         ("probe_read_user_str", "bpf_probe_read_user_str", True)):
-    helper(_name, 2)(_probe_read(_c, _str))
+    helper(_name)(_probe_read(_c, _str))
 
 
-@helper("override_return", 2)
+@helper("override_return")
 def _override_return(tr, node, ctx, rc):
     kind = tr.context.attach.kind if tr.context is not None else None
     if kind != "kprobe":

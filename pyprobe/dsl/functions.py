@@ -83,12 +83,11 @@ def call(tr, node, func, args, method: bool = False) -> Value | Nullable:
     return Value(f"{c_name}({', '.join(c_args)})", ret)
 
 
-def translate_helper(program, tr, node, func, key, values, c_name: str):
-    """C text and return type of `func` specialised for these argument kinds."""
+def parameters(tr, node, func, method: bool, n_args: int):
+    """(file, AST, label, parameter names after self) of a function a handler calls with n_args
+    arguments; the translator and the simulation refuse the same signatures with these words."""
     from pyprobe.dsl.capture import function_ast
-    from pyprobe.dsl.translate import HandlerTranslator
 
-    method, _ = key
     filename, fdef = function_ast(func)
     a = fdef.args
     name = f"self.{func.__name__}" if method else func.__name__
@@ -99,8 +98,17 @@ def translate_helper(program, tr, node, func, key, values, c_name: str):
         if not names or names[0] != "self":
             tr.fail(node, f"{name}() is called as a method: its first parameter must be self")
         names = names[1:]
-    if len(names) != len(values):
-        tr.fail(node, f"{name}() takes {len(names)} arguments, {len(values)} given")
+    if len(names) != n_args:
+        tr.fail(node, f"{name}() takes {len(names)} arguments, {n_args} given")
+    return filename, fdef, name, names
+
+
+def translate_helper(program, tr, node, func, key, values, c_name: str):
+    """C text and return type of `func` specialised for these argument kinds."""
+    from pyprobe.dsl.translate import HandlerTranslator
+
+    method, _ = key
+    filename, fdef, name, names = parameters(tr, node, func, method, len(values))
     helper = HandlerTranslator(program, func, fdef, filename, None, c_name)
     helper.is_helper = True
     if method:

@@ -15,7 +15,7 @@ def _seq(tr, node, ctx, call: str) -> str:
     return f"{tr.context_param}->meta->seq"
 
 
-@helper("seq_write", 2)
+@helper("seq_write")
 def _seq_write(tr, node, ctx, value):
     """bpf_seq_write: append a local's bytes (a Struct, an integer, a char[N]) to what the iterator's
     reader gets."""
@@ -28,10 +28,7 @@ def _seq_write(tr, node, ctx, value):
     return Value(f"bpf_seq_write({seq}, &{value.code}, sizeof({value.code}))", s64)
 
 
-SEQ_PRINTF_ARGS = 12          # the kernel's MAX_BPRINTF_VARARGS
-
-
-@helper("seq_printf", (2, 2 + SEQ_PRINTF_ARGS))
+@helper("seq_printf")                   # up to 12 arguments: the kernel's MAX_BPRINTF_VARARGS
 def _seq_printf(tr, node, ctx, fmt, *args):
     """bpf_seq_printf (bcc's BPF_SEQ_PRINTF): append formatted text, with trace_printk's conversions
     (%d %u %x with l/ll, %c, %s of a char[N] or string pointer, %p), up to 12 arguments."""

@@ -206,7 +206,7 @@ def _current_task(tr, node):
     return current_task(tr)
 
 
-@helper("cast", 2)
+@helper("cast")
 def _cast(tr, node, t, value):
     from pyprobe.dsl import kernel_data
     from pyprobe.dsl.values import PyObject
@@ -222,7 +222,7 @@ def _cast(tr, node, t, value):
     tr.fail(node.args[0], 'cast(type, value) takes a kernel pointer type ("struct sock *") or an integer type')
 
 
-@helper("offsetof", 2)
+@helper("offsetof")
 def _offsetof(tr, node, t, field):
     from pyprobe.dsl import kernel_data
 
@@ -231,7 +231,7 @@ def _offsetof(tr, node, t, field):
     return kernel_data.offsetof(tr, node, t.text, field.text)
 
 
-@helper("sizeof", 1)
+@helper("sizeof")
 def _sizeof(tr, node, t):
     from pyprobe.dsl import kernel_data
     from pyprobe.dsl.types import as_ctype

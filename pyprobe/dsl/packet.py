@@ -306,4 +306,4 @@ def _swap(width: int):
 
 
 for _name, _width in (("ntohs", 2), ("htons", 2), ("ntohl", 4), ("htonl", 4)):
-    registry.helper(_name, 1)(_swap(_width))
+    registry.helper(_name)(_swap(_width))

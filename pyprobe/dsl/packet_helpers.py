@@ -22,7 +22,7 @@ def _flags(tr, node, flags) -> str:
     return "0" if flags is None else tr.scalar(node.args[-1], flags).code      # flags is the last argument
 
 
-@helper("clone_redirect", (2, 3))
+@helper("clone_redirect")
 def _clone_redirect(tr, node, ctx, ifindex, flags=None):
     """Send a copy of the packet out of `ifindex` (into it with BPF_F_INGRESS); 0 or -errno.
     The original goes on with the handler's verdict."""
@@ -33,7 +33,7 @@ def _clone_redirect(tr, node, ctx, ifindex, flags=None):
                  f"{_flags(tr, node, flags)})", s64)
 
 
-@helper("redirect", (1, 2))
+@helper("redirect")
 def _redirect(tr, node, ifindex, flags=None):
     """The verdict that sends the packet out of `ifindex` (TC_ACT_REDIRECT or XDP_REDIRECT):
     `return redirect(ifindex)`."""

@@ -41,7 +41,7 @@ def user_mode(regs: str) -> Value:
 from pyprobe.dsl.builtins import helper  # noqa: E402  (registered here, next to what it reads)
 
 
-@helper("user_mode", 1)
+@helper("user_mode")
 def _user_mode(tr, node, ctx):
     from pyprobe.dsl.registers import user_mode
 

@@ -5,10 +5,9 @@ int, `%lld` all 64; `%s` prints a char[N] up to its NUL.
 """
 from __future__ import annotations
 
-import ast
 import re
 
-from pyprobe.dsl.types import ArrayType, PointerType, s64
+from pyprobe.dsl.types import ArrayType, s64
 from pyprobe.dsl.values import StringLit
 from pyprobe.sim.svalues import SV
 
@@ -55,35 +54,16 @@ def printk(tr, text: str, args) -> SV:
 
 
 def fstring_printk(tr, node) -> SV:
-    """An f-string: specifiers chosen by type, as dsl/builtins.fstring_format does."""
+    """An f-string: the translator's pieces (dsl/builtins.fstring_pieces), as Python values."""
+    from pyprobe.dsl.builtins import fstring_pieces
+
     fmt, codes = [], []
-    for part in node.values:
-        if isinstance(part, ast.Constant):
-            fmt.append(str(part.value).replace("%", "%%"))
+    for piece in fstring_pieces(tr, node):
+        if isinstance(piece, str):
+            fmt.append(piece)
             continue
-        spec = ""
-        if part.format_spec is not None:
-            spec = part.format_spec.values[0].value if part.format_spec.values else ""
-        value = tr.expr(part.value)
-        if isinstance(value, StringLit):
-            fmt.append(value.text.replace("%", "%%"))
-            continue
-        if isinstance(value, SV) and isinstance(value.type, ArrayType):
-            fmt.append("%s")
-            codes.append(value.bytes_code())
-            continue
-        if spec == "p" or (isinstance(value, SV) and isinstance(value.type, PointerType)):
-            fmt.append("%llx" if spec == "x" else "%p")
-            codes.append(tr.scalar(part.value, value).code)
-            continue
-        v = tr.scalar(part.value, value)
-        t = v.scalar
-        if spec == "c":
-            fmt.append("%c")
-            codes.append(v.code)
-            continue
-        letter = "x" if spec == "x" else ("u" if spec == "u" or not t.signed else "d")
-        fmt.append(("%ll" if t.size == 8 else "%") + letter)
-        codes.append(v.code)
+        value, conversion, what = piece
+        fmt.append(conversion)
+        codes.append(value.bytes_code() if what == "string" else tr.scalar(node, value).code)
     tail = "".join(c + ", " for c in codes)
     return SV(f"S.printk({''.join(fmt)!r}, ({tail}))", s64)

@@ -10,6 +10,7 @@ import ast
 
 from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, Scalar, StructType, char, s32, s64, u16, u32, \
     u64
+from pyprobe.dsl.helper_specs import register_reads, registry
 from pyprobe.dsl.values import MapRef, StringLit
 from pyprobe.sim.svalues import SKernel, SNullable, SV
 
@@ -17,18 +18,9 @@ HELPERS: dict = {}
 MAP_METHODS: dict = {}
 
 
-def helper(name: str, nargs=0):
-    lo, hi = (nargs, nargs) if isinstance(nargs, int) else nargs
-
-    def register(fn):
-        def checked(tr, node, args):
-            if not lo <= len(args) <= hi:
-                want = str(lo) if lo == hi else f"{lo} to {hi}"
-                tr.fail(node, f"{name}() takes {want} argument{'s' if hi != 1 else ''}, {len(args)} given")
-            return fn(tr, node, *args)
-        HELPERS[name] = checked
-        return fn
-    return register
+# @helper("name"): the simulation of pyprobe.bpf's helper `name`, checked against the same
+# description as the translator's (dsl/helper_specs.py).
+helper = registry(HELPERS)
 
 
 def map_method(*names):
@@ -40,45 +32,10 @@ def map_method(*names):
 
 
 # ---- helpers: values the test sets ------------------------------------------
-@helper("ktime_ns")
-def _ktime_ns(tr, node):
-    return SV("S.ktime_ns", u64)
-
-
-@helper("pid")
-@helper("tgid")
-def _tgid(tr, node):
-    return SV("S.tgid", u32)
-
-
-@helper("tid")
-def _tid(tr, node):
-    return SV("S.tid", u32)
-
-
-@helper("uid")
-def _uid(tr, node):
-    return SV("S.uid", u32)
-
-
-@helper("gid")
-def _gid(tr, node):
-    return SV("S.gid", u32)
-
-
-@helper("cgroup_id")
-def _cgroup_id(tr, node):
-    return SV("S.cgroup_id", u64)
-
-
-@helper("smp_processor_id")
-def _cpu(tr, node):
-    return SV("S.cpu", u32)
-
-
-@helper("prandom")
-def _prandom(tr, node):
-    return SV("S.prandom()", u32)
+# The translator's _READS: each value from the state the test sets, of the type pyprobe.bpf gives.
+_READS = {"ktime_ns": "S.ktime_ns", "pid": "S.tgid", "tgid": "S.tgid", "tid": "S.tid", "uid": "S.uid",
+          "gid": "S.gid", "cgroup_id": "S.cgroup_id", "smp_processor_id": "S.cpu", "prandom": "S.prandom()"}
+register_reads(helper, _READS, SV)
 
 
 @helper("comm")
@@ -96,20 +53,20 @@ def _byte_swap(name: str, ctype):
 
             return const_value(int.from_bytes(v.const.to_bytes(ctype.size, "little"), "big"))
         return SV(f"_bswap({v.code}, {ctype.size})", ctype)
-    helper(name, 1)(swap)
+    helper(name)(swap)
 
 
 for _name, _ctype in (("ntohs", u16), ("htons", u16), ("ntohl", u32), ("htonl", u32)):
     _byte_swap(_name, _ctype)
 
 
-@helper("log2", 1)
+@helper("log2")
 def _log2(tr, node, v):
     v = tr.convert(tr.scalar(node.args[0], v), u64)
     return SV(f"_log2l({v.code})", u32)
 
 
-@helper("retval", 1)
+@helper("retval")
 def _retval(tr, node, ctx):
     if tr.context is None or not tr.context.has_return:
         tr.fail(node, "retval(ctx) is only defined in a kretprobe, uretprobe or fexit",
@@ -117,7 +74,7 @@ def _retval(tr, node, ctx):
     return SV("ctx['retval']", tr.context.return_type)
 
 
-@helper("usdt_arg", 2)
+@helper("usdt_arg")
 def _usdt_arg(tr, node, ctx, n):
     if tr.context is None or tr.context.kind != "usdt":
         tr.fail(node, "usdt_arg(ctx, n) is only defined in a @usdt handler")
@@ -133,7 +90,7 @@ def _current_task(tr, node):
     return SKernel(f"_task({tr.lineno})", "struct task_struct", task_struct_id(), "current_task()")
 
 
-@helper("trace_printk", (1, 8))
+@helper("trace_printk")
 def _trace_printk(tr, node, fmt, *args):
     from pyprobe.sim.printk import fstring_printk, printk
 
@@ -162,7 +119,7 @@ def _probe_read(user: bool, string: bool):
 for _name, _user, _str in (("probe_read", False, False), ("probe_read_kernel", False, False),
                            ("probe_read_user", True, False), ("probe_read_str", False, True),
                            ("probe_read_kernel_str", False, True), ("probe_read_user_str", True, True)):
-    helper(_name, 2)(_probe_read(_user, _str))
+    helper(_name)(_probe_read(_user, _str))
 
 
 # ---- maps -------------------------------------------------------------------

@@ -12,19 +12,12 @@ from __future__ import annotations
 
 import ast
 
+from pyprobe.dsl.functions import Method  # noqa: F401  (self.<method>: the translator's, re-exported)
 from pyprobe.dsl.types import ArrayType, PointerType, StructType, s64
 from pyprobe.dsl.values import ContextRef, MapRef, PyObject, StringLit
 from pyprobe.sim.svalues import SKernel, SNullable, SV
 
 RETURN_SLOT = "_ret"
-
-
-class Method:
-    """`self.<name>` naming a plain method of the Program: called with self bound."""
-
-    def __init__(self, func, name: str):
-        self.func = func
-        self.name = name
 
 
 class KernelReturn:
@@ -87,22 +80,11 @@ def call(tr, node, func, args, method: bool = False):
 
 def compile_helper(program, tr, node, func, key, values, name: str):
     """Python source and return type of `func` specialised for these argument kinds."""
-    from pyprobe.dsl.capture import function_ast
+    from pyprobe.dsl.functions import parameters
     from pyprobe.sim.compiler import HandlerCompiler
 
     method, _ = key
-    filename, fdef = function_ast(func)
-    a = fdef.args
-    label = f"self.{func.__name__}" if method else func.__name__
-    if a.vararg or a.kwarg or a.kwonlyargs or a.defaults:
-        tr.fail(node, f"{label}() must take plain positional parameters to be called from a handler")
-    names = [arg.arg for arg in a.args]
-    if method:
-        if not names or names[0] != "self":
-            tr.fail(node, f"{label}() is called as a method: its first parameter must be self")
-        names = names[1:]
-    if len(names) != len(values):
-        tr.fail(node, f"{label}() takes {len(names)} arguments, {len(values)} given")
+    filename, fdef, label, names = parameters(tr, node, func, method, len(values))
     helper = HandlerCompiler(program, func, fdef, filename, None, name)
     helper.is_helper = True
     if method:
