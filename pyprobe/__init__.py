@@ -38,7 +38,7 @@ from pyprobe.version import __version__
 __all__ = [
     "Program", "Param", "Array", "Hash", "Histogram", "StackTrace", "RingBuf", "PerfBuf", "PerCpuHash",
     "PerCpuArray", "LruHash", "LruPerCpuHash", "Queue", "Stack", "ArrayOfMaps", "HashOfMaps", "LpmTrie", "ProgArray", "tail_call", "PerfEventArray",
-    "DevMap", "CpuMap", "CgroupArray", "CgroupStorage", "PerCpuCgroupStorage", "SkStorage", "InodeStorage", "TaskStorage", "ksym", "ksyms", "ksymname", "usym", "usyms", "usymname", "open_pinned", "unpin", "Struct",
+    "DevMap", "CpuMap", "CgroupArray", "CgroupStorage", "PerCpuCgroupStorage", "SkStorage", "InodeStorage", "TaskStorage", "ksym", "ksyms", "ksymname", "usym", "usyms", "usymname", "usdt_probes", "open_pinned", "unpin", "Struct",
     "tracepoint", "raw_tracepoint", "syscall", "syscall_return", "ksyscall", "kretsyscall", "kprobe", "kretprobe",
     "uprobe", "uretprobe",
     "perf_event", "usdt", "tp_btf", "fentry", "fexit", "lsm", "fmod_ret", "xdp", "first_of", "tc_ingress", "tc_egress", "socket_filter",
@@ -59,6 +59,10 @@ def __getattr__(name):
         from pyprobe.dsl.iterators import iterator
 
         return iterator
+    if name == "usdt_probes":
+        from pyprobe.backend.usdt import usdt_probes
+
+        return usdt_probes
     if name in ("open_pinned", "unpin"):       # they load libbpf
         from pyprobe.runtime import pinning
 

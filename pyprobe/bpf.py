@@ -77,6 +77,9 @@ override_return = _helper("override_return", "(ctx, rc: int) -> s64",
                           "override_return(ctx, rc): make the probed function return rc (kprobes only).")
 usdt_arg = _helper("usdt_arg", "(ctx, n: const) -> s64",
                    "usdt_arg(ctx, n): argument n (1-based) of a USDT probe, as an s64.")
+usdt_cookie = _helper("usdt_cookie", "(ctx) -> u64",
+                      "usdt_cookie(ctx): the cookie the USDT probe that fired was attached with "
+                      "(usdt(..., cookie=N)), else 0.")
 cast = _helper("cast", "(type: type, value: any) -> any",
                'cast("struct sock *", x): an integer or pointer as a typed kernel pointer; cast(u32, x) truncates.')
 offsetof = _helper("offsetof", "(type: str, member: str) -> u64",

@@ -177,11 +177,22 @@ def _refuse_evex(probe, path: str, offset: int | None) -> None:
 
 
 def _usdt(prog, probe):
-    binary, provider, name = probe.target
     if not _has("uprobes"):
         raise UnsupportedProbe("USDT probes need uprobes, which this kernel lacks (CONFIG_UPROBE_EVENTS)")
-    link = lib.bpf_program__attach_usdt(prog, probe.options.get("pid", -1), binary.encode(), provider.encode(),
-                                        name.encode(), ffi.NULL)
+    pid = probe.options.get("pid", -1)
+    if len(probe.target) == 2:            # as given (attach_to): usdt(binary or pid, "provider:name" or "name")
+        from pyprobe.backend import usdt
+
+        binary = resolve_binary(probe.target[0], pid)
+        provider, name = usdt.resolve(binary, probe.target[1])
+    else:
+        binary, provider, name = probe.target
+    opts = ffi.NULL
+    if probe.options.get("cookie") is not None:      # what usdt_cookie(ctx) gives the handler here
+        opts = ffi.new("struct bpf_usdt_opts *")
+        opts.sz = ffi.sizeof("struct bpf_usdt_opts")
+        opts.usdt_cookie = probe.options["cookie"]
+    link = lib.bpf_program__attach_usdt(prog, pid, binary.encode(), provider.encode(), name.encode(), opts)
     return [check_ptr(link, f"attach usdt {binary}:{provider}:{name}")]
 
 

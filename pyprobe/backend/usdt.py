@@ -28,6 +28,14 @@ def probes(path: str) -> tuple[tuple[str, str], ...]:
     return _notes(path, os.stat(path).st_mtime_ns)
 
 
+def usdt_probes(binary: str, pid: int = -1) -> list[tuple[str, str]]:
+    """(provider, name) of each USDT probe of a binary or library ("c", a path; with a pid, as
+    that process sees it), sorted, once each (a probe may have several sites)."""
+    from pyprobe.backend.attach import resolve_binary
+
+    return sorted(set(probes(resolve_binary(binary, pid))))
+
+
 def resolve(binary: str, probe: str) -> tuple[str, str]:
     """(provider, name) for 'provider:name' or a bare 'name' present in the binary."""
     provider, _, name = probe.rpartition(":")

@@ -86,6 +86,13 @@ def _usdt_arg(tr, node, ctx, n):
     return Value(tmp, s64)
 
 
+@helper("usdt_cookie", 1)
+def _usdt_cookie(tr, node, ctx):
+    if tr.context is None or tr.context.attach.kind != "usdt":
+        tr.fail(node, "usdt_cookie(ctx) is only defined in a @usdt handler")
+    return Value(f"bpf_usdt_cookie({tr.context_param})", u64)
+
+
 def fstring_pieces(tr, node):
     """A trace_printk f-string in order: text (a str, `%` escaped), or (value, conversion, what)
     for each `{...}`, its conversion chosen by type. `{x}` prints in decimal by x's type (%u, %d,

@@ -300,8 +300,10 @@ class UsdtContext(Context):
     needs_tracing_h = True
     needs_usdt_h = True
 
-    def __init__(self, binary: str, provider: str, name: str, probe: Probe):
-        self.attach = Probe("usdt", (binary, provider, name), probe.options)
+    def __init__(self, binary: str, provider: str | None, name: str, probe: Probe):
+        # provider None: not resolved here; attaching resolves (binary, "provider:name") itself
+        target = (binary, name) if provider is None else (binary, provider, name)
+        self.attach = Probe("usdt", target, probe.options)
         self.section = "usdt"
         self.c_param_type = "struct pt_regs *"
 

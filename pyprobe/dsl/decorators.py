@@ -204,15 +204,22 @@ def perf_event(event: str = "cpu-clock", freq: int | None = None, period: int | 
     return _decorator(Probe("perf_event", (event,), {"freq": freq, "period": period, "cpu": cpu, "pid": pid}))
 
 
-def usdt(binary_or_pid, probe: str, pid: int = -1):
+def usdt(binary_or_pid, probe: str, pid: int = -1, cookie: int | None = None):
     """A USDT probe: `@usdt("/usr/bin/python3.11", "python:function__entry")`, or a pid.
 
     `probe` is 'provider:name' or a name the binary has once; `usdt_arg(ctx, n)`
-    reads argument n (1-based, as bcc's bpf_usdt_readarg).
+    reads argument n (1-based, as bcc's bpf_usdt_readarg). `cookie`: a u64 the handler
+    reads with `usdt_cookie(ctx)` when it fires here, so a handler given several probes
+    with attach_to tells them apart (libbpf's usdt_cookie).
     """
     if isinstance(binary_or_pid, int):
         pid, binary_or_pid = binary_or_pid, f"/proc/{binary_or_pid}/exe"
-    return _decorator(Probe("usdt", (binary_or_pid, probe), {"pid": pid}))
+    options: dict = {"pid": pid}
+    if cookie is not None:
+        if isinstance(cookie, bool) or not isinstance(cookie, int) or not 0 <= cookie < 1 << 64:
+            raise ValueError(f"usdt(): cookie is a u64, not {cookie!r}")
+        options["cookie"] = cookie
+    return _decorator(Probe("usdt", (binary_or_pid, probe), options))
 
 
 def tp_btf(name: str):

@@ -82,8 +82,11 @@ def context_for(probe: Probe, loc: Location) -> Context:
         try:
             binary = resolve_binary(target[0], probe.options.get("pid", -1))
             provider, name = usdt.resolve(binary, target[1])
-        except PyprobeError as e:
-            raise TranslationError(str(e), loc) from None
+        except PyprobeError:
+            # the program does not depend on the point (section "usdt"), as a uprobe's: attaching
+            # resolves it again and says what is missing; a tool's stand-in point, always moved
+            # with attach_to, may name a binary this machine lacks
+            return UsdtContext(target[0], None, target[1], probe)
         return UsdtContext(binary, provider, name, probe)
     if kind in NET_KINDS:
         return net_context(probe)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import time
 
 import pyprobe
-from pyprobe import Hash, Param, Program, Struct, UnsupportedProbe, kprobe, tracepoint, u32, u64, uprobe
-from pyprobe.bpf import smp_processor_id, tgid
+from pyprobe import Hash, Param, Program, Struct, UnsupportedProbe, kprobe, tracepoint, u32, u64, uprobe, usdt
+from pyprobe.bpf import smp_processor_id, tgid, usdt_cookie
 from pyprobe.tools import common, probespec
 
 EXAMPLES = """examples:
@@ -30,6 +30,7 @@ EXAMPLES = """examples:
     pyprobe funccount 't:sched:sched_process_*'   # each of these tracepoints
     pyprobe funccount -p 185 c:malloc     # count malloc calls in libc for PID 185
     pyprobe funccount 'c:str*'            # count libc functions starting with "str"
+    pyprobe funccount -p 185 'u:node:gc*' # count all GC USDT probes in node, PID 185
     pyprobe funccount -D 'c:str*'         # print the BPF program first
 """
 
@@ -88,8 +89,32 @@ class TracepointCount(Program):
         hit.pid = tgid()
 
 
+class UsdtCount(Program):
+    """The counter on USDT probes given with attach_to (bcc's u:LIB:PROBE), each attached with its
+    index as cookie (`usdt(..., cookie=i)`): a probe counts under it, whichever of its sites fired.
+    The decorator's point is a stand-in: the program is the same for every USDT probe."""
+
+    target_pid = Param(u32)
+    target_cpu = Param(u32, default=ANY_CPU)     # -c
+    counts = Hash(u64, Hit, max_entries=10240)
+
+    @usdt("pyprobe-usdt-stand-in", "always_moved")
+    def on_probe(self, ctx):
+        if self.target_pid and tgid() != self.target_pid:
+            return
+        if self.target_cpu != ANY_CPU and smp_processor_id() != self.target_cpu:
+            return
+        hit = self.counts.lookup_or_init(usdt_cookie(ctx), Hit())
+        if hit is None:
+            return
+        hit.count += 1
+        hit.pid = tgid()
+
+
 def open_counter(spec: probespec.Spec, pid: int = 0, cpu: int | None = None) -> Program:
     target_cpu = ANY_CPU if cpu is None else cpu
+    if spec.kind == "usdt":
+        return UsdtCount(attach_to={"on_probe": spec.usdt_probes(pid)}, target_pid=pid, target_cpu=target_cpu)
     if spec.kind == "tracepoint":
         return TracepointCount(attach_to={"on_event": spec.tracepoint_probes()}, target_pid=pid, target_cpu=target_cpu)
     if spec.kind == "kprobe" and not common.has_kprobes():
@@ -100,8 +125,8 @@ def open_counter(spec: probespec.Spec, pid: int = 0, cpu: int | None = None) -> 
 
 
 def counted(prog, spec: probespec.Spec | None = None):
-    """The counts as numpy records: func (its name: CATEGORY:NAME for a tracepoint, as bcc), addr
-    (a tracepoint's event id), count."""
+    """The counts as numpy records: func (its name: CATEGORY:NAME for a tracepoint, a USDT probe's
+    name, as bcc), addr (a tracepoint's event id, a USDT probe's index), count."""
     import numpy as np
 
     keys, values = prog.counts.to_numpy()
@@ -111,6 +136,8 @@ def counted(prog, spec: probespec.Spec | None = None):
     for ip, hit in zip(keys.tolist(), values):
         if spec is not None and spec.kind == "tracepoint":
             name = names.get(ip, f"[event {ip}]")
+        elif spec is not None and spec.kind == "usdt":      # the key is the probe's cookie: its index
+            name = spec.usdt_points()[ip][1]
         elif spec is not None and spec.kind == "kprobe":
             name = pyprobe.ksym(ip)
         else:

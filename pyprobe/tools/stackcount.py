@@ -17,7 +17,7 @@ import time
 
 import pyprobe
 from pyprobe import Hash, Param, Program, StackTrace, Struct, UnsupportedProbe, bool_, char, kprobe, s64, tracepoint, \
-    u32, u64, uprobe
+    u32, u64, uprobe, usdt
 from pyprobe.bpf import BPF_F_USER_STACK, comm, smp_processor_id, tgid
 from pyprobe.tools import common, probespec, stacks
 
@@ -34,6 +34,7 @@ EXAMPLES = """examples:
     pyprobe stackcount t:sched:sched_fork  # count stacks for sched_fork tracepoint
     pyprobe stackcount 't:sched:sched_process_*'   # stacks of several tracepoints, counted together
     pyprobe stackcount -P t:syscalls:sys_enter_getppid   # and by process
+    pyprobe stackcount -p 185 'u:node:gc*' # stacks of node's GC USDT probes, PID 185
 """
 
 
@@ -81,6 +82,13 @@ class KernelStackCount(StackCount):
     on_event = kprobe("vfs_read")(StackCount.on_event.func)
 
 
+class UsdtStackCount(StackCount):
+    """The same counter on USDT probes given with attach_to (bcc's u:LIB:PROBE); the decorator's
+    point is a stand-in: the program is the same for every USDT probe."""
+
+    on_event = usdt("pyprobe-usdt-stand-in", "always_moved")(StackCount.on_event.func)
+
+
 class TracepointStackCount(StackCount):
     """The same counter on a tracepoint given with attach_to (the handler reads no field, so it
     suits every tracepoint; it is translated for the one chosen when the Program is made)."""
@@ -89,6 +97,8 @@ class TracepointStackCount(StackCount):
 
 
 def open_counter(spec: probespec.Spec, pid: int = 0, **params) -> Program:
+    if spec.kind == "usdt":
+        return UsdtStackCount(target_pid=pid, attach_to={"on_event": spec.usdt_probes(pid)}, **params)
     if spec.kind == "tracepoint":           # a glob: one program per tracepoint, one count of stacks
         return TracepointStackCount(target_pid=pid, attach_to={"on_event": spec.tracepoint_probes()}, **params)
     if spec.kind == "kprobe" and not common.has_kprobes():

@@ -175,3 +175,23 @@ def test_override_return_is_refused_outside_kprobes(tmp_path):
     spec.loader.exec_module(module)
     with pytest.raises(TranslationError, match=r"override_return\(\) only works in a @kprobe handler"):
         module.P.translate()
+
+
+def test_usdt_cookie_is_refused_outside_usdt_handlers(tmp_path):
+    path, module = _load(tmp_path, "from_here = 1", "cookie")
+    src = path.read_text().replace("from pyprobe.bpf import", "from pyprobe.bpf import usdt_cookie,")
+    src = src.replace("from_here = 1", "y = usdt_cookie(ctx)")
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("cookie2", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(TranslationError, match=r"usdt_cookie\(ctx\) is only defined in a @usdt handler"):
+        module.P.translate()
+
+
+def test_usdt_cookie_must_be_a_u64():
+    from pyprobe import usdt
+
+    for bad in (-1, 1 << 64, "1", True):
+        with pytest.raises(ValueError, match="cookie is a u64"):
+            usdt("/bin/true", "p:n", cookie=bad)
