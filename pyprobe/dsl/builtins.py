@@ -86,7 +86,7 @@ def _usdt_arg(tr, node, ctx, n):
     return Value(tmp, s64)
 
 
-@helper("usdt_cookie", 1)
+@helper("usdt_cookie")
 def _usdt_cookie(tr, node, ctx):
     if tr.context is None or tr.context.attach.kind != "usdt":
         tr.fail(node, "usdt_cookie(ctx) is only defined in a @usdt handler")
