@@ -20,8 +20,6 @@ Handlers are Python with C semantics, translated to BPF C, compiled with clang
 from pyprobe.dsl.decorators import (fentry, fexit, first_of, fmod_ret, kprobe, kretprobe, kretsyscall, ksyscall,
                                     lsm, perf_event, raw_tracepoint, syscall, syscall_return, tail_call, tp_btf, tracepoint, uprobe,
                                     uretprobe, usdt, xdp)
-from pyprobe.dsl.net_probes import (cgroup_egress, cgroup_ingress, cgroup_sock, sk_msg, sk_skb_parser, sk_skb_verdict,
-                                   sock_ops, socket_filter, tc_egress, tc_ingress)
 from pyprobe.dsl.maps import (Array, ArrayOfMaps, Hash, HashOfMaps, Histogram, CpuMap, DevMap, LpmTrie, LruHash, LruPerCpuHash, PerCpuArray,
                               PerCpuHash, PerfBuf, PerfEventArray, ProgArray, Queue, RingBuf, Stack, StackTrace)
 from pyprobe.dsl.object_maps import (CgroupArray, CgroupStorage, InodeStorage, PerCpuCgroupStorage, SkStorage,
@@ -49,7 +47,17 @@ __all__ = [
 ]
 
 
+# Decorators of socket, cgroup and tc programs: their module is imported when one is asked for
+# (a tracing program's start does without it).
+_NET_PROBES = ("cgroup_egress", "cgroup_ingress", "cgroup_sock", "sk_msg", "sk_skb_parser", "sk_skb_verdict",
+               "sock_ops", "socket_filter", "tc_egress", "tc_ingress")
+
+
 def __getattr__(name):
+    if name in _NET_PROBES:
+        from pyprobe.dsl import net_probes
+
+        return getattr(net_probes, name)
     # Symbols need numpy: load them only when asked for.
     if name in ("ksym", "ksyms", "ksymname", "usym", "usyms", "usymname"):
         from pyprobe.runtime import symbols

@@ -68,7 +68,6 @@ class Program:
         {handler name: probe decorator, a list of them, or None (not attached)}.
         `max_entries`: map sizes chosen now, {map name: entries}. `pinned`: maps pinned by
         someone else to use as they are, {map name: bpffs path} (as a declaration's pinned=)."""
-        from pyprobe.dsl.attach_to import resolve, resolve_pinned, resolve_sizes
         from pyprobe.dsl.params import Param
 
         known = {n for k in type(self).__mro__ for n, v in vars(k).items() if isinstance(v, Param)}
@@ -82,9 +81,13 @@ class Program:
             p = next(vars(k)[name] for k in type(self).__mro__ if isinstance(vars(k).get(name), Param))
             integer(value, p.type, f"{type(self).__name__}(): Param {name}")
         self._params = params
-        self._attach_to, self._retarget = resolve(type(self), attach_to)
-        self._sizes = resolve_sizes(type(self), max_entries)
-        self._pinned = resolve_pinned(type(self), pinned)
+        self._attach_to, self._retarget, self._sizes, self._pinned = {}, {}, {}, {}
+        if attach_to or max_entries or pinned:    # else the module is not needed (a start's ~0.3 ms)
+            from pyprobe.dsl.attach_to import resolve, resolve_pinned, resolve_sizes
+
+            self._attach_to, self._retarget = resolve(type(self), attach_to)
+            self._sizes = resolve_sizes(type(self), max_entries)
+            self._pinned = resolve_pinned(type(self), pinned)
         if self._retarget:           # translated now, for the points given: errors at this call
             try:
                 type(self)._source(retarget=self._retarget)

@@ -6,8 +6,8 @@ names an alternative instead of a bare errno.
 from __future__ import annotations
 
 import os
+import sys
 
-from pyprobe.backend import attach_iter, attach_net
 from pyprobe.backend.libbpf import check, check_ptr, ffi, lib
 from pyprobe.errors import BPFError, UnsupportedProbe
 
@@ -22,7 +22,7 @@ def _has(feature: str) -> bool:
 def attach(prog, probe) -> list:
     """Attach prog where `probe` says: its `kind`, `target` and `options` (a dsl Probe,
     which the backend reads as plain data and never imports)."""
-    fn = _ATTACH.get(probe.kind)
+    fn = _ATTACH.get(probe.kind) or _lazy_attach(probe.kind)
     if fn is None:
         raise UnsupportedProbe(f"pyprobe cannot attach {probe.describe()} yet")
     return fn(prog, probe)
@@ -287,8 +287,18 @@ _ATTACH = {
     "uprobe": _uprobe, "uretprobe": _uprobe, "perf_event": _perf_event, "usdt": _usdt,
     "tp_btf": _btf_trace, "fentry": _btf_trace, "fexit": _btf_trace, "lsm": _btf_trace, "fmod_ret": _btf_trace,
 }
-_ATTACH.update(attach_net.ATTACH)        # xdp, tc, socket filters, cgroups
-_ATTACH["iterator"] = attach_iter.attach_iterator
+
+
+def _lazy_attach(kind: str):
+    """The attach function of a kind whose module a tracing program's start does without:
+    xdp, tc, socket filters and cgroups (attach_net), iterators (attach_iter)."""
+    if kind == "iterator":
+        from pyprobe.backend import attach_iter
+
+        return attach_iter.attach_iterator
+    from pyprobe.backend import attach_net
+
+    return attach_net.ATTACH.get(kind)
 
 
 class MultiLink:
@@ -321,13 +331,14 @@ def uprobe_multi(prog, path: str, offsets: list[int], retprobe: bool, pid: int, 
 def destroy(link) -> None:
     """Undo one attachment (a libbpf link, a uprobe.multi link, or a tc or socket attachment)
     and remove the tracefs event a kretprobe with maxactive needed."""
-    if isinstance(link, (MultiLink, attach_iter.IterLink)):
+    if not isinstance(link, ffi.CData):   # pyprobe's own attachments (uprobe.multi, iterator, tc, ...)
         link.destroy()
         return
-    attach_net.destroy(link)
-    if isinstance(link, ffi.CData):
-        from pyprobe.backend import kprobe_events
-
+    lib.bpf_link__destroy(link)
+    # Only kprobe_events makes tracefs events (a kretprobe with maxactive): when it was never
+    # imported, no link has one, and a tracepoint's close need not import it.
+    kprobe_events = sys.modules.get("pyprobe.backend.kprobe_events")
+    if kprobe_events is not None:
         kprobe_events.release(link)
 
 

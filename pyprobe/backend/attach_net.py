@@ -258,10 +258,3 @@ ATTACH = {"sock_ops": _cgroup, "sk_msg": _socket_map, "sk_skb_verdict": _socket_
           "xdp": _xdp, "tc_ingress": _tc, "tc_egress": _tc, "socket_filter": _socket_filter,
           "cgroup_ingress": _cgroup, "cgroup_egress": _cgroup, "cgroup_sock": _cgroup}
 
-
-def destroy(link) -> None:
-    """Undo one attachment: a libbpf link, or a tc or socket attachment."""
-    if isinstance(link, (TcAttachment, TcxAttachment, SocketAttachment, SocketMapAttachment)):
-        link.destroy()
-    else:
-        lib.bpf_link__destroy(link)

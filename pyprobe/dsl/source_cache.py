@@ -129,9 +129,11 @@ def load(cls, retarget: dict | None = None):
 
 
 def _variant(retarget: dict | None) -> tuple:
+    if not retarget:
+        return ()
     from pyprobe.dsl.attach_to import variant_key
 
-    return variant_key(retarget) if retarget else ()
+    return variant_key(retarget)
 
 
 def holds(entry: dict, cls, retarget: dict | None = None) -> bool:

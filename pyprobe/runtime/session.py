@@ -11,18 +11,21 @@ import os
 from pyprobe.backend import attach as attach_mod
 from pyprobe.backend.libbpf import check, ffi, lib, recent_messages
 from pyprobe.errors import BPFError, UnsupportedProbe, VerifierError
-from pyprobe.runtime.buffers import EventStream, PerfBufStream, RingBufStream
 from pyprobe.runtime.critical import deferred_signals
 from pyprobe.runtime.maps import live_map
 
 LOG_SIZE = 1 << 22   # the kernel truncates (ENOSPC) past this; untouched pages cost no memory
 MANY_PROBES = 8      # attaching this many shows progress (on a terminal, from the command line)
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
-# Readers (a map kind's `reader`) that also take the fd of the kind's lost-record counter.
-STREAMS = {"ringbuf": RingBufStream, "perfbuf": PerfBufStream}
+# Readers (a map kind's `reader`) that also take the fd of the kind's lost-record counter: their
+# classes in runtime/buffers.py, imported by the programs that have such a map.
+STREAMS = {"ringbuf": "RingBufStream", "perfbuf": "PerfBufStream"}
 
 
 _REFUSED = "the kernel cannot probe its first instruction (ENOTSUPP)"
+# The kinds whose probe may be a pattern (glob, sym_re) or an address (runtime/patterns.py):
+# the others attach as written, and their start does without that module.
+_FUNCTION_KINDS = frozenset(("kprobe", "kretprobe", "uprobe", "uretprobe"))
 
 
 def _offset(path: str, probe) -> int:
@@ -103,8 +106,10 @@ class Session:
                 spec = copy.copy(spec)
                 spec.max_entries = self.sizes[name]
             fd = self._map_fd(name)
-            stream = STREAMS.get(spec.reader)
-            if stream is not None:
+            if spec.reader in STREAMS:
+                from pyprobe.runtime import buffers
+
+                stream = getattr(buffers, STREAMS[spec.reader])
                 self.maps[name] = stream(spec, fd, self._map_fd(spec.lost_map), name)
             else:
                 self.maps[name] = live_map(spec, fd, name)
@@ -124,6 +129,8 @@ class Session:
 
     @property
     def streams(self) -> list:
+        from pyprobe.runtime.buffers import EventStream
+
         return [m for m in self.maps.values() if isinstance(m, EventStream)]
 
     def _set_params(self, obj) -> None:
@@ -258,21 +265,26 @@ class Session:
     def _multi_programs(self) -> set:
         """Programs whose uprobe patterns attach as uprobe.multi links (decided before load:
         the kernel wants the attach type then)."""
-        from pyprobe.runtime.patterns import multi_capable
-
         by_program: dict = {}
         for info, probe in self._chosen_probes():
             by_program.setdefault(info.c_name, []).append(probe)
+        if not any(p.kind in ("uprobe", "uretprobe") for probes in by_program.values() for p in probes):
+            return set()
+        from pyprobe.runtime.patterns import multi_capable
+
         return {name for name, probes in by_program.items() if multi_capable(probes)}
 
     def _attach_plan(self) -> list:
         """(program, probe) pairs, a glob or sym_re giving one pair per matching function;
         the uprobes of a uprobe.multi program as (program, [probes]) per binary and pid."""
-        from pyprobe.runtime.patterns import concrete
-
         plan: list = []
         groups: dict = {}
         for info, probe in self._chosen_probes():
+            if probe.kind not in _FUNCTION_KINDS:
+                plan.append((info, probe))
+                continue
+            from pyprobe.runtime.patterns import concrete
+
             for p in concrete(probe, self.skipped):
                 if info.c_name in self._multi:
                     key = (info.c_name, p.target[0], p.options.get("pid", -1))
@@ -285,8 +297,6 @@ class Session:
         return plan
 
     def _attach_one(self, info, probe) -> list:
-        from pyprobe.runtime.patterns import ENOTSUPP
-
         if isinstance(probe, list):
             return self._attach_multi(self._program(info.c_name), probe)
         if "map" in probe.options:           # attached to (or walking) one of the Program's maps: its fd
@@ -294,6 +304,8 @@ class Session:
         try:
             return attach_mod.attach(self._program(info.c_name), probe)
         except BPFError as e:
+            from pyprobe.runtime.patterns import ENOTSUPP
+
             # one function of a uprobe pattern the kernel cannot probe: skipped, as bpftrace does
             if e.errno != ENOTSUPP or "file_offset" not in probe.options or probe.options.get("address") is not None:
                 raise
@@ -305,14 +317,14 @@ class Session:
         link if it cannot probe one of them (ENOTSUPP: x86 refuses a first instruction with a
         lock or segment prefix, e.g. glibc's pthread_spin_lock): then each half is tried, and
         so on down to the refused functions, which are skipped."""
-        from pyprobe.runtime.patterns import ENOTSUPP
-
         path = attach_mod.resolve_binary(probes[0].target[0])
         try:
             return [attach_mod.uprobe_multi(prog, path, [_offset(path, p) for p in probes],
                                             probes[0].kind == "uretprobe", probes[0].options.get("pid", -1),
                                             [p.describe() for p in probes])]
         except BPFError as e:
+            from pyprobe.runtime.patterns import ENOTSUPP
+
             if e.errno != ENOTSUPP:
                 raise
             if len(probes) == 1:
