@@ -186,7 +186,7 @@ def _user_points(kind: str, pattern: str):
     binary, _, sym_pattern = pattern.rpartition(":") if ":" in pattern else (pattern, "", "*")
     try:
         path = resolve_binary(binary)
-        names = elf_symbols(path).functions.names()     # aliases too: printf beside _IO_printf
+        names = elf_symbols(path).function_names.names()     # aliases too: printf beside _IO_printf
     except (PyprobeError, OSError) as e:
         raise CliError(str(e).splitlines()[0]) from None
     for name in names:

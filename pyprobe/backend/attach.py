@@ -68,7 +68,7 @@ def _function_names(path: str) -> list[str]:
     from pyprobe.backend.elf import ElfError, read_elf
 
     try:
-        return read_elf(path).functions.names()
+        return read_elf(path).function_names.names()
     except (OSError, ElfError):
         return []
 

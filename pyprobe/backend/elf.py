@@ -1,8 +1,11 @@
 """pyprobe's one ELF64 reader: load segments, function symbols and notes, no syscalls beyond read.
 
 Reads only the headers, the symbol tables (.symtab, .dynsym) and their string
-tables, with struct for the headers and numpy for the symbol arrays. Symbol
-names stay in the string tables' bytes until a lookup asks for one. Also the
+tables, with struct for the headers. The symbols are parsed when first asked for:
+as numpy arrays to find the function at an address (`functions`, symbolizing), or
+with struct alone to find a function by name (`function_names`, attaching uprobes,
+which so does without numpy's import). Symbol names stay in the string tables'
+bytes until a lookup asks for one. Also the
 GNU build id and the .gnu_debuglink (file name, CRC32) that lead to a
 separate debug file for a stripped binary, and the notes of a section (USDT
 probes are `.note.stapsdt` notes: backend/usdt.py).
@@ -11,12 +14,14 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
-from typing import Iterator
 
 from pyprobe.errors import PyprobeError
 
-__all__ = ["ElfError", "LoadSegment", "ElfFile", "FunctionTable", "read_elf", "read_notes"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:               # (typing and dataclasses cost a tool's start ~15 ms)
+    from typing import Iterator
+
+__all__ = ["ElfError", "LoadSegment", "ElfFile", "FunctionTable", "FunctionNames", "read_elf", "read_notes"]
 
 PT_LOAD = 1
 PT_NOTE = 4
@@ -41,14 +46,21 @@ class ElfError(PyprobeError, ValueError):
     """A file is not an ELF64 object pyprobe can read, or is truncated."""
 
 
-@dataclass(frozen=True)
 class LoadSegment:
     """One PT_LOAD program header: file bytes [offset, offset+filesz) live at vaddr."""
-    offset: int
-    vaddr: int
-    filesz: int
-    memsz: int
-    flags: int
+    __slots__ = ("offset", "vaddr", "filesz", "memsz", "flags")
+
+    def __init__(self, offset: int, vaddr: int, filesz: int, memsz: int, flags: int):
+        self.offset, self.vaddr, self.filesz, self.memsz, self.flags = offset, vaddr, filesz, memsz, flags
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, LoadSegment) and all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, f) for f in self.__slots__))
+
+    def __repr__(self) -> str:
+        return "LoadSegment(" + ", ".join(f"{f}={getattr(self, f):#x}" for f in self.__slots__) + ")"
 
     @property
     def executable(self) -> bool:
@@ -147,16 +159,75 @@ class FunctionTable:
             yield self.name(i), int(self.starts[i]), int(self.sizes[i])
 
 
-@dataclass(frozen=True)
+class FunctionNames:
+    """The function symbols by name, parsed with struct alone (no numpy): what attaching a
+    uprobe asks. The same symbols as FunctionTable's: STT_FUNC and STT_GNU_IFUNC, defined,
+    at a non-zero address; a name defined twice maps to its lowest address."""
+
+    def __init__(self, tables: list):
+        starts: dict[str, int] = {}
+        ifuncs = set()
+        for bo, syms, strtab in tables:
+            for name_at, info, _, shndx, value, _ in struct.iter_unpack(bo + "IBBHQQ", syms):
+                kind = info & 0xF
+                if (kind != STT_FUNC and kind != STT_GNU_IFUNC) or shndx == SHN_UNDEF or value == 0:
+                    continue
+                end = strtab.find(b"\0", name_at)
+                name = strtab[name_at:end if end >= 0 else len(strtab)].decode("utf-8", "replace")
+                if value < starts.get(name, value + 1):
+                    starts[name] = value
+                if kind == STT_GNU_IFUNC:
+                    ifuncs.add(value)
+        self._starts = starts
+        self.ifuncs = frozenset(ifuncs)     # start addresses of STT_GNU_IFUNC symbols (their resolvers)
+
+    def address_of(self, name: str) -> int | None:
+        """The start address (st_value) of the function called `name`, or None."""
+        return self._starts.get(name)
+
+    def names(self) -> list[str]:
+        """Every function name, aliases included, sorted."""
+        return sorted(self._starts)
+
+
 class ElfFile:
-    path: str
-    elf_type: str            # "EXEC", "DYN", ...
-    machine: int
-    segments: tuple[LoadSegment, ...]
-    functions: FunctionTable
-    has_symtab: bool = False             # stripped binaries keep only .dynsym
-    build_id: bytes | None = None        # NT_GNU_BUILD_ID
-    debuglink: tuple[str, int] | None = None    # .gnu_debuglink: (file name, CRC32 of that file)
+    """An ELF file's load segments, notes and function symbols (parsed when first asked for)."""
+
+    def __init__(self, path: str, elf_type: str, machine: int, segments: tuple, symbol_tables: list,
+                 has_symtab: bool = False, build_id: bytes | None = None, debuglink: tuple[str, int] | None = None):
+        self.path = path
+        self.elf_type = elf_type                 # "EXEC", "DYN", ...
+        self.machine = machine
+        self.segments: tuple[LoadSegment, ...] = segments
+        self.has_symtab = has_symtab             # stripped binaries keep only .dynsym
+        self.build_id = build_id                 # NT_GNU_BUILD_ID
+        self.debuglink = debuglink               # .gnu_debuglink: (file name, CRC32 of that file)
+        # [(byte order, symbol table bytes, its string table)], .symtab first
+        self._symbol_tables = symbol_tables
+        self._functions: FunctionTable | None = None
+        self._names: FunctionNames | None = None
+
+    @property
+    def functions(self) -> FunctionTable:
+        """The functions by address (numpy arrays), to name the one holding an address."""
+        if self._functions is None:
+            self._functions = _function_table(self._symbol_tables)
+        return self._functions
+
+    @property
+    def function_names(self) -> FunctionNames:
+        """The functions by name, without numpy: to attach to one."""
+        if self._names is None:
+            self._names = FunctionNames(self._symbol_tables)
+        return self._names
+
+    def with_symbols_of(self, other: "ElfFile") -> "ElfFile":
+        """This file's segments with the function symbols of `other` (a stripped binary's
+        debug file)."""
+        elf = ElfFile(self.path, self.elf_type, self.machine, self.segments, other._symbol_tables, True,
+                      self.build_id, self.debuglink)
+        elf._functions = other._functions
+        return elf
 
     def vaddr_of_offset(self, offset: int) -> int | None:
         """The link-time address of file offset `offset`, through the PT_LOAD holding it."""
@@ -287,7 +358,7 @@ class _Reader:
                     build_id = self._build_id(bo, sh[4], sh[5])
 
         return ElfFile(self.path, ET_NAMES.get(e_type, str(e_type)), e_machine,
-                       tuple(segments), self._functions(bo, sections),
+                       tuple(segments), self._symbol_tables(bo, sections),
                        has_symtab=any(sh[1] == SHT_SYMTAB and sh[5] for sh in sections),
                        build_id=build_id, debuglink=self._debuglink(bo, sections, e_shstrndx))
 
@@ -317,12 +388,9 @@ class _Reader:
                 return name.decode("utf-8", "surrogateescape"), crc
         return None
 
-    def _functions(self, bo: str, sections) -> FunctionTable:
-        import numpy as np
-
-        sym_dtype = np.dtype([("name", bo + "u4"), ("info", "u1"), ("other", "u1"),
-                              ("shndx", bo + "u2"), ("value", bo + "u8"), ("size", bo + "u8")])
-        parts, strtabs, ifuncs = [], [], set()
+    def _symbol_tables(self, bo: str, sections) -> list:
+        """[(byte order, symbols, string table)]: the bytes of .symtab, then of .dynsym."""
+        tables = []
         # .symtab first: on equal preference its names win over .dynsym's
         for kind in (SHT_SYMTAB, SHT_DYNSYM):
             for sh in sections:
@@ -331,33 +399,44 @@ class _Reader:
                     continue
                 if sections[sh_link][1] == 8:       # SHT_NOBITS: a stripped debug file
                     continue
-                syms = np.frombuffer(self.pread(sh_offset, sh_size - sh_size % 24), dtype=sym_dtype)
-                stype = syms["info"] & 0xF
-                keep = (((stype == STT_FUNC) | (stype == STT_GNU_IFUNC))
-                        & (syms["shndx"] != SHN_UNDEF) & (syms["value"] != 0))
-                syms = syms[keep]
-                if not len(syms):
-                    continue
                 link = sections[sh_link]
-                strtabs.append(self.pread(link[4], link[5]))
-                bind = syms["info"] >> 4
-                rank = np.where((bind == STB_GLOBAL) | (bind == STB_GNU_UNIQUE), 2,
-                                np.where(bind == STB_WEAK, 1, 0))
-                parts.append((syms["value"], syms["size"], syms["name"].astype(np.int64),
-                              np.full(len(syms), len(strtabs) - 1, dtype=np.int8), rank))
-                ifuncs.update(syms["value"][(syms["info"] & 0xF) == STT_GNU_IFUNC].tolist())
-        if not parts:
-            empty = np.zeros(0, dtype=np.uint64)
-            return FunctionTable(empty, empty, empty, empty, [])
+                tables.append((bo, self.pread(sh_offset, sh_size - sh_size % 24), self.pread(link[4], link[5])))
+        return tables
 
-        starts, sizes, names, ids, rank = (np.concatenate(col) for col in zip(*parts))
-        order = np.arange(len(starts))
-        # sort by start; within a start, best rank first, then file order
-        idx = np.lexsort((order, -rank, starts))
-        starts, sizes, names, ids = starts[idx], sizes[idx], names[idx], ids[idx]
-        first = np.ones(len(starts), dtype=bool)
-        first[1:] = starts[1:] != starts[:-1]
-        heads = np.flatnonzero(first)
-        return FunctionTable(starts[heads], np.maximum.reduceat(sizes, heads),
-                             names[heads], ids[heads], strtabs, aliases=(starts, names, ids),
-                             ifuncs=frozenset(ifuncs))
+
+def _function_table(tables: list) -> FunctionTable:
+    import numpy as np
+
+    parts, strtabs, ifuncs = [], [], set()
+    for bo, data, strtab in tables:
+        sym_dtype = np.dtype([("name", bo + "u4"), ("info", "u1"), ("other", "u1"),
+                              ("shndx", bo + "u2"), ("value", bo + "u8"), ("size", bo + "u8")])
+        syms = np.frombuffer(data, dtype=sym_dtype)
+        stype = syms["info"] & 0xF
+        keep = (((stype == STT_FUNC) | (stype == STT_GNU_IFUNC))
+                & (syms["shndx"] != SHN_UNDEF) & (syms["value"] != 0))
+        syms = syms[keep]
+        if not len(syms):
+            continue
+        strtabs.append(strtab)
+        bind = syms["info"] >> 4
+        rank = np.where((bind == STB_GLOBAL) | (bind == STB_GNU_UNIQUE), 2,
+                        np.where(bind == STB_WEAK, 1, 0))
+        parts.append((syms["value"], syms["size"], syms["name"].astype(np.int64),
+                      np.full(len(syms), len(strtabs) - 1, dtype=np.int8), rank))
+        ifuncs.update(syms["value"][(syms["info"] & 0xF) == STT_GNU_IFUNC].tolist())
+    if not parts:
+        empty = np.zeros(0, dtype=np.uint64)
+        return FunctionTable(empty, empty, empty, empty, [])
+
+    starts, sizes, names, ids, rank = (np.concatenate(col) for col in zip(*parts))
+    order = np.arange(len(starts))
+    # sort by start; within a start, best rank first, then file order
+    idx = np.lexsort((order, -rank, starts))
+    starts, sizes, names, ids = starts[idx], sizes[idx], names[idx], ids[idx]
+    first = np.ones(len(starts), dtype=bool)
+    first[1:] = starts[1:] != starts[:-1]
+    heads = np.flatnonzero(first)
+    return FunctionTable(starts[heads], np.maximum.reduceat(sizes, heads),
+                         names[heads], ids[heads], strtabs, aliases=(starts, names, ids),
+                         ifuncs=frozenset(ifuncs))

@@ -13,10 +13,19 @@ EVEX_REFUSED = ("it starts with an AVX-512 (EVEX) instruction: stepping over one
                 "uprobe does, corrupted the traced process's registers (Linux 6.18, x86-64)")
 
 
+# x86 legacy prefixes, and those the kernel will not step over out of line (is_prefix_bad() in
+# arch/x86/kernel/uprobes.c: es, cs, ss, ds and lock; fs and gs are fine). A uprobe.multi link
+# fails whole (ENOTSUPP) for one such function, so a pattern leaves them out before asking.
+LEGACY_PREFIXES = frozenset(b"\x26\x2e\x36\x3e\x64\x65\x66\x67\xf0\xf2\xf3")
+BAD_PREFIXES = frozenset(b"\x26\x2e\x36\x3e\xf0")
+PREFIX_REFUSED = "the kernel cannot probe its first instruction (ENOTSUPP): it has a lock or segment prefix"
+
+
 class Evex:
     """`offset in evex`: whether the instruction at a file offset of an x86-64 ELF file is
     EVEX-encoded (its first byte 0x62, which 64-bit mode gives to EVEX alone). glibc's AVX-512
-    string functions start so (strchr, memset); uprobes on them made processes loop or crash."""
+    string functions start so (strchr, memset); uprobes on them made processes loop or crash.
+    `bad_prefix(offset)`: whether the kernel refuses a uprobe there (BAD_PREFIXES)."""
 
     def __init__(self, path: str):
         f = open(path, "rb")
@@ -39,6 +48,17 @@ class Evex:
         self.file.seek(offset)
         return self.file.read(1) == b"\x62"
 
+    def bad_prefix(self, offset: int) -> bool:
+        if self.file is None:
+            return False
+        self.file.seek(offset)
+        for byte in self.file.read(15):      # an instruction is at most 15 bytes
+            if byte not in LEGACY_PREFIXES:
+                return False
+            if byte in BAD_PREFIXES:
+                return True
+        return False
+
 
 def named_offset(path: str, name: str) -> int | None:
     """The file offset a uprobe on function `name` goes to (an IFUNC's implementation on this
@@ -46,8 +66,8 @@ def named_offset(path: str, name: str) -> int | None:
     from pyprobe.backend.elf import read_elf
 
     elf = read_elf(path)
-    vaddr = elf.functions.address_of(name)
-    if vaddr is not None and vaddr in elf.functions.ifuncs:
+    vaddr = elf.function_names.address_of(name)
+    if vaddr is not None and vaddr in elf.function_names.ifuncs:
         return ifunc_offset(path, name)
     return offset_in_text(elf, vaddr)
 
@@ -66,38 +86,49 @@ def offset_in_text(elf, vaddr: int | None) -> int | None:
 
 
 def ifunc_offset(path: str, symbol: str) -> int | None:
-    """File offset of the implementation the dynamic linker picks for `symbol` here. A copy
+    """File offset of the implementation the dynamic linker picks for `symbol` here."""
+    return ifunc_offsets(path, [symbol])[symbol]
+
+
+def ifunc_offsets(path: str, symbols: list[str]) -> dict[str, int | None]:
+    """ifunc_offset() of each symbol, the library loaded and the maps read once for all. A copy
     of a library this process already maps (same build id: a container's libc, a test's copy)
     is answered through the mapped one, never loaded beside it: a second libc in one process
     would take over its later lookups."""
     import ctypes
 
+    out: dict[str, int | None] = dict.fromkeys(symbols)
     real = os.path.realpath(path)
     mapped = _mapped_files()
     if real not in mapped:
         real = _same_build(real, mapped) or real
     try:
-        addr = ctypes.cast(getattr(ctypes.CDLL(real), symbol), ctypes.c_void_p).value
-    except (OSError, AttributeError):
-        return None
-    if addr is None:
-        return None
-    for start, end, offset in mapped.get(real, ()) or _mapped_files().get(real, ()):
-        if start <= addr < end:
-            return addr - start + offset
-    return None
+        library = ctypes.CDLL(real)
+    except OSError:
+        return out
+    ranges = mapped.get(real) or _mapped_files().get(real, ())     # loaded just now: read again
+    for symbol in symbols:
+        try:
+            addr = ctypes.cast(getattr(library, symbol), ctypes.c_void_p).value
+        except AttributeError:
+            continue
+        if addr is not None:
+            out[symbol] = next((addr - start + offset for start, end, offset in ranges if start <= addr < end), None)
+    return out
 
 
 def _mapped_files() -> dict[str, list[tuple[int, int, int]]]:
     """This process's mapped files: real path -> [(start, end, file offset)]."""
     out: dict[str, list[tuple[int, int, int]]] = {}
+    real: dict[str, str] = {}                # each path resolved once, not once per mapping
     with open("/proc/self/maps") as f:
         for line in f:
             fields = line.split()
             if len(fields) < 6 or not fields[5].startswith("/"):
                 continue
             start, end = (int(x, 16) for x in fields[0].split("-"))
-            out.setdefault(os.path.realpath(fields[5]), []).append((start, end, int(fields[2], 16)))
+            path = real.get(fields[5]) or real.setdefault(fields[5], os.path.realpath(fields[5]))
+            out.setdefault(path, []).append((start, end, int(fields[2], 16)))
     return out
 
 

@@ -24,7 +24,7 @@ def concrete(probe, skipped: list | None = None) -> list:
 
         binary = resolve_binary(probe.target[0])
         elf = read_elf(binary)
-        found, refused = user_functions(binary, matching.matching(probe, elf.functions.names()), elf)
+        found, refused = user_functions(binary, matching.matching(probe, elf.function_names.names()), elf)
         if skipped is not None:
             skipped.extend((f"{probe.kind}:{binary}:{name}", why) for name, why in refused)
         return [Probe(probe.kind, (binary, n), dict(options, file_offset=off)) for n, off in found]
@@ -63,16 +63,19 @@ def user_functions(path: str, names: list[str], elf=None) -> tuple[list, list]:
     keeps it. An IFUNC (glibc's strlen...) is probed where the dynamic linker sends its
     callers on this CPU, not at its resolver, which only runs while the library loads."""
     from pyprobe.backend.elf import read_elf
-    from pyprobe.backend.uprobe_sites import EVEX_REFUSED, Evex, ifunc_offset, offset_in_text
+    from pyprobe.backend.uprobe_sites import EVEX_REFUSED, PREFIX_REFUSED, Evex, ifunc_offsets, offset_in_text
 
     elf = elf or read_elf(path)
     found, skipped, seen = [], [], set()
+    addresses = {name: elf.function_names.address_of(name) for name in names}
+    ifunc_names = [name for name, vaddr in addresses.items() if vaddr in elf.function_names.ifuncs]
+    ifuncs = ifunc_offsets(path, ifunc_names) if ifunc_names else {}      # the library loaded once for all
     with Evex(path) as evex:
         for name in names:
-            vaddr = elf.functions.address_of(name)
+            vaddr = addresses[name]
             offset = offset_in_text(elf, vaddr)
-            if vaddr is not None and vaddr in elf.functions.ifuncs:
-                offset = ifunc_offset(path, name)
+            if name in ifuncs:
+                offset = ifuncs[name]
                 if offset is None:
                     skipped.append((name, "an IFUNC whose implementation is not in this file (e.g. the vDSO's)"))
                     continue
@@ -80,6 +83,8 @@ def user_functions(path: str, names: list[str], elf=None) -> tuple[list, list]:
                 skipped.append((name, "in no executable segment"))
             elif offset in evex:
                 skipped.append((name, EVEX_REFUSED))
+            elif evex.bad_prefix(offset):
+                skipped.append((name, PREFIX_REFUSED))
             elif offset not in seen:
                 seen.add(offset)
                 found.append((name, offset))

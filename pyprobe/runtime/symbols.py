@@ -285,18 +285,17 @@ class UserSymbols:
 
 def _with_debug_symbols(elf: ElfFile, opened: str, shown: str, roots) -> ElfFile:
     """A stripped binary's segments with the function symbols of its debug file, if found."""
-    from dataclasses import replace
-
     from pyprobe.runtime.debuginfo import find_debug_file
 
     debug = find_debug_file(elf, opened, shown, roots)
     if debug is None:
         return elf
     try:
-        functions = read_elf(debug).functions
+        debug_elf = read_elf(debug)
+        functions = debug_elf.functions
     except (ElfError, OSError):
         return elf
-    return replace(elf, functions=functions, has_symtab=True) if len(functions) else elf
+    return elf.with_symbols_of(debug_elf) if len(functions) else elf
 
 
 def _binary_key(opened: str, shown: str) -> tuple:

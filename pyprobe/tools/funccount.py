@@ -173,6 +173,9 @@ def main(argv=None, prog=None) -> int:
             skipped = " (%d skipped)" % len(tool.skipped) if tool.skipped else ""
             common.announce(tool, 'Tracing %d functions for "%s"%s... Hit Ctrl-C to end.'
                             % (len(tool.probes), args.pattern, skipped))
+            # The summary reads the counts with numpy: imported now, while the tool waits (Ctrl-C
+            # is held since announce()), not after Ctrl-C; attaching does without it.
+            import numpy  # noqa: F401
 
             def report():
                 rows = sorted(counted(tool, spec), key=lambda r: r["count"])

@@ -270,3 +270,17 @@ def test_kernel_symbols_hidden_addresses(tmp_path):
     path.write_text("0000000000000000 T _stext\n0000000000000000 T vfs_read\n")
     with pytest.raises(PyprobeError, match="kptr_restrict"):
         KernelSymbols(str(path))
+
+
+@pytest.mark.parametrize("lib", ["prog_pie", "prog_nopie", "libpp.so", "libpp_stripped.so", "libc"])
+def test_function_names_without_numpy_agree_with_the_table(built, lib):
+    """function_names (struct alone: what attaching a uprobe reads, so a tool's start does
+    without numpy's import) knows the names, addresses and IFUNCs the numpy table knows."""
+    path = built / lib if lib != "libc" else next(
+        line.split()[-1] for line in open("/proc/self/maps") if os.path.basename(line.split()[-1]).startswith("libc.so"))
+    elf = read_elf(path)
+    light, table = elf.function_names, read_elf(path).functions
+    assert light.names() == table.names() and light.names()
+    assert all(light.address_of(name) == table.address_of(name) for name in light.names())
+    assert light.ifuncs == table.ifuncs
+    assert light.address_of("no_such_function") is None
