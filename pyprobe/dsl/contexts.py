@@ -186,7 +186,7 @@ class KprobeContext(Context):
             args = [f for f in self.syscall_fields or () if f.name != "__syscall_nr"]
             t = field_type(args[index], "syscalls") if index < len(args) else u64
             code = f"PT_REGS_PARM{index + 1}_CORE_SYSCALL({self._syscall_regs(param)})"
-            return Value(code if isinstance(t, PointerType) or t is u64 else f"(({t.c_name}){code})", t)
+            return Value(code if t is u64 else f"(({t.c_name}){code})", t)     # a register as its C type
         return Value(f"PT_REGS_PARM{index + 1}({param})", u64)
 
     def field(self, param, name):

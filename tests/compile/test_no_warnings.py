@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from pyprobe import Hash, Program, char, syscall, u32, u64
+from pyprobe import Hash, Program, char, ksyscall, syscall, u32, u64
 from pyprobe.backend import clang
 from pyprobe.bpf import probe_read_user_str, tgid
 from pyprobe.backend.kernel_record import RecordedKernel
@@ -30,7 +30,7 @@ FORMATS = "/sys/kernel/tracing/events/syscalls/sys_enter_openat/format"
 
 
 def read_name(p):
-    """A tracepoint's `char *` field (a __u64 slot in the record) given to a pointer parameter."""
+    """A `char *` field of a tracepoint (a __u64 slot in the record) given to a pointer parameter."""
     s = char[16]()
     probe_read_user_str(s, p)
     return s
@@ -50,6 +50,11 @@ class PointersToHelpers(Program):
         self.names[0] = read_name(same_pointer(args.filename))
         if args.dfd == -100:
             self.seen[1] += 1
+
+    @ksyscall("openat")
+    def on_ksyscall(self, ctx, dfd, filename):
+        """A `char *` parameter read from a register (an unsigned long)."""
+        self.names[1] = read_name(filename)
 
 
 def _module(path: str):
