@@ -100,6 +100,17 @@ def positive_ints(text: str) -> list[int]:
     return values
 
 
+def non_negative_ints(text: str) -> list[int]:
+    """A comma separated list of integers from 0 (killsnoop -s 9,15)."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: a comma separated list of integers") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text}: each must be a non-negative integer")
+    return values
+
+
 def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:

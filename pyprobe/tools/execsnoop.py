@@ -20,7 +20,7 @@ import time
 
 from pyprobe import (Param, Program, RingBuf, Struct, char, kretsyscall, ksyscall, s32, syscall, syscall_return, u32,
                      u64)
-from pyprobe.bpf import comm, current_task, ktime_ns, probe_read_user, probe_read_user_str, tgid, uid
+from pyprobe.bpf import comm, current_task, ktime_ns, probe_read_user, probe_read_user_str, smp_processor_id, tgid, uid
 from pyprobe.tools import common
 from pyprobe.tools import scoping
 from pyprobe.tools.scoping import Scoped
@@ -36,6 +36,8 @@ EXAMPLES = """examples:
     pyprobe execsnoop -q              # add "quotemarks" around arguments
     pyprobe execsnoop -n main         # only print command lines containing "main"
     pyprobe execsnoop -l tpkg         # only print command where arguments contains "tpkg"
+    pyprobe execsnoop -C              # include the CPU column
+    pyprobe execsnoop -M              # include the parent's command (PCOMM)
 """
 
 MAXARG = 20
@@ -51,7 +53,9 @@ class ExecEvent(Struct):
     uid: u32
     retval: s32
     type: u32                   # EVENT_ARG: one argument in `arg`; EVENT_RET: the result
+    cpu: u32                    # EVENT_RET: the CPU the exec returned on (-C)
     comm: char[16]
+    pcomm: char[16]             # EVENT_RET: the parent's command (-M)
     arg: char[ARGSIZE]
 
 
@@ -117,6 +121,8 @@ class ExecSnoop(Scoped, Program):
         e.retval = args.ret
         e.type = EVENT_RET
         e.comm = comm()
+        e.pcomm = task.real_parent.comm
+        e.cpu = smp_processor_id()
         self.events.submit(e)
 
 
@@ -154,14 +160,15 @@ def execs(records):
     import numpy as np
 
     dtype = [("ts", "u8"), ("pid", "u4"), ("ppid", "u4"), ("uid", "u4"), ("retval", "i4"), ("comm", "U16"),
-             ("args", object)]
+             ("args", object), ("pcomm", "U16"), ("cpu", "u4")]
     joiner = Joiner()
     rows = []
     for e in records:
         done = joiner.feed(e)
         if done:
             r, argv = done
-            rows.append((r["ts"], r["pid"], r["ppid"], r["uid"], r["retval"], common.text(r["comm"]), argv))
+            rows.append((r["ts"], r["pid"], r["ppid"], r["uid"], r["retval"], common.text(r["comm"]), argv,
+                         common.text(r["pcomm"]), r["cpu"]))
     return np.array(rows, dtype=dtype)
 
 
@@ -175,6 +182,8 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-n", "--name", help="only print commands matching this name (regex), any arg")
     p.add_argument("-l", "--line", help="only print commands where arg contains this line (regex)")
     p.add_argument("-U", "--print-uid", action="store_true", help="print UID column")
+    p.add_argument("-C", "--print-cpu", action="store_true", help="print CPU column")
+    p.add_argument("-M", "--print-pcomm", action="store_true", help="print parent command")
     p.add_argument("--max-args", type=common.positive_int, default=MAXARG,
                    help="maximum number of arguments parsed and displayed, defaults to 20")
     p.add_argument("-P", "--ppid", type=common.positive_int, help="trace this parent PID only")
@@ -192,8 +201,9 @@ def main(argv=None, prog=None) -> int:
             common.announce(tool, "Tracing exec() syscalls... Hit Ctrl-C to end.")
             if not args.json:
                 print(("%-9s" % "TIME" if args.time else "") + ("%-8s" % "TIME(s)" if args.timestamp else "")
-                      + ("%-6s" % "UID" if args.print_uid else "") + "%-16s %-7s %-7s %3s %s"
-                      % ("PCOMM", "PID", "PPID", "RET", "ARGS"), flush=True)
+                      + ("%-6s" % "UID" if args.print_uid else "") + "%-16s %-7s " % ("COMM", "PID")
+                      + ("%-16s " % "PCOMM" if args.print_pcomm else "") + "%-7s " % "PPID"
+                      + ("%-4s " % "CPU" if args.print_cpu else "") + "%3s %s" % ("RET", "ARGS"), flush=True)
             joiner = Joiner()
             start = time.time()
 
@@ -213,15 +223,21 @@ def main(argv=None, prog=None) -> int:
                     words = ['"' + w.replace('"', '\\"') + '"' for w in words]
                 if args.json:
                     common.print_json({"ts": int(r["ts"]), "pid": int(r["pid"]), "ppid": int(r["ppid"]),
-                                       "uid": int(r["uid"]), "comm": name, "retval": int(r["retval"]), "args": words})
+                                       "uid": int(r["uid"]), "comm": name, "retval": int(r["retval"]), "args": words,
+                                       "pcomm": common.text(r["pcomm"]), "cpu": int(r["cpu"])})
                     return
                 line = "%-9s" % common.wall_clock() if args.time else ""
                 if args.timestamp:
                     line += "%-8.3f" % (time.time() - start)
                 if args.print_uid:
                     line += "%-6d" % r["uid"]
-                print(line + "%-16s %-7d %-7s %3d %s" % (name, r["pid"], r["ppid"] or "?", r["retval"],
-                                                          " ".join(words).replace("\n", "\\n")))
+                line += "%-16s %-7d " % (name, r["pid"])
+                if args.print_pcomm:
+                    line += "%-16s " % common.text(r["pcomm"])
+                line += "%-7s " % (r["ppid"] or "?")
+                if args.print_cpu:
+                    line += "%-4d " % r["cpu"]
+                print(line + "%3d %s" % (r["retval"], " ".join(words).replace("\n", "\\n")))
             common.follow(tool.events, show, args.duration)
 
     return common.run(trace)

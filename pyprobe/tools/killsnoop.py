@@ -21,6 +21,7 @@ EXAMPLES = """examples:
     pyprobe killsnoop -p 181    # only trace PID 181
     pyprobe killsnoop -T 189    # only trace target PID 189
     pyprobe killsnoop -s 9      # only trace signal 9
+    pyprobe killsnoop -s 9,15   # only trace signals 9 and 15
 """
 
 
@@ -79,12 +80,14 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-x", "--failed", action="store_true", help="only show failed kill syscalls")
     p.add_argument("-p", "--pid", type=common.positive_int, help="trace this PID only which is the sender of signal")
     p.add_argument("-T", "--tpid", type=int, help="trace this target PID only which is the receiver of signal")
-    p.add_argument("-s", "--signal", type=int, help="trace this signal only")
+    p.add_argument("-s", "--signal", type=common.non_negative_ints, help="trace a signal or a signal list (9,15)")
     common.add_duration(p)
     args = p.parse_args(argv)
+    signals = args.signal or []
+    one = signals[0] if len(signals) == 1 else 0      # one signal is filtered in the kernel, a list here
 
     def trace():
-        with common.opened(args, KillSnoop(target_pid=args.pid or 0, target_tpid=args.tpid or 0, signal=args.signal or 0)) as tool:
+        with common.opened(args, KillSnoop(target_pid=args.pid or 0, target_tpid=args.tpid or 0, signal=one)) as tool:
             common.announce(tool, "Tracing kill() signals... Hit Ctrl-C to end.")
             width = 7
             if not args.json:
@@ -93,6 +96,8 @@ def main(argv=None, prog=None) -> int:
 
             def show(e):
                 if args.failed and e["ret"] >= 0:
+                    return
+                if signals and int(e["sig"]) not in signals:
                     return
                 if args.json:
                     common.print_json(common.record_dict(e))

@@ -31,6 +31,7 @@ EXAMPLES = """examples:
     pyprobe tcpconnect -d        # include DNS queries associated with connects
     pyprobe tcpconnect -p 181    # only trace PID 181
     pyprobe tcpconnect -P 80     # only trace port 80
+    pyprobe tcpconnect -P 80,81  # only trace port 80 and 81
     pyprobe tcpconnect -U        # include UID
     pyprobe tcpconnect -u 1000   # only trace UID 1000
     pyprobe tcpconnect -4        # only trace IPv4 family
@@ -113,13 +114,15 @@ class TcpConnect(Scoped, Program):
         del self.pending[tid()]
 
 
-def count_flows(events, duration: float | None) -> list:
+def count_flows(events, duration: float | None, ports=()) -> list:
     """-c: connects counted by (family, source, destination, port) until Ctrl-C; IPv4 flows
-    first, each family's most frequent first (bcc's order)."""
+    first, each family's most frequent first (bcc's order). `ports`: only to these (-P list)."""
     counts: dict = {}
 
     def add(e):
         c = e["conn"]
+        if ports and int(c["dport"]) not in ports:
+            return
         family = int(c["family"])
         key = (family, address(family, c["saddr"]), address(family, c["daddr"]), int(c["dport"]))
         counts[key] = counts.get(key, 0) + 1
@@ -131,7 +134,7 @@ def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Trace TCP connects", EXAMPLES)
     p.add_argument("-t", "--timestamp", action="store_true", help="include timestamp on output")
     p.add_argument("-p", "--pid", type=common.positive_int, help="trace this PID only")
-    p.add_argument("-P", "--port", type=int, help="destination port to trace")
+    p.add_argument("-P", "--port", type=common.positive_ints, help="comma-separated list of destination ports to trace")
     p.add_argument("-U", "--print-uid", action="store_true", help="include UID on output")
     p.add_argument("-u", "--uid", type=int, help="trace this UID only")
     fam = p.add_mutually_exclusive_group()
@@ -145,7 +148,8 @@ def main(argv=None, prog=None) -> int:
     args = p.parse_args(argv)
     if args.dns and args.count:
         p.error("-d/--dns cannot be used with -c/--count")
-    params = {"target_pid": args.pid or 0, "port": args.port or 0,
+    ports = args.port or []
+    params = {"target_pid": args.pid or 0, "port": ports[0] if len(ports) == 1 else 0,     # a list is filtered here
               "family": AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0, "local_port": args.lport}
     if args.uid is not None:
         params["target_uid"] = args.uid
@@ -157,7 +161,7 @@ def main(argv=None, prog=None) -> int:
             lookups = opened.enter_context(HostNames(target_pid=args.pid or 0)) if args.dns else None
             common.announce(tool, "Tracing connect ... Hit Ctrl-C to end", also=(lookups,) if lookups else ())
             if args.count:
-                flows = count_flows(tool.events, args.duration)
+                flows = count_flows(tool.events, args.duration, ports)
                 if not args.json:
                     print("\n%-25s %-25s %-20s %-10s" % ("LADDR", "RADDR", "RPORT", "CONNECTS"))
                 for (family, laddr, raddr, rport), n in flows:
@@ -176,6 +180,8 @@ def main(argv=None, prog=None) -> int:
 
             def show(e):
                 c = e["conn"]
+                if ports and int(c["dport"]) not in ports:
+                    return
                 family = int(c["family"])
                 query = None
                 if lookups is not None:

@@ -132,8 +132,9 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("-w", "--wide", action="store_true", help="wide column output (fits IPv6 addresses)")
     p.add_argument("-s", "--csv", action="store_true", help="comma separated values output")
     p.add_argument("-p", "--pid", type=common.positive_int, help="trace this PID only")
-    p.add_argument("-L", "--localport", type=int, help="trace this local port only")
-    p.add_argument("-D", "--remoteport", type=int, help="trace this remote port only")
+    p.add_argument("-L", "--localport", type=common.positive_ints, help="comma-separated list of local ports to trace")
+    p.add_argument("-D", "--remoteport", type=common.positive_ints,
+                   help="comma-separated list of remote ports to trace")
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", "--ipv4", action="store_true", help="trace IPv4 family only")
     fam.add_argument("-6", "--ipv6", action="store_true", help="trace IPv6 family only")
@@ -147,10 +148,11 @@ def main(argv=None, prog=None) -> int:
     else:
         head, fmt = "%-5s %-10.10s %s%-15s %-5s %-15s %-5s %5s %5s %s", "%-5d %-10.10s %s%-15s %-5d %-15s %-5d %5d %5d %.2f"
     sep = "," if args.csv else " "
+    lports, rports = args.localport or [], args.remoteport or []      # one port is filtered in the kernel, a list here
 
     def trace():
-        with common.opened(args, TcpLife(target_pid=args.pid or 0, local_port=args.localport or 0, remote_port=args.remoteport or 0,
-                                         family=family)) as tool:
+        with common.opened(args, TcpLife(target_pid=args.pid or 0, local_port=lports[0] if len(lports) == 1 else 0,
+                                         remote_port=rports[0] if len(rports) == 1 else 0, family=family)) as tool:
             common.announce(tool, "Tracing TCP sessions... Hit Ctrl-C to end.")
             if not args.json:
                 print(("%-8s" % "TIME" + sep if args.time else "") + ("%-9s" % "TIME(s)" + sep if args.timestamp else "")
@@ -160,6 +162,8 @@ def main(argv=None, prog=None) -> int:
 
             def show(e):
                 s = sessions_dict(e)
+                if (lports and s["lport"] not in lports) or (rports and s["rport"] not in rports):
+                    return
                 if args.json:
                     common.print_json(s)
                     return

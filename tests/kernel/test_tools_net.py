@@ -107,6 +107,31 @@ def test_tcplife_command_columns_and_port_filter():
         [("4" if i < 5 else "6", p, str(REQUEST // 1024), str(REPLY // 1024)) for i, (p, _) in enumerate(pairs)]
 
 
+def test_tcplife_command_remote_port_list():
+    # -D A,C: the sessions to those two servers only, of three (their accepted ends have the
+    # clients' ports as remote ports)
+    servers = [socket.socket() for _ in range(3)]
+    for srv in servers:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+    ports = [srv.getsockname()[1] for srv in servers]
+
+    def clients():
+        for port in ports:
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                c.sendall(b"x")
+
+    child = Gated(clients)
+    tool = Tool("tcplife", "--json", "-D", f"{ports[0]},{ports[2]}")
+    assert child.go() == 0
+    for srv in servers:
+        conn, _ = srv.accept()
+        conn.close()
+        srv.close()
+    time.sleep(0.1)
+    assert [s["rport"] for s in json_lines(tool.stop())] == [ports[0], ports[2]]
+
+
 def test_tcpconnect_and_tcpaccept_see_each_connection():
     from pyprobe.tools.tcpaccept import TcpAccept
     from pyprobe.tools.tcpcommon import endpoints_dict
@@ -221,6 +246,28 @@ def test_tcpconnect_command_dns_names(tmp_path):
         comm = f.read().strip()
     assert lines[1] == "%-7d %-12.12s %-2d %-16s %-16s %-6d %s" % (child.pid, comm, 4, "127.0.0.1", "127.0.0.7",
                                                                    port, "pyprobe-four.test")
+
+
+def test_tcpconnect_command_port_list():
+    # -P A,B: connects to those two ports only, of three (each refused: no listener)
+    ports = []
+    for _ in range(3):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+
+    def connects():
+        for port in ports * 2:
+            with socket.socket() as s:
+                try:
+                    s.connect(("127.0.0.1", port))
+                except ConnectionRefusedError:
+                    pass
+
+    child = Gated(connects)
+    tool = Tool("tcpconnect", "--json", "-p", str(child.pid), "-P", f"{ports[0]},{ports[2]}")
+    assert child.go() == 0
+    assert [e["dport"] for e in json_lines(tool.stop())] == [ports[0], ports[2]] * 2
 
 
 def test_tcpaccept_command_columns():

@@ -66,7 +66,7 @@ def test_execsnoop_command_prints_bcc_columns_and_x_adds_failures():
     assert ("ksyscall:execve" if IN_GUEST else "tracepoint:syscalls:sys_enter_execve") in tool.probes
     child.go()
     lines = tool.stop().splitlines()
-    assert lines[0].split() == ["PCOMM", "PID", "PPID", "RET", "ARGS"]
+    assert lines[0].split() == ["COMM", "PID", "PPID", "RET", "ARGS"]
     rows = [l.split() for l in lines[1:]]
     trues = [r for r in rows if r[0] == "true"]
     assert [r[4:] for r in trues] == [["/bin/true", f"c{i}"] for i in range(5)]
@@ -74,6 +74,27 @@ def test_execsnoop_command_prints_bcc_columns_and_x_adds_failures():
     # the shell, then its failed exec of /nonexistent/x (same pid, so the same parent): shown with -x
     assert [r[:1] + r[3:] for r in rows if r[0] != "true"] == [
         ["sh", "0", "/bin/sh", "-c", "exec", "/nonexistent/x", "2>/dev/null"], ["sh", "-2", "/nonexistent/x"]]
+
+
+def test_execsnoop_command_cpu_and_parent_command_columns():
+    # -M: the parent's command (the workload's, renamed), -C: the CPU of each exec (the workload
+    # pins itself, so each /bin/true runs where it was told)
+    cpu = os.cpu_count() - 1
+
+    def work():
+        set_comm("ppexecparent")
+        os.sched_setaffinity(0, {cpu})
+        for i in range(3):
+            subprocess.run(["/bin/true", f"m{i}"], check=True)
+
+    child = Gated(work)
+    tool = Tool("execsnoop", "-C", "-M", "-P", str(child.pid))
+    child.go()
+    lines = tool.stop().splitlines()
+    assert lines[0].split() == ["COMM", "PID", "PCOMM", "PPID", "CPU", "RET", "ARGS"]
+    rows = [l.split() for l in lines[1:]]
+    assert [(r[0], r[2], r[3], r[4], r[5], r[6:]) for r in rows] == \
+        [("true", "ppexecparent", str(child.pid), str(cpu), "0", ["/bin/true", f"m{i}"]) for i in range(3)]
 
 
 def test_opensnoop_library_counts_exact_paths_and_errors():
@@ -223,17 +244,23 @@ def test_killsnoop_records_signals_targets_and_results():
 def test_killsnoop_command_filters_by_signal():
     def work():
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         for _ in range(3):
             os.kill(os.getpid(), signal.SIGUSR1)
         os.kill(os.getpid(), 0)
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGUSR2)
 
+    usr1, usr2 = str(int(signal.SIGUSR1)), str(int(signal.SIGUSR2))
     child = Gated(work)
-    tool = Tool("killsnoop", "-p", str(child.pid), "-s", str(int(signal.SIGUSR1)))
+    one = Tool("killsnoop", "-p", str(child.pid), "-s", usr1)
+    both = Tool("killsnoop", "-p", str(child.pid), "-s", f"{usr1},{usr2}")     # bcc's list
     child.go()
-    lines = tool.stop().splitlines()
+    lines = one.stop().splitlines()
     assert lines[0].split() == ["TIME", "PID", "COMM", "SIG", "TPID", "RESULT"]
     rows = [l.split() for l in lines[1:]]
-    assert [r[1:2] + r[3:] for r in rows] == [[str(child.pid), str(int(signal.SIGUSR1)), str(child.pid), "0"]] * 3
+    assert [r[1:2] + r[3:] for r in rows] == [[str(child.pid), usr1, str(child.pid), "0"]] * 3
+    assert [l.split()[3] for l in both.stop().splitlines()[1:]] == [usr1] * 3 + [usr2] * 2
 
 
 def test_exitsnoop_reports_codes_signals_and_parents():
