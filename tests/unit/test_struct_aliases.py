@@ -1,7 +1,7 @@
 """A name bound to a struct that exists (a map value's member, an element of an array of structs,
 a stack local or its member) refers to it, as in Python: the translator makes it a C pointer and
 the simulation a reference, so writes through the name reach the map. Kernel-free; the kernel
-side is tests/kernel/test_struct_aliases.py."""
+side is tests/kernel/test_writes_through_struct_aliases.py."""
 import pytest
 
 from pyprobe import Array, Hash, Program, Struct, TranslationError, raw_tracepoint, u32, u64
