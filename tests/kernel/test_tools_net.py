@@ -389,3 +389,4 @@ def test_tcpretrans_loss_probe_of_a_stalled_send():
     assert (c["ip"], c["saddr"], c["sport"], c["daddr"], c["dport"]) == (4, "127.0.0.1", ports[0], "127.0.0.1",
                                                                          ports[1])
     assert int(probes[0]["state"]) == 1             # TCP_ESTABLISHED
+    assert int(probes[0]["seq"]) == 0               # -s shows 0 for a loss probe, as bcc's

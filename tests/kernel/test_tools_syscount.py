@@ -53,3 +53,35 @@ def test_syscount_exec_counts_the_command_until_it_exits():
     assert lines[1].split() == ["PID", "COMM", "COUNT"]
     assert len(lines[2].split()) == 3 and lines[2].split()[2] == "77"
     assert lines[-1] == "Detaching..."
+
+
+def test_syscount_command_failures_with_latency_in_milliseconds():
+    def work():
+        for _ in range(4):
+            os.close(os.open("/dev/null", os.O_RDONLY))
+        for _ in range(9):
+            try:
+                os.open("/nonexistent-pyprobe-syscount", os.O_RDONLY)
+            except FileNotFoundError:
+                pass
+
+    child = Gated(work)
+    tool = Tool("syscount", "-x", "-L", "-m", "-p", str(child.pid), "--syscall", "openat")
+    assert child.go() == 0
+    lines = tool.stop().splitlines()
+    assert lines[1].split() == ["SYSCALL", "COUNT", "TIME", "(ms)"]
+    name, count, ms = lines[2].split()
+    assert (name, count) == ("openat", "9") and float(ms) > 0       # the 9 failures, not the 4 opens
+
+
+def test_syscount_list_names_the_syscalls():
+    import contextlib
+    import io
+
+    from pyprobe.tools.syscount import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["-l"]) == 0
+    names = out.getvalue().split()
+    assert {"getppid", "openat", "execve"} <= set(names) and names == sorted(names)
