@@ -71,7 +71,8 @@ def test_syscount_command_failures_with_latency_in_milliseconds():
     lines = tool.stop().splitlines()
     assert lines[1].split() == ["SYSCALL", "COUNT", "TIME", "(ms)"]
     name, count, ms = lines[2].split()
-    assert (name, count) == ("openat", "9") and float(ms) > 0       # the 9 failures, not the 4 opens
+    assert (name, count) == ("openat", "9")          # the 9 failures, not the 4 opens
+    assert float(ms) >= 0                             # (a qemu guest's clock can call 9 fast calls 0 ns)
 
 
 def test_syscount_list_names_the_syscalls():
