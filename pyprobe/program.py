@@ -32,6 +32,36 @@ def _hide_internals(fn):
     return wrapper
 
 
+def backend() -> str:
+    """Which compiler makes objects: "auto" (the direct backend for the programs its subset
+    holds, clang for the rest) or "clang" (always), from PYPROBE_BACKEND."""
+    return "clang" if os.environ.get("PYPROBE_BACKEND", "auto").lower() == "clang" else "auto"
+
+
+def _direct_identity() -> str:
+    """The direct backend's own sources (size and mtime), for its objects' cache key,
+    without importing it."""
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend")
+    parts = []
+    for name in ("direct.py", "bpf_insn.py", "bpf_elf.py"):
+        try:
+            st = os.stat(os.path.join(here, name))
+            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{name}:-")
+    return " ".join(parts)
+
+
+def _direct_first(cls) -> bool:
+    """Whether the direct backend will likely compile cls: then clang is not started early
+    (its ~190 MB of libraries would compete with Python's reads from a cold disk)."""
+    if backend() == "clang":
+        return False
+    from pyprobe.backend import direct
+
+    return direct.plausible(cls)
+
+
 class _class_or_instance:
     """A classmethod that, called on an instance, also gets the instance (else None), so
     `prog.translate()` shows what `prog` loads with its attach_to."""
@@ -140,7 +170,7 @@ class Program:
         from pyprobe.backend import clang
         from pyprobe.dsl.program_source import translate_program
 
-        if compiling and not _shipped_class(cls):
+        if compiling and not _shipped_class(cls) and not _direct_first(cls):
             clang.start_early()
         try:
             return translate_program(cls, retarget=retarget)
@@ -179,7 +209,18 @@ class Program:
         kernel = cache.kernel_identity() if source.kernel_types or source.co_re_types else "no kernel types"
         key = cache.key(source.text, "|".join(source.kernel_types + source.co_re_types),
                         kernel, " ".join(clang.FLAGS), clang.clang_identity())
-        obj = cache.load(key)
+        # the direct backend's objects are keyed apart (its subset has no kernel types); a warm start
+        # reads either cache before anything compiles (nor imports the direct backend)
+        direct_key = cache.key(source.text, "direct", _direct_identity()) if backend() == "auto" else None
+        obj = (cache.load(direct_key) if direct_key else None) or cache.load(key)
+        if obj is None and direct_key:
+            from pyprobe.backend import direct
+
+            obj = direct.compile_program(cls, source)       # None: outside its subset
+            if obj is not None:
+                clang.cancel_early()
+                cache.store(direct_key, obj)
+                return obj
         if obj is None:
             from pyprobe import progress
 
