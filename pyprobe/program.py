@@ -41,9 +41,9 @@ def backend() -> str:
 def _direct_identity() -> str:
     """The direct backend's own sources (size and mtime), for its objects' cache key,
     without importing it."""
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend")
+    here = os.path.dirname(os.path.abspath(__file__))
     parts = []
-    for name in ("direct.py", "bpf_insn.py", "bpf_elf.py"):
+    for name in ("dsl/direct.py", "backend/bpf_insn.py", "backend/bpf_elf.py"):
         try:
             st = os.stat(os.path.join(here, name))
             parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
@@ -57,7 +57,7 @@ def _direct_first(cls) -> bool:
     (its ~190 MB of libraries would compete with Python's reads from a cold disk)."""
     if backend() == "clang":
         return False
-    from pyprobe.backend import direct
+    from pyprobe.dsl import direct
 
     return direct.plausible(cls)
 
@@ -214,7 +214,7 @@ class Program:
         direct_key = cache.key(source.text, "direct", _direct_identity()) if backend() == "auto" else None
         obj = (cache.load(direct_key) if direct_key else None) or cache.load(key)
         if obj is None and direct_key:
-            from pyprobe.backend import direct
+            from pyprobe.dsl import direct
 
             obj = direct.compile_program(cls, source)       # None: outside its subset
             if obj is not None:

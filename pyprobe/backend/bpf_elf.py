@@ -8,7 +8,7 @@ describing the maps as clang's `struct { __uint(type, N); __type(key, T); ... } 
 SEC(".maps")` does: an anonymous struct of pointers (to an int array whose length is the
 number, or to the key or value type), a VAR per map and a DATASEC ".maps" listing them.
 No .BTF.ext: the kernel then knows no source lines, and the direct backend only
-compiles handlers whose failures cannot point at one (backend/direct.py).
+compiles handlers whose failures cannot point at one (dsl/direct.py).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """BPF instructions as bytes: the encoding of include/uapi/linux/bpf.h, and a small
-assembler with labels for the direct backend (backend/direct.py).
+assembler with labels for the direct backend (dsl/direct.py).
 
 An instruction is 8 bytes: opcode, dst and src registers (4 bits each), a signed 16-bit
 offset and a signed 32-bit immediate; a 64-bit load (ld_imm64) takes two slots.

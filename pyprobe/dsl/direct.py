@@ -48,17 +48,31 @@ def compile_program(cls, source) -> bytes | None:
         return None
 
 
-def plausible(cls) -> bool:
-    """Whether cls's handlers look inside the subset, judged before translation and without
-    the kernel's tracepoint formats (a `False` starts clang early, as before)."""
+def refusal(cls, source=None) -> str | None:
+    """Why cls (with its translation `source`) is outside the subset, or None. Without
+    `source`, judged before translation and without the kernel's tracepoint formats."""
     try:
+        if source is not None:
+            _compile(cls, source)
+            return None
         maps = _maps(cls)
-        for handler in _handlers(cls).values():
+        for name, handler in _handlers(cls).items():
             if len(handler.probes) != 1 or handler.probes[0].kind not in ("tracepoint", "syscall", "raw_tracepoint"):
-                raise Unsupported
-            HandlerCompiler(handler.func, maps, None, None).compile()
-        return True
-    except Exception:          # noqa: BLE001 - anything odd: let clang start early, as before
+                raise Unsupported(f"{name}: its probes")
+            try:
+                HandlerCompiler(handler.func, maps, None, None).compile()
+            except Unsupported as e:
+                raise Unsupported(f"{name}: {e}") from None
+        return None
+    except Unsupported as e:
+        return str(e) or "outside the subset"
+
+
+def plausible(cls) -> bool:
+    """Whether cls's handlers look inside the subset (a `False` starts clang early, as before)."""
+    try:
+        return refusal(cls) is None
+    except Exception:          # noqa: BLE001 - anything odd: clang starts early, as before
         return False
 
 
@@ -275,6 +289,8 @@ class HandlerCompiler:
             raise Unsupported("an atomic add narrower than 32 bits")
         k = self.key_slot(spec, key_node)
         n = Val(None, None, const=1) if amount_node is None else self.expr(amount_node)
+        if not per_cpu and value_t.size == 4 and n.const is not None and not _wrap(n.const, 4, False):
+            raise Unsupported("a 32-bit atomic add of 0 (clang refuses it: the same error either way)")
         if n.const is None:
             if value_t.size > n.type.size:
                 self.clean(n)
@@ -417,6 +433,8 @@ class HandlerCompiler:
             return Val(reg, u64)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             return self.binop(node)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Invert)):
+            return self.unary(node)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
             obj = self.python(node.func.id)
             builtin = getattr(obj, "_pp_builtin", None)
@@ -481,6 +499,8 @@ class HandlerCompiler:
     def cast(self, v: Val, t) -> Val:
         if v.const is not None:
             return Val(None, t, const=t.wrap(v.const))
+        if t.size > v.type.size:
+            self.clean(v)                 # widened: the bytes above v's width come from its value
         clean = v.clean and (t.size == 8 or (t.size > v.type.size and not (v.type.signed and not t.signed)))
         return Val(v.reg, t, clean=clean)
 
@@ -555,6 +575,27 @@ class HandlerCompiler:
             self.asm.alu(code, left.reg, right.reg, wide=wide)
             self.release(right)
         return Val(left.reg, t, clean=wide or not t.signed)
+
+
+    def unary(self, node) -> Val:
+        from pyprobe.dsl import operators
+
+        v = self.expr(node.operand)
+        result = operators.unary(type(node.op), v.as_value())      # the translator's typing (and folding)
+        if result.const is not None:
+            return Val(None, result.type, const=result.const)
+        t = result.type
+        wide = t.size == 8
+        v = self.materialize(v)
+        if wide or v.type.size < t.size:
+            self.clean(v)
+        if isinstance(node.op, ast.USub):
+            self.asm.alu(I.NEG, v.reg, imm=0, wide=wide)
+        elif isinstance(node.op, ast.Invert):
+            self.asm.alu(I.XOR, v.reg, imm=-1, wide=wide)
+        elif not wide:
+            self.asm.alu(I.MOV, v.reg, v.reg, wide=False)          # +x: the promotion alone
+        return Val(v.reg, t, clean=wide or not t.signed)
 
 
 def _has_call(node) -> bool:
