@@ -108,6 +108,8 @@ def run_program(peers: dict, program: str, target: int, runs: int, cache_root: s
     built = _build_ahead(program, cmds, cache_root) if "pyprobe" in cmds else None
     if built:
         results["pyprobe"]["cold_built"] = []
+    if "pyprobe" in cmds:
+        results["pyprobe"]["cold_clang"] = []
     phases = program == "count" and "pyprobe" in cmds
     if phases:
         results["pyprobe"]["phases_cold"] = []
@@ -120,9 +122,16 @@ def run_program(peers: dict, program: str, target: int, runs: int, cache_root: s
                 cache = os.path.join(cache_root, f"cold-{i}") if mode == "cold" else warm_cache
                 r = _try(results[name], argv, _env(name, env, cache), first, mode == "cold")
                 if r:
+                    r["round"] = i
                     results[name][mode].append(r)
                     log(f"  W1 {program} {mode} {name}: first event {r['first_event_ms']:.0f} ms, "
                         f"RSS {r['rss_mib']:.0f} MiB")
+                if name == "pyprobe" and mode == "cold":        # the same start with clang compiling
+                    r = _try(results[name], argv, dict(_env(name, env, cache + "-clang"), PYPROBE_BACKEND="clang"),
+                             first, True)
+                    if r:
+                        results[name]["cold_clang"].append(r)
+                        log(f"  W1 {program} cold pyprobe, clang forced: first event {r['first_event_ms']:.0f} ms")
                 if name == "pyprobe" and mode == "cold" and built:
                     r = _try(results[name], built, _env(name, env, cache + "-built"), first, True)
                     if r:
@@ -202,10 +211,15 @@ def summarize(results: dict) -> dict:
     out = {}
     for name, r in results.items():
         out[name] = {"runs": {k: v for k, v in r.items() if not k.startswith("phases")}}
-        for mode in ("cold", "warm", "cold_built"):
+        for mode in ("cold", "warm", "cold_built", "cold_clang"):
             for key in ("attached_ms", "first_event_ms", "rss_mib"):
                 out[name][f"{mode}_{key}"] = med_min([x[key] for x in r.get(mode, [])])
         for k in ("phases", "phases_cold"):
             if k in r:
                 out[name][k] = r[k]
+    # the goal's ratio, round by round: pyprobe's cold start over bpftrace's in the same round
+    if "pyprobe" in results and "bpftrace" in results:
+        bt = {x["round"]: x["first_event_ms"] for x in results["bpftrace"]["cold"]}
+        ratios = [x["first_event_ms"] / bt[x["round"]] for x in results["pyprobe"]["cold"] if bt.get(x["round"])]
+        out["pyprobe"]["cold_ratio_to_bpftrace"] = med_min(ratios)
     return out

@@ -39,8 +39,9 @@ class MapDef:
         self.name, self.map_type, self.max_entries, self.flags = name, map_type, max_entries, flags
         self.key, self.value = key, value
 
-    def fields(self) -> list[tuple[str, object]]:
-        out: list[tuple[str, object]] = [("type", self.map_type), ("max_entries", self.max_entries)]
+    def fields(self) -> list:
+        """(member, a number or an integer's (size, signed)) in the order clang writes them."""
+        out: list = [("type", self.map_type), ("max_entries", self.max_entries)]
         if self.flags:
             out.append(("map_flags", self.flags))
         return out + [("key", self.key), ("value", self.value)]
@@ -77,7 +78,7 @@ class _Btf:
         self.count += 1
         return self.count
 
-    def int(self, size: int, signed: bool) -> int:
+    def integer(self, size: int, signed: bool) -> int:
         if (size, signed) not in self._ints:
             encoding = (BTF_INT_SIGNED if signed else 0) << 24 | size * 8
             self._ints[size, signed] = self._type(_INT_NAMES[size, signed], INT, 0, size, struct.pack("<I", encoding))
@@ -91,7 +92,7 @@ class _Btf:
     def int_array(self, n: int) -> int:
         """int[n]: how __uint(field, n) carries a number."""
         if n not in self._arrays:
-            elem = self.int(4, True)
+            elem = self.integer(4, True)
             index = self._type("__ARRAY_SIZE_TYPE__", INT, 0, 4, struct.pack("<I", 32))
             self._arrays[n] = self._type("", ARRAY, 0, 0, struct.pack("<III", elem, index, n))
         return self._arrays[n]
@@ -99,7 +100,7 @@ class _Btf:
     def map_struct(self, m: MapDef) -> int:
         members = []
         for name, value in m.fields():
-            target = self.int(*value) if isinstance(value, tuple) else self.int_array(value)
+            target = self.integer(*value) if isinstance(value, tuple) else self.int_array(value)
             members.append((name, self.ptr(target)))
         extra = b"".join(struct.pack("<III", self.strings.add(name), t, i * 64) for i, (name, t) in enumerate(members))
         return self._type("", STRUCT, len(members), 8 * len(members), extra)
