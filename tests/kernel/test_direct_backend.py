@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from prog_test_run import prog_fd, prog_test_run
-from pyprobe import CompileError
+from pyprobe import CompileError, Hash, PerCpuArray, Program, syscall, u64
 from pyprobe.backend import clang
+from pyprobe.bpf import log2, tgid
 from pyprobe.dsl import direct
 
 MODULES = int(os.environ.get("PYPROBE_DIRECT_MODULES", 10))   # hypothesis examples: Programs of PER_MODULE handlers
@@ -206,3 +207,44 @@ def test_direct_backend_agrees_with_clang_and_the_simulation(tmp_path, monkeypat
     with capsys.disabled():
         print(f"\ndirect backend: {total[0]} handler x event cases agree with clang and the simulation")
     assert total[0] >= MODULES * PER_MODULE * EVENTS * 3 // 4
+
+
+# ---- on a real tracepoint: fields at the format's offsets ------------------------------------
+class ReadSizes(Program):
+    """Per (process, fd): reads by log2 of their size, and bytes asked for."""
+    by_size = Hash(u64, u64)
+    asked = Hash(u64, u64)
+    total = PerCpuArray(u64, 1)
+
+    @syscall("read")
+    def enter(self, args):
+        self.by_size[(u64(tgid()) << 40) | (u64(args.fd) << 8) | log2(args.count)] += 1
+        self.asked[(u64(tgid()) << 32) | args.fd] += args.count
+        self.total[0] += 1
+
+
+def test_tracepoint_fields_through_the_direct_backend_agree_with_clang(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    clang_side = type("ClangReadSizes", (ReadSizes,), {})
+    direct_side = type("DirectReadSizes", (ReadSizes,), {})
+    progs = [load(clang_side, monkeypatch, "clang"), load(direct_side, monkeypatch, "direct")]
+    try:
+        for p in progs:
+            p.attach()
+        fd = os.open("/dev/zero", os.O_RDONLY)
+        try:
+            for i in range(64):
+                os.read(fd, 1 << (i % 8))
+        finally:
+            os.close(fd)
+        for p in progs:
+            p.detach()
+        me = os.getpid()
+        for p in progs:
+            sizes = {k & 0xFF: v for k, v in p.by_size.items() if k >> 40 == me and (k >> 8) & 0xFFFFFFFF == fd}
+            assert sizes == {k + 1: 8 for k in range(8)}            # log2(2^k) is k + 1, 8 reads of each
+            assert p.asked[(me << 32) | fd] == 8 * sum(1 << k for k in range(8))
+            assert p.total.to_numpy().sum() >= 64
+    finally:
+        for p in progs:
+            p.close()

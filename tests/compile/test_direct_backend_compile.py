@@ -1,0 +1,185 @@
+"""The direct backend's subset (pyprobe/dsl/direct.py): what it compiles, byte for byte as clang
+for the W2 program; what it leaves to clang, which then compiles it; PYPROBE_BACKEND=clang; the
+cache. Needs clang, not root. Its agreement with clang and the simulation on generated handlers
+is tests/kernel/test_direct_backend.py.
+"""
+import importlib.util
+import itertools
+import struct
+
+import pytest
+
+from pyprobe import Array, Hash, Histogram, LruHash, PerCpuArray, Program, raw_tracepoint, s16, u8, u16, u32, u64
+from pyprobe.backend import clang
+from pyprobe.backend.libbpf import ffi, lib
+from pyprobe.bpf import ktime_ns, log2, tgid, tid
+from pyprobe.dsl import direct
+
+LIMIT = 100
+
+
+class Count(Program):
+    counts = Hash(u32, u64, max_entries=10240)
+
+    @raw_tracepoint("sys_enter")
+    def count_reads(self, ctx):
+        self.counts[tgid()] += 1
+
+
+class Shapes(Program):
+    """One of each statement and expression form of the subset."""
+    per_pid = Hash(u32, u64)
+    last = LruHash(u64, s16)
+    sizes = Histogram()
+    slots = Array(u32, 8)
+    cpu_counts = PerCpuArray(u64, 4)
+
+    @raw_tracepoint("sys_enter")
+    def enter(self, ctx):
+        """A docstring is not a statement."""
+        self.per_pid[tgid()] += ctx.args[2] & 0xFFFF
+        self.per_pid.increment(tid(), 2)
+        self.last[ktime_ns() >> 20] = s16(-ctx.args[1])
+        self.sizes.increment(log2(ctx.args[2] + LIMIT))
+        self.slots[u8(ctx.args[0]) & 7] += ~u16(ctx.args[1] * 3)
+        self.cpu_counts.increment(1)
+        pass
+        return 0
+
+
+def sections(obj: bytes) -> dict:
+    """name -> bytes of an ELF64 object's sections."""
+    shoff, = struct.unpack_from("<Q", obj, 0x28)
+    shnum, shstrndx = struct.unpack_from("<HH", obj, 0x3C)
+    headers = [struct.unpack_from("<IIQQQQIIQQ", obj, shoff + 64 * i) for i in range(shnum)]
+    names = headers[shstrndx][4]
+    out = {}
+    for h in headers[1:]:
+        name = obj[names + h[0]:obj.index(b"\0", names + h[0])].decode()
+        out[name] = obj[h[4]:h[4] + h[5]]
+    return out
+
+
+def opened(obj: bytes) -> tuple[list[str], list[str]]:
+    """The programs and maps libbpf finds in an object (opened, not loaded: no root)."""
+    buf = ffi.from_buffer(obj)
+    o = lib.bpf_object__open_mem(buf, len(obj), ffi.NULL)
+    assert o != ffi.NULL
+    try:
+        progs, maps = [], []
+        p = lib.bpf_object__next_program(o, ffi.NULL)
+        while p != ffi.NULL:
+            progs.append(ffi.string(lib.bpf_program__name(p)).decode())
+            p = lib.bpf_object__next_program(o, p)
+        m = lib.bpf_object__next_map(o, ffi.NULL)
+        while m != ffi.NULL:
+            maps.append(ffi.string(lib.bpf_map__name(m)).decode())
+            m = lib.bpf_object__next_map(o, m)
+        return progs, maps
+    finally:
+        lib.bpf_object__close(o)
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("PYPROBE_BACKEND", raising=False)
+
+
+def test_the_w2_program_is_clangs_instruction_for_instruction():
+    ours = direct.compile_program(Count, Count._source())
+    theirs = clang.compile_c(Count._source().full_text())
+    section = "raw_tracepoint/sys_enter"
+    assert sections(ours)[section] == sections(theirs)[section]       # map slots: 0 in both, relocated
+    assert len(sections(ours)[section]) // 8 == 29                      # 33 once the kernel inlines the lookups
+
+
+def test_every_form_of_the_subset_compiles_to_an_object_libbpf_opens():
+    assert direct.refusal(Shapes) is None
+    assert direct.refusal(Shapes, Shapes._source()) is None
+    progs, maps = opened(direct.compile_program(Shapes, Shapes._source()))
+    assert progs == ["enter"]
+    assert sorted(maps) == ["cpu_counts", "last", "per_pid", "sizes", "slots"]
+
+
+_modules = itertools.count()
+
+
+def _program(directory, body: str, extra: str = ""):
+    """A Program with one raw tracepoint handler whose body is `body`, from a file of its own."""
+    path = directory / f"direct_case_{next(_modules)}.py"
+    path.write_text(f'''
+from pyprobe import Program, Hash, RingBuf, Param, Struct, raw_tracepoint, kprobe, u32, u16, u64
+from pyprobe.bpf import ktime_ns, tgid, trace_printk
+
+
+class Rec(Struct):
+    pid: u32
+
+
+class P(Program):
+    m = Hash(u32, u64)
+    small = Hash(u32, u16)
+{extra}
+    @raw_tracepoint("sys_enter")
+    def h(self, ctx):
+        {body}
+''')
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.P
+
+
+OUTSIDE = [
+    ("if ctx.args[0]:\n            self.m[1] += 1", "If statements"),
+    ("x = tgid()\n        self.m[x] += 1", "an assignment to something else than a map entry"),
+    ("self.m[1] -= 1", "AugAssign statements"),
+    ("self.m[1] = ktime_ns() if ctx.args[0] else 0", "IfExp expressions"),
+    ("self.m[ctx.args[0] // 3] = 1", "BinOp expressions"),
+    ("self.m[1] = self.m[2]", "Subscript expressions"),
+    ("trace_printk('hi')", "Expr statements"),
+    ("self.m[1] = ctx.args[0] << ctx.args[1]", "a shift by a variable"),
+]
+
+
+@pytest.mark.parametrize("body, why", OUTSIDE, ids=[w for _, w in OUTSIDE])
+def test_a_handler_outside_the_subset_goes_to_clang(body, why, monkeypatch, tmp_path):
+    P = _program(tmp_path, body)
+    assert why in direct.refusal(P, P._source())
+    calls = []
+    real = clang.compile_c
+    monkeypatch.setattr(clang, "compile_c", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert P.compile()[:4] == b"\x7fELF" and calls == [1]
+
+
+@pytest.mark.parametrize("extra, why", [
+    ("    events = RingBuf(Rec)", "map kind ringbuf"),
+    ("    limit = Param(u32, 5)", "Params"),
+    ("    @kprobe('vfs_read')\n    def k(self, ctx):\n        self.m[1] += 1", "probes"),
+])
+def test_a_program_outside_the_subset_goes_to_clang(extra, why, tmp_path):
+    P = _program(tmp_path, "self.m[1] += 1", extra)
+    assert why in (direct.refusal(P) or direct.refusal(P, P._source()))
+
+
+def test_the_subset_never_runs_clang_and_is_cached_under_its_own_key(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("clang was called")
+    monkeypatch.setattr(clang, "compile_c", refuse)
+    monkeypatch.setattr(clang, "start_early", refuse)
+    first = Count.compile()
+    calls = []
+    real = direct.compile_program
+    monkeypatch.setattr(direct, "compile_program", lambda *a: calls.append(1) or real(*a))
+    assert Count.compile() == first and calls == []                     # the second from the cache
+
+
+def test_pyprobe_backend_clang_forces_clang(monkeypatch):
+    monkeypatch.setenv("PYPROBE_BACKEND", "clang")
+    calls = []
+    real = clang.compile_c
+    monkeypatch.setattr(clang, "compile_c", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(direct, "compile_program", lambda *a: pytest.fail("the direct backend was used"))
+    obj = Count.compile()
+    assert calls == [1] and ".BTF.ext" in sections(obj)                 # clang's, with its line info
