@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pyprobe.errors import PyprobeError
+from pyprobe.errors import PyprobeError, VerifierError
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing (start-up)
 if TYPE_CHECKING:
@@ -187,11 +187,12 @@ class Program:
     @_class_or_instance
     @_hide_internals
     def compile(cls, obj) -> bytes:
-        """The BPF ELF object (clang only, no root); served from the cache when possible."""
+        """The BPF ELF object (no root): from the cache, the direct backend or clang."""
         return cls._object(cls._source(compiling=True, retarget=_retarget(obj)))
 
     @classmethod
-    def _object(cls, source) -> bytes:
+    def _object(cls, source, clang_only: bool = False) -> bytes:
+        source.from_direct = False
         if source.built_object is not None:
             return source.built_object
         from pyprobe.backend import cache, clang
@@ -211,16 +212,22 @@ class Program:
                         kernel, " ".join(clang.FLAGS), clang.clang_identity())
         # the direct backend's objects are keyed apart (its subset has no kernel types); a warm start
         # reads either cache before anything compiles (nor imports the direct backend)
-        direct_key = cache.key(source.text, "direct", _direct_identity()) if backend() == "auto" else None
-        obj = (cache.load(direct_key) if direct_key else None) or cache.load(key)
-        if obj is None and direct_key:
-            from pyprobe.dsl import direct
+        direct = backend() == "auto" and not clang_only
+        direct_key = cache.key(source.text, "direct", _direct_identity()) if direct else None
+        obj = cache.load(direct_key) if direct_key else None
+        if obj is None:
+            obj = cache.load(key)
+            if obj is None and direct_key:
+                from pyprobe.dsl.direct import compile_program
 
-            obj = direct.compile_program(cls, source)       # None: outside its subset
-            if obj is not None:
-                clang.cancel_early()
-                cache.store(direct_key, obj)
-                return obj
+                obj = compile_program(cls, source)         # None: outside its subset
+                if obj is not None:
+                    cache.store(direct_key, obj)
+                    source.from_direct = True
+                    clang.cancel_early()
+                    return obj
+        else:
+            source.from_direct = True
         if obj is None:
             from pyprobe import progress
 
@@ -258,12 +265,21 @@ class Program:
         ensure_bpffs()
         source = self._source(compiling=True, retarget=self._retarget)
         obj = self._object(source)
-        with deferred_signals():             # the session is ours before it owns anything
-            session = Session(source, obj, self._params, self._attach_to, self._sizes, self._pinned)
-            session.load()                   # on failure it has released what it made
-            self._session = session
-            self._maps = session.maps
-            self._finalizer = Finalizer(self, session.close)
+
+        def load_session(obj):
+            with deferred_signals():             # the session is ours before it owns anything
+                session = Session(source, obj, self._params, self._attach_to, self._sizes, self._pinned)
+                session.load()                   # on failure it has released what it made
+                self._session = session
+                self._maps = session.maps
+                self._finalizer = Finalizer(self, session.close)
+        try:
+            load_session(obj)
+        except VerifierError:
+            if not source.from_direct:
+                raise
+            # the verifier refused the direct backend's object (its bug): clang's, whose errors name lines
+            load_session(self._object(source, clang_only=True))
         return self
 
     @_hide_internals

@@ -42,6 +42,7 @@ class ProgramSource:
         self.co_re_types = co_re_types
         self.params = params or {}
         self.built_object: bytes | None = None   # the object `pyprobe build` wrote with it (pyprobe/aot.py)
+        self.from_direct = False                 # the object came from the direct backend (dsl/direct.py)
 
     def to_plain(self) -> dict:
         """Only str, int, tuple, list, dict and None, for `marshal`: maps and Params

@@ -248,3 +248,34 @@ def test_tracepoint_fields_through_the_direct_backend_agree_with_clang(tmp_path,
     finally:
         for p in progs:
             p.close()
+
+
+def test_an_object_the_verifier_refuses_is_compiled_again_by_clang(tmp_path, monkeypatch):
+    """A direct backend bug the verifier catches costs a clang compile, not the user's program
+    (and clang's object names Python lines in any error of its own)."""
+    from pyprobe import raw_tracepoint, u32
+    from pyprobe.backend import bpf_insn as I
+    from pyprobe.backend.bpf_elf import MapDef, ProgramCode, write_object
+
+    class Counted(Program):
+        counts = Hash(u32, u64)
+
+        @raw_tracepoint("sys_enter")
+        def enter(self, ctx):
+            self.counts[tgid()] += 1
+
+    def broken(cls, source):                      # returns without setting r0
+        a = I.Assembler()
+        a.exit()
+        return write_object([ProgramCode("raw_tracepoint/sys_enter", "enter", a.finish(), [])],
+                            [MapDef("counts", 1, 10240, 0, (4, False), (8, False))], "GPL")
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(direct, "compile_program", broken)
+    calls = []
+    real = clang.compile_c
+    monkeypatch.setattr(clang, "compile_c", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with Counted() as prog:
+        assert calls == [1] and not Counted._source().from_direct
+        for _ in range(5):
+            os.getppid()
+        assert prog.counts[os.getpid()] >= 5           # clang's program counts (the other syscalls too)
