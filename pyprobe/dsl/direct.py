@@ -11,8 +11,8 @@ The subset (anything else raises Unsupported, and clang compiles the program as 
   (self, ctx); no Params, no kernel types, no helper functions, no tail calls;
 - maps: Hash, LruHash, PerCpuHash, LruPerCpuHash, Array, PerCpuArray and log2/linear
   Histograms without sections, with integer keys and values;
-- statements: `self.m[k] += n`, `self.m.increment(k[, n])`, `self.m[k] = v`, `pass`, and a
-  last `return` (of a constant);
+- statements: `self.m[k] += n`, `self.m.increment(k[, n])`, `self.m[k] = v`,
+  `trace_printk("text")` (no arguments), `pass`, and a last `return` (of a constant);
 - expressions: integer constants (module-level ones too), tgid(), pid(), tid(), uid(),
   gid(), ktime_ns(), smp_processor_id(), log2(x), casts (u32(x), ...), tracepoint fields
   (args.count), raw tracepoint arguments (ctx.args[i]), and + - * & | ^ << >> (constant

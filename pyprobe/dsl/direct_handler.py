@@ -113,6 +113,11 @@ class HandlerCompiler:
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
             call = node.value
             f = call.func
+            if isinstance(f, ast.Name) and getattr(self.python(f.id), "_pp_builtin", None) == "trace_printk" \
+                    and len(call.args) == 1 and isinstance(call.args[0], ast.Constant) \
+                    and isinstance(call.args[0].value, str) and not call.keywords:
+                self.trace_printk(call.args[0].value)
+                return
             if isinstance(f, ast.Attribute) and f.attr == "increment" and not call.keywords \
                     and 1 <= len(call.args) <= 2:
                 spec, name = self.self_map(f.value)
@@ -132,8 +137,10 @@ class HandlerCompiler:
             raise Unsupported("an assignment to something else than a map entry")
         return (*self.self_map(target.value), target.slice)
 
-    def slot(self, size: int) -> int:
-        self.stack = (self.stack + size + size - 1) // size * size
+    def slot(self, size: int, align: int = 0) -> int:
+        """fp's offset of `size` new bytes of stack, aligned to `align` (else to the size)."""
+        align = align or size
+        self.stack = (self.stack + size + align - 1) // align * align
         if self.stack > 512:
             raise Unsupported("stack")
         return -self.stack
@@ -219,6 +226,21 @@ class HandlerCompiler:
             a.atomic_add(I.R0, I.R1, value_t.size)
         self.release(n)
         a.place(done)
+
+    def trace_printk(self, text: str) -> None:
+        """bpf_printk("..."): the format (which the translator checked) with its NUL, on the stack
+        rather than in .rodata, then bpf_trace_printk(fmt, sizeof(fmt))."""
+        data = text.encode() + b"\0"
+        if len(data) > 256:
+            raise Unsupported("a long trace_printk format")
+        padded = data + bytes(-len(data) % 8)
+        off = self.slot(len(padded), 8)
+        for i in range(0, len(padded), 4):
+            self.asm.store_imm(I.FP, off + i, int.from_bytes(padded[i:i + 4], "little", signed=True), 4)
+        self.asm.mov(I.R1, I.FP)
+        self.asm.alu(I.ADD, I.R1, imm=off)
+        self.asm.mov_imm(I.R2, len(data))
+        self.asm.call(I.TRACE_PRINTK)
 
     def _key_arg(self, kp, k: int) -> None:
         if kp is not None:

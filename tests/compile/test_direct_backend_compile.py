@@ -12,7 +12,7 @@ import pytest
 from pyprobe import Array, Hash, Histogram, LruHash, PerCpuArray, Program, raw_tracepoint, s16, u8, u16, u32, u64
 from pyprobe.backend import clang
 from pyprobe.backend.libbpf import ffi, lib
-from pyprobe.bpf import ktime_ns, log2, tgid, tid
+from pyprobe.bpf import ktime_ns, log2, tgid, tid, trace_printk
 from pyprobe.dsl import direct
 
 LIMIT = 100
@@ -43,6 +43,7 @@ class Shapes(Program):
         self.sizes.increment(log2(ctx.args[2] + LIMIT))
         self.slots[u8(ctx.args[0]) & 7] += ~u16(ctx.args[1] * 3)
         self.cpu_counts.increment(1)
+        trace_printk("Grüße, 100%%\n")
         pass
         return 0
 
@@ -138,7 +139,8 @@ OUTSIDE = [
     ("self.m[1] = ktime_ns() if ctx.args[0] else 0", "IfExp expressions"),
     ("self.m[ctx.args[0] // 3] = 1", "BinOp expressions"),
     ("self.m[1] = self.m[2]", "Subscript expressions"),
-    ("trace_printk('hi')", "Expr statements"),
+    ("trace_printk('pid %d', tgid())", "Expr statements"),
+    ("trace_printk(f'pid {tgid()}')", "Expr statements"),
     ("self.m[1] = ctx.args[0] << ctx.args[1]", "a shift by a variable"),
 ]
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from prog_test_run import prog_fd, prog_test_run
 from pyprobe import CompileError, Hash, PerCpuArray, Program, syscall, u64
 from pyprobe.backend import clang
-from pyprobe.bpf import log2, tgid
+from pyprobe.bpf import log2, tgid, trace_printk
 from pyprobe.dsl import direct
 
 MODULES = int(os.environ.get("PYPROBE_DIRECT_MODULES", 10))   # hypothesis examples: Programs of PER_MODULE handlers
@@ -279,3 +279,22 @@ def test_an_object_the_verifier_refuses_is_compiled_again_by_clang(tmp_path, mon
         for _ in range(5):
             os.getppid()
         assert prog.counts[os.getpid()] >= 5           # clang's program counts (the other syscalls too)
+
+
+class Hello(Program):
+    @syscall("read")
+    def hello(self, args):
+        trace_printk("Grüße from the direct backend, 100%%\n")
+
+
+def test_trace_printk_through_the_direct_backend(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    with load(Hello, monkeypatch, "direct") as prog:
+        prog.attach()
+        fd = os.open("/dev/zero", os.O_RDONLY)
+        try:
+            os.read(fd, 1)
+        finally:
+            os.close(fd)
+        event = next(iter(prog.trace_fields(timeout=10)))
+        assert event.msg == "Grüße from the direct backend, 100%"
