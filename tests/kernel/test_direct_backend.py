@@ -12,6 +12,7 @@ import importlib.util
 import itertools
 import os
 import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from prog_test_run import prog_fd, prog_test_run
 from pyprobe import CompileError, Hash, PerCpuArray, Program, syscall, u64
 from pyprobe.backend import clang
-from pyprobe.bpf import log2, tgid, trace_printk
+from pyprobe.bpf import ktime_ns, log2, tgid, trace_printk
 from pyprobe.dsl import direct
 
 MODULES = int(os.environ.get("PYPROBE_DIRECT_MODULES", 10))   # hypothesis examples: Programs of PER_MODULE handlers
@@ -215,12 +216,14 @@ class ReadSizes(Program):
     by_size = Hash(u64, u64)
     asked = Hash(u64, u64)
     total = PerCpuArray(u64, 1)
+    last = Hash(u64, u64)
 
     @syscall("read")
     def enter(self, args):
         self.by_size[(u64(tgid()) << 40) | (u64(args.fd) << 8) | log2(args.count)] += 1
         self.asked[(u64(tgid()) << 32) | args.fd] += args.count
         self.total[0] += 1
+        self.last[(u64(tgid()) << 32) | args.fd] = ktime_ns()
 
 
 def test_tracepoint_fields_through_the_direct_backend_agree_with_clang(tmp_path, monkeypatch):
@@ -235,6 +238,9 @@ def test_tracepoint_fields_through_the_direct_backend_agree_with_clang(tmp_path,
         try:
             for i in range(64):
                 os.read(fd, 1 << (i % 8))
+            t0 = time.monotonic_ns()              # CLOCK_MONOTONIC, as bpf_ktime_get_ns()
+            os.read(fd, 1)
+            t1 = time.monotonic_ns()
         finally:
             os.close(fd)
         for p in progs:
@@ -242,9 +248,10 @@ def test_tracepoint_fields_through_the_direct_backend_agree_with_clang(tmp_path,
         me = os.getpid()
         for p in progs:
             sizes = {k & 0xFF: v for k, v in p.by_size.items() if k >> 40 == me and (k >> 8) & 0xFFFFFFFF == fd}
-            assert sizes == {k + 1: 8 for k in range(8)}            # log2(2^k) is k + 1, 8 reads of each
-            assert p.asked[(me << 32) | fd] == 8 * sum(1 << k for k in range(8))
-            assert p.total.to_numpy().sum() >= 64
+            assert sizes == {k + 1: 8 + (k == 0) for k in range(8)}    # log2(2^k) is k + 1, 8 reads of each
+            assert p.asked[(me << 32) | fd] == 8 * sum(1 << k for k in range(8)) + 1
+            assert t0 <= p.last[(me << 32) | fd] <= t1
+            assert p.total.to_numpy().sum() >= 65
     finally:
         for p in progs:
             p.close()
