@@ -161,9 +161,7 @@ def main(argv=None, prog=None) -> int:
             params["max_ns"] = args.max_block_time * 1000
         program = OffCpuTime(max_entries={"stack_traces": args.stack_storage_size}, **params)
         if not args.ebpf:
-            program.load()
-            for n in args.pid or args.tid or ():       # the list is in the map before any probe runs
-                program.pids[n] = 1
+            stacks.load_with_ids(program, args.pid or args.tid or ())
         with common.opened(args, program) as tool:
             common.announce(tool)
             if not args.folded and not args.json:

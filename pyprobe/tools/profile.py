@@ -147,9 +147,7 @@ def main(argv=None, prog=None) -> int:
                        max_entries={"stack_traces": args.stack_storage_size, "counts": args.hash_storage_size},
                        **scoping.scope(args))
         if not args.ebpf:
-            program.load()
-            for n in args.pid or args.tid or ():       # the list is in the map before the first sample
-                program.pids[n] = 1
+            stacks.load_with_ids(program, args.pid or args.tid or ())
         with common.opened(args, program) as tool:
             common.announce(tool)
             if not args.folded and not args.json:

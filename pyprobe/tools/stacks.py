@@ -25,6 +25,18 @@ def warn_missed(stack_ids) -> None:
         print("WARNING: %d stack traces could not be displayed.%s" % (len(failed), hint), file=sys.stderr)
 
 
+def load_with_ids(program, ids) -> None:
+    """Load `program` and put the -p/-t list in its `pids` map before any probe is attached (the
+    `with` that follows attaches it); closed again if that fails."""
+    program.load()
+    try:
+        for n in ids:
+            program.pids[n] = 1
+    except BaseException:
+        program.close()
+        raise
+
+
 def warm_up() -> None:
     """Load what naming frames needs (numpy, the kernel's symbol table) while a tool waits for
     its samples, so the names come at once when it stops."""
