@@ -6,7 +6,6 @@ this CPU), and whether its first instruction is one the kernel's single-step bre
 from __future__ import annotations
 
 import os
-from typing import BinaryIO
 
 EM_X86_64 = 62
 EVEX_REFUSED = ("it starts with an AVX-512 (EVEX) instruction: stepping over one out of line, as a "
@@ -28,31 +27,28 @@ class Evex:
     `bad_prefix(offset)`: whether the kernel refuses a uprobe there (BAD_PREFIXES)."""
 
     def __init__(self, path: str):
-        f = open(path, "rb")
-        f.seek(18)                           # e_machine of the ELF header (x86-64 is little-endian)
-        self.file: BinaryIO | None = f
-        if f.read(2) != EM_X86_64.to_bytes(2, "little"):
-            f.close()
-            self.file = None
+        import mmap
+
+        self.image = None                    # the file mapped: a pattern asks about thousands of offsets
+        with open(path, "rb") as f:
+            f.seek(18)                       # e_machine of the ELF header (x86-64 is little-endian)
+            if f.read(2) == EM_X86_64.to_bytes(2, "little"):
+                self.image = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.file is not None:
-            self.file.close()
+        if self.image is not None:
+            self.image.close()
 
     def __contains__(self, offset: int) -> bool:
-        if self.file is None:
-            return False
-        self.file.seek(offset)
-        return self.file.read(1) == b"\x62"
+        return self.image is not None and self.image[offset:offset + 1] == b"\x62"
 
     def bad_prefix(self, offset: int) -> bool:
-        if self.file is None:
+        if self.image is None:
             return False
-        self.file.seek(offset)
-        for byte in self.file.read(15):      # an instruction is at most 15 bytes
+        for byte in self.image[offset:offset + 15]:      # an instruction is at most 15 bytes
             if byte not in LEGACY_PREFIXES:
                 return False
             if byte in BAD_PREFIXES:

@@ -233,8 +233,8 @@ class Session:
                     self.links.extend(made)
                     # described after attaching: a kprobe may have moved to a compiler copy (.isra.0)
                     refused = {point for point, _ in self.skipped}
-                    self.attached.extend((info.c_name, p.describe()) for p in probes
-                                         if p.describe() not in refused)
+                    points = [p.describe() for p in probes]         # each once: thousands for a pattern
+                    self.attached.extend((info.c_name, point) for point in points if point not in refused)
             except BaseException:
                 self.detach()
                 raise
