@@ -30,6 +30,9 @@ from pyprobe.runtime.lazy_numpy import load_numpy
 # many times over (1 M/s of 40-byte records is 40 KB a millisecond).
 BUSY_BATCH = 256
 BUSY_RING = 1 << 20
+# A batch that filled this share of the ring means the reader fell behind (a loaded machine
+# kept it off the CPU): it drains again at once rather than gather, lest the ring overflow.
+BEHIND = 8          # 1/8 of the ring
 
 
 class EventStream(Tabular):
@@ -98,6 +101,7 @@ class EventStream(Tabular):
         # so after a big batch the reader lets the next one gather for a millisecond.
         gather = getattr(self.spec, "wakeup_bytes", 0)
         busy = isinstance(self.spec, RingBuf) and not gather and self.spec.max_entries >= BUSY_RING
+        behind = self.spec.max_entries // BEHIND if isinstance(self.spec, RingBuf) else 0
         start = last = time.monotonic()
         slept = False
         while not self.closed:
@@ -113,7 +117,9 @@ class EventStream(Tabular):
             if len(batch):
                 last = time.monotonic()
                 yield batch
-                if batch.nbytes < gather:
+                if behind and batch.nbytes >= behind:
+                    slept = True           # drain again at once (see BEHIND)
+                elif batch.nbytes < gather:
                     time.sleep(self.spec.poll_ms / 1000)
                     slept = True
                 elif busy and len(batch) >= BUSY_BATCH:
