@@ -215,9 +215,11 @@ def follow(stream, on_record, duration: float | None = None) -> None:
     try:
         _loop_starts()
         for batch in stream.batches(duration=duration):
+            _hold_interrupts()          # Ctrl-C while a batch prints: the batch's last records too
             for record in batch:
                 on_record(record)
             sys.stdout.flush()
+            _loop_starts()              # raises the Ctrl-C held meanwhile
     except KeyboardInterrupt:
         pass
     for record in stream.drain():       # what came after the last poll: events before Ctrl-C count too

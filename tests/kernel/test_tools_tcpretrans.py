@@ -118,5 +118,5 @@ def test_tcpretrans_json_sequence():
     total = flow.retransmits()
     events = [e for e in json_lines(tool.stop()) if e["local"] == "127.0.0.1:%d" % flow.ports[0]]
     flow.close()
-    assert len(events) == total >= 1
+    assert len(events) == total >= 1, (events, total)
     assert {(e["seq"], e["state"], e["type"]) for e in events} == {(flow.seq, "ESTABLISHED", "R")}
