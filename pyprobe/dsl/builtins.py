@@ -272,9 +272,14 @@ def _reads_self(node) -> bool:
 def _lookup_or_init(tr, node, ref, key, init):
     if getattr(ref.spec, "local_storage", None):
         return _object_map_methods.storage_get(tr, node, ref, key, init)
-    code = f"pp_lookup_or_init({ref.name}, {_key(tr, node, ref, node.args[0], key)}, " \
-           f"{tr.value_for(node.args[1], init, ref.spec.value)})"
-    return Nullable(code, ref.spec.value)
+    vt = ref.spec.value
+    if isinstance(vt, ArrayType):               # C initializes no array from another: from its address
+        code = f"pp_lookup_or_init_at({ref.name}, {_key(tr, node, ref, node.args[0], key)}, " \
+               f"{_array_address(tr, node.args[1], init, vt)})"
+    else:
+        code = f"pp_lookup_or_init({ref.name}, {_key(tr, node, ref, node.args[0], key)}, " \
+               f"{tr.value_for(node.args[1], init, vt)})"
+    return Nullable(code, vt)
 
 
 @map_method("insert")
@@ -340,8 +345,9 @@ def _queue(tr, node, ref, method: str):
 @map_method("push")
 def _push(tr, node, ref, value, flags=None):
     spec = _queue(tr, node, ref, "push")
-    tmp = tr.temp(spec.value, "push")
-    tr.emit(f"{tmp} = {tr.value_for(node.args[0], value, spec.value)};")
+    tmp = Value(tr.temp(spec.value, "push"), spec.value, lvalue=True)
+    tr.store(tmp, node.args[0], value)          # C's conversions, or a copy of a struct or array
+    tmp = tmp.code
     f = "0" if flags is None else tr.scalar(node.args[1], flags).code
     # 0, or -E2BIG when full (flags=BPF_EXIST pushes out the oldest instead)
     return Value(f"bpf_map_push_elem(&{ref.name}, &{tmp}, {f})", s64)

@@ -126,7 +126,7 @@ def translate_helper(program, tr, node, func, key, values, c_name: str):
             params.append(f"{tr.context.c_param_type}{c_arg}" if tr.context is not None else f"void *{c_arg}")
         elif isinstance(value, Nullable):
             helper.locals[pname] = Nullable(c_arg, value.target)
-            params.append(f"{value.target.c_name} *{c_arg}")
+            params.append(value.target.pointer_decl(c_arg))
         elif isinstance(value.type, (StructType, ArrayType)):
             helper.locals[pname] = Value(f"(*{c_arg})", value.type, lvalue=True, place=True)
             params.append(value.type.c_decl(f"(*{c_arg})"))

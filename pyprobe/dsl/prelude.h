@@ -95,6 +95,17 @@ typedef _Bool bool;
 	}                                                                      \
 	__pp_v; })
 
+/* lookup_or_init of an array value (char[16]): C initializes no array from another, so the
+ * initial value is given by its address. */
+#define pp_lookup_or_init_at(map_, key_, initp_) ({                       \
+	typeof(*(map_).key) __pp_k = (key_);                                     \
+	typeof(*(map_).value) *__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);   \
+	if (!__pp_v) {                                                         \
+		bpf_map_update_elem(&(map_), &__pp_k, (initp_), PP_NOEXIST);        \
+		__pp_v = bpf_map_lookup_elem(&(map_), &__pp_k);                     \
+	}                                                                      \
+	__pp_v; })
+
 /* bcc's insert: only if the key is absent. */
 #define pp_insert(map_, key_, val_) ({                                   \
 	typeof(*(map_).key) __pp_k = (key_);                                     \

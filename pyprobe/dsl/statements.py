@@ -210,11 +210,11 @@ class Statements:
             value = kernel_data.address_of(value)
         if name not in self.locals:
             if isinstance(value, Nullable):
-                self.decls.append(f"{value.target.c_name} *{self.c_local(name)} = 0;")
+                self.decls.append(f"{value.target.pointer_decl(self.c_local(name))} = 0;")
                 self.locals[name] = type(value)(self.c_local(name), value.target)
             elif isinstance(value, Value) and value.place and isinstance(value.type, StructType):
                 pointer = self.c_local(name)              # a struct that exists: the name refers to it
-                self.decls.append(f"{value.type.c_decl(f'(*{pointer})')} = 0;")
+                self.decls.append(f"{value.type.pointer_decl(pointer)} = 0;")
                 self.locals[name] = StructAlias(f"(*{pointer})", value.type, lvalue=True, place=True, pointer=pointer)
             elif isinstance(value, Value):
                 ctype = value.type if value.type is not None else (default or value.scalar)

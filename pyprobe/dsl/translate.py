@@ -121,7 +121,7 @@ class HandlerTranslator(Statements, Expressions):
                           "function arguments after ctx exist for kprobes and uprobes (up to 5)")
             local = self.c_local(name)
             if isinstance(arg, Nullable):          # a map iterator's key or value: a pointer into the map
-                declared.append((len(self.decls), name, f"{arg.target.c_name} *{local}", arg.code))
+                declared.append((len(self.decls), name, arg.target.pointer_decl(local), arg.code))
                 self.locals[name] = Nullable(local, arg.target)
             else:
                 annotation = self.fdef.args.args[i + 2].annotation

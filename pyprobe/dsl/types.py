@@ -14,6 +14,10 @@ class CType:
         """A declaration of `name` with this type, e.g. 'char comm[16]'."""
         return f"{self.c_name} {name}"
 
+    def pointer_decl(self, name: str) -> str:
+        """A declaration of `name` as a pointer to this type: 'struct Event *e', 'char (*s)[16]'."""
+        return f"{self.c_name} *{name}"
+
     @property
     def c_name(self) -> str:  # pragma: no cover - every subclass sets it
         raise NotImplementedError
@@ -86,6 +90,9 @@ class ArrayType(CType):
 
     def c_decl(self, name: str) -> str:
         return self.elem.c_decl(f"{name}[{self.n}]")
+
+    def pointer_decl(self, name: str) -> str:
+        return self.c_decl(f"(*{name})")
 
     def dtype(self):
         import numpy as np

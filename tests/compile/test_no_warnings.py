@@ -25,6 +25,7 @@ from pyprobe.errors import TranslationError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIVE = ["lessons/*.py", "lessons/networking/*.py", "pyprobe/tools/*.py", "tests/struct_aliases.py",
+        "tests/kernel/test_char_array_values.py",
         "tests/unit/test_simulate_helpers.py", "tests/compile/test_compile.py"]
 FORMATS = "/sys/kernel/tracing/events/syscalls/sys_enter_openat/format"
 

@@ -13,7 +13,7 @@ CALLS = 4
 
 def test_the_translator_points_the_name_at_the_struct():
     c = AliasesOnRaw.translate()
-    assert "struct Inner (*e) = 0;" in c and "e = &(*p).event;" in c
+    assert "struct Inner *e = 0;" in c and "e = &(*p).event;" in c
     assert "(*e).count = ((*e).count + 1);" in c          # no copy of the member on the stack
     assert "it = &(*p).items[i];" in c                    # an element of an array of structs
     assert "f = &s.event;" in c and "f = &s.items[1];" in c
