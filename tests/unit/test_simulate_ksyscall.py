@@ -147,3 +147,27 @@ def test_without_the_syscall_format_only_positions_are_known():
     assert sorted(sim.out.items()) == [(0, 4096), (1000, 2**64 - 11)]
     with pytest.raises(TranslationError, match="has no field 'count'"):
         Named.simulate(kernel=view)
+
+
+def test_the_tools_kprobe_spellings_simulate_as_their_tracepoint_ones():
+    from pyprobe.tools.execsnoop import ExecSnoop, ExecSnoopKprobes
+    from pyprobe.tools.syncsnoop import SyncSnoop, SyncSnoopKprobes
+
+    def execs(cls):
+        sim = cls.simulate()
+        sim.set(tgid=77, comm="true", task={"real_parent": {"tgid": 5, "comm": "sh"}})
+        sim.enter(filename="/bin/true", argv=["/bin/true", "a", "b"] + [0] * 17)   # it reads 20 pointers
+        sim.leave(ret=0)
+        return sim.events.drain().tolist()
+
+    def syncs(cls):
+        sim = cls.simulate()
+        sim.set(tgid=9)
+        for nr in (74, 75, 162):
+            sim.on_sync(__syscall_nr=nr)
+        return sim.events.drain().tolist()
+
+    records = execs(ExecSnoopKprobes)
+    assert records == execs(ExecSnoop)
+    assert [r[-1] for r in records[:3]] == [b"/bin/true", b"a", b"b"]
+    assert syncs(SyncSnoopKprobes) == syncs(SyncSnoop) and [r[2] for r in syncs(SyncSnoop)] == [74, 75, 162]
