@@ -88,7 +88,7 @@ class KsyscallSim(TracepointSim):
 
     def __init__(self, kind: str, name: str, fields):
         self.kind, self.syscall = kind, name
-        entry = kind == "ksyscall"
+        self.entry = entry = kind == "ksyscall"
         self.format_known = fields is not None
         if fields is None:                   # no format: the fields every syscall has (as the translator)
             from pyprobe.backend.tracefs import Field
@@ -110,7 +110,7 @@ class KsyscallSim(TracepointSim):
         return f"{self.kind} {self.syscall}"
 
     def field(self, tr, node, name):
-        if name == "__syscall_nr" and self.kind == "kretsyscall":
+        if name == "__syscall_nr" and not self.entry:
             tr.fail(node, "a kretsyscall handler cannot read the syscall's number: it is this syscall's, a constant")
         name = self.positions.get(name, name)
         if name not in self.types and not self.format_known:
@@ -121,11 +121,13 @@ class KsyscallSim(TracepointSim):
         return super().field(tr, node, name)
 
     def arg_types(self, n, tr=None, fdef=None):
-        if n and self.kind == "kretsyscall":
+        if n and not self.entry:
             tr.fail(fdef, "kretsyscall handlers have no function arguments: the syscall's registers are gone "
                           "at return (read args.ret)")
-        named = [t for name, t in self.types.items() if name != "__syscall_nr" and not name.startswith("arg")]
-        return (named + [u64] * n)[:n]
+        if n > 5:
+            tr.fail(fdef, f"a ksyscall handler takes at most 5 arguments after ctx (the registers the kernel "
+                          f"passes them in), not {n}")
+        return [self.types[self.positions.get(f"arg{i}", f"arg{i}")] for i in range(n)]
 
     def event(self, sim, fields):
         return super().event(sim, {self.positions.get(name, name): v for name, v in fields.items()})

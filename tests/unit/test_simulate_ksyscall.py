@@ -171,3 +171,18 @@ def test_the_tools_kprobe_spellings_simulate_as_their_tracepoint_ones():
     assert records == execs(ExecSnoop)
     assert [r[-1] for r in records[:3]] == [b"/bin/true", b"a", b"b"]
     assert syncs(SyncSnoopKprobes) == syncs(SyncSnoop) and [r[2] for r in syncs(SyncSnoop)] == [74, 75, 162]
+
+
+def test_parameters_take_the_types_of_the_format_in_its_order():
+    class ExecAt(Program):
+        out = Hash(u32, u64)
+
+        @ksyscall("execveat")          # fd, filename, argv, envp, flags: argv is a field, not a position
+        def syscall__execveat(self, ctx, fd, filename, argv, envp, flags):
+            self.out[0] = fd
+            self.out[1] = envp
+            self.out[2] = flags
+
+    sim = ExecAt.simulate()
+    sim.syscall__execveat(2**32 - 1, "/bin/true", 0, 2**40 + 8, 2**32 + 0x1000)
+    assert sorted(sim.out.items()) == [(0, 2**64 - 1), (1, 2**40 + 8), (2, 0x1000)]     # int, char **, int
