@@ -289,6 +289,13 @@ _ATTACH = {
 }
 
 
+def kinds() -> set[str]:
+    """Every probe kind pyprobe attaches, those of the modules imported on first use too."""
+    from pyprobe.backend import attach_net
+
+    return set(_ATTACH) | set(attach_net.ATTACH) | {"iterator"}
+
+
 def _lazy_attach(kind: str):
     """The attach function of a kind whose module a tracing program's start does without:
     xdp, tc, socket filters and cgroups (attach_net), iterators (attach_iter)."""

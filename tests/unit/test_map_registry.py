@@ -123,10 +123,10 @@ def test_every_helper_is_registered_public_and_documented():
 
 def test_every_probe_kind_can_be_asked_about():
     """A probe kind is a decorator, a context (dsl/program_source.context_for), an attach
-    function (backend/attach.py _ATTACH) and a kernel question (KernelView._missing_<kind>):
+    function (backend/attach.py kinds()) and a kernel question (KernelView._missing_<kind>):
     pyprobe.kernel.supports() and first_of() then know it."""
     from pyprobe.backend import attach
     from pyprobe.backend.kernel_view import KernelView
 
-    kinds = set(attach._ATTACH) - {"ksyscall", "kretsyscall"} | {"syscall", "syscall_return", "first_of"}
+    kinds = attach.kinds() - {"ksyscall", "kretsyscall"} | {"syscall", "syscall_return", "first_of"}
     assert not [k for k in sorted(kinds) if not hasattr(KernelView, f"_missing_{k}")]
