@@ -111,7 +111,10 @@ class Program:
             p = next(vars(k)[name] for k in type(self).__mro__ if isinstance(vars(k).get(name), Param))
             integer(value, p.type, f"{type(self).__name__}(): Param {name}")
         self._params = params
-        self._attach_to, self._retarget, self._sizes, self._pinned = {}, {}, {}, {}
+        self._attach_to: dict = {}
+        self._retarget: dict = {}
+        self._sizes: dict = {}
+        self._pinned: dict = {}
         if attach_to or max_entries or pinned:    # else the module is not needed (a start's ~0.3 ms)
             from pyprobe.dsl.attach_to import resolve, resolve_pinned, resolve_sizes
 

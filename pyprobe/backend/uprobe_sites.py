@@ -102,7 +102,7 @@ def ifunc_offsets(path: str, symbols: list[str]) -> dict[str, int | None]:
         library = ctypes.CDLL(real)
     except OSError:
         return out
-    ranges = mapped.get(real) or _mapped_files().get(real, ())     # loaded just now: read again
+    ranges = mapped.get(real) or _mapped_files().get(real, [])     # loaded just now: read again
     for symbol in symbols:
         try:
             addr = ctypes.cast(getattr(library, symbol), ctypes.c_void_p).value
