@@ -23,7 +23,8 @@ UNUSED = ("pyprobe.runtime.histmap", "pyprobe.runtime.mapinmap", "pyprobe.runtim
           # attachments, ring/perf buffer readers, attach_to/max_entries/pinned at construction
           "pyprobe.runtime.patterns", "pyprobe.backend.matching", "pyprobe.backend.kprobe_events",
           "pyprobe.backend.attach_net", "pyprobe.backend.attach_iter", "pyprobe.dsl.net_probes",
-          "pyprobe.runtime.buffers", "pyprobe.dsl.attach_to")
+          "pyprobe.runtime.buffers", "pyprobe.dsl.attach_to", "pyprobe.backend.attach_functions",
+          "pyprobe.backend.attach_perf")
 # Files a warm start must not read (from Python): what translation reads (a tracepoint's format,
 # the prelude), the kernel's BTF (its checksum is remembered per boot), symbol and event lists.
 UNREAD = ("/format", "prelude.h", "/sys/kernel/btf/vmlinux", "available_events", "kallsyms", "/proc/self/maps")
