@@ -14,7 +14,7 @@ from pyprobe.dsl.cbuilder import c_string
 from pyprobe.dsl.helper_specs import register_reads, registry
 
 from pyprobe.dsl.types import ArrayType, PointerType, StructType, char, s64, u32, u64
-from pyprobe.dsl.refusals import describe as _describe
+from pyprobe.dsl.refusals import RETVAL_OUTSIDE_RETURN, describe as _describe
 from pyprobe.dsl.values import Nullable, StringLit, Value
 
 if TYPE_CHECKING:
@@ -70,8 +70,7 @@ def _retval(tr, node, ctx):
     if kind in ("fexit", "lsm", "fmod_ret"):
         return tr.context.return_value(tr.context_param)
     if not tr.context_has_return:
-        tr.fail(node, "retval(ctx) is only defined in a kretprobe, uretprobe, fexit, lsm or fmod_ret",
-                "attach this handler with @kretprobe, @uretprobe or @fexit")
+        tr.fail(node, *RETVAL_OUTSIDE_RETURN)
     return Value(f"PT_REGS_RC({tr.context_param})", s64)
 
 

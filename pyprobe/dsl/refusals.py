@@ -36,6 +36,10 @@ if inline int long register restrict return short signed sizeof static struct sw
 void volatile while _Bool bool NULL LICENSE SEC""".split())
 
 
+# retval(ctx) outside a probe that returns: the translator's and the simulation's words
+RETVAL_OUTSIDE_RETURN = ("retval(ctx) is only defined in a kretprobe, uretprobe, fexit, lsm or fmod_ret",
+                         "attach this handler with @kretprobe, @uretprobe or @fexit")
+
 
 class FakeCall:
     """A call-shaped view of `self.m[k] op= v`, so map methods see argument nodes."""

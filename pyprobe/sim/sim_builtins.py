@@ -11,6 +11,7 @@ import ast
 from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, Scalar, StructType, char, s32, s64, u16, u32, \
     u64
 from pyprobe.dsl.helper_specs import register_reads, registry
+from pyprobe.dsl.refusals import RETVAL_OUTSIDE_RETURN
 from pyprobe.dsl.values import MapRef, StringLit
 from pyprobe.sim.svalues import SKernel, SNullable, SV
 
@@ -69,8 +70,7 @@ def _log2(tr, node, v):
 @helper("retval")
 def _retval(tr, node, ctx):
     if tr.context is None or not tr.context.has_return:
-        tr.fail(node, "retval(ctx) is only defined in a kretprobe, uretprobe or fexit",
-                "attach this handler with @kretprobe, @uretprobe or @fexit")
+        tr.fail(node, *RETVAL_OUTSIDE_RETURN)
     return SV("ctx['retval']", tr.context.return_type)
 
 

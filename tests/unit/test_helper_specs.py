@@ -39,6 +39,14 @@ class NotTheContext(Program):
         self.out[0] = retval(7)
 
 
+class RetvalOnEntry(Program):
+    out = Hash(u32, u64)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        self.out[0] = retval(ctx)
+
+
 class FstringConversion(Program):
     out = Hash(u32, u64)
 
@@ -50,6 +58,7 @@ class FstringConversion(Program):
 @pytest.mark.parametrize("program, message", [
     (CountWrong, r"log2\(\) takes 1 argument, 0 given"),
     (NotTheContext, r"retval\(\) takes the handler's context \(its ctx or args\) as argument 1"),
+    (RetvalOnEntry, r"retval\(ctx\) is only defined in a kretprobe, uretprobe, fexit, lsm or fmod_ret\n"),
     (FstringConversion, r"conversions \(!r, !s, !a\) are not available in trace_printk f-strings"),
 ])
 def test_the_translator_and_the_simulation_refuse_a_call_alike(program, message):
