@@ -141,13 +141,16 @@ def translate_helper(program, tr, node, func, key, values, c_name: str):
                 "return None only from a helper that returns a .get() result")
     if isinstance(ret, (StructType, ArrayType)):
         params.append(ret.c_decl(f"(*{RETURN_SLOT})"))
-    if isinstance(ret, Nullable):
-        c_ret = f"{ret.target.c_name} *"
+    signature = f"{c_name}({', '.join(params) or 'void'})"
+    if isinstance(ret, Nullable):               # a pointer into the map: 'char (*f(__u32 k))[16]' for a char[16]
+        head = ret.target.pointer_decl(signature)
+    elif isinstance(ret, (StructType, ArrayType)):
+        head = f"int {signature}"               # the value went into the caller's RETURN_SLOT
     else:
-        c_ret = "int" if isinstance(ret, (StructType, ArrayType)) else ret.c_name
+        head = ret.c_decl(signature)
     out = CBuilder()
     out.directive(fdef.lineno, filename)
-    out.line(f"static __always_inline {c_ret} {c_name}({', '.join(params) or 'void'})")
+    out.line(f"static __always_inline {head}")
     out.line("{")
     for d in helper.decls:
         out.line("    " + d)

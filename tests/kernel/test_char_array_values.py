@@ -1,10 +1,15 @@
 """Maps whose values are char[N] (a task's comm): stored by update, insert, lookup_or_init and a
-Queue's push, on the real kernel and in the simulation alike (C initializes no array from another,
-so the translator passes each by its address)."""
+Queue's push, and read back through a helper function that returns the .get() result (a pointer
+to the char[16]), on the real kernel and in the simulation alike (C initializes no array from
+another, so the translator passes each by its address)."""
 import os
 
 from pyprobe import Hash, Param, Program, Queue, char, syscall, u32
 from pyprobe.bpf import comm, tgid
+
+
+def name_in(m, k):
+    return m.get(k)
 
 
 class Names(Program):
@@ -23,6 +28,10 @@ class Names(Program):
         c = comm()
         self.names[3] = c
         self.fifo.push(c)
+        w = name_in(self.names, 1)
+        if w is None:
+            return
+        self.names[4] = w
 
 
 def _seen(prog) -> tuple:
@@ -36,7 +45,7 @@ def test_char_array_values_are_stored_whole():
         os.getppid()
         os.getppid()
         seen = _seen(prog)
-    assert seen == ([(1, name), (2, name), (3, name)], [name, name])
+    assert seen == ([(1, name), (2, name), (3, name), (4, name)], [name, name])
     sim = Names.simulate(target=os.getpid())
     sim.set(tgid=os.getpid(), comm=name)
     sim.on_getppid()

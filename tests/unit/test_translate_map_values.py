@@ -1,7 +1,7 @@
 """Map values the tools author needed, translated without a kernel: a bare lookup_or_init()
 creates its element, a checked .get() result is stored into a map whole, a helper returns a
 .get() result, and the probe context reaches helpers of every kind."""
-from pyprobe import Hash, PerCpuArray, Program, Queue, Struct, raw_tracepoint, u32, u64, uprobe, uretprobe
+from pyprobe import Hash, PerCpuArray, Program, Queue, Struct, char, raw_tracepoint, u32, u64, uprobe, uretprobe
 from pyprobe.bpf import retval, tgid
 
 
@@ -69,11 +69,33 @@ class Slots(Program):
 
 def test_a_helper_returns_a_get_result_as_a_pointer_the_caller_checks():
     c = Slots.translate()
-    assert "static __always_inline struct Slot * pp_fn__slot_0(__u32 k)" in c
+    assert "static __always_inline struct Slot *pp_fn__slot_0(__u32 k)" in c
     helper = c[c.index("pp_fn__slot_0(__u32 k)"):c.index("int on_enter(")]
     assert "return 0;" in helper and "return pp_lookup_or_init(slots, k, " in helper
     body = c[c.index("int on_enter("):]
     assert "s = pp_fn__slot_0(" in body and "if (!s)" in body
+
+
+class NameSlots(Program):
+    names = Hash(u32, char[16])
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        n = self._name(tgid())
+        if n is None:
+            return
+        self.names[1] = n
+
+    def _name(self, k):
+        return self.names.get(k)
+
+
+def test_a_helper_returning_a_get_result_of_a_char_array_returns_a_pointer_to_the_array():
+    c = NameSlots.translate()       # 'char[16] *f(...)' was a clang error; clang compiles it in test_no_warnings
+    assert "static __always_inline char (*pp_fn__name_0(__u32 k))[16]" in c
+    body = c[c.index("int on_enter("):]
+    assert "char (*n)[16] = 0;" in body and "n = pp_fn__name_0(" in body
+    assert "bpf_map_update_elem(&names, &__pp_k1, n, PP_ANY);" in body
 
 
 class Contexts(Program):
