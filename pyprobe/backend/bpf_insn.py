@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 
 # instruction classes
-LD, LDX, ST, STX, ALU, JMP, ALU64 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x07
+LD, LDX, ST, STX, ALU, JMP, JMP32, ALU64 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 # sizes
 SIZE = {4: 0x00, 2: 0x08, 1: 0x10, 8: 0x18}
 IMM, MEM, ATOMIC = 0x00, 0x60, 0xC0
@@ -98,11 +98,12 @@ class Assembler:
         self._add(STX | ATOMIC | SIZE[size], base, src, 0, ADD)
 
     # ---- control -------------------------------------------------------------
-    def jump(self, op: int, dst: int, label: str, src: int | None = None, imm: int = 0) -> None:
+    def jump(self, op: int, dst: int, label: str, src: int | None = None, imm: int = 0, cls: int = JMP) -> None:
+        """A conditional jump; cls JMP32 compares the low 32 bits."""
         if src is None:
-            self._add(JMP | op | K, dst, 0, label, imm)
+            self._add(cls | op | K, dst, 0, label, imm)
         else:
-            self._add(JMP | op | X, dst, src, label, 0)
+            self._add(cls | op | X, dst, src, label, 0)
 
     def goto(self, label: str) -> None:
         self._add(JMP | JA, 0, 0, label, 0)

@@ -12,8 +12,9 @@ The subset (anything else raises Unsupported, and clang compiles the program as 
 - maps: Hash, LruHash, PerCpuHash, LruPerCpuHash, Array, PerCpuArray and log2/linear
   Histograms without sections, with integer keys and values;
 - statements: `self.m[k] += n`, `self.m.increment(k[, n])`, `self.m[k] = v`,
-  `trace_printk("text")` (no arguments), `pass`, and a last `return` (of a constant);
-- expressions: integer constants (module-level ones too), tgid(), pid(), tid(), uid(),
+  `trace_printk("text")` (no arguments), `if`/`elif`/`else` (comparisons, `k in self.m`,
+  `not`, `and`, `or`), `return` of a constant, `pass`;
+- expressions: integer constants (module-level ones too), `self.m[k]`, tgid(), pid(), tid(), uid(),
   gid(), ktime_ns(), smp_processor_id(), log2(x), casts (u32(x), ...), tracepoint fields
   (args.count), raw tracepoint arguments (ctx.args[i]), and + - * & | ^ << >> (constant
   shift counts) with C's conversions (dsl/operators.py, the translator's own rules).

@@ -1,59 +1,24 @@
 """One handler of the direct backend's subset (dsl/direct.py) to BPF instructions.
 
 A visitor over the handler's Python AST: statements become the instruction sequences of the
-prelude's macros (pp_hash_add, pp_set, ...) as clang compiles them, expressions are typed by
-the translator's own rules (dsl/operators.py) and evaluated into registers. Values live in r0
-(a helper's result) or in r6-r9, which helper calls keep; the context pointer, when a handler
-reads it, stays in r6. Anything outside the subset raises Unsupported.
+prelude's macros (pp_hash_add, pp_set, ...) as clang compiles them; conditions become jumps;
+expressions (dsl/direct_expressions.py) are typed by the translator's own rules. The context
+pointer, when a handler reads it, stays in r6. Anything outside the subset raises Unsupported.
 """
 from __future__ import annotations
 
 import ast
 
 from pyprobe.backend import bpf_insn as I
-
-TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
-if TYPE_CHECKING:
-    from typing import Any
+from pyprobe.dsl.direct_expressions import (Expressions, Unsupported, Val, _fits32, _has_call, _wrap,
+                                            integer_type)
 
 PER_CPU = {"percpu_hash", "lru_percpu_hash", "percpu_array"}
-_HELPERS = {"tgid", "pid", "tid", "uid", "gid", "ktime_ns", "smp_processor_id"}
-_BINOPS = {ast.Add: I.ADD, ast.Sub: I.SUB, ast.Mult: I.MUL, ast.BitAnd: I.AND, ast.BitOr: I.OR,
-           ast.BitXor: I.XOR, ast.LShift: I.LSH, ast.RShift: I.RSH}
+
+__all__ = ["HandlerCompiler", "Unsupported", "integer_type"]
 
 
-class Unsupported(Exception):
-    """Outside the direct backend's subset: clang compiles the program."""
-
-
-def integer_type(t):
-    from pyprobe.dsl.types import Scalar
-
-    if not isinstance(t, Scalar) or t.name in ("char", "bool") or t.size not in (1, 2, 4, 8):
-        raise Unsupported(f"type {t!r}")
-    return t
-
-
-# ---- values -----------------------------------------------------------------------------
-class Val:
-    """An expression's value: in a register, or a constant not yet loaded (`const`).
-    `type` is the translator's (None: an untyped literal); `clean`: the register holds the
-    value as C's 64-bit conversion of it would (zero- or sign-extended), else only the
-    type's low bytes are right."""
-
-    def __init__(self, reg, type_, const=None, clean=True):
-        self.reg: Any = reg
-        self.type: Any = type_
-        self.const: int | None = const
-        self.clean = clean
-
-    def as_value(self):
-        from pyprobe.dsl.values import Value
-
-        return Value("", self.type, const=self.const)
-
-
-class HandlerCompiler:
+class HandlerCompiler(Expressions):
     def __init__(self, func, maps: dict, kind: str | None, fields: dict | None):
         self.func = func
         self.maps = maps
@@ -63,7 +28,7 @@ class HandlerCompiler:
         self.stack = 0
         self.free = list(I.CALLEE_SAVED)
         self.ctx_name = ""
-        self.ctx_reg: Any = None
+        self.ctx_reg = None
 
     # ---- the function --------------------------------------------------------
     def compile(self) -> bytes:
@@ -82,34 +47,43 @@ class HandlerCompiler:
         if any(isinstance(n, ast.Name) and n.id == self.ctx_name for s in body for n in ast.walk(s)):
             self.ctx_reg = ctx_reg = self.free.pop(0)            # r6: calls clobber r1
             self.asm.mov(ctx_reg, I.R1)
-        ret = 0
-        for i, stmt in enumerate(body):
-            if isinstance(stmt, ast.Return):
-                if i != len(body) - 1:
-                    raise Unsupported("a return before the end")
-                if stmt.value is not None:
-                    v = self.expr(stmt.value)
-                    if v.const is None:
-                        raise Unsupported("a computed return value")
-                    ret = v.const
-                continue
-            self.stmt(stmt)
-        self.asm.mov_imm(I.R0, _wrap(ret, 4, True))              # `return n;` of an int function
-        self.asm.exit()
+        if not self.block(body):
+            self.ret(0)
         return self.asm.finish()
 
+    def block(self, body) -> bool:
+        """The statements of a block; whether it always returns (what follows is dead: not emitted,
+        since the verifier refuses unreachable instructions, as clang leaves them out)."""
+        for stmt in body:
+            if self.stmt(stmt):
+                return True
+        return False
+
+    def ret(self, value: int) -> None:
+        self.asm.mov_imm(I.R0, _wrap(value, 4, True))            # `return n;` of an int function
+        self.asm.exit()
+
     # ---- statements ------------------------------------------------------------
-    def stmt(self, node) -> None:
+    def stmt(self, node) -> bool:
+        """One statement; True when it returns."""
         if isinstance(node, ast.Pass):
-            return
+            return False
+        if isinstance(node, ast.Return):
+            v = Val(None, None, const=0) if node.value is None else self.expr(node.value)
+            if v.const is None:
+                raise Unsupported("a computed return value")
+            self.ret(v.const)
+            return True
+        if isinstance(node, ast.If):
+            return self.if_(node)
         if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Add):
             spec, name, key = self.map_of(node.target)
             self.increment(spec, name, key, node.value)
-            return
+            return False
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             spec, name, key = self.map_of(node.targets[0])
             self.update(spec, name, key, node.value)
-            return
+            return False
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
             call = node.value
             f = call.func
@@ -117,13 +91,165 @@ class HandlerCompiler:
                     and len(call.args) == 1 and isinstance(call.args[0], ast.Constant) \
                     and isinstance(call.args[0].value, str) and not call.keywords:
                 self.trace_printk(call.args[0].value)
-                return
+                return False
             if isinstance(f, ast.Attribute) and f.attr == "increment" and not call.keywords \
                     and 1 <= len(call.args) <= 2:
                 spec, name = self.self_map(f.value)
                 self.increment(spec, name, call.args[0], call.args[1] if len(call.args) == 2 else None)
-                return
+                return False
         raise Unsupported(f"{type(node).__name__} statements")
+
+    def if_(self, node) -> bool:
+        a = self.asm
+        truth = self.truth(node.test)
+        if truth is not None:             # a constant test: only its branch (no unreachable code)
+            return self.block(node.body if truth else node.orelse)
+        orelse, end = a.label(), a.label()
+        self.cond(node.test, orelse, False)
+        body_returns = self.block(node.body)
+        if not node.orelse:
+            a.place(orelse)
+            return False
+        if not body_returns:
+            a.goto(end)
+        a.place(orelse)
+        else_returns = self.block(node.orelse)
+        a.place(end)
+        return body_returns and else_returns
+
+    # ---- conditions: a jump to `target` when the test's truth is `when` --------------------
+    def truth(self, node) -> bool | None:
+        """The test's value when it is a constant (as C's compiler sees it), else None."""
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            inner = self.truth(node.operand)
+            return None if inner is None else not inner
+        if isinstance(node, ast.BoolOp):
+            values = [self.truth(v) for v in node.values]
+            decisive = isinstance(node.op, ast.Or)       # one true decides `or`, one false `and`
+            if decisive in values:
+                return decisive
+            return (not decisive) if all(v is not None for v in values) else None
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _JUMPS:
+            left, right = self.constant_of(node.left), self.constant_of(node.comparators[0])
+            if left is None or right is None:
+                return None
+            from pyprobe.dsl import operators
+
+            return bool(operators.compare(type(node.ops[0]), left.as_value(), right.as_value()).const)
+        if isinstance(node, ast.Compare):
+            return None
+        v = self.constant_of(node)
+        return None if v is None else bool(v.const)
+
+    def constant_of(self, node) -> Val | None:
+        """node's value if it folds to a constant; no instruction stays behind either way."""
+        a = self.asm
+        mark = (len(a.insns), len(a.map_refs), dict(a.labels), self.stack, list(self.free))
+        v = self.expr(node)
+        if v.const is not None:
+            return v
+        del a.insns[mark[0]:], a.map_refs[mark[1]:]
+        a.labels, self.stack, self.free = mark[2], mark[3], mark[4]
+        return None
+
+    def cond(self, node, target: str, when: bool) -> None:
+        a = self.asm
+        truth = self.truth(node)
+        if truth is not None:
+            if truth == when:
+                a.goto(target)
+            return
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return self.cond(node.operand, target, not when)
+        if isinstance(node, ast.BoolOp):
+            short = isinstance(node.op, ast.Or)          # `or` is decided by a true value, `and` by a false one
+            if short == when:
+                for value in node.values:
+                    self.cond(value, target, when)
+            else:
+                skip = a.label()
+                for value in node.values[:-1]:
+                    self.cond(value, skip, short)
+                self.cond(node.values[-1], target, when)
+                a.place(skip)
+            return
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)):
+            spec, name = self.self_map(node.comparators[0])
+            self.lookup(spec, name, node.left)
+            inside = isinstance(node.ops[0], ast.In)
+            a.jump(I.JNE if inside == when else I.JEQ, I.R0, target, imm=0)
+            return
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _JUMPS:
+            return self.compare(node, target, when)
+        v = self.expr(node)                              # an integer: true when not 0
+        if v.const is not None:
+            if bool(v.const) == when:
+                a.goto(target)
+            return
+        self.clean(v)
+        a.jump(I.JNE if when else I.JEQ, v.reg, target, imm=0)
+        self.release(v)
+
+    def compare(self, node, target: str, when: bool) -> None:
+        """C's comparison after the usual arithmetic conversions (dsl/operators.py's typing)."""
+        from pyprobe.dsl import operators
+
+        op = type(node.ops[0])
+        left = self.expr(node.left)
+        if left.const is None and _has_call(node.comparators[0]) and left.reg not in I.CALLEE_SAVED:
+            left = self.saved(left)
+        right = self.expr(node.comparators[0])
+        if left.const is not None and right.const is not None:       # folded as the translator does
+            if bool(operators.compare(op, left.as_value(), right.as_value()).const) == when:
+                self.asm.goto(target)
+            return
+        t = operators.result_type(left.as_value(), right.as_value())
+        assert t is not None
+        wide = t.size == 8                 # else JMP32: the operands' low 32 bits, as t
+        if not when:
+            op = _NEGATED[op]
+        unsigned, signed = _JUMPS[op]
+        code = signed if t.signed else unsigned
+        if left.const is not None:
+            left = self.materialize(Val(None, t, const=left.const))
+        if wide or left.type.size < t.size:
+            self.clean(left)
+        cls = I.JMP if wide else I.JMP32
+        if right.const is not None:
+            c = _wrap(right.const, 8 if wide else 4, True)
+            if _fits32(c):
+                self.asm.jump(code, left.reg, target, imm=c, cls=cls)
+                self.release(left)
+                return
+            right = self.materialize(Val(None, t, const=c))
+        if wide or right.type.size < t.size:
+            self.clean(right)
+        self.asm.jump(code, left.reg, target, src=right.reg, cls=cls)
+        self.release(left)
+        self.release(right)
+
+    def lookup(self, spec, name: str, key_node) -> None:
+        """r0 = bpf_map_lookup_elem(&m, &(key converted to the key type))."""
+        k = self.key_slot(spec, key_node)
+        self.asm.mov(I.R2, I.FP)
+        self.asm.alu(I.ADD, I.R2, imm=k)
+        self.asm.load_map(I.R1, name)
+        self.asm.call(I.MAP_LOOKUP_ELEM)
+
+    def read(self, node) -> Val:
+        """`self.m[k]` as a value (pp_read): the stored value, or 0 when the key is missing."""
+        spec, name, key = self.map_of(node)
+        self.lookup(spec, name, key)
+        a = self.asm
+        reg = self.take()
+        missing, done = a.label(), a.label()
+        a.jump(I.JEQ, I.R0, missing, imm=0)
+        a.load(reg, I.R0, 0, spec.value.size)
+        a.goto(done)
+        a.place(missing)
+        a.mov_imm(reg, 0)
+        a.place(done)
+        return Val(reg, spec.value, clean=not spec.value.signed or spec.value.size == 8)
 
     def self_map(self, node):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self" \
@@ -264,258 +390,8 @@ class HandlerCompiler:
         a.mov_imm(I.R4, I.BPF_ANY)
         a.call(I.MAP_UPDATE_ELEM)
 
-    # ---- registers -------------------------------------------------------------
-    def take(self) -> int:
-        if not self.free:
-            raise Unsupported("an expression deeper than the registers")
-        return self.free.pop(0)
 
-    def release(self, v: Val) -> None:
-        if v.reg is not None and v.reg in I.CALLEE_SAVED and v.reg != self.ctx_reg and v.reg not in self.free:
-            self.free.insert(0, v.reg)
-        v.reg = None
-
-    def materialize(self, v: Val) -> Val:
-        if v.const is not None:
-            reg = self.take()
-            self.asm.mov_imm(reg, v.const)
-            t = v.type
-            if t is None:
-                from pyprobe.dsl.operators import literal_type
-
-                t = literal_type(v.as_value())
-            return Val(reg, t)
-        return v
-
-    def saved(self, v: Val) -> Val:
-        """v in a register that helper calls keep (r6-r9)."""
-        v = self.materialize(v)
-        if v.reg in I.CALLEE_SAVED:
-            return v
-        reg = self.take()
-        self.asm.mov(reg, v.reg)
-        return Val(reg, v.type, clean=v.clean)
-
-    def clean(self, v: Val) -> None:
-        """Extend v's register from its type's width, as C's conversion to a wider type does."""
-        if v.clean or v.reg is None:
-            v.clean = True
-            return
-        bits = 64 - 8 * v.type.size
-        if not v.type.signed and v.type.size == 4:
-            self.asm.alu(I.MOV, v.reg, v.reg, wide=False)       # w = w zero-extends
-        else:
-            self.asm.alu(I.LSH, v.reg, imm=bits)
-            self.asm.alu(I.ARSH if v.type.signed else I.RSH, v.reg, imm=bits)
-        v.clean = True
-
-    # ---- expressions -----------------------------------------------------------
-    def expr(self, node) -> Val:
-        from pyprobe.dsl.types import u64
-
-        if isinstance(node, ast.Constant):
-            return self.constant(node.value)
-        if isinstance(node, ast.Name):
-            return self.constant(self.python(node.id))
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self.ctx_name:
-            return self.field(node.attr)
-        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) \
-                and isinstance(node.value.value, ast.Name) and node.value.value.id == self.ctx_name \
-                and node.value.attr == "args" and isinstance(node.slice, ast.Constant) \
-                and self.kind in (None, "raw_tracepoint"):
-            i = node.slice.value
-            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < 12 or self.ctx_reg is None:
-                raise Unsupported("ctx.args index")
-            reg = self.take()
-            self.asm.load(reg, self.ctx_reg, 8 * i, 8)
-            return Val(reg, u64)
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return self.binop(node)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Invert)):
-            return self.unary(node)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
-            obj = self.python(node.func.id)
-            builtin = getattr(obj, "_pp_builtin", None)
-            if builtin in _HELPERS and not node.args:
-                return self.helper(builtin)
-            if builtin == "log2" and len(node.args) == 1:
-                return self.log2(self.expr(node.args[0]))
-            from pyprobe.dsl.types import Scalar
-
-            if isinstance(obj, Scalar) and len(node.args) == 1:
-                return self.cast(self.expr(node.args[0]), integer_type(obj))
-        raise Unsupported(f"{type(node).__name__} expressions")
-
-    def python(self, name: str):
-        """A module-level or closure name, as the translator resolves it."""
-        func = self.func
-        closure = dict(zip(func.__code__.co_freevars, [c.cell_contents for c in (func.__closure__ or ())]))
-        for scope in (closure, func.__globals__):
-            if name in scope:
-                return scope[name]
-        raise Unsupported(f"name {name}")
-
-    def constant(self, value) -> Val:
-        if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 63) <= value < (1 << 64):
-            raise Unsupported("a constant that is not an integer")
-        return Val(None, None, const=value)
-
-    def field(self, name: str) -> Val:
-        from pyprobe.dsl.types import u64
-
-        if self.kind is None:            # plausibility: any field may be an integer
-            return Val(self.take(), u64)
-        if self.kind != "tracepoint" or name not in self.fields:
-            raise Unsupported(f"field {name}")
-        offset, t = self.fields[name]
-        reg = self.take()
-        self.asm.load(reg, self.ctx_reg, offset, t.size)
-        return Val(reg, t, clean=not t.signed or t.size == 8)
-
-    def helper(self, name: str) -> Val:
-        from pyprobe.dsl.types import u32, u64
-
-        a = self.asm
-        if name in ("tgid", "pid", "tid"):
-            a.call(I.GET_CURRENT_PID_TGID)
-            if name == "tid":
-                return Val(I.R0, u32, clean=False)
-            a.alu(I.RSH, I.R0, imm=32)
-            return Val(I.R0, u32)
-        if name in ("uid", "gid"):
-            a.call(I.GET_CURRENT_UID_GID)
-            if name == "uid":
-                return Val(I.R0, u32, clean=False)
-            a.alu(I.RSH, I.R0, imm=32)
-            return Val(I.R0, u32)
-        if name == "ktime_ns":
-            a.call(I.KTIME_GET_NS)
-            return Val(I.R0, u64)
-        a.call(I.GET_SMP_PROCESSOR_ID)
-        return Val(I.R0, u32, clean=False)
-
-    def cast(self, v: Val, t) -> Val:
-        if v.const is not None:
-            return Val(None, t, const=t.wrap(v.const))
-        if t.size > v.type.size:
-            self.clean(v)                 # widened: the bytes above v's width come from its value
-        clean = v.clean and (t.size == 8 or (t.size > v.type.size and not (v.type.signed and not t.signed)))
-        return Val(v.reg, t, clean=clean)
-
-    def log2(self, v: Val) -> Val:
-        """pp_log2l((u64)v): 1 + floor(log2(v)), and 1 for 0 (bcc's bpf_log2l)."""
-        from pyprobe.dsl.types import u32
-
-        if v.const is not None:
-            n = v.const & ((1 << 64) - 1)
-            hi = n >> 32
-            return Val(None, u32, const=(_log2_32(hi) + 33) if hi else _log2_32(n & 0xFFFFFFFF) + 1)
-        self.clean(v)
-        a = self.asm
-        x = v.reg                                  # r0 or r6-r9, never r1 (the scratch below)
-        r = self.take()
-        low = a.label()
-        a.mov_imm(r, 1)
-        a.mov(I.R1, x)
-        a.alu(I.RSH, I.R1, imm=32)
-        a.jump(I.JEQ, I.R1, low, imm=0)
-        a.mov(x, I.R1)
-        a.mov_imm(r, 33)
-        a.place(low)
-        a.alu(I.MOV, x, x, wide=False)            # the 32-bit half, zero-extended
-        for bits, limit in ((16, 0xFFFF), (8, 0xFF), (4, 0xF), (2, 0x3)):
-            skip = a.label()
-            a.jump(I.JLE, x, skip, imm=limit)
-            a.alu(I.RSH, x, imm=bits)
-            a.alu(I.ADD, r, imm=bits)
-            a.place(skip)
-        a.alu(I.RSH, x, imm=1)
-        a.alu(I.ADD, r, x)
-        self.release(Val(x, None))
-        return Val(r, u32)
-
-    def binop(self, node) -> Val:
-        from pyprobe.dsl import operators
-
-        op = type(node.op)
-        left = self.expr(node.left)
-        if left.const is None and _has_call(node.right) and left.reg not in I.CALLEE_SAVED:
-            left = self.saved(left)                 # the right operand's calls clobber r0
-        right = self.expr(node.right)
-        if left.const is not None and right.const is not None:
-            folded = operators.fold(op, left.const, right.const)
-            if folded is None:
-                raise Unsupported("a constant expression C leaves undefined")
-            return Val(None, None, const=folded)
-        lv, rv = left.as_value(), right.as_value()
-        t: Any
-        if op in (ast.LShift, ast.RShift):
-            t = operators.shift_type(lv)
-            if right.const is None or not 0 <= right.const < 8 * t.size:
-                raise Unsupported("a shift by a variable or out-of-range count")
-        else:
-            t = operators.result_type(lv, rv)       # (typed: not both operands are constants)
-        assert t is not None
-        wide = t.size == 8                          # else a 32-bit operation (int, unsigned int)
-        code = I.ARSH if op is ast.RShift and t.signed else _BINOPS[op]
-        left = self.materialize(left) if left.const is None else self.materialize(Val(None, t, const=left.const))
-        if wide or left.type.size < t.size:         # converted (promoted) to t
-            self.clean(left)
-        if right.const is not None:
-            c = _wrap(right.const, 8 if wide else 4, True)
-            if _fits32(c):
-                self.asm.alu(code, left.reg, imm=c, wide=wide)
-            else:
-                tmp = self.materialize(Val(None, t, const=c))
-                self.asm.alu(code, left.reg, tmp.reg, wide=True)
-                self.release(tmp)
-        else:
-            if wide or right.type.size < t.size:
-                self.clean(right)
-            self.asm.alu(code, left.reg, right.reg, wide=wide)
-            self.release(right)
-        return Val(left.reg, t, clean=wide or not t.signed)
-
-
-    def unary(self, node) -> Val:
-        from pyprobe.dsl import operators
-
-        v = self.expr(node.operand)
-        result = operators.unary(type(node.op), v.as_value())      # the translator's typing (and folding)
-        if result.const is not None:
-            return Val(None, result.type, const=result.const)
-        t: Any = result.type
-        wide = t.size == 8
-        v = self.materialize(v)
-        if wide or v.type.size < t.size:
-            self.clean(v)
-        if isinstance(node.op, ast.USub):
-            self.asm.alu(I.NEG, v.reg, imm=0, wide=wide)
-        elif isinstance(node.op, ast.Invert):
-            self.asm.alu(I.XOR, v.reg, imm=-1, wide=wide)
-        elif not wide:
-            self.asm.alu(I.MOV, v.reg, v.reg, wide=False)          # +x: the promotion alone
-        return Val(v.reg, t, clean=wide or not t.signed)
-
-
-def _has_call(node) -> bool:
-    return any(isinstance(n, ast.Call) for n in ast.walk(node))
-
-
-def _fits32(n: int) -> bool:
-    return -(1 << 31) <= n < (1 << 31)
-
-
-def _wrap(n: int, size: int, signed: bool) -> int:
-    bits = 8 * size
-    n &= (1 << bits) - 1
-    return n - (1 << bits) if signed and n >> (bits - 1) else n
-
-
-def _log2_32(v: int) -> int:
-    r = 0
-    for bits, limit in ((16, 0xFFFF), (8, 0xFF), (4, 0xF), (2, 0x3)):
-        if v > limit:
-            v >>= bits
-            r += bits
-    return r | (v >> 1)
+# comparison -> (unsigned, signed) jump taken when it holds; and its negation
+_JUMPS = {ast.Eq: (I.JEQ, I.JEQ), ast.NotEq: (I.JNE, I.JNE), ast.Lt: (I.JLT, I.JSLT), ast.LtE: (I.JLE, I.JSLE),
+          ast.Gt: (I.JGT, I.JSGT), ast.GtE: (I.JGE, I.JSGE)}
+_NEGATED = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.LtE: ast.Gt, ast.Gt: ast.LtE, ast.GtE: ast.Lt}

@@ -44,7 +44,12 @@ class Shapes(Program):
         self.slots[u8(ctx.args[0]) & 7] += ~u16(ctx.args[1] * 3)
         self.cpu_counts.increment(1)
         trace_printk("Grüße, 100%%\n")
-        pass
+        if tgid() in self.per_pid and not (ctx.args[0] > 5 or self.per_pid[tgid()] <= -1):
+            pass
+        elif ctx.args[1]:
+            return 1
+        else:
+            self.slots[0] = self.slots[1] + 1
         return 0
 
 
@@ -133,12 +138,12 @@ class P(Program):
 
 
 OUTSIDE = [
-    ("if ctx.args[0]:\n            self.m[1] += 1", "If statements"),
+    ("for i in range(3):\n            self.m[i] += 1", "For statements"),
     ("x = tgid()\n        self.m[x] += 1", "an assignment to something else than a map entry"),
     ("self.m[1] -= 1", "AugAssign statements"),
     ("self.m[1] = ktime_ns() if ctx.args[0] else 0", "IfExp expressions"),
     ("self.m[ctx.args[0] // 3] = 1", "BinOp expressions"),
-    ("self.m[1] = self.m[2]", "Subscript expressions"),
+    ("if self.m.get(2) is not None:\n            self.m[1] = 1", "Compare expressions"),
     ("trace_printk('pid %d', tgid())", "Expr statements"),
     ("trace_printk(f'pid {tgid()}')", "Expr statements"),
     ("self.m[1] = ctx.args[0] << ctx.args[1]", "a shift by a variable"),

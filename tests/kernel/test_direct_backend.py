@@ -58,7 +58,8 @@ HELPERS = ["tgid()", "pid()", "tid()", "uid()", "gid()", "smp_processor_id()"]
 
 def expressions(depth: int = 3):
     leaves = st.one_of(st.sampled_from([f"ctx.args[{i}]" for i in range(4)]),
-                       st.sampled_from(CONSTANTS).map(str), st.sampled_from(HELPERS))
+                       st.sampled_from(CONSTANTS).map(str), st.sampled_from(HELPERS),
+                       st.sampled_from(["m", "sk", "lh", "pc", "a", "hl"]).map(lambda n: f"self.{n}[ctx.args[0] & 7]"))
     if depth == 0:
         return leaves
     sub = expressions(depth - 1)
@@ -90,11 +91,52 @@ def statements(draw):
     return f"self.{name}[{key}] = {draw(expressions(2))}"
 
 
+RETURNS = st.sampled_from([0, 1, -1, 300, 2**32 + 9]).map(lambda n: f"return {n}")
+COMPARES = ["==", "!=", "<", "<=", ">", ">="]
+
+
+def conditions(depth: int = 2):
+    e = expressions(1)
+    leaf = st.one_of(
+        st.tuples(e, st.sampled_from(COMPARES), e).map(lambda t: f"{t[0]} {t[1]} {t[2]}"),
+        st.tuples(e, st.sampled_from(["in", "not in"]), st.sampled_from(ADDABLE)).map(
+            lambda t: f"({t[0]}) {t[1]} self.{t[2]}"),
+        e)
+    if depth == 0:
+        return leaf
+    sub = conditions(depth - 1)
+    return st.one_of(leaf, leaf, sub.map(lambda c: f"not ({c})"),
+                     st.tuples(sub, st.sampled_from(["and", "or"]), sub).map(lambda t: f"({t[0]}) {t[1]} ({t[2]})"))
+
+
+@st.composite
+def blocks(draw, depth: int = 1):
+    """Lines of a block: statements, `if`s (with elif/else) and returns, indented as Python wants."""
+    lines = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.integers(0, 5))
+        if kind == 0 and depth > 0:
+            lines.append(f"if {draw(conditions())}:")
+            lines += ["    " + line for line in draw(blocks(depth - 1))]
+            if draw(st.booleans()):
+                lines.append(f"elif {draw(conditions())}:")
+                lines += ["    " + line for line in draw(blocks(depth - 1))]
+            if draw(st.booleans()):
+                lines.append("else:")
+                lines += ["    " + line for line in draw(blocks(depth - 1))]
+        elif kind == 1 and draw(st.booleans()):
+            lines.append(draw(RETURNS))
+            return lines
+        else:
+            lines.append(draw(statements()))
+    return lines
+
+
 @st.composite
 def handlers(draw):
-    lines = draw(st.lists(statements(), min_size=1, max_size=4))
+    lines = draw(blocks())
     if draw(st.booleans()):
-        lines.append(f"return {draw(st.sampled_from([0, 1, -1, 300, 2**32 + 9]))}")
+        lines.append(draw(RETURNS))
     return lines
 
 
