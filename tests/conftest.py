@@ -6,6 +6,7 @@ those marked needs_kprobes / needs_fentry run in the qemu kernel matrix
 kernel_matrix run in both places, each with the probes its kernel offers.
 """
 import os
+import signal
 import sys
 
 import pytest
@@ -40,3 +41,34 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("needs_fentry") and not features.has("fentry"):
             reason = "fentry/fexit not supported by this kernel (load fails); runs in the qemu kernel matrix"
             item.add_marker(pytest.mark.skip(reason=reason))     # capability: fentry
+
+
+def _children() -> set[int]:
+    """Processes whose parent is this one (zombies included)."""
+    me, kids = str(os.getpid()), set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if stat[stat.rindex(")") + 2:].split()[1] == me:
+            kids.add(int(entry.name))
+    return kids
+
+
+@pytest.fixture(autouse=True)
+def _no_child_outlives_its_test():
+    """A test that fails before releasing the child it forked (most wait on a pipe) would leave
+    it blocked for good, holding copies of this process's BPF fds: its probes stay attached and
+    write into later tests' output. Whatever a test started and left running is killed."""
+    before = _children()
+    yield
+    for pid in _children() - before:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
