@@ -26,7 +26,7 @@ MAP_METHODS: dict[str, Callable] = {}
 
 # @helper("name"): the translation of pyprobe.bpf's helper `name`, called with the arguments
 # its signature there describes (dsl/helper_specs.py checks them, and the result's type).
-helper = registry(HELPERS)
+helper: Callable[[str], Callable[[Callable], Callable]] = registry(HELPERS)
 
 
 def map_method(name: str):

@@ -12,6 +12,7 @@ the implementation accepts; it checks them itself, with messages that name what 
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyprobe.dsl.types import CType, as_ctype
@@ -74,11 +75,11 @@ def _ctype(text: str) -> CType | None:
     return ctype[int(n.rstrip("]"))] if n else ctype
 
 
-def registry(table: dict):
+def registry(table: dict) -> Callable[[str], Callable[[Callable], Callable]]:
     """The `@helper(name)` decorator of one side: it files the implementation in `table` behind
     the checks the description asks for."""
 
-    def helper(name: str):
+    def helper(name: str) -> Callable[[Callable], Callable]:
         described = spec(name)
 
         def register(fn):

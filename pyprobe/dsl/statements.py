@@ -269,7 +269,7 @@ class Statements:
         v = self.scalar(value_node, value)
         self.emit(f"{dest.code} = {v.code};")
 
-    def checked_pointer(self, node, value, ctype: CType) -> str | None:
+    def checked_pointer(self, node, value, ctype: CType | None) -> str | None:
         """The pointer of a .get() result held in a local, stored as a whole struct or char[N]
         (its None check is the verifier's to see); None for any other value. A .get() call
         used directly could be None here: refused, saying what to write."""
