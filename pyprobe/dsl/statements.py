@@ -114,6 +114,7 @@ class Statements:
             self.fail(assigned, f"{node.target.id} is the loop's variable: it cannot be assigned inside the loop",
                       "use another name inside the loop")
         var = self.assign_local(node.target, literal(start), s64)
+        self.names_read.add(node.target.id)               # C's loop condition reads it
         cmp = "<" if step > 0 else ">"
         with self.block(f"for ({var} = {start}; {var} {cmp} {stop}; {var} += {step})"):
             for s in node.body:
@@ -210,11 +211,11 @@ class Statements:
             value = kernel_data.address_of(value)
         if name not in self.locals:
             if isinstance(value, Nullable):
-                self.decls.append(f"{value.target.pointer_decl(self.c_local(name))} = 0;")
+                self.declare_local(name, value.target.pointer_decl(self.c_local(name)), " = 0;")
                 self.locals[name] = type(value)(self.c_local(name), value.target)
             elif isinstance(value, Value) and value.place and isinstance(value.type, StructType):
                 pointer = self.c_local(name)              # a struct that exists: the name refers to it
-                self.decls.append(f"{value.type.pointer_decl(pointer)} = 0;")
+                self.declare_local(name, value.type.pointer_decl(pointer), " = 0;")
                 self.locals[name] = StructAlias(f"(*{pointer})", value.type, lvalue=True, place=True, pointer=pointer)
             elif isinstance(value, Value):
                 ctype = value.type if value.type is not None else (default or value.scalar)

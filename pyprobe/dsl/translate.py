@@ -41,7 +41,8 @@ class HandlerTranslator(Statements, Expressions):
         self.context = context
         self.c_name = c_name
         self.locals: dict[str, object] = {}     # Value, Nullable, ContextRef, a map or string passed to a helper
-        self.names_read: set[str] = set()       # locals an expression read (unused parameters are marked so)
+        self.names_read: set[str] = set()       # locals an expression read (the others are marked unused)
+        self.local_decls: list[tuple[int, str, str, str]] = []   # (index in decls, name, declarator, rest)
         self.decls: list[str] = []
         self.body = CBuilder(indent=1)
         self.n_temps = 0
@@ -85,8 +86,15 @@ class HandlerTranslator(Statements, Expressions):
     def declare(self, name: str, ctype: CType, node) -> None:
         init = "0" if isinstance(ctype, (Scalar, PointerType)) else "{}"
         c_name = self.c_local(name)
-        self.decls.append(f"{ctype.c_decl(c_name)} = {init};{_zero_padding(ctype, c_name)}")
+        self.declare_local(name, ctype.c_decl(c_name), f" = {init};{_zero_padding(ctype, c_name)}")
         self.locals[name] = Value(c_name, ctype, lvalue=True, place=True)
+
+    def declare_local(self, name: str, declarator: str, rest: str) -> None:
+        """The C declaration of Python local `name`, written once the body is translated: one the
+        body never reads (`x = tgid()` and nothing reads x) is marked unused, which clang's
+        -Wunused-but-set-variable asks for."""
+        self.local_decls.append((len(self.decls), name, declarator, rest))
+        self.decls.append("")
 
     def c_local(self, name: str) -> str:
         """The C name of a Python local: itself, unless it would clash with C or the program.
@@ -110,7 +118,6 @@ class HandlerTranslator(Statements, Expressions):
                       f"def {self.fdef.name}(self, ctx): ...")
         self.context_param = self.c_local(params[1])
         self.locals[params[1]] = ContextRef(self.context_param)
-        declared = []                 # the parameters after ctx: (index in decls, name, declarator, C value)
         for i, name in enumerate(params[2:]):
             named = getattr(self.context, "named_arg", None)      # iterators: members of their context by name
             arg = named(name, self.context_param) if named else self.context.function_arg(i, self.context_param)
@@ -121,23 +128,19 @@ class HandlerTranslator(Statements, Expressions):
                           "function arguments after ctx exist for kprobes and uprobes (up to 5)")
             local = self.c_local(name)
             if isinstance(arg, Nullable):          # a map iterator's key or value: a pointer into the map
-                declared.append((len(self.decls), name, arg.target.pointer_decl(local), arg.code))
+                self.declare_local(name, arg.target.pointer_decl(local), f" = {arg.code};")
                 self.locals[name] = Nullable(local, arg.target)
             else:
                 annotation = self.fdef.args.args[i + 2].annotation
                 if annotation is not None:
                     arg = kernel_data.annotated_arg(self, annotation, arg)
                 assert arg.type is not None
-                declared.append((len(self.decls), name, arg.type.c_decl(local), arg.code))
+                self.declare_local(name, arg.type.c_decl(local), f" = {arg.code};")
                 self.locals[name] = Value(local, arg.type, lvalue=True)
-            self.decls.append("")                  # the declaration, once the body says whether it reads it
             if named and getattr(self.context, "skips_null")(name):   # an iterator's last call has no object
                 self.decls.append(f"if (!{local}) return 0;")
                 self.names_read.add(name)
         self.translate_body()
-        for index, name, declarator, code in declared:    # declared whether the body reads them or not
-            unused = "" if name in self.names_read else " __attribute__((unused))"
-            self.decls[index] = f"{declarator}{unused} = {code};"
         out = CBuilder()
         out.directive(self.fdef.lineno, self.filename)
         out.line(f'SEC("{self.context.section}")')
@@ -157,6 +160,9 @@ class HandlerTranslator(Statements, Expressions):
             self.stmt(stmt)
         if not self.fdef.body or not isinstance(self.fdef.body[-1], ast.Return):
             self.emit(f"return {self.default_return};")
+        for index, name, declarator, rest in self.local_decls:
+            unused = "" if name in self.names_read else " __attribute__((unused))"
+            self.decls[index] = f"{declarator}{unused}{rest}"
 
     # ---- the two choke points ---------------------------------------------
     def stmt(self, node: ast.stmt) -> None:

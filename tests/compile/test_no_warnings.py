@@ -1,9 +1,9 @@
 """The C pyprobe generates compiles without a warning under clang's -Wall -Werror: every
 program of the lessons and tools (translated for this kernel), every probe kind of
 tests/unit/kernel_programs.py (from the recorded kernel view) and a few programs of the tests
-that reach corners (struct aliases, helpers returning arrays and structs). An implicit
-conversion (a tracepoint's `__u64` slot passed to a `char *` parameter), an unused variable
-or an `if ((a == b))` fails here, naming the program and clang's message.
+that reach corners (struct aliases, helpers returning arrays and structs, locals set and never
+read). An implicit conversion (a tracepoint's `__u64` slot passed to a `char *` parameter), an
+unused variable, one set but never read or an `if ((a == b))` fails here, naming the program and clang's message.
 
 Needs clang, the kernel's BTF and tracefs's event formats (lessons and tools read tracepoints).
 """
@@ -58,6 +58,33 @@ class PointersToHelpers(Program):
         self.names[1] = read_name(filename)
 
 
+def last_of(k):
+    unread = k + 1                  # a helper's local never read
+    return k
+
+
+class UnreadLocals(Program):
+    """Locals set and never read (clang's -Wunused-but-set-variable): each kind of declaration."""
+    names = Hash(u32, char[16])
+    seen = Hash(u64, u64)
+
+    @syscall("openat")
+    def on_openat(self, args):
+        pid = tgid()                # an integer
+        dfd = args.dfd
+        dfd = 3                     # set twice, read never
+        p = self.names.get(1)       # a .get() result
+        c = char[16]()              # an array
+        for i in range(2):
+            n = i
+        self.seen[0] = last_of(2)
+
+    @ksyscall("openat")
+    def on_ksyscall(self, ctx, dfd, filename):
+        """Unread parameters of a kprobe-style handler."""
+        self.seen[1] += 1
+
+
 def _module(path: str):
     name = "pp_nowarn_" + os.path.relpath(path, ROOT).replace("/", "_")[:-3]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -75,7 +102,7 @@ def _programs(path: str) -> list:
 
 def _sources() -> dict:
     """{label: C text}: the live kernel's translations, then the recorded view's probe kinds."""
-    texts = {"PointersToHelpers": translate_program(PointersToHelpers).full_text()}
+    texts = {cls.__name__: translate_program(cls).full_text() for cls in (PointersToHelpers, UnreadLocals)}
     for pattern in LIVE:
         for path in sorted(glob.glob(os.path.join(ROOT, pattern))):
             for cls in _programs(path):
