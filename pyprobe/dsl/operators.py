@@ -166,3 +166,29 @@ def assigns_name(body: list, name: str):
             if any(isinstance(t, ast.Name) and t.id == name for t in targets):
                 return sub
     return None
+
+
+def range_loop(tr, node, value_class) -> tuple[int, int, int]:
+    """(start, stop, step) of `for name in range(...)`, the translator's and the simulation's alike
+    (`value_class` is the visitor's integer value: a bound must be one with a constant)."""
+    if not (isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "range"):
+        tr.fail(node.iter, "a BPF loop must run over range(...) with constant bounds",
+                "write `for i in range(N):` with N a constant")
+    if node.orelse:
+        tr.fail(node, "for ... else is not available in a BPF handler")
+    if not isinstance(node.target, ast.Name):
+        tr.fail(node.target, "the loop variable must be a plain name")
+    bounds = [tr.expr(a) for a in node.iter.args]
+    if not 1 <= len(bounds) <= 3 or any(not isinstance(b, value_class) or b.const is None for b in bounds):
+        tr.fail(node.iter, "range() bounds must be integer constants so the verifier can prove the loop ends",
+                "use a module-level constant or a literal")
+    start, stop, step = (0, bounds[0].const, 1) if len(bounds) == 1 else (
+        bounds[0].const, bounds[1].const, bounds[2].const if len(bounds) == 3 else 1)
+    if step == 0:
+        tr.fail(node.iter, "range() step must not be zero")
+    assigned = assigns_name(node.body, node.target.id)
+    if assigned is not None:
+        # C's loop would no longer be bounded by range() (an endless loop is undefined in C)
+        tr.fail(assigned, f"{node.target.id} is the loop's variable: it cannot be assigned inside the loop",
+                "use another name inside the loop")
+    return start, stop, step

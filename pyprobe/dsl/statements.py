@@ -93,26 +93,7 @@ class Statements:
                   "case 1:, case 2 | 3:, case _:")
 
     def stmt_For(self, node):
-        if not (isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "range"):
-            self.fail(node.iter, "a BPF loop must run over range(...) with constant bounds",
-                      "write `for i in range(N):` with N a constant")
-        if node.orelse:
-            self.fail(node, "for ... else is not available in a BPF handler")
-        if not isinstance(node.target, ast.Name):
-            self.fail(node.target, "the loop variable must be a plain name")
-        bounds = [self.expr(a) for a in node.iter.args]
-        if not 1 <= len(bounds) <= 3 or any(not isinstance(b, Value) or b.const is None for b in bounds):
-            self.fail(node.iter, "range() bounds must be integer constants so the verifier can prove the loop ends",
-                      "use a module-level constant or a literal")
-        start, stop, step = (0, bounds[0].const, 1) if len(bounds) == 1 else (
-            bounds[0].const, bounds[1].const, bounds[2].const if len(bounds) == 3 else 1)
-        if step == 0:
-            self.fail(node.iter, "range() step must not be zero")
-        assigned = operators.assigns_name(node.body, node.target.id)
-        if assigned is not None:
-            # C's loop would no longer be bounded by range() (an endless loop is undefined in C)
-            self.fail(assigned, f"{node.target.id} is the loop's variable: it cannot be assigned inside the loop",
-                      "use another name inside the loop")
+        start, stop, step = operators.range_loop(self, node, Value)
         var = self.assign_local(node.target, literal(start), s64)
         self.names_read.add(node.target.id)               # C's loop condition reads it
         cmp = "<" if step > 0 else ">"
