@@ -299,7 +299,7 @@ class HandlerCompiler(Expressions):
         k = self.key_slot(spec, key_node)
         n = Val(None, None, const=1) if amount_node is None else self.expr(amount_node)
         if not per_cpu and value_t.size == 4 and n.const is not None and not _wrap(n.const, 4, False):
-            raise Unsupported("a 32-bit atomic add of 0 (clang refuses it: the same error either way)")
+            raise Unsupported("a 32-bit atomic add of 0 (left to clang, which refuses it unless the code is dead)")
         if n.const is None:
             if value_t.size > n.type.size:
                 self.clean(n)

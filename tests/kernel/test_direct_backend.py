@@ -192,14 +192,18 @@ def check(directory, monkeypatch, bodies, events) -> int:
     while True:
         module = write_module(directory, bodies)
         sides = {backend: type(f"{backend.title()}Side", (module.P,), {}) for backend in ("clang", "direct")}
-        try:
-            clang_side = load(sides["clang"], monkeypatch, "clang")
-            break
-        except CompileError as e:       # clang refuses an atomic add it folds to 0: leave that handler out
-            culprit = next(i for i, lines in enumerate(bodies) if any(line in str(e) for line in lines))
-            bodies = bodies[:culprit] + bodies[culprit + 1:]
-            if not bodies:
-                return 0
+        why = direct.refusal(sides["direct"]) or ""
+        if "atomic add of 0" in why:    # left to clang, which refuses it unless it finds the code dead
+            culprit = int(why.split(":")[0][1:])
+        else:
+            try:
+                clang_side = load(sides["clang"], monkeypatch, "clang")
+                break
+            except CompileError as e:   # clang refuses an atomic add it folds to 0: leave that handler out
+                culprit = next(i for i, lines in enumerate(bodies) if any(line in str(e) for line in lines))
+        bodies = bodies[:culprit] + bodies[culprit + 1:]
+        if not bodies:
+            return 0
     progs = {"clang": clang_side, "direct": load(sides["direct"], monkeypatch, "direct")}
     try:
         from pyprobe.backend.libbpf import lib
