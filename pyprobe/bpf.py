@@ -80,6 +80,9 @@ usdt_arg = _helper("usdt_arg", "(ctx, n: const) -> s64",
 usdt_cookie = _helper("usdt_cookie", "(ctx) -> u64",
                       "usdt_cookie(ctx): the cookie the USDT probe that fired was attached with "
                       "(usdt(..., cookie=N)), else 0.")
+attach_cookie = _helper("attach_cookie", "(args) -> u64",
+                        "attach_cookie(args): the cookie the tracepoint that fired was attached with "
+                        "(tracepoint(..., cookie=N)), else 0.")
 cast = _helper("cast", "(type: type, value: any) -> any",
                'cast("struct sock *", x): an integer or pointer as a typed kernel pointer; cast(u32, x) truncates.')
 offsetof = _helper("offsetof", "(type: str, member: str) -> u64",

@@ -26,6 +26,7 @@ struct bpf_uprobe_opts { size_t sz; size_t ref_ctr_offset; uint64_t bpf_cookie;
 struct bpf_kprobe_opts { size_t sz; uint64_t bpf_cookie; size_t offset; bool retprobe; ...; };
 struct bpf_ksyscall_opts { size_t sz; uint64_t bpf_cookie; bool retprobe; ...; };
 struct bpf_usdt_opts { size_t sz; uint64_t usdt_cookie; ...; };
+struct bpf_tracepoint_opts { size_t sz; uint64_t bpf_cookie; ...; };
 struct bpf_map_batch_opts { size_t sz; uint64_t elem_flags; uint64_t flags; ...; };
 struct bpf_map_create_opts { size_t sz; uint32_t map_flags; uint32_t inner_map_fd; ...; };
 struct bpf_map_info { uint32_t type; uint32_t id; uint32_t key_size; uint32_t value_size;
@@ -52,6 +53,9 @@ int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
 
 struct bpf_link *bpf_program__attach_tracepoint(const struct bpf_program *prog,
                                                 const char *tp_category, const char *tp_name);
+struct bpf_link *bpf_program__attach_tracepoint_opts(const struct bpf_program *prog,
+                                                     const char *tp_category, const char *tp_name,
+                                                     const struct bpf_tracepoint_opts *opts);
 struct bpf_link *bpf_program__attach_raw_tracepoint(const struct bpf_program *prog, const char *tp_name);
 struct bpf_link *bpf_program__attach_kprobe_opts(const struct bpf_program *prog, const char *func_name,
                                                  const struct bpf_kprobe_opts *opts);

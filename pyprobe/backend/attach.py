@@ -25,8 +25,14 @@ def attach(prog, probe) -> list:
 
 def _tracepoint(prog, probe):
     category, name = probe.target
-    return [check_ptr(lib.bpf_program__attach_tracepoint(prog, category.encode(), name.encode()),
-                      f"attach tracepoint {category}:{name}")]
+    if probe.options.get("cookie") is None:
+        link = lib.bpf_program__attach_tracepoint(prog, category.encode(), name.encode())
+    else:                                   # what attach_cookie(args) gives the handler here
+        opts = ffi.new("struct bpf_tracepoint_opts *")
+        opts.sz = ffi.sizeof("struct bpf_tracepoint_opts")
+        opts.bpf_cookie = probe.options["cookie"]
+        link = lib.bpf_program__attach_tracepoint_opts(prog, category.encode(), name.encode(), opts)
+    return [check_ptr(link, f"attach tracepoint {category}:{name}")]
 
 
 def _raw_tracepoint(prog, probe):

@@ -50,11 +50,41 @@ def resolve(cls, attach_to: dict | None) -> tuple[dict[str, list[Probe]], dict[s
                                 f"({probe.describe()}): use a {kind} probe point")
             if probe in probes[:i]:
                 raise TypeError(f"attach_to gives {name} {probe.describe()} twice: every event would run it twice")
-        if (kind in MOVABLE and not any(_becomes_fentry(p) for p in probes)) or not probes:
+        if (kind in MOVABLE and not any(_becomes_fentry(p) for p in probes)) or not probes \
+                or (kind == "tracepoint" and _reads_no_field(handler, probes)):
             moved[name] = probes
         else:
             retarget[name] = probes
     return moved, retarget
+
+
+def _reads_no_field(handler: Handler, probes: list[Probe]) -> bool:
+    """A tracepoint handler whose record (`args`) is only passed to helpers and map methods
+    (`attach_cookie(args)`, `self.stacks.get_stackid(args)`), never read: its program is the
+    same on every tracepoint (the kernel checks only the record bytes a program reads), so
+    the compiled one attaches to each point given (named ones: a pattern is expanded when
+    translated)."""
+    import ast
+
+    from pyprobe.backend.matching import is_pattern
+    from pyprobe.dsl.capture import function_ast
+
+    if any(is_pattern(p) for p in probes):
+        return False
+    _, fdef = function_ast(handler.func)
+    if len(fdef.args.args) < 2:
+        return True
+    record = fdef.args.args[1].arg
+    passed = {id(arg) for node in ast.walk(fdef) if isinstance(node, ast.Call) and _is_helper_call(node.func)
+              for arg in node.args}
+    return all(id(node) in passed for node in ast.walk(fdef) if isinstance(node, ast.Name) and node.id == record)
+
+
+def _is_helper_call(func) -> bool:
+    """`helper(...)` or `self.map.method(...)`, not `self.method(...)` (whose body may read fields)."""
+    import ast
+
+    return isinstance(func, ast.Name) or (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Attribute))
 
 
 def _becomes_fentry(probe: Probe) -> bool:

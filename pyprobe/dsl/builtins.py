@@ -92,6 +92,14 @@ def _usdt_cookie(tr, node, ctx):
     return Value(f"bpf_usdt_cookie({tr.context_param})", u64)
 
 
+@helper("attach_cookie")
+def _attach_cookie(tr, node, ctx):
+    if tr.context is None or tr.context.attach.kind != "tracepoint":
+        tr.fail(node, "attach_cookie(args) is only defined in a @tracepoint handler "
+                      "(a @usdt handler reads its cookie with usdt_cookie(ctx))")
+    return Value(f"bpf_get_attach_cookie({tr.context_param})", u64)
+
+
 def fstring_pieces(tr, node):
     """A trace_printk f-string in order: text (a str, `%` escaped), or (value, conversion, what)
     for each `{...}`, its conversion chosen by type. `{x}` prints in decimal by x's type (%u, %d,

@@ -105,11 +105,21 @@ def _matching(probe: Probe, sym_re) -> Probe:
     return probe
 
 
-def tracepoint(category: str, name: str | None = None, event_re: str | None = None):
+def tracepoint(category: str, name: str | None = None, event_re: str | None = None, cookie: int | None = None):
     """A kernel tracepoint, e.g. `@tracepoint("block", "block_rq_issue")`; args fields by name.
     A glob (`"sys_enter_open*"`) or `event_re=` attaches the handler to every matching
-    tracepoint of the category (one BPF program each: their records differ)."""
-    return _decorator(_matching(Probe("tracepoint", (category, _pattern(name, event_re))), event_re))
+    tracepoint of the category (one BPF program each: their records differ). `cookie`: a u64
+    the handler reads with `attach_cookie(args)` when it fires here (libbpf's bpf_cookie)."""
+    probe = _matching(Probe("tracepoint", (category, _pattern(name, event_re))), event_re)
+    if cookie is not None:
+        probe.options["cookie"] = _u64_cookie("tracepoint", cookie)
+    return _decorator(probe)
+
+
+def _u64_cookie(decorator: str, cookie) -> int:
+    if isinstance(cookie, bool) or not isinstance(cookie, int) or not 0 <= cookie < 1 << 64:
+        raise ValueError(f"{decorator}(): cookie is a u64, not {cookie!r}")
+    return cookie
 
 
 def raw_tracepoint(name: str):
@@ -216,9 +226,7 @@ def usdt(binary_or_pid, probe: str, pid: int = -1, cookie: int | None = None):
         pid, binary_or_pid = binary_or_pid, f"/proc/{binary_or_pid}/exe"
     options: dict = {"pid": pid}
     if cookie is not None:
-        if isinstance(cookie, bool) or not isinstance(cookie, int) or not 0 <= cookie < 1 << 64:
-            raise ValueError(f"usdt(): cookie is a u64, not {cookie!r}")
-        options["cookie"] = cookie
+        options["cookie"] = _u64_cookie("usdt", cookie)
     return _decorator(Probe("usdt", (binary_or_pid, probe), options))
 
 

@@ -17,7 +17,7 @@ import time
 
 import pyprobe
 from pyprobe import Hash, Param, Program, Struct, UnsupportedProbe, kprobe, tracepoint, u32, u64, uprobe, usdt
-from pyprobe.bpf import smp_processor_id, tgid, usdt_cookie
+from pyprobe.bpf import attach_cookie, smp_processor_id, tgid, usdt_cookie
 from pyprobe.tools import common, probespec
 
 EXAMPLES = """examples:
@@ -68,9 +68,9 @@ class KernelFuncCount(FuncCount):
 
 
 class TracepointCount(Program):
-    """The counter on tracepoints given with attach_to (the handler reads no field but the event
-    id, so it suits every tracepoint; it is translated for the ones chosen, one program each,
-    when the Program is made). A tracepoint counts under its event id (`args.common_type`)."""
+    """The counter on tracepoints given with attach_to, each attached with its event id as cookie
+    (`tracepoint(..., cookie=id)`): it counts under it. The handler reads no field of the record,
+    so one compiled program serves every tracepoint (the decorator's point is a stand-in)."""
 
     target_pid = Param(u32)
     target_cpu = Param(u32, default=ANY_CPU)     # -c
@@ -82,7 +82,7 @@ class TracepointCount(Program):
             return
         if self.target_cpu != ANY_CPU and smp_processor_id() != self.target_cpu:
             return
-        hit = self.counts.lookup_or_init(args.common_type, Hit())
+        hit = self.counts.lookup_or_init(attach_cookie(args), Hit())
         if hit is None:
             return
         hit.count += 1

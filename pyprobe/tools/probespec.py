@@ -40,10 +40,11 @@ class Spec:
         return found
 
     def tracepoint_probes(self) -> list:
-        """The tracepoint decorator values for attach_to, one per matching tracepoint."""
+        """The tracepoint decorator values for attach_to, one per matching tracepoint, each with
+        its event id as cookie (what `attach_cookie(args)` reads)."""
         from pyprobe import tracepoint
 
-        return [tracepoint(*point.split(":", 1)) for point in self.tracepoints()]
+        return [tracepoint(*point.split(":", 1), cookie=event) for point, event in self.tracepoints().items()]
 
     def usdt_points(self, pid: int = 0) -> list[tuple[str, str]]:
         """(provider, name) of the USDT probes of the library whose name the pattern matches, as

@@ -90,8 +90,8 @@ class UsdtStackCount(StackCount):
 
 
 class TracepointStackCount(StackCount):
-    """The same counter on a tracepoint given with attach_to (the handler reads no field, so it
-    suits every tracepoint; it is translated for the one chosen when the Program is made)."""
+    """The same counter on tracepoints given with attach_to (the handler reads no field, so one
+    compiled program serves every tracepoint; the decorator's point is a stand-in)."""
 
     on_event = tracepoint("sched", "sched_process_fork")(StackCount.on_event.func)
 
@@ -99,7 +99,7 @@ class TracepointStackCount(StackCount):
 def open_counter(spec: probespec.Spec, pid: int = 0, **params) -> Program:
     if spec.kind == "usdt":
         return UsdtStackCount(target_pid=pid, attach_to={"on_event": spec.usdt_probes(pid)}, **params)
-    if spec.kind == "tracepoint":           # a glob: one program per tracepoint, one count of stacks
+    if spec.kind == "tracepoint":           # a glob: one program attached to each, one count of stacks
         return TracepointStackCount(target_pid=pid, attach_to={"on_event": spec.tracepoint_probes()}, **params)
     if spec.kind == "kprobe" and not common.has_kprobes():
         raise UnsupportedProbe(f"{spec.describe()}: kernel functions need kprobes, which this kernel lacks "

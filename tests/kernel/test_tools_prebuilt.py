@@ -1,9 +1,10 @@
 """The tools' objects built with the package (pyprobe/prebuilt.py) load without clang."""
+import json
 import os
 import subprocess
 import sys
 
-from tool_workloads import REPO
+from tool_workloads import REPO, Gated, Tool
 
 
 def prebuild() -> dict:
@@ -37,6 +38,39 @@ def test_tools_start_without_clang_and_without_a_cache(tmp_path):
                               timeout=60)
         assert done.returncode == 0, (argv, done.stderr)
         assert done.stderr.startswith("probe: "), (argv, done.stderr)
+
+
+def _rows(out: str) -> dict:
+    lines = out.splitlines()
+    head = lines.index("%-36s %8s" % ("FUNC", "COUNT"))
+    return {l.split()[0]: int(l.split()[1]) for l in lines[head + 1:] if len(l.split()) == 2}
+
+
+def test_tracepoint_counts_start_without_clang_and_without_a_cache(tmp_path, monkeypatch):
+    """funccount and stackcount on tracepoints (t:CATEGORY:GLOB, a single t:CATEGORY:NAME): one
+    shipped program attached to each point with its event id as cookie (attach_cookie), counting
+    exactly what a child does."""
+    from test_tools_tracepoint_globs import EXPECTED, FORKS, forks_then_execs
+
+    prebuild()
+    monkeypatch.setenv("PYPROBE_CLANG", "/nonexistent/clang")
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path))
+    child = Gated(forks_then_execs)
+    tool = Tool("funccount", "-p", str(child.pid), "t:sched:sched_process_*")
+    assert child.go() == 0
+    rows = _rows(tool.stop())
+    assert {name: rows.get(name) for name in EXPECTED} == EXPECTED
+
+    child = Gated(forks_then_execs)
+    tool = Tool("funccount", "-p", str(child.pid), "t:sched:sched_process_fork")
+    assert child.go() == 0
+    assert _rows(tool.stop()) == {"sched:sched_process_fork": FORKS}
+
+    child = Gated(forks_then_execs)
+    tool = Tool("stackcount", "-p", str(child.pid), "-K", "--json", "t:sched:sched_process_e*")
+    assert child.go() == 0
+    counts = [json.loads(l)["count"] for l in tool.stop().splitlines() if l.startswith("{")]
+    assert sum(counts) == 3 + 1                 # the execs and the exit
 
 
 def test_other_c_is_not_served_a_shipped_object():

@@ -190,8 +190,22 @@ def test_usdt_cookie_is_refused_outside_usdt_handlers(tmp_path):
 
 
 def test_usdt_cookie_must_be_a_u64():
-    from pyprobe import usdt
+    from pyprobe import tracepoint, usdt
 
     for bad in (-1, 1 << 64, "1", True):
         with pytest.raises(ValueError, match="cookie is a u64"):
             usdt("/bin/true", "p:n", cookie=bad)
+        with pytest.raises(ValueError, match=r"tracepoint\(\): cookie is a u64"):
+            tracepoint("sched", "sched_fork", cookie=bad)
+
+
+def test_attach_cookie_is_refused_outside_tracepoint_handlers(tmp_path):
+    path, module = _load(tmp_path, "from_here = 1", "acookie")
+    src = path.read_text().replace("from pyprobe.bpf import", "from pyprobe.bpf import attach_cookie,")
+    src = src.replace("from_here = 1", "y = attach_cookie(ctx)")
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("acookie2", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(TranslationError, match=r"attach_cookie\(args\) is only defined in a @tracepoint handler"):
+        module.P.translate()

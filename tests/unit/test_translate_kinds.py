@@ -163,3 +163,30 @@ def test_a_ksyscall_handler_takes_the_arguments_as_parameters_typed_as_the_forma
 
     with pytest.raises(TranslationError, match=r"kretsyscall handlers have no argument #1 \(dfd\)"):
         translate_program(AtReturn, kernel=VIEW)
+
+
+def test_a_tracepoint_handler_that_reads_no_field_keeps_its_object_on_other_points():
+    from pyprobe import Hash, Program, tracepoint, u64
+    from pyprobe.bpf import attach_cookie
+    from pyprobe.dsl.attach_to import resolve
+
+    class Hits(Program):
+        hits = Hash(u64, u64)
+
+        @tracepoint("block", "block_rq_issue")
+        def on_event(self, args):
+            self.hits[attach_cookie(args)] += 1
+
+        @tracepoint("block", "block_rq_complete")
+        def on_rq(self, args):
+            self.hits[args.error] += 1
+
+    points = [tracepoint("sched", "sched_process_exec", cookie=7), tracepoint("sched", "sched_process_exit", cookie=9)]
+    moved, retarget = resolve(Hits, {"on_event": points})
+    assert moved == {"on_event": [p.probe for p in points]} and retarget == {}
+    assert [p.options["cookie"] for p in moved["on_event"]] == [7, 9]
+    # a handler that reads the record (or a pattern to expand) is translated for the points given
+    assert resolve(Hits, {"on_rq": tracepoint("block", "block_rq_issue")})[1]
+    assert resolve(Hits, {"on_event": tracepoint("sched", "sched_process_e*")})[1]
+    text = translate_program(Hits, kernel=VIEW).text
+    assert "bpf_get_attach_cookie(" in text
