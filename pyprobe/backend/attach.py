@@ -31,7 +31,11 @@ def _tracepoint(prog, probe):
         opts = ffi.new("struct bpf_tracepoint_opts *")
         opts.sz = ffi.sizeof("struct bpf_tracepoint_opts")
         opts.bpf_cookie = probe.options["cookie"]
-        link = lib.bpf_program__attach_tracepoint_opts(prog, category.encode(), name.encode(), opts)
+        attach_opts = getattr(lib, "bpf_program__attach_tracepoint_opts", None)
+        if attach_opts is None:             # a cffi module built before cookies (a tree not set up again)
+            raise UnsupportedProbe(f"tracepoint {category}:{name} with a cookie: pyprobe's libbpf module was "
+                                   "built without bpf_program__attach_tracepoint_opts; rebuild it (make setup)")
+        link = attach_opts(prog, category.encode(), name.encode(), opts)
     return [check_ptr(link, f"attach tracepoint {category}:{name}")]
 
 
