@@ -28,13 +28,13 @@ def _tracepoint(prog, probe):
     if probe.options.get("cookie") is None:
         link = lib.bpf_program__attach_tracepoint(prog, category.encode(), name.encode())
     else:                                   # what attach_cookie(args) gives the handler here
-        opts = ffi.new("struct bpf_tracepoint_opts *")
-        opts.sz = ffi.sizeof("struct bpf_tracepoint_opts")
-        opts.bpf_cookie = probe.options["cookie"]
         attach_opts = getattr(lib, "bpf_program__attach_tracepoint_opts", None)
         if attach_opts is None:             # a cffi module built before cookies (a tree not set up again)
             raise UnsupportedProbe(f"tracepoint {category}:{name} with a cookie: pyprobe's libbpf module was "
                                    "built without bpf_program__attach_tracepoint_opts; rebuild it (make setup)")
+        opts = ffi.new("struct bpf_tracepoint_opts *")
+        opts.sz = ffi.sizeof("struct bpf_tracepoint_opts")
+        opts.bpf_cookie = probe.options["cookie"]
         link = attach_opts(prog, category.encode(), name.encode(), opts)
     return [check_ptr(link, f"attach tracepoint {category}:{name}")]
 
