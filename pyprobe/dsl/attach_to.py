@@ -9,6 +9,8 @@ translated again for the points given (`retarget`), when the Program is made.
 """
 from __future__ import annotations
 
+import os
+
 from pyprobe.dsl.decorators import Handler, Probe
 
 # Kinds whose BPF program is the same wherever it attaches (the section names no target,
@@ -50,12 +52,34 @@ def resolve(cls, attach_to: dict | None) -> tuple[dict[str, list[Probe]], dict[s
                                 f"({probe.describe()}): use a {kind} probe point")
             if probe in probes[:i]:
                 raise TypeError(f"attach_to gives {name} {probe.describe()} twice: every event would run it twice")
-        if (kind in MOVABLE and not any(_becomes_fentry(p) for p in probes)) or not probes \
-                or (kind == "tracepoint" and _reads_no_field(handler, probes)):
+        if (kind in MOVABLE and not any(_becomes_fentry(p) for p in probes)) or not probes:
+            moved[name] = probes
+        elif kind == "tracepoint" and _reads_no_field(handler, probes):
+            _refuse_missing_tracepoints(handler, probes)
             moved[name] = probes
         else:
             retarget[name] = probes
     return moved, retarget
+
+
+def _refuse_missing_tracepoints(handler: Handler, probes: list[Probe]) -> None:
+    """A moved program is not translated again, so a point this kernel lacks is named here, at
+    the handler, as translating it for that point would (not later as a failed attach)."""
+    from pyprobe.backend.tracefs import TracefsUnavailable, tracefs_root
+    from pyprobe.dsl.capture import function_ast
+    from pyprobe.errors import Location, TranslationError
+
+    try:
+        events = os.path.join(tracefs_root(), "events")
+    except TracefsUnavailable:
+        return                         # no tracefs for this user: attaching will say so
+    for probe in probes:
+        if not os.path.isdir(os.path.join(events, *probe.target)):
+            filename, fdef = function_ast(handler.func)
+            raise TranslationError(f"attach_to gives {handler.name} {probe.describe()}: no tracepoint "
+                                   f"{':'.join(probe.target)} in this kernel",
+                                   Location(filename, fdef.lineno, fdef.col_offset),
+                                   "list what exists with: pyprobe list 'tracepoint:*'")
 
 
 def _reads_no_field(handler: Handler, probes: list[Probe]) -> bool:

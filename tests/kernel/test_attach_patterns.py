@@ -118,7 +118,7 @@ def test_map_sizes_chosen_at_construction(app):
 
 
 from pyprobe import Param, tracepoint, u32  # noqa: E402
-from pyprobe.bpf import tgid  # noqa: E402
+from pyprobe.bpf import attach_cookie, tgid  # noqa: E402
 
 
 class SyscallsByNumber(Program):
@@ -219,3 +219,21 @@ def test_a_tracepoint_given_at_construction_is_checked_then():
         Signals(attach_to={"on_signal": uprobe("c", "kill")})
     with pytest.raises(TypeError, match="attach_to gives on_signal tracepoint:syscalls:sys_enter_kill twice"):
         Signals(attach_to={"on_signal": [tracepoint("syscalls", "sys_enter_kill")] * 2})
+
+
+class CookieCounts(Program):
+    counts = Hash(u64, u64)
+
+    @tracepoint("sched", "sched_process_fork")
+    def on_event(self, args):                        # reads no field: one object for every point
+        self.counts.increment(attach_cookie(args))
+
+
+def test_a_moved_tracepoint_handler_names_a_missing_point_at_construction():
+    from pyprobe.errors import TranslationError
+
+    with pytest.raises(TranslationError, match="attach_to gives on_event tracepoint:sched:sched_nope: "
+                                               "no tracepoint sched:sched_nope in this kernel") as e:
+        CookieCounts(attach_to={"on_event": [tracepoint("sched", "sched_process_exec", cookie=1),
+                                             tracepoint("sched", "sched_nope", cookie=2)]})
+    assert e.value.lineno == CookieCounts.on_event.func.__code__.co_firstlineno + 1     # the def line
