@@ -44,7 +44,11 @@ class Spec:
         its event id as cookie (what `attach_cookie(args)` reads)."""
         from pyprobe import tracepoint
 
-        return [tracepoint(*point.split(":", 1), cookie=event) for point, event in self.tracepoints().items()]
+        probes = []
+        for point, event in self.tracepoints().items():
+            category, name = point.split(":", 1)
+            probes.append(tracepoint(category, name, cookie=event))
+        return probes
 
     def usdt_points(self, pid: int = 0) -> list[tuple[str, str]]:
         """(provider, name) of the USDT probes of the library whose name the pattern matches, as
