@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pyprobe import Hash, Param, Program, kernel, tracepoint, u32, u64
+from pyprobe import Hash, Param, Program, kernel, tp_btf, u32, u64
 from tool_workloads import Gated, Tool, json_lines
 
 N_WRITES = 200
@@ -200,54 +200,99 @@ def switches(pid: int) -> int:
 
 
 class Switches(Program):
-    """The reference: sched:sched_switch events that take the target off and onto a CPU."""
+    """The reference: the target's switches off and onto a CPU, and its switches onto a CPU that
+    follow no wakeup and no preemption a BPF program saw (UNWOKEN: runqlat, bcc's as pyprobe's,
+    times from those and has nothing to time such a switch from).
+
+    BTF tracepoints, as the tools use: a perf-event tracepoint program is skipped while another
+    kprobe/tracepoint program or a BPF map syscall holds the CPU's bpf_prog_active (a process
+    preempted inside a map lookup), so sched:sched_switch counted fewer switches than the tools.
+
+    Neither the kernel's context-switch counters nor any tracer are the whole truth on this host
+    under load: next to one other (non-project) process's threads, ftrace and BPF alike miss some
+    switches of the workload onto a CPU that the counters include, and a wakeup delivered by an
+    interrupt of those threads reaches ftrace's sched_waking but no BPF program (their run
+    counters and recursion_misses agree). The reference is held to the counters as bounds, and the
+    tools exactly to the reference: same events, an independent bookkeeping (sched_waking and a
+    flag where runqlat has sched_wakeup and a timestamp)."""
 
     target = Param(u32)
     n = Hash(u32, u64)
+    woken = Hash(u32, u32)          # the target has been woken, or left the CPU runnable
 
-    @tracepoint("sched", "sched_switch")
-    def on_switch(self, args):
-        if args.prev_pid == self.target:
+    @tp_btf("sched_waking")
+    def on_waking(self, ctx, p):
+        if p.pid == self.target:
+            self.woken[0] = 1
+
+    @tp_btf("sched_switch")
+    def on_switch(self, ctx, preempt, prev, next):
+        if prev.pid == self.target:
             self.n[OUT] += 1
-        if args.next_pid == self.target:
+            if preempt or prev.__state == 0:
+                self.woken[0] = 1
+            if prev.__state == TASK_DEAD:
+                self.n[DEAD] = 1
+        if next.pid == self.target:
             self.n[IN] += 1
+            if self.woken.get(0) is None:
+                self.n[UNWOKEN] += 1
+            del self.woken[0]
 
 
-OUT, IN = 0, 1
+OUT, IN, UNWOKEN, DEAD = 0, 1, 2, 3
+TASK_DEAD = 0x80
 
 
 def last_switch_out(ref: Switches) -> None:
-    """Wait (up to 30 s) until the reference saw the workload's last switch out: a zombie can be
-    preempted between exit_notify() and its final schedule() for a while under load."""
+    """Wait (up to 30 s) until the reference saw the workload's last switch out (in TASK_DEAD): a
+    zombie can be preempted between exit_notify() and its final schedule() for a while under load."""
     deadline = time.monotonic() + 30
-    while ref.n.get(OUT, 0) < ref.n.get(IN, 0):
+    while ref.n.get(DEAD, 0) == 0:
         assert time.monotonic() < deadline, "the workload's last switch out never came"
         time.sleep(0.01)
 
 
 class Counted(Gated):
-    """A gated workload whose context switches while traced are known exactly: counted from its
-    release (blocked at the gate, it cannot switch) to its end, after its last switch out.
+    """A gated workload whose context switches while traced are counted by the kernel from its
+    release (blocked at the gate, off the CPU: it cannot switch) to its end, after its last
+    switch out.
 
     It is blocked at the gate before any program attaches: else its first run after fork, or a
-    preemption on its way to the gate, could fall between the reference's attach and the tool's
-    (the tool missing a wakeup the reference then counts a switch-in for: off by one or two
-    when the machine is loaded and the child is slow to reach the gate)."""
+    preemption on its way to the gate, could fall between the reference's attach and the tool's.
+    Blocked means dequeued, not only in state S: /proc shows S from set_current_state(), while
+    the task may still be on the CPU (or preempted) on its way into schedule(); its wchan is
+    named only once it is off the run queue."""
 
     def __init__(self, work, *args):
         super().__init__(work, *args)
         self.wait_at_gate()
+        deadline = time.monotonic() + 30
+        while open(f"/proc/{self.pid}/wchan").read() in ("", "0"):
+            assert time.monotonic() < deadline, "the workload never left the run queue at its gate"
+            time.sleep(0.002)
 
-    def go(self) -> int:
+    def go(self) -> None:
+        """Release the work and wait until it has exited (a zombie still has its counters)."""
         self.before = switches(self.pid)
         os.write(self._w, b"g")
         os.close(self._w)
-        os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)     # a zombie still has its counters
-        time.sleep(0.05)                   # its last switch out follows exit_notify() at once
+        os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+
+    def done(self, ref: Switches) -> int:
+        """After its last switch out: its switches while traced, then reap it; its exit status."""
+        last_switch_out(ref)
         self.during = switches(self.pid) - self.before
         _, status = os.waitpid(self.pid, 0)
         self.status = os.waitstatus_to_exitcode(status)
         return self.status
+
+
+def check_reference(ref: Switches, child: Counted) -> None:
+    """Bounds: no switch the kernel did not count, and no more switches onto the CPU than off it
+    (the workload starts and ends off the CPU; more off than onto: a switch onto it went untraced)."""
+    outs, ins = ref.n[OUT], ref.n[IN]
+    assert ins <= outs <= child.during, (ins, outs, child.during)
 
 
 def sleeps(n: int) -> None:
@@ -260,17 +305,16 @@ def test_runqlat_counts_every_wakeup_of_300_sleeps():
 
     child = Counted(sleeps, 300)
     with Switches(target=child.pid) as ref, RunqLat(target_pid=child.pid) as prog:
-        assert child.go() == 0
-        last_switch_out(ref)
-    total = int(prog.dist.to_numpy().sum())
-    switched_in = ref.n[IN]
-    prog.close()
-    ref.close()
-    # each sleep is a switch out (the kernel's counters), then a wakeup and a switch in
-    assert child.during >= 301
-    # (under load sched:sched_switch saw a few switches fewer than the kernel's counters)
+        child.go()
+        assert child.done(ref) == 0
+        total = int(prog.dist.to_numpy().sum())
+        check_reference(ref, child)
+        switched_in, unwoken = ref.n[IN], ref.n.get(UNWOKEN, 0)
+    # each sleep is a switch out, a wakeup and a switch in (plus the release and any preemption);
+    # the few the host's tracepoints miss (see Switches) are not many
     assert switched_in >= 290
-    assert total == switched_in        # every switch in: after a wakeup, or after a preemption
+    # every switch in after a wakeup or a preemption, none other
+    assert total == switched_in - unwoken, (total, switched_in, unwoken)
 
 
 def test_runqlat_command_per_process_sections():
@@ -278,14 +322,14 @@ def test_runqlat_command_per_process_sections():
     with Switches(target=child.pid) as ref:
         tool = Tool("runqlat", "-P", "--json", "-p", str(child.pid))
         child.go()
-        last_switch_out(ref)
+        assert child.done(ref) == 0
         hists = json_lines(tool.stop())
-    switched_in = ref.n[IN]
-    ref.close()
+        check_reference(ref, child)
+        switched_in, unwoken = ref.n[IN], ref.n.get(UNWOKEN, 0)
     assert [h["pid"] for h in hists] == [child.pid]
     assert switched_in >= 45
     assert hists[0]["unit"] == "usecs"
-    assert sum(b["count"] for b in hists[0]["buckets"]) == switched_in
+    assert sum(b["count"] for b in hists[0]["buckets"]) == switched_in - unwoken
 
 
 def test_cpudist_counts_every_stretch_on_and_off_cpu():
@@ -294,14 +338,13 @@ def test_cpudist_counts_every_stretch_on_and_off_cpu():
     for offcpu in (False, True):
         child = Counted(sleeps, 100)
         with Switches(target=child.pid) as ref, CpuDist(target_pid=child.pid, offcpu=offcpu, extension=True) as prog:
-            assert child.go() == 0
-            last_switch_out(ref)
-        total = int(prog.dist.to_numpy().sum())
-        ext = prog.totals[0]            # -e: every stretch counted, with its time
-        outs, ins = ref.n[OUT], ref.n[IN]
-        prog.close()
-        ref.close()
-        assert outs >= 95 and ins >= 95
+            child.go()
+            assert child.done(ref) == 0
+            total = int(prog.dist.to_numpy().sum())
+            ext = prog.totals[0]            # -e: every stretch counted, with its time
+            check_reference(ref, child)
+            ins = ref.n[IN]
+        assert ins >= 95
         # on-CPU: each switch in starts a stretch that a switch out ends (the last at exit);
         # off-CPU: each switch in ends one, but the first (its switch out was before tracing)
         assert total == (ins - 1 if offcpu else ins)
