@@ -4,8 +4,10 @@ As bcc's tool, from the sock:inet_sock_set_state tracepoint: a socket's birth is
 stamped at each state before FIN_WAIT1 (so a session lasts from established to
 closed), its process is noted where it acts in process context (SYN_SENT for a
 connect, LAST_ACK for a passive close), and at TCP_CLOSE one record carries the
-bytes acked and received, read from the socket's tcp_sock. -p, -L, -D, -4/-6
-filter in the kernel.
+bytes acked and received, read from the socket's tcp_sock, and the noted process or
+else the one current at the close. -p, -L, -D, -4/-6 filter in the kernel; with -p
+only the target's process is noted (as bcc's FILTER_PID), so a session another
+process connected but the target closed (a reset in its close()) is the target's.
 
     from pyprobe.tools.tcplife import TcpLife
     with TcpLife() as prog:
@@ -71,7 +73,10 @@ class TcpLife(Program):
         sk: u64 = args.skaddr
         if args.newstate < TCP_FIN_WAIT1:
             self.birth[sk] = ktime_ns()
-        if args.newstate == TCP_SYN_SENT or args.newstate == TCP_LAST_ACK:
+        # bcc's rule: with -p, only the target process is remembered where it connects or closes
+        # passively; a session it did not start is named by the process current at TCP_CLOSE
+        if (args.newstate == TCP_SYN_SENT or args.newstate == TCP_LAST_ACK) and \
+                (not self.target_pid or tgid() == self.target_pid):
             w = Who()
             w.pid = tgid()
             w.comm = comm()

@@ -123,6 +123,7 @@ def test_tcplife_command_remote_port_list():
 
     child = Gated(clients)
     tool = Tool("tcplife", "--json", "-D", f"{ports[0]},{ports[2]}")
+    mine = Tool("tcplife", "--json", "-p", str(child.pid), "-D", f"{ports[0]},{ports[2]}")
     assert child.go() == 0
     for srv in servers:
         conn, _ = srv.accept()
@@ -130,6 +131,95 @@ def test_tcplife_command_remote_port_list():
         srv.close()
     time.sleep(0.1)
     assert [s["rport"] for s in json_lines(tool.stop())] == [ports[0], ports[2]]
+    # -p: the client closed first, this process accepted and closed after it exited
+    assert [(s["pid"], s["rport"]) for s in json_lines(mine.stop())] == [(child.pid, ports[0]), (child.pid, ports[2])]
+
+
+N_PID_SESSIONS = 4
+
+
+def test_tcplife_pid_filter_client_and_server_processes():
+    """-p names a session as bcc's does: by the process that connected (SYN_SENT) or closed
+    passively (LAST_ACK) if it is the target, else by the one current at TCP_CLOSE. The client
+    (a child) sends and closes first; the server (this process) accepts after the child exited
+    and closes: -p CLIENT is the client ends, -p SERVER -L PORT the accepted ends."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    sport = server.getsockname()[1]
+    r, w = os.pipe()
+
+    def clients():
+        ports = []
+        for _ in range(N_PID_SESSIONS):
+            with socket.create_connection(("127.0.0.1", sport)) as c:
+                c.sendall(b"x" * 100)
+                ports.append(c.getsockname()[1])
+        os.write(w, json.dumps(ports).encode())
+
+    child = Gated(clients)
+    by_client = Tool("tcplife", "--json", "-p", str(child.pid))
+    by_server = Tool("tcplife", "--json", "-p", str(os.getpid()), "-L", str(sport))
+    assert child.go() == 0
+    os.close(w)
+    client_ports = json.loads(os.read(r, 65536))
+    os.close(r)
+    for _ in range(N_PID_SESSIONS):
+        conn, _ = server.accept()
+        assert conn.recv(1000) == b"x" * 100
+        conn.close()
+    server.close()
+    time.sleep(0.1)
+    assert [(s["pid"], s["lport"], s["rport"], s["tx_b"]) for s in json_lines(by_client.stop())] == \
+        [(child.pid, p, sport, 100 + 2) for p in client_ports]
+    assert sorted((s["pid"], s["lport"], s["rport"], s["rx_b"]) for s in json_lines(by_server.stop())) == \
+        sorted((os.getpid(), sport, p, 100 + 1) for p in client_ports)
+
+
+def test_tcplife_pid_filter_names_the_process_that_resets_a_handed_off_session():
+    """bcc's -p notes only the target's process: connections one process (A) made and handed to
+    another (C, by SCM_RIGHTS) that closes them with a reset (SO_LINGER 0: TCP_CLOSE in C's
+    close()) are A's under -p A and C's under -p C; without -p they are A's. -D: client ends only."""
+    import struct
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    sport = server.getsockname()[1]
+    to_closer, from_maker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    r, w = os.pipe()
+
+    def make_and_hand_off():
+        socks = [socket.create_connection(("127.0.0.1", sport)) for _ in range(N_PID_SESSIONS)]
+        socket.send_fds(to_closer, [b"s"], [s.fileno() for s in socks])
+        os.write(w, json.dumps([s.getsockname()[1] for s in socks]).encode())
+        for s in socks:
+            s.close()               # its descriptors only: the closer holds the sockets
+
+    def reset_all():
+        _, fds, _, _ = socket.recv_fds(from_maker, 1, N_PID_SESSIONS)
+        for fd in fds:
+            s = socket.socket(fileno=fd)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+
+    maker, closer = Gated(make_and_hand_off), Gated(reset_all)
+    by_maker = Tool("tcplife", "--json", "-p", str(maker.pid), "-D", str(sport))
+    by_closer = Tool("tcplife", "--json", "-p", str(closer.pid), "-D", str(sport))
+    everyone = Tool("tcplife", "--json", "-D", str(sport))
+    assert maker.go() == 0
+    os.close(w)
+    ports = json.loads(os.read(r, 65536))
+    os.close(r)
+    assert closer.go() == 0
+    server.close()
+    to_closer.close()
+    from_maker.close()
+    time.sleep(0.1)
+    assert [(s["pid"], s["lport"]) for s in json_lines(by_maker.stop())] == [(maker.pid, p) for p in ports]
+    assert [(s["pid"], s["lport"]) for s in json_lines(by_closer.stop())] == [(closer.pid, p) for p in ports]
+    assert [(s["pid"], s["lport"]) for s in json_lines(everyone.stop()) if s["lport"] in ports] == \
+        [(maker.pid, p) for p in ports]
 
 
 def test_tcpconnect_and_tcpaccept_see_each_connection():
