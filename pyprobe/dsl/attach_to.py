@@ -9,8 +9,6 @@ translated again for the points given (`retarget`), when the Program is made.
 """
 from __future__ import annotations
 
-import os
-
 from pyprobe.dsl.decorators import Handler, Probe
 
 # Kinds whose BPF program is the same wherever it attaches (the section names no target,
@@ -65,21 +63,20 @@ def resolve(cls, attach_to: dict | None) -> tuple[dict[str, list[Probe]], dict[s
 def _refuse_missing_tracepoints(handler: Handler, probes: list[Probe]) -> None:
     """A moved program is not translated again, so a point this kernel lacks is named here, at
     the handler, as translating it for that point would (not later as a failed attach)."""
-    from pyprobe.backend.tracefs import TracefsUnavailable, tracefs_root
+    from pyprobe.backend.tracefs import TracefsUnavailable
     from pyprobe.dsl.capture import function_ast
+    from pyprobe.dsl.target import kernel
     from pyprobe.errors import Location, TranslationError
 
-    try:
-        events = os.path.join(tracefs_root(), "events")
-    except TracefsUnavailable:
-        return                         # no tracefs for this user: attaching will say so
+    view = kernel()
     for probe in probes:
-        if not os.path.isdir(os.path.join(events, *probe.target)):
+        try:
+            view.tracepoint_id(*probe.target)
+        except TracefsUnavailable as e:
             filename, fdef = function_ast(handler.func)
-            raise TranslationError(f"attach_to gives {handler.name} {probe.describe()}: no tracepoint "
-                                   f"{':'.join(probe.target)} in this kernel",
+            raise TranslationError(f"attach_to gives {handler.name} {probe.describe()}: {e}",
                                    Location(filename, fdef.lineno, fdef.col_offset),
-                                   "list what exists with: pyprobe list 'tracepoint:*'")
+                                   "list what exists with: pyprobe list 'tracepoint:*'") from None
 
 
 def _reads_no_field(handler: Handler, probes: list[Probe]) -> bool:
