@@ -58,13 +58,14 @@ def parse_line(line: str) -> TraceEvent | None:
 
 def _after_task(task: str, rest: str) -> TraceEvent | None:
     """`<pid>  [(<tgid>)] [<cpu>] [<flags>] <ts>: <function>: <message>` parsed, else None."""
-    pid, _, rest = rest.partition(" ")
-    rest = rest.lstrip()
-    if not (pid.isdigit() and pid.isascii()) or not rest:
+    pid, rest = _digits_then_blank(rest)
+    if pid is None:
         return None
-    if rest[0] == "(":                              # the tgid, when the record-tgid option is on
+    rest = rest.lstrip()
+    if rest[:1] == "(":                             # the tgid, when the record-tgid option is on
         tgid, close, rest = rest[1:].partition(")")
-        if not close or not tgid.strip() or tgid.strip().strip("-0123456789") or not rest[:1].isspace():
+        tgid = tgid.lstrip()                        # blanks may lead the number, never trail it
+        if not close or not tgid or tgid.strip("-0123456789") or not rest[:1].isspace():
             return None
         rest = rest.lstrip()
     if not rest.startswith("["):
@@ -72,22 +73,39 @@ def _after_task(task: str, rest: str) -> TraceEvent | None:
     cpu, close, rest = rest[1:].partition("]")
     if not close or not (cpu.isdigit() and cpu.isascii()) or not rest[:1].isspace():
         return None
-    head, colon, tail = rest.partition(":")        # "[<flags>] <ts>", then " <function>: <message>"
-    words = head.split()
-    if not colon or not 1 <= len(words) <= 2 or not tail[:1].isspace() or head[-1:].isspace():
+    rest = rest.lstrip()
+    first = rest.split(None, 1)                     # the flags, if the rest after them parses
+    if len(first) == 2 and 4 <= len(first[0]) <= 6 and "[" not in first[0]:
+        tail = _after_flags(first[1])
+        if tail is not None:
+            return TraceEvent(task, int(pid), int(cpu), first[0], *tail)
+    tail = _after_flags(rest)
+    return None if tail is None else TraceEvent(task, int(pid), int(cpu), "", *tail)
+
+
+def _digits_then_blank(text: str) -> tuple[str | None, str]:
+    """The decimal number that starts `text` and the rest after it, if a blank follows it."""
+    end = 0
+    while end < len(text) and text[end].isascii() and text[end].isdigit():
+        end += 1
+    if end == 0 or not text[end:end + 1].isspace():
+        return None, text
+    return text[:end], text[end:]
+
+
+def _after_flags(text: str) -> tuple[float, str] | None:
+    """`<ts>: <function>: <message>` as (ts, message), else None. After the blank that follows
+    the timestamp's colon the function is anything up to the next colon, blanks included."""
+    ts, colon, tail = text.partition(":")
+    whole, dot, frac = ts.partition(".")
+    if not (colon and dot and whole.isdigit() and frac.isdigit() and whole.isascii() and frac.isascii()):
         return None
-    flags = words[0] if len(words) == 2 else ""
-    if flags and (not 4 <= len(flags) <= 6 or "[" in flags):
+    if not tail[:1].isspace():
         return None
-    whole, dot, frac = words[-1].partition(".")
-    if not (dot and whole.isdigit() and frac.isdigit() and whole.isascii() and frac.isascii()):
-        return None
-    func, colon, msg = tail.lstrip().partition(":")
+    func, colon, msg = tail[1:].partition(":")
     if not colon or not func:
         return None
-    if msg[:1].isspace():
-        msg = msg[1:]
-    return TraceEvent(task, int(pid), int(cpu), flags, float(words[-1]), msg)
+    return float(ts), msg[1:] if msg[:1].isspace() else msg
 
 
 class TraceInstance:

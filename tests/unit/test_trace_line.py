@@ -6,7 +6,7 @@ fields the parser must give those fields back.
 """
 import re
 
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from pyprobe.runtime.tracepipe import TraceEvent, parse_line
 
@@ -42,6 +42,27 @@ def test_real_lines():
         assert reference(line) == TraceEvent(*fields), line
 
 
+# Where the parser once disagreed with the regex: after the timestamp's ": " the function may be
+# blanks (the regex gives its \s+ back), the flags may hold a ':', any blank may be a tab, and a
+# tgid's blanks only lead it. The first comes from a generated comm ("-1 [2]  1.5:  : ").
+REGEX_CORNERS = [
+    "-1 [2]  1.5:  : -4194304    (      5) [511] d..31    57.228141: foo:  x",
+    "x-1 [2] ab:c 1.5: f: m",
+    "(-1)(2)] -1 [2]  1.5: 1.5: f: m....  ",
+    "bash-12\t[001]\td..31\t4172.1:\tf:\tm",
+    "bash-12 (12 ) [001] .... 1.0: f: m",
+]
+
+
+def test_regex_corners():
+    for line in REGEX_CORNERS:
+        assert parse_line(line) == reference(line), line
+    assert parse_line(REGEX_CORNERS[0]) == TraceEvent("", 1, 2, "", 1.5, REGEX_CORNERS[0][16:])
+    assert parse_line(REGEX_CORNERS[1]) == TraceEvent("x", 1, 2, "ab:c", 1.5, "m")
+    assert parse_line(REGEX_CORNERS[3]) == TraceEvent("bash", 12, 1, "d..31", 4172.1, "m")
+    assert parse_line(REGEX_CORNERS[4]) is None
+
+
 def test_not_trace_lines():
     for line in ["", "CPU:1 [LOST 3 EVENTS]", "# tracer: nop", "bash-12 [001] d..31 4172.1 bpf_trace_printk x",
                  "bash-x12 [001] d..31  4172.1: f: m", "bash-12 [a01] ....  1.0: f: m", "bash-12 [001] .... 1: f: m"]:
@@ -57,6 +78,8 @@ message = st.text(st.sampled_from("ab :-[]()0123456789"), max_size=30)
 @given(task=comm, pid=st.integers(0, 4194304), tgid=st.one_of(st.none(), st.integers(0, 99999), st.just("-------")),
        cpu=st.integers(0, 511), flags=flags, secs=st.integers(0, 10 ** 7), usecs=st.integers(0, 999999),
        func=st.sampled_from(["bpf_trace_printk", "foo"]), msg=message, pad=st.integers(0, 3))
+@example(task="-1 [2]  1.5:  : ", pid=4194304, tgid=5, cpu=511, flags="d..31", secs=57, usecs=228141,
+         func="foo", msg=" x", pad=0)
 def test_agrees_with_the_regex_on_generated_lines(task, pid, tgid, cpu, flags, secs, usecs, func, msg, pad):
     tgid_part = "" if tgid is None else f"({tgid:>7}) "
     line = (f"{task:>16}-{pid:<7} {' ' * pad}{tgid_part}[{cpu:03d}] {flags + ' ' if flags else ''}"
