@@ -3,6 +3,11 @@
 Each workload is pid 1 of a new PID namespace (unshare(CLONE_NEWPID), then fork), blocked at a
 gate before the tool attaches, so every switch-in of it while traced is one the tool must count
 in its namespace's section: the reference counts them with sched:sched_switch by its global pid.
+
+A namespace's number (its inode) is free again once the namespace dies, and the kernel gives the
+lowest free one to the next namespace created anywhere: another test making PID namespaces while
+the tool still runs would have its switch-ins counted in our section. So each workload holds its
+namespace open (an fd on /proc/PID/ns/pid) until the tool has stopped.
 """
 import ctypes
 import os
@@ -31,7 +36,8 @@ class SwitchIns(Program):
 
 class AloneInPidNamespace:
     """A process alone in a new PID namespace (its pid 1 there) that sleeps 1 ms `sleeps` times
-    once released; until then it blocks on a gate. Its parent stays outside, reaping it."""
+    once released; until then it blocks on a gate. Its parent stays outside, reaping it. The
+    namespace (and so its number) is held until close(), as a `with` block ends."""
 
     def __init__(self, sleeps: int):
         gate_r, gate_w = os.pipe()
@@ -64,8 +70,21 @@ class AloneInPidNamespace:
             os.waitpid(self.parent, 0)
             pytest.fail(f"unshare(CLONE_NEWPID) failed: {os.strerror(-answer)}")
         self.pid = answer                    # its pid here, in the test's namespace
-        self.pidns = os.stat(f"/proc/{self.pid}/ns/pid").st_ino
+        self._ns_fd = os.open(f"/proc/{self.pid}/ns/pid", os.O_RDONLY)
+        self.pidns = os.fstat(self._ns_fd).st_ino
         self._wait_at_gate()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Let the namespace go (its number may then name the next namespace made)."""
+        if self._ns_fd >= 0:
+            os.close(self._ns_fd)
+            self._ns_fd = -1
 
     def _wait_at_gate(self) -> None:
         deadline = time.monotonic() + 30
@@ -103,32 +122,28 @@ def settle(ref: SwitchIns, pids) -> None:
 def test_runqlat_pidnss_counts_each_namespace_apart():
     from pyprobe.tools.runqlat import PER_PIDNS, RunqLat
 
-    a, b = AloneInPidNamespace(25), AloneInPidNamespace(60)
-    assert a.pidns != b.pidns
-    with SwitchIns(first=a.pid, second=b.pid) as ref, RunqLat(per=PER_PIDNS) as prog:
-        a.release()
-        b.release()
-        assert a.wait() == 0 and b.wait() == 0
-        settle(ref, (a.pid, b.pid))
-    sections = {int(k): int(v.sum()) for k, v in prog.pid_dist.sections().items()}
-    ins = {a.pidns: ref.n[a.pid], b.pidns: ref.n[b.pid]}
-    prog.close()
-    ref.close()
+    with AloneInPidNamespace(25) as a, AloneInPidNamespace(60) as b:
+        assert a.pidns != b.pidns
+        with SwitchIns(first=a.pid, second=b.pid) as ref, RunqLat(per=PER_PIDNS) as prog:
+            a.release()
+            b.release()
+            assert a.wait() == 0 and b.wait() == 0
+            settle(ref, (a.pid, b.pid))
+            sections = {int(k): int(v.sum()) for k, v in prog.pid_dist.sections().items()}
+            ins = {a.pidns: ref.n[a.pid], b.pidns: ref.n[b.pid]}
     # a switch in after each sleep (under load sched:sched_switch misses a few of the kernel's)
     assert ins[a.pidns] >= 22 and ins[b.pidns] >= 54
     assert {ns: sections.get(ns) for ns in ins} == ins        # every one, in its own namespace's section
 
 
 def test_runqlat_command_pidnss_sections():
-    w = AloneInPidNamespace(30)
-    with SwitchIns(first=w.pid) as ref:
+    with AloneInPidNamespace(30) as w, SwitchIns(first=w.pid) as ref:
         tool = Tool("runqlat", "--pidnss", "--json")
         w.release()
         assert w.wait() == 0
         settle(ref, (w.pid,))
         hists = json_lines(tool.stop())
-    ins = ref.n[w.pid]
-    ref.close()
+        ins = ref.n[w.pid]
     assert ins >= 27
     mine = [h for h in hists if h["pidns"] == w.pidns]
     assert len(mine) == 1 and mine[0]["unit"] == "usecs"
