@@ -41,7 +41,7 @@ def _source_files() -> list[str]:
     out = subprocess.run(["git", "-C", REPO, "ls-files", "-co", "--exclude-standard"],
                          capture_output=True, text=True)
     if out.returncode != 0:
-        pytest.skip("needs git to know the checkout's files")
+        pytest.skip("missing capability: git (it lists the checkout's files)")
     return [f for f in out.stdout.splitlines() if os.path.isfile(os.path.join(REPO, f))]
 
 

@@ -121,7 +121,7 @@ def test_map_element_iterator_walks_every_entry():
     if not features.has("map_iterators"):
         with pytest.raises(BPFError, match="elems: this kernel refuses iterators over a map's elements"):
             Elements().load()
-        pytest.skip("this kernel refuses iterators over a map's elements (EPERM loading bpf_iter_bpf_map_elem, "
+        pytest.skip("missing capability: map element iterators (EPERM loading bpf_iter_bpf_map_elem, "
                     "pyprobe doctor: map_iterators); runs in the qemu kernel matrix")
     with Elements() as prog:
         prog.counts.update({k: k * 10 + 1 for k in range(50)})

@@ -22,7 +22,7 @@ def cgroup2_root() -> str:
             fields = line.split()
             if fields[2] == "cgroup2":
                 return fields[1]
-    pytest.skip("no cgroup v2 hierarchy is mounted (a CgroupArray holds cgroup v2 directories)")
+    pytest.skip("missing capability: a mounted cgroup v2 hierarchy (a CgroupArray holds cgroup v2 directories)")
 
 
 @pytest.fixture

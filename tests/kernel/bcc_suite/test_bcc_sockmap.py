@@ -127,7 +127,7 @@ def cgroup2_root() -> str:
             fields = line.split()
             if fields[2] == "cgroup2":
                 return fields[1]
-    pytest.skip("no cgroup v2 hierarchy is mounted (sock_ops programs attach to a cgroup v2)")
+    pytest.skip("missing capability: a mounted cgroup v2 hierarchy (sock_ops programs attach to a cgroup v2)")
 
 
 @pytest.fixture
