@@ -200,10 +200,13 @@ def rows(results: dict) -> tuple[list[str], list[list[str]]]:
                 goal = ("PASS" if busy[0] >= 0.9 and noloss else "FAIL") + \
                     f" >= 0.9x C busy-poll, no loss in every run ({busy[0]:.2f}x; {p['ratio_to_c'][0]:.2f}x C default)"
             elif p and mode != "ring64k":
-                fast = p["events_per_s"] and p["events_per_s"][0] >= 1e6
-                goal = ("PASS" if fast and noloss else "FAIL") + " >= 1M/s, no loss in every run"
-                if p.get("ratio_to_c"):
-                    goal += f" ({p['ratio_to_c'][0]:.2f}x C)"
+                # issue 19: the perf buffer keeps C's rate (~1.0x, with C's own noise of a few %),
+                # judged round by round against C's reader in the same run, not an absolute rate
+                ratio = p.get("ratio_to_c")
+                kept = bool(ratio) and ratio[0] >= 0.95
+                goal = ("PASS" if kept and noloss else "FAIL") + " keeps C's rate (>= 0.95x C), no loss in every run"
+                if ratio:
+                    goal += f" ({ratio[0]:.2f}x C)"
             add(f"W3 {labels[mode]}: events/s", lambda c, m=m: _mm(m[c]["events_per_s"]) if c in m else None, goal)
             add(f"W3 {labels[mode]}: lost (missing)",
                 lambda c, m=m: (f"{_num(m[c]['lost'][1])}" + (f" ({_num(m[c]['missing'][1])})"
