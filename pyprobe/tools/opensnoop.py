@@ -84,25 +84,14 @@ class OpenSnoop(Scoped, Program):
     @syscall("open")
     @syscall("openat")
     def enter(self, args):
-        if self._out_of_scope():
-            return
-        if self.target_pid and tgid() != self.target_pid:
-            return
-        if self.target_tid and tid() != self.target_tid:
-            return
-        if self.target_uid != ANY_UID and uid() != self.target_uid:
-            return
-        self.start[tid()] = OpenStart()     # filled in place: a local would need twice its size of stack
-        s = self.start.get(tid())
-        if s is None:
-            return
-        s.ts = ktime_ns()
-        s.flags = args.flags
-        s.mode = args.mode
-        probe_read_user_str(s.fname, args.filename)
+        self._remember(args.filename, args.flags, args.mode)
 
     @syscall("openat2")
     def enter_openat2(self, args):
+        self._remember(args.filename, 0, 0)     # its flags and mode are in a struct open_how
+
+    def _remember(self, filename, flags, mode):
+        """The open's start, kept by thread until its return, for a process in scope."""
         if self._out_of_scope():
             return
         if self.target_pid and tgid() != self.target_pid:
@@ -116,9 +105,9 @@ class OpenSnoop(Scoped, Program):
         if s is None:
             return
         s.ts = ktime_ns()
-        s.flags = 0
-        s.mode = 0
-        probe_read_user_str(s.fname, args.filename)
+        s.flags = flags
+        s.mode = mode
+        probe_read_user_str(s.fname, filename)
 
     @syscall_return("open")
     @syscall_return("openat")
