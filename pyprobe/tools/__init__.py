@@ -33,6 +33,8 @@ TOOLS = {
     "tcpretrans": "trace TCP retransmits",
     "gethostlatency": "latency of host name lookups",
     "bashreadline": "print commands typed into bash",
+    "threadsnoop": "trace new threads (pthread_create)",
+    "pidpersec": "count new processes per second",
 }
 
 

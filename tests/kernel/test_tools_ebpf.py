@@ -1,7 +1,7 @@
 """bcc's --ebpf: a tool prints the C it would load for the options given, and loads nothing.
 
 The tools bcc gives --ebpf to take it here; the others (syncsnoop, funccount, stackcount,
-bashreadline) refuse it as bcc's do. In tests/kernel because tracepoint formats are read from
+bashreadline, threadsnoop, pidpersec) refuse it as bcc's do. In tests/kernel because tracepoint formats are read from
 tracefs (root); a tool on BTF tracepoints prints its program as any user (the last test).
 """
 import contextlib
@@ -81,7 +81,8 @@ def test_ebpf_shows_what_the_options_change():
     assert text.partition(" */\n")[2] == run_tool("funclatency", ["--ebpf", "c:malloc"])[1].partition(" */\n")[2]
 
 
-@pytest.mark.parametrize("name", ["syncsnoop", "funccount", "stackcount", "bashreadline"])
+@pytest.mark.parametrize("name", ["syncsnoop", "funccount", "stackcount", "bashreadline", "threadsnoop",
+                                  "pidpersec"])
 def test_tools_bcc_gives_no_ebpf_refuse_it(name, capsys):
     with pytest.raises(SystemExit) as done:
         run_tool(name, ["--ebpf", "c:malloc"] if name in ("funccount", "stackcount") else ["--ebpf"])
