@@ -86,25 +86,38 @@ class BioLatency(Program):
                 t.total += delta
                 t.count += 1
 
-    @tracepoint("block", "block_rq_issue")
-    def on_start(self, args):
-        if self.target_dev and args.dev != self.target_dev:
+    def _issued(self, dev, sector):
+        """A request of (dev, sector) starts: keep its time (unless -d names another disk)."""
+        if self.target_dev and dev != self.target_dev:
             return
         key = StartKey()
-        key.dev = args.dev
-        key.sector = args.sector
+        key.dev = dev
+        key.sector = sector
         self.start[key] = ktime_ns()
 
-    @tracepoint("block", "block_rq_complete")
-    def on_done(self, args):
+    def _completed(self, dev, sector, flags):
+        """A request of (dev, sector) completes: count its latency if its start was seen."""
         key = StartKey()
-        key.dev = args.dev
-        key.sector = args.sector
+        key.dev = dev
+        key.sector = sector
         ts = self.start.get(key)
         if ts is None:
             return                        # issued before tracing began
-        self._account(key.dev, (ktime_ns() - ts) // self.factor, 0)
+        self._account(dev, (ktime_ns() - ts) // self.factor, flags)
         del self.start[key]
+
+    @tracepoint("block", "block_rq_issue")
+    def on_start(self, args):
+        self._issued(args.dev, args.sector)
+
+    @tracepoint("block", "block_rq_complete")
+    def on_done(self, args):
+        self._completed(args.dev, args.sector, 0)
+
+
+def request_dev(rq):
+    """A request's disk as the block tracepoints give it: major << 20 | minor."""
+    return u32((rq.q.disk.major << 20) | rq.q.disk.first_minor)
 
 
 class BioLatencyQueued(BioLatency):
@@ -112,12 +125,7 @@ class BioLatencyQueued(BioLatency):
 
     @tracepoint("block", "block_io_start" if common.tracepoint_exists("block", "block_io_start") else "block_rq_insert")
     def on_start(self, args):
-        if self.target_dev and args.dev != self.target_dev:
-            return
-        key = StartKey()
-        key.dev = args.dev
-        key.sector = args.sector
-        self.start[key] = ktime_ns()
+        self._issued(args.dev, args.sector)
 
 
 class BioLatencyKprobes(BioLatency):
@@ -125,34 +133,17 @@ class BioLatencyKprobes(BioLatency):
 
     @kprobe("blk_mq_start_request")
     def on_start(self, ctx, rq):
-        key = StartKey()
-        key.dev = (rq.q.disk.major << 20) | rq.q.disk.first_minor
-        if self.target_dev and key.dev != self.target_dev:
-            return
-        key.sector = rq.__sector
-        self.start[key] = ktime_ns()
+        self._issued(request_dev(rq), rq.__sector)
 
     @kprobe("blk_mq_end_request")
     def on_done(self, ctx, rq):
-        key = StartKey()
-        key.dev = (rq.q.disk.major << 20) | rq.q.disk.first_minor
-        key.sector = rq.__sector
-        ts = self.start.get(key)
-        if ts is None:
-            return
-        self._account(key.dev, (ktime_ns() - ts) // self.factor, rq.cmd_flags)
-        del self.start[key]
+        self._completed(request_dev(rq), rq.__sector, rq.cmd_flags)
 
 
 class BioLatencyKprobesQueued(BioLatencyKprobes):
     @kprobe("blk_account_io_start")
     def on_start(self, ctx, rq):
-        key = StartKey()
-        key.dev = (rq.q.disk.major << 20) | rq.q.disk.first_minor
-        if self.target_dev and key.dev != self.target_dev:
-            return
-        key.sector = rq.__sector
-        self.start[key] = ktime_ns()
+        self._issued(request_dev(rq), rq.__sector)
 
 
 class BioLatencyBtf(BioLatency):
@@ -161,34 +152,17 @@ class BioLatencyBtf(BioLatency):
 
     @tp_btf("block_rq_issue")
     def on_start(self, ctx, rq):
-        key = StartKey()
-        key.dev = (rq.q.disk.major << 20) | rq.q.disk.first_minor
-        if self.target_dev and key.dev != self.target_dev:
-            return
-        key.sector = rq.__sector
-        self.start[key] = ktime_ns()
+        self._issued(request_dev(rq), rq.__sector)
 
     @tp_btf("block_rq_complete")
     def on_done(self, ctx, rq, error, nr_bytes):
-        key = StartKey()
-        key.dev = (rq.q.disk.major << 20) | rq.q.disk.first_minor
-        key.sector = rq.__sector
-        ts = self.start.get(key)
-        if ts is None:
-            return
-        self._account(key.dev, (ktime_ns() - ts) // self.factor, rq.cmd_flags)
-        del self.start[key]
+        self._completed(request_dev(rq), rq.__sector, rq.cmd_flags)
 
 
 class BioLatencyBtfQueued(BioLatencyBtf):
     @tp_btf("block_io_start" if common.tracepoint_exists("block", "block_io_start") else "block_rq_insert")
     def on_start(self, ctx, rq):
-        key = StartKey()
-        key.dev = (rq.q.disk.major << 20) | rq.q.disk.first_minor
-        if self.target_dev and key.dev != self.target_dev:
-            return
-        key.sector = rq.__sector
-        self.start[key] = ktime_ns()
+        self._issued(request_dev(rq), rq.__sector)
 
 
 def choose(queued: bool = False, flags: bool = False) -> type[Program]:
