@@ -7,6 +7,33 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(REPO, "tests", "kernel", "data")
+
+
+def build_c(source: str, directory, *cflags: str) -> str:
+    """gcc -O1 CFLAGS tests/kernel/data/SOURCE into directory; the executable's path."""
+    exe = os.path.join(str(directory), os.path.splitext(source)[0])
+    subprocess.run(["gcc", "-O1", *cflags, "-o", exe, os.path.join(DATA, source)], check=True)
+    return exe
+
+
+class Started:
+    """A command that reads a line from stdin before its work and prints "done" after it, then
+    stays alive (its probes mapped, its pid a tool's target) until close()."""
+
+    def __init__(self, argv, env=None, timeout: float = 10):
+        self.proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.pid = self.proc.pid
+        self.timeout = timeout            # for its exit once told to
+
+    def run(self) -> None:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == "done\n"
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=self.timeout) == 0
 
 
 class Gated:

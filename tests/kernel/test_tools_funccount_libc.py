@@ -3,10 +3,11 @@ libc, loaded by a child of its own (LD_LIBRARY_PATH), so the thousands of uprobe
 other process on the machine, and the kernel's refusals are those of the real libc."""
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
+
+from tool_workloads import Started
 
 N_CALLS = 321
 
@@ -20,26 +21,14 @@ def libc_copy(tmp_path_factory):
     return str(lib / "libc.so.6")
 
 
-class Caller:
-    """A Python child on the copied libc that calls labs() N times through ctypes once told to."""
+CALLER = ("import ctypes, sys; labs = ctypes.CDLL('libc.so.6').labs; sys.stdin.readline(); "
+          "[labs(-i) for i in range(int(sys.argv[1]))]; print('done', flush=True); sys.stdin.readline()")
 
-    CODE = ("import ctypes, sys; labs = ctypes.CDLL('libc.so.6').labs; sys.stdin.readline(); "
-            "[labs(-i) for i in range(int(sys.argv[1]))]; print('done', flush=True); sys.stdin.readline()")
 
-    def __init__(self, libc: str, n: int):
-        env = dict(os.environ, LD_LIBRARY_PATH=os.path.dirname(libc))
-        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, str(n)], env=env, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.pid = self.proc.pid
-
-    def run(self) -> None:
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline() == "done\n"
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        assert self.proc.wait(timeout=30) == 0
+def caller(libc: str, n: int) -> Started:
+    """A Python child on the copied libc that calls labs() n times through ctypes once told to."""
+    env = dict(os.environ, LD_LIBRARY_PATH=os.path.dirname(libc))
+    return Started([sys.executable, "-c", CALLER, str(n)], env=env, timeout=30)
 
 
 def link_fds() -> int:
@@ -70,7 +59,7 @@ def test_funccount_every_libc_function_counts_labs_exactly(libc_copy, multi, mon
     if not multi:
         monkeypatch.setenv("PYPROBE_DISABLE", "uprobe_multi")
     spec = parse(f"{libc_copy}:*") if multi else parse(f"{libc_copy}:{SOME}", regexp=True)
-    child = Caller(libc_copy, N_CALLS)
+    child = caller(libc_copy, N_CALLS)
     fds = link_fds()
     try:
         with open_counter(spec, child.pid) as prog:

@@ -8,40 +8,18 @@ import time
 
 import pytest
 
-from tool_workloads import Gated, Tool, json_lines
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from tool_workloads import Gated, Started, Tool, build_c, json_lines
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    exe = str(tmp_path_factory.mktemp("tools") / "tools_app")
-    subprocess.run(["gcc", "-O1", "-fno-omit-frame-pointer", "-no-pie", "-o", exe,
-                    os.path.join(HERE, "data", "tools_app.c")], check=True)
-    return exe
-
-
-class App:
-    """tools_app waiting for its start line; stays alive after its work until close()."""
-
-    def __init__(self, exe: str, *args: str):
-        self.proc = subprocess.Popen([exe, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.pid = self.proc.pid
-
-    def run(self) -> None:
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline() == "done\n"
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        assert self.proc.wait(timeout=10) == 0
+    return build_c("tools_app.c", tmp_path_factory.mktemp("tools"), "-fno-omit-frame-pointer", "-no-pie")
 
 
 def test_profile_attributes_a_two_to_one_split_within_10_percent(app):
     from pyprobe.tools.profile import Profile, sampled
 
-    work = App(app, "split", "1000", "500")
+    work = Started([app, "split", "1000", "500"])
     try:
         with Profile.at(99)(target_pid=work.pid) as prog:
             work.run()
@@ -58,7 +36,7 @@ def test_profile_attributes_a_two_to_one_split_within_10_percent(app):
 
 
 def test_profile_command_folded(app):
-    work = App(app, "split", "300", "150")
+    work = Started([app, "split", "300", "150"])
     tool = Tool("profile", "-F", "99", "-f", "-p", str(work.pid))
     try:
         work.run()
@@ -94,7 +72,7 @@ def vforks_blocked(app, **params):
     vfork child (D), kernel stacks only."""
     from pyprobe.tools.offcputime import OffCpuTime, blocked
 
-    work = App(app, "vforks", "4", "30")
+    work = Started([app, "vforks", "4", "30"])
     try:
         with OffCpuTime(target_pid=work.pid, user_stacks=False, **params) as prog:
             start = time.monotonic()
@@ -129,7 +107,7 @@ def test_offcputime_stack_storage_size_one_keeps_one_stack(app):
 
 
 def test_offcputime_command_state_and_stack_storage_size(app):
-    work = App(app, "vforks", "3", "20")
+    work = Started([app, "vforks", "3", "20"])
     tool = Tool("offcputime", "-K", "-f", "--state", "2", "--stack-storage-size", "1", "-p", str(work.pid))
     try:
         work.run()
@@ -176,7 +154,7 @@ def test_profile_command_pid_list_and_addresses(app):
     # the symbol's (a -no-pie binary)
     nm = subprocess.run(["nm", app], check=True, capture_output=True, text=True).stdout
     busy_a = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" busy_a"))
-    works = [App(app, "split", "200", "0") for _ in range(3)]
+    works = [Started([app, "split", "200", "0"]) for _ in range(3)]
     tool = Tool("profile", "-U", "-A", "-F", "99", "-p", f"{works[0].pid},{works[1].pid}")
     try:
         for w in works:
@@ -197,7 +175,7 @@ def test_profile_command_pid_list_and_addresses(app):
 def test_profile_command_stack_and_hash_storage_sizes(app):
     # one stack slot: the first user stack sampled is kept, every other distinct one refused; two
     # counting keys: that stack's and the refused stacks' (all -EEXIST, one key)
-    work = App(app, "split", "300", "0")
+    work = Started([app, "split", "300", "0"])
     tool = Tool("profile", "-U", "-F", "99", "--stack-storage-size", "1", "--hash-storage-size", "2",
                 "-p", str(work.pid))
     try:
@@ -230,7 +208,7 @@ def test_stackcount_counts_a_tracepoints_stacks():
 
 
 def test_stackcount_command_user_function(app):
-    work = App(app, "calls", "9", "4")
+    work = Started([app, "calls", "9", "4"])
     tool = Tool("stackcount", "-U", "--json", "-p", str(work.pid), f"{app}:work_beta")
     try:
         work.run()
@@ -246,7 +224,7 @@ def test_stackcount_command_offsets_and_addresses(app):
     # uprobe the frame is work_beta's first instruction, its address the symbol's (a -no-pie binary)
     nm = subprocess.run(["nm", app], check=True, capture_output=True, text=True).stdout
     beta = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" work_beta"))
-    work = App(app, "calls", "2", "6")
+    work = Started([app, "calls", "2", "6"])
     tool = Tool("stackcount", "-U", "-s", "-v", "--debug", "-p", str(work.pid), f"{app}:work_beta")
     try:
         work.run()
@@ -283,7 +261,7 @@ def test_stackcount_command_kernel_offsets_match_kallsyms():
 
 
 def test_funccount_counts_each_function_of_a_glob(app):
-    work = App(app, "calls", "5", "7")
+    work = Started([app, "calls", "5", "7"])
     tool = Tool("funccount", "-D", "-p", str(work.pid), f"{app}:work_*")
     assert "uprobe:" in tool.probes and "work_alpha" in tool.probes and "work_beta" in tool.probes
     try:
@@ -330,7 +308,7 @@ def test_funccount_cpu_filter_counts_only_that_cpu():
 def test_funclatency_times_1000_mallocs(app):
     from pyprobe.tools.funclatency import FuncLatency, pattern_probes
 
-    work = App(app, "mallocs", "1000")
+    work = Started([app, "mallocs", "1000"])
     try:
         with FuncLatency(target_pid=work.pid, attach_to=pattern_probes("c:malloc")) as prog:
             work.run()
@@ -344,7 +322,7 @@ def test_funclatency_times_1000_mallocs(app):
 
 
 def test_funclatency_command_per_function(app):
-    work = App(app, "calls", "3", "6")
+    work = Started([app, "calls", "3", "6"])
     tool = Tool("funclatency", "-F", "-u", "--json", "-p", str(work.pid), f"{app}:work_*")
     try:
         work.run()
@@ -360,7 +338,7 @@ def recursions_timed(app, level: int) -> int:
     """How many calls of recurse() funclatency times in `tools_app recurse 3 5` (3 calls, 5 deep)."""
     from pyprobe.tools.funclatency import FuncLatency, pattern_probes
 
-    work = App(app, "recurse", "3", "5")
+    work = Started([app, "recurse", "3", "5"])
     try:
         with FuncLatency(target_pid=work.pid, level=level, attach_to=pattern_probes(f"{app}:recurse")) as prog:
             work.run()
@@ -380,7 +358,7 @@ def test_funclatency_level_times_each_nested_call(app):
 
 def test_funclatency_command_level_and_verbose(app):
     # -l 3 on a 5-deep recursion: its 3 outer calls are kept, so 3 of its 5 returns are timed
-    work = App(app, "recurse", "3", "5")
+    work = Started([app, "recurse", "3", "5"])
     tool = Tool("funclatency", "-l", "3", "-v", "-p", str(work.pid), f"{app}:recurse")
     try:
         work.run()

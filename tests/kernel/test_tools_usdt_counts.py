@@ -2,38 +2,14 @@
 probe attached with its index as cookie (usdt(..., cookie=i), read by usdt_cookie(ctx)), each
 counted under its name, whichever of its sites fired, against a C program firing known counts
 (tests/kernel/data/usdt_counts_app.c: alpha 3, beta 2 + 3 from two sites, gamma 7, omega 1)."""
-import os
-import subprocess
-
 import pytest
 
-from tool_workloads import Tool, json_lines
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from tool_workloads import Started, Tool, build_c, json_lines
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    exe = str(tmp_path_factory.mktemp("usdt") / "usdt_counts_app")
-    subprocess.run(["gcc", "-O1", "-o", exe, os.path.join(HERE, "data", "usdt_counts_app.c")], check=True)
-    return exe
-
-
-class Fires:
-    """The app, waiting for its start line; alive (its probes mapped) until close()."""
-
-    def __init__(self, exe: str):
-        self.proc = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.pid = self.proc.pid
-
-    def run(self) -> None:
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline() == "done\n"
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        assert self.proc.wait(timeout=10) == 0
+    return build_c("usdt_counts_app.c", tmp_path_factory.mktemp("usdt"))
 
 
 def test_funccount_usdt_glob_counts_each_probe(app):
@@ -41,7 +17,7 @@ def test_funccount_usdt_glob_counts_each_probe(app):
     from pyprobe.tools.probespec import parse
 
     spec = parse(f"u:{app}:[abo]*")
-    fires = Fires(app)
+    fires = Started([app])
     try:
         with open_counter(spec, fires.pid) as prog:
             assert type(prog) is UsdtCount
@@ -55,7 +31,7 @@ def test_funccount_usdt_glob_counts_each_probe(app):
 
 
 def test_funccount_command_usdt_regexp(app):
-    fires = Fires(app)
+    fires = Started([app])
     try:
         tool = Tool("funccount", "-r", "-p", str(fires.pid), f"u:{app}:(gamma|omega)$")
         fires.run()
@@ -76,7 +52,7 @@ def test_funccount_usdt_without_a_match_names_the_probes(app):
 
 
 def test_stackcount_command_usdt_glob(app):
-    fires = Fires(app)
+    fires = Started([app])
     try:
         tool = Tool("stackcount", "-U", "--json", "-p", str(fires.pid), f"u:{app}:[ab]*")
         assert "app:alpha" in tool.probes and "app:beta" in tool.probes and "gamma" not in tool.probes

@@ -4,14 +4,14 @@ import os
 import pty
 import time
 
-from test_tools_stacks_funcs import App, app  # noqa: F401  (the C workload and its fixture)
-from tool_workloads import Tool, json_lines
+from test_tools_stacks_funcs import app  # noqa: F401  (the C workload's fixture)
+from tool_workloads import Started, Tool, json_lines
 
 
 def test_gethostlatency_times_each_lookup(app):  # noqa: F811
     from pyprobe.tools.gethostlatency import GetHostLatency
 
-    work = App(app, "resolve", "5", "localhost")
+    work = Started([app, "resolve", "5", "localhost"])
     try:
         with GetHostLatency(target_pid=work.pid) as prog:
             work.run()
