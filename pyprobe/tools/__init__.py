@@ -20,6 +20,7 @@ TOOLS = {
     "biosnoop": "trace block I/O with latency",
     "runqlat": "run queue (scheduler) latency histogram",
     "runqlen": "run queue length histogram, sampled",
+    "runqslower": "trace run queue waits longer than a threshold",
     "cpudist": "on-CPU time histogram per task run",
     "offcputime": "off-CPU time by stack",
     "profile": "sample stacks at a frequency",

@@ -26,6 +26,7 @@ EBPF_TOOLS = {
     "biosnoop": ([], ["block_rq_complete"]),
     "runqlat": ([], ["tp_btf:sched_wakeup", "tp_btf:sched_switch"]),
     "runqlen": ([], ["perf_event"]),
+    "runqslower": ([], ["tp_btf:sched_wakeup", "tp_btf:sched_switch"]),
     "cpudist": ([], ["tp_btf:sched_switch"]),
     "offcputime": ([], ["sched_switch"]),
     "profile": (["-F", "49"], ["perf_event"]),
