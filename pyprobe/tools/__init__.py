@@ -36,6 +36,7 @@ TOOLS = {
     "bashreadline": "print commands typed into bash",
     "threadsnoop": "trace new threads (pthread_create)",
     "pidpersec": "count new processes per second",
+    "mountsnoop": "trace mount() and umount() syscalls",
 }
 
 

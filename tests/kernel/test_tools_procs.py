@@ -93,3 +93,78 @@ def test_pidpersec_command_prints_each_second():
     lines = tool.stop().splitlines()
     assert lines and all(re.fullmatch(r"\d\d:\d\d:\d\d: PIDs/sec: \d+", l) for l in lines), lines
     assert sum(int(l.rsplit(" ", 1)[1]) for l in lines) == 17
+
+
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 16384, 1 << 18
+SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432      # x86-64
+
+
+def mounts_in_own_namespace(directory: str, ns_file: str) -> None:
+    """In a mount namespace of its own: a tmpfs mounted and unmounted with mount(2), a failed
+    mount, then a tmpfs made with the new API (fsopen, fsconfig, fsmount, move_mount), unmounted."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    assert libc.unshare(0x20000) == 0                                             # CLONE_NEWNS
+    assert libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) == 0
+    with open(ns_file, "w") as f:
+        f.write(str(os.stat("/proc/self/ns/mnt").st_ino))
+    d = directory.encode()
+    assert libc.mount(b"pyprobe-src", d, b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m") == 0
+    assert libc.umount2(d, 0) == 0
+    assert libc.mount(b"none", d + b"/missing", b"tmpfs", 0, None) == -1
+    fs = libc.syscall(SYS_FSOPEN, b"tmpfs", 0)
+    assert fs >= 0
+    assert libc.syscall(SYS_FSCONFIG, fs, 1, b"size", b"2m", 0) == 0            # FSCONFIG_SET_STRING
+    assert libc.syscall(SYS_FSCONFIG, fs, 6, None, None, 0) == 0                 # FSCONFIG_CMD_CREATE
+    mnt = libc.syscall(SYS_FSMOUNT, fs, 0, 0x8)                                  # MOUNT_ATTR_NOEXEC
+    assert mnt >= 0
+    assert libc.syscall(SYS_MOVE_MOUNT, mnt, b"", -100, d, 0x4) == 0             # MOVE_MOUNT_F_EMPTY_PATH
+    assert libc.umount2(d, 2) == 0                                               # MNT_DETACH
+    with open(ns_file, "a") as f:
+        f.write(" %d %d" % (fs, mnt))
+
+
+def expected_mount_calls(directory: str, fs: int, mnt: int) -> list:
+    return ['mount("", "/", "", MS_REC|MS_PRIVATE, "") = 0',          # NULL strings read as ""
+            f'mount("pyprobe-src", "{directory}", "tmpfs", MS_NOSUID|MS_NODEV, "size=1m") = 0',
+            f'umount("{directory}", 0x0) = 0',
+            f'mount("none", "{directory}/missing", "tmpfs", 0x0, "") = -ENOENT',
+            f'fsopen("tmpfs", 0x0) = {fs}',
+            f'fsconfig({fs}, FSCONFIG_SET_STRING, "size", "2m", 0) = 0',
+            f'fsconfig({fs}, FSCONFIG_CMD_CREATE, "", "", 0) = 0',
+            f'fsmount({fs}, 0x0, MOUNT_ATTR_NOEXEC) = {mnt}',
+            f'move_mount({mnt}, "", AT_FDCWD, "{directory}", MOVE_MOUNT_F_EMPTY_PATH) = 0',
+            f'umount("{directory}", MNT_DETACH) = 0']
+
+
+def test_mountsnoop_sees_each_call_in_the_workloads_namespace(tmp_path):
+    from pyprobe.tools.mountsnoop import MountSnoop, calls
+
+    directory, ns_file = str(tmp_path), str(tmp_path / "ns")
+    child = Gated(mounts_in_own_namespace, directory, ns_file)
+    with MountSnoop() as prog:
+        assert child.go() == 0
+        found = calls(prog.events.drain())
+    ns, fs, mnt = (int(x) for x in open(ns_file).read().split())
+    mine = found[found["pid"] == child.pid]
+    assert list(mine["call"]) == expected_mount_calls(directory, fs, mnt)
+    assert set(mine["mnt_ns"].tolist()) == {ns}
+    assert set(mine["ppid"].tolist()) == {os.getpid()}
+    assert set(mine["tid"].tolist()) == {child.pid}
+
+
+def test_mountsnoop_command_prints_bcc_columns_with_the_parent(tmp_path):
+    directory, ns_file = str(tmp_path), str(tmp_path / "ns")
+    child = Gated(mounts_in_own_namespace, directory, ns_file)
+    tool = Tool("mountsnoop", "-P")
+    assert "sys_enter_fsmount" in tool.probes
+    assert child.go() == 0
+    lines = tool.stop().splitlines()
+    ns, fs, mnt = (int(x) for x in open(ns_file).read().split())
+    assert lines[0].split() == ["COMM", "PID", "TID", "PCOMM", "PPID", "MNT_NS", "CALL"]
+    rows = [l for l in lines[1:] if l.split()[1] == str(child.pid)]
+    assert [r.split(None, 6)[:6] for r in rows] == [[r.split()[0], str(child.pid), str(child.pid), r.split()[3],
+                                                      str(os.getpid()), str(ns)] for r in rows]
+    assert [r.split(None, 6)[6] for r in rows] == expected_mount_calls(directory, fs, mnt)
