@@ -37,6 +37,7 @@ TOOLS = {
     "threadsnoop": "trace new threads (pthread_create)",
     "pidpersec": "count new processes per second",
     "mountsnoop": "trace mount() and umount() syscalls",
+    "shmsnoop": "trace System V shared memory syscalls",
 }
 
 

@@ -37,6 +37,7 @@ EBPF_TOOLS = {
     "tcpaccept": ([], ["accept"]),
     "tcpretrans": ([], ["tcp_retransmit_skb"]),
     "gethostlatency": ([], ["uprobe", "getaddrinfo"]),
+    "shmsnoop": (["-p", "1"], ["sys_enter_shmget", "sys_exit_shmctl"]),
     "mountsnoop": (["-P"], ["sys_enter_mount", "sys_exit_umount", "sys_enter_move_mount"]),
 }
 

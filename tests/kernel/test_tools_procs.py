@@ -168,3 +168,76 @@ def test_mountsnoop_command_prints_bcc_columns_with_the_parent(tmp_path):
     assert [r.split(None, 6)[:6] for r in rows] == [[r.split()[0], str(child.pid), str(child.pid), r.split()[3],
                                                       str(os.getpid()), str(ns)] for r in rows]
     assert [r.split(None, 6)[6] for r in rows] == expected_mount_calls(directory, fs, mnt)
+
+
+IPC_CREAT, IPC_EXCL, IPC_RMID, IPC_STAT = 0o1000, 0o2000, 0, 2
+
+
+def shm_calls(key: int, out_file: str) -> None:
+    """shmget (create), a failing shmget (IPC_EXCL of the same key), shmat, shmdt, IPC_STAT,
+    IPC_RMID; the id and address written to out_file."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+    libc.shmdt.argtypes = [ctypes.c_void_p]
+    shmid = libc.shmget(key, 8192, IPC_CREAT | 0o600)
+    assert shmid >= 0
+    assert libc.shmget(key, 8192, IPC_CREAT | IPC_EXCL | 0o600) == -1
+    addr = libc.shmat(shmid, None, 0)
+    assert addr not in (None, ctypes.c_void_p(-1).value)
+    assert libc.shmdt(ctypes.c_void_p(addr)) == 0
+    buf = ctypes.create_string_buffer(256)
+    assert libc.shmctl(shmid, IPC_STAT, buf) == 0
+    assert libc.shmctl(shmid, IPC_RMID, None) == 0
+    with open(out_file, "w") as f:
+        f.write("%d %d %d" % (shmid, addr, ctypes.addressof(buf)))
+
+
+def expected_shm_rows(key: int, shmid: int, addr: int, buf: int) -> list:
+    return [["SHMGET", "%x" % shmid, f"key: 0x{key:x}, size: 8192, shmflg: 0x380 (IPC_CREAT|0600)"],
+            ["SHMGET", "ffffffffffffffef", f"key: 0x{key:x}, size: 8192, shmflg: 0x780 (IPC_CREAT|IPC_EXCL|0600)"],
+            ["SHMAT", "%x" % addr, f"shmid: 0x{shmid:x}, shmaddr: 0x0, shmflg: 0x0"],
+            ["SHMDT", "0", f"shmaddr: 0x{addr:x}"],
+            ["SHMCTL", "0", f"shmid: 0x{shmid:x}, cmd: 2 (IPC_STAT), buf: 0x{buf:x}"],
+            ["SHMCTL", "0", f"shmid: 0x{shmid:x}, cmd: 0 (IPC_RMID), buf: 0x0"]]
+
+
+def test_shmsnoop_sees_each_call_with_its_arguments(tmp_path):
+    from pyprobe.tools.shmsnoop import ShmSnoop, args_text
+
+    key = 0x70000000 | (os.getpid() & 0xFFFF)
+    child = Gated(shm_calls, key, str(tmp_path / "ids"))
+    with ShmSnoop(target_pid=child.pid) as prog:
+        assert child.go() == 0
+        records = prog.events.drain()
+    shmid, addr, buf = (int(x) for x in open(tmp_path / "ids").read().split())
+    assert [[("SHMGET", "SHMAT", "SHMDT", "SHMCTL")[r["sys"]], "%x" % (int(r["ret"]) & (1 << 64) - 1), args_text(r)]
+            for r in records] == expected_shm_rows(key, shmid, addr, buf)
+    assert set(records["pid"].tolist()) == {child.pid}
+    assert [r["comm"].decode() for r in records] == [open("/proc/self/comm").read().strip()] * 6
+
+
+def test_shmsnoop_command_filters_and_columns(tmp_path):
+    key = 0x71000000 | (os.getpid() & 0xFFFF)
+    child = Gated(shm_calls, key, str(tmp_path / "ids"))
+    tool = Tool("shmsnoop", "-T", "-t", str(child.pid))
+    assert child.go() == 0
+    lines = tool.stop().splitlines()
+    shmid, addr, buf = (int(x) for x in open(tmp_path / "ids").read().split())
+    assert lines[0].split() == ["TIME(s)", "TID", "COMM", "SYS", "RET", "ARGs"]
+    rows = [l.split(None, 5) for l in lines[1:]]
+    assert [r[3:] for r in rows] == expected_shm_rows(key, shmid, addr, buf)
+    assert {r[1] for r in rows} == {str(child.pid)}
+    assert all(re.fullmatch(r"\d+\.\d{9}", r[0]) for r in rows)
+    # -x: only the failed call; -n: a name matching no command prints nothing
+    child = Gated(shm_calls, key, str(tmp_path / "ids"))
+    tool = Tool("shmsnoop", "-x", "-p", str(child.pid))
+    assert child.go() == 0
+    rows = [l.split(None, 4) for l in tool.stop().splitlines()[1:]]
+    assert [r[2:] for r in rows] == [expected_shm_rows(key, 0, 0, 0)[1]]
+    child = Gated(shm_calls, key, str(tmp_path / "ids"))
+    tool = Tool("shmsnoop", "-n", "no-such-command", "-p", str(child.pid))
+    assert child.go() == 0
+    assert tool.stop().splitlines()[1:] == []
