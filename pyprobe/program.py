@@ -53,6 +53,37 @@ def _direct_identity() -> str:
     return " ".join(parts)
 
 
+def _clang_key(source) -> str | None:
+    """The cache key of clang's object for `source`, or None when clang is not installed (then only
+    the direct backend can make it: a program in its subset runs without clang)."""
+    from pyprobe.backend import cache, clang
+
+    try:
+        identity = clang.clang_identity()
+    except clang.ClangMissing:
+        return None
+    # The kernel reaches the object through the C text (tracepoint layouts, the features the
+    # translator chose by) and the BTF types dumped into it. Without such types the text
+    # alone decides, so the object stays valid across kernels and reboots: no BTF checksum.
+    kernel = cache.kernel_identity() if source.kernel_types or source.co_re_types else "no kernel types"
+    return cache.key(source.text, "|".join(source.kernel_types + source.co_re_types),
+                     kernel, " ".join(clang.FLAGS), identity)
+
+
+def _clang_missing(cls, source, direct: bool):
+    """ClangMissing for a program only clang can compile, saying why the direct backend cannot."""
+    from pyprobe.backend.clang import ClangMissing
+
+    if direct:
+        from pyprobe.dsl.direct import refusal
+
+        why = f"outside the subset pyprobe compiles by itself: {refusal(cls, source)}"
+    else:
+        why = "PYPROBE_BACKEND=clang" if backend() == "clang" else "the verifier refused the direct backend's object"
+    return ClangMissing(f"clang is not installed: pyprobe compiles {source.name} with it ({why}); "
+                        "Debian/Ubuntu: apt-get install clang libbpf-dev")
+
+
 def _direct_first(cls) -> bool:
     """Whether the direct backend will likely compile cls: then clang is not started early
     (its ~190 MB of libraries would compete with Python's reads from a cold disk)."""
@@ -208,19 +239,15 @@ class Program:
             if obj is not None:
                 return obj
 
-        # The kernel reaches the object through the C text (tracepoint layouts, the features the
-        # translator chose by) and the BTF types dumped into it. Without such types the text
-        # alone decides, so the object stays valid across kernels and reboots: no BTF checksum.
-        kernel = cache.kernel_identity() if source.kernel_types or source.co_re_types else "no kernel types"
-        key = cache.key(source.text, "|".join(source.kernel_types + source.co_re_types),
-                        kernel, " ".join(clang.FLAGS), clang.clang_identity())
         # the direct backend's objects are keyed apart (its subset has no kernel types); a warm start
         # reads either cache before anything compiles (nor imports the direct backend)
         direct = backend() == "auto" and not clang_only
         direct_key = cache.key(source.text, "direct", _direct_identity()) if direct else None
         obj = cache.load(direct_key) if direct_key else None
+        key = None
         if obj is None:
-            obj = cache.load(key)
+            key = _clang_key(source)
+            obj = cache.load(key) if key else None
             if obj is None and direct_key:
                 from pyprobe.dsl.direct import compile_program
 
@@ -235,6 +262,8 @@ class Program:
         if obj is None:
             from pyprobe import progress
 
+            if key is None:              # no clang, and outside the direct backend's subset
+                raise _clang_missing(cls, source, direct)
             progress.report(f"compiling {source.name} with clang (the first run; cached afterwards)")
             try:
                 obj = clang.compile_c(source.full_text(), source.name)

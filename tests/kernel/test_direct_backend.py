@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from prog_test_run import prog_fd, prog_test_run
-from pyprobe import CompileError, Hash, PerCpuArray, Program, syscall, u64
+from pyprobe import CompileError, Hash, PerCpuArray, Program, RingBuf, Struct, syscall, u64
 from pyprobe.backend import clang
 from pyprobe.bpf import ktime_ns, log2, tgid, trace_printk
 from pyprobe.dsl import direct
@@ -351,3 +351,44 @@ def test_trace_printk_through_the_direct_backend(tmp_path, monkeypatch):
             os.close(fd)
         event = next(iter(prog.trace_fields(timeout=10)))
         assert event.msg == "Grüße from the direct backend, 100%"
+
+
+# ---- without clang installed -------------------------------------------------------------------
+class Getppids(Program):
+    calls = Hash(u64, u64)
+
+    @syscall("getppid")
+    def enter(self, args):
+        self.calls[tgid()] += 1
+
+
+class Seen(Struct):
+    tgid: u64
+
+
+class Events(Program):
+    out = RingBuf(Seen)
+
+    @syscall("getppid")
+    def enter(self, args):
+        e = Seen()
+        e.tgid = tgid()
+        self.out.submit(e)
+
+
+def test_a_program_in_the_subset_runs_with_no_clang_installed(tmp_path, monkeypatch):
+    """Cold (compiled by the direct backend) and warm (its cached object): clang is never looked for;
+    a program outside the subset says clang is missing and why the direct backend cannot compile it."""
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PYPROBE_CLANG", str(tmp_path / "no-clang"))
+    monkeypatch.delenv("PYPROBE_BACKEND", raising=False)
+    monkeypatch.setattr(clang, "_clang_path", None)         # found before this test: forget it
+    for run in range(2):
+        with type(f"Getppids{run}", (Getppids,), {})() as prog:
+            for _ in range(37 + run):
+                os.getppid()
+        assert prog.calls[os.getpid()] == 37 + run
+        prog.close()
+    with pytest.raises(clang.ClangMissing, match=r"^clang is not installed: pyprobe compiles Events with it "
+                                                 r"\(outside the subset pyprobe compiles by itself: .*ringbuf"):
+        Events().load()
