@@ -71,10 +71,12 @@ def _file_stamp(path: str) -> str:
 
 
 def _class_files(cls) -> list[str] | None:
-    """The files of cls and of its bases outside pyprobe (maps and handlers may be inherited)."""
+    """The files of cls and of its bases but Program (maps and handlers may be inherited). A bundled
+    tool's file counts too: _own_source_stamp() holds only the translator's, and the C names the
+    file's path, which differs between copies of pyprobe with the same stamps."""
     files = []
     for klass in cls.__mro__:
-        if klass is object or klass.__module__.split(".")[0] == "pyprobe":
+        if klass is object or klass.__module__ == "pyprobe.program":
             continue
         path = getattr(sys.modules.get(klass.__module__), "__file__", None)
         if not path or not os.path.exists(path):

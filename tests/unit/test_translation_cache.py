@@ -135,3 +135,31 @@ def test_probe_points_given_at_construction_are_cached_apart(project):
     assert 'SEC("raw_tracepoint/sys_exit")' in source_cache.load(module.P, retarget).text
     assert 'SEC("raw_tracepoint/sys_enter")' in source_cache.load(module.P).text
     assert source_cache.load(module.P, {"h": [raw_tracepoint("sys_enter_x").probe]}) is None
+
+
+def _load_as(name: str, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_program_of_pyprobe_itself_is_keyed_by_its_file(project):
+    """A bundled tool (a module of pyprobe) is a handler file like any other: edited, its old
+    translation is not used; another copy of pyprobe (a wheel's build directory, a venv) is not
+    served this copy's translation, whose #line paths name this copy's file."""
+    name = "pyprobe.tools.cache_test_tool"
+    first, second = project / "one", project / "two"
+    for d in (first, second):
+        d.mkdir()
+        (d / "tool.py").write_text(PROGRAM.format(slots=2))
+    try:
+        tool = _load_as(name, first / "tool.py")
+        tool.P._source()                                   # translates and stores
+        assert f'"{first / "tool.py"}"' in source_cache.load(_load_as(name, first / "tool.py").P).text
+        assert source_cache.load(_load_as(name, second / "tool.py").P) is None     # another copy
+        (first / "tool.py").write_text(PROGRAM.format(slots=16))                  # the tool edited
+        assert source_cache.load(_load_as(name, first / "tool.py").P) is None
+    finally:
+        sys.modules.pop(name, None)
