@@ -5,7 +5,8 @@ built and loaded without clang.
 
 Every Program class of every tool module is translated for the build machine's kernel and
 compiled; each object is written under the hash of the C it was compiled from (the whole
-text, with the kernel types dumped into it, and clang's flags). A program whose C, on the
+text, with the kernel types dumped into it, and clang's flags; its #line paths from the
+package directory on, so the build directory is not in it). A program whose C, on the
 kernel it runs on, hashes the same is the same program: its shipped object is loaded as
 is. Any other text (another kernel's tracepoint layout or BTF types, an edited tool)
 misses, and clang compiles it as usual. Programs that read tracepoint records but no
@@ -18,13 +19,18 @@ import hashlib
 import json
 import os
 
-DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools", "prebuilt")
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
+DIRECTORY = os.path.join(PACKAGE, "tools", "prebuilt")
 INDEX = "index.json"
 _index: dict | None = None
 
 
 def text_key(full_text: str, flags) -> str:
-    return hashlib.sha256((" ".join(flags) + "\0" + full_text).encode()).hexdigest()
+    # The C's #line directives name the tool's file where this copy of pyprobe lives: the build
+    # directory when the objects are made, site-packages where the wheel is installed. The key
+    # names it from the package on (pyprobe/tools/x.py), so an installed wheel finds its objects.
+    portable = full_text.replace(f'"{PACKAGE}{os.sep}', f'"pyprobe{os.sep}')
+    return hashlib.sha256((" ".join(flags) + "\0" + portable).encode()).hexdigest()
 
 
 def index() -> dict:

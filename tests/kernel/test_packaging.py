@@ -2,6 +2,7 @@
 outside the checkout, then a real probe and the command line run from there."""
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -110,3 +111,30 @@ def test_installed_command_line(installed):
     assert r.returncode == 0 and "count 37" in r.stdout, r.stderr
     r = _run([cli, "c", "missing.py"], work)
     assert (r.returncode, r.stdout) == (2, "") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_installed_tools_start_without_clang(installed, tmp_path):
+    """The tools' objects built into the wheel (in pip's build directory) load where it is installed,
+    with no clang and an empty cache: funccount counts a child's getppid() calls exactly."""
+    bindir, work = installed
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PYPROBE_CLANG=str(tmp_path / "no-clang"), PYPROBE_CACHE_DIR=str(tmp_path / "cache"))
+    r, w = os.pipe()
+    child = subprocess.Popen([sys.executable, "-c", "import os, sys; os.read(int(sys.argv[1]), 1)\n"
+                              "for _ in range(37): os.getppid()", str(r)], pass_fds=(r,))
+    os.close(r)
+    tool = subprocess.Popen([str(bindir / "pyprobe"), "funccount", "-p", str(child.pid),
+                             "t:syscalls:sys_enter_getppid"], cwd=work, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        head = tool.stderr.readline()              # "probe: ..." once attached, else its error
+        assert head.startswith("probe: "), head + tool.stderr.read()
+        os.write(w, b"g")
+        assert child.wait(timeout=60) == 0
+    finally:
+        os.close(w)
+        tool.send_signal(signal.SIGINT)
+        out, err = tool.communicate(timeout=60)
+    assert tool.returncode == 0, err
+    rows = [line.split() for line in out.splitlines()]
+    assert ["syscalls:sys_enter_getppid", "37"] in rows, out
