@@ -21,6 +21,8 @@ TOOLS = {
     "runqlat": "run queue (scheduler) latency histogram",
     "runqlen": "run queue length histogram, sampled",
     "runqslower": "trace run queue waits longer than a threshold",
+    "hardirqs": "hard irq handler time or counts",
+    "softirqs": "soft irq time or counts",
     "cpudist": "on-CPU time histogram per task run",
     "offcputime": "off-CPU time by stack",
     "profile": "sample stacks at a frequency",

@@ -27,6 +27,8 @@ EBPF_TOOLS = {
     "runqlat": ([], ["tp_btf:sched_wakeup", "tp_btf:sched_switch"]),
     "runqlen": ([], ["perf_event"]),
     "runqslower": ([], ["tp_btf:sched_wakeup", "tp_btf:sched_switch"]),
+    "hardirqs": (["-d"], ["tp_btf:irq_handler_entry", "tp_btf:irq_handler_exit"]),
+    "softirqs": (["-C"], ["tp_btf:softirq_entry", "tp_btf:softirq_exit"]),
     "cpudist": ([], ["tp_btf:sched_switch"]),
     "offcputime": ([], ["sched_switch"]),
     "profile": (["-F", "49"], ["perf_event"]),
