@@ -145,6 +145,8 @@ def fstring_format(tr, node) -> tuple[str, list[str]]:
             continue
         value, conversion, what = piece
         fmt.append(conversion)
+        if what == "integer" and value.type is None:     # a literal: passed as the type its conversion says
+            value = Value(f"(({value.scalar.c_name}){value.code})", value.scalar)    # (-2147483648 is an int)
         c_args.append({"pointer": f"(void *)({value.code})", "char": f"(char)({value.code})"}.get(what, value.code))
     return "".join(fmt), c_args
 

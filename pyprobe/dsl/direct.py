@@ -11,13 +11,15 @@ The subset (anything else raises Unsupported, and clang compiles the program as 
   (self, ctx); no Params, no kernel types, no helper functions, no tail calls;
 - maps: Hash, LruHash, PerCpuHash, LruPerCpuHash, Array, PerCpuArray and log2/linear
   Histograms without sections, with integer keys and values;
-- statements: `self.m[k] += n`, `self.m.increment(k[, n])`, `self.m[k] = v`,
-  `trace_printk("text")` (no arguments), `if`/`elif`/`else` (comparisons, `k in self.m`,
-  `not`, `and`, `or`), `return` of a constant, `pass`;
+- statements: `self.m[k] += n`, `self.m.increment(k[, n])`, `self.m[k] = v`, `del self.m[k]`,
+  trace_printk of up to 3 integers (dsl/direct_output.py), `if`/`elif`/`else` (comparisons,
+  `k in self.m`, `x is None`, `not`, `and`, `or`), `return` of a constant, `pass`; integer
+  locals and `.get()` results in locals (dsl/direct_locals.py);
 - expressions: integer constants (module-level ones too), `self.m[k]`, tgid(), pid(), tid(), uid(),
   gid(), ktime_ns(), smp_processor_id(), log2(x), casts (u32(x), ...), tracepoint fields
   (args.count), raw tracepoint arguments (ctx.args[i]), and + - * & | ^ << >> (constant
-  shift counts) with C's conversions (dsl/operators.py, the translator's own rules).
+  shift counts) and unsigned // % with C's conversions (dsl/operators.py, the translator's
+  own rules).
 
 The translator still runs first (its errors, its C text for the cache key and `translate()`);
 this module only replaces clang's object. tests/kernel/test_direct_backend.py checks it
@@ -98,9 +100,14 @@ def _maps(cls) -> dict:
 
 
 def _compile(cls, source) -> bytes:
-    if source.params or source.kernel_types or source.co_re_types:
-        raise Unsupported("Params or kernel types")
+    for info in source.programs:
+        if not info.attach or info.probe.kind not in ("tracepoint", "raw_tracepoint"):
+            raise Unsupported(f"{info.probe.kind} programs")
     maps = _maps(cls)
+    if source.params:
+        raise Unsupported("Params")
+    if source.kernel_types or source.co_re_types:
+        raise Unsupported("kernel types")
     if set(source.maps) != set(maps):
         raise Unsupported("maps the translator added")
     license = getattr(cls, "license", "GPL")
@@ -110,8 +117,6 @@ def _compile(cls, source) -> bytes:
     programs = []
     for info in source.programs:
         probe = info.probe
-        if not info.attach or probe.kind not in ("tracepoint", "raw_tracepoint"):
-            raise Unsupported(f"{probe.kind} programs")
         section = "/".join((probe.kind,) + tuple(probe.target))
         if f'SEC("{section}")\nint {info.c_name}(' not in source.text:
             raise Unsupported("a program section the translator wrote otherwise")
