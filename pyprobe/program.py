@@ -43,8 +43,8 @@ def _direct_identity() -> str:
     without importing it."""
     here = os.path.dirname(os.path.abspath(__file__))
     parts = []
-    for name in ("dsl/direct.py", "dsl/direct_handler.py", "dsl/direct_expressions.py", "backend/bpf_insn.py",
-                 "backend/bpf_elf.py"):
+    for name in ("dsl/direct.py", "dsl/direct_handler.py", "dsl/direct_expressions.py", "dsl/direct_locals.py",
+                 "dsl/direct_output.py", "backend/bpf_insn.py", "backend/bpf_elf.py"):
         try:
             st = os.stat(os.path.join(here, name))
             parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 _HELPERS = {"tgid", "pid", "tid", "uid", "gid", "ktime_ns", "smp_processor_id"}
 _BINOPS = {ast.Add: I.ADD, ast.Sub: I.SUB, ast.Mult: I.MUL, ast.BitAnd: I.AND, ast.BitOr: I.OR,
-           ast.BitXor: I.XOR, ast.LShift: I.LSH, ast.RShift: I.RSH}
+           ast.BitXor: I.XOR, ast.LShift: I.LSH, ast.RShift: I.RSH, ast.FloorDiv: I.DIV, ast.Mod: I.MOD}
 
 
 class Unsupported(Exception):
@@ -61,8 +61,12 @@ class Expressions:
     fields: dict
     func: Any
 
+    locals: dict
+
     def read(self, node) -> Val:       # a map read: HandlerCompiler's
         raise NotImplementedError
+
+    read_local: Any                    # direct_locals.py's (after this class in HandlerCompiler's bases)
 
     # ---- registers -------------------------------------------------------------
     def take(self) -> int:
@@ -115,6 +119,8 @@ class Expressions:
 
         if isinstance(node, ast.Constant):
             return self.constant(node.value)
+        if isinstance(node, ast.Name) and node.id in self.locals:
+            return self.read_local(node.id)
         if isinstance(node, ast.Name):
             return self.constant(self.python(node.id))
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self.ctx_name:
@@ -259,6 +265,10 @@ class Expressions:
         else:
             t = operators.result_type(lv, rv)       # (typed: not both operands are constants)
         assert t is not None
+        if op in (ast.FloorDiv, ast.Mod) and (t.signed or right.const == 0 or
+                                              (right.const is not None and not t.wrap(right.const))):
+            # signed: pp_sdiv's sign handling; / 0 by a constant: C's undefined, clang's choice
+            raise Unsupported("a signed division or a division by constant 0")
         wide = t.size == 8                          # else a 32-bit operation (int, unsigned int)
         code = I.ARSH if op is ast.RShift and t.signed else _BINOPS[op]
         left = self.materialize(left) if left.const is None else self.materialize(Val(None, t, const=left.const))

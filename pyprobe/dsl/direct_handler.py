@@ -12,27 +12,39 @@ import ast
 from pyprobe.backend import bpf_insn as I
 from pyprobe.dsl.direct_expressions import (Expressions, Unsupported, Val, _fits32, _has_call, _wrap,
                                             integer_type)
+from pyprobe.dsl.direct_locals import Locals
+from pyprobe.dsl.direct_output import Output
 
 PER_CPU = {"percpu_hash", "lru_percpu_hash", "percpu_array"}
 
 __all__ = ["HandlerCompiler", "Unsupported", "integer_type"]
 
 
-class HandlerCompiler(Expressions):
+class HandlerCompiler(Expressions, Locals, Output):
     def __init__(self, func, maps: dict, kind: str | None, fields: dict | None):
         self.func = func
         self.maps = maps
         self.kind = kind                  # tracepoint, raw_tracepoint; None: plausibility only
         self.fields = fields or {}        # a tracepoint's: name -> (offset, type)
-        self.asm = I.Assembler()
-        self.stack = 0
-        self.free = list(I.CALLEE_SAVED)
-        self.ctx_name = ""
-        self.ctx_reg = None
+        self.locals: dict = {}            # name -> Local (dsl/direct_locals.py)
+        self.declaring = True
 
     # ---- the function --------------------------------------------------------
     def compile(self) -> bytes:
+        """Twice: the first pass finds the locals (the translator's declarations), the second
+        zeroes their slots on entry, as the C function's declarations do, and is the code."""
+        self._compile()
+        self.declaring = False
+        return self._compile()
+
+    def _compile(self) -> bytes:
         from pyprobe.dsl.capture import function_ast
+
+        self.asm = I.Assembler()
+        self.stack = max((-local.offset for local in self.locals.values()), default=0)
+        self.free = list(I.CALLEE_SAVED)
+        self.ctx_name = ""
+        self.ctx_reg = None
 
         _, fdef = function_ast(self.func)
         args = fdef.args
@@ -47,6 +59,8 @@ class HandlerCompiler(Expressions):
         if any(isinstance(n, ast.Name) and n.id == self.ctx_name for s in body for n in ast.walk(s)):
             self.ctx_reg = ctx_reg = self.free.pop(0)            # r6: calls clobber r1
             self.asm.mov(ctx_reg, I.R1)
+        if not self.declaring:
+            self.zero_locals()
         if not self.block(body):
             self.ret(0)
         return self.asm.finish()
@@ -76,21 +90,33 @@ class HandlerCompiler(Expressions):
             return True
         if isinstance(node, ast.If):
             return self.if_(node)
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            self.aug_assign_local(node)
+            return False
         if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Add):
             spec, name, key = self.map_of(node.target)
             self.increment(spec, name, key, node.value)
+            return False
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            self.assign_local(node.targets[0], node.value)
+            return False
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.simple:
+            self.assign_local(node.target, node.value, node.annotation)
             return False
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             spec, name, key = self.map_of(node.targets[0])
             self.update(spec, name, key, node.value)
             return False
+        if isinstance(node, ast.Delete):
+            for target in node.targets:
+                spec, name, key = self.map_of(target)
+                self.delete(spec, name, key)
+            return False
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
             call = node.value
             f = call.func
-            if isinstance(f, ast.Name) and getattr(self.python(f.id), "_pp_builtin", None) == "trace_printk" \
-                    and len(call.args) == 1 and isinstance(call.args[0], ast.Constant) \
-                    and isinstance(call.args[0].value, str) and not call.keywords:
-                self.trace_printk(call.args[0].value)
+            if isinstance(f, ast.Name) and getattr(self.python(f.id), "_pp_builtin", None) == "trace_printk":
+                self.trace_printk_call(call)
                 return False
             if isinstance(f, ast.Attribute) and f.attr == "increment" and not call.keywords \
                     and 1 <= len(call.args) <= 2:
@@ -103,6 +129,8 @@ class HandlerCompiler(Expressions):
         a = self.asm
         truth = self.truth(node.test)
         if truth is not None:             # a constant test: only its branch (no unreachable code)
+            if self.declaring:            # but the other's locals are declared, as in C
+                self.dropped(lambda: self.block(node.orelse if truth else node.body))
             return self.block(node.body if truth else node.orelse)
         orelse, end = a.label(), a.label()
         self.cond(node.test, orelse, False)
@@ -143,14 +171,20 @@ class HandlerCompiler(Expressions):
 
     def constant_of(self, node) -> Val | None:
         """node's value if it folds to a constant; no instruction stays behind either way."""
+        if self.pointer_local(node) is not None:
+            return None
+        v = self.dropped(lambda: self.expr(node))
+        return v if v.const is not None else None
+
+    def dropped(self, emit):
+        """emit()'s result, without the instructions (and stack, registers) it took."""
         a = self.asm
         mark = (len(a.insns), len(a.map_refs), dict(a.labels), self.stack, list(self.free))
-        v = self.expr(node)
-        if v.const is not None:
-            return v
-        del a.insns[mark[0]:], a.map_refs[mark[1]:]
-        a.labels, self.stack, self.free = mark[2], mark[3], mark[4]
-        return None
+        try:
+            return emit()
+        finally:
+            del a.insns[mark[0]:], a.map_refs[mark[1]:]
+            a.labels, self.stack, self.free = mark[2], mark[3], mark[4]
 
     def cond(self, node, target: str, when: bool) -> None:
         a = self.asm
@@ -172,6 +206,15 @@ class HandlerCompiler(Expressions):
                     self.cond(value, skip, short)
                 self.cond(node.values[-1], target, when)
                 a.place(skip)
+            return
+        none_test = self.is_none_test(node)
+        local = none_test[0] if none_test else self.pointer_local(node)
+        if local is not None:                            # a .get() result: NULL is None
+            null = none_test[1] if none_test else False
+            reg = self.take()
+            a.load(reg, I.FP, local.offset, 8)
+            a.jump(I.JEQ if null == when else I.JNE, reg, target, imm=0)
+            self.release(Val(reg, None))
             return
         if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)):
             spec, name = self.self_map(node.comparators[0])
@@ -250,6 +293,14 @@ class HandlerCompiler(Expressions):
         a.mov_imm(reg, 0)
         a.place(done)
         return Val(reg, spec.value, clean=not spec.value.signed or spec.value.size == 8)
+
+    def delete(self, spec, name: str, key_node) -> None:
+        """pp_delete: bpf_map_delete_elem(&m, &k)."""
+        k = self.key_slot(spec, key_node)
+        self.asm.load_map(I.R1, name)
+        self.asm.mov(I.R2, I.FP)
+        self.asm.alu(I.ADD, I.R2, imm=k)
+        self.asm.call(I.MAP_DELETE_ELEM)
 
     def self_map(self, node):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self" \
@@ -352,21 +403,6 @@ class HandlerCompiler(Expressions):
             a.atomic_add(I.R0, I.R1, value_t.size)
         self.release(n)
         a.place(done)
-
-    def trace_printk(self, text: str) -> None:
-        """bpf_printk("..."): the format (which the translator checked) with its NUL, on the stack
-        rather than in .rodata, then bpf_trace_printk(fmt, sizeof(fmt))."""
-        data = text.encode() + b"\0"
-        if len(data) > 256:
-            raise Unsupported("a long trace_printk format")
-        padded = data + bytes(-len(data) % 8)
-        off = self.slot(len(padded), 8)
-        for i in range(0, len(padded), 4):
-            self.asm.store_imm(I.FP, off + i, int.from_bytes(padded[i:i + 4], "little", signed=True), 4)
-        self.asm.mov(I.R1, I.FP)
-        self.asm.alu(I.ADD, I.R1, imm=off)
-        self.asm.mov_imm(I.R2, len(data))
-        self.asm.call(I.TRACE_PRINTK)
 
     def _key_arg(self, kp, k: int) -> None:
         if kp is not None:

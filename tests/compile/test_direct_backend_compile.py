@@ -44,12 +44,20 @@ class Shapes(Program):
         self.slots[u8(ctx.args[0]) & 7] += ~u16(ctx.args[1] * 3)
         self.cpu_counts.increment(1)
         trace_printk("Grüße, 100%%\n")
+        trace_printk("pid %d, %llu ns\n", tgid(), ktime_ns())
+        trace_printk(f"{tid():x} {ctx.args[0]}")
         if tgid() in self.per_pid and not (ctx.args[0] > 5 or self.per_pid[tgid()] <= -1):
             pass
         elif ctx.args[1]:
             return 1
         else:
             self.slots[0] = self.slots[1] + 1
+        start = self.per_pid.get(tid())
+        n: u16 = ctx.args[3] % 10
+        n += 1
+        if start is not None and start > 1000:
+            self.per_pid[tid()] = (ktime_ns() - start) // 1000 + n
+            del self.per_pid[tgid()]
         return 0
 
 
@@ -115,7 +123,7 @@ def _program(directory, body: str, extra: str = ""):
     """A Program with one raw tracepoint handler whose body is `body`, from a file of its own."""
     path = directory / f"direct_case_{next(_modules)}.py"
     path.write_text(f'''
-from pyprobe import Program, Hash, RingBuf, Param, Struct, raw_tracepoint, kprobe, u32, u16, u64
+from pyprobe import Program, Hash, RingBuf, Param, Struct, raw_tracepoint, kprobe, u32, u16, u64, s32
 from pyprobe.bpf import ktime_ns, tgid, trace_printk
 
 
@@ -139,13 +147,12 @@ class P(Program):
 
 OUTSIDE = [
     ("for i in range(3):\n            self.m[i] += 1", "For statements"),
-    ("x = tgid()\n        self.m[x] += 1", "an assignment to something else than a map entry"),
+    ("self.m[1] = s32(ctx.args[0]) // 3", "a signed division"),
     ("self.m[1] -= 1", "AugAssign statements"),
     ("self.m[1] = ktime_ns() if ctx.args[0] else 0", "IfExp expressions"),
-    ("self.m[ctx.args[0] // 3] = 1", "BinOp expressions"),
-    ("if self.m.get(2) is not None:\n            self.m[1] = 1", "Compare expressions"),
-    ("trace_printk('pid %d', tgid())", "Expr statements"),
-    ("trace_printk(f'pid {tgid()}')", "Expr statements"),
+    ("self.m[1] = 1 if ctx.args[0] else 0", "IfExp expressions"),
+    ("if self.m.get(2) is not None:\n            self.m[1] = 1", "`is None` of something else than a .get() result"),
+    ("trace_printk('%d %d %d %d', 1, 2, 3, tgid())", "more than 3 arguments"),
     ("self.m[1] = ctx.args[0] << ctx.args[1]", "a shift by a variable"),
 ]
 

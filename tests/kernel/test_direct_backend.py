@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import re
 import threading
 import time
 
@@ -23,15 +24,17 @@ from pyprobe import CompileError, Hash, PerCpuArray, Program, RingBuf, Struct, s
 from pyprobe.backend import clang
 from pyprobe.bpf import ktime_ns, log2, tgid, trace_printk
 from pyprobe.dsl import direct
+from pyprobe.errors import TranslationError
 
 MODULES = int(os.environ.get("PYPROBE_DIRECT_MODULES", 10))   # hypothesis examples: Programs of PER_MODULE handlers
 PER_MODULE = 8
 EVENTS = 4
+ME = os.getpid()
 
 HEADER = '''\
 from pyprobe import (Program, Hash, LruHash, PerCpuHash, LruPerCpuHash, Array, PerCpuArray, Histogram,
                      raw_tracepoint, u8, u16, u32, u64, s8, s16, s32, s64)
-from pyprobe.bpf import tgid, pid, tid, uid, gid, smp_processor_id, log2
+from pyprobe.bpf import tgid, pid, tid, uid, gid, smp_processor_id, log2, trace_printk
 N = 77
 BIG = 2**40 + 3
 
@@ -54,11 +57,16 @@ TYPES = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64"]
 CONSTANTS = [0, 1, 2, 7, 255, 256, 65535, -1, -5, 2**31 - 1, -2**31, 2**32 - 1, 2**32 + 5, 2**63, 2**64 - 1,
              -2**63, "N", "BIG"]
 HELPERS = ["tgid()", "pid()", "tid()", "uid()", "gid()", "smp_processor_id()"]
+LOCALS = ["x", "y"]                   # integer locals every handler declares first (see handlers())
+GETTABLE = ["m", "sk", "lh", "pc", "a"]
+DELETABLE = ["m", "sk", "lh", "pc", "lpc"]
+# refusals a generated handler may meet: it is left out (clang's choice is C's undefined behaviour)
+LEFT_OUT = ("atomic add of 0", "division by constant 0")
 
 
 def expressions(depth: int = 3):
     leaves = st.one_of(st.sampled_from([f"ctx.args[{i}]" for i in range(4)]),
-                       st.sampled_from(CONSTANTS).map(str), st.sampled_from(HELPERS),
+                       st.sampled_from(CONSTANTS).map(str), st.sampled_from(HELPERS), st.sampled_from(LOCALS),
                        st.sampled_from(["m", "sk", "lh", "pc", "a", "hl"]).map(lambda n: f"self.{n}[ctx.args[0] & 7]"))
     if depth == 0:
         return leaves
@@ -69,6 +77,9 @@ def expressions(depth: int = 3):
         sub.map(lambda e: f"log2({e})"),
         st.tuples(sub, st.sampled_from(["+", "-", "*", "&", "|", "^"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
         st.tuples(sub, st.sampled_from(["<<", ">>"]), st.integers(0, 31)).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        # unsigned // and % (signed ones are left to clang): u64 on the left, or both u32
+        st.tuples(sub, st.sampled_from(["//", "%"]), sub).map(lambda t: f"(u64({t[0]}) {t[1]} {t[2]})"),
+        st.tuples(sub, st.sampled_from(["//", "%"]), sub).map(lambda t: f"(u32({t[0]}) {t[1]} u32({t[2]}))"),
     )
 
 
@@ -79,9 +90,21 @@ def keys(name: str):
 
 @st.composite
 def statements(draw):
+    form = draw(st.integers(0, 8))
+    if form == 8:
+        return draw(printks())
+    if form == 4:                                  # a local again, converted to its type
+        return f"{draw(st.sampled_from(LOCALS))} = {draw(expressions(2))}"
+    if form == 5:
+        op = draw(st.sampled_from(["+=", "-=", "*=", "^=", "&=", "|="]))
+        return f"{draw(st.sampled_from(LOCALS))} {op} {draw(expressions(1))}"
+    if form == 6:
+        name = draw(st.sampled_from(DELETABLE))
+        return f"del self.{name}[{draw(keys(name))}]"
+    if form == 7:          # a .get() result, read under its None test (of the handler's map: see handlers())
+        return f"v = self.GET.get({draw(expressions(2))})"
     name = draw(st.sampled_from(ADDABLE))
     key = draw(keys(name))
-    form = draw(st.integers(0, 3))
     if form == 0:
         return f"self.{name}[{key}] += {draw(expressions(2))}"
     if form == 1:
@@ -89,6 +112,24 @@ def statements(draw):
     if form == 2:
         return f"self.{name}.increment({key}, {draw(expressions(1))})"
     return f"self.{name}[{key}] = {draw(expressions(2))}"
+
+
+# conversions and how an argument is written for each: the kernel prints %d's low 32 bits, %lld's
+# 64 (an int passed for %lld has undefined upper bits in C: its arguments are cast to 64 bits)
+CONVERSIONS = {"%d": "{}", "%u": "{}", "%x": "{}", "%i": "{}", "%5d": "{}", "%-4u": "{}", "%lld": "s64({})",
+               "%llu": "u64({})", "%llx": "u64({})", "%ld": "s64({})", "%lu": "u64({})"}
+
+
+@st.composite
+def printks(draw):
+    """trace_printk with a constant format and 0-3 arguments, or an f-string (conversions by type)."""
+    n = draw(st.integers(0, 3))
+    if draw(st.booleans()):
+        holes = [f"{{{draw(expressions(1))}{draw(st.sampled_from(['', ':x', ':d', ':u']))}}}" for _ in range(n)]
+        return f'trace_printk(f"pp:{"|".join(holes)}%%\\n")'
+    convs = [draw(st.sampled_from(sorted(CONVERSIONS))) for _ in range(n)]
+    args = [CONVERSIONS[c].format(draw(expressions(1))) for c in convs]
+    return f'trace_printk("pp:{"|".join(convs)}\\n"{"".join(", " + a for a in args)})'
 
 
 RETURNS = st.sampled_from([0, 1, -1, 300, 2**32 + 9]).map(lambda n: f"return {n}")
@@ -99,6 +140,9 @@ def conditions(depth: int = 2):
     e = expressions(1)
     leaf = st.one_of(
         st.tuples(e, st.sampled_from(COMPARES), e).map(lambda t: f"{t[0]} {t[1]} {t[2]}"),
+        st.just("v is None"), st.just("v is not None"), st.just("v"),
+        st.tuples(st.sampled_from(COMPARES), e).map(lambda t: f"v is not None and v {t[0]} {t[1]}"),
+        st.tuples(st.sampled_from(COMPARES), e).map(lambda t: f"(v is None or (v {t[0]} {t[1]}))"),
         st.tuples(e, st.sampled_from(["in", "not in"]), st.sampled_from(ADDABLE)).map(
             lambda t: f"({t[0]}) {t[1]} self.{t[2]}"),
         e)
@@ -132,12 +176,24 @@ def blocks(draw, depth: int = 1):
     return lines
 
 
+def _mentions(expression: str, *names: str) -> bool:
+    return any(re.search(rf"(?<![.\w]){n}\b", expression) for n in names)
+
+
 @st.composite
 def handlers(draw):
-    lines = draw(blocks())
+    """Its locals first (typed by their first assignment, as the translator does: x by its
+    value, y by its annotation, v a .get() result), then a block."""
+    x = draw(expressions(1).filter(lambda e: not _mentions(e, "x", "y")))
+    y = draw(expressions(1).filter(lambda e: not _mentions(e, "y")))
+    lines = [f"x = {x}", f"y: {draw(st.sampled_from(TYPES))} = {y}", f"v = self.GET.get({draw(expressions(1))})"]
+    if draw(st.booleans()):
+        lines += ["if v is not None:", f"    self.m[{draw(expressions(1))}] = v + {draw(expressions(1))}"]
+    lines += draw(blocks())
     if draw(st.booleans()):
         lines.append(draw(RETURNS))
-    return lines
+    gettable = draw(st.sampled_from(GETTABLE))     # v points into one map (the translator types it by the first)
+    return [line.replace("self.GET.", f"self.{gettable}.") for line in lines]
 
 
 EVENT_ARGS = st.lists(st.sampled_from([0, 1, 3, 7, 8, 255, 256, 2**31, 2**32 - 1, 2**32, 2**63, 2**64 - 1, 12345]),
@@ -188,19 +244,61 @@ def load(cls, monkeypatch, backend: str):
         return cls().load()
 
 
-def check(directory, monkeypatch, bodies, events) -> int:
+class PrintedLines:
+    """trace_printk lines ("pp:..." ones) of this thread, the one running BPF_PROG_TEST_RUN, from a
+    private tracefs instance (other programs' lines, and other threads', are not ours)."""
+
+    def __init__(self):
+        from pyprobe.runtime.tracepipe import TraceInstance
+
+        self.instance = TraceInstance()
+        self.fd = os.open(self.instance.pipe, os.O_RDONLY | os.O_NONBLOCK)
+        self.pending = b""
+
+    def take(self, expected: int) -> list[str]:
+        """The lines printed since the last call: as many as expected (waiting up to 2 s for
+        them), and any more that are there."""
+        from pyprobe.runtime.tracepipe import parse_line
+
+        me, out, deadline = threading.get_native_id(), [], time.monotonic() + 2
+        while True:
+            try:
+                self.pending += os.read(self.fd, 65536)
+            except BlockingIOError:
+                pass
+            *lines, self.pending = self.pending.split(b"\n")
+            for line in lines:
+                event = parse_line(line.decode(errors="replace"))
+                if event is not None and event.pid == me and event.msg.startswith("pp:"):
+                    out.append(event.msg)
+            if len(out) >= expected and not lines or time.monotonic() > deadline:
+                return out
+            if len(out) >= expected:
+                continue                   # read once more: nothing further may follow
+            time.sleep(0.005)
+
+    def close(self):
+        os.close(self.fd)
+        self.instance.close()
+
+
+def check(directory, monkeypatch, bodies, events, printed: PrintedLines) -> int:
     while True:
         module = write_module(directory, bodies)
         sides = {backend: type(f"{backend.title()}Side", (module.P,), {}) for backend in ("clang", "direct")}
         why = direct.refusal(sides["direct"]) or ""
-        if "atomic add of 0" in why:    # left to clang, which refuses it unless it finds the code dead
+        if any(reason in why for reason in LEFT_OUT):    # left to clang (which may refuse an atomic add of 0)
             culprit = int(why.split(":")[0][1:])
         else:
             try:
                 clang_side = load(sides["clang"], monkeypatch, "clang")
                 break
-            except CompileError as e:   # clang refuses an atomic add it folds to 0: leave that handler out
-                culprit = next(i for i, lines in enumerate(bodies) if any(line in str(e) for line in lines))
+            except (CompileError, TranslationError) as e:
+                # clang refuses an atomic add it folds to 0, the translator a division by a constant 0:
+                # leave that handler out
+                if isinstance(e, TranslationError) and "division by zero" not in str(e):
+                    raise
+                culprit = next(i for i, lines in enumerate(bodies) if any(line.strip() in str(e) for line in lines))
         bodies = bodies[:culprit] + bodies[culprit + 1:]
         if not bodies:
             return 0
@@ -216,17 +314,23 @@ def check(directory, monkeypatch, bodies, events) -> int:
             fds = {backend: prog_fd(p, f"h{i}") for backend, p in progs.items()}
             for n, (cpu_choice, args) in enumerate(events):
                 cpu = online[cpu_choice % len(online)]
+                sim.set(cpu=cpu)
+                seen = len(sim.trace)
+                rets = {"sim": sim.handler(f"h{i}")(args=args) & 0xFFFFFFFF}
+                lines_printed = {"sim": [line for line in sim.trace[seen:] if line.startswith("pp:")]}
                 os.sched_setaffinity(0, {cpu})
                 try:
-                    rets = {backend: prog_test_run(fd, args) for backend, fd in fds.items()}
+                    for backend, fd in fds.items():
+                        rets[backend] = prog_test_run(fd, args)
+                        lines_printed[backend] = printed.take(len(lines_printed["sim"]))
                 finally:
                     os.sched_setaffinity(0, set(online))
-                sim.set(cpu=cpu)
-                rets["sim"] = sim.handler(f"h{i}")(args=args) & 0xFFFFFFFF
                 maps = {backend: snapshot(p) for backend, p in progs.items()}
                 maps["sim"] = snapshot(sim)
                 where = "handler:\n" + "\n".join("    " + line for line in lines) + f"\nevent {n} of {events!r}"
                 assert rets["direct"] == rets["clang"] == rets["sim"], f"return values differ {rets}\n{where}"
+                assert lines_printed["direct"] == lines_printed["clang"] == lines_printed["sim"], \
+                    f"trace_printk lines differ {lines_printed}\n{where}"
                 for name in maps["clang"]:
                     assert maps["direct"][name] == maps["clang"][name] == maps["sim"][name], \
                         f"map {name}: direct {maps['direct'][name]}, clang {maps['clang'][name]}, " \
@@ -248,9 +352,13 @@ def test_direct_backend_agrees_with_clang_and_the_simulation(tmp_path, monkeypat
     @given(st.lists(handlers(), min_size=PER_MODULE, max_size=PER_MODULE),
            st.lists(st.tuples(st.integers(0, 1), EVENT_ARGS), min_size=EVENTS, max_size=EVENTS))
     def run(bodies, events):
-        total[0] += check(tmp_path, monkeypatch, bodies, events)
+        total[0] += check(tmp_path, monkeypatch, bodies, events, printed)
 
-    run()
+    printed = PrintedLines()
+    try:
+        run()
+    finally:
+        printed.close()
     with capsys.disabled():
         print(f"\ndirect backend: {total[0]} handler x event cases agree with clang and the simulation")
     assert total[0] >= MODULES * PER_MODULE * EVENTS * 3 // 4
@@ -392,3 +500,26 @@ def test_a_program_in_the_subset_runs_with_no_clang_installed(tmp_path, monkeypa
     with pytest.raises(clang.ClangMissing, match=r"^clang is not installed: pyprobe compiles Events with it "
                                                  r"\(outside the subset pyprobe compiles by itself: .*ringbuf"):
         Events().load()
+
+
+class Sizes(Program):
+    @syscall("read")
+    def hello(self, args):
+        n = args.count
+        if n == 7 and tgid() == ME:
+            trace_printk("read %d bytes, %llu with fd %u\n", n, u64(n) << 33, args.fd)
+            trace_printk(f"f-string: {n:x} {u64(n) * 3}")
+
+
+def test_trace_printk_with_arguments_through_the_direct_backend(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    with load(Sizes, monkeypatch, "direct") as prog:
+        prog.attach()
+        fd = os.open("/dev/zero", os.O_RDONLY)
+        try:
+            os.read(fd, 7)
+        finally:
+            os.close(fd)
+        ours = (e.msg for e in prog.trace_fields(timeout=10) if e.pid == threading.get_native_id())
+        assert next(ours) == f"read 7 bytes, {7 << 33} with fd {fd}"
+        assert next(ours) == "f-string: 7 21"
