@@ -22,6 +22,7 @@ TOOLS = {
     "runqlen": "run queue length histogram, sampled",
     "runqslower": "trace run queue waits longer than a threshold",
     "hardirqs": "hard irq handler time or counts",
+    "tcpstates": "trace TCP session state changes and durations",
     "softirqs": "soft irq time or counts",
     "cpudist": "on-CPU time histogram per task run",
     "offcputime": "off-CPU time by stack",
