@@ -229,7 +229,9 @@ def cmd_doctor(args) -> int:
         print(f"  [{'ok' if ok else '--'}] {feature.summary}")
         if not ok:
             missing += 1
-            print(f"        fix: {feature.fix if feature.name != 'root' else features.NEEDS_PRIVILEGE}")
+            fix = features.NEEDS_PRIVILEGE if feature.name == "root" else \
+                features.old_build(feature.name) or feature.fix
+            print(f"        fix: {fix}")
     from pyprobe.backend import clang
 
     try:

@@ -37,6 +37,10 @@ FEATURES = {f.name: f for f in (
 _cache: dict[str, bool] | None = None
 
 
+class OldBuildWarning(UserWarning):
+    """pyprobe's cffi module predates a helper: a feature the kernel has goes unused until it is rebuilt."""
+
+
 def _memo_name() -> str:
     from pyprobe.backend.cache import boot_id
 
@@ -48,9 +52,23 @@ def has(name: str) -> bool:
 
     PYPROBE_DISABLE=kprobes,fentry pretends some are missing (to see fallbacks).
     """
-    global _cache
     if name in os.environ.get("PYPROBE_DISABLE", "").split(","):
         return False
+    return _built_with(name) and _kernel_has(name)
+
+
+def _kernel_has(name: str) -> bool:
+    """The kernel's answer, memoized for the boot."""
+    memo = _memo()
+    key = _MEMO_KEYS.get(name, name)
+    if key not in memo:
+        memo[key] = bool(_PROBES[name]())
+        _save()
+    return memo[key]
+
+
+def _memo() -> dict:
+    global _cache
     if _cache is None:
         import json
 
@@ -64,13 +82,19 @@ def has(name: str) -> bool:
             _cache = {}
         if not isinstance(_cache, dict):
             _cache = {}
-    if not _built_with(name):
-        return False
-    key = _MEMO_KEYS.get(name, name)
-    if key not in _cache:
-        _cache[key] = bool(_PROBES[name]())
-        _save()
-    return _cache[key]
+    return _cache
+
+
+def old_build(name: str) -> str | None:
+    """Why this process cannot use a feature the kernel has: its cffi module was built before the
+    helper the feature needs (a checkout not set up again since), or None."""
+    if name not in _BUILD_NEEDS or name in os.environ.get("PYPROBE_DISABLE", "").split(",") or \
+            _built_with(name) or not _kernel_has(name):
+        return None
+    from pyprobe.backend import _libbpf
+
+    return (f"pyprobe's libbpf module {_libbpf.__file__} was built before {_BUILD_NEEDS[name]}() was added: "
+            f"rebuild it (make setup, or pip install -e .) to use {FEATURES[name].summary}")
 
 
 def _built_with(name: str) -> bool:

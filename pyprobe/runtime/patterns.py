@@ -53,7 +53,16 @@ def multi_capable(probes: list) -> bool:
         return False
     from pyprobe.backend import features      # only then: other programs never import it (start-up)
 
-    return features.has("uprobe_multi")
+    if features.has("uprobe_multi"):
+        return True
+    old = features.old_build("uprobe_multi")
+    if old is not None:                       # not silently: thousands of uprobes take minutes to detach
+        import warnings
+
+        warnings.warn(f"pyprobe: {old}; until then a pattern attaches one uprobe per function, which takes "
+                      "minutes to attach and detach when it matches thousands", features.OldBuildWarning,
+                      stacklevel=2)
+    return False
 
 
 def user_functions(path: str, names: list[str], elf=None) -> tuple[list, list]:

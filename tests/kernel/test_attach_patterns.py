@@ -69,6 +69,42 @@ def test_a_three_function_glob_counts_each_call(app, multi, monkeypatch):
     assert [isinstance(link, MultiLink) for link in links] == ([True] if multi else [False] * 3)
 
 
+class _OldModule:
+    """pyprobe's cffi lib as built before pp_uprobe_multi_link() was added."""
+
+    def __init__(self, lib):
+        self._lib = lib
+
+    def __getattr__(self, name):
+        if name == "pp_uprobe_multi_link":
+            raise AttributeError(name)
+        return getattr(self._lib, name)
+
+
+def test_an_old_cffi_module_says_to_rebuild_it_before_one_uprobe_per_function(app, monkeypatch, capsys):
+    """A module built before uprobe.multi support, on a kernel that has it: a pattern still counts
+    exactly, one uprobe per function, but not silently (detaching thousands takes minutes); the
+    warning and `pyprobe doctor` name the module and the command that rebuilds it."""
+    from pyprobe import cli
+    from pyprobe.backend import features, libbpf
+
+    if not features.has("uprobe_multi"):
+        pytest.skip("uprobe.multi missing: needs Linux >= 6.6")
+    monkeypatch.setattr(libbpf, "lib", _OldModule(libbpf.lib))
+    exe, symbols = app
+    prog = Calls(attach_to={"on_call": uprobe(exe, "work_*"), "on_other": None})
+    with pytest.warns(features.OldBuildWarning) as caught:
+        run(exe, prog, 3, 5, 7)
+    assert by_name(prog, symbols) == {"work_alpha": 3, "work_beta": 5, "work_gamma": 7}
+    message = str(caught[0].message)
+    assert "pp_uprobe_multi_link() was added: rebuild it (make setup, or pip install -e .)" in message
+    assert "/_libbpf." in message and "one uprobe per function" in message
+    cli.main(["doctor"])
+    out = capsys.readouterr().out
+    assert "[--] uprobe.multi links (one link for many functions)\n        fix: pyprobe's libbpf module " in out
+    assert "rebuild it (make setup, or pip install -e .)" in out
+
+
 def test_sym_re_and_several_probe_points(app):
     exe, symbols = app
     prog = Calls(attach_to={"on_call": [uprobe(exe, sym_re=r"work_(alpha|gamma)"), uprobe(exe, "other_delta")],
