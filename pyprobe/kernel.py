@@ -19,7 +19,7 @@ from pyprobe.backend.kernel_view import LIVE
 
 __all__ = ["has", "features", "function", "has_function", "can_kprobe", "has_btf_function", "has_tracepoint",
            "tracepoints", "has_raw_tracepoint", "syscall_function", "enum_values", "supports", "missing",
-           "first_supported"]
+           "first_supported", "privilege_missing"]
 
 
 def has(feature: str) -> bool:
@@ -27,6 +27,14 @@ def has(feature: str) -> bool:
     root, btf, tracefs, tracepoints, syscall_tracepoints, raw_tracepoints, kprobes,
     fentry, uprobes, perf_events, ringbuf. ValueError for another name."""
     return LIVE.has(feature)
+
+
+def privilege_missing() -> str | None:
+    """Why this process can load no BPF program at all (it lacks root, or CAP_BPF + CAP_PERFMON, and
+    the kernel refuses unprivileged BPF) with what to do, or None."""
+    from pyprobe.backend import features
+
+    return features.NEEDS_PRIVILEGE if features.unprivileged_refused() else None
 
 
 def features() -> dict[str, bool]:
@@ -149,5 +157,8 @@ def first_supported(*programs):
         if why is None:
             return program
         reasons.append(why)
-    raise UnsupportedProbe("no program of " + ", ".join(p.__name__ for p in programs)
-                           + " can attach on this kernel:\n  " + "\n  ".join(reasons))
+    names = ", ".join(p.__name__ for p in programs)
+    unprivileged = privilege_missing()
+    if unprivileged is not None:       # then the probe points cannot even be read: not the kernel's lack
+        raise UnsupportedProbe(f"no program of {names} can attach as this user: {unprivileged}")
+    raise UnsupportedProbe(f"no program of {names} can attach on this kernel:\n  " + "\n  ".join(reasons))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pyprobe.errors import PyprobeError, VerifierError
+from pyprobe.errors import BPFError, PyprobeError, VerifierError
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing (start-up)
 if TYPE_CHECKING:
@@ -295,6 +295,15 @@ class Program:
 
         from pyprobe.runtime.critical import Finalizer, deferred_signals
 
+        if os.geteuid() != 0:
+            from pyprobe.backend import features
+
+            # said first: unprivileged, tracefs (the tracepoint formats) is unreadable, and a
+            # translation error about a missing field would hide the cause
+            if features.unprivileged_refused():
+                import errno
+
+                raise BPFError(errno.EPERM, f"load {type(self).__name__}", features.NEEDS_PRIVILEGE)
         ensure_bpffs()
         source = self._source(compiling=True, retarget=self._retarget)
         obj = self._object(source)

@@ -162,6 +162,18 @@ def may_load_bpf() -> bool:
     return bool(caps >> CAP_SYS_ADMIN & 1) or (bool(caps >> CAP_BPF & 1) and bool(caps >> CAP_PERFMON & 1))
 
 
+def unprivileged_refused() -> bool:
+    """Whether this process can load no BPF program at all: it lacks CAP_BPF + CAP_PERFMON and the
+    kernel refuses unprivileged BPF (kernel.unprivileged_bpf_disabled, 2 by default since 5.16)."""
+    if may_load_bpf():
+        return False
+    try:
+        with open("/proc/sys/kernel/unprivileged_bpf_disabled") as f:
+            return f.read().strip() != "0"
+    except OSError:
+        return True
+
+
 def _btf() -> bool:
     return os.path.exists("/sys/kernel/btf/vmlinux")
 

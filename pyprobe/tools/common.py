@@ -288,7 +288,10 @@ def run(main_fn) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # `| head`: no second error at exit
     except pyprobe.PyprobeError as e:
-        print(f"pyprobe: {e}", file=sys.stderr)
+        from pyprobe import kernel
+
+        # unprivileged, the cause of whatever failed (tracefs, the probe points' formats, is unreadable too)
+        print(f"pyprobe: {kernel.privilege_missing() or e}", file=sys.stderr)
         return 1
     return 0
 

@@ -78,3 +78,25 @@ def test_doctor_as_a_real_second_user_does_not_ask_to_mount_a_mounted_tracefs():
     assert "needs root or CAP_BPF + CAP_PERFMON" in out.stdout
     assert "cannot tell without root" in out.stdout          # not "needs CONFIG_BPF_EVENTS"
     assert "CONFIG_BPF_EVENTS" not in out.stdout
+
+
+def test_tools_and_programs_as_a_real_second_user_say_they_need_privileges():
+    """Unprivileged, tracefs is unreadable too: the error names the privilege, not a tracepoint
+    field "missing" from a format it could not read, nor syscall tracepoints the kernel "lacks"."""
+    from pyprobe.backend.features import NEEDS_PRIVILEGE
+
+    cmd = nobody_python()
+    if cmd is None:
+        pytest.skip("missing capability: a Python interpreter uid 65534 may execute (this one lives under a private directory)")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    runs = [["opensnoop", "-d", "0.1"], ["execsnoop", "--duration", "0.1"], ["syncsnoop", "--duration", "0.1"],
+            ["funccount", "-d", "0.1", "t:syscalls:sys_enter_open*"],
+            ["run", os.path.join(repo, "lessons", "biolatency.py")],        # a Program reading tracepoint fields
+            ["run", os.path.join(repo, "lessons", "urandomread.py")]]       # one that asks kernel.first_supported()
+    for argv in runs:
+        out = subprocess.run(cmd + ["-m", "pyprobe", *argv], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, (argv, out.stderr)
+        assert NEEDS_PRIVILEGE in out.stderr, (argv, out.stderr)
+        assert "has no field" not in out.stderr and "this kernel" not in out.stderr, (argv, out.stderr)
+    out = subprocess.run(cmd + ["-m", "pyprobe", "opensnoop", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("usage: pyprobe opensnoop")
