@@ -23,6 +23,7 @@ TOOLS = {
     "runqslower": "trace run queue waits longer than a threshold",
     "hardirqs": "hard irq handler time or counts",
     "tcpstates": "trace TCP session state changes and durations",
+    "tcpdrop": "trace TCP drops by the kernel, with stacks",
     "softirqs": "soft irq time or counts",
     "cpudist": "on-CPU time histogram per task run",
     "offcputime": "off-CPU time by stack",

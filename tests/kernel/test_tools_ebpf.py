@@ -30,6 +30,7 @@ EBPF_TOOLS = {
     "hardirqs": (["-d"], ["tp_btf:irq_handler_entry", "tp_btf:irq_handler_exit"]),
     "softirqs": (["-C"], ["tp_btf:softirq_entry", "tp_btf:softirq_exit"]),
     "tcpstates": ([], ["inet_sock_set_state"]),
+    "tcpdrop": ([], ["skb:kfree_skb"]),
     "cpudist": ([], ["tp_btf:sched_switch"]),
     "offcputime": ([], ["sched_switch"]),
     "profile": (["-F", "49"], ["perf_event"]),
