@@ -11,6 +11,7 @@ import ast
 from typing import TYPE_CHECKING, Callable
 
 from pyprobe.dsl.cbuilder import c_string
+from pyprobe.dsl import strings
 from pyprobe.dsl.helper_specs import register_reads, registry
 
 from pyprobe.dsl.types import ArrayType, PointerType, StructType, char, s64, u32, u64
@@ -284,7 +285,7 @@ def _lookup_or_init(tr, node, ref, key, init):
     vt = ref.spec.value
     if isinstance(vt, ArrayType):               # C initializes no array from another: from its address
         code = f"pp_lookup_or_init_at({ref.name}, {_key(tr, node, ref, node.args[0], key)}, " \
-               f"{_array_address(tr, node.args[1], init, vt)})"
+               f"{_array_address(tr, node.args[1], init, vt, ref)})"
     else:
         code = f"pp_lookup_or_init({ref.name}, {_key(tr, node, ref, node.args[0], key)}, " \
                f"{tr.value_for(node.args[1], init, vt)})"
@@ -312,7 +313,7 @@ def _store_through(tr, node, ref, key, value, flags: str) -> bool:
     v points at (bcc's `m.update(&k, v)`), never a copy on the 512-byte stack."""
     pointer = tr.checked_pointer(node.args[1], value, ref.spec.value)
     if pointer is None and isinstance(ref.spec.value, ArrayType):
-        pointer = _array_address(tr, node.args[1], value, ref.spec.value)
+        pointer = _array_address(tr, node.args[1], value, ref.spec.value, ref)
     if pointer is None:
         return False
     k = tr.temp(ref.spec.key, "k")
@@ -321,9 +322,13 @@ def _store_through(tr, node, ref, key, value, flags: str) -> bool:
     return True
 
 
-def _array_address(tr, node, value, vt: ArrayType) -> str:
+def _array_address(tr, node, value, vt: ArrayType, ref) -> str:
     """The address of an array stored into a map (C initializes no array from another, so
-    pp_set's local copy cannot hold it); an array that is no lvalue is copied to a home first."""
+    pp_set's local copy cannot hold it); an array that is no lvalue is copied to a home first,
+    a string (`"one"`, a string pointer, a char[M]) written into one as a char[N] local takes it."""
+    home = strings.string_home(tr, node, value, vt, f"a value of self.{ref.name}")
+    if home is not None:
+        return f"&{home.code}"
     code = tr.value_for(node, value, vt)
     if not value.lvalue:
         home = tr.temp(vt, "a")
@@ -354,9 +359,11 @@ def _queue(tr, node, ref, method: str):
 @map_method("push")
 def _push(tr, node, ref, value, flags=None):
     spec = _queue(tr, node, ref, "push")
-    tmp = Value(tr.temp(spec.value, "push"), spec.value, lvalue=True)
-    tr.store(tmp, node.args[0], value)          # C's conversions, or a copy of a struct or array
-    tmp = tmp.code
+    home = strings.string_home(tr, node.args[0], value, spec.value, f"a value of self.{ref.name}")
+    if home is None:
+        home = Value(tr.temp(spec.value, "push"), spec.value, lvalue=True)
+        tr.store(home, node.args[0], value)     # C's conversions, or a copy of a struct or array
+    tmp = home.code
     f = "0" if flags is None else tr.scalar(node.args[1], flags).code
     # 0, or -E2BIG when full (flags=BPF_EXIST pushes out the oldest instead)
     return Value(f"bpf_map_push_elem(&{ref.name}, &{tmp}, {f})", s64)

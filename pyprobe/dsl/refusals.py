@@ -41,6 +41,21 @@ RETVAL_OUTSIDE_RETURN = ("retval(ctx) is only defined in a kretprobe, uretprobe,
                          "attach this handler with @kretprobe, @uretprobe or @fexit")
 
 
+def write_into_map_read(target, is_map) -> tuple[str, str] | None:
+    """`self.m[k].name = v`: `self.m[k]` reads a copy of the value, so the write would be lost;
+    the words that say what to write instead (the translator's and the simulation's), or None."""
+    node = target
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        read = node.value
+        if isinstance(read, ast.Subscript) and is_map(read.value):
+            m, k = ast.unparse(read.value), ast.unparse(read.slice)
+            return (f"{ast.unparse(read)} is a copy of the map's value: a write into it would be lost",
+                    f"write into the value in the map: `v = {m}.get({k})` (or `{m}.lookup_or_init({k}, init)`), "
+                    f"`if v is None: return`, then `v{ast.unparse(target)[len(ast.unparse(read)):]} = ...`")
+        node = read
+    return None
+
+
 class FakeCall:
     """A call-shaped view of `self.m[k] op= v`, so map methods see argument nodes."""
 

@@ -10,7 +10,7 @@ from pyprobe.dsl import kernel_data
 from pyprobe.dsl import operators
 from pyprobe.dsl import strings
 from pyprobe.dsl.cbuilder import condition as c_condition
-from pyprobe.dsl.refusals import FakeCall as _FakeCall, describe as _describe
+from pyprobe.dsl.refusals import FakeCall as _FakeCall, describe as _describe, write_into_map_read
 from pyprobe.dsl.types import ArrayType, CType, PointerType, StructType, s64, u64
 from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, StructAlias, Value, as_map, literal
 
@@ -174,6 +174,9 @@ class Statements:
             registry.MAP_METHODS["update"](self, _FakeCall(target, [target.slice, value_node]), ref,
                                            self.expr(target.slice), value)
         elif isinstance(target, (ast.Attribute, ast.Subscript)):
+            lost = write_into_map_read(target, lambda n: isinstance(as_map(self.expr(n)), MapRef))
+            if lost is not None:
+                self.fail(target, *lost)
             dest = self.expr(target)
             if not isinstance(dest, Value) or not dest.lvalue:
                 self.fail(target, "this cannot be assigned to")

@@ -19,14 +19,33 @@ def is_string_pointer(value) -> bool:
     return isinstance(value, Value) and isinstance(value.type, PointerType) and value.type.target is char
 
 
-def store_string(tr, value_node, dest: Value, value) -> bool:
+def is_string_for(value, dest_type) -> bool:
+    """Whether storing `value` into a char[N] is a string store (a literal, a string pointer,
+    a char[M] of another length) rather than a copy of the same type."""
+    return is_char_array(dest_type) and (
+        isinstance(value, StringLit) or is_string_pointer(value)
+        or (isinstance(value, Value) and is_char_array(value.type) and value.type.n != dest_type.n))
+
+
+def string_home(tr, value_node, value, dest_type, label: str) -> Value | None:
+    """A string stored into a map whose values are char[N] (`self.names[k] = "one"`): written
+    into a home of that type first, zeros after its NUL, as a char[N] local takes it; None for
+    any other value. `label` names the map in the message of a literal too long for it."""
+    if not is_string_for(value, dest_type):
+        return None
+    home = Value(tr.temp(dest_type, "s"), dest_type, lvalue=True)
+    store_string(tr, value_node, home, value, label)
+    return home
+
+
+def store_string(tr, value_node, dest: Value, value, label: str | None = None) -> bool:
     """Emit `dest = value` for a char[N] dest and a string value; False if value is no string."""
     assert isinstance(dest.type, ArrayType)
     n = dest.type.n
     if isinstance(value, StringLit):
         data = value.text.encode()
         if len(data) >= n:
-            tr.fail(value_node, f"the string is {len(data)} bytes; {dest.code} holds {n - 1} and a NUL")
+            tr.fail(value_node, f"the string is {len(data)} bytes; {label or dest.code} holds {n - 1} and a NUL")
         # the literal padded with NULs to the whole array: no byte of the old string survives
         padded = c_string(value.text + "\0" * (n - 1 - len(data)))
         tr.emit(f"__builtin_memcpy(&{dest.code}, {padded}, {n});")

@@ -144,6 +144,9 @@ def value_code(tr, node, ref: MapRef, value) -> str:
     """Python text of a value's bytes for the map's value type."""
     vt = ref.spec.value
     if isinstance(vt, (StructType, ArrayType)):
+        home = string_home(tr, node, value, vt, f"a value of self.{ref.name}")
+        if home is not None:
+            return home.bytes_code()
         value = checked_value(tr, node, value, vt)
         if not isinstance(value, SV) or value.type != vt:
             from pyprobe.sim.compiler import _describe
@@ -152,6 +155,29 @@ def value_code(tr, node, ref: MapRef, value) -> str:
         return value.bytes_code()
     v = tr.convert(tr.scalar(node, value), vt)
     return f"_P_{vt.name}({v.code})"
+
+
+def string_home(tr, node, value, vt, label: str) -> SV | None:
+    """dsl/strings.py's string_home: a string stored into a map of char[N] values goes into a
+    zeroed home of that type first; None for any other value."""
+    if not _is_string_for(value, vt):
+        return None
+    name = tr.temp(f"bytearray({vt.size})", "s")
+    home = SV(name, vt, buf=name, place=True)
+    tr.store_string(home, node, value, label)
+    return home
+
+
+def _is_string_for(value, vt) -> bool:
+    """dsl/strings.py's is_string_for: a literal, a string pointer or a char[M] of another
+    length stored into a char[N]."""
+    if not (isinstance(vt, ArrayType) and vt.elem is char):
+        return False
+    if isinstance(value, StringLit):
+        return True
+    t = value.type if isinstance(value, SV) else None
+    return (isinstance(t, PointerType) and t.target is char) or \
+        (isinstance(t, ArrayType) and t.elem is char and t.n != vt.n)
 
 
 def checked_value(tr, node, value, ctype):

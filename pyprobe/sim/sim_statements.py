@@ -6,7 +6,7 @@ import ast
 from typing import TYPE_CHECKING, NoReturn
 
 from pyprobe.dsl import operators
-from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl
+from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl, write_into_map_read
 from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype, \
     char, s32, s64, u64
 from pyprobe.dsl.values import ContextRef, MapRef, PyObject, StringLit
@@ -176,6 +176,9 @@ class SimStatements:
             sim_builtins.MAP_METHODS["update"](self, _Call(target, [target.slice, value_node]), ref,
                                                self.expr(target.slice), value)
         elif isinstance(target, (ast.Attribute, ast.Subscript)):
+            lost = write_into_map_read(target, lambda n: isinstance(self.expr(n), MapRef))
+            if lost is not None:
+                self.fail(target, *lost)
             dest = self.expr(target)
             if not isinstance(dest, SV) or not (dest.in_memory or dest.local):
                 self.fail(target, "this cannot be assigned to")
@@ -263,14 +266,14 @@ class SimStatements:
         else:
             self.emit(f"_W_{getattr(dest.type, 'name', '')}({dest.buf}, {dest.off}, {code})")
 
-    def store_string(self, dest: SV, value_node, value) -> bool:
+    def store_string(self, dest: SV, value_node, value, label: str = "the array") -> bool:
         """dsl/strings.py's rule: a string stored into a char[N] leaves zeros after its NUL."""
         assert isinstance(dest.type, ArrayType)
         n = dest.type.n
         if isinstance(value, StringLit):
             data = value.text.encode()
             if len(data) >= n:
-                self.fail(value_node, f"the string is {len(data)} bytes; the array holds {n - 1} and a NUL")
+                self.fail(value_node, f"the string is {len(data)} bytes; {label} holds {n - 1} and a NUL")
             self.emit(f"{dest.buf}[{dest.off}:{dest.off} + {n}] = {data.ljust(n, bytes(1))!r}")
             return True
         if isinstance(value, SV) and isinstance(value.type, PointerType) and value.type.target is char:

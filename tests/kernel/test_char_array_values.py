@@ -1,10 +1,11 @@
 """Maps whose values are char[N] (a task's comm): stored by update, insert, lookup_or_init and a
 Queue's push, and read back through a helper function that returns the .get() result (a pointer
 to the char[16]), on the real kernel and in the simulation alike (C initializes no array from
-another, so the translator passes each by its address)."""
+another, so the translator passes each by its address). String literals are stored the same ways,
+zero-filled after the literal as a char[N] local takes them."""
 import os
 
-from pyprobe import Hash, Param, Program, Queue, char, syscall, u32
+from pyprobe import Array, Hash, Param, Program, Queue, Struct, char, syscall, u32
 from pyprobe.bpf import comm, tgid
 
 
@@ -51,3 +52,59 @@ def test_char_array_values_are_stored_whole():
     sim.on_getppid()
     sim.on_getppid()
     assert _seen(sim) == seen
+
+
+class Label(Struct):
+    calls: u32
+    name: char[8]
+
+
+class Literals(Program):
+    """String literals stored into maps whose values are char[N] (and into a char[N] member of
+    a struct value, through the .get() pointer), as a char[N] local takes them: zeros after the
+    literal, so the shorter second string leaves nothing of the first."""
+    target = Param(u32)
+    names = Hash(u32, char[8], max_entries=8)
+    slots = Array(char[8], 4)
+    fifo = Queue(char[8], max_entries=8)
+    labels = Hash(u32, Label, max_entries=4)
+
+    @syscall("getppid")
+    def on_getppid(self, args):
+        if tgid() != self.target:
+            return
+        self.names[1] = "one"
+        self.names[2] = "seventh"
+        self.names[2] = "two"
+        self.names.insert(3, "three")
+        self.names.lookup_or_init(4, "four")
+        self.names[5] = comm()                   # a char[16] into a char[8]: truncated to 7 bytes
+        self.slots[1] = "slot1"
+        self.fifo.push("queued")
+        v = self.labels.lookup_or_init(1, Label())
+        if v is None:
+            return
+        v.calls += 1
+        v.name = "longest"
+        v.name = "ab"
+
+
+def _literals_seen(prog) -> tuple:
+    return (sorted((int(k), bytes(v)) for k, v in prog.names.items()),
+            [bytes(v) for v in prog.slots.values()],
+            [bytes(v) for v in prog.fifo.values()],
+            [(int(k), int(v["calls"]), bytes(v["name"])) for k, v in prog.labels.items()])
+
+
+def test_string_literals_are_stored_into_char_array_values():
+    with open("/proc/self/comm", "rb") as f:
+        name = f.read().strip()
+    with Literals(target=os.getpid()) as prog:
+        os.getppid()
+        seen = _literals_seen(prog)
+    assert seen == ([(1, b"one"), (2, b"two"), (3, b"three"), (4, b"four"), (5, name[:7])],
+                    [b"", b"slot1", b"", b""], [b"queued"], [(1, 1, b"ab")])
+    sim = Literals.simulate(target=os.getpid())
+    sim.set(tgid=os.getpid(), comm=name)
+    sim.on_getppid()
+    assert _literals_seen(sim) == seen

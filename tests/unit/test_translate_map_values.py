@@ -1,7 +1,11 @@
 """Map values the tools author needed, translated without a kernel: a bare lookup_or_init()
 creates its element, a checked .get() result is stored into a map whole, a helper returns a
 .get() result, and the probe context reaches helpers of every kind."""
-from pyprobe import Hash, PerCpuArray, Program, Queue, Struct, char, raw_tracepoint, u32, u64, uprobe, uretprobe
+import pytest
+from refused_alike import refused_alike
+
+from pyprobe import Hash, PerCpuArray, Program, Queue, Struct, TranslationError, char, raw_tracepoint, u32, u64, uprobe, \
+    uretprobe
 from pyprobe.bpf import retval, tgid
 
 
@@ -171,3 +175,67 @@ def test_helpers_given_ctx_are_specialised_per_probe_kind():
     assert "pp_fn__note_0(struct pt_regs *ctx)" in c and "PT_REGS_RC(ctx)" in c
     # the same helper from a uretprobe and a uprobe: a copy for each kind
     assert "pp_fn__where_1(struct pt_regs *ctx)" in c and "pp_fn__where_2(struct pt_regs *ctx)" in c
+
+
+class LiteralNames(Program):
+    names = Hash(u32, char[8])
+    fifo = Queue(char[8])
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        self.names[1] = "one"
+        self.names.lookup_or_init(2, "two")
+        self.fifo.push("three")
+
+
+def test_a_string_literal_is_stored_into_a_char_array_value_from_a_zero_filled_home():
+    body = LiteralNames.translate()
+    body = body[body.index("int on_enter("):]
+    assert '__builtin_memcpy(&__pp_s1, "one\\000\\000\\000\\000", 8);' in body
+    assert "bpf_map_update_elem(&names, &__pp_k2, &__pp_s1, PP_ANY);" in body
+    assert "pp_lookup_or_init_at(names, 2, &__pp_s3)" in body
+    assert "bpf_map_push_elem(&fifo, &__pp_s4, 0)" in body
+    sim = LiteralNames.simulate()
+    sim.on_enter()
+    assert sorted((k, bytes(v)) for k, v in sim.names.items()) == [(1, b"one"), (2, b"two")]
+    assert [bytes(v) for v in sim.fifo.values()] == [b"three"]
+
+
+class TooLong(Program):
+    names = Hash(u32, char[8])
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        self.names[1] = "seven.."
+        self.names[2] = "eight..."
+
+
+def test_a_literal_too_long_for_the_map_value_is_refused_at_its_line():
+    assert refused_alike(TooLong, r"the string is 8 bytes; a value of self.names holds 7 and a NUL") == 3
+
+
+class Pushed(Program):
+    fifo = Queue(char[4])
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        self.fifo.push("four")
+
+
+def test_a_literal_too_long_for_a_queue_value_is_refused_at_its_line():
+    assert refused_alike(Pushed, r"the string is 4 bytes; a value of self.fifo holds 3 and a NUL") == 2
+
+
+class IntoMapRead(Program):
+    labels = Hash(u32, Slot)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        self.labels[1].count = 5
+
+
+def test_a_write_into_a_map_read_is_refused_saying_it_is_a_copy():
+    assert refused_alike(IntoMapRead, r"self.labels\[1\] is a copy of the map's value: a write into it would be lost") == 2
+    with pytest.raises(TranslationError) as refused:
+        IntoMapRead.translate()
+    assert "`v = self.labels.get(1)`" in refused.value.hint and "then `v.count = ...`" in refused.value.hint
