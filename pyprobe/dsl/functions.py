@@ -105,36 +105,18 @@ def parameters(tr, node, func, method: bool, n_args: int):
 
 def translate_helper(program, tr, node, func, key, values, c_name: str):
     """C text and return type of `func` specialised for these argument kinds."""
-    from pyprobe.dsl.translate import HandlerTranslator
-
     method, _ = key
     filename, fdef, name, names = parameters(tr, node, func, method, len(values))
-    helper = HandlerTranslator(program, func, fdef, filename, None, c_name)
-    helper.is_helper = True
-    if method:
-        helper.locals["self"] = PyObject(program, "self")
-    program.deps.note_function(func)
-    params = []
-    for pname, value in zip(names, values):
-        c_arg = helper.c_local(pname)
-        if isinstance(value, (MapRef, StringLit)):
-            helper.locals[pname] = value
-        elif isinstance(value, ContextRef):
-            helper.locals[pname] = ContextRef(c_arg)
-            helper.context = tr.context          # ctx.<field>, get_stackid(ctx), submit to a PerfBuf
-            helper.context_param = c_arg
-            params.append(f"{tr.context.c_param_type}{c_arg}" if tr.context is not None else f"void *{c_arg}")
-        elif isinstance(value, Nullable):
-            helper.locals[pname] = Nullable(c_arg, value.target)
-            params.append(value.target.pointer_decl(c_arg))
-        elif isinstance(value.type, (StructType, ArrayType)):
-            helper.locals[pname] = Value(f"(*{c_arg})", value.type, lvalue=True, place=True)
-            params.append(value.type.c_decl(f"(*{c_arg})"))
-        else:
-            t = value.type if value.type is not None else value.scalar
-            helper.locals[pname] = Value(c_arg, t, lvalue=True)
-            params.append(t.c_decl(c_arg))
-    helper.translate_body()
+    helper = _translate_body(program, tr, func, fdef, filename, c_name, method, names, values, None)
+    if helper.returns_values_too is not None:
+        if helper.returned_none is not None:
+            tr.fail(helper.returned_none, f"{name}() returns None here and {_returned(helper.returns_values_too)} "
+                    "elsewhere", "return None only from a helper that returns a .get() result")
+        # a checked .get() result returned, then a value of its type: translated again, every
+        # return copying its value into the caller's slot
+        helper = _translate_body(program, tr, func, fdef, filename, c_name, method, names, values,
+                                 helper.returns_values_too)
+    params = helper.params
     ret = helper.return_type or s64
     if helper.returned_none is not None and helper.return_type is not None and not isinstance(ret, Nullable):
         tr.fail(helper.returned_none, f"{name}() returns None here and {_returned(ret)} elsewhere",
@@ -159,6 +141,42 @@ def translate_helper(program, tr, node, func, key, values, c_name: str):
     return out.text(), ret
 
 
+def _translate_body(program, tr, func, fdef, filename, c_name, method, names, values, returns):
+    """The helper's translator once its body is translated (its C parameters in `.params`);
+    `returns` presets the return type (a struct or char[N] every path copies)."""
+    from pyprobe.dsl.translate import HandlerTranslator
+
+    helper = HandlerTranslator(program, func, fdef, filename, None, c_name)
+    helper.is_helper = True
+    helper.return_type = returns
+    if method:
+        helper.locals["self"] = PyObject(program, "self")
+    program.deps.note_function(func)
+    params: list[str] = []
+    for pname, value in zip(names, values):
+        c_arg = helper.c_local(pname)
+        if isinstance(value, (MapRef, StringLit)):
+            helper.locals[pname] = value
+        elif isinstance(value, ContextRef):
+            helper.locals[pname] = ContextRef(c_arg)
+            helper.context = tr.context          # ctx.<field>, get_stackid(ctx), submit to a PerfBuf
+            helper.context_param = c_arg
+            params.append(f"{tr.context.c_param_type}{c_arg}" if tr.context is not None else f"void *{c_arg}")
+        elif isinstance(value, Nullable):
+            helper.locals[pname] = Nullable(c_arg, value.target)
+            params.append(value.target.pointer_decl(c_arg))
+        elif isinstance(value.type, (StructType, ArrayType)):
+            helper.locals[pname] = Value(f"(*{c_arg})", value.type, lvalue=True, place=True)
+            params.append(value.type.c_decl(f"(*{c_arg})"))
+        else:
+            t = value.type if value.type is not None else value.scalar
+            helper.locals[pname] = Value(c_arg, t, lvalue=True)
+            params.append(t.c_decl(c_arg))
+    helper.translate_body()
+    helper.params = params
+    return helper
+
+
 def return_value(tr, node, value) -> None:
     """`return value` in a helper: integers and pointers as C returns them, structs and
     char[N] copied into the caller's slot."""
@@ -167,7 +185,10 @@ def return_value(tr, node, value) -> None:
 
         value = address_of(value)
     if isinstance(value, Value) and isinstance(value.type, (StructType, ArrayType, PointerType)):
-        if tr.return_type is None:
+        if isinstance(tr.return_type, Nullable) and tr.return_type.target == value.type \
+                and not isinstance(value.type, PointerType):
+            tr.returns_values_too = value.type      # translate_helper translates the helper again
+        elif tr.return_type is None:
             tr.return_type = value.type
         elif tr.return_type != value.type:
             tr.fail(node, f"this helper returned {_returned(tr.return_type)} before; here a {value.type!r}")
@@ -177,6 +198,13 @@ def return_value(tr, node, value) -> None:
             tr.emit(f"return {cast(tr, node, value.type, value).code};")
             return
         tr.store(Value(f"(*{RETURN_SLOT})", value.type, lvalue=True), node, value)
+        tr.emit("return 0;")
+        return
+    if isinstance(value, Nullable) and isinstance(tr.return_type, (StructType, ArrayType)) \
+            and tr.return_type == value.target:
+        # beside values of its type (`return char[16]()` on another path): a checked .get()
+        # result's value is copied into the caller's slot too (an unchecked call is refused)
+        tr.store(Value(f"(*{RETURN_SLOT})", value.target, lvalue=True), node, value)
         tr.emit("return 0;")
         return
     if isinstance(value, Nullable):             # returned as the pointer: the caller checks it for None

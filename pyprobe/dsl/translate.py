@@ -51,6 +51,8 @@ class HandlerTranslator(Statements, Expressions):
         self.return_type = None           # helpers: the type of their first `return value`
         self.is_helper = False            # a plain function or method called from a handler
         self.returned_none = None         # helpers: the first `return None` (a .get() result's None)
+        self.returns_values_too = None    # helpers: a struct/char[N] returned after a .get() result of it
+        self.params: list[str] = []       # helpers: their C parameters
 
     @property
     def context_has_return(self) -> bool:

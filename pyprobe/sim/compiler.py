@@ -47,6 +47,7 @@ class HandlerCompiler(SimStatements):
         self.return_type = None           # helpers: the type of their first `return value`
         self.is_helper = False            # a plain function or method called from a handler
         self.returned_none = None         # helpers: the first `return None`
+        self.returns_values_too = None    # helpers: a struct/char[N] returned after a .get() result of it
 
     # ---- errors and output ------------------------------------------------
     def loc(self, node) -> Location:

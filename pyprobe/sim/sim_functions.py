@@ -85,8 +85,29 @@ def compile_helper(program, tr, node, func, key, values, name: str):
 
     method, _ = key
     filename, fdef, label, names = parameters(tr, node, func, method, len(values))
+    helper, source = _compile_body(program, tr, node, func, fdef, filename, name, method, names, values, None)
+    if helper.returns_values_too is not None:
+        if helper.returned_none is not None:
+            tr.fail(helper.returned_none, f"{label}() returns None here and {_returned(helper.returns_values_too)} "
+                    "elsewhere", "return None only from a helper that returns a .get() result")
+        # dsl/functions.py's rule: compiled again, every return copying its value into the slot
+        helper, source = _compile_body(program, tr, node, func, fdef, filename, name, method, names, values,
+                                       helper.returns_values_too)
+    ret = helper.return_type or s64
+    if helper.returned_none is not None and helper.return_type is not None and not isinstance(ret, SNullable):
+        tr.fail(helper.returned_none, f"{label}() returns None here and {_returned(ret)} elsewhere",
+                "return None only from a helper that returns a .get() result")
+    return source, ret
+
+
+def _compile_body(program, tr, node, func, fdef, filename, name, method, names, values, returns):
+    """The helper's compiler and source; `returns` presets the return type (a struct or
+    char[N] every path copies)."""
+    from pyprobe.sim.compiler import HandlerCompiler
+
     helper = HandlerCompiler(program, func, fdef, filename, None, name)
     helper.is_helper = True
+    helper.return_type = returns
     if method:
         helper.locals["self"] = PyObject(program, "self")
     params = []
@@ -114,22 +135,26 @@ def compile_helper(program, tr, node, func, key, values, name: str):
                 t = value.type
             helper.locals[pname] = SV(py, t, local=py)
             params.append(py)
-    source = helper.compile_helper(params)
-    ret = helper.return_type or s64
-    if helper.returned_none is not None and helper.return_type is not None and not isinstance(ret, SNullable):
-        tr.fail(helper.returned_none, f"{label}() returns None here and {_returned(ret)} elsewhere",
-                "return None only from a helper that returns a .get() result")
-    return source, ret
+    return helper, helper.compile_helper(params)
 
 
 def return_value(tr, node, value) -> None:
     """`return value` in a helper, as dsl/functions.py's return_value."""
     if isinstance(value, SV) and isinstance(value.type, (StructType, ArrayType, PointerType)):
-        _same_return(tr, node, value.type, f"a {value.type!r}")
+        if isinstance(tr.return_type, SNullable) and tr.return_type.target == value.type \
+                and not isinstance(value.type, PointerType):
+            tr.returns_values_too = value.type      # compile_helper compiles the helper again
+        else:
+            _same_return(tr, node, value.type, f"a {value.type!r}")
         if isinstance(value.type, PointerType):
             tr.emit(f"return {value.code}")
             return
         tr.store(SV(RETURN_SLOT, value.type, buf=RETURN_SLOT), node, value)
+        tr.emit("return 0")
+        return
+    if isinstance(value, SNullable) and isinstance(tr.return_type, (StructType, ArrayType)) \
+            and tr.return_type == value.target:
+        tr.store(SV(RETURN_SLOT, value.target, buf=RETURN_SLOT), node, value)   # beside values of its type
         tr.emit("return 0")
         return
     if isinstance(value, SNullable):

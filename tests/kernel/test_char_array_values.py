@@ -108,3 +108,61 @@ def test_string_literals_are_stored_into_char_array_values():
     sim.set(tgid=os.getpid(), comm=name)
     sim.on_getppid()
     assert _literals_seen(sim) == seen
+
+
+class Named(Struct):
+    calls: u32
+    name: char[8]
+
+
+class EitherReturn(Program):
+    """Helpers that return a checked .get() result on one path and a new value of the same type
+    on another: every path copies its value into the caller's (bcc's `return *p` or a local)."""
+    target = Param(u32)
+    names = Hash(u32, char[16], max_entries=4)
+    named = Hash(u32, Named, max_entries=4)
+    out = Hash(u32, char[16], max_entries=4)
+    out_named = Hash(u32, Named, max_entries=4)
+
+    @syscall("getppid")
+    def on_getppid(self, args):
+        if tgid() != self.target:
+            return
+        for k in range(2):
+            self.out[k] = self._name_or_blank(k)
+            self.out_named[k] = self._named_or_new(k)
+
+    def _name_or_blank(self, k):
+        v = self.names.get(k)
+        if v is None:
+            return char[16]()
+        return v
+
+    def _named_or_new(self, k):
+        v = self.named.get(k)
+        if v is not None:
+            return v
+        n = Named()
+        n.calls = 99
+        n.name = "new"
+        return n
+
+
+def _either_seen(prog) -> tuple:
+    return (sorted((int(k), bytes(v)) for k, v in prog.out.items()),
+            sorted((int(k), int(v["calls"]), bytes(v["name"])) for k, v in prog.out_named.items()))
+
+
+def test_a_helper_returns_a_get_result_on_one_path_and_a_value_on_another():
+    with EitherReturn(target=os.getpid()) as prog:
+        prog.names[1] = b"stored"
+        prog.named[1] = (5, b"kept")
+        os.getppid()
+        seen = _either_seen(prog)
+    assert seen == ([(0, b""), (1, b"stored")], [(0, 99, b"new"), (1, 5, b"kept")])
+    sim = EitherReturn.simulate(target=os.getpid())
+    sim.names[1] = b"stored"
+    sim.named[1] = (5, b"kept")
+    sim.set(tgid=os.getpid())
+    sim.on_getppid()
+    assert _either_seen(sim) == seen

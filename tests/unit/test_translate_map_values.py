@@ -239,3 +239,74 @@ def test_a_write_into_a_map_read_is_refused_saying_it_is_a_copy():
     with pytest.raises(TranslationError) as refused:
         IntoMapRead.translate()
     assert "`v = self.labels.get(1)`" in refused.value.hint and "then `v.count = ...`" in refused.value.hint
+
+
+class OtherType(Program):
+    names = Hash(u32, char[8])
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        n = self._name(tgid())
+        n[0] = 1
+
+    def _name(self, k):
+        v = self.names.get(k)
+        if v is None:
+            return char[16]()
+        return v
+
+
+def test_a_get_result_beside_a_value_of_another_type_is_refused_naming_both():
+    with pytest.raises(TranslationError, match=r"this helper returned a char\[16\] before; here a \.get\(\) result "
+                                               r"of char\[8\]") as refused:
+        OtherType.translate()
+    assert refused.value.lineno == OtherType._name.__code__.co_firstlineno + 4
+    with pytest.raises(TranslationError, match=r"returned a char\[16\] before; here a \.get\(\) result of char\[8\]"):
+        OtherType.simulate()
+
+
+class Unchecked(Program):
+    names = Hash(u32, char[8])
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        n = self._name(tgid())
+        n[0] = 1
+
+    def _name(self, k):
+        if k == 0:
+            return char[8]()
+        return self.names.get(k)
+
+
+def test_an_unchecked_get_beside_a_value_is_refused_as_it_may_be_none():
+    for make in (Unchecked.translate, Unchecked.simulate):
+        with pytest.raises(TranslationError, match=r"self.names.get\(k\) may be None: check it before storing"):
+            make()
+
+
+class NoneToo(Program):
+    names = Hash(u32, char[8])
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        n = self._name(tgid())
+        n[0] = 1
+
+    def _name(self, k):
+        if k == 0:
+            return None
+        v = self.names.get(k)
+        if v is None:
+            return None
+        if k == 1:
+            return v
+        return char[8]()
+
+
+def test_none_beside_a_get_result_and_a_value_is_refused_at_the_none():
+    for make in (NoneToo.translate, NoneToo.simulate):
+        with pytest.raises(TranslationError, match=r"self._name\(\) returns None here and a char\[8\] elsewhere") \
+                as refused:
+            make()
+        assert refused.value.lineno == NoneToo._name.__code__.co_firstlineno + 2
