@@ -277,13 +277,14 @@ class Program:
 
     @classmethod
     @_hide_internals
-    def simulate(cls, ncpus: int = 2, kernel=None, **params):
+    def simulate(cls, ncpus: int = 2, kernel=None, attach_to: dict | None = None, **params):
         """The program run in plain Python: its maps, and one method per handler that runs
         it on an event the test gives (no kernel, no root). `kernel`: a kernel view whose
-        tracepoint formats to use (a recorded one in tests). See docs/testing.md."""
+        tracepoint formats to use (a recorded one in tests); `attach_to`: probe points as the
+        constructor takes them (a handler runs at the first one given). See docs/testing.md."""
         from pyprobe.sim.simulation import simulate
 
-        return simulate(cls, ncpus=ncpus, kernel=kernel, **params)
+        return simulate(cls, ncpus=ncpus, kernel=kernel, attach_to=attach_to, **params)
 
     # ---- life cycle -------------------------------------------------------
     @_hide_internals

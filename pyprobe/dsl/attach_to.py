@@ -29,14 +29,32 @@ def resolve(cls, attach_to: dict | None) -> tuple[dict[str, list[Probe]], dict[s
     """(moved, retarget), each handler name -> probes instead of its decorators'. `moved`:
     the compiled program attaches there ([] for none); `retarget`: the handler is translated
     for those points (kinds not MOVABLE)."""
+    handlers = {n: v for k in reversed(cls.__mro__) for n, v in vars(k).items() if isinstance(v, Handler)}
+    moved: dict[str, list[Probe]] = {}
+    retarget: dict[str, list[Probe]] = {}
+    for name, probes in chosen(cls, attach_to).items():
+        handler = handlers[name]
+        kind = handler.probes[-1].kind            # the innermost decorator: the translated program
+        if (kind in MOVABLE and not any(_becomes_fentry(p) for p in probes)) or not probes:
+            moved[name] = probes
+        elif kind == "tracepoint" and _reads_no_field(handler, probes):
+            _refuse_missing_tracepoints(handler, probes)
+            moved[name] = probes
+        else:
+            retarget[name] = probes
+    return moved, retarget
+
+
+def chosen(cls, attach_to: dict | None) -> dict[str, list[Probe]]:
+    """Handler name -> the probe points attach_to gives it ([] for none), checked against the
+    handlers (each of its own kind, none twice); the simulation runs handlers at these too."""
     if not attach_to:
-        return {}, {}
+        return {}
     if not isinstance(attach_to, dict):
         raise TypeError(f"attach_to is a dict {{handler name: probe decorator, a list of them, or None}}, "
                         f"not {attach_to!r}")
     handlers = {n: v for k in reversed(cls.__mro__) for n, v in vars(k).items() if isinstance(v, Handler)}
-    moved: dict[str, list[Probe]] = {}
-    retarget: dict[str, list[Probe]] = {}
+    out: dict[str, list[Probe]] = {}
     for name, specs in attach_to.items():
         handler = handlers.get(name)
         if handler is None or not handler.probes:
@@ -50,14 +68,8 @@ def resolve(cls, attach_to: dict | None) -> tuple[dict[str, list[Probe]], dict[s
                                 f"({probe.describe()}): use a {kind} probe point")
             if probe in probes[:i]:
                 raise TypeError(f"attach_to gives {name} {probe.describe()} twice: every event would run it twice")
-        if (kind in MOVABLE and not any(_becomes_fentry(p) for p in probes)) or not probes:
-            moved[name] = probes
-        elif kind == "tracepoint" and _reads_no_field(handler, probes):
-            _refuse_missing_tracepoints(handler, probes)
-            moved[name] = probes
-        else:
-            retarget[name] = probes
-    return moved, retarget
+        out[name] = probes
+    return out
 
 
 def _refuse_missing_tracepoints(handler: Handler, probes: list[Probe]) -> None:

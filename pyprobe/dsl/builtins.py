@@ -15,7 +15,8 @@ from pyprobe.dsl import strings
 from pyprobe.dsl.helper_specs import register_reads, registry
 
 from pyprobe.dsl.types import ArrayType, PointerType, StructType, char, s64, u32, u64
-from pyprobe.dsl.refusals import RETVAL_OUTSIDE_RETURN, describe as _describe
+from pyprobe.dsl.refusals import ATTACH_COOKIE_OUTSIDE_TRACEPOINT, RETVAL_OUTSIDE_RETURN, USDT_COOKIE_OUTSIDE_USDT, \
+    describe as _describe
 from pyprobe.dsl.values import Nullable, StringLit, Value
 
 if TYPE_CHECKING:
@@ -89,15 +90,14 @@ def _usdt_arg(tr, node, ctx, n):
 @helper("usdt_cookie")
 def _usdt_cookie(tr, node, ctx):
     if tr.context is None or tr.context.attach.kind != "usdt":
-        tr.fail(node, "usdt_cookie(ctx) is only defined in a @usdt handler")
+        tr.fail(node, USDT_COOKIE_OUTSIDE_USDT)
     return Value(f"bpf_usdt_cookie({tr.context_param})", u64)
 
 
 @helper("attach_cookie")
 def _attach_cookie(tr, node, ctx):
     if tr.context is None or tr.context.attach.kind != "tracepoint":
-        tr.fail(node, "attach_cookie(args) is only defined in a @tracepoint handler "
-                      "(a @usdt handler reads its cookie with usdt_cookie(ctx))")
+        tr.fail(node, ATTACH_COOKIE_OUTSIDE_TRACEPOINT)
     return Value(f"bpf_get_attach_cookie({tr.context_param})", u64)
 
 

@@ -40,6 +40,11 @@ void volatile while _Bool bool NULL LICENSE SEC""".split())
 RETVAL_OUTSIDE_RETURN = ("retval(ctx) is only defined in a kretprobe, uretprobe, fexit, lsm or fmod_ret",
                          "attach this handler with @kretprobe, @uretprobe or @fexit")
 
+# cookies outside the probe kind that has them: the translator's and the simulation's words
+ATTACH_COOKIE_OUTSIDE_TRACEPOINT = ("attach_cookie(args) is only defined in a @tracepoint handler "
+                                    "(a @usdt handler reads its cookie with usdt_cookie(ctx))")
+USDT_COOKIE_OUTSIDE_USDT = "usdt_cookie(ctx) is only defined in a @usdt handler"
+
 
 def write_into_map_read(target, is_map) -> tuple[str, str] | None:
     """`self.m[k].name = v`: `self.m[k]` reads a copy of the value, so the write would be lost;

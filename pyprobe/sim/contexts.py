@@ -14,6 +14,7 @@ from pyprobe.sim.svalues import SKernel, SV
 
 class SimContext:
     kind = ""
+    cookie = 0                            # the u64 its probe point was attached with (attach_cookie, usdt_cookie)
     default_return = 0
     has_return = False
     return_type = s64
@@ -67,6 +68,8 @@ class TracepointSim(SimContext):
 
     def event(self, sim, fields):
         ctx = self.zero.copy()
+        if self.kind == "tracepoint":          # attach_cookie(args): this point's, or the event's
+            ctx["_cookie"] = cookie_in(fields.pop("attach_cookie", self.cookie), "attach_cookie")
         for name, size in self.arrays:
             ctx[name] = bytearray(size)
         types, fast = self.types, self.fast
@@ -182,6 +185,7 @@ class FunctionSim(SimContext):
             ctx["retval"] = wrap(int(fields.pop("retval", 0)), s64)
         if self.kind == "usdt":
             ctx["usdt_args"] = list(fields.pop("usdt_args", ()))
+            ctx["_cookie"] = cookie_in(fields.pop("usdt_cookie", self.cookie), "usdt_cookie")
         super().event(sim, fields)
         return ctx
 
@@ -191,6 +195,13 @@ def argument_in(sim, t, value, what: str):
     if isinstance(t, KernelPointer):
         return value                  # the test's object; members are read as they are asked for
     return convert_in(sim, t, value, what)
+
+
+def cookie_in(value, what: str) -> int:
+    """The cookie an event passes for the point it fires at: a u64, as the decorators take it."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+        raise ValueError(f"{what}={value!r}: a cookie is a u64 (0 to 2**64 - 1), as tracepoint(..., cookie=) takes it")
+    return value
 
 
 def convert_in(sim, t, value, what: str):

@@ -37,12 +37,13 @@ class CompiledHandler:
 
 
 class ProgramCompiler:
-    def __init__(self, cls, kernel=None):
+    def __init__(self, cls, kernel=None, probes: dict | None = None):
         from pyprobe.dsl.program_source import collect
 
         self.cls = cls
         self.kernel = kernel                # a kernel view (tracepoint formats), None: this machine
         self.maps, self.handlers, self.params = collect(cls)
+        self.probes = probes or {}          # handler name -> the points attach_to gave it
         self.line_maps: dict[str, tuple[str, list[int]]] = {}     # generated function -> (file, lines)
         self.functions: dict[tuple, tuple[str, object]] = {}     # (func, argument kinds) -> (name, return type)
         self.sources: list[str] = []
@@ -102,7 +103,9 @@ class ProgramCompiler:
         loc = Location(filename, fdef.lineno, fdef.col_offset)
         if not handler.probes:
             raise TranslationError(f"{name} is a tail-call target: simulate the handler that calls it", loc)
-        context = context_for(handler.probes[probe_index], loc, self.kernel)
+        probe = self.probes.get(name, handler.probes)[probe_index]
+        context = context_for(probe, loc, self.kernel)
+        context.cookie = probe.options.get("cookie") or 0
         gen_name = f"H_{name}_{probe_index}"
         tr = HandlerCompiler(self, handler.func, fdef, filename, context, gen_name)
         params = [a.arg for a in fdef.args.args]
@@ -145,7 +148,7 @@ class ProgramCompiler:
     def compile_all(self) -> "CompiledProgram":
         compiled = {}
         for name, handler in self.handlers.items():
-            if handler.probes:
+            if handler.probes and self.probes.get(name, handler.probes):   # attach_to's None: not attached
                 compiled[name] = self.compile_handler(name, handler)
         return CompiledProgram(self, compiled)
 
@@ -179,10 +182,11 @@ class CompiledProgram:
         return None
 
 
-def compiled_program(cls, kernel=None) -> CompiledProgram:
-    """The class's generated code (cached on the class for this machine's kernel)."""
-    if kernel is not None:
-        return ProgramCompiler(cls, kernel).compile_all()
+def compiled_program(cls, kernel=None, probes: dict | None = None) -> CompiledProgram:
+    """The class's generated code (cached on the class for this machine's kernel and the
+    decorators' probe points; `probes`: the points attach_to gave some handlers)."""
+    if kernel is not None or probes:
+        return ProgramCompiler(cls, kernel, probes).compile_all()
     cached = cls.__dict__.get("_pp_sim")
     if cached is None:
         cached = ProgramCompiler(cls).compile_all()

@@ -11,7 +11,7 @@ import ast
 from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, Scalar, StructType, char, s32, s64, u16, u32, \
     u64
 from pyprobe.dsl.helper_specs import register_reads, registry
-from pyprobe.dsl.refusals import RETVAL_OUTSIDE_RETURN
+from pyprobe.dsl.refusals import ATTACH_COOKIE_OUTSIDE_TRACEPOINT, RETVAL_OUTSIDE_RETURN, USDT_COOKIE_OUTSIDE_USDT
 from pyprobe.dsl.values import MapRef, StringLit
 from pyprobe.sim.svalues import SKernel, SNullable, SV
 
@@ -81,6 +81,20 @@ def _usdt_arg(tr, node, ctx, n):
     if not isinstance(n, SV) or n.const is None or not 1 <= n.const <= 12:
         tr.fail(node.args[1], "usdt_arg(ctx, n) takes a constant n from 1 (bcc's numbering) to 12")
     return SV(f"_usdt_arg(ctx, {n.const}, {tr.lineno})", s64)
+
+
+@helper("attach_cookie")
+def _attach_cookie(tr, node, ctx):
+    if tr.context is None or tr.context.kind != "tracepoint":
+        tr.fail(node, ATTACH_COOKIE_OUTSIDE_TRACEPOINT)
+    return SV("ctx['_cookie']", u64)      # the point's cookie, or the event's attach_cookie=
+
+
+@helper("usdt_cookie")
+def _usdt_cookie(tr, node, ctx):
+    if tr.context is None or tr.context.kind != "usdt":
+        tr.fail(node, USDT_COOKIE_OUTSIDE_USDT)
+    return SV("ctx['_cookie']", u64)      # the point's cookie, or the event's usdt_cookie=
 
 
 @helper("current_task")

@@ -23,14 +23,18 @@ class Simulation:
     """The user side of a simulated program: maps and buffers by name, one method per handler,
     `set()` for what the helpers return, `trace` for trace_printk's lines."""
 
-    def __init__(self, cls, params: dict, ncpus: int = 2, kernel=None):
+    def __init__(self, cls, params: dict, ncpus: int = 2, kernel=None, attach_to: dict | None = None):
         from pyprobe.dsl.types import Scalar
         from pyprobe.sim.buffers import EventBufferSim
         from pyprobe.sim.program import compiled_program, is_event_buffer, is_prog_array
         from pyprobe.sim.storage import storage_for
         from pyprobe.sim.views import view_for
 
-        self._program = program = compiled_program(cls, kernel)
+        from pyprobe.dsl.attach_to import chosen
+
+        # attach_to as the Program's constructor takes it: each handler runs at the first point
+        # given (a tracepoint's fields, a cookie), and one given None is not there to run
+        self._program = program = compiled_program(cls, kernel, chosen(cls, attach_to))
         unknown = set(params) - set(program.params)
         if unknown:
             raise TypeError(f"{cls.__name__} has no Param {', '.join(sorted(unknown))} "
@@ -185,5 +189,5 @@ class Simulation:
         return f"<simulated {self._program.cls.__name__}: maps {', '.join(self._maps) or 'none'}>"
 
 
-def simulate(cls, ncpus: int = 2, kernel=None, **params) -> Simulation:
-    return Simulation(cls, params, ncpus, kernel)
+def simulate(cls, ncpus: int = 2, kernel=None, attach_to: dict | None = None, **params) -> Simulation:
+    return Simulation(cls, params, ncpus, kernel, attach_to)
