@@ -236,9 +236,9 @@ class Expressions:
         return operators.compare(type(op), self.scalar(left_node, left), self.scalar(right_node, right))
 
     def expr_Call(self, node):
-        if node.keywords and not isinstance(node.func, ast.Attribute):
-            self.fail(node.keywords[0], "keyword arguments are not available for this call")
         callee = self.expr(node.func) if not isinstance(node.func, ast.Attribute) else self.method_or_attr(node)
+        if node.keywords and not isinstance(node.func, ast.Attribute) and not makes_struct(callee):
+            self.fail(node.keywords[0], "keyword arguments are not available for this call")
         if isinstance(callee, tuple):                       # a map method
             ref, method = callee
             impl = registry.MAP_METHODS.get(method)
@@ -276,12 +276,25 @@ class Expressions:
                 return Value(f"(({obj.c_name}){v.code})", obj)
             if isinstance(obj, (ArrayType, StructType)) or (isinstance(obj, type) and issubclass(obj, Struct)):
                 if args:
-                    self.fail(node, f"{callee.name}() takes no arguments: it makes a zeroed value")
+                    self.fail(node, f"{callee.name}() takes no arguments: it makes a zeroed value",
+                              f"name the fields to set: {callee.name}(pid=p, ...)" if makes_struct(callee) else None)
                 ctype = as_ctype(obj)
                 if isinstance(ctype, StructType):
                     self.program.use_struct(ctype)
+                if node.keywords:
+                    return self.struct_with_fields(node, ctype)
                 return Value(self.temp(ctype, "v"), ctype, lvalue=True)
         self.fail(node.func, f"{_describe(callee)} cannot be called in a BPF handler")
+
+    def struct_with_fields(self, node, ctype: StructType) -> Value:
+        """`Event(pid=p, comm=comm())`: a zeroed struct with these fields stored as assignments
+        store them (C's designated initializer, bcc's `struct data_t d = {.pid = p}`)."""
+        tmp = self.temp(ctype, "v")
+        self.emit(f"__builtin_memset(&{tmp}, 0, sizeof({tmp}));")        # zeroed again in a loop
+        for kw in node.keywords:
+            field = struct_field(self, kw, ctype, kw.arg)
+            self.store(Value(f"{tmp}.{kw.arg}", field, lvalue=True, place=True), kw.value, self.expr(kw.value))
+        return Value(tmp, ctype, lvalue=True)
 
     def method_or_attr(self, node):
         base = as_map(self.expr(node.func.value))
@@ -315,3 +328,19 @@ class Expressions:
                 return ctype
         self.fail(node, message)
 
+
+def makes_struct(callee) -> bool:
+    """Whether a call makes a Struct (its fields may be named: `Event(pid=p)`)."""
+    obj = getattr(callee, "obj", None) if isinstance(callee, PyObject) else None
+    return isinstance(obj, StructType) or (isinstance(obj, type) and issubclass(obj, Struct))
+
+
+def struct_field(tr, kw, ctype: StructType, name: str | None):
+    """The type of the field a keyword of `Event(name=v)` names; the translator's and the
+    simulation's refusals."""
+    if name is None:
+        tr.fail(kw, f"{ctype.name}(**fields) is not available: name each field", f"{ctype.name}(pid=p, ...)")
+    ftype = ctype.field_types.get(name)
+    if ftype is None:
+        tr.fail(kw, f"struct {ctype.name} has no field '{name}' (fields: {', '.join(ctype.field_types)})")
+    return ftype

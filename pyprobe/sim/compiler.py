@@ -17,6 +17,7 @@ from pyprobe.dsl import operators
 from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl
 from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype, \
     char, s32, s64, u64
+from pyprobe.dsl.expressions import makes_struct, struct_field
 from pyprobe.dsl.values import ContextRef, MapRef, PyObject, StringLit
 from pyprobe.errors import Location, TranslationError
 from pyprobe.sim import sim_builtins, sim_functions
@@ -381,7 +382,7 @@ class HandlerCompiler(SimStatements):
         return SV(f"(1 if {self.convert(a, t).code} {PY_COMPARES[type(op)]} {self.convert(b, t).code} else 0)", s32)
 
     def expr_Call(self, node):
-        if node.keywords and not isinstance(node.func, ast.Attribute):
+        if node.keywords and not isinstance(node.func, ast.Attribute) and not makes_struct(self.expr(node.func)):
             self.fail(node.keywords[0], "keyword arguments are not available for this call")
         if isinstance(node.func, ast.Attribute):
             base = self.expr(node.func.value)
@@ -431,9 +432,16 @@ class HandlerCompiler(SimStatements):
                 return self.convert(self.scalar(node.args[0], args[0]), obj)
             if isinstance(obj, (ArrayType, StructType)) or (isinstance(obj, type) and issubclass(obj, Struct)):
                 if args:
-                    self.fail(node, f"{callee.name}() takes no arguments: it makes a zeroed value")
+                    self.fail(node, f"{callee.name}() takes no arguments: it makes a zeroed value",
+                              f"name the fields to set: {callee.name}(pid=p, ...)" if makes_struct(callee) else None)
                 ctype = as_ctype(obj)
                 name = self.temp(f"bytearray({ctype.size})", "v")
+                if node.keywords:                  # Event(pid=p): the translator's struct_with_fields
+                    self.emit(f"{name}[:] = bytes({ctype.size})")
+                    for kw in node.keywords:
+                        field = struct_field(self, kw, ctype, kw.arg)
+                        self.store(self.at(name, str(ctype.offsets[kw.arg]), field, True), kw.value,
+                                   self.expr(kw.value))
                 return SV(name, ctype, buf=name)
         self.fail(node.func, f"{_describe(callee)} cannot be called in a BPF handler")
 
