@@ -83,6 +83,9 @@ usdt_cookie = _helper("usdt_cookie", "(ctx) -> u64",
 attach_cookie = _helper("attach_cookie", "(args) -> u64",
                         "attach_cookie(args): the cookie the tracepoint that fired was attached with "
                         "(tracepoint(..., cookie=N)), else 0.")
+atomic_add = _helper("atomic_add", "(place: place, n: int) -> any",
+                     "atomic_add(v.total, n): add n to a 32- or 64-bit integer in place, atomically (bcc's "
+                     "__sync_fetch_and_add(&v->total, n)); a statement, for a field of a map value.")
 cast = _helper("cast", "(type: type, value: any) -> any",
                'cast("struct sock *", x): an integer or pointer as a typed kernel pointer; cast(u32, x) truncates.')
 offsetof = _helper("offsetof", "(type: str, member: str) -> u64",

@@ -15,8 +15,8 @@ from pyprobe.dsl import strings
 from pyprobe.dsl.helper_specs import register_reads, registry
 
 from pyprobe.dsl.types import ArrayType, PointerType, StructType, char, s64, u32, u64
-from pyprobe.dsl.refusals import ATTACH_COOKIE_OUTSIDE_TRACEPOINT, RETVAL_OUTSIDE_RETURN, USDT_COOKIE_OUTSIDE_USDT, \
-    describe as _describe
+from pyprobe.dsl.refusals import ATOMIC_ADD_PLACE, ATTACH_COOKIE_OUTSIDE_TRACEPOINT, READ_INTO_INTEGER, RETVAL_OUTSIDE_RETURN, \
+    USDT_COOKIE_OUTSIDE_USDT, describe as _describe, read_from_integer
 from pyprobe.dsl.values import Nullable, StringLit, Value
 
 if TYPE_CHECKING:
@@ -384,11 +384,14 @@ map_method("peek")(_take("bpf_map_peek_elem"))
 def _probe_read(c_helper: str, string: bool):
     def read(tr, node, dst, src):
         if not (isinstance(dst, Value) and dst.lvalue and isinstance(dst.type, (ArrayType, StructType))):
-            tr.fail(node.args[0], "the destination must be a buffer such as char[64]() or a Struct local")
+            tr.fail(node.args[0], *READ_INTO_INTEGER)
         if isinstance(src, Value) and isinstance(src.type, (ArrayType,)):
             source = src.code
         else:
-            source = tr.scalar(node.args[1], src).code
+            address = tr.scalar(node.args[1], src)
+            if address.type is not None and address.scalar is not None and address.scalar.size < 8:
+                tr.fail(node.args[1], *read_from_integer(node.args[1], address.type))
+            source = address.code
         if string:
             from pyprobe.dsl.strings import read_str
 
@@ -404,6 +407,16 @@ for _name, _c, _str in (("probe_read", "bpf_probe_read_kernel", False),
                         ("probe_read_kernel_str", "bpf_probe_read_kernel_str", True),
                         ("probe_read_user_str", "bpf_probe_read_user_str", True)):
     helper(_name)(_probe_read(_c, _str))
+
+
+@helper("atomic_add")
+def _atomic_add(tr, node, place, n):
+    """bcc's __sync_fetch_and_add(&v->total, n) as a statement: its result unused, clang emits the
+    BPF atomic add every kernel has (a fetched result needs the v3 instruction set)."""
+    if not (isinstance(place, Value) and place.lvalue and place.scalar is not None and place.scalar.size in (4, 8)):
+        tr.fail(node.args[0], *ATOMIC_ADD_PLACE)
+    tr.emit(f"__sync_fetch_and_add(&{place.code}, {tr.scalar(node.args[1], n).code});")
+    return None
 
 
 @helper("override_return")

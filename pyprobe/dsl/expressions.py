@@ -13,7 +13,7 @@ from pyprobe.dsl import operators
 from pyprobe.dsl import strings
 from pyprobe.dsl.decorators import Handler
 from pyprobe.dsl.registers import REGISTERS, Registers
-from pyprobe.dsl.refusals import describe as _describe
+from pyprobe.dsl.refusals import describe as _describe, wrong_arguments
 from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype
 from pyprobe.dsl.values import (ContextRef, KernelArray, KernelPath, MapRef, Nullable, PyObject, StringLit, Value,
                                 as_map, literal)
@@ -63,6 +63,10 @@ class Expressions:
                 return self.wrap_python(node, scope[name], name)
         if name == "range":
             self.fail(node, "range() is only available as the iterable of a for loop")
+        if name == "ord":
+            from pyprobe.dsl.strings import Ord
+
+            return Ord()
         if hasattr(py_builtins, name):
             self.fail(node, f"Python's {name}() is not available in a BPF handler")
         self.fail(node, f"name '{name}' is not defined", "assign it first, or import it at module level")
@@ -250,7 +254,7 @@ class Expressions:
                 return impl(self, node, ref, *args)
             except TypeError as e:
                 if "positional argument" in str(e):
-                    self.fail(node, f"wrong number of arguments to self.{ref.name}.{method}()")
+                    self.fail(node, *wrong_arguments(ref.name, method, impl, len(args)))
                 raise
         builtin = getattr(callee.obj, "_pp_builtin", None) if isinstance(callee, PyObject) else None
         if builtin == "trace_printk" and node.args and isinstance(node.args[0], ast.JoinedStr):

@@ -46,6 +46,44 @@ ATTACH_COOKIE_OUTSIDE_TRACEPOINT = ("attach_cookie(args) is only defined in a @t
 USDT_COOKIE_OUTSIDE_USDT = "usdt_cookie(ctx) is only defined in a @usdt handler"
 
 
+# probe_read*(dst, src) given an integer where a buffer or an address belongs (bcc's
+# `bpf_probe_read_kernel(&pid, sizeof(pid), &p->pid)` ported word for word)
+READ_INTO_INTEGER = ("the destination must be a buffer such as char[64]() or a Struct local",
+                     "an integer is read by assigning it: `pid = p.pid` reads the kernel member")
+
+
+def read_from_integer(src_node, ctype) -> tuple[str, str]:
+    """probe_read*(dst, src) with src an integer narrower than an address: the words that say so."""
+    text = ast.unparse(src_node)
+    return (f"{text} is a {ctype!r} value, not an address: probe_read reads from the address its second "
+            f"argument holds", f"a kernel member is read by naming it (`x = {text}`); give probe_read a pointer "
+            "or a u64 address")
+
+
+def wrong_arguments(name: str, method: str, impl, given: int) -> tuple[str, str | None]:
+    """`self.m.get()` given too few or too many arguments: what the method takes (from its
+    implementation's parameters after the translator, the call and the map)."""
+    import inspect
+
+    params = list(inspect.signature(impl).parameters.values())[3:]
+    shown = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}=..." for p in params)
+    hint = (f"bcc's {name}.perf_submit(ctx, &data, sizeof(data)) is self.{name}.submit(data)"
+            if method in ("submit", "output", "perf_submit", "ringbuf_output") and given > 1 else None)
+    return f"wrong number of arguments to self.{name}.{method}(): it takes ({shown}), {given} given", hint
+
+
+def get_result_changed(target_node, target) -> tuple[str, str]:
+    """`v += n` with v a .get() result of an integer (bcc's `(*v) += n`, `*tsp = 0`)."""
+    text = ast.unparse(target_node)
+    return (f"{text} is a .get() result (a {target!r} in the map, or None): `{text} += ...` cannot change it",
+            "change the value in the map by its key: self.<map>[key] += n (an atomic add), or self.<map>[key] = v")
+
+# atomic_add(place, n) of something that is no 32- or 64-bit integer in memory
+ATOMIC_ADD_PLACE = ("atomic_add(place, n) adds to a 32- or 64-bit integer in memory: a field of a map value "
+                    "(`v.total` after `v = self.m.get(k)`) or a local",
+                    "a map's integer value is added to with self.m[k] += n (atomic already)")
+
+
 def write_into_map_read(target, is_map) -> tuple[str, str] | None:
     """`self.m[k].name = v`: `self.m[k]` reads a copy of the value, so the write would be lost;
     the words that say what to write instead (the translator's and the simulation's), or None."""

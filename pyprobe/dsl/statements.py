@@ -10,8 +10,9 @@ from pyprobe.dsl import kernel_data
 from pyprobe.dsl import operators
 from pyprobe.dsl import strings
 from pyprobe.dsl.cbuilder import condition as c_condition
-from pyprobe.dsl.refusals import FakeCall as _FakeCall, describe as _describe, write_into_map_read
-from pyprobe.dsl.types import ArrayType, CType, PointerType, StructType, s64, u64
+from pyprobe.dsl.refusals import FakeCall as _FakeCall, describe as _describe, get_result_changed, \
+    write_into_map_read
+from pyprobe.dsl.types import ArrayType, CType, PointerType, Scalar, StructType, s64, u64
 from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, StructAlias, Value, as_map, literal
 
 
@@ -159,6 +160,8 @@ class Statements:
                 self.assign(target, node, operators.binop(op, current, self.scalar(node.value, amount)))
                 return
         current = self.expr(target)
+        if isinstance(current, Nullable) and isinstance(current.target, Scalar):
+            self.fail(target, *get_result_changed(target, current.target))
         if not isinstance(current, Value) or current.scalar is None:
             self.fail(target, "augmented assignment needs an integer target")
         amount = self.scalar(node.value, self.expr(node.value))

@@ -14,7 +14,7 @@ import types
 from typing import NoReturn
 
 from pyprobe.dsl import operators
-from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl
+from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl, wrong_arguments
 from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype, \
     char, s32, s64, u64
 from pyprobe.dsl.expressions import makes_struct, struct_field
@@ -195,6 +195,10 @@ class HandlerCompiler(SimStatements):
                 return self.wrap_python(node, scope[name], name)
         if name == "range":
             self.fail(node, "range() is only available as the iterable of a for loop")
+        if name == "ord":
+            from pyprobe.dsl.strings import Ord
+
+            return Ord()
         if hasattr(py_builtins, name):
             self.fail(node, f"Python's {name}() is not available in a BPF handler")
         self.fail(node, f"name '{name}' is not defined", "assign it first, or import it at module level")
@@ -402,7 +406,7 @@ class HandlerCompiler(SimStatements):
                     return impl(self, node, base, *args)
                 except TypeError as e:
                     if "positional argument" in str(e):
-                        self.fail(node, f"wrong number of arguments to self.{base.name}.{node.func.attr}()")
+                        self.fail(node, *wrong_arguments(base.name, node.func.attr, impl, len(args)))
                     raise
             callee = self.expr_Attribute(node.func)
         else:

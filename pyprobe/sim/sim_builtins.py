@@ -11,7 +11,8 @@ import ast
 from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, Scalar, StructType, char, s32, s64, u16, u32, \
     u64
 from pyprobe.dsl.helper_specs import register_reads, registry
-from pyprobe.dsl.refusals import ATTACH_COOKIE_OUTSIDE_TRACEPOINT, RETVAL_OUTSIDE_RETURN, USDT_COOKIE_OUTSIDE_USDT
+from pyprobe.dsl.refusals import ATOMIC_ADD_PLACE, ATTACH_COOKIE_OUTSIDE_TRACEPOINT, READ_INTO_INTEGER, RETVAL_OUTSIDE_RETURN, \
+    USDT_COOKIE_OUTSIDE_USDT, read_from_integer
 from pyprobe.dsl.values import MapRef, StringLit
 from pyprobe.sim.svalues import SKernel, SNullable, SV
 
@@ -97,6 +98,16 @@ def _usdt_cookie(tr, node, ctx):
     return SV("ctx['_cookie']", u64)      # the point's cookie, or the event's usdt_cookie=
 
 
+@helper("atomic_add")
+def _atomic_add(tr, node, place, n):
+    """The translator's atomic_add: one handler runs at a time here, so a plain add."""
+    if not (isinstance(place, SV) and (place.in_memory or place.local) and place.scalar is not None
+            and place.type is not None and place.scalar.size in (4, 8)):
+        tr.fail(node.args[0], *ATOMIC_ADD_PLACE)
+    tr.store(place, node, tr.binop(node, ast.Add, place, tr.scalar(node.args[1], n)))
+    return None
+
+
 @helper("current_task")
 def _current_task(tr, node):
     from pyprobe.sim.kernel_objects import task_struct_id
@@ -121,11 +132,14 @@ def _trace_printk(tr, node, fmt, *args):
 def _probe_read(user: bool, string: bool):
     def read(tr, node, dst, src):
         if not (isinstance(dst, SV) and dst.in_memory and isinstance(dst.type, (ArrayType, StructType))):
-            tr.fail(node.args[0], "the destination must be a buffer such as char[64]() or a Struct local")
+            tr.fail(node.args[0], *READ_INTO_INTEGER)
         if isinstance(src, SV) and isinstance(src.type, ArrayType):
             source = src.bytes_code()              # a kernel buffer already read
             return SV(f"_copy_bytes({dst.buf}, {dst.off}, {dst.type.size}, {source}, {string})", s64)
-        address = tr.scalar(node.args[1], src).code
+        value = tr.scalar(node.args[1], src)
+        if value.type is not None and value.scalar is not None and value.scalar.size < 8:
+            tr.fail(node.args[1], *read_from_integer(node.args[1], value.type))
+        address = value.code
         return SV(f"_read_memory({dst.buf}, {dst.off}, {dst.type.size}, {address}, {string}, {tr.lineno})", s64)
     return read
 

@@ -6,7 +6,7 @@ import ast
 from typing import TYPE_CHECKING, NoReturn
 
 from pyprobe.dsl import operators
-from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl, write_into_map_read
+from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl, get_result_changed, write_into_map_read
 from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype, \
     char, s32, s64, u64
 from pyprobe.dsl.values import ContextRef, MapRef, PyObject, StringLit
@@ -163,6 +163,8 @@ class SimStatements:
                 self.assign(target, node, self.binop(node, op, current, self.scalar(node.value, amount)))
                 return
         current = self.expr(target)
+        if isinstance(current, SNullable) and isinstance(current.target, Scalar):
+            self.fail(target, *get_result_changed(target, current.target))
         if not isinstance(current, SV) or current.scalar is None:
             self.fail(target, "augmented assignment needs an integer target")
         self.assign(target, node, self.binop(node, op, current, self.scalar(node.value, self.expr(node.value))))

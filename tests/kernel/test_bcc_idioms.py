@@ -1,10 +1,12 @@
 """Idioms of bcc's tools (tcpstates, runqslower, biotop, memleak) written as a pyprobe author
 would write them, each on the kernel with its own workload and in the simulation, which must
-agree: a struct made with its fields named (bcc's `struct data_t d = {.pid = p}`)."""
+agree: a struct made with its fields named (bcc's `struct data_t d = {.pid = p}`), atomic adds to
+the fields of a map value (memleak's `__sync_fetch_and_add(&info->total_size, sz)`), and a
+character constant (`ord("W")`, biotop's `rwbs[0] == 'W'`)."""
 import os
 
 from pyprobe import Hash, Param, Program, Struct, char, syscall, s32, u32, u64
-from pyprobe.bpf import comm, tgid
+from pyprobe.bpf import atomic_add, comm, tgid
 
 
 class StateEvent(Struct):
@@ -49,3 +51,48 @@ def test_a_struct_made_with_named_fields():
     sim.set(tgid=pid, comm=name)
     sim.on_getppid()
     assert _events(sim) == seen
+
+
+class Combined(Struct):
+    total_size: u64
+    number_of_allocs: u32
+    by_p: u32
+
+
+class Statistics(Program):
+    """memleak's update_statistics_add: fields of one map value added to atomically, and a count of
+    the calls from tasks whose name begins with 'p'."""
+    target = Param(u32)
+    combined = Hash(u32, Combined, max_entries=4)
+
+    @syscall("getppid")
+    def on_getppid(self, args):
+        if tgid() != self.target:
+            return
+        v = self.combined.lookup_or_init(1, Combined())
+        if v is None:
+            return
+        atomic_add(v.total_size, 4096)
+        atomic_add(v.number_of_allocs, 1)
+        if comm()[0] == ord("p"):
+            atomic_add(v.by_p, 1)
+
+
+def test_atomic_adds_to_map_value_fields():
+    n = 50
+    pid = os.getpid()
+    with open("/proc/self/comm", "rb") as f:
+        name = f.read().strip()
+    starts_with_p = name[:1] == b"p"
+    with Statistics(target=pid) as prog:
+        for _ in range(n):
+            os.getppid()
+        v = prog.combined[1]
+        seen = (int(v["total_size"]), int(v["number_of_allocs"]), int(v["by_p"]))
+    assert seen == (4096 * n, n, n if starts_with_p else 0)
+    sim = Statistics.simulate(target=pid)
+    sim.set(tgid=pid, comm=name)
+    for _ in range(n):
+        sim.on_getppid()
+    v = sim.combined[1]
+    assert (int(v["total_size"]), int(v["number_of_allocs"]), int(v["by_p"])) == seen
