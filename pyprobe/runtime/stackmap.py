@@ -16,11 +16,16 @@ if TYPE_CHECKING:
 class StackTraceMap(LiveMap):
     """Stack ids to addresses, or to (build id, file offset) for StackTrace(build_id=True)."""
 
+    def _stack_id(self, n: int) -> bool:
+        """Whether n can be a stack id: get_stackid()'s errors are negative, or above the key's
+        range once kept in a u64 (a Hash(u64, ...) keyed by it)."""
+        return 0 <= n < 1 << 8 * self.key_type.size
+
     def walk(self, stack_id: int) -> list:
-        """The stack's frames, innermost first ([] for an unknown or negative id): addresses,
-        or with build ids (build_id bytes, file offset) pairs; a frame the kernel could not
-        give a build id for is (None, address)."""
-        if stack_id < 0:
+        """The stack's frames, innermost first ([] for an unknown id or get_stackid()'s error):
+        addresses, or with build ids (build_id bytes, file offset) pairs; a frame the kernel
+        could not give a build id for is (None, address)."""
+        if not self._stack_id(stack_id):
             return []
         try:
             frames = self[stack_id]
@@ -44,7 +49,7 @@ class StackTraceMap(LiveMap):
             raise TypeError(f"{self.name}: walk_many() reads addresses; a build-id stack map has walk()")
         out = {}
         key_size = self.key_type.size
-        for stack_id in sorted({int(i) for i in stack_ids if int(i) >= 0}):
+        for stack_id in sorted({int(i) for i in stack_ids if self._stack_id(int(i))}):
             ffi.memmove(self._kbuf, stack_id.to_bytes(key_size, "little"), key_size)
             if lib.bpf_map_lookup_elem(self.fd, self._kbuf, self._vbuf) < 0:
                 if ffi.errno == errno_mod.ENOENT:

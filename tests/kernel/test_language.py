@@ -121,6 +121,10 @@ def test_kernel_stack_ids_walk_to_symbols():
         assert stack_id >= 0
         names = [ksym(a) for a in prog.stacks.walk(stack_id)]
         assert any("syscall" in n or "getppid" in n for n in names), names
+        # get_stackid()'s errors (-EFAULT...) kept in a u64 key, as docs' Profile does: no stack, no error
+        efault = (1 << 64) - 14
+        assert prog.stacks.walk(efault) == [] and prog.stacks.walk(-14) == []
+        assert list(prog.stacks.walk_many([efault, -14, stack_id])) == [stack_id]
     finally:
         prog.close()
         os.close(r)
