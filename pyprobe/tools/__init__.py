@@ -24,6 +24,7 @@ TOOLS = {
     "hardirqs": "hard irq handler time or counts",
     "tcpstates": "trace TCP session state changes and durations",
     "tcpdrop": "trace TCP drops by the kernel, with stacks",
+    "bindsnoop": "trace bind() of IPv4 and IPv6 sockets",
     "softirqs": "soft irq time or counts",
     "cpudist": "on-CPU time histogram per task run",
     "offcputime": "off-CPU time by stack",

@@ -31,6 +31,7 @@ EBPF_TOOLS = {
     "softirqs": (["-C"], ["tp_btf:softirq_entry", "tp_btf:softirq_exit"]),
     "tcpstates": ([], ["inet_sock_set_state"]),
     "tcpdrop": ([], ["skb:kfree_skb"]),
+    "bindsnoop": ([], ["sys_enter_bind", "sys_exit_bind"]),
     "cpudist": ([], ["tp_btf:sched_switch"]),
     "offcputime": ([], ["sched_switch"]),
     "profile": (["-F", "49"], ["perf_event"]),

@@ -36,6 +36,8 @@ elif kind == "connect":
     socket.create_connection(("127.0.0.1", int(sys.argv[2]))).close()
 elif kind == "accept":
     srv.accept()[0].close()
+elif kind == "bind":
+    socket.socket().bind(("127.0.0.1", 0))
 elif kind == "calls":
     for _ in range(int(sys.argv[2])):
         os.getpgid(0)
@@ -195,6 +197,23 @@ def test_profile_cgroupmap_samples_only_the_spinner_inside_the_cgroup(idset, cgr
             counts[e["pid"]] = counts.get(e["pid"], 0) + e["count"]
     # 0.5 s of CPU at 99 Hz: about 50 samples of the inside spinner, none of the outside one
     assert list(counts) == [inside.pid] and counts[inside.pid] >= 10
+
+
+def test_bindsnoop_cgroupmap_reports_only_the_bind_inside_the_cgroup(idset, cgroup):
+    path, ids = idset
+    inside, outside = Twin("bind"), Twin("bind")
+    inside.move_to(cgroup)
+    ids[os.stat(cgroup).st_ino] = 1
+    seen = run_tool(["bindsnoop", "--json", "--cgroupmap", path], inside, outside)
+    assert [(e["pid"], e["addr"]) for e in seen if e["pid"] in (inside.pid, outside.pid)] == [(inside.pid, "127.0.0.1")]
+
+
+def test_bindsnoop_mntnsmap_reports_only_the_bind_in_the_new_mount_namespace(idset):
+    path, ids = idset
+    inside, outside = Twin("bind", prefix=NEW_MOUNT_NS), Twin("bind")
+    ids[inside.mnt_ns()] = 1
+    seen = run_tool(["bindsnoop", "--json", "--mntnsmap", path], inside, outside)
+    assert [(e["pid"], e["addr"]) for e in seen if e["pid"] in (inside.pid, outside.pid)] == [(inside.pid, "127.0.0.1")]
 
 
 def test_execsnoop_mntnsmap_reports_only_the_exec_in_the_new_mount_namespace(idset):
