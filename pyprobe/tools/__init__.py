@@ -43,6 +43,8 @@ TOOLS = {
     "pidpersec": "count new processes per second",
     "mountsnoop": "trace mount() and umount() syscalls",
     "shmsnoop": "trace System V shared memory syscalls",
+    "sslsniff": "print the plaintext of TLS reads and writes",
+    "memleak": "outstanding allocations by stack",
 }
 
 

@@ -42,6 +42,8 @@ EBPF_TOOLS = {
     "tcpaccept": ([], ["accept"]),
     "tcpretrans": ([], ["tcp_retransmit_skb"]),
     "gethostlatency": ([], ["uprobe", "getaddrinfo"]),
+    "sslsniff": (["-p", "1"], ["uprobe", "SSL_write", "uretprobe"]),
+    "memleak": (["-p", "1"], ["uprobe", "malloc", "uretprobe"]),
     "shmsnoop": (["-p", "1"], ["sys_enter_shmget", "sys_exit_shmctl"]),
     "mountsnoop": (["-P"], ["sys_enter_mount", "sys_exit_umount", "sys_enter_move_mount"]),
 }

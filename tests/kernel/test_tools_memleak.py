@@ -1,0 +1,130 @@
+"""memleak against a C workload of its own (tests/kernel/data/threads_leaks_app.c) that leaks an
+exact number of allocations of exact sizes and frees others."""
+import re
+
+import pytest
+
+from test_tools_procs import App, threads_app  # noqa: F401  (the C workload and its fixture)
+from tool_workloads import Tool
+
+LEAKS, SIZE, FREED = 13, 48, 9
+
+
+def app_rows(prog, pid):
+    """(bytes, allocations, first frame's function) of the stacks whose first frame is the app's own."""
+    from pyprobe.tools.memleak import frames, outstanding
+
+    rows = []
+    for sid, size, count, addrs in outstanding(prog):
+        names = frames(prog, sid, pid, False)
+        if names and names[0].endswith("[threads_leaks_app]"):
+            rows.append((size, count, names[0].split("+")[0], sorted(s for _, s in addrs)))
+    return sorted(rows)
+
+
+def test_memleak_counts_exactly_what_was_not_freed(threads_app):  # noqa: F811
+    from pyprobe.tools.memleak import open_tool
+
+    work = App(threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED))
+    try:
+        with open_tool(pid=work.pid) as prog:
+            work.run()
+            rows = app_rows(prog, work.pid)
+            combined = {sid: (size, count) for sid, size, count in __import__("pyprobe.tools.memleak",
+                        fromlist=["combined"]).combined(prog)}
+            outstanding_by_stack = {sid: (size, count) for sid, size, count, _ in
+                                    __import__("pyprobe.tools.memleak", fromlist=["x"]).outstanding(prog)}
+    finally:
+        work.close()
+    # leak_some's 13 malloc(48)s; main's two calloc(7, 11)s (two call sites) and posix_memalign(64, 200);
+    # free_some's 9 malloc(49)s were freed
+    assert rows == [(77, 1, "main", [77]), (77, 1, "main", [77]), (200, 1, "main", [200]),
+                    (LEAKS * SIZE, LEAKS, "leak_some", [SIZE] * LEAKS)]
+    assert combined == outstanding_by_stack          # the per-stack totals agree with the allocations kept
+
+
+def test_memleak_command_report_with_addresses(threads_app):  # noqa: F811
+    work = App(threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED))
+    tool = Tool("memleak", "-p", str(work.pid), "-o", "0", "-a", "-Z", str(SIZE), "60")
+    try:
+        work.run()
+        out = tool.stop()
+    finally:
+        work.close()
+    assert re.search(r"^\[\d\d:\d\d:\d\d\] Top 10 stacks with outstanding allocations:$", out, re.M), out
+    assert len(re.findall(rf"^\taddr = [0-9a-f]+ size = {SIZE}$", out, re.M)) == LEAKS
+    block = re.search(rf"^\t{LEAKS * SIZE} bytes in {LEAKS} allocations from stack\n\t\t0x([0-9a-f]{{16}})\t"
+                      r"leak_some\+0x[0-9a-f]+ \[threads_leaks_app\]$", out, re.M)
+    assert block, out
+    assert not re.search(r"^\t(77|200) bytes", out, re.M)        # -Z 48: the callocs' 77 and the 200 are not kept
+
+
+def test_memleak_command_sizes_and_combined_only(threads_app):  # noqa: F811
+    work = App(threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED))
+    tool = Tool("memleak", "-p", str(work.pid), "--combined-only", "-z", "49", "-Z", "100", "60")
+    try:
+        work.run()
+        out = tool.stop()
+    finally:
+        work.close()
+    # only the two calloc(7, 11)s are between 49 and 100 bytes: malloc(48), malloc(49)s (freed), 200 are not
+    entries = re.findall(r"^\t(\d+) bytes in (\d+) allocations from stack\n\t\t(\S+)", out, re.M)
+    assert sorted(entries) == [("77", "1", m) for m in sorted(e[2] for e in entries)]
+    assert len(entries) == 2 and all(e[2].startswith("main+0x") for e in entries), out
+
+
+def test_memleak_trace_messages_and_size_filter(threads_app):  # noqa: F811
+    # -t's messages (a TraceMessage per call), for the one allocation -z 200 -Z 200 keeps
+    from pyprobe.tools.memleak import ALLOC_ENTER, ALLOC_EXIT, open_tool
+
+    work = App(threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED))
+    try:
+        with open_tool(pid=work.pid, trace_all=1, min_size=200, max_size=200) as prog:
+            work.run()
+            messages = prog.messages.drain()
+            kept = list(prog.allocs.keys())
+    finally:
+        work.close()
+    assert [(int(m["kind"]), int(m["size"])) for m in messages] == [(ALLOC_ENTER, 200), (ALLOC_EXIT, 200)]
+    assert set(messages["pid"].tolist()) == {work.pid}
+    assert kept == [int(messages[1]["address"])] and kept[0] % 64 == 0      # posix_memalign(64, 200)'s block
+
+
+def test_memleak_kernel_mode_counts_a_workloads_open_files():
+    """Without -p: the kernel's allocations (kmem tracepoints). A child makes 25 timerfds and closes
+    10: the files allocated under timerfd_create() still outstanding are exactly 15. (Their
+    timerfd_ctx is freed by kfree_rcu(), after a grace period, so the file is what is counted.)
+    Another process keeping a timerfd made in the same half second would count too."""
+    import ctypes
+    import os
+    import time
+
+    from tool_workloads import Gated
+
+    from pyprobe.tools.memleak import frames, open_tool, outstanding
+
+    r, w = os.pipe()
+
+    def hold():
+        libc = ctypes.CDLL(None)
+        fds = [libc.timerfd_create(1, 0) for _ in range(25)]          # CLOCK_MONOTONIC
+        assert min(fds) >= 0
+        for fd in fds[:10]:
+            os.close(fd)
+        os.write(w, b"x")
+        time.sleep(10)                                                # the test kills it once read
+
+    child = Gated(hold)
+    try:
+        with open_tool(None) as prog:
+            os.write(child._w, b"g")
+            assert os.read(r, 1) == b"x"
+            stacks = [(size, count, [f.split("+")[0] for f in frames(prog, sid, None, False)])
+                      for sid, size, count, _ in outstanding(prog)]
+            # the struct file itself: alloc_empty_file() right above the allocator, under timerfd_create()
+            files = [(size, count) for size, count, names in stacks
+                     if names[1:2] == ["alloc_empty_file"] and any("timerfd_create" in n for n in names)]
+    finally:
+        os.kill(child.pid, 9)
+        os.waitpid(child.pid, 0)
+    assert len(files) == 1 and files[0][1] == 15 and files[0][0] % 15 == 0, files

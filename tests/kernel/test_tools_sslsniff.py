@@ -1,0 +1,107 @@
+"""sslsniff against a Python TLS client and server of its own over loopback (this system's
+libssl, through Python's ssl module: SSL_read_ex/SSL_write_ex), with exact payloads."""
+import os
+import re
+
+import pytest
+
+from tool_workloads import Gated, Tool
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEM = os.path.join(HERE, "data", "tls_localhost.pem")      # a self-signed key and certificate for localhost
+REQUESTS = [b"GET /pyprobe-one HTTP/1.1\r\n\r\n", b"x"]
+REPLIES = [bytes(range(256)) * 19 + b"tail", b"B" * 8292]   # 4868 bytes (pieces of every size), 8292 (over 8192)
+
+
+def tls_exchange(out_file: str) -> None:
+    """A server thread and a client (the main thread) over loopback: each request written by the
+    client is read by the server, which answers with its reply; the threads' ids to out_file."""
+    import socket
+    import ssl
+    import threading
+
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(PEM)
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_ctx.check_hostname = False
+    client_ctx.verify_mode = ssl.CERT_NONE
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    server_tid = []
+
+    def serve():
+        server_tid.append(threading.get_native_id())
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as s:
+            for request, reply in zip(REQUESTS, REPLIES):
+                assert s.recv(65536) == request
+                s.sendall(reply)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    with client_ctx.wrap_socket(socket.create_connection(listener.getsockname())) as c:
+        for request, reply in zip(REQUESTS, REPLIES):
+            c.sendall(request)
+            assert c.recv(65536) == reply
+    t.join()
+    with open(out_file, "w") as f:
+        f.write("%d %d" % (threading.get_native_id(), server_tid[0]))
+
+
+def test_sslsniff_sees_each_read_and_write_with_its_bytes(tmp_path):
+    from pyprobe.tools.sslsniff import HANDSHAKE, READ, WRITE, open_tool, payload
+
+    child = Gated(tls_exchange, str(tmp_path / "tids"))
+    with open_tool(pid=child.pid, handshake=True) as prog:
+        assert child.go() == 0
+        records = prog.events.drain()
+    client, server = (int(x) for x in open(tmp_path / "tids").read().split())
+    by_thread = {tid: [(int(r["rw"]), int(r["len"]), payload(r)) for r in records if r["tid"] == tid]
+                 for tid in (client, server)}
+    capped = [r[:8192] for r in REPLIES]             # a record holds 8192 bytes at most, as bcc's default
+    assert by_thread[client] == [(HANDSHAKE, 0, b""), (WRITE, len(REQUESTS[0]), REQUESTS[0]),
+                                 (READ, len(REPLIES[0]), capped[0]), (WRITE, 1, b"x"),
+                                 (READ, len(REPLIES[1]), capped[1])]
+    assert by_thread[server] == [(HANDSHAKE, 0, b""), (READ, len(REQUESTS[0]), REQUESTS[0]),
+                                 (WRITE, len(REPLIES[0]), capped[0]), (READ, 1, b"x"),
+                                 (WRITE, len(REPLIES[1]), capped[1])]
+    assert set(records["pid"].tolist()) == {child.pid}
+    assert all(r["delta_ns"] > 0 for r in records)
+
+
+def test_sslsniff_command_prints_bcc_layout(tmp_path):
+    child = Gated(tls_exchange, str(tmp_path / "tids"))
+    tool = Tool("sslsniff", "-p", str(child.pid), "-x", "-l", "--max-buffer-size", "100")
+    assert "libssl.so" in tool.probes and "(20 in all)" in tool.probes     # 10 functions, each entry and return
+    assert child.go() == 0
+    out = tool.stop()
+    client, server = open(tmp_path / "tids").read().split()
+    lines = out.splitlines()
+    assert lines[0].split() == ["FUNC", "TIME(s)", "COMM", "PID", "LEN", "UID", "TID", "LAT(ms)"]
+    heads = [l.split() for l in lines if l.startswith(("READ/RECV", "WRITE/SEND"))]
+    assert sorted((h[0], h[3], h[4], h[6]) for h in heads) == sorted(
+        [("WRITE/SEND", str(child.pid), str(len(REQUESTS[0])), client), ("READ/RECV", str(child.pid), str(len(REQUESTS[0])), server),
+         ("WRITE/SEND", str(child.pid), str(len(REPLIES[0])), server), ("READ/RECV", str(child.pid), str(len(REPLIES[0])), client),
+         ("WRITE/SEND", str(child.pid), "1", client), ("READ/RECV", str(child.pid), "1", server),
+         ("WRITE/SEND", str(child.pid), str(len(REPLIES[1])), server), ("READ/RECV", str(child.pid), str(len(REPLIES[1])), client)])
+    assert all(h[5] == "0" and re.fullmatch(r"\d+\.\d{3}", h[7]) for h in heads)
+    # each record's data between bcc's marks: the request whole, the replies cut at 100 bytes
+    blocks = re.findall(r"----- DATA -----\n(.*?)\n(----- END DATA.*?-----)\n\n\n", out, re.S)
+    text = REQUESTS[0].decode().replace("\r\n", "\n")            # the pipe is read as text: universal newlines
+    assert blocks.count((text, "----- END DATA -----")) == 2
+    assert blocks.count(("x", "----- END DATA -----")) == 2
+    assert blocks.count((REPLIES[1][:100].decode(), "----- END DATA (TRUNCATED, 8192 bytes lost) -----")) == 2
+    assert len(blocks) == 8
+
+
+def test_sslsniff_hexdump_and_comm(tmp_path):
+    # --hexdump: bcc's 32 hex digits a line; -c: the command's name, matched whole
+    child = Gated(tls_exchange, str(tmp_path / "tids"))
+    name = open("/proc/self/comm").read().strip()          # the child's, inherited
+    tool = Tool("sslsniff", "-p", str(child.pid), "--hexdump", "--max-buffer-size", "20", "-c", name)
+    assert child.go() == 0
+    out = tool.stop()
+    dump = REQUESTS[0][:16].hex() + "\n" + REQUESTS[0][16:20].hex()
+    assert out.count(f"----- DATA -----\n{dump}\n----- END DATA (TRUNCATED, 9 bytes lost) -----") == 2
+    assert out.count("\n" + "WRITE/SEND") == 4 and out.count("\n" + "READ/RECV") == 4
