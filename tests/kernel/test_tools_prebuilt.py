@@ -33,7 +33,11 @@ def test_tools_start_without_clang_and_without_a_cache(tmp_path):
                  ["tcpconnect", "-d", "--duration", "0.1"],
                  # options given at load (Params): the same shipped object
                  ["runqlat", "--pidnss", "--duration", "0.1"], ["syscount", "-c", "1", "-d", "0.1"],
-                 ["tcpretrans", "-s", "--duration", "0.1"]):
+                 ["tcpretrans", "-s", "--duration", "0.1"],
+                 # uprobes given at load (attach_to, a pid): the same shipped object
+                 ["threadsnoop", "--duration", "0.1"], ["pidpersec", "--duration", "0.1"],
+                 ["mountsnoop", "--duration", "0.1"], ["shmsnoop", "-d", "0.1"], ["sslsniff", "--duration", "0.1"],
+                 ["memleak", "-p", str(os.getpid()), "--duration", "0.1"], ["memleak", "--duration", "0.1"]):
         done = subprocess.run([sys.executable, "-m", "pyprobe", *argv], capture_output=True, text=True, env=env,
                               timeout=60)
         assert done.returncode == 0, (argv, done.stderr)
