@@ -19,7 +19,7 @@ import os
 import time
 
 from pyprobe import Hash, Param, Program, RingBuf, StackTrace, Struct, s64, tracepoint, u32, u64, uprobe, uretprobe
-from pyprobe.bpf import BPF_F_USER_STACK, ktime_ns, probe_read_user, tgid, tid
+from pyprobe.bpf import BPF_F_USER_STACK, atomic_add, ktime_ns, probe_read_user, tgid, tid
 from pyprobe.tools import common
 
 EXAMPLES = """examples:
@@ -135,8 +135,8 @@ class Outstanding:
             self.allocs[address] = info
             c = self.combined_allocs.lookup_or_init(stack_id, CombinedAllocInfo())
             if c is not None:
-                c.total_size += info.size
-                c.number_of_allocs += 1
+                atomic_add(c.total_size, info.size)          # a process's threads allocate at once
+                atomic_add(c.number_of_allocs, 1)
         self._message(ALLOC_EXIT, info.size, address)
 
     def _free(self, address):
@@ -149,8 +149,8 @@ class Outstanding:
         c = self.combined_allocs.get(stack_id)
         if c is not None:
             if c.number_of_allocs > 1:
-                c.total_size -= size
-                c.number_of_allocs -= 1
+                atomic_add(c.total_size, 0 - size)          # u64: adding its negation subtracts
+                atomic_add(c.number_of_allocs, 0 - 1)
             else:
                 del self.combined_allocs[stack_id]
         self._message(FREE_ENTER, size, address)
