@@ -60,6 +60,11 @@ class FuncCount(Program):
         hit.count += 1
         hit.pid = tgid()
 
+    def attach(self):
+        super().attach()
+        self.attached_functions = _attached_functions(self)     # for counted(), after detach() too
+        return self
+
 
 class KernelFuncCount(FuncCount):
     """The same counter on kernel functions: kprobes (kernels that have them), moved with attach_to."""
@@ -124,6 +129,38 @@ def open_counter(spec: probespec.Spec, pid: int = 0, cpu: int | None = None) -> 
     return cls(attach_to={"on_call": spec.entry()}, target_pid=pid, target_cpu=target_cpu)
 
 
+_PAGE_MASK = 0xFFF
+
+
+def _attached_functions(prog) -> list[tuple[str, str]]:
+    """(binary, function) of each user function prog attached to."""
+    out = []
+    for _, point in prog.probes:
+        kind, _, rest = point.partition(":")
+        binary, _, function = rest.rpartition(":")
+        if kind == "uprobe" and binary:
+            out.append((binary, function))
+    return out
+
+
+def _by_page(functions: list[tuple[str, str]]) -> dict[int, str]:
+    """{offset in its page: name} of these functions, for the offsets only one of them has. A library
+    is mapped at a page boundary, so an address keeps its function's offset in the page in every
+    process: that names the calls of a process gone before the counts are read (usym() needs its
+    memory map), and names a function as the pattern matched it, not by an alias (__libc_malloc)."""
+    found: dict[int, str] = {}
+    taken = set()
+    for binary, function in functions:
+        address = pyprobe.usymname(binary, function)
+        if address < 0:
+            continue
+        page = address & _PAGE_MASK
+        if found.get(page, function) != function:
+            taken.add(page)
+        found[page] = function
+    return {page: name for page, name in found.items() if page not in taken}
+
+
 def counted(prog, spec: probespec.Spec | None = None):
     """The counts as numpy records: func (its name: CATEGORY:NAME for a tracepoint, a USDT probe's
     name, as bcc), addr (a tracepoint's event id, a USDT probe's index), count."""
@@ -133,6 +170,9 @@ def counted(prog, spec: probespec.Spec | None = None):
     by_name: dict = {}
     names = {n: point for point, n in spec.tracepoints().items()} if spec is not None and spec.kind == "tracepoint" \
         else {}
+    functions = getattr(prog, "attached_functions", []) if spec is None or spec.kind == "uprobe" else []
+    attached = {function for _, function in functions}
+    by_page = None
     for ip, hit in zip(keys.tolist(), values):
         if spec is not None and spec.kind == "tracepoint":
             name = names.get(ip, f"[event {ip}]")
@@ -142,6 +182,9 @@ def counted(prog, spec: probespec.Spec | None = None):
             name = pyprobe.ksym(ip)
         else:
             name = pyprobe.usym(ip, int(hit["pid"]))
+            if attached and name not in attached:      # the caller has exited, or an alias (__libc_malloc)
+                by_page = _by_page(functions) if by_page is None else by_page
+                name = by_page.get(ip & _PAGE_MASK, name)
         # a library sits at another address in each process: one row per function
         addr, count = by_name.get(name, (ip, 0))
         by_name[name] = (min(addr, ip), count + int(hit["count"]))

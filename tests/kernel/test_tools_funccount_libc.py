@@ -87,3 +87,29 @@ def test_funccount_every_libc_function_counts_labs_exactly(libc_copy, multi, mon
     # on a CPU with AVX-512 glibc's strchr starts with an EVEX instruction
     assert "EVEX" in skipped.get(point % "strchr", "EVEX")
     assert all(("ENOTSUPP" in why or "vDSO" in why or "EVEX" in why) for why in skipped.values()), skipped
+
+
+TWO_CALLERS = ("import ctypes, sys; c = ctypes.CDLL('libc.so.6'); sys.stdin.readline(); "
+               "[c.labs(-i) for i in range(int(sys.argv[1]))]; [c.abs(-i) for i in range(int(sys.argv[2]))]; "
+               "print('done', flush=True); sys.stdin.readline()")
+
+
+def test_funccount_names_the_calls_of_a_process_gone_before_the_counts_are_read(libc_copy):
+    """The usual run: the traced processes have exited when Ctrl-C reads the counts, so their
+    memory maps cannot name an address; its offset in its page still does. And a function is
+    named as the pattern matched it (labs), not by an alias at its address (imaxabs, llabs)."""
+    from pyprobe.tools.funccount import counted, open_counter
+    from pyprobe.tools.probespec import parse
+
+    for pattern, expected in ((f"{libc_copy}:labs", {"labs": 37}), (f"{libc_copy}:^(labs|abs)$", {"labs": 37, "abs": 11})):
+        spec = parse(pattern, regexp="^" in pattern)
+        child = Started([sys.executable, "-c", TWO_CALLERS, "37", "11"],
+                        env=dict(os.environ, LD_LIBRARY_PATH=os.path.dirname(libc_copy)), timeout=30)
+        try:
+            with open_counter(spec, child.pid) as prog:
+                child.run()
+        finally:
+            child.close()                            # gone before the counts are read
+        rows = {r["func"]: int(r["count"]) for r in counted(prog, spec)}
+        prog.close()
+        assert rows == expected, (pattern, rows)
