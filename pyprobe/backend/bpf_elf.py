@@ -31,20 +31,27 @@ class ProgramCode:
 
 
 class MapDef:
-    """A map as the .maps BTF says it: type, max_entries, flags, key and value integers
-    (size in bytes, signed)."""
+    """A map as the .maps BTF says it: type, max_entries (0: none, as a perf event array
+    has), flags, and key and value: an integer's (size in bytes, signed) for `__type(key, T)`,
+    a size alone for `__uint(key_size, N)` (a struct: libbpf needs no BTF type for it), or
+    None (a ring buffer has neither)."""
 
     def __init__(self, name: str, map_type: int, max_entries: int, flags: int,
-                 key: tuple[int, bool], value: tuple[int, bool]):
+                 key: tuple[int, bool] | int | None, value: tuple[int, bool] | int | None):
         self.name, self.map_type, self.max_entries, self.flags = name, map_type, max_entries, flags
         self.key, self.value = key, value
 
     def fields(self) -> list:
         """(member, a number or an integer's (size, signed)) in the order clang writes them."""
-        out: list = [("type", self.map_type), ("max_entries", self.max_entries)]
+        out: list = [("type", self.map_type)]
+        if self.max_entries:
+            out.append(("max_entries", self.max_entries))
         if self.flags:
             out.append(("map_flags", self.flags))
-        return out + [("key", self.key), ("value", self.value)]
+        for member, t in (("key", self.key), ("value", self.value)):
+            if t is not None:
+                out.append((member + "_size", t) if isinstance(t, int) else (member, t))
+        return out
 
 
 class _Strings:

@@ -28,9 +28,12 @@ against clang and the simulation on generated handlers of the subset.
 from __future__ import annotations
 
 from pyprobe.backend.bpf_elf import MapDef, ProgramCode, write_object
-from pyprobe.dsl.direct_handler import HandlerCompiler, Unsupported, integer_type
+from pyprobe.dsl.direct_handler import HandlerCompiler, Unsupported, integer_type, record_type
+from pyprobe.dsl.types import StructType
 
-_MAP_KINDS = {"hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "array", "percpu_array", "histogram"}
+_MAP_KINDS = {"hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "array", "percpu_array", "histogram",
+              "ringbuf", "perfbuf"}
+_HASHES = {"hash", "lru_hash", "percpu_hash", "lru_percpu_hash"}
 
 
 def compile_program(cls, source) -> bytes | None:
@@ -94,9 +97,34 @@ def _maps(cls) -> dict:
             raise Unsupported(f"map kind {spec.kind}")
         if spec.kind == "histogram" and getattr(spec, "storage").kind != "array":
             raise Unsupported("a sectioned histogram")
-        for t in (spec.key, spec.value):
-            integer_type(t)
+        if spec.kind in ("ringbuf", "perfbuf"):
+            if getattr(spec, "wakeup_bytes", 0):
+                raise Unsupported("a RingBuf with wakeup_bytes")
+            record_type(spec.value)
+            continue
+        if spec.kind in _HASHES and isinstance(spec.key, StructType):
+            record_type(spec.key)
+        else:
+            integer_type(spec.key)
+        integer_type(spec.value)
     return maps
+
+
+def _map_defs(maps: dict) -> list:
+    """The .maps of the object, as the translator declares them (dsl/maps.py c_definition)."""
+    defs = []
+    for name, spec in maps.items():
+        if spec.kind == "ringbuf":
+            defs.append(MapDef(name, spec.map_type, spec.max_entries, 0, None, None))
+        elif spec.kind == "perfbuf":
+            defs.append(MapDef(name, spec.map_type, 0, 0, 4, 4))
+        else:
+            key = spec.key.size if isinstance(spec.key, StructType) else (spec.key.size, spec.key.signed)
+            defs.append(MapDef(name, spec.map_type, spec.max_entries, spec.flags, key,
+                               (spec.value.size, spec.value.signed)))
+        if spec.kind in ("ringbuf", "perfbuf"):        # its lost records, per CPU (a PerCpuArray(u64, 1))
+            defs.append(MapDef(spec.lost_map, 6, 1, 0, (4, False), (8, False)))
+    return defs
 
 
 def _compile(cls, source) -> bytes:
@@ -127,9 +155,7 @@ def _compile(cls, source) -> bytes:
         compiler = HandlerCompiler(handler.func, maps, probe.kind, fields)
         code = compiler.compile()
         programs.append(ProgramCode(section, info.c_name, code, compiler.asm.map_refs))
-    defs = [MapDef(name, spec.map_type, spec.max_entries, spec.flags, (spec.key.size, spec.key.signed),
-                   (spec.value.size, spec.value.signed)) for name, spec in maps.items()]
-    return write_object(programs, defs, license)
+    return write_object(programs, _map_defs(maps), license)
 
 
 def _tracepoint_fields(category: str, name: str) -> dict:

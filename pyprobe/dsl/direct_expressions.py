@@ -67,6 +67,7 @@ class Expressions:
         raise NotImplementedError
 
     read_local: Any                    # direct_locals.py's (after this class in HandlerCompiler's bases)
+    read_field: Any
 
     # ---- registers -------------------------------------------------------------
     def take(self) -> int:
@@ -125,6 +126,8 @@ class Expressions:
             return self.constant(self.python(node.id))
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self.ctx_name:
             return self.field(node.attr)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in self.locals:
+            return self.read_field(node)
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) \
                 and isinstance(node.value.value, ast.Name) and node.value.value.id == self.ctx_name \
                 and node.value.attr == "args" and isinstance(node.slice, ast.Constant) \

@@ -12,12 +12,13 @@ import ast
 from pyprobe.backend import bpf_insn as I
 from pyprobe.dsl.direct_expressions import (Expressions, Unsupported, Val, _fits32, _has_call, _wrap,
                                             integer_type)
-from pyprobe.dsl.direct_locals import Locals
-from pyprobe.dsl.direct_output import Output
+from pyprobe.dsl.direct_locals import Locals, record_type
+from pyprobe.dsl.direct_output import SENDS, Output
+from pyprobe.dsl.types import StructType
 
 PER_CPU = {"percpu_hash", "lru_percpu_hash", "percpu_array"}
 
-__all__ = ["HandlerCompiler", "Unsupported", "integer_type"]
+__all__ = ["HandlerCompiler", "Unsupported", "integer_type", "record_type"]
 
 
 class HandlerCompiler(Expressions, Locals, Output):
@@ -56,7 +57,8 @@ class HandlerCompiler(Expressions, Locals, Output):
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                 and isinstance(body[0].value.value, str):
             body = body[1:]                                      # the docstring
-        if any(isinstance(n, ast.Name) and n.id == self.ctx_name for s in body for n in ast.walk(s)):
+        if any(isinstance(n, ast.Name) and n.id == self.ctx_name for s in body for n in ast.walk(s)) \
+                or self.sends_to_perf(body):                     # bpf_perf_event_output(ctx, ...)
             self.ctx_reg = ctx_reg = self.free.pop(0)            # r6: calls clobber r1
             self.asm.mov(ctx_reg, I.R1)
         if not self.declaring:
@@ -90,7 +92,7 @@ class HandlerCompiler(Expressions, Locals, Output):
             return True
         if isinstance(node, ast.If):
             return self.if_(node)
-        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, (ast.Name, ast.Attribute)):
             self.aug_assign_local(node)
             return False
         if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Add):
@@ -99,6 +101,9 @@ class HandlerCompiler(Expressions, Locals, Output):
             return False
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             self.assign_local(node.targets[0], node.value)
+            return False
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Attribute):
+            self.assign_field(node.targets[0], node.value)
             return False
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.simple:
             self.assign_local(node.target, node.value, node.annotation)
@@ -117,6 +122,10 @@ class HandlerCompiler(Expressions, Locals, Output):
             f = call.func
             if isinstance(f, ast.Name) and getattr(self.python(f.id), "_pp_builtin", None) == "trace_printk":
                 self.trace_printk_call(call)
+                return False
+            if isinstance(f, ast.Attribute) and f.attr in SENDS:
+                spec, name = self.self_map(f.value)
+                self.send(spec, name, call)
                 return False
             if isinstance(f, ast.Attribute) and f.attr == "increment" and not call.keywords \
                     and 1 <= len(call.args) <= 2:
@@ -336,6 +345,8 @@ class HandlerCompiler(Expressions, Locals, Output):
         self.release(v)
 
     def key_slot(self, spec, key_node) -> int:
+        if isinstance(spec.key, StructType):             # a struct local: its own bytes are the key
+            return self.record_local(key_node, spec.key)
         key = self.expr(key_node)
         off = self.slot(spec.key.size)
         self.store(off, key, spec.key)

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 
 class Local:
-    """A local's stack slot: an integer of `type`, or (`value` set) a pointer to a map value
-    of that integer type, NULL for None."""
+    """A local's stack slot: an integer of `type`, a struct (a StructType: `e = Event()`), or
+    (`value` set) a pointer to a map value of that integer type, NULL for None."""
 
     def __init__(self, type_, offset: int, value=None):
         self.type, self.offset, self.value = type_, offset, value
@@ -31,6 +31,26 @@ class Local:
     @property
     def size(self) -> int:
         return 8 if self.value is not None else self.type.size
+
+    @property
+    def struct(self) -> bool:
+        from pyprobe.dsl.types import StructType
+
+        return isinstance(self.type, StructType)
+
+
+def record_type(t):
+    """A Struct of integers and char arrays: what the subset builds in a local, fills field by
+    field and sends (or uses as a key) as its bytes."""
+    from pyprobe.dsl.types import ArrayType, Scalar, StructType
+
+    if not isinstance(t, StructType):
+        raise Unsupported(f"type {t!r}")
+    for _, ft in t.fields:
+        if isinstance(ft, ArrayType) and isinstance(ft.elem, Scalar) and ft.elem.name == "char":
+            continue
+        integer_type(ft)
+    return t
 
 
 class Locals:
@@ -62,10 +82,17 @@ class Locals:
 
     # ---- declaring -------------------------------------------------------------
     def zero_locals(self) -> None:
-        """`T x = 0;` for every local, at the top of the function."""
+        """`T x = 0;` (and `struct E e = {}` with its padding) for every local, at the top."""
         for local in self.locals.values():
-            self.asm.store_imm(I.FP, local.offset, 0, local.size)
+            self.zero(local.offset, local.size)
 
+    def zero(self, offset: int, size: int) -> None:
+        done = 0
+        for width in (8, 4, 2, 1):
+            while size - done >= width and (offset + done) % width == 0:
+                self.asm.store_imm(I.FP, offset + done, 0, width)
+                done += width
+        assert done == size
     def declare(self, name: str, type_, value=None) -> Local:
         if name in self.locals:
             return self.locals[name]
@@ -89,6 +116,13 @@ class Locals:
             if value_node is not None:
                 self.store(local.offset, self.expr(value_node), local.type)
             return
+        record = self.struct_class(value_node)
+        if record is not None:                     # `e = Event()`: a zeroed struct of its own
+            local = self.declare(name, record)
+            if local.type is not record:
+                raise Unsupported(f"{name} holds two kinds of values")
+            self.zero(local.offset, local.size)
+            return
         if _is_get(value_node):
             spec, map_name = self.self_map(value_node.func.value)
             if len(value_node.args) != 1 or value_node.keywords:
@@ -102,23 +136,90 @@ class Locals:
         v = self.expr(value_node)
         t = v.type if v.type is not None else _literal_local_type(v.const)
         local = self.declare(name, t)
-        if local.value is not None:
-            raise Unsupported(f"{name} holds a .get() result and an integer")
+        if local.value is not None or local.struct:
+            raise Unsupported(f"{name} holds a .get() result or a struct, and an integer")
         self.store(local.offset, v, local.type)
 
     def aug_assign_local(self, node) -> None:
-        """`x op= e` as `x = x op e` (the translator's operators.binop, then the store)."""
+        """`x op= e` (or `e.f op= v`) as `x = x op e`: the translator's operators.binop, then the store."""
+        value = ast.BinOp(left=_load(node.target), op=node.op, right=node.value)
+        if isinstance(node.target, ast.Attribute):
+            self.assign_field(node.target, value)
+            return
         local = self.locals.get(node.target.id)
-        if local is None or local.value is not None:
+        if local is None or local.value is not None or local.struct:
             raise Unsupported("an augmented assignment to this name")
-        value = ast.BinOp(left=ast.Name(id=node.target.id, ctx=ast.Load()), op=node.op, right=node.value)
         self.store(local.offset, self.expr(value), local.type)
+
+    def struct_class(self, node):
+        """The layout of `Event()` (a Struct subclass called without arguments), else None."""
+        from pyprobe.dsl.types import Struct, as_ctype
+
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in self.locals:
+            cls = self.python(node.func.id)
+            if isinstance(cls, type) and issubclass(cls, Struct) and cls is not Struct:
+                if node.args or node.keywords:
+                    raise Unsupported("a Struct built with arguments")
+                return record_type(as_ctype(cls))
+        return None
+
+    def field_of(self, node):
+        """(fp offset, type) of `e.f`, a field of a struct local; None for anything else."""
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in self.locals:
+            local = self.locals[node.value.id]
+            if not local.struct or node.attr not in local.type.offsets:
+                raise Unsupported(f"{node.value.id}.{node.attr}")
+            return local.offset + local.type.offsets[node.attr], local.type.field_types[node.attr]
+        return None
+
+    def assign_field(self, target: ast.Attribute, value_node) -> None:
+        """`e.f = v` (converted to the field's integer type), or `e.comm = comm()`."""
+        where = self.field_of(target)
+        if where is None:
+            raise Unsupported("an assignment to an attribute")
+        off, t = where
+        from pyprobe.dsl.types import Scalar
+
+        if isinstance(t, Scalar):
+            self.store(off, self.expr(value_node), t)
+            return
+        if t.size == 16 and isinstance(value_node, ast.Call) and isinstance(value_node.func, ast.Name) \
+                and not value_node.args and getattr(self.python(value_node.func.id), "_pp_builtin", None) == "comm":
+            self.asm.mov(I.R1, I.FP)                 # bpf_get_current_comm(&e.comm, 16)
+            self.asm.alu(I.ADD, I.R1, imm=off)
+            self.asm.mov_imm(I.R2, 16)
+            self.asm.call(I.GET_CURRENT_COMM)
+            return
+        raise Unsupported("a char array assigned something else than comm()")
+
+    def record_local(self, node, t) -> int:
+        """The fp offset of a struct local of type t named by node (a key, a record to send)."""
+        local = self.locals.get(node.id) if isinstance(node, ast.Name) else None
+        if local is None or local.type is not t:
+            raise Unsupported(f"a {t!r} that is not a struct local")
+        return local.offset
+
+    def read_field(self, node) -> Val | None:
+        """`e.f` of an integer field, or None when node is not a struct local's field."""
+        from pyprobe.dsl.types import Scalar
+
+        where = self.field_of(node)
+        if where is None:
+            return None
+        off, t = where
+        if not isinstance(t, Scalar):
+            raise Unsupported("a char array as a value")
+        reg = self.take()
+        self.asm.load(reg, I.FP, off, t.size)
+        return Val(reg, t, clean=not t.signed or t.size == 8)
 
     # ---- expressions -----------------------------------------------------------
     def read_local(self, name: str) -> Val:
         """An integer local's value, or what a .get() result points at (the verifier checks
         the None test came first, as for clang's `*ts`)."""
         local = self.locals[name]
+        if local.struct:
+            raise Unsupported(f"the struct {name} as a value")
         reg = self.take()
         self.asm.load(reg, I.FP, local.offset, local.size)
         if local.value is not None:
@@ -141,6 +242,13 @@ class Locals:
                 raise Unsupported("`is None` of something else than a .get() result")
             return local, isinstance(node.ops[0], ast.Is)
         return None
+
+
+def _load(target):
+    """The target of an augmented assignment, read."""
+    if isinstance(target, ast.Name):
+        return ast.Name(id=target.id, ctx=ast.Load())
+    return ast.Attribute(value=target.value, attr=target.attr, ctx=ast.Load())
 
 
 def _is_get(node) -> bool:

@@ -1,5 +1,10 @@
-"""What a handler of the direct backend (dsl/direct.py) sends out: trace_printk lines, the
-half of HandlerCompiler that writes bpf_trace_printk calls.
+"""What a handler of the direct backend (dsl/direct.py) sends out: records to a RingBuf or
+PerfBuf, and trace_printk lines; the half of HandlerCompiler that writes those helper calls.
+
+A record is a struct local (`e = Event()`, its fields set, dsl/direct_locals.py) sent as its
+stack bytes: pp_ringbuf_output / pp_perf_output of dsl/prelude.h, a failed output counted in
+the buffer's per-CPU `pp_lost_<name>` (RingBufs with wakeup_bytes are clang's: their flags
+need bpf_ringbuf_query).
 
 A format is the translator's (its checks ran first): a constant string and up to three
 integer arguments (more need bpf_trace_vprintk, left to clang), or an f-string whose holes
@@ -19,8 +24,60 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+# the methods that send a struct local (dsl/builtins.py's _submit)
+SENDS = ("submit", "output", "perf_submit", "ringbuf_output")
+
+
 class Output:
     asm: Any
+    ctx_reg: Any
+
+    def record_local(self, node, t) -> int:
+        raise NotImplementedError
+
+    def sends_to_perf(self, body) -> bool:
+        """Whether the handler sends to a PerfBuf (bpf_perf_event_output takes the context)."""
+        maps = getattr(self, "maps", {})
+        return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in SENDS
+                   and isinstance(n.func.value, ast.Attribute) and n.func.value.attr in maps
+                   and maps[n.func.value.attr].kind == "perfbuf" for s in body for n in ast.walk(s))
+
+    def send(self, spec, name: str, call: ast.Call) -> None:
+        """self.events.submit(e): the record's bytes out, a failure counted in pp_lost_<name>."""
+        if spec.kind not in ("ringbuf", "perfbuf") or len(call.args) != 1 or call.keywords:
+            raise Unsupported(f"{call.func.attr}() of this map")         # type: ignore[attr-defined]
+        off = self.record_local(call.args[0], spec.value)
+        a, size = self.asm, spec.value.size
+        if spec.kind == "ringbuf":                   # bpf_ringbuf_output(&m, &e, sizeof(e), 0)
+            a.load_map(I.R1, name)
+            a.mov(I.R2, I.FP)
+            a.alu(I.ADD, I.R2, imm=off)
+            a.mov_imm(I.R3, size)
+            a.mov_imm(I.R4, 0)
+            a.call(I.RINGBUF_OUTPUT)
+        else:                                        # bpf_perf_event_output(ctx, &m, BPF_F_CURRENT_CPU, &e, sizeof(e))
+            if self.ctx_reg is None:
+                raise Unsupported("a PerfBuf output without the context")
+            a.mov(I.R1, self.ctx_reg)
+            a.load_map(I.R2, name)
+            a.mov_imm(I.R3, I.BPF_F_CURRENT_CPU)
+            a.mov(I.R4, I.FP)
+            a.alu(I.ADD, I.R4, imm=off)
+            a.mov_imm(I.R5, size)
+            a.call(I.PERF_EVENT_OUTPUT)
+        done = a.label()                             # pp_count_lost: (*lost[0])++ on this CPU
+        a.jump(I.JEQ, I.R0, done, imm=0)
+        zero = self.slot(4)
+        a.store_imm(I.FP, zero, 0, 4)
+        a.mov(I.R2, I.FP)
+        a.alu(I.ADD, I.R2, imm=zero)
+        a.load_map(I.R1, spec.lost_map)
+        a.call(I.MAP_LOOKUP_ELEM)
+        a.jump(I.JEQ, I.R0, done, imm=0)
+        a.load(I.R1, I.R0, 0, 8)
+        a.alu(I.ADD, I.R1, imm=1)
+        a.store(I.R0, 0, I.R1, 8)
+        a.place(done)
 
     def expr(self, node) -> Val:
         raise NotImplementedError

@@ -33,10 +33,23 @@ ME = os.getpid()
 
 HEADER = '''\
 from pyprobe import (Program, Hash, LruHash, PerCpuHash, LruPerCpuHash, Array, PerCpuArray, Histogram,
-                     raw_tracepoint, u8, u16, u32, u64, s8, s16, s32, s64)
-from pyprobe.bpf import tgid, pid, tid, uid, gid, smp_processor_id, log2, trace_printk
+                     RingBuf, PerfBuf, Struct, raw_tracepoint, u8, u16, u32, u64, s8, s16, s32, s64, char)
+from pyprobe.bpf import tgid, pid, tid, uid, gid, smp_processor_id, log2, trace_printk, comm
 N = 77
 BIG = 2**40 + 3
+
+
+class Rec(Struct):             # padding after a, c and comm: zeroed, as the translator's memset does
+    a: u8
+    b: s32
+    c: u16
+    comm: char[16]
+    d: u64
+
+
+class Key(Struct):
+    p: u32
+    q: s16
 
 
 class P(Program):
@@ -49,6 +62,9 @@ class P(Program):
     pa = PerCpuArray(u64, 4)
     h = Histogram()
     hl = Histogram(linear=True, max_entries=16)
+    byk = Hash(Key, u64)
+    rb = RingBuf(Rec, size=1 << 16)
+    pb = PerfBuf(Rec, pages=1)
 '''
 MAPS = {"m": "hash", "sk": "hash", "lh": "hash", "pc": "hash", "lpc": "hash", "a": "array", "pa": "array",
         "h": "array", "hl": "array"}
@@ -57,7 +73,7 @@ TYPES = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64"]
 CONSTANTS = [0, 1, 2, 7, 255, 256, 65535, -1, -5, 2**31 - 1, -2**31, 2**32 - 1, 2**32 + 5, 2**63, 2**64 - 1,
              -2**63, "N", "BIG"]
 HELPERS = ["tgid()", "pid()", "tid()", "uid()", "gid()", "smp_processor_id()"]
-LOCALS = ["x", "y"]                   # integer locals every handler declares first (see handlers())
+LOCALS = ["x", "y", "r.a", "r.b", "r.c", "r.d", "k.p", "k.q"]    # every handler declares x, y, r, k first
 GETTABLE = ["m", "sk", "lh", "pc", "a"]
 DELETABLE = ["m", "sk", "lh", "pc", "lpc"]
 # refusals a generated handler may meet: it is left out (clang's choice is C's undefined behaviour)
@@ -90,9 +106,18 @@ def keys(name: str):
 
 @st.composite
 def statements(draw):
-    form = draw(st.integers(0, 8))
+    form = draw(st.integers(0, 13))
     if form == 8:
         return draw(printks())
+    if form == 9:                                   # a struct local again: zeroed
+        return draw(st.sampled_from(["r = Rec()", "k = Key()", "r.comm = comm()"]))
+    if form == 10:
+        return f"self.{draw(st.sampled_from(['rb', 'pb']))}.{draw(st.sampled_from(['submit', 'output']))}(r)"
+    if form == 11:                                  # a struct key
+        form = draw(st.sampled_from(["self.byk[k] += {}", "self.byk[k] = {}", "self.byk.increment(k, {})"]))
+        return form.format(draw(expressions(1)))
+    if form == 12:
+        return "del self.byk[k]"
     if form == 4:                                  # a local again, converted to its type
         return f"{draw(st.sampled_from(LOCALS))} = {draw(expressions(2))}"
     if form == 5:
@@ -140,7 +165,8 @@ def conditions(depth: int = 2):
     e = expressions(1)
     leaf = st.one_of(
         st.tuples(e, st.sampled_from(COMPARES), e).map(lambda t: f"{t[0]} {t[1]} {t[2]}"),
-        st.just("v is None"), st.just("v is not None"), st.just("v"),
+        st.just("v is None"), st.just("v is not None"), st.just("v"), st.just("k in self.byk"),
+        st.just("k not in self.byk"),
         st.tuples(st.sampled_from(COMPARES), e).map(lambda t: f"v is not None and v {t[0]} {t[1]}"),
         st.tuples(st.sampled_from(COMPARES), e).map(lambda t: f"(v is None or (v {t[0]} {t[1]}))"),
         st.tuples(e, st.sampled_from(["in", "not in"]), st.sampled_from(ADDABLE)).map(
@@ -186,7 +212,8 @@ def handlers(draw):
     value, y by its annotation, v a .get() result), then a block."""
     x = draw(expressions(1).filter(lambda e: not _mentions(e, "x", "y")))
     y = draw(expressions(1).filter(lambda e: not _mentions(e, "y")))
-    lines = [f"x = {x}", f"y: {draw(st.sampled_from(TYPES))} = {y}", f"v = self.GET.get({draw(expressions(1))})"]
+    lines = ["r = Rec()", "k = Key()", f"x = {x}", f"y: {draw(st.sampled_from(TYPES))} = {y}",
+             f"v = self.GET.get({draw(expressions(1))})"]
     if draw(st.booleans()):
         lines += ["if v is not None:", f"    self.m[{draw(expressions(1))}] = v + {draw(expressions(1))}"]
     lines += draw(blocks())
@@ -224,6 +251,10 @@ def snapshot(side) -> dict:
         out[name] = sorted(zip(keys_.tolist(), map(tuple, values.tolist())))
     for name in ("a", "pa", "h", "hl"):
         out[name] = getattr(side, name).to_numpy().tolist()
+    keys_, values = side.byk.to_numpy()
+    out["byk"] = sorted(zip((k.tobytes() for k in keys_), values.tolist()))
+    for name in ("rb", "pb"):       # the records sent since the last snapshot, and those lost
+        out[name] = (getattr(side, name).drain().tobytes(), getattr(side, name).lost)
     return out
 
 
@@ -307,7 +338,8 @@ def check(directory, monkeypatch, bodies, events, printed: PrintedLines) -> int:
         from pyprobe.backend.libbpf import lib
 
         sim = sides["direct"].simulate(ncpus=lib.libbpf_num_possible_cpus())
-        sim.set(tgid=os.getpid(), tid=threading.get_native_id(), uid=os.getuid(), gid=os.getgid())
+        sim.set(tgid=os.getpid(), tid=threading.get_native_id(), uid=os.getuid(), gid=os.getgid(),
+                comm=open(f"/proc/self/task/{threading.get_native_id()}/comm").read().rstrip("\n"))
         online = sorted(os.sched_getaffinity(0))
         cases = 0
         for i, lines in enumerate(bodies):
