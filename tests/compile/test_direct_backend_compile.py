@@ -9,10 +9,11 @@ import struct
 
 import pytest
 
-from pyprobe import Array, Hash, Histogram, LruHash, PerCpuArray, Program, raw_tracepoint, s16, u8, u16, u32, u64
+from pyprobe import (Array, Hash, Histogram, LruHash, PerCpuArray, PerfBuf, Program, RingBuf, Struct, char,
+                     raw_tracepoint, s16, u8, u16, u32, u64)
 from pyprobe.backend import clang
 from pyprobe.backend.libbpf import ffi, lib
-from pyprobe.bpf import ktime_ns, log2, tgid, tid, trace_printk
+from pyprobe.bpf import comm, ktime_ns, log2, tgid, tid, trace_printk
 from pyprobe.dsl import direct
 
 LIMIT = 100
@@ -59,6 +60,37 @@ class Shapes(Program):
             self.per_pid[tid()] = (ktime_ns() - start) // 1000 + n
             del self.per_pid[tgid()]
         return 0
+
+
+class Record(Struct):
+    pid: u32
+    comm: char[16]
+    size: u64
+
+
+class Pair(Struct):
+    tgid: u32
+    cpu: u16
+
+
+class Records(Program):
+    """Struct locals: sent to a ring and a perf buffer, and used as a key."""
+    ring = RingBuf(Record)
+    perf = PerfBuf(Record, pages=4)
+    pairs = Hash(Pair, u64)
+
+    @raw_tracepoint("sys_enter")
+    def enter(self, ctx):
+        r = Record()
+        r.pid = tgid()
+        r.comm = comm()
+        r.size = ctx.args[2] + r.pid
+        self.ring.submit(r)
+        self.perf.output(r)
+        k = Pair()
+        k.tgid = tgid()
+        k.cpu += 1
+        self.pairs[k] += r.size
 
 
 def sections(obj: bytes) -> dict:
@@ -114,6 +146,10 @@ def test_every_form_of_the_subset_compiles_to_an_object_libbpf_opens():
     progs, maps = opened(direct.compile_program(Shapes, Shapes._source()))
     assert progs == ["enter"]
     assert sorted(maps) == ["cpu_counts", "last", "per_pid", "sizes", "slots"]
+    assert direct.refusal(Records, Records._source()) is None
+    progs, maps = opened(direct.compile_program(Records, Records._source()))
+    assert progs == ["enter"]
+    assert sorted(maps) == ["pairs", "perf", "pp_lost_perf", "pp_lost_ring", "ring"]
 
 
 _modules = itertools.count()
@@ -168,7 +204,7 @@ def test_a_handler_outside_the_subset_goes_to_clang(body, why, monkeypatch, tmp_
 
 
 @pytest.mark.parametrize("extra, why", [
-    ("    events = RingBuf(Rec)", "map kind ringbuf"),
+    ("    events = RingBuf(Rec, wakeup_bytes=4096)", "a RingBuf with wakeup_bytes"),
     ("    limit = Param(u32, 5)", "Params"),
     ("    @kprobe('vfs_read')\n    def k(self, ctx):\n        self.m[1] += 1", "probes"),
 ])
