@@ -10,11 +10,14 @@ The subset (anything else raises Unsupported, and clang compiles the program as 
 - programs: @tracepoint / @syscall (as its tracepoint) and @raw_tracepoint handlers taking
   (self, ctx); no Params, no kernel types, no helper functions, no tail calls;
 - maps: Hash, LruHash, PerCpuHash, LruPerCpuHash, Array, PerCpuArray and log2/linear
-  Histograms without sections, with integer keys and values;
+  Histograms without sections, with integer values and integer keys (Struct keys for the
+  hashes); RingBuf (without wakeup_bytes) and PerfBuf of Struct records;
 - statements: `self.m[k] += n`, `self.m.increment(k[, n])`, `self.m[k] = v`, `del self.m[k]`,
   trace_printk of up to 3 integers (dsl/direct_output.py), `if`/`elif`/`else` (comparisons,
   `k in self.m`, `x is None`, `not`, `and`, `or`), `return` of a constant, `pass`; integer
-  locals and `.get()` results in locals (dsl/direct_locals.py);
+  locals, `.get()` results in locals and Struct locals of integer and char[N] fields
+  (`e.comm = comm()`), sent with `self.events.submit(e)` (dsl/direct_locals.py,
+  dsl/direct_output.py);
 - expressions: integer constants (module-level ones too), `self.m[k]`, tgid(), pid(), tid(), uid(),
   gid(), ktime_ns(), smp_processor_id(), log2(x), casts (u32(x), ...), tracepoint fields
   (args.count), raw tracepoint arguments (ctx.args[i]), and + - * & | ^ << >> (constant
@@ -106,7 +109,10 @@ def _maps(cls) -> dict:
             record_type(spec.key)
         else:
             integer_type(spec.key)
-        integer_type(spec.value)
+        if spec.kind in _HASHES and isinstance(spec.value, StructType):
+            record_type(spec.value)
+        else:
+            integer_type(spec.value)
     return maps
 
 
@@ -119,9 +125,8 @@ def _map_defs(maps: dict) -> list:
         elif spec.kind == "perfbuf":
             defs.append(MapDef(name, spec.map_type, 0, 0, 4, 4))
         else:
-            key = spec.key.size if isinstance(spec.key, StructType) else (spec.key.size, spec.key.signed)
-            defs.append(MapDef(name, spec.map_type, spec.max_entries, spec.flags, key,
-                               (spec.value.size, spec.value.signed)))
+            key, value = ((t.size if isinstance(t, StructType) else (t.size, t.signed)) for t in (spec.key, spec.value))
+            defs.append(MapDef(name, spec.map_type, spec.max_entries, spec.flags, key, value))
         if spec.kind in ("ringbuf", "perfbuf"):        # its lost records, per CPU (a PerCpuArray(u64, 1))
             defs.append(MapDef(spec.lost_map, 6, 1, 0, (4, False), (8, False)))
     return defs
@@ -159,10 +164,11 @@ def _compile(cls, source) -> bytes:
 
 
 def _tracepoint_fields(category: str, name: str) -> dict:
-    """name -> (offset, Scalar) of the record's integer (and pointer, read as u64) fields."""
+    """name -> (offset, type) of the record's integer (and pointer, read as u64) fields, and
+    of its char arrays (copied into char[N] fields)."""
     from pyprobe.dsl.contexts import field_type
     from pyprobe.dsl.target import kernel
-    from pyprobe.dsl.types import PointerType, Scalar, u64
+    from pyprobe.dsl.types import ArrayType, PointerType, Scalar, u64
 
     out = {}
     for f in kernel().tracepoint_fields(category, name):
@@ -172,5 +178,7 @@ def _tracepoint_fields(category: str, name: str) -> dict:
         if isinstance(t, PointerType):
             out[f.name] = (f.offset, u64)
         elif isinstance(t, Scalar) and t.name not in ("char", "bool"):
+            out[f.name] = (f.offset, t)
+        elif isinstance(t, ArrayType) and isinstance(t.elem, Scalar) and t.elem.name == "char":
             out[f.name] = (f.offset, t)
     return out

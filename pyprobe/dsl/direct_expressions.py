@@ -180,9 +180,21 @@ class Expressions:
         if self.kind != "tracepoint" or name not in self.fields:
             raise Unsupported(f"field {name}")
         offset, t = self.fields[name]
+        integer_type(t)
         reg = self.take()
         self.asm.load(reg, self.ctx_reg, offset, t.size)
         return Val(reg, t, clean=not t.signed or t.size == 8)
+
+    def char_field(self, name: str, want):
+        """(offset, type) of a tracepoint's char array field (to copy; `want`: the type asked for)."""
+        if self.kind is None:            # plausibility: any field may be one
+            return 0, want
+        from pyprobe.dsl.types import ArrayType
+
+        if self.kind != "tracepoint" or name not in self.fields or not isinstance(self.fields[name][1], ArrayType) \
+                or self.ctx_reg is None:
+            raise Unsupported(f"field {name}")
+        return self.fields[name]
 
     def helper(self, name: str) -> Val:
         from pyprobe.dsl.types import u32, u64

@@ -291,6 +291,7 @@ class HandlerCompiler(Expressions, Locals, Output):
     def read(self, node) -> Val:
         """`self.m[k]` as a value (pp_read): the stored value, or 0 when the key is missing."""
         spec, name, key = self.map_of(node)
+        integer_type(spec.value)
         self.lookup(spec, name, key)
         a = self.asm
         reg = self.take()
@@ -331,17 +332,17 @@ class HandlerCompiler(Expressions, Locals, Output):
             raise Unsupported("stack")
         return -self.stack
 
-    def store(self, off: int, v: Val, ctype) -> None:
-        """Store v converted to ctype (an integer type) at fp+off."""
+    def store(self, off: int, v: Val, ctype, base: int = I.FP) -> None:
+        """Store v converted to ctype (an integer type) at base+off (the stack, or a map value)."""
         if v.const is not None:
             n = _wrap(v.const, ctype.size, ctype.signed)
             if ctype.size < 8 or -(1 << 31) <= n < (1 << 31):
-                self.asm.store_imm(I.FP, off, _wrap(n, 4, True), ctype.size)
+                self.asm.store_imm(base, off, _wrap(n, 4, True), ctype.size)
                 return
             v = self.materialize(v)
         if ctype.size > v.type.size:
             self.clean(v)
-        self.asm.store(I.FP, off, v.reg, ctype.size)
+        self.asm.store(base, off, v.reg, ctype.size)
         self.release(v)
 
     def key_slot(self, spec, key_node) -> int:
@@ -354,7 +355,7 @@ class HandlerCompiler(Expressions, Locals, Output):
 
     def increment(self, spec, name: str, key_node, amount_node) -> None:
         """pp_hash_add / pp_array_add / pp_percpu_*_add (dsl/prelude.h), instruction for instruction."""
-        value_t = spec.value
+        value_t = integer_type(spec.value)
         per_cpu = spec.kind in PER_CPU
         if not per_cpu and value_t.size not in (4, 8):
             raise Unsupported("an atomic add narrower than 32 bits")
@@ -425,9 +426,12 @@ class HandlerCompiler(Expressions, Locals, Output):
     def update(self, spec, name: str, key_node, value_node) -> None:
         """pp_set: bpf_map_update_elem(&m, &k, &v, BPF_ANY)."""
         k = self.key_slot(spec, key_node)
-        v = self.expr(value_node)
-        off = self.slot(spec.value.size)
-        self.store(off, v, spec.value)
+        if isinstance(spec.value, StructType):           # a struct local: its own bytes
+            off = self.record_local(value_node, spec.value)
+        else:
+            v = self.expr(value_node)
+            off = self.slot(spec.value.size)
+            self.store(off, v, spec.value)
         a = self.asm
         a.load_map(I.R1, name)
         a.mov(I.R2, I.FP)

@@ -58,6 +58,9 @@ class Locals:
     locals: dict
     declaring: bool
     maps: dict
+    ctx_reg: Any
+    release: Any            # Expressions' (before this class in HandlerCompiler's bases)
+    char_field: Any
 
     def expr(self, node) -> Val:
         raise NotImplementedError
@@ -164,38 +167,119 @@ class Locals:
         return None
 
     def field_of(self, node):
-        """(fp offset, type) of `e.f`, a field of a struct local; None for anything else."""
+        """(base register, offset, type) of `e.f`, a field of a struct local (fp) or of the map
+        value a .get() result points at (a register it is loaded into, to release); None for
+        anything else."""
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in self.locals:
             local = self.locals[node.value.id]
             if not local.struct or node.attr not in local.type.offsets:
                 raise Unsupported(f"{node.value.id}.{node.attr}")
-            return local.offset + local.type.offsets[node.attr], local.type.field_types[node.attr]
+            off, t = local.type.offsets[node.attr], local.type.field_types[node.attr]
+            if local.value is None:
+                return I.FP, local.offset + off, t
+            reg = self.take()                   # the verifier checks the None test came first
+            self.asm.load(reg, I.FP, local.offset, 8)
+            return reg, off, t
         return None
 
     def assign_field(self, target: ast.Attribute, value_node) -> None:
-        """`e.f = v` (converted to the field's integer type), or `e.comm = comm()`."""
-        where = self.field_of(target)
-        if where is None:
-            raise Unsupported("an assignment to an attribute")
-        off, t = where
+        """`e.f = v` (converted to the field's integer type), `e.comm = comm()`, or a char
+        array from another one of its size (`e.comm = s.comm`, `e.comm = args.comm`)."""
         from pyprobe.dsl.types import Scalar
 
+        if self.field_of_node_is_none(target):
+            raise Unsupported("an assignment to an attribute")
+        comm = isinstance(value_node, ast.Call) and isinstance(value_node.func, ast.Name) and not value_node.args \
+            and getattr(self.python(value_node.func.id), "_pp_builtin", None) == "comm"
+        v = None
+        t = self.field_type(target)
         if isinstance(t, Scalar):
-            self.store(off, self.expr(value_node), t)
-            return
-        if t.size == 16 and isinstance(value_node, ast.Call) and isinstance(value_node.func, ast.Name) \
-                and not value_node.args and getattr(self.python(value_node.func.id), "_pp_builtin", None) == "comm":
-            self.asm.mov(I.R1, I.FP)                 # bpf_get_current_comm(&e.comm, 16)
+            v = self.expr(value_node)               # first: its calls keep no pointer in r0-r5
+        elif not comm:
+            src = self.bytes_of(value_node, t)
+        base, off, t = self.field_of(target)
+        if v is not None:
+            self.store(off, v, t, base)
+        elif comm:
+            if t.size != 16:
+                raise Unsupported("comm() into a char array of another size")
+            self.asm.mov(I.R1, base)                 # bpf_get_current_comm(&e.comm, 16)
             self.asm.alu(I.ADD, I.R1, imm=off)
             self.asm.mov_imm(I.R2, 16)
             self.asm.call(I.GET_CURRENT_COMM)
-            return
-        raise Unsupported("a char array assigned something else than comm()")
+        else:
+            self.copy(base, off, src, t.size)
+        self.release(Val(base, None))
+
+    def field_of_node_is_none(self, node) -> bool:
+        return not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in self.locals)
+
+    def field_type(self, node):
+        local = self.locals[node.value.id]
+        if not local.struct or node.attr not in local.type.offsets:
+            raise Unsupported(f"{node.value.id}.{node.attr}")
+        return local.type.field_types[node.attr]
+
+    def bytes_of(self, node, t):
+        """(base register, offset) of a char array of type t to copy: a struct local's field,
+        a map value's (its pointer in r6-r9, to release), or a tracepoint's field."""
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id == getattr(self, "ctx_name", None):
+            offset, ft = self.char_field(node.attr, t)
+        elif self.field_of_node_is_none(node):
+            raise Unsupported("a char array from something else than a field")
+        else:
+            ft = self.field_type(node)
+            base, offset, ft = self.field_of(node)
+            if ft.size == t.size and repr(ft) == repr(t):
+                return base, offset
+            self.release(Val(base, None))
+            raise Unsupported("a char array of another type")
+        if ft.size != t.size:
+            raise Unsupported("a char array of another size")
+        return self.ctx_reg, offset
+
+    def copy(self, base: int, off: int, src, size: int) -> None:
+        """memcpy(base + off, src, size) through r1, in the widest loads both offsets allow
+        (a tracepoint record is read only at offsets its load size divides)."""
+        src_base, src_off = src
+        done = 0
+        while done < size:
+            width = next(w for w in (8, 4, 2, 1) if size - done >= w and (off + done) % w == 0
+                         and (src_off + done) % w == 0)
+            self.asm.load(I.R1, src_base, src_off + done, width)
+            self.asm.store(base, off + done, I.R1, width)
+            done += width
+        if src_base != self.ctx_reg:
+            self.release(Val(src_base, None))
+
+    def char_array_of(self, node):
+        """The char array type of a field node names (a struct's, a map value's, a tracepoint's),
+        else None."""
+        from pyprobe.dsl.types import ArrayType
+
+        if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
+            return None
+        if node.value.id == getattr(self, "ctx_name", None):
+            field = getattr(self, "fields", {}).get(node.attr)
+            return field[1] if field is not None and isinstance(field[1], ArrayType) else None
+        if node.value.id in self.locals and self.locals[node.value.id].struct:
+            t = self.field_type(node)
+            return t if isinstance(t, ArrayType) else None
+        return None
+
+    def char_address(self, node, t) -> int:
+        """A register (r1, or one of r6-r9 to release) holding the address of char array `node`."""
+        base, off = self.bytes_of(node, t)
+        reg = base if base in I.CALLEE_SAVED and base != self.ctx_reg else I.R1
+        self.asm.mov(reg, base)
+        self.asm.alu(I.ADD, reg, imm=off)
+        return reg
 
     def record_local(self, node, t) -> int:
         """The fp offset of a struct local of type t named by node (a key, a record to send)."""
         local = self.locals.get(node.id) if isinstance(node, ast.Name) else None
-        if local is None or local.type is not t:
+        if local is None or local.type is not t or local.value is not None:
             raise Unsupported(f"a {t!r} that is not a struct local")
         return local.offset
 
@@ -203,14 +287,13 @@ class Locals:
         """`e.f` of an integer field, or None when node is not a struct local's field."""
         from pyprobe.dsl.types import Scalar
 
-        where = self.field_of(node)
-        if where is None:
+        if self.field_of_node_is_none(node):
             return None
-        off, t = where
-        if not isinstance(t, Scalar):
+        if not isinstance(self.field_type(node), Scalar):
             raise Unsupported("a char array as a value")
-        reg = self.take()
-        self.asm.load(reg, I.FP, off, t.size)
+        base, off, t = self.field_of(node)
+        reg = base if base != I.FP else self.take()
+        self.asm.load(reg, base, off, t.size)
         return Val(reg, t, clean=not t.signed or t.size == 8)
 
     # ---- expressions -----------------------------------------------------------

@@ -119,6 +119,10 @@ class Output:
                 if len(values) != 1 or not isinstance(values[0], ast.Constant):
                     raise Unsupported("an f-string format spec")
                 spec = values[0].value
+            if self.char_array_of(part.value) is not None and spec == "":    # type: ignore[attr-defined]
+                text.append("%s")
+                args.append(part.value)
+                continue
             if spec not in ("", "d", "x", "u"):
                 raise Unsupported(f"the f-string format spec :{spec}")
             t = self.dropped(lambda: self.expr(part.value)).as_value().scalar     # type: ignore[attr-defined]
@@ -137,8 +141,15 @@ class Output:
             raise Unsupported("a long trace_printk format")
         slots = []
         for arg in args:             # each as its own type's C value, widened as a register holds it
-            v = self.expr(arg)
             off = self.slot(8)
+            chars = self.char_array_of(arg)                   # type: ignore[attr-defined]
+            if chars is not None:                             # %s: its address
+                reg = self.char_address(arg, chars)           # type: ignore[attr-defined]
+                self.asm.store(I.FP, off, reg, 8)
+                self.release(Val(reg, None))                  # type: ignore[attr-defined]
+                slots.append(off)
+                continue
+            v = self.expr(arg)
             if v.const is None:
                 self.clean(v)        # type: ignore[attr-defined]
             t = v.type if v.type is not None else (s64 if v.const < (1 << 63) else u64)

@@ -63,6 +63,7 @@ class P(Program):
     h = Histogram()
     hl = Histogram(linear=True, max_entries=16)
     byk = Hash(Key, u64)
+    sv = Hash(u32, Rec)
     rb = RingBuf(Rec, size=1 << 16)
     pb = PerfBuf(Rec, pages=1)
 '''
@@ -117,7 +118,13 @@ def statements(draw):
         form = draw(st.sampled_from(["self.byk[k] += {}", "self.byk[k] = {}", "self.byk.increment(k, {})"]))
         return form.format(draw(expressions(1)))
     if form == 12:
-        return "del self.byk[k]"
+        return draw(st.sampled_from(["del self.byk[k]", "self.sv[{}] = r", "s = self.sv.get({})"])).format(
+            draw(expressions(1)))
+    if form == 13:                                  # through a struct .get() result, under its None test
+        use = draw(st.sampled_from(["r.b = s.b + {}", "s.d = {}", "r.comm = s.comm", "s.comm = r.comm", "s.a += {}",
+                                    'trace_printk(f"pp:{{s.comm}}|{{s.c}}|{{{}}}")', "self.m[s.c] = {}"]))
+        return [f"if s is not None{draw(st.sampled_from(['', ' and s.b > 7', ' and s.d != ctx.args[1]']))}:",
+                "    " + use.format(draw(expressions(1)))]
     if form == 4:                                  # a local again, converted to its type
         return f"{draw(st.sampled_from(LOCALS))} = {draw(expressions(2))}"
     if form == 5:
@@ -154,6 +161,9 @@ def printks(draw):
         return f'trace_printk(f"pp:{"|".join(holes)}%%\\n")'
     convs = [draw(st.sampled_from(sorted(CONVERSIONS))) for _ in range(n)]
     args = [CONVERSIONS[c].format(draw(expressions(1))) for c in convs]
+    if n < 3 and draw(st.booleans()):
+        convs.append("%s")
+        args.append(draw(st.sampled_from(["r.comm", "k.q"])).replace("k.q", "r.comm"))
     return f'trace_printk("pp:{"|".join(convs)}\\n"{"".join(", " + a for a in args)})'
 
 
@@ -198,7 +208,8 @@ def blocks(draw, depth: int = 1):
             lines.append(draw(RETURNS))
             return lines
         else:
-            lines.append(draw(statements()))
+            stmt = draw(statements())
+            lines += stmt if isinstance(stmt, list) else [stmt]
     return lines
 
 
@@ -212,7 +223,7 @@ def handlers(draw):
     value, y by its annotation, v a .get() result), then a block."""
     x = draw(expressions(1).filter(lambda e: not _mentions(e, "x", "y")))
     y = draw(expressions(1).filter(lambda e: not _mentions(e, "y")))
-    lines = ["r = Rec()", "k = Key()", f"x = {x}", f"y: {draw(st.sampled_from(TYPES))} = {y}",
+    lines = ["r = Rec()", "k = Key()", f"s = self.sv.get({draw(expressions(1).filter(lambda e: not _mentions(e, 'x', 'y')))})", f"x = {x}", f"y: {draw(st.sampled_from(TYPES))} = {y}",
              f"v = self.GET.get({draw(expressions(1))})"]
     if draw(st.booleans()):
         lines += ["if v is not None:", f"    self.m[{draw(expressions(1))}] = v + {draw(expressions(1))}"]
@@ -253,6 +264,8 @@ def snapshot(side) -> dict:
         out[name] = getattr(side, name).to_numpy().tolist()
     keys_, values = side.byk.to_numpy()
     out["byk"] = sorted(zip((k.tobytes() for k in keys_), values.tolist()))
+    keys_, values = side.sv.to_numpy()
+    out["sv"] = sorted(zip(keys_.tolist(), (v.tobytes() for v in values)))
     for name in ("rb", "pb"):       # the records sent since the last snapshot, and those lost
         out[name] = (getattr(side, name).drain().tobytes(), getattr(side, name).lost)
     return out
