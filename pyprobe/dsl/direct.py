@@ -10,8 +10,9 @@ The subset (anything else raises Unsupported, and clang compiles the program as 
 - programs: @tracepoint / @syscall (as its tracepoint) and @raw_tracepoint handlers taking
   (self, ctx); no Params, no kernel types, no helper functions, no tail calls;
 - maps: Hash, LruHash, PerCpuHash, LruPerCpuHash, Array, PerCpuArray and log2/linear
-  Histograms without sections, with integer values and integer keys (Struct keys for the
-  hashes); RingBuf (without wakeup_bytes) and PerfBuf of Struct records;
+  Histograms (sectioned too), with integer values and integer keys (Struct keys and values
+  for the hashes, Struct keys for sectioned histograms); RingBuf (without wakeup_bytes) and
+  PerfBuf of Struct records;
 - statements: `self.m[k] += n`, `self.m.increment(k[, n])`, `self.m[k] = v`, `del self.m[k]`,
   trace_printk of up to 3 integers (dsl/direct_output.py), `if`/`elif`/`else` (comparisons,
   `k in self.m`, `x is None`, `not`, `and`, `or`), `return` of a constant, `pass`; integer
@@ -98,14 +99,13 @@ def _maps(cls) -> dict:
     for name, spec in maps.items():
         if spec.kind not in _MAP_KINDS or getattr(spec, "inner", None) is not None:
             raise Unsupported(f"map kind {spec.kind}")
-        if spec.kind == "histogram" and getattr(spec, "storage").kind != "array":
-            raise Unsupported("a sectioned histogram")
+        sectioned = spec.kind == "histogram" and getattr(spec, "storage").kind != "array"   # a hash of (section, slot)
         if spec.kind in ("ringbuf", "perfbuf"):
             if getattr(spec, "wakeup_bytes", 0):
                 raise Unsupported("a RingBuf with wakeup_bytes")
             record_type(spec.value)
             continue
-        if spec.kind in _HASHES and isinstance(spec.key, StructType):
+        if (spec.kind in _HASHES or sectioned) and isinstance(spec.key, StructType):
             record_type(spec.key)
         else:
             integer_type(spec.key)

@@ -52,6 +52,11 @@ class Key(Struct):
     q: s16
 
 
+class Sect(Struct):            # a sectioned histogram's key
+    sec: u16
+    slot: u32
+
+
 class P(Program):
     m = Hash(u32, u64)
     sk = Hash(s8, s32)
@@ -64,6 +69,7 @@ class P(Program):
     hl = Histogram(linear=True, max_entries=16)
     byk = Hash(Key, u64)
     sv = Hash(u32, Rec)
+    hs = Histogram(Sect)
     rb = RingBuf(Rec, size=1 << 16)
     pb = PerfBuf(Rec, pages=1)
 '''
@@ -74,7 +80,7 @@ TYPES = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64"]
 CONSTANTS = [0, 1, 2, 7, 255, 256, 65535, -1, -5, 2**31 - 1, -2**31, 2**32 - 1, 2**32 + 5, 2**63, 2**64 - 1,
              -2**63, "N", "BIG"]
 HELPERS = ["tgid()", "pid()", "tid()", "uid()", "gid()", "smp_processor_id()"]
-LOCALS = ["x", "y", "r.a", "r.b", "r.c", "r.d", "k.p", "k.q"]    # every handler declares x, y, r, k first
+LOCALS = ["x", "y", "r.a", "r.b", "r.c", "r.d", "k.p", "k.q", "q.sec", "q.slot"]  # every handler declares these first
 GETTABLE = ["m", "sk", "lh", "pc", "a"]
 DELETABLE = ["m", "sk", "lh", "pc", "lpc"]
 # refusals a generated handler may meet: it is left out (clang's choice is C's undefined behaviour)
@@ -118,7 +124,8 @@ def statements(draw):
         form = draw(st.sampled_from(["self.byk[k] += {}", "self.byk[k] = {}", "self.byk.increment(k, {})"]))
         return form.format(draw(expressions(1)))
     if form == 12:
-        return draw(st.sampled_from(["del self.byk[k]", "self.sv[{}] = r", "s = self.sv.get({})"])).format(
+        return draw(st.sampled_from(["del self.byk[k]", "self.sv[{}] = r", "s = self.sv.get({})",
+                                     "self.hs.increment(q)", "self.hs[q] += {}", "q = Sect()"])).format(
             draw(expressions(1)))
     if form == 13:                                  # through a struct .get() result, under its None test
         use = draw(st.sampled_from(["r.b = s.b + {}", "s.d = {}", "r.comm = s.comm", "s.comm = r.comm", "s.a += {}",
@@ -223,7 +230,7 @@ def handlers(draw):
     value, y by its annotation, v a .get() result), then a block."""
     x = draw(expressions(1).filter(lambda e: not _mentions(e, "x", "y")))
     y = draw(expressions(1).filter(lambda e: not _mentions(e, "y")))
-    lines = ["r = Rec()", "k = Key()", f"s = self.sv.get({draw(expressions(1).filter(lambda e: not _mentions(e, 'x', 'y')))})", f"x = {x}", f"y: {draw(st.sampled_from(TYPES))} = {y}",
+    lines = ["r = Rec()", "k = Key()", "q = Sect()", f"s = self.sv.get({draw(expressions(1).filter(lambda e: not _mentions(e, 'x', 'y')))})", f"x = {x}", f"y: {draw(st.sampled_from(TYPES))} = {y}",
              f"v = self.GET.get({draw(expressions(1))})"]
     if draw(st.booleans()):
         lines += ["if v is not None:", f"    self.m[{draw(expressions(1))}] = v + {draw(expressions(1))}"]
@@ -264,6 +271,8 @@ def snapshot(side) -> dict:
         out[name] = getattr(side, name).to_numpy().tolist()
     keys_, values = side.byk.to_numpy()
     out["byk"] = sorted(zip((k.tobytes() for k in keys_), values.tolist()))
+    keys_, values = side.hs.to_numpy()
+    out["hs"] = sorted(zip((k.tobytes() for k in keys_), values.tolist()))
     keys_, values = side.sv.to_numpy()
     out["sv"] = sorted(zip(keys_.tolist(), (v.tobytes() for v in values)))
     for name in ("rb", "pb"):       # the records sent since the last snapshot, and those lost
