@@ -29,6 +29,8 @@ def test_tools_start_without_clang_and_without_a_cache(tmp_path):
     prebuild()
     env = dict(os.environ, PYTHONPATH=REPO, PYPROBE_CLANG="/nonexistent/clang", PYPROBE_CACHE_DIR=str(tmp_path))
     for argv in (["opensnoop", "--duration", "0.1"], ["runqlat", "--duration", "0.1"], ["runqslower", "--duration", "0.1"],
+                 ["hardirqs", "-d", "0.1", "1"], ["softirqs", "-C", "0.1", "1"], ["tcpstates", "--duration", "0.1"],
+                 ["tcpdrop", "--duration", "0.1"], ["bindsnoop", "--duration", "0.1"],
                  ["tcplife", "--duration", "0.1"], ["profile", "-F", "99", "0.1"],
                  ["tcpconnect", "-d", "--duration", "0.1"],
                  # options given at load (Params): the same shipped object
