@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from prog_test_run import prog_fd, prog_test_run
-from pyprobe import CompileError, Hash, PerCpuArray, Program, RingBuf, Struct, syscall, u64
+from pyprobe import CompileError, Hash, PerCpuArray, Program, RingBuf, Struct, char, syscall, tracepoint, u32, u64
 from pyprobe.backend import clang
 from pyprobe.bpf import ktime_ns, log2, tgid, trace_printk
 from pyprobe.dsl import direct
@@ -577,3 +577,49 @@ def test_trace_printk_with_arguments_through_the_direct_backend(tmp_path, monkey
         ours = (e.msg for e in prog.trace_fields(timeout=10) if e.pid == threading.get_native_id())
         assert next(ours) == f"read 7 bytes, {7 << 33} with fd {fd}"
         assert next(ours) == "f-string: 7 21"
+
+
+# ---- char arrays of a tracepoint, into records --------------------------------------------------
+class Rename(Struct):
+    pid: u32
+    old: char[16]
+    new: char[16]
+
+
+class Renames(Program):
+    out = RingBuf(Rename)
+
+    @tracepoint("task", "task_rename")
+    def renamed(self, args):
+        if args.pid == ME:
+            e = Rename()
+            e.pid = args.pid
+            e.old = args.oldcomm              # char[16] at offset 12: copied in 4-byte loads
+            e.new = args.newcomm
+            self.out.submit(e)
+
+
+def test_tracepoint_char_arrays_copied_into_records_agree_with_clang(tmp_path, monkeypatch):
+    import ctypes
+
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    progs = [load(type("ClangRenames", (Renames,), {}), monkeypatch, "clang"),
+             load(type("DirectRenames", (Renames,), {}), monkeypatch, "direct")]
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = open("/proc/self/comm").read().rstrip("\n")
+    try:
+        for p in progs:
+            p.attach()
+        for name in (b"pp-direct-1", b"pp-direct-two"):
+            assert libc.prctl(15, name, 0, 0, 0) == 0             # PR_SET_NAME
+        libc.prctl(15, before.encode(), 0, 0, 0)
+        for p in progs:
+            p.detach()
+        seen = [[(int(r["pid"]), r["old"], r["new"]) for r in p.out.drain()] for p in progs]
+        assert seen[0] == seen[1] == [(ME, before.encode()[:15], b"pp-direct-1"),
+                                      (ME, b"pp-direct-1", b"pp-direct-two"),
+                                      (ME, b"pp-direct-two", before.encode()[:15])]
+    finally:
+        libc.prctl(15, before.encode(), 0, 0, 0)
+        for p in progs:
+            p.close()
