@@ -187,7 +187,7 @@ class Locals:
         array from another one of its size (`e.comm = s.comm`, `e.comm = args.comm`)."""
         from pyprobe.dsl.types import Scalar
 
-        if self.field_of_node_is_none(target):
+        if self.not_a_local_field(target):
             raise Unsupported("an assignment to an attribute")
         comm = isinstance(value_node, ast.Call) and isinstance(value_node.func, ast.Name) and not value_node.args \
             and getattr(self.python(value_node.func.id), "_pp_builtin", None) == "comm"
@@ -211,7 +211,8 @@ class Locals:
             self.copy(base, off, src, t.size)
         self.release(Val(base, None))
 
-    def field_of_node_is_none(self, node) -> bool:
+    def not_a_local_field(self, node) -> bool:
+        """Whether node is anything but `name.attr` of a local (whose field it would be)."""
         return not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in self.locals)
 
     def field_type(self, node):
@@ -226,7 +227,7 @@ class Locals:
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
                 and node.value.id == getattr(self, "ctx_name", None):
             offset, ft = self.char_field(node.attr, t)
-        elif self.field_of_node_is_none(node):
+        elif self.not_a_local_field(node):
             raise Unsupported("a char array from something else than a field")
         else:
             ft = self.field_type(node)
@@ -287,7 +288,7 @@ class Locals:
         """`e.f` of an integer field, or None when node is not a struct local's field."""
         from pyprobe.dsl.types import Scalar
 
-        if self.field_of_node_is_none(node):
+        if self.not_a_local_field(node):
             return None
         if not isinstance(self.field_type(node), Scalar):
             raise Unsupported("a char array as a value")
