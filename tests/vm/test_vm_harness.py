@@ -86,3 +86,11 @@ def test_scratch_disk_is_a_blank_blk_mq_disk_that_takes_direct_io():
         assert back[:] == b"v" * 8192
     finally:
         os.close(fd)
+
+
+def test_the_clock_is_the_tsc_on_every_boot():
+    # vmrun pins it (tsc_early_khz at the host's rate, tsc=reliable, clocksource=tsc): left to the
+    # kernel's calibration under TCG it was refined-jiffies on most boots and a mis-rated TSC on others
+    assert "tsc_early_khz=" in Path("/proc/cmdline").read_text()
+    current = Path("/sys/devices/system/clocksource/clocksource0/current_clocksource").read_text().strip()
+    assert current in ("tsc", "tsc-early")      # the same counter; "tsc" replaces tsc-early later in the boot
