@@ -52,8 +52,8 @@ class MapSpec:
 
     def __init__(self, key: CType | None, value: CType | None, max_entries: int,
                  flags: int = 0, pin: str | None = None, pinned: str | None = None):
-        self.key = as_ctype(key) if key is not None else None
-        self.value = as_ctype(value) if value is not None else None
+        self.key = _map_type(key, "key") if key is not None else None
+        self.value = _map_type(value, "value") if value is not None else None
         self.max_entries = max_entries
         self.name: str | None = None
         self._check_size()
@@ -455,3 +455,12 @@ class HashOfMaps(ArrayOfMaps):
 
 from pyprobe.dsl import object_maps as _object_maps  # noqa: E402,F401  (registers CgroupArray, TaskStorage)
 from pyprobe.dsl import sock_maps as _sock_maps  # noqa: E402,F401  (registers SockMap, SockHash, XskMap)
+
+
+def _map_type(t, what: str) -> CType:
+    """A map's key or value type; a kernel pointer spelled as C (bcc's `BPF_HASH(birth, struct
+    sock *, u64)`) is refused saying what holds it here."""
+    if isinstance(t, str) and t.rstrip().endswith("*"):
+        raise TypeError(f"a map {what} cannot be the kernel pointer {t!r}: key the map by its address, a u64 "
+                        "(`self.birth[sk]` converts a pointer sk)")
+    return as_ctype(t)

@@ -451,6 +451,10 @@ class HandlerCompiler(SimStatements):
 
     def type_of_annotation(self, node) -> CType:
         message = "annotations must be pyprobe types (u8..u64, s8..s64, char[N], a Struct)"
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.rstrip().endswith("*"):
+            # the translator's typed kernel pointer local (sk: "struct sock *" = args.skaddr)
+            self.fail(node, f"a local typed {node.value!r} cannot be simulated: it needs the kernel",
+                      "test this handler against the kernel (the pytest plugin's `load` fixture)")
         try:
             obj = self.expr(node)
         except TranslationError:

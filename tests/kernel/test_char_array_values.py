@@ -87,13 +87,16 @@ class Literals(Program):
         v.calls += 1
         v.name = "longest"
         v.name = "ab"
+        r = Label()
+        r.name = "local"                         # a local struct's member, then the whole struct stored
+        self.labels[2] = r
 
 
 def _literals_seen(prog) -> tuple:
     return (sorted((int(k), bytes(v)) for k, v in prog.names.items()),
             [bytes(v) for v in prog.slots.values()],
             [bytes(v) for v in prog.fifo.values()],
-            [(int(k), int(v["calls"]), bytes(v["name"])) for k, v in prog.labels.items()])
+            sorted((int(k), int(v["calls"]), bytes(v["name"])) for k, v in prog.labels.items()))
 
 
 def test_string_literals_are_stored_into_char_array_values():
@@ -103,7 +106,7 @@ def test_string_literals_are_stored_into_char_array_values():
         os.getppid()
         seen = _literals_seen(prog)
     assert seen == ([(1, b"one"), (2, b"two"), (3, b"three"), (4, b"four"), (5, name[:7])],
-                    [b"", b"slot1", b"", b""], [b"queued"], [(1, 1, b"ab")])
+                    [b"", b"slot1", b"", b""], [b"queued"], [(1, 1, b"ab"), (2, 0, b"local")])
     sim = Literals.simulate(target=os.getpid())
     sim.set(tgid=os.getpid(), comm=name)
     sim.on_getppid()
