@@ -15,6 +15,7 @@ from pyprobe.dsl.decorators import Handler
 from pyprobe.dsl.registers import REGISTERS, Registers
 from pyprobe.dsl.refusals import describe as _describe, wrong_arguments
 from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype
+from pyprobe.dsl.python_builtins import PYTHON_BUILTINS
 from pyprobe.dsl.values import (ContextRef, KernelArray, KernelPath, MapRef, Nullable, PyObject, StringLit, Value,
                                 as_map, literal)
 from pyprobe.errors import TranslationError
@@ -63,10 +64,8 @@ class Expressions:
                 return self.wrap_python(node, scope[name], name)
         if name == "range":
             self.fail(node, "range() is only available as the iterable of a for loop")
-        if name == "ord":
-            from pyprobe.dsl.strings import Ord
-
-            return Ord()
+        if name in PYTHON_BUILTINS:                     # ord, len, min, max
+            return PYTHON_BUILTINS[name]
         if hasattr(py_builtins, name):
             self.fail(node, f"Python's {name}() is not available in a BPF handler")
         self.fail(node, f"name '{name}' is not defined", "assign it first, or import it at module level")

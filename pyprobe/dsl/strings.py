@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pyprobe.dsl.cbuilder import c_string
 from pyprobe.dsl.types import ArrayType, PointerType, char
-from pyprobe.dsl.values import StringLit, Value, literal
+from pyprobe.dsl.values import StringLit, Value
 
 
 def is_char_array(t) -> bool:
@@ -81,21 +81,3 @@ def index_pointer(tr, node, base: Value, index: Value) -> Value:
     tr.emit(f"{reader}(&{tmp}, sizeof({tmp}), (const void *)((__u64)({base.code}) + "
             f"({index.code}) * sizeof({tmp})));")
     return Value(tmp, elem)
-
-
-class Ord:
-    """Python's `ord("W")`: the code of one ASCII character, a constant (`args.rwbs[0] == ord("W")`)."""
-
-    def code(self, tr, node, args) -> int:
-        text = args[0].text if len(args) == 1 and isinstance(args[0], StringLit) else None
-        if text is None or len(text) != 1 or not text.isascii():
-            tr.fail(node, 'ord() takes one ASCII character in quotes: ord("W") is 87')
-        return ord(text)
-
-    def pp_call(self, tr, node, args):
-        return literal(self.code(tr, node, args))
-
-    def sim_call(self, tr, node, args):
-        from pyprobe.sim.svalues import const_value
-
-        return const_value(self.code(tr, node, args))

@@ -18,6 +18,7 @@ from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl, wrong_argum
 from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype, \
     char, s32, s64, u64
 from pyprobe.dsl.expressions import makes_struct, struct_field
+from pyprobe.dsl.python_builtins import PYTHON_BUILTINS
 from pyprobe.dsl.values import ContextRef, MapRef, PyObject, StringLit
 from pyprobe.errors import Location, TranslationError
 from pyprobe.sim import sim_builtins, sim_functions
@@ -195,10 +196,8 @@ class HandlerCompiler(SimStatements):
                 return self.wrap_python(node, scope[name], name)
         if name == "range":
             self.fail(node, "range() is only available as the iterable of a for loop")
-        if name == "ord":
-            from pyprobe.dsl.strings import Ord
-
-            return Ord()
+        if name in PYTHON_BUILTINS:                     # ord, len, min, max
+            return PYTHON_BUILTINS[name]
         if hasattr(py_builtins, name):
             self.fail(node, f"Python's {name}() is not available in a BPF handler")
         self.fail(node, f"name '{name}' is not defined", "assign it first, or import it at module level")

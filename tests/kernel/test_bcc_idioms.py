@@ -1,11 +1,12 @@
 """Idioms of bcc's tools (tcpstates, runqslower, biotop, memleak) written as a pyprobe author
 would write them, each on the kernel with its own workload and in the simulation, which must
 agree: a struct made with its fields named (bcc's `struct data_t d = {.pid = p}`), atomic adds to
-the fields of a map value (memleak's `__sync_fetch_and_add(&info->total_size, sz)`), and a
-character constant (`ord("W")`, biotop's `rwbs[0] == 'W'`)."""
+the fields of a map value (memleak's `__sync_fetch_and_add(&info->total_size, sz)`), a
+character constant (`ord("W")`, biotop's `rwbs[0] == 'W'`), and Python's min(), max() and len()
+where bcc writes its min() macro and sizeof."""
 import os
 
-from pyprobe import Hash, Param, Program, Struct, char, syscall, s32, u32, u64
+from pyprobe import Hash, Param, Program, Struct, char, syscall, s32, s64, u32, u64
 from pyprobe.bpf import atomic_add, comm, tgid
 
 
@@ -96,3 +97,45 @@ def test_atomic_adds_to_map_value_fields():
         sim.on_getppid()
     v = sim.combined[1]
     assert (int(v["total_size"]), int(v["number_of_allocs"]), int(v["by_p"])) == seen
+
+
+class Clamped(Program):
+    """min/max with C's conversions, each operand evaluated once, and len() of arrays as loop bounds."""
+    target = Param(u32)
+    out = Hash(u32, u64, max_entries=16)
+
+    @syscall("getpgid")
+    def on_getpgid(self, args):
+        if tgid() != self.target:
+            return
+        name = comm()
+        n: u64 = 0
+        for i in range(len(name)):               # the bytes of the comm before its NUL
+            if name[i] == 0:
+                break
+            n += 1
+        self.out[0] = n
+        self.out[1] = min(args.pid, 4096)        # the pid given, clamped
+        self.out[2] = max(args.pid, 4096)
+        self.out[3] = min(s64(-1), u64(1))       # C compares as u64: 1
+        self.out[4] = max(self.out[1] + 1, u32(7), 5)
+        self.out[5] = len("getpgid")
+
+
+def test_min_max_and_len_as_python_spells_them():
+    pid = os.getpid()
+    with open("/proc/self/comm", "rb") as f:
+        name = f.read().strip()
+    with Clamped(target=pid) as prog:
+        for asked in (1, 5000):
+            try:
+                os.getpgid(asked)                    # the syscall runs whether or not the pid exists
+            except ProcessLookupError:
+                pass
+        seen = sorted((int(k), int(v)) for k, v in prog.out.items())
+    assert seen == [(0, len(name)), (1, 4096), (2, 5000), (3, 1), (4, 4097), (5, 7)]
+    sim = Clamped.simulate(target=pid)
+    sim.set(tgid=pid, comm=name)
+    sim.on_getpgid(pid=1)
+    sim.on_getpgid(pid=5000)
+    assert sorted(sim.out.items()) == seen

@@ -137,3 +137,44 @@ def test_the_refusals_say_what_to_write(program, hint):
     with pytest.raises(TranslationError) as refused:
         program.translate()
     assert refused.value.hint == hint
+
+
+class LenOfInteger(Program):
+    m = Hash(u32, u64)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        self.m[1] = len(ctx.args[0])
+
+
+class MinOfOne(Program):
+    m = Hash(u32, u64)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        self.m[1] = min(ctx.args[0])
+
+
+class MinMaxOnce(Program):
+    m = Hash(u32, u64)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        self.m[1] = min(self.m[1] + 1, 10, ctx.args[0])
+        self.m[2] = max(u8(ctx.args[1]), -1)         # C compares an int with an int: 255 > -1
+
+
+def test_min_and_max_read_each_operand_once_with_cs_conversions():
+    body = MinMaxOnce.translate()
+    body = body[body.index("int on_enter("):]
+    assert body.count("pp_read(m, 1)") == 1
+    sim = MinMaxOnce.simulate()
+    sim.on_enter(args=[3, 255])
+    sim.on_enter(args=[30, 0])
+    assert sorted(sim.m.items()) == [(1, 2), (2, 0)]
+
+
+def test_len_and_min_of_the_wrong_things_are_refused_alike():
+    assert refused_alike(LenOfInteger, r"len\(\) takes a fixed array \(u64\[8\], char\[16\]\) or a string "
+                                       r"constant") == 2
+    assert refused_alike(MinOfOne, r"min\(\) takes two or more integers") == 2
