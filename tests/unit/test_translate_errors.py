@@ -55,7 +55,7 @@ CASES = [
     ("global N", "global", "global variables"),
     ("def inner(): pass", "def inner", "nested functions"),
     ("y = undefined_name", "undefined_name", "name 'undefined_name' is not defined"),
-    ("y = len(buf)", "len", "Python's len() is not available"),
+    ("y = abs(buf)", "abs", "Python's abs() is not available"),
     ("y = os.getpid()", "os.getpid", "cannot be called"),
     ("self.nope[0] = 1", "self.nope", "self.nope is neither a map nor a method"),
     ("self.m.frobnicate(1)", "self.m.frobnicate", "maps have no method 'frobnicate'"),
