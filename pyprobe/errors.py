@@ -139,3 +139,16 @@ class MapIndexError(MapInputError, IndexError):
 
 class MapFullError(BPFError):
     """A Hash-like map holds max_entries keys already (the kernel's E2BIG)."""
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """warnings.warn() at the first caller outside pyprobe: the warning names the user's line
+    (`with MyProgram() as prog:`), not one of pyprobe's own."""
+    import sys
+    import warnings
+
+    package = __file__.rsplit("/", 1)[0] + "/"
+    level, frame = 2, sys._getframe(1)         # stacklevel 2: the frame that called warn()
+    while frame.f_code.co_filename.startswith(package) and frame.f_back is not None:
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)

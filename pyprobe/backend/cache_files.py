@@ -28,9 +28,9 @@ def warn_once(what: str, detail: str) -> None:
     if what in _warned:
         return
     _warned.add(what)
-    import warnings
+    from pyprobe.errors import warn
 
-    warnings.warn(f"pyprobe: {detail}; running without the cache", CacheWarning, stacklevel=3)
+    warn(f"pyprobe: {detail}; running without the cache", CacheWarning)
 
 
 def _ours(st) -> bool:

@@ -57,11 +57,10 @@ def multi_capable(probes: list) -> bool:
         return True
     old = features.old_build("uprobe_multi")
     if old is not None:                       # not silently: thousands of uprobes take minutes to detach
-        import warnings
+        from pyprobe.errors import warn
 
-        warnings.warn(f"pyprobe: {old}; until then a pattern attaches one uprobe per function, which takes "
-                      "minutes to attach and detach when it matches thousands", features.OldBuildWarning,
-                      stacklevel=2)
+        warn(f"pyprobe: {old}; until then a pattern attaches one uprobe per function, which takes minutes "
+             "to attach and detach when it matches thousands", features.OldBuildWarning)
     return False
 
 

@@ -114,9 +114,10 @@ def test_cache_refuses_a_directory_others_can_write(fresh_cache):
     from pyprobe.backend import cache_files
 
     cache_files._warned.clear()
-    with pytest.warns(cache_files.CacheWarning, match="writable only by its owner"):
+    with pytest.warns(cache_files.CacheWarning, match="writable only by its owner") as caught:
         assert Everything.compile().startswith(b"\x7fELF")     # compiled, not cached
     assert os.listdir(fresh_cache) == []
+    assert caught[0].filename == __file__           # it names the caller's line, not one of pyprobe's
 
 
 def test_cache_key_changes_with_the_source():

@@ -96,6 +96,7 @@ def test_an_old_cffi_module_says_to_rebuild_it_before_one_uprobe_per_function(ap
     with pytest.warns(features.OldBuildWarning) as caught:
         run(exe, prog, 3, 5, 7)
     assert by_name(prog, symbols) == {"work_alpha": 3, "work_beta": 5, "work_gamma": 7}
+    assert caught[0].filename == __file__
     message = str(caught[0].message)
     assert "pp_uprobe_multi_link() was added: rebuild it (make setup, or pip install -e .)" in message
     assert "/_libbpf." in message and "one uprobe per function" in message
