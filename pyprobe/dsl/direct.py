@@ -57,7 +57,9 @@ def refusal(cls, source=None) -> str | None:
             return None
         maps = _maps(cls)
         for name, handler in _handlers(cls).items():
-            if len(handler.probes) != 1 or handler.probes[0].kind not in ("tracepoint", "syscall", "raw_tracepoint"):
+            # (several probes are several programs of one handler: @syscall("clone") @syscall("clone3"))
+            kinds = {p.kind for p in handler.probes}
+            if not kinds or not kinds <= {"tracepoint", "syscall", "syscall_return", "raw_tracepoint"}:
                 raise Unsupported(f"{name}: its probes")
             try:
                 HandlerCompiler(handler.func, maps, None, None).compile()

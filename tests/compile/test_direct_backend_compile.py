@@ -5,12 +5,13 @@ is tests/kernel/test_direct_backend.py.
 """
 import importlib.util
 import itertools
+import os
 import struct
 
 import pytest
 
 from pyprobe import (Array, Hash, Histogram, LruHash, PerCpuArray, PerfBuf, Program, RingBuf, Struct, char,
-                     raw_tracepoint, s16, u8, u16, u32, u64)
+                     raw_tracepoint, s16, syscall, syscall_return, u8, u16, u32, u64)
 from pyprobe.backend import clang
 from pyprobe.backend.libbpf import ffi, lib
 from pyprobe.bpf import comm, ktime_ns, log2, tgid, tid, trace_printk
@@ -240,3 +241,30 @@ def test_pyprobe_backend_clang_forces_clang(monkeypatch):
     monkeypatch.setattr(direct, "compile_program", lambda *a: pytest.fail("the direct backend was used"))
     obj = Count.compile()
     assert calls == [1] and ".BTF.ext" in sections(obj)                 # clang's, with its line info
+
+
+READ_FORMAT = "/sys/kernel/tracing/events/syscalls/sys_enter_read/format"
+
+
+class Both(Program):
+    """A handler of two syscalls (two programs), and one of their returns: clang is not started
+    early for them (direct.plausible), and the direct backend compiles every program."""
+    calls = Hash(u32, u64)
+
+    @syscall("read")
+    @syscall("pread64")
+    def enter(self, args):
+        self.calls[tgid()] += 1
+
+    @syscall_return("read")
+    @syscall_return("pread64")
+    def leave(self, args):
+        self.calls[tid()] += 2
+
+
+@pytest.mark.skipif(not os.access(READ_FORMAT, os.R_OK), reason=f"needs read access to tracefs's event formats ({READ_FORMAT})")
+def test_handlers_of_several_syscalls_are_plausible_and_compiled():
+    assert direct.plausible(Both)
+    assert direct.refusal(Both, Both._source()) is None
+    progs, _ = opened(direct.compile_program(Both, Both._source()))
+    assert sorted(progs) == ["enter", "enter_1", "leave", "leave_1"]
