@@ -137,7 +137,8 @@ def cmd_build(args) -> int:
 # ---- list ------------------------------------------------------------------------------
 
 def cmd_list(args) -> int:
-    """List probe points: tracepoint:cat:name, kprobe:function, uprobe:/path:symbol."""
+    """List probe points: tracepoint:cat:name, kprobe:function, uprobe:/path:symbol,
+    usdt:/path:provider:name."""
     kind, _, pattern = args.pattern.partition(":")
     pattern = pattern or "*"
     if kind == "tracepoint":
@@ -146,8 +147,10 @@ def cmd_list(args) -> int:
         points = _kernel_points(kind, pattern)
     elif kind in ("uprobe", "uretprobe"):
         points = _user_points(kind, pattern)
+    elif kind == "usdt":
+        points = _usdt_points(pattern)
     else:
-        raise CliError(f"unknown probe kind {kind!r}: use tracepoint:, kprobe:, fentry: or uprobe:")
+        raise CliError(f"unknown probe kind {kind!r}: use tracepoint:, kprobe:, fentry:, uprobe: or usdt:")
     matched = 0
     for point in points:
         print(point)
@@ -192,6 +195,23 @@ def _user_points(kind: str, pattern: str):
     for name in names:
         if fnmatch.fnmatch(name, sym_pattern or "*"):
             yield f"{kind}:{path}:{name}"
+
+
+def _usdt_points(pattern: str):
+    """usdt:BINARY[:GLOB]: the glob matches PROVIDER:NAME or NAME."""
+    from pyprobe.backend.attach import resolve_binary
+    from pyprobe.backend.usdt import usdt_probes
+    from pyprobe.errors import PyprobeError
+
+    binary, _, glob = pattern.partition(":")
+    try:
+        path = resolve_binary(binary)
+        found = usdt_probes(path)
+    except (PyprobeError, OSError) as e:
+        raise CliError(str(e).splitlines()[0]) from None
+    for provider, name in found:
+        if fnmatch.fnmatch(f"{provider}:{name}", glob or "*") or fnmatch.fnmatch(name, glob):
+            yield f"usdt:{path}:{provider}:{name}"
 
 
 def _kernel_functions(tracefs: str) -> list[str]:
@@ -369,7 +389,7 @@ def build_parser(tools: dict) -> argparse.ArgumentParser:
     p.add_argument("--name", help="only this Program class")
     p.add_argument("args", nargs=argparse.REMAINDER, help="sys.argv for the script while it is built")
     p.set_defaults(fn=cmd_build)
-    p = sub.add_parser("list", help="list probe points, e.g. 'tracepoint:block:*' or 'uprobe:c:printf'")
+    p = sub.add_parser("list", help="list probe points, e.g. 'tracepoint:block:*', 'uprobe:c:printf' or 'usdt:/usr/bin/node'")
     p.add_argument("pattern")
     p.set_defaults(fn=cmd_list)
     p = sub.add_parser("doctor", help="what this kernel supports")

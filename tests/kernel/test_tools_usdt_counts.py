@@ -63,3 +63,23 @@ def test_stackcount_command_usdt_glob(app):
     # alpha's site, and beta's two: each probe site in main, 3 + 2 + 3 hits
     assert sorted(r["count"] for r in rows) == [2, 3, 3]
     assert all(r["user"][0] == "main" for r in rows)
+
+
+def test_pyprobe_list_names_a_binarys_usdt_probes(app):
+    """`pyprobe list usdt:BINARY[:GLOB]` (API.md: list discovers USDT notes too), the glob over
+    PROVIDER:NAME or NAME; the lines are what @usdt and funccount's u: take."""
+    import subprocess
+    import sys
+
+    from tool_workloads import REPO
+
+    def listed(pattern):
+        r = subprocess.run([sys.executable, "-m", "pyprobe", "list", pattern], capture_output=True, text=True,
+                           env={"PYTHONPATH": REPO, "PATH": "/usr/bin:/bin"}, timeout=60)
+        return r.returncode, r.stdout.splitlines()
+
+    every = [f"usdt:{app}:app:{n}" for n in ("alpha", "beta", "gamma", "omega")]
+    assert listed(f"usdt:{app}") == (0, every)
+    assert listed(f"usdt:{app}:app:[ab]*") == (0, every[:2])
+    assert listed(f"usdt:{app}:*ga") == (0, [every[3]])
+    assert listed(f"usdt:{app}:nosuch*") == (1, [])

@@ -50,7 +50,7 @@ def test_version_is_the_package_version():
     (["c", "/"], "pyprobe: not a file: /\n"),
     (["serve", "--config", "/nonexistent/exporter.toml"], "pyprobe: no such file: /nonexistent/exporter.toml\n"),
     (["list", "uprobe:/nonexistent/bin:main"], "pyprobe: no such binary: /nonexistent/bin\n"),
-    (["list", "nosuchkind:x"], "pyprobe: unknown probe kind 'nosuchkind': use tracepoint:, kprobe:, fentry: or uprobe:\n"),
+    (["list", "nosuchkind:x"], "pyprobe: unknown probe kind 'nosuchkind': use tracepoint:, kprobe:, fentry:, uprobe: or usdt:\n"),
 ])
 def test_bad_paths_and_kinds_are_one_line_and_exit_2(args, message):
     r = pyprobe_cmd(*args)
