@@ -172,7 +172,7 @@ def _tracepoint_fields(category: str, name: str) -> dict:
     from pyprobe.dsl.target import kernel
     from pyprobe.dsl.types import ArrayType, PointerType, Scalar, u64
 
-    out = {}
+    out: dict = {}
     for f in kernel().tracepoint_fields(category, name):
         if f.name.startswith("common_") or f.is_data_loc:
             continue

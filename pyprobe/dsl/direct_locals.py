@@ -68,7 +68,7 @@ class Locals:
     def slot(self, size: int, align: int = 0) -> int:
         raise NotImplementedError
 
-    def store(self, off: int, v: Val, ctype) -> None:
+    def store(self, off: int, v: Val, ctype, base: int = I.FP) -> None:
         raise NotImplementedError
 
     def self_map(self, node):
@@ -137,7 +137,7 @@ class Locals:
             self.asm.store(I.FP, local.offset, I.R0, 8)
             return
         v = self.expr(value_node)
-        t = v.type if v.type is not None else _literal_local_type(v.const)
+        t = v.type if v.type is not None else _literal_local_type(v.const or 0)
         local = self.declare(name, t)
         if local.value is not None or local.struct:
             raise Unsupported(f"{name} holds a .get() result or a struct, and an integer")

@@ -85,7 +85,7 @@ class Output:
     def slot(self, size: int, align: int = 0) -> int:
         raise NotImplementedError
 
-    def store(self, off: int, v: Val, ctype) -> None:
+    def store(self, off: int, v: Val, ctype, base: int = I.FP) -> None:
         raise NotImplementedError
 
     def trace_printk_call(self, call: ast.Call) -> None:
@@ -115,8 +115,9 @@ class Output:
                 raise Unsupported("an f-string conversion")
             spec = ""
             if part.format_spec is not None:
-                values = part.format_spec.values
-                if len(values) != 1 or not isinstance(values[0], ast.Constant):
+                values = part.format_spec.values if isinstance(part.format_spec, ast.JoinedStr) else []
+                if len(values) != 1 or not isinstance(values[0], ast.Constant) \
+                        or not isinstance(values[0].value, str):
                     raise Unsupported("an f-string format spec")
                 spec = values[0].value
             if self.char_array_of(part.value) is not None and spec == "":    # type: ignore[attr-defined]
@@ -152,7 +153,7 @@ class Output:
             v = self.expr(arg)
             if v.const is None:
                 self.clean(v)        # type: ignore[attr-defined]
-            t = v.type if v.type is not None else (s64 if v.const < (1 << 63) else u64)
+            t = v.type if v.type is not None else (s64 if (v.const or 0) < (1 << 63) else u64)
             self.store(off, Val(v.reg, t, const=v.const, clean=True), s64 if t.signed else u64)
             slots.append(off)
         padded = data + bytes(-len(data) % 8)
