@@ -16,7 +16,8 @@ from pyprobe.dsl.helper_specs import register_reads, registry
 
 from pyprobe.dsl.types import ArrayType, PointerType, StructType, char, s64, u32, u64
 from pyprobe.dsl.refusals import ATOMIC_ADD_PLACE, ATTACH_COOKIE_OUTSIDE_TRACEPOINT, READ_INTO_INTEGER, RETVAL_OUTSIDE_RETURN, \
-    USDT_COOKIE_OUTSIDE_USDT, describe as _describe, read_from_integer
+    USDT_COOKIE_OUTSIDE_USDT, describe as _describe, perf_submit_without_ctx, read_from_integer, \
+    read_from_string
 from pyprobe.dsl.values import Nullable, StringLit, Value
 
 if TYPE_CHECKING:
@@ -385,6 +386,8 @@ def _probe_read(c_helper: str, string: bool):
     def read(tr, node, dst, src):
         if not (isinstance(dst, Value) and dst.lvalue and isinstance(dst.type, (ArrayType, StructType))):
             tr.fail(node.args[0], *READ_INTO_INTEGER)
+        if isinstance(src, StringLit):
+            tr.fail(node.args[1], *read_from_string(node.args[0], src))
         if isinstance(src, Value) and isinstance(src.type, (ArrayType,)):
             source = src.code
         else:
@@ -481,6 +484,8 @@ def _submit(tr, node, ref, record):
         flags = f"pp_ringbuf_flags({ref.name}, {spec.wakeup_bytes}, {spec.value.size}, 0)"
         tr.emit(f"pp_ringbuf_output({ref.name}, &{record.code}, {flags}, {spec.lost_map});")
     else:
+        if tr.is_helper and tr.context is None:
+            tr.fail(node, *perf_submit_without_ctx(ref.name, tr.func.__name__))
         tr.emit(f"pp_perf_output({tr.context_param}, {ref.name}, &{record.code}, {spec.lost_map});")
     return None
 

@@ -52,6 +52,13 @@ READ_INTO_INTEGER = ("the destination must be a buffer such as char[64]() or a S
                      "an integer is read by assigning it: `pid = p.pid` reads the kernel member")
 
 
+def read_from_string(dst_node, src) -> tuple[str, str]:
+    """probe_read*(dst, "text"): a string constant is stored, not read (bcc's `char s[] = "..."`
+    passed to a helper that reads user memory)."""
+    return ("probe_read reads from an address; a string constant is stored by assigning it",
+            f"{ast.unparse(dst_node)} = {src.text!r}")
+
+
 def read_from_integer(src_node, ctype) -> tuple[str, str]:
     """probe_read*(dst, src) with src an integer narrower than an address: the words that say so."""
     text = ast.unparse(src_node)
@@ -82,6 +89,13 @@ def get_result_changed(target_node, target) -> tuple[str, str]:
 ATOMIC_ADD_PLACE = ("atomic_add(place, n) adds to a 32- or 64-bit integer in memory: a field of a map value "
                     "(`v.total` after `v = self.m.get(k)`) or a local",
                     "a map's integer value is added to with self.m[k] += n (atomic already)")
+
+
+def perf_submit_without_ctx(name: str, helper: str) -> tuple[str, str]:
+    """A helper not given the probe's context submits to a PerfBuf (bcc's perf_submit(ctx, ...))."""
+    return (f"self.{name} is a PerfBuf: a record is sent through the probe's context, which "
+            f"{helper}() is not given", f"pass the handler's ctx to it: def {helper}(self, ctx, ...), called as "
+            f"self.{helper}(ctx, ...) (a RingBuf needs no context)")
 
 
 def write_into_map_read(target, is_map) -> tuple[str, str] | None:

@@ -12,7 +12,8 @@ from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, Scalar, Str
     u64
 from pyprobe.dsl.helper_specs import register_reads, registry
 from pyprobe.dsl.refusals import ATOMIC_ADD_PLACE, ATTACH_COOKIE_OUTSIDE_TRACEPOINT, READ_INTO_INTEGER, RETVAL_OUTSIDE_RETURN, \
-    USDT_COOKIE_OUTSIDE_USDT, read_from_integer
+    USDT_COOKIE_OUTSIDE_USDT, perf_submit_without_ctx, read_from_integer, \
+    read_from_string
 from pyprobe.dsl.values import MapRef, StringLit
 from pyprobe.sim.svalues import SKernel, SNullable, SV
 
@@ -133,6 +134,8 @@ def _probe_read(user: bool, string: bool):
     def read(tr, node, dst, src):
         if not (isinstance(dst, SV) and dst.in_memory and isinstance(dst.type, (ArrayType, StructType))):
             tr.fail(node.args[0], *READ_INTO_INTEGER)
+        if isinstance(src, StringLit):
+            tr.fail(node.args[1], *read_from_string(node.args[0], src))
         if isinstance(src, SV) and isinstance(src.type, ArrayType):
             source = src.bytes_code()              # a kernel buffer already read
             return SV(f"_copy_bytes({dst.buf}, {dst.off}, {dst.type.size}, {source}, {string})", s64)
@@ -300,6 +303,8 @@ def _submit(tr, node, ref, record):
         return None
     if not (isinstance(record, SV) and record.in_memory and record.type == ref.spec.value):
         tr.fail(node.args[0], f"self.{ref.name} carries {ref.spec.value!r} records: submit a local of that type")
+    if not isinstance(ref.spec, RingBuf) and tr.is_helper and tr.context is None:
+        tr.fail(node, *perf_submit_without_ctx(ref.name, tr.func.__name__))
     tr.emit(f"B_{ref.name}.output({record.bytes_code()})")
     return None
 

@@ -6,8 +6,8 @@ tests/kernel/test_bcc_idioms.py."""
 import pytest
 from refused_alike import refused_alike
 
-from pyprobe import Hash, PerfBuf, Program, Struct, TranslationError, raw_tracepoint, u8, u32, u64, uprobe
-from pyprobe.bpf import atomic_add, probe_read_user
+from pyprobe import Hash, PerfBuf, Program, Struct, TranslationError, char, raw_tracepoint, u8, u32, u64, uprobe
+from pyprobe.bpf import atomic_add, probe_read_user, probe_read_user_str
 
 
 class Stat(Struct):
@@ -178,3 +178,58 @@ def test_len_and_min_of_the_wrong_things_are_refused_alike():
     assert refused_alike(LenOfInteger, r"len\(\) takes a fixed array \(u64\[8\], char\[16\]\) or a string "
                                        r"constant") == 2
     assert refused_alike(MinOfOne, r"min\(\) takes two or more integers") == 2
+
+
+class SubmitInHelper(Program):
+    """execsnoop's __submit_arg(ctx, ptr, data) ported without its ctx parameter."""
+    events = PerfBuf(Record)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        r = Record()
+        self.send(r)
+
+    def send(self, r):
+        self.events.submit(r)
+
+
+class SubmitInHelperWithCtx(Program):
+    events = PerfBuf(Record)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        r = Record(x=ctx.args[0])
+        self.send(ctx, r)
+
+    def send(self, ctx, r):
+        self.events.submit(r)
+
+
+class ReadFromString(Program):
+    m = Hash(u32, u64)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        buf = char[8]()
+        probe_read_user_str(buf, "...")
+
+
+def test_a_helper_submitting_to_a_perfbuf_is_given_ctx():
+    assert refused_alike(SubmitInHelper, r"self.events is a PerfBuf: a record is sent through the probe's context, "
+                                         r"which send\(\) is not given") == 6
+    with pytest.raises(TranslationError) as refused:
+        SubmitInHelper.translate()
+    assert refused.value.hint == ("pass the handler's ctx to it: def send(self, ctx, ...), called as "
+                                  "self.send(ctx, ...) (a RingBuf needs no context)")
+    assert "pp_perf_output(ctx, events, &(*r), pp_lost_events);" in SubmitInHelperWithCtx.translate()
+    sim = SubmitInHelperWithCtx.simulate()
+    sim.on_enter(args=[7])
+    assert [int(r["x"]) for r in sim.events.drain()] == [7]
+
+
+def test_probe_read_of_a_string_constant_says_to_assign_it():
+    assert refused_alike(ReadFromString, "probe_read reads from an address; a string constant is stored by "
+                                         "assigning it") == 3
+    with pytest.raises(TranslationError) as refused:
+        ReadFromString.translate()
+    assert refused.value.hint == "buf = '...'"
