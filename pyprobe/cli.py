@@ -242,8 +242,8 @@ def cmd_doctor(args) -> int:
         if not ok and feature.name == "tracefs" and _tracefs_mounted():
             print(f"  [ok] tracefs mounted at {_tracefs_mounted()} (readable by root only)")
             continue
-        if not ok and not privileged and feature.name not in ("root", "btf"):
-            # an unprivileged process is refused every probe: that says nothing about the kernel
+        if not ok and os.geteuid() != 0 and feature.name not in ("root", "btf"):
+            # the probes ask as root (tracefs is root's even with CAP_BPF): that says nothing about the kernel
             print(f"  [??] {feature.summary}: cannot tell without root")
             continue
         print(f"  [{'ok' if ok else '--'}] {feature.summary}")

@@ -30,11 +30,13 @@ def has(feature: str) -> bool:
 
 
 def privilege_missing() -> str | None:
-    """Why this process can load no BPF program at all (it lacks root, or CAP_BPF + CAP_PERFMON, and
-    the kernel refuses unprivileged BPF) with what to do, or None."""
-    from pyprobe.backend import features
+    """What this process lacks to trace, with what to do, or None: root, or CAP_BPF + CAP_PERFMON
+    (where the kernel refuses unprivileged BPF), and reading tracefs (the probe points' formats)."""
+    from pyprobe.backend import features, tracefs
 
-    return features.NEEDS_PRIVILEGE if features.unprivileged_refused() else None
+    if features.unprivileged_refused():
+        return features.NEEDS_PRIVILEGE
+    return tracefs.unreadable()             # mounted but root's: not something the kernel lacks
 
 
 def features() -> dict[str, bool]:

@@ -48,11 +48,22 @@ def _find_tracefs() -> str:
     if os.geteuid() == 0 and os.path.isdir(TRACEFS) and _mount("nodev", TRACEFS, "tracefs"):
         return TRACEFS
     if _is_mounted(TRACEFS, "tracefs"):
-        raise TracefsUnavailable(f"tracefs is mounted at {TRACEFS} but this user cannot read it: "
-                                 "tracing needs root or CAP_BPF + CAP_PERFMON")
+        raise TracefsUnavailable(f"tracefs is mounted at {TRACEFS} but this user cannot read it: tracing needs "
+                                 "root, or CAP_DAC_READ_SEARCH beside CAP_BPF + CAP_PERFMON")
     raise TracefsUnavailable(
         f"tracefs is not mounted at {TRACEFS}" + ("" if os.geteuid() == 0 else " (and mounting it needs root)")
         + f": mount -t tracefs nodev {TRACEFS}")
+
+
+def unreadable() -> str | None:
+    """Why this user cannot read the mounted tracefs (it is root's), or None: readable, or not
+    mounted (a kernel or a set-up to fix, which tracefs_root() words)."""
+    try:
+        tracefs_root()
+    except TracefsUnavailable as e:
+        if _is_mounted(TRACEFS, "tracefs"):
+            return str(e)
+    return None
 
 
 def ensure_bpffs() -> str:

@@ -100,3 +100,21 @@ def test_tools_and_programs_as_a_real_second_user_say_they_need_privileges():
         assert "has no field" not in out.stderr and "this kernel" not in out.stderr, (argv, out.stderr)
     out = subprocess.run(cmd + ["-m", "pyprobe", "opensnoop", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.startswith("usage: pyprobe opensnoop")
+
+
+def test_a_tool_with_bpf_capabilities_but_not_root_says_tracefs_is_unreadable():
+    """CAP_BPF + CAP_PERFMON (the setcap advice) load programs, but tracefs stays root's: opensnoop
+    then says so and what else it needs, not that the kernel lacks syscall tracepoints."""
+    cmd = nobody_python()
+    if cmd is None:
+        pytest.skip("missing capability: a Python interpreter uid 65534 may execute (this one lives under a private directory)")
+    with_caps = cmd[:4] + ["--inh-caps=+bpf,+perfmon", "--ambient-caps=+bpf,+perfmon"] + cmd[4:]
+    out = subprocess.run(with_caps + ["-m", "pyprobe", "opensnoop", "-d", "0.1"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "pyprobe: tracefs is mounted at /sys/kernel/tracing but this user cannot read it: tracing needs root, " \
+           "or CAP_DAC_READ_SEARCH beside CAP_BPF + CAP_PERFMON" in out.stderr, out.stderr
+    assert "CONFIG_FTRACE_SYSCALLS" not in out.stderr
+    out = subprocess.run(with_caps + ["-m", "pyprobe", "doctor"], capture_output=True, text=True, timeout=120)
+    assert "[??] BPF programs on tracepoints: cannot tell without root" in out.stdout, out.stdout
+    assert "CONFIG_BPF_EVENTS" not in out.stdout and "CONFIG_FTRACE_SYSCALLS" not in out.stdout, out.stdout
