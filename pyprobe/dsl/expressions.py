@@ -343,7 +343,7 @@ def struct_field(tr, kw, ctype: StructType, name: str | None):
     simulation's refusals."""
     if name is None:
         tr.fail(kw, f"{ctype.name}(**fields) is not available: name each field", f"{ctype.name}(pid=p, ...)")
-    ftype = ctype.field_types.get(name)
+    ftype = ctype.field_types.get(name) if name is not None else None
     if ftype is None:
         tr.fail(kw, f"struct {ctype.name} has no field '{name}' (fields: {', '.join(ctype.field_types)})")
     return ftype

@@ -17,8 +17,8 @@ class Ord:
     """`ord("W")`: the code of one ASCII character (biotop's `rwbs[0] == 'W'`)."""
 
     def code(self, tr, node, args) -> int:
-        text = args[0].text if len(args) == 1 and isinstance(args[0], StringLit) else None
-        if text is None or len(text) != 1 or not text.isascii():
+        text = args[0].text if len(args) == 1 and isinstance(args[0], StringLit) else ""
+        if len(text) != 1 or not text.isascii():
             tr.fail(node, 'ord() takes one ASCII character in quotes: ord("W") is 87')
         return ord(text)
 

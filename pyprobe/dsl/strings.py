@@ -22,9 +22,11 @@ def is_string_pointer(value) -> bool:
 def is_string_for(value, dest_type) -> bool:
     """Whether storing `value` into a char[N] is a string store (a literal, a string pointer,
     a char[M] of another length) rather than a copy of the same type."""
-    return is_char_array(dest_type) and (
-        isinstance(value, StringLit) or is_string_pointer(value)
-        or (isinstance(value, Value) and is_char_array(value.type) and value.type.n != dest_type.n))
+    if not is_char_array(dest_type):
+        return False
+    other = value.type if isinstance(value, Value) else None
+    return isinstance(value, StringLit) or is_string_pointer(value) or \
+        (isinstance(other, ArrayType) and other.elem is char and other.n != dest_type.n)
 
 
 def string_home(tr, value_node, value, dest_type, label: str) -> Value | None:
