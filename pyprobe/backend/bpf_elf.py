@@ -7,6 +7,9 @@ section of R_BPF_64_64 relocations for its map references (the ld_imm64 slots); 
 describing the maps as clang's `struct { __uint(type, N); __type(key, T); ... } m
 SEC(".maps")` does: an anonymous struct of pointers (to an int array whose length is the
 number, or to the key or value type), a VAR per map and a DATASEC ".maps" listing them.
+Params, when there are some, are a read-only data section (".rodata.pyprobe") holding one
+global object, which libbpf makes a frozen map the loader sets (bpf_map__set_initial_value)
+and instructions reach through ld_imm64 relocations against the object's symbol.
 No .BTF.ext: the kernel then knows no source lines, and the direct backend only
 compiles handlers whose failures cannot point at one (dsl/direct.py).
 """
@@ -124,8 +127,10 @@ class _Btf:
         return header + bytes(self.types) + bytes(self.strings.data)
 
 
-def write_object(programs: list[ProgramCode], maps: list[MapDef], license: str) -> bytes:
-    """The ELF64 relocatable object libbpf opens (bpf_object__open_mem)."""
+def write_object(programs: list[ProgramCode], maps: list[MapDef], license: str,
+                 rodata: tuple[str, str, bytes] | None = None) -> bytes:
+    """The ELF64 relocatable object libbpf opens (bpf_object__open_mem); rodata: (section,
+    symbol, bytes) of the Params."""
     btf = _Btf()
     map_offsets, secinfo, offset = {}, [], 0
     for m in maps:
@@ -162,6 +167,11 @@ def write_object(programs: list[ProgramCode], maps: list[MapDef], license: str) 
             off, size = map_offsets[m.name]
             symbols.append((strtab.add(m.name), STB_GLOBAL << 4 | STT_OBJECT, maps_index, off, size))
             map_symbol[m.name] = len(symbols)          # symbol 0 is the null symbol
+    if rodata is not None:
+        section_name, symbol, data = rodata
+        data_index = section(section_name, SHT_PROGBITS, SHF_ALLOC, data, align=8)
+        symbols.append((strtab.add(symbol), STB_GLOBAL << 4 | STT_OBJECT, data_index, 0, len(data)))
+        map_symbol[symbol] = len(symbols)
     symtab_index = len(sections) + sum(1 for p in programs if p.map_refs)     # after the .rel sections
     for p, index in zip(programs, prog_sections):
         rel = b"".join(struct.pack("<QQ", slot * 8, map_symbol[name] << 32 | R_BPF_64_64) for slot, name in p.map_refs)

@@ -8,7 +8,8 @@ writes the instructions clang would, and bpf_elf.py the object libbpf loads.
 
 The subset (anything else raises Unsupported, and clang compiles the program as before):
 - programs: @tracepoint / @syscall (as its tracepoint) and @raw_tracepoint handlers taking
-  (self, ctx); no Params, no kernel types, no helper functions, no tail calls;
+  (self, ctx); integer Params (a .rodata.pyprobe section, as the translator's); no kernel
+  types, no helper functions, no tail calls;
 - maps: Hash, LruHash, PerCpuHash, LruPerCpuHash, Array, PerCpuArray and log2/linear
   Histograms (sectioned too), with integer values and integer keys (Struct keys and values
   for the hashes, Struct keys for sectioned histograms); RingBuf (without wakeup_bytes) and
@@ -56,13 +57,14 @@ def refusal(cls, source=None) -> str | None:
             _compile(cls, source)
             return None
         maps = _maps(cls)
+        params = _params(_class_params(cls))
         for name, handler in _handlers(cls).items():
             # (several probes are several programs of one handler: @syscall("clone") @syscall("clone3"))
             kinds = {p.kind for p in handler.probes}
             if not kinds or not kinds <= {"tracepoint", "syscall", "syscall_return", "raw_tracepoint"}:
                 raise Unsupported(f"{name}: its probes")
             try:
-                HandlerCompiler(handler.func, maps, None, None).compile()
+                HandlerCompiler(handler.func, maps, None, None, params).compile()
             except Unsupported as e:
                 raise Unsupported(f"{name}: {e}") from None
         return None
@@ -88,6 +90,13 @@ def _handlers(cls) -> dict:
             if isinstance(value, Handler):
                 out[name] = value
     return out
+
+
+def _class_params(cls) -> dict:
+    from pyprobe.dsl.params import Param
+
+    return {name: value for klass in reversed(cls.__mro__) for name, value in vars(klass).items()
+            if isinstance(value, Param)}
 
 
 def _maps(cls) -> dict:
@@ -139,8 +148,7 @@ def _compile(cls, source) -> bytes:
         if not info.attach or info.probe.kind not in ("tracepoint", "raw_tracepoint"):
             raise Unsupported(f"{info.probe.kind} programs")
     maps = _maps(cls)
-    if source.params:
-        raise Unsupported("Params")
+    params = _params(source.params)
     if source.kernel_types or source.co_re_types:
         raise Unsupported("kernel types")
     if set(source.maps) != set(maps):
@@ -159,10 +167,30 @@ def _compile(cls, source) -> bytes:
         if handler is None:
             raise Unsupported("a program without its handler")
         fields = _tracepoint_fields(*probe.target) if probe.kind == "tracepoint" else None
-        compiler = HandlerCompiler(handler.func, maps, probe.kind, fields)
+        compiler = HandlerCompiler(handler.func, maps, probe.kind, fields, params)
         code = compiler.compile()
         programs.append(ProgramCode(section, info.c_name, code, compiler.asm.map_refs))
-    return write_object(programs, _map_defs(maps), license)
+    rodata = None
+    if params is not None:
+        from pyprobe.dsl.params import SECTION, pack
+
+        if f'const volatile struct pp_params pp_params SEC("{SECTION}")' not in source.text:
+            raise Unsupported("Params the translator wrote otherwise")
+        rodata = (SECTION, "pp_params", pack(source.params, {}))
+    return write_object(programs, _map_defs(maps), license, rodata)
+
+
+def _params(params: dict):
+    """The Params' layout (struct pp_params), or None without Params."""
+    if not params:
+        return None
+    from pyprobe.dsl.params import params_struct
+
+    layout = params_struct(params)
+    for _, t in layout.fields:
+        if t.name != "bool":
+            integer_type(t)
+    return layout
 
 
 def _tracepoint_fields(category: str, name: str) -> dict:

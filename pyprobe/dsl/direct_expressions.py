@@ -62,6 +62,7 @@ class Expressions:
     func: Any
 
     locals: dict
+    params: Any
 
     def read(self, node) -> Val:       # a map read: HandlerCompiler's
         raise NotImplementedError
@@ -143,6 +144,9 @@ class Expressions:
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) \
                 and isinstance(node.value.value, ast.Name) and node.value.value.id == "self":
             return self.read(node)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self" \
+                and self.params is not None and node.attr in self.params.offsets:
+            return self.param(node.attr)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Invert)):
             return self.unary(node)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
@@ -195,6 +199,15 @@ class Expressions:
                 or self.ctx_reg is None:
             raise Unsupported(f"field {name}")
         return self.fields[name]
+
+    def param(self, name: str) -> Val:
+        """`self.limit`: pp_params.limit, read from the frozen .rodata.pyprobe map (a constant to
+        the verifier)."""
+        t = self.params.field_types[name]
+        reg = self.take()
+        self.asm.load_map(reg, "pp_params")      # the address of pp_params (libbpf: the map's value)
+        self.asm.load(reg, reg, self.params.offsets[name], t.size)
+        return Val(reg, t, clean=not t.signed or t.size == 8)
 
     def helper(self, name: str) -> Val:
         from pyprobe.dsl.types import u32, u64

@@ -22,9 +22,10 @@ __all__ = ["HandlerCompiler", "Unsupported", "integer_type", "record_type"]
 
 
 class HandlerCompiler(Expressions, Locals, Output):
-    def __init__(self, func, maps: dict, kind: str | None, fields: dict | None):
+    def __init__(self, func, maps: dict, kind: str | None, fields: dict | None, params=None):
         self.func = func
         self.maps = maps
+        self.params = params              # the Params' struct pp_params, or None
         self.kind = kind                  # tracepoint, raw_tracepoint; None: plausibility only
         self.fields = fields or {}        # a tracepoint's: name -> (offset, type)
         self.locals: dict = {}            # name -> Local (dsl/direct_locals.py)

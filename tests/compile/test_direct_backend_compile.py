@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from pyprobe import (Array, Hash, Histogram, LruHash, PerCpuArray, PerfBuf, Program, RingBuf, Struct, char,
+from pyprobe import (Array, Hash, Histogram, LruHash, Param, PerCpuArray, PerfBuf, Program, RingBuf, Struct, char,
                      raw_tracepoint, s16, syscall, syscall_return, u8, u16, u32, u64)
 from pyprobe.backend import clang
 from pyprobe.backend.libbpf import ffi, lib
@@ -75,11 +75,12 @@ class Pair(Struct):
 
 
 class Records(Program):
-    """Struct locals: sent to a ring and a perf buffer, and used as a key."""
+    """Struct locals: sent to a ring and a perf buffer, and used as a key; a Param."""
     ring = RingBuf(Record)
     perf = PerfBuf(Record, pages=4)
     pairs = Hash(Pair, u64)
     starts = Hash(u32, Record)
+    floor = Param(u64, 3)
 
     @raw_tracepoint("sys_enter")
     def enter(self, ctx):
@@ -95,7 +96,7 @@ class Records(Program):
         self.pairs[k] += r.size
         self.starts[tid()] = r
         s = self.starts.get(tgid())
-        if s is not None and s.size > 3:
+        if s is not None and s.size > self.floor:
             s.size += 1
             r.comm = s.comm
             trace_printk(f"{s.comm} {s.pid} {r.comm}")
@@ -157,7 +158,7 @@ def test_every_form_of_the_subset_compiles_to_an_object_libbpf_opens():
     assert direct.refusal(Records, Records._source()) is None
     progs, maps = opened(direct.compile_program(Records, Records._source()))
     assert progs == ["enter"]
-    assert sorted(maps) == ["pairs", "perf", "pp_lost_perf", "pp_lost_ring", "ring", "starts"]
+    assert sorted(maps) == [".rodata.pyprobe", "pairs", "perf", "pp_lost_perf", "pp_lost_ring", "ring", "starts"]
 
 
 _modules = itertools.count()
@@ -167,7 +168,7 @@ def _program(directory, body: str, extra: str = ""):
     """A Program with one raw tracepoint handler whose body is `body`, from a file of its own."""
     path = directory / f"direct_case_{next(_modules)}.py"
     path.write_text(f'''
-from pyprobe import Program, Hash, RingBuf, Param, Struct, raw_tracepoint, kprobe, u32, u16, u64, s32
+from pyprobe import Program, Hash, RingBuf, Param, StackTrace, Struct, raw_tracepoint, kprobe, u32, u16, u64, s32
 from pyprobe.bpf import ktime_ns, tgid, trace_printk
 
 
@@ -213,7 +214,7 @@ def test_a_handler_outside_the_subset_goes_to_clang(body, why, monkeypatch, tmp_
 
 @pytest.mark.parametrize("extra, why", [
     ("    events = RingBuf(Rec, wakeup_bytes=4096)", "a RingBuf with wakeup_bytes"),
-    ("    limit = Param(u32, 5)", "Params"),
+    ("    stacks = StackTrace()", "map kind stack_trace"),
     ("    @kprobe('vfs_read')\n    def k(self, ctx):\n        self.m[1] += 1", "probes"),
 ])
 def test_a_program_outside_the_subset_goes_to_clang(extra, why, tmp_path):

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from prog_test_run import prog_fd, prog_test_run
-from pyprobe import CompileError, Hash, PerCpuArray, Program, RingBuf, Struct, char, syscall, tracepoint, u32, u64
+from pyprobe import CompileError, Hash, Param, PerCpuArray, Program, RingBuf, Struct, char, syscall, tracepoint, u32, u64
 from pyprobe.backend import clang
 from pyprobe.bpf import ktime_ns, log2, tgid, trace_printk
 from pyprobe.dsl import direct
@@ -37,7 +37,8 @@ ME = os.getpid()
 
 HEADER = '''\
 from pyprobe import (Program, Hash, LruHash, PerCpuHash, LruPerCpuHash, Array, PerCpuArray, Histogram,
-                     RingBuf, PerfBuf, Struct, raw_tracepoint, u8, u16, u32, u64, s8, s16, s32, s64, char)
+                     RingBuf, PerfBuf, Struct, Param, raw_tracepoint, u8, u16, u32, u64, s8, s16, s32, s64, char,
+                     bool_)
 from pyprobe.bpf import tgid, pid, tid, uid, gid, smp_processor_id, log2, trace_printk, comm
 N = 77
 BIG = 2**40 + 3
@@ -74,6 +75,9 @@ class P(Program):
     byk = Hash(Key, u64)
     sv = Hash(u32, Rec)
     hs = Histogram(Sect)
+    lim = Param(u32, 4000000000)
+    neg = Param(s16, -3)
+    on = Param(bool_, True)
     rb = RingBuf(Rec, size=1 << 16)
     pb = PerfBuf(Rec, pages=1)
 '''
@@ -92,7 +96,7 @@ LEFT_OUT = ("atomic add of 0", "division by constant 0")
 
 
 def expressions(depth: int = 3):
-    leaves = st.one_of(st.sampled_from([f"ctx.args[{i}]" for i in range(4)]),
+    leaves = st.one_of(st.sampled_from([f"ctx.args[{i}]" for i in range(4)] + ["self.lim", "self.neg", "self.on"]),
                        st.sampled_from(CONSTANTS).map(str), st.sampled_from(HELPERS), st.sampled_from(LOCALS),
                        st.sampled_from(["m", "sk", "lh", "pc", "a", "hl"]).map(lambda n: f"self.{n}[ctx.args[0] & 7]"))
     if depth == 0:
@@ -625,5 +629,38 @@ def test_tracepoint_char_arrays_copied_into_records_agree_with_clang(tmp_path, m
                                       (ME, b"pp-direct-two", before.encode()[:15])]
     finally:
         libc.prctl(15, before.encode(), 0, 0, 0)
+        for p in progs:
+            p.close()
+
+
+# ---- Params: a frozen .rodata.pyprobe map, set at load ----------------------------------------
+class Sized(Program):
+    limit = Param(u32, 5)
+    who = Param(u64)
+    hits = Hash(u64, u64)
+
+    @syscall("read")
+    def enter(self, args):
+        if tgid() == self.who and args.count == self.limit:
+            self.hits[args.count] += 1
+
+
+def test_params_through_the_direct_backend_take_the_values_given_at_load(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    with monkeypatch.context() as m:
+        m.setattr(clang, "compile_c", lambda *a, **k: pytest.fail("clang was called"))
+        m.setattr(clang, "start_early", lambda *a, **k: pytest.fail("clang was started"))
+        progs = [Sized(limit=limit, who=ME).load() for limit in (7, 9)]
+    try:
+        for p in progs:
+            p.attach()
+        fd = os.open("/dev/zero", os.O_RDONLY)
+        try:
+            for n in (7, 9, 9, 5):
+                os.read(fd, n)
+        finally:
+            os.close(fd)
+        assert [dict(p.hits.items()) for p in progs] == [{7: 1}, {9: 2}]
+    finally:
         for p in progs:
             p.close()
