@@ -186,11 +186,10 @@ def _params(params: dict):
         return None
     from pyprobe.dsl.params import params_struct
 
-    layout = params_struct(params)
-    for _, t in layout.fields:
-        if t.name != "bool":
-            integer_type(t)
-    return layout
+    for p in params.values():
+        if p.type.name != "bool":        # a bool_ Param reads as its byte, 0 or 1
+            integer_type(p.type)
+    return params_struct(params)
 
 
 def _tracepoint_fields(category: str, name: str) -> dict:
