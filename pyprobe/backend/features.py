@@ -141,7 +141,8 @@ def _root() -> bool:
 # capability bits (include/uapi/linux/capability.h)
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 NEEDS_PRIVILEGE = ("loading BPF programs needs root or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN before Linux 5.8): "
-                   "run with sudo, or grant them, e.g. setcap cap_bpf,cap_perfmon+ep on the interpreter")
+                   "run with sudo, or grant them, e.g. setcap cap_bpf,cap_perfmon,cap_dac_read_search+ep on the "
+                   "interpreter (CAP_DAC_READ_SEARCH reads tracefs, root's)")
 
 
 def effective_capabilities() -> int:

@@ -103,7 +103,7 @@ def test_tools_and_programs_as_a_real_second_user_say_they_need_privileges():
 
 
 def test_a_tool_with_bpf_capabilities_but_not_root_says_tracefs_is_unreadable():
-    """CAP_BPF + CAP_PERFMON (the setcap advice) load programs, but tracefs stays root's: opensnoop
+    """CAP_BPF + CAP_PERFMON load programs, but tracefs stays root's: opensnoop
     then says so and what else it needs, not that the kernel lacks syscall tracepoints."""
     cmd = nobody_python()
     if cmd is None:
