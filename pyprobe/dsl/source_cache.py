@@ -56,12 +56,17 @@ def _own_source_stamp() -> str:
 
 def _scan_own_source() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(here)
     parts = []
-    for d in (here, os.path.join(os.path.dirname(here), "backend")):
+    for d in (here, os.path.join(package, "backend")):
         for entry in sorted(os.scandir(d), key=lambda e: e.name):
             if entry.name.endswith((".py", ".h")):
                 st = entry.stat()
                 parts.append(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}")
+    # the helpers' signatures live beside the public names users import (dsl/helper_specs.py
+    # reads them): a changed signature changes the C too
+    st = os.stat(os.path.join(package, "bpf.py"))
+    parts.append(f"bpf.py:{st.st_size}:{st.st_mtime_ns}")
     return ";".join(parts)
 
 

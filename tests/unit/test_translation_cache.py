@@ -3,6 +3,7 @@ handler's file, module constants, attributes of imported modules, decorator argu
 computed at run time, map declarations and Params, helper functions, the interpreter,
 pyprobe's own source, PYPROBE_DISABLE; closures and classes made in functions are never cached."""
 import importlib.util
+import os
 import sys
 import textwrap
 
@@ -101,6 +102,14 @@ def test_interpreter_pyprobe_source_and_disabled_features_are_in_the_key(project
     assert sys.version in key and source_cache._own_source_stamp() in key
     monkeypatch.setenv("PYPROBE_DISABLE", "kprobes")
     assert source_cache._key(module.P) != key and source_cache.load(module.P) is None
+
+
+def test_the_helpers_signatures_file_is_in_pyprobes_own_stamp():
+    # pyprobe/bpf.py holds the helpers' signatures the translator casts by: a changed one changes the C
+    import pyprobe.bpf
+
+    st = os.stat(pyprobe.bpf.__file__)
+    assert f"bpf.py:{st.st_size}:{st.st_mtime_ns}" in source_cache._scan_own_source()
 
 
 def test_closures_and_local_classes_are_never_cached(project):
