@@ -211,23 +211,35 @@ def print_json(obj: dict) -> None:
 # ---- loops ------------------------------------------------------------------------------------
 
 def follow(stream, on_record, duration: float | None = None) -> None:
-    """Call on_record(record) for each record of a RingBuf/PerfBuf until Ctrl-C or `duration`."""
-    try:
-        _loop_starts()
-        for batch in stream.batches(duration=duration):
-            _hold_interrupts()          # Ctrl-C while a batch prints: the batch's last records too
+    """Call on_record(record) for each record of a RingBuf/PerfBuf until Ctrl-C or `duration`.
+
+    Ctrl-C stays held (a flag, since announce()) while the loop runs: a KeyboardInterrupt raised
+    inside the buffer's read, after records left the ring and before they were returned, lost
+    them. The flag is seen after each batch, or within `IDLE_CHECK` s when none comes."""
+    global _interrupted
+    _hold_interrupts()
+    deadline = None if duration is None else time.monotonic() + duration
+    while not _interrupted:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        for batch in stream.batches(timeout=IDLE_CHECK, duration=left):
             for record in batch:
                 on_record(record)
             sys.stdout.flush()
-            _loop_starts()              # raises the Ctrl-C held meanwhile
-    except KeyboardInterrupt:
-        pass
+            if _interrupted:
+                break
     for record in stream.drain():       # what came after the last poll: events before Ctrl-C count too
         on_record(record)
     sys.stdout.flush()
+    _interrupted = False
+    _loop_starts()                      # Ctrl-C raises KeyboardInterrupt again
     lost = stream.lost
     if lost:                            # as bcc's "Possibly lost N samples": the buffer was full
         print(f"lost {lost} events: the buffer was full", file=sys.stderr)
+
+
+IDLE_CHECK = 0.05       # s: how soon follow() sees a Ctrl-C while no record comes
 
 
 def intervals(interval: float, count: int, duration: float | None, report) -> None:

@@ -84,7 +84,8 @@ def test_sslsniff_command_prints_bcc_layout(tmp_path):
         [("WRITE/SEND", str(child.pid), str(len(REQUESTS[0])), client), ("READ/RECV", str(child.pid), str(len(REQUESTS[0])), server),
          ("WRITE/SEND", str(child.pid), str(len(REPLIES[0])), server), ("READ/RECV", str(child.pid), str(len(REPLIES[0])), client),
          ("WRITE/SEND", str(child.pid), "1", client), ("READ/RECV", str(child.pid), "1", server),
-         ("WRITE/SEND", str(child.pid), str(len(REPLIES[1])), server), ("READ/RECV", str(child.pid), str(len(REPLIES[1])), client)])
+         ("WRITE/SEND", str(child.pid), str(len(REPLIES[1])), server), ("READ/RECV", str(child.pid), str(len(REPLIES[1])), client)]), \
+        out + tool.stderr
     assert all(h[5] == "0" and re.fullmatch(r"\d+\.\d{3}", h[7]) for h in heads)
     # each record's data between bcc's marks: the request whole, the replies cut at 100 bytes
     blocks = re.findall(r"----- DATA -----\n(.*?)\n(----- END DATA.*?-----)\n\n\n", out, re.S)
@@ -103,5 +104,5 @@ def test_sslsniff_hexdump_and_comm(tmp_path):
     assert child.go() == 0
     out = tool.stop()
     dump = REQUESTS[0][:16].hex() + "\n" + REQUESTS[0][16:20].hex()
-    assert out.count(f"----- DATA -----\n{dump}\n----- END DATA (TRUNCATED, 9 bytes lost) -----") == 2
+    assert out.count(f"----- DATA -----\n{dump}\n----- END DATA (TRUNCATED, 9 bytes lost) -----") == 2, out + tool.stderr
     assert out.count("\n" + "WRITE/SEND") == 4 and out.count("\n" + "READ/RECV") == 4
