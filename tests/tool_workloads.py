@@ -76,17 +76,25 @@ class Gated:
             time.sleep(0.002)
         raise TimeoutError(f"child {self.pid} did not block at its gate in {timeout} s")
 
+    def release(self) -> None:
+        """Let the work run, without waiting for it (go() then waits)."""
+        if self._w >= 0:
+            os.write(self._w, b"g")
+            os.close(self._w)
+            self._w = -1
+
     def go(self) -> int:
         """Run the work and wait for it; the child's exit status."""
-        os.write(self._w, b"g")
-        os.close(self._w)
+        self.release()
         _, status = os.waitpid(self.pid, 0)
         self.status = os.waitstatus_to_exitcode(status)
         return self.status
 
     def cancel(self) -> None:
         if self.status is None:
-            os.close(self._w)
+            if self._w >= 0:
+                os.close(self._w)
+                self._w = -1
             os.waitpid(self.pid, 0)
             self.status = -1
 

@@ -17,6 +17,8 @@ command -v objcopy >/dev/null 2>&1 || need+=(binutils)
 [ -f /usr/include/x86_64-linux-gnu/sys/sdt.h ] || need+=(systemtap-sdt-dev)
 # Prometheus' server: the exporter test scrapes `pyprobe serve` with a real one.
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need+=(prometheus)
+# sslsniff's GnuTLS test: a client linked with GnuTLS (Debian's wget).
+command -v wget >/dev/null 2>&1 || need+=(wget)
 for extra in "$@"; do
     dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra")
 done

@@ -2,10 +2,8 @@
 exact number of allocations of exact sizes and frees others."""
 import re
 
-import pytest
-
-from test_tools_procs import App, threads_app  # noqa: F401  (the C workload and its fixture)
-from tool_workloads import Tool
+from test_tools_procs import threads_app  # noqa: F401  (the C workload's fixture)
+from tool_workloads import Started, Tool
 
 LEAKS, SIZE, FREED = 13, 48, 9
 
@@ -23,28 +21,26 @@ def app_rows(prog, pid):
 
 
 def test_memleak_counts_exactly_what_was_not_freed(threads_app):  # noqa: F811
-    from pyprobe.tools.memleak import open_tool
+    from pyprobe.tools.memleak import combined, open_tool, outstanding
 
-    work = App(threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED))
+    work = Started([threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED)])
     try:
         with open_tool(pid=work.pid) as prog:
             work.run()
             rows = app_rows(prog, work.pid)
-            combined = {sid: (size, count) for sid, size, count in __import__("pyprobe.tools.memleak",
-                        fromlist=["combined"]).combined(prog)}
-            outstanding_by_stack = {sid: (size, count) for sid, size, count, _ in
-                                    __import__("pyprobe.tools.memleak", fromlist=["x"]).outstanding(prog)}
+            totals = {sid: (size, count) for sid, size, count in combined(prog)}
+            by_stack = {sid: (size, count) for sid, size, count, _ in outstanding(prog)}
     finally:
         work.close()
     # leak_some's 13 malloc(48)s; main's two calloc(7, 11)s (two call sites) and posix_memalign(64, 200);
     # free_some's 9 malloc(49)s were freed
     assert rows == [(77, 1, "main", [77]), (77, 1, "main", [77]), (200, 1, "main", [200]),
                     (LEAKS * SIZE, LEAKS, "leak_some", [SIZE] * LEAKS)]
-    assert combined == outstanding_by_stack          # the per-stack totals agree with the allocations kept
+    assert totals == by_stack          # the per-stack totals agree with the allocations kept
 
 
 def test_memleak_command_report_with_addresses(threads_app):  # noqa: F811
-    work = App(threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED))
+    work = Started([threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED)])
     tool = Tool("memleak", "-p", str(work.pid), "-o", "0", "-a", "-Z", str(SIZE), "60")
     try:
         work.run()
@@ -60,7 +56,7 @@ def test_memleak_command_report_with_addresses(threads_app):  # noqa: F811
 
 
 def test_memleak_command_sizes_and_combined_only(threads_app):  # noqa: F811
-    work = App(threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED))
+    work = Started([threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED)])
     tool = Tool("memleak", "-p", str(work.pid), "--combined-only", "-z", "49", "-Z", "100", "60")
     try:
         work.run()
@@ -77,7 +73,7 @@ def test_memleak_trace_messages_and_size_filter(threads_app):  # noqa: F811
     # -t's messages (a TraceMessage per call), for the one allocation -z 200 -Z 200 keeps
     from pyprobe.tools.memleak import ALLOC_ENTER, ALLOC_EXIT, open_tool
 
-    work = App(threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED))
+    work = Started([threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED)])
     try:
         with open_tool(pid=work.pid, trace_all=1, min_size=200, max_size=200) as prog:
             work.run()
@@ -117,7 +113,7 @@ def test_memleak_kernel_mode_counts_a_workloads_open_files():
     child = Gated(hold)
     try:
         with open_tool(None) as prog:
-            os.write(child._w, b"g")
+            child.release()
             assert os.read(r, 1) == b"x"
             stacks = [(size, count, [f.split("+")[0] for f in frames(prog, sid, None, False)])
                       for sid, size, count, _ in outstanding(prog)]
@@ -128,3 +124,14 @@ def test_memleak_kernel_mode_counts_a_workloads_open_files():
         os.kill(child.pid, 9)
         os.waitpid(child.pid, 0)
     assert len(files) == 1 and files[0][1] == 15 and files[0][0] % 15 == 0, files
+
+
+def test_memleak_runs_a_command(threads_app):  # noqa: F811
+    # -c: the command is held before its exec until the probes (given its pid) are attached; its
+    # exit ends the trace with a last report (its stacks name nothing then: the process is gone)
+    command = f"{threads_app} leaks {LEAKS} {SIZE} {FREED} now"
+    tool = Tool("memleak", "-c", command, "-o", "0", "60")
+    out = tool.finish()
+    assert f"Executing '{command}' and tracing the resulting process." in out
+    assert re.search(rf"^\t{LEAKS * SIZE} bytes in {LEAKS} allocations from stack$", out, re.M), out
+    assert not re.search(rf"^\t{FREED * (SIZE + 1)} bytes", out, re.M)

@@ -2,44 +2,20 @@
 ground truth (their pids, or their own mount namespace)."""
 import os
 import re
-import subprocess
 
 import pytest
 
-from tool_workloads import Gated, Tool, json_lines
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
+from tool_workloads import Gated, Started, Tool, build_c
 
 @pytest.fixture(scope="module")
 def threads_app(tmp_path_factory):
-    exe = str(tmp_path_factory.mktemp("threads") / "threads_leaks_app")
-    subprocess.run(["gcc", "-O1", "-fno-omit-frame-pointer", "-pthread", "-o", exe,
-                    os.path.join(HERE, "data", "threads_leaks_app.c")], check=True)
-    return exe
-
-
-class App:
-    """threads_leaks_app waiting for its start line; alive after its work until close()."""
-
-    def __init__(self, exe: str, *args: str):
-        self.proc = subprocess.Popen([exe, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.pid = self.proc.pid
-
-    def run(self) -> None:
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline() == "done\n"
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        assert self.proc.wait(timeout=10) == 0
+    return build_c("threads_leaks_app.c", tmp_path_factory.mktemp("threads"), "-fno-omit-frame-pointer", "-pthread")
 
 
 def test_threadsnoop_sees_each_thread_and_names_its_routine(threads_app):
     from pyprobe.tools.threadsnoop import ThreadSnoop, threads
 
-    work = App(threads_app, "threads", "7")
+    work = Started([threads_app, "threads", "7"])
     try:
         with ThreadSnoop(target_pid=work.pid) as prog:
             work.run()
@@ -53,7 +29,7 @@ def test_threadsnoop_sees_each_thread_and_names_its_routine(threads_app):
 
 
 def test_threadsnoop_command_prints_bcc_columns(threads_app):
-    work = App(threads_app, "threads", "5")
+    work = Started([threads_app, "threads", "5"])
     tool = Tool("threadsnoop")
     try:
         work.run()

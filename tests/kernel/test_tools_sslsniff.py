@@ -106,3 +106,60 @@ def test_sslsniff_hexdump_and_comm(tmp_path):
     dump = REQUESTS[0][:16].hex() + "\n" + REQUESTS[0][16:20].hex()
     assert out.count(f"----- DATA -----\n{dump}\n----- END DATA (TRUNCATED, 9 bytes lost) -----") == 2, out + tool.stderr
     assert out.count("\n" + "WRITE/SEND") == 4 and out.count("\n" + "READ/RECV") == 4
+
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\nConnection: close\r\n\r\npyprobe-gnutls-ok"
+
+
+def https_once(ready_file: str) -> None:
+    """A TLS server (Python's ssl: OpenSSL) answering one request with RESPONSE; its port in ready_file."""
+    import socket
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(PEM)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    with open(ready_file + ".tmp", "w") as f:
+        f.write(str(listener.getsockname()[1]))
+    os.rename(ready_file + ".tmp", ready_file)
+    conn, _ = listener.accept()
+    with ctx.wrap_socket(conn, server_side=True) as s:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += s.recv(65536)
+        s.sendall(RESPONSE)
+
+
+def test_sslsniff_sees_gnutls_calls_of_wget(tmp_path):
+    """wget (GnuTLS) fetches from the OpenSSL server: what GnuTLS wrote is what OpenSSL read, and
+    what GnuTLS read is the server's response, byte for byte."""
+    import shutil
+    import subprocess
+    import time
+
+    from pyprobe.tools.sslsniff import READ, WRITE, open_tool, payload
+
+    wget = shutil.which("wget")
+    if wget is None or "libgnutls" not in subprocess.run(["ldd", wget], capture_output=True, text=True).stdout:
+        pytest.skip("missing capability: a wget linked with GnuTLS (tools/setup-system.sh installs Debian's)")
+    ready = str(tmp_path / "port")
+    server = Gated(https_once, ready)
+    with open_tool() as prog:
+        server.release()
+        while not os.path.exists(ready):
+            time.sleep(0.01)
+        port = open(ready).read()
+        client = subprocess.run([wget, "-q", "-O", "-", "--no-check-certificate", "--tries=1",
+                                 f"https://127.0.0.1:{port}/pyprobe-gnutls"], capture_output=True, timeout=30)
+        os.waitpid(server.pid, 0)
+        records = prog.events.drain()
+    assert client.stdout == b"pyprobe-gnutls-ok", client.stderr
+    mine = [r for r in records if r["comm"] == b"wget"]
+    written = b"".join(payload(r) for r in mine if r["rw"] == WRITE)
+    read = b"".join(payload(r) for r in mine if r["rw"] == READ)
+    served = [r for r in records if r["pid"] == server.pid]
+    assert written.startswith(b"GET /pyprobe-gnutls HTTP/1.1\r\n") and written.endswith(b"\r\n\r\n")
+    assert written == b"".join(payload(r) for r in served if r["rw"] == READ)
+    assert read == RESPONSE == b"".join(payload(r) for r in served if r["rw"] == WRITE)

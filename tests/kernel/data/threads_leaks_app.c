@@ -4,7 +4,8 @@
  *   threads_leaks_app leaks N SIZE M  N malloc(SIZE)s kept, M malloc(SIZE + 1)s freed, two
  *                                     calloc(7, 11)s kept, one posix_memalign(64, 200) kept
  * then prints "done" and waits for the end of stdin, so that its addresses can still be
- * named (a process that exited has no memory map left). */
+ * named (a process that exited has no memory map left). A last argument "now" starts at once
+ * and exits after "done" (a command a tool runs itself: memleak -c). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +39,11 @@ __attribute__((noinline)) void free_some(int n, size_t size)
 int main(int argc, char **argv)
 {
 	char line[16];
+	int now = argc > 3 && !strcmp(argv[argc - 1], "now");
 
-	if (argc < 3 || !fgets(line, sizeof(line), stdin))
+	if (now)
+		argc--;
+	if (argc < 3 || (!now && !fgets(line, sizeof(line), stdin)))
 		return 2;
 	if (!strcmp(argv[1], "threads")) {
 		int n = atoi(argv[2]);
@@ -61,7 +65,7 @@ int main(int argc, char **argv)
 	}
 	printf("done\n");
 	fflush(stdout);
-	while (fgets(line, sizeof(line), stdin))
+	while (!now && fgets(line, sizeof(line), stdin))
 		;
 	return 0;
 }
