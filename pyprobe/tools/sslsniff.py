@@ -307,7 +307,7 @@ def open_tool(libraries=None, pid: int = 0, uid: int | None = None, max_buffer: 
 
         raise UnsupportedProbe("no SSL library to trace: none of OpenSSL (libssl), GnuTLS, NSS (libnspr4) was "
                                "found; name one with --extra-lib TYPE:PATH")
-    params = {"target_pid": pid, "max_buffer": max_buffer}
+    params: dict = {"target_pid": pid, "max_buffer": max_buffer}
     if uid is not None:
         params["target_uid"] = uid
     return SslSniff(attach_to=points, **params)
