@@ -41,13 +41,14 @@ def test_memleak_counts_exactly_what_was_not_freed(threads_app):  # noqa: F811
 
 def test_memleak_command_report_with_addresses(threads_app):  # noqa: F811
     work = Started([threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED)])
-    tool = Tool("memleak", "-p", str(work.pid), "-o", "0", "-a", "-Z", str(SIZE), "60")
+    tool = Tool("memleak", "-p", str(work.pid), "-o", "0", "-a", "-Z", str(SIZE), "--sort", "count", "-T", "1", "60")
     try:
         work.run()
         out = tool.stop()
     finally:
         work.close()
-    assert re.search(r"^\[\d\d:\d\d:\d\d\] Top 10 stacks with outstanding allocations:$", out, re.M), out
+    assert re.search(r"^\[\d\d:\d\d:\d\d\] Top 1 stacks with outstanding allocations:$", out, re.M), out
+    assert len(re.findall(r"^\t\d+ bytes in \d+ allocations from stack$", out, re.M)) == 1    # -T 1: the most allocations
     assert len(re.findall(rf"^\taddr = [0-9a-f]+ size = {SIZE}$", out, re.M)) == LEAKS
     block = re.search(rf"^\t{LEAKS * SIZE} bytes in {LEAKS} allocations from stack\n\t\t0x([0-9a-f]{{16}})\t"
                       r"leak_some\+0x[0-9a-f]+ \[threads_leaks_app\]$", out, re.M)
