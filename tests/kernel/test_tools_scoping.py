@@ -20,7 +20,8 @@ from pyprobe.tools.scoping import Scoped
 NEW_MOUNT_NS = ("unshare", "-m", "--")
 
 # the child says it is ready (with the port it listens on, to accept), waits for a line, then
-# execs /bin/true, opens a path, connects to a port, accepts one connection, calls getpgid() N times
+# execs /bin/true, opens a path, connects to a port, accepts one connection, calls getpgid() N times,
+# unmounts a path (that is not mounted)
 # or spins on the CPU
 CHILD = """import os, socket, sys, time
 kind = sys.argv[1]
@@ -41,6 +42,9 @@ elif kind == "bind":
 elif kind == "calls":
     for _ in range(int(sys.argv[2])):
         os.getpgid(0)
+elif kind == "umount":
+    import ctypes
+    ctypes.CDLL(None).umount2(sys.argv[2].encode(), 0)
 elif kind == "spin":
     end = time.process_time() + float(sys.argv[2])
     while time.process_time() < end:
@@ -237,6 +241,18 @@ def test_opensnoop_mntnsmap_reports_only_the_open_in_the_new_mount_namespace(ids
     mine = [(e["pid"], e["fname"], e["ret"]) for e in seen if e["fname"].startswith(tag)]
     assert mine == [(inside.pid, tag + "-inside", -2)]
     assert {e["pid"] for e in seen if e["pid"] in (inside.pid, outside.pid)} == {inside.pid}
+
+
+def test_mountsnoop_mntnsmap_reports_only_the_umount_in_the_new_mount_namespace(idset):
+    path, ids = idset
+    tag = f"/nonexistent-pyprobe-scope-{os.getpid()}"
+    inside = Twin("umount", tag + "-inside", prefix=NEW_MOUNT_NS)
+    outside = Twin("umount", tag + "-outside")
+    ns = inside.mnt_ns()
+    ids[ns] = 1
+    seen = run_tool(["mountsnoop", "--json", "--mntnsmap", path], inside, outside)
+    mine = [(e["pid"], e["mnt_ns"], e["call"]) for e in seen if e["pid"] in (inside.pid, outside.pid)]
+    assert mine == [(inside.pid, ns, f'umount("{tag}-inside", 0x0) = -ENOENT')]
 
 
 def test_a_missing_map_is_an_error_naming_its_path():
