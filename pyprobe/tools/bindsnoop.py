@@ -5,11 +5,11 @@ system call's tracepoints: its entry finds the socket behind the fd (the task's 
 as tcpaccept does; a file that is no socket is left alone), its exit reads the sock as bound:
 protocol, address, port (as the kernel picked it for port 0), bound device, and the options
 set before the call (bcc's OPTS: IP_FREEBIND, IP_TRANSPARENT, IP_BIND_ADDRESS_NO_PORT from
-inet_sock's inet_flags bits, SO_REUSEADDR and SO_REUSEPORT from the sock_common byte that
-holds them). -p, -u, one -P port, -E, --count, --cgroupmap/--mntnsmap filter in the kernel.
+inet_sock's inet_flags bits, Linux >= 6.6, else from its older one-bit fields, BindSnoopBitfields;
+choose() picks the class; SO_REUSEADDR and SO_REUSEPORT from the sock_common byte that holds them). -p, -u, one -P port, -E, --count, --cgroupmap/--mntnsmap filter in the kernel.
 
-    from pyprobe.tools.bindsnoop import BindSnoop
-    with BindSnoop(target_pid=1234) as prog:
+    from pyprobe.tools.bindsnoop import choose
+    with choose()(target_pid=1234) as prog:
         ...
     prog.events.drain()   # numpy records: ts_us, pid, uid, ret, protocol, opts, bound_dev_if, comm, family, addr, port
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 
-from pyprobe import Hash, LruHash, Param, Program, RingBuf, Struct, bool_, char, s32, syscall, syscall_return, u8, u16, u32, u64
+from pyprobe import Hash, LruHash, Param, Program, RingBuf, TranslationError, Struct, bool_, char, s32, syscall, syscall_return, u8, u16, u32, u64
 from pyprobe.bpf import comm, current_task, ktime_ns, offsetof, probe_read_kernel, tgid, tid, uid
 from pyprobe.tools import common, scoping
 from pyprobe.tools.scoping import Scoped
@@ -51,6 +51,9 @@ ANY_UID = 0xFFFFFFFF
 S_IFMT, S_IFSOCK = 0o170000, 0o140000
 # include/net/inet_sock.h: bit numbers of inet_sock's inet_flags (Linux >= 6.6)
 INET_FLAGS_FREEBIND, INET_FLAGS_TRANSPARENT, INET_FLAGS_BIND_ADDRESS_NO_PORT = 11, 15, 18
+# before 6.6: the bits of the byte after pmtudisc (recverr:1, is_icsk:1, freebind:1, hdrincl:1,
+# mc_loop:1, transparent:1, ...), little-endian bitfields from the low bit
+OLD_BIT_FREEBIND, OLD_BIT_TRANSPARENT = 2, 5
 # bcc's OPTS bits, in its column order F T N R r
 OPT_FREEBIND, OPT_TRANSPARENT, OPT_NO_PORT, OPT_REUSEADDR, OPT_REUSEPORT = 1, 2, 4, 8, 16
 
@@ -148,13 +151,7 @@ class BindSnoop(Scoped, Program):
         e.family = family
         e.protocol = sk.sk_protocol
         e.comm = comm()
-        flags: u64 = inet.inet_flags
-        if (flags >> INET_FLAGS_FREEBIND) & 1:
-            e.opts |= OPT_FREEBIND
-        if (flags >> INET_FLAGS_TRANSPARENT) & 1:
-            e.opts |= OPT_TRANSPARENT
-        if (flags >> INET_FLAGS_BIND_ADDRESS_NO_PORT) & 1:
-            e.opts |= OPT_NO_PORT
+        e.opts = self._ip_options(inet)
         # skc_reuse:4 and skc_reuseport:1 share the byte before skc_bound_dev_if (bitfields)
         reuse = u8[1]()
         probe_read_kernel(reuse, sk + offsetof("struct sock_common", "skc_bound_dev_if") - 1)
@@ -169,6 +166,45 @@ class BindSnoop(Scoped, Program):
             for i in range(4):
                 e.addr[i] = (addr4 >> (8 * i)) & 0xFF
         self.events.submit(e)
+
+    def _ip_options(self, inet: "struct inet_sock *") -> u8:
+        """F, T and N of OPTS: inet_flags' bits (Linux >= 6.6)."""
+        flags: u64 = inet.inet_flags
+        opts: u8 = 0
+        if (flags >> INET_FLAGS_FREEBIND) & 1:
+            opts |= OPT_FREEBIND
+        if (flags >> INET_FLAGS_TRANSPARENT) & 1:
+            opts |= OPT_TRANSPARENT
+        if (flags >> INET_FLAGS_BIND_ADDRESS_NO_PORT) & 1:
+            opts |= OPT_NO_PORT
+        return opts
+
+
+class BindSnoopBitfields(BindSnoop):
+    """Before Linux 6.6 (no inet_flags): F, T and N are inet_sock's one-bit fields freebind and
+    transparent (in the byte after pmtudisc) and bind_address_no_port (the byte after that), as
+    bcc reads them; the translator reads no bitfields, so the two bytes are read whole."""
+
+    def _ip_options(self, inet: "struct inet_sock *") -> u8:
+        bits = u8[2]()
+        probe_read_kernel(bits, inet + offsetof("struct inet_sock", "pmtudisc") + 1)
+        opts: u8 = 0
+        if (bits[0] >> OLD_BIT_FREEBIND) & 1:
+            opts |= OPT_FREEBIND
+        if (bits[0] >> OLD_BIT_TRANSPARENT) & 1:
+            opts |= OPT_TRANSPARENT
+        if bits[1] & 1:                                  # bind_address_no_port: the next byte's first bit
+            opts |= OPT_NO_PORT
+        return opts
+
+
+def choose() -> type[Program]:
+    """The class whose inet_sock layout this kernel's BTF has: inet_flags (Linux >= 6.6), else the bitfields."""
+    try:
+        BindSnoop.translate()
+        return BindSnoop
+    except TranslationError:
+        return BindSnoopBitfields
 
 
 def protocol_name(number: int) -> str:
@@ -228,7 +264,7 @@ def main(argv=None, prog=None) -> int:
             "%3s ", "%3s "
 
     def trace():
-        tool = BindSnoop(**params, **scoping.scope(args))
+        tool = choose()(**params, **scoping.scope(args))
         with common.opened(args, tool):
             common.announce(tool)
             if not args.json:

@@ -4,13 +4,15 @@ drop reason and the kernel stack that dropped it.
 bcc's tool kprobes tcp_drop() where the kernel has it, else takes the skb:kfree_skb tracepoint
 with its reason. Here the tracepoint (no kprobes): a free with a drop reason (not
 SKB_NOT_DROPPED_YET, SKB_CONSUMED or NOT_SPECIFIED, as bcc's) of a TCP packet that has a socket: the one the
-receive path found (the tracepoint's rx_sk, Linux >= 6.10), else the skb's own (bcc's only).
+receive path found (the tracepoint's rx_sk, Linux >= 6.10: TcpDrop), else the skb's own (bcc's only;
+TcpDropSkbSock, chosen by choose() where the record has no rx_sk: there the receive path's drops go
+unseen, as with bcc). Both need the record's reason (Linux >= 5.17).
 Addresses and ports come from the packet's headers (the sender first); the reason's name from
 this kernel's `enum skb_drop_reason` (BTF), where bcc keeps a table of one kernel's numbers.
 --netns-id / --pid-netns keep one network namespace's drops, -4/-6 one family (in the kernel).
 
-    from pyprobe.tools.tcpdrop import TcpDrop
-    with TcpDrop() as prog:
+    from pyprobe.tools.tcpdrop import choose
+    with choose()() as prog:
         ...
     prog.events.drain()   # numpy records: pid, state, tcpflags, reason, stack_id, and the endpoints
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import os
 
 import pyprobe
-from pyprobe import Param, Program, RingBuf, StackTrace, Struct, s64, tracepoint, u8, u16, u32, u64
+from pyprobe import Param, Program, TranslationError, RingBuf, StackTrace, Struct, s64, tracepoint, u8, u16, u32, u64
 from pyprobe.bpf import cast, probe_read_kernel, tgid
 from pyprobe.tools import common
 from pyprobe.tools.tcpcommon import AF_INET, AF_INET6, IPPROTO_TCP, Endpoints, address, ip_version, state_name
@@ -60,6 +62,9 @@ class TcpDrop(Program):
         sk: "struct sock *" = args.rx_sk
         if sk == 0:
             sk = skb.sk
+        self._report(args, skb, sk)
+
+    def _report(self, args, skb: "struct sk_buff *", sk: "struct sock *"):
         if sk == 0:
             return
         sc = sk.__sk_common
@@ -99,6 +104,36 @@ class TcpDrop(Program):
                 e.conn.daddr[i] = (daddr >> (8 * i)) & 0xFF
         e.stack_id = self.stack_traces.get_stackid(args)
         self.events.submit(e)
+
+
+class TcpDropSkbSock(TcpDrop):
+    """Before Linux 6.10 (no rx_sk in the record): the skb's own socket only, as bcc reads it. The
+    receive path has taken it off the skb by the time it drops (skb_steal_sock), so drops there
+    (a socket filter's, a full backlog's) go unseen; those of a socket's own skbs (its output, as a
+    cgroup egress program drops them) are reported."""
+
+    @tracepoint("skb", "kfree_skb")
+    def on_free(self, args):
+        if args.reason <= SKB_DROP_REASON_NOT_SPECIFIED:
+            return
+        skb: "struct sk_buff *" = args.skbaddr
+        self._report(args, skb, skb.sk)
+
+
+def choose() -> type[Program]:
+    """The class whose kfree_skb record this kernel has: rx_sk (Linux >= 6.10), else the skb's socket.
+    Both need the record's reason (Linux >= 5.17), where bcc kprobes tcp_drop() instead."""
+    try:
+        TcpDrop.translate()
+        return TcpDrop
+    except TranslationError:
+        pass
+    try:
+        TcpDropSkbSock.translate()
+    except TranslationError as e:
+        raise pyprobe.PyprobeError("tcpdrop needs the skb:kfree_skb tracepoint with its reason field "
+                                   f"(Linux >= 5.17), which this kernel lacks: {e}") from None
+    return TcpDropSkbSock
 
 
 def reason_names() -> dict[int, str]:
@@ -146,7 +181,7 @@ def main(argv=None, prog=None) -> int:
                 netns = netns_of(args.pid_netns)
             except OSError as e:
                 raise pyprobe.PyprobeError(f"--pid-netns {args.pid_netns}: {e.strerror}") from None
-        tool = TcpDrop(family=AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0, netns=netns)
+        tool = choose()(family=AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0, netns=netns)
         with common.opened(args, tool):
             common.announce(tool)
             reasons = reason_names()

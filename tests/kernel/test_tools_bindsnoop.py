@@ -5,6 +5,8 @@ import os
 import socket
 import struct
 
+import pytest
+
 from tool_workloads import Gated, Tool, json_lines, own_netns
 
 IP_FREEBIND, IP_TRANSPARENT, IP_BIND_ADDRESS_NO_PORT = 15, 19, 24
@@ -73,8 +75,12 @@ def finish(child: Gated, r: int) -> int:
     return picked
 
 
+@pytest.mark.kernel_matrix
 def test_bindsnoop_reports_each_bind_with_its_options():
-    from pyprobe.tools.bindsnoop import BindSnoop, bind_dict, counted
+    """On each kernel the class choose() picks: inet_flags (Linux >= 6.6) or the older bitfields."""
+    from pyprobe.tools.bindsnoop import bind_dict, choose, counted
+
+    BindSnoop = choose()
 
     child, r = run_binds()
     with BindSnoop(target_pid=child.pid, errors=True) as prog:

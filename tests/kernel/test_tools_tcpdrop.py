@@ -2,17 +2,31 @@
 own, each reported with the reason the kernel gave (SOCKET_FILTER), the socket's state, the
 segment's flags and the stack that dropped it; as many as the socket's own drop counter
 (SO_MEMINFO's SK_MEMINFO_DROPS) counted. A segment to a closed port has no socket: not reported
-(bcc's rule: the state column needs one)."""
+(bcc's rule: the state column needs one).
+
+Before Linux 6.10 (no rx_sk in skb:kfree_skb) the tool reads the skb's own socket, as bcc does, and the
+receive path's drops (the socket filter's) have none: there, and on every kernel for that class, a
+cgroup egress program drops a client's first data segment, a drop the sending socket owns."""
 import ctypes
 import os
 import socket
 import struct
 import time
 
+import pytest
+
 from tool_workloads import Tool, json_lines, own_netns
+from pyprobe import Array, Program, cgroup_egress, u32
+from pyprobe.bpf import SK_DROP, SK_PASS, ntohs
 
 SO_ATTACH_FILTER, SO_DETACH_FILTER, SO_MEMINFO, SK_MEMINFO_DROPS = 26, 27, 55, 8
 SERVER_PORT, CLIENT_PORT, CLOSED_PORT = 47951, 47959, 47953
+
+
+def has_rx_sk() -> bool:
+    from pyprobe.tools.tcpdrop import TcpDrop, choose
+
+    return choose() is TcpDrop
 
 
 def drops(sock) -> int:
@@ -83,7 +97,11 @@ class FilteredSend:
         return counted
 
 
+@pytest.mark.kernel_matrix
 def test_tcpdrop_reports_each_filtered_segment_with_reason_and_stack():
+    if not has_rx_sk():
+        pytest.skip("missing capability: skb:kfree_skb's rx_sk field (Linux >= 6.10): a socket filter's drop "
+                    "has no skb->sk; the egress test covers this kernel")
     import pyprobe
     from pyprobe.tools.tcpdrop import TcpDrop, drop_dict, reason_names
 
@@ -115,6 +133,9 @@ def test_tcpdrop_reports_each_filtered_segment_with_reason_and_stack():
 
 
 def test_tcpdrop_command_columns_stacks_and_family():
+    if not has_rx_sk():
+        pytest.skip("missing capability: skb:kfree_skb's rx_sk field (Linux >= 6.10): a socket filter's drop "
+                    "has no skb->sk; the egress test covers this kernel")
     work = FilteredSend(socket.AF_INET6, "::1")
     tool = Tool("tcpdrop", "-6", "--pid-netns", str(work.pid))
     counted = work.go()
@@ -137,3 +158,75 @@ def test_tcpdrop_command_columns_stacks_and_family():
     tool = Tool("tcpdrop", "-4", "--json", "--netns-id", str(work.netns))
     assert work.go() >= 1
     assert json_lines(tool.stop()) == []
+
+
+def cgroup2_root() -> str:
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == "cgroup2":
+                return fields[1]
+    pytest.skip("missing capability: a mounted cgroup v2 hierarchy (the egress drop is a cgroup program's)")
+
+
+def first_segment_dropper(path: str):
+    class DropFirstSegment(Program):
+        dropped = Array(u32, 1)
+
+        @cgroup_egress(path)
+        def on_send(self, ctx):
+            tcp = ctx.packet.tcp
+            if tcp is None or ntohs(tcp.dest) != SERVER_PORT or ctx.packet.payload.offset >= ctx.len:
+                return SK_PASS
+            if self.dropped[0] == 0:                  # the first data segment; its retransmit passes
+                self.dropped[0] += 1
+                return SK_DROP
+            return SK_PASS
+
+    return DropFirstSegment
+
+
+def egress_work(procs: str) -> None:
+    open(procs, "w").write("0")                       # the sockets made from here on are the cgroup's
+    own_netns()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", SERVER_PORT))
+    listener.listen(1)
+    client = socket.socket()
+    client.bind(("127.0.0.1", CLIENT_PORT))
+    client.connect(("127.0.0.1", SERVER_PORT))
+    server, _ = listener.accept()
+    client.send(b"e" * 100)
+    got = b""
+    while len(got) < 100:
+        got += server.recv(100)
+    for s in (client, server, listener):
+        s.close()
+
+
+@pytest.mark.kernel_matrix
+def test_tcpdrop_skb_socket_class_reports_an_egress_drop():
+    """TcpDropSkbSock (the class chosen before Linux 6.10), on any kernel: the sender's socket."""
+    from tool_workloads import Gated
+
+    import pyprobe
+    from pyprobe.tools.tcpdrop import TcpDropSkbSock, drop_dict, reason_names
+
+    path = os.path.join(cgroup2_root(), f"pyprobe-tcpdrop-{os.getpid()}")
+    os.mkdir(path)
+    try:
+        with first_segment_dropper(path)() as dropper:
+            child = Gated(egress_work, os.path.join(path, "cgroup.procs"))
+            with TcpDropSkbSock() as prog:
+                assert child.go() == 0
+                reasons = reason_names()
+                mine = [drop_dict(e, reasons) for e in prog.events.drain() if int(e["pid"]) == child.pid]
+            assert dropper.dropped[0] == 1
+    finally:
+        os.rmdir(path)
+    egress = [d for d in mine if d["reason"] == "BPF_CGROUP_EGRESS"]
+    assert len(egress) == 1, mine
+    d = egress[0]
+    assert (d["saddr"], d["sport"], d["daddr"], d["dport"]) == ("127.0.0.1", CLIENT_PORT, "127.0.0.1", SERVER_PORT)
+    assert (d["state"], d["flags"], d["ip"]) == ("ESTABLISHED", "PSH|ACK", 4)
+    assert d["code"] == pyprobe.kernel.enum_values("skb_drop_reason")["SKB_DROP_REASON_BPF_CGROUP_EGRESS"]
