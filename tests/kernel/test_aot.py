@@ -30,7 +30,9 @@ SCRIPT = textwrap.dedent('''
 
 
 def _run(tmp_path, *argv, clang=None, cache="cache"):
-    env = dict(os.environ, PYTHONPATH=REPO, PYPROBE_CACHE_DIR=str(tmp_path / cache))
+    # clang's path throughout: the script is inside the direct backend's subset, which needs
+    # no clang, so /bin/false as clang would prove nothing about the built object
+    env = dict(os.environ, PYTHONPATH=REPO, PYPROBE_CACHE_DIR=str(tmp_path / cache), PYPROBE_BACKEND="clang")
     if clang:
         env["PYPROBE_CLANG"] = clang
     return subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, text=True)
