@@ -118,7 +118,9 @@ def test_installed_tools_start_without_clang(installed, tmp_path):
     with no clang and an empty cache: funccount counts a child's getppid() calls exactly."""
     bindir, work = installed
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(PYPROBE_CLANG=str(tmp_path / "no-clang"), PYPROBE_CACHE_DIR=str(tmp_path / "cache"))
+    # clang's path: only the shipped object can start it then, not the direct backend
+    env.update(PYPROBE_CLANG=str(tmp_path / "no-clang"), PYPROBE_CACHE_DIR=str(tmp_path / "cache"),
+               PYPROBE_BACKEND="clang")
     r, w = os.pipe()
     child = subprocess.Popen([sys.executable, "-c", "import os, sys; os.read(int(sys.argv[1]), 1)\n"
                               "for _ in range(37): os.getppid()", str(r)], pass_fds=(r,))
