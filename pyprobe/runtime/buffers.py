@@ -91,6 +91,8 @@ class EventStream(Tabular):
                 # of 40 bytes: 81 us against 6 us), and each numpy call is slow on the
                 # cold caches a trickle's reader wakes up to
                 out = np.empty(n, self.dtype)
+                if out.nbytes != s.len:      # never copy past the array (frombuffer would refuse too)
+                    raise ValueError(f"{self.name}: records of {s.rec} bytes, dtype of {self.dtype.itemsize}")
                 ffi.memmove(out, s.buf, s.len)
             s.len = 0
         return cstrings.trim(out) if out is not None else np.empty(0, self.dtype)
