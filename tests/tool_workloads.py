@@ -162,3 +162,17 @@ def own_netns() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         flags = struct.unpack_from("H", fcntl.ioctl(s, 0x8913, struct.pack("16sH", b"lo", 0)), 16)[0]   # SIOCGIFFLAGS
         fcntl.ioctl(s, 0x8914, struct.pack("16sH", b"lo", flags | 1))                                    # SIOCSIFFLAGS IFF_UP
+
+
+def tcp_pair(family, host: str, server_port: int, client_port: int):
+    """(listener, client, server): a TCP connection between two fixed ports of `host`, accepted."""
+    import socket
+
+    listener = socket.socket(family)
+    listener.bind((host, server_port))
+    listener.listen(1)
+    client = socket.socket(family)
+    client.bind((host, client_port))
+    client.connect((host, server_port))
+    server, _ = listener.accept()
+    return listener, client, server

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tool_workloads import Tool, json_lines, own_netns
+from tool_workloads import Tool, json_lines, own_netns, tcp_pair
 from pyprobe import Array, Program, cgroup_egress, u32
 from pyprobe.bpf import SK_DROP, SK_PASS, ntohs
 
@@ -63,13 +63,7 @@ class FilteredSend:
 
     @staticmethod
     def _work(family, host) -> int:
-        listener = socket.socket(family)
-        listener.bind((host, SERVER_PORT))
-        listener.listen(1)
-        client = socket.socket(family)
-        client.bind((host, CLIENT_PORT))
-        client.connect((host, SERVER_PORT))
-        server, _ = listener.accept()
+        listener, client, server = tcp_pair(family, host, SERVER_PORT, CLIENT_PORT)
         drop_all = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))        # BPF_RET|BPF_K 0
         server.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", 1, ctypes.addressof(drop_all)))
         client.send(b"d" * 100)
@@ -189,13 +183,7 @@ def first_segment_dropper(path: str):
 def egress_work(procs: str) -> None:
     open(procs, "w").write("0")                       # the sockets made from here on are the cgroup's
     own_netns()
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", SERVER_PORT))
-    listener.listen(1)
-    client = socket.socket()
-    client.bind(("127.0.0.1", CLIENT_PORT))
-    client.connect(("127.0.0.1", SERVER_PORT))
-    server, _ = listener.accept()
+    listener, client, server = tcp_pair(socket.AF_INET, "127.0.0.1", SERVER_PORT, CLIENT_PORT)
     client.send(b"e" * 100)
     got = b""
     while len(got) < 100:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tool_workloads import Gated, Tool, json_lines, own_netns
+from tool_workloads import Gated, Tool, json_lines, own_netns, tcp_pair
 
 SERVER_PORT, CLIENT_PORT = 47913, 47931           # fixed: the session is alone in its namespace
 TCP_FIN_WAIT2 = 5
@@ -31,13 +31,7 @@ def session(family: int = socket.AF_INET, host: str = "127.0.0.1", netns: bool =
     acknowledged); the server closes after reading the end; the listener closes last."""
     if netns:
         own_netns()
-    listener = socket.socket(family)
-    listener.bind((host, SERVER_PORT))
-    listener.listen(1)
-    client = socket.socket(family)
-    client.bind((host, CLIENT_PORT))
-    client.connect((host, SERVER_PORT))
-    server, _ = listener.accept()
+    listener, client, server = tcp_pair(family, host, SERVER_PORT, CLIENT_PORT)
     client.shutdown(socket.SHUT_WR)
     assert server.recv(1) == b""
     deadline = time.monotonic() + 10
