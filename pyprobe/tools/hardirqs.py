@@ -135,34 +135,41 @@ def unit(args) -> tuple[int, str]:
     return 1000, "usecs"
 
 
+def follow_irqs(args, tool, what: str, header: str, width: int, name, totals_of) -> None:
+    """hardirqs' and softirqs' shared run: announce, then a report each interval, histograms
+    (-d) or bcc's totals table; `what` is "hard irq" or "soft irq", `name` names a histogram key."""
+    factor, label = unit(args)
+    with common.opened(args, tool):
+        common.announce(tool)
+        if not args.json:
+            print(f"Tracing {what} events... Hit Ctrl-C to end." if args.events
+                  else f"Tracing {what} event time... Hit Ctrl-C to end.", flush=True)
+
+        def report():
+            if args.dist:
+                common.report_histogram(tool.dist, label, args.json, header.lower(), name=name,
+                                        timestamp=args.timestamp)
+                return
+            if not args.json:
+                print()
+                if args.timestamp:
+                    print("%-8s" % common.wall_clock())
+            print_totals(totals_of(tool), header, width, label, factor, args.json)
+            tool.total.clear()
+        common.intervals(args.interval, args.count, args.duration, report)
+
+
 def main(argv=None, prog=None) -> int:
     p = common.parser(prog, "Summarize hard irq event time as histograms", EXAMPLES)
     add_options(p, "--count")
     args = p.parse_args(argv)
     if args.events and (args.dist or args.nanoseconds):
         p.error("The --count option can't be used with time-based options")
-    factor, label = unit(args)
+    factor, _ = unit(args)
 
     def trace():
         tool = HardIrqs(counting=args.events, distribution=args.dist, factor=factor,
                         target_cpu=ANY_CPU if args.cpu is None else args.cpu)
-        with common.opened(args, tool):
-            common.announce(tool)
-            if not args.json:
-                print("Tracing hard irq events... Hit Ctrl-C to end." if args.events
-                      else "Tracing hard irq event time... Hit Ctrl-C to end.", flush=True)
-
-            def report():
-                if args.dist:
-                    common.report_histogram(tool.dist, label, args.json, "hardirq", name=common.text,
-                                            timestamp=args.timestamp)
-                    return
-                if not args.json:
-                    print()
-                    if args.timestamp:
-                        print("%-8s" % common.wall_clock())
-                print_totals(totals(tool), "HARDIRQ", 26, label, factor, args.json)
-                tool.total.clear()
-            common.intervals(args.interval, args.count, args.duration, report)
+        follow_irqs(args, tool, "hard irq", "HARDIRQ", 26, common.text, totals)
 
     return common.run(trace)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pyprobe import Hash, Histogram, Param, Program, Struct, bool_, tp_btf, u32, u64
 from pyprobe.bpf import ktime_ns, log2, smp_processor_id, tid
 from pyprobe.tools import common
-from pyprobe.tools.hardirqs import ANY_CPU, EntryKey, add_options, print_totals, unit
+from pyprobe.tools.hardirqs import ANY_CPU, EntryKey, add_options, follow_irqs, unit
 
 EXAMPLES = """examples:
     pyprobe softirqs            # sum soft irq event time
@@ -100,28 +100,11 @@ def main(argv=None, prog=None) -> int:
     args = p.parse_args(argv)
     if args.events and (args.dist or args.nanoseconds):
         p.error("The --events option can't be used with time-based options")
-    factor, label = unit(args)
+    factor, _ = unit(args)
 
     def trace():
         tool = SoftIrqs(counting=args.events, distribution=args.dist, factor=factor,
                         target_cpu=ANY_CPU if args.cpu is None else args.cpu)
-        with common.opened(args, tool):
-            common.announce(tool)
-            if not args.json:
-                print("Tracing soft irq events... Hit Ctrl-C to end." if args.events
-                      else "Tracing soft irq event time... Hit Ctrl-C to end.", flush=True)
-
-            def report():
-                if args.dist:
-                    common.report_histogram(tool.dist, label, args.json, "softirq", name=vec_name,
-                                            timestamp=args.timestamp)
-                    return
-                if not args.json:
-                    print()
-                    if args.timestamp:
-                        print("%-8s" % common.wall_clock())
-                print_totals(totals(tool), "SOFTIRQ", 16, label, factor, args.json)
-                tool.total.clear()
-            common.intervals(args.interval, args.count, args.duration, report)
+        follow_irqs(args, tool, "soft irq", "SOFTIRQ", 16, vec_name, totals)
 
     return common.run(trace)
