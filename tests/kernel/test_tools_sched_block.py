@@ -409,7 +409,21 @@ def test_runqlen_sees_two_waiting_behind_the_sampled_task():
 
 
 def test_runqlen_command_layout():
-    tool = Tool("runqlen", "-C", "-O", "0.3", "2")
-    out = tool.finish().splitlines()
+    # a spinner on each CPU: an idle CPU may give no sample in an interval, and then no row
+    spinners = []
+    for cpu in range(os.cpu_count()):
+        pid = os.fork()
+        if pid == 0:
+            os.sched_setaffinity(0, {cpu})
+            while True:
+                pass
+        spinners.append(pid)
+    try:
+        tool = Tool("runqlen", "-C", "-O", "0.3", "2")
+        out = tool.finish().splitlines()
+    finally:
+        for pid in spinners:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
     rows = [l for l in out if l.startswith("runqocc, CPU")]
     assert len(rows) == 2 * os.cpu_count()
