@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import _thread
 import errno
+import mmap
 import select
 import time
 
@@ -26,9 +27,14 @@ from pyprobe.runtime import cstrings
 from pyprobe.runtime.tabular import Tabular
 from pyprobe.runtime.lazy_numpy import load_numpy
 
-# A batch this big means the stream is busy; a ring this big holds a millisecond of it
-# many times over (1 M/s of 40-byte records is 40 KB a millisecond).
-BUSY_BATCH = 256
+# A stream that brought a record a millisecond or more since the last drain is busy. A
+# reader waiting in poll() makes the producer's wake-ups wake it on another CPU (an
+# irq_work, then an IPI): on a ring, one for the first record after each drain that caught
+# up; on a perf buffer, one every wakeup_events records per CPU. So the reader lets a busy
+# stream gather for GATHER_S without waiting in poll(); below that rate, wake-ups cost the
+# producer little and each record reaches the reader at once. A buffer of BUSY_RING bytes
+# holds GATHER_S of a busy stream many times over (1 M/s of 48-byte records is 48 KB a ms).
+GATHER_S = 0.001
 BUSY_RING = 1 << 20
 # A batch that filled this share of the ring means the reader fell behind (a loaded machine
 # kept it off the CPU): it drains again at once rather than gather, lest the ring overflow.
@@ -105,11 +111,12 @@ class EventStream(Tabular):
         # (the ring is readable), so a reader that only polled would wake for every
         # few records: after a batch below the threshold, sleep poll_ms instead.
         # Without one, the kernel wakes the reader for the first record after it has
-        # caught up; under load each of those wake-ups costs the producer an irq_work,
-        # so after a big batch the reader lets the next one gather for a millisecond.
+        # caught up: a busy stream (see GATHER_S) gathers for a millisecond instead.
+        # The buffer's size, a perf buffer's per CPU, bounds how long it may gather.
         gather = getattr(self.spec, "wakeup_bytes", 0)
-        busy = isinstance(self.spec, RingBuf) and not gather and self.spec.max_entries >= BUSY_RING
-        behind = self.spec.max_entries // BEHIND if isinstance(self.spec, RingBuf) else 0
+        size = self.spec.max_entries if isinstance(self.spec, RingBuf) else self.spec.pages * mmap.PAGESIZE
+        busy_ok = not gather and size >= BUSY_RING
+        behind = size // BEHIND
         start = last = time.monotonic()
         slept = False
         while not self.closed:
@@ -123,15 +130,17 @@ class EventStream(Tabular):
             slept = False
             batch = self.drain()
             if len(batch):
-                last = time.monotonic()
+                now = time.monotonic()
+                busy = busy_ok and now - last <= len(batch) * GATHER_S
+                last = now
                 yield batch
                 if behind and batch.nbytes >= behind:
                     slept = True           # drain again at once (see BEHIND)
                 elif batch.nbytes < gather:
                     time.sleep(self.spec.poll_ms / 1000)
                     slept = True
-                elif busy and len(batch) >= BUSY_BATCH:
-                    time.sleep(0.001)
+                elif busy:
+                    time.sleep(GATHER_S)
                     slept = True
 
     def open(self, callback, batch: bool = False) -> None:
