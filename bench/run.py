@@ -66,7 +66,11 @@ def main(argv=None) -> int:
                              "W8": "w8_packets", "W9": "w9_latency", "W10": "w10_tools",
                              "W11": "w11_profile", "W12": "w12_mass_attach"}[w])
         t, load_before = time.monotonic(), os.getloadavg()[0]
-        results[w] = module.run(peers, runs)
+        try:
+            results[w] = module.run(peers, runs)
+        except Exception as e:   # noqa: BLE001 - one broken workload must not lose the others' figures
+            log(f"bench: {w} FAILED: {type(e).__name__}: {e}")
+            results[w + "_error"] = f"{type(e).__name__}: {e}"
         results[w + "_seconds"] = round(time.monotonic() - t, 1)
         # the machine is shared: the 1-minute load average before and after, beside the figures
         results[w + "_load"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
@@ -83,7 +87,7 @@ def main(argv=None) -> int:
         f.write(render(results, markdown=True) + "\n")
     print(f"\nraw results: {os.path.join(out, f'results-{stamp}.json')}; "
           f"Markdown table: {os.path.join(out, 'results-latest.md')}")
-    return 0
+    return 1 if any(w + "_error" in results for w in WORKLOADS) else 0
 
 
 # ---- the table ----------------------------------------------------------------------------------
@@ -332,6 +336,7 @@ def render(results: dict, markdown: bool = False) -> str:
              if w + "_load" in results]
     if loads:
         lines.append("load average (1 min) before-after each workload: " + ", ".join(loads))
+    lines += [f"{w} FAILED, no figures: {results[w + '_error']}" for w in WORKLOADS if w + "_error" in results]
     m = results["machine"]
     lines.append(f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, kernel {m['kernel']}, {m['os']}, "
                  f"Python {m['python']}, numpy {m['numpy']}; {results['date']}, {results['seconds']:.0f} s")

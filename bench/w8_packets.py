@@ -109,10 +109,10 @@ class CPeer:
         return sum(values)
 
     def close(self):
-        from pyprobe.backend import attach_net
+        from pyprobe.backend import attach
 
         for link in self.links:
-            attach_net.destroy(link)
+            attach.destroy(link)
         self.lib.bpf_object__close(self.obj)
 
 
