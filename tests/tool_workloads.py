@@ -176,3 +176,81 @@ def tcp_pair(family, host: str, server_port: int, client_port: int):
     client.connect((host, server_port))
     server, _ = listener.accept()
     return listener, client, server
+
+
+class MemoryCgroup:
+    """A memory cgroup of the test's own, under this process's, limited to `limit` bytes (cgroup v2
+    memory.max, or v1's memory.limit_in_bytes where the memory controller is on a v1 hierarchy);
+    add(pid) moves a process in; close() kills what is left in it and removes it. skip_reason()
+    names what a host lacks for it."""
+
+    def __init__(self, limit: int):
+        self.path = os.path.join(self._parent(), f"pyprobe-test-{os.getpid()}-{time.monotonic_ns()}")
+        os.mkdir(self.path)
+        try:
+            if self.v2:
+                self._write("memory.max", limit)
+                if os.path.exists(os.path.join(self.path, "memory.swap.max")):
+                    self._write("memory.swap.max", 0)
+            else:
+                self._write("memory.limit_in_bytes", limit)
+        except BaseException:
+            os.rmdir(self.path)
+            raise
+
+    @staticmethod
+    def _hierarchy():
+        """(v2, the directory of this process's memory cgroup), or None."""
+        with open("/proc/self/cgroup") as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+        for _, controllers, path in lines:
+            if "memory" in controllers.split(","):
+                return False, "/sys/fs/cgroup/memory" + path
+        for _, controllers, path in lines:
+            if controllers == "":
+                for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+                    try:
+                        with open(os.path.join(root, "cgroup.controllers")) as f:
+                            if "memory" in f.read().split():
+                                return True, root + path
+                    except OSError:
+                        pass
+        return None
+
+    @classmethod
+    def skip_reason(cls):
+        found = cls._hierarchy()
+        if found is None:
+            return "missing capability: a memory cgroup controller (cgroup v1 memory or v2 memory.max)"
+        if not os.access(found[1], os.W_OK):
+            return f"missing capability: write access to this process's memory cgroup {found[1]}"
+        return None
+
+    def _parent(self) -> str:
+        self.v2, parent = self._hierarchy()
+        return parent
+
+    def _write(self, name: str, value) -> None:
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(str(value))
+
+    def add(self, pid: int) -> None:
+        self._write("cgroup.procs", pid)
+
+    def close(self) -> None:
+        deadline = time.monotonic() + 10
+        while True:
+            with open(os.path.join(self.path, "cgroup.procs")) as f:
+                pids = [int(p) for p in f.read().split()]
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.rmdir(self.path)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)

@@ -45,6 +45,7 @@ TOOLS = {
     "shmsnoop": "trace System V shared memory syscalls",
     "sslsniff": "print the plaintext of TLS reads and writes",
     "memleak": "outstanding allocations by stack",
+    "oomkill": "trace the OOM killer's kills",
 }
 
 
