@@ -46,6 +46,9 @@ TOOLS = {
     "sslsniff": "print the plaintext of TLS reads and writes",
     "memleak": "outstanding allocations by stack",
     "oomkill": "trace the OOM killer's kills",
+    "bitesize": "block I/O size histogram by process name",
+    "biotop": "block device I/O by process, top-like",
+    "biopattern": "random and sequential block I/O per disk",
 }
 
 

@@ -242,14 +242,14 @@ def follow(stream, on_record, duration: float | None = None) -> None:
 IDLE_CHECK = 0.05       # s: how soon follow() sees a Ctrl-C while no record comes
 
 
-def intervals(interval: float, count: int, duration: float | None, report) -> None:
+def intervals(interval: float, count: int, duration: float | None, report, redraw: bool = True) -> None:
     """Call report() every `interval` seconds, `count` times, and once more on Ctrl-C or at the end
-    of `duration` (bcc's interval/count loop)."""
+    of `duration` (bcc's interval/count loop). `redraw=False` (biotop -C): never in place."""
     from pyprobe.display import interval_view, show_report
 
     deadline = None if duration is None else time.monotonic() + duration
     done = 0
-    view = interval_view()          # a terminal: each report replaces the last; a pipe: lines as bcc's
+    view = interval_view() if redraw else None    # a terminal: each report replaces the last; a pipe: lines as bcc's
     try:
         while True:
             pause = interval if deadline is None else min(interval, deadline - time.monotonic())

@@ -24,6 +24,7 @@ EBPF_TOOLS = {
     "statsnoop": ([], ["sys_enter_statx"]),
     "biolatency": ([], ["block_rq_complete"]),
     "biosnoop": ([], ["block_rq_complete"]),
+    "biotop": ([], ["block_rq_issue", "block_io_done"]),
     "runqlat": ([], ["tp_btf:sched_wakeup", "tp_btf:sched_switch"]),
     "runqlen": ([], ["perf_event"]),
     "runqslower": ([], ["tp_btf:sched_wakeup", "tp_btf:sched_switch"]),
@@ -92,7 +93,7 @@ def test_ebpf_shows_what_the_options_change():
 
 
 @pytest.mark.parametrize("name", ["syncsnoop", "funccount", "stackcount", "bashreadline", "threadsnoop",
-                                  "pidpersec"])
+                                  "pidpersec", "bitesize", "biopattern"])
 def test_tools_bcc_gives_no_ebpf_refuse_it(name, capsys):
     with pytest.raises(SystemExit) as done:
         run_tool(name, ["--ebpf", "c:malloc"] if name in ("funccount", "stackcount") else ["--ebpf"])
