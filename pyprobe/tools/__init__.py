@@ -49,6 +49,7 @@ TOOLS = {
     "bitesize": "block I/O size histogram by process name",
     "biotop": "block device I/O by process, top-like",
     "biopattern": "random and sequential block I/O per disk",
+    "tcptop": "TCP send/recv throughput by process and host",
 }
 
 

@@ -42,6 +42,7 @@ EBPF_TOOLS = {
     "tcpconnect": ([], ["inet_sock_set_state"]),
     "tcpaccept": ([], ["accept"]),
     "tcpretrans": ([], ["tcp_retransmit_skb"]),
+    "tcptop": (["-4"], ["tp_btf:sock_send_length", "tp_btf:sock_recv_length"]),
     "gethostlatency": ([], ["uprobe", "getaddrinfo"]),
     "sslsniff": (["-p", "1"], ["uprobe", "SSL_write", "uretprobe"]),
     "memleak": (["-p", "1"], ["uprobe", "malloc", "uretprobe"]),

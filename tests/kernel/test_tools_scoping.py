@@ -20,7 +20,7 @@ from pyprobe.tools.scoping import Scoped
 NEW_MOUNT_NS = ("unshare", "-m", "--")
 
 # the child says it is ready (with the port it listens on, to accept), waits for a line, then
-# execs /bin/true, opens a path, connects to a port, accepts one connection, calls getpgid() N times,
+# execs /bin/true, opens a path, connects to a port, accepts one connection, sends N bytes to a port, calls getpgid() N times,
 # unmounts a path (that is not mounted)
 # or spins on the CPU
 CHILD = """import os, socket, sys, time
@@ -37,6 +37,10 @@ elif kind == "connect":
     socket.create_connection(("127.0.0.1", int(sys.argv[2]))).close()
 elif kind == "accept":
     srv.accept()[0].close()
+elif kind == "send":
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+    c.sendall(b"x" * int(sys.argv[3]))
+    c.close()
 elif kind == "bind":
     socket.socket().bind(("127.0.0.1", 0))
 elif kind == "calls":
@@ -187,6 +191,31 @@ def test_tcpaccept_cgroupmap_reports_only_the_accept_inside_the_cgroup(idset, cg
     seen = run_tool(["tcpaccept", "--json", "--cgroupmap", path], inside, outside)
     mine = [(e["pid"], e["lport"]) for e in seen if e["lport"] in (inside.port, outside.port)]
     assert mine == [(inside.pid, inside.port)]
+
+
+def tcptop_sends(seen: list[dict], port: int) -> list[tuple]:
+    return [(r["pid"], r["tx"], r["rx"]) for r in seen if r["rport"] == port]
+
+
+def test_tcptop_cgroupmap_counts_only_the_sends_inside_the_cgroup(idset, cgroup):
+    path, ids = idset
+    with socket.create_server(("127.0.0.1", 0)) as server:       # the bytes wait in its backlog's sockets
+        port = server.getsockname()[1]
+        inside, outside = Twin("send", str(port), "1234"), Twin("send", str(port), "4321")
+        inside.move_to(cgroup)
+        ids[os.stat(cgroup).st_ino] = 1
+        seen = run_tool(["tcptop", "--json", "--cgroupmap", path, "99"], inside, outside)
+    assert tcptop_sends(seen, port) == [(inside.pid, 1234, 0)]
+
+
+def test_tcptop_mntnsmap_counts_only_the_sends_in_the_new_mount_namespace(idset):
+    path, ids = idset
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        inside, outside = Twin("send", str(port), "1234", prefix=NEW_MOUNT_NS), Twin("send", str(port), "4321")
+        ids[inside.mnt_ns()] = 1
+        seen = run_tool(["tcptop", "--json", "--mntnsmap", path, "99"], inside, outside)
+    assert tcptop_sends(seen, port) == [(inside.pid, 1234, 0)]
 
 
 def test_profile_cgroupmap_samples_only_the_spinner_inside_the_cgroup(idset, cgroup):
