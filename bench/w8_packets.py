@@ -13,7 +13,8 @@ every (kind, peer) once, in a rotated order, with bpf_stats on:
 - instructions: translated (xlated) instructions of each program;
 - packets/s of the program alone: BPF_PROG_TEST_RUN on one 64-byte UDP frame, 200,000
   times in a row, pyprobe's and C's programs loaded side by side and run alternately
-  (1e9 / the kernel's average ns). This is the sturdy figure the goal is judged on: the
+  (1e9 / the kernel's average ns; the ratio is of the mean ns over 20 rounds a run, as the
+  kernel's figure is whole ns). This is the sturdy figure the goal is judged on: the
   veth rate is bound by the sender's UDP stack and moves +-20% between runs on a shared VM.
 Ratios to C are taken per round; the table shows medians (and the best or minimum).
 """
@@ -186,6 +187,9 @@ def socket_aton(addr: str) -> bytes:
     return socket.inet_aton(addr)
 
 
+TEST_RUN_ROUNDS_PER_RUN = 20     # test runs are ~5 ms each: 100 alternating rounds a side cost a second
+
+
 def test_run_ns(prog_fd: int, frame: bytes, repeat: int) -> float:
     """The kernel's average ns per run of the program on `frame`, `repeat` times in a row
     (BPF_PROG_TEST_RUN): the program alone, no sender, no veth."""
@@ -234,7 +238,7 @@ def run(peers: dict, runs: int) -> dict:
             log(f"  W8 round {r + 1}: " + ", ".join(
                 f"{k}/{p} {samples[(k, p)][-1]['pps'] / 1e6:.2f} Mpps {samples[(k, p)][-1]['ns_per_packet']:.1f} ns"
                 for k, p in configs))
-        alone = test_runs(c, b, max(runs, 5))
+        alone = test_runs(c, b, max(runs, 5) * TEST_RUN_ROUNDS_PER_RUN)
     out = {}
     for kind in ("xdp", "tc"):
         py, cc = samples[(kind, "pyprobe")], samples[(kind, "C")]
@@ -246,8 +250,12 @@ def run(peers: dict, runs: int) -> dict:
         out[kind]["pyprobe"]["ns_ratio"] = med_min([p["ns_per_packet"] / q["ns_per_packet"] for p, q in zip(py, cc)])
         for peer in ("pyprobe", "C"):
             out[kind][peer]["test_run_pps"] = med_max([1e9 / ns for ns in alone[kind][peer]])
-        out[kind]["pyprobe"]["test_run_ratio"] = med_max(
-            [q / p for p, q in zip(alone[kind]["pyprobe"], alone[kind]["C"])])
+        # The kernel's average is whole ns, a 4% step at ~25 ns: a round's ratio jumps between
+        # steps (0.89x, 1.26x for programs of equal cost). The ratio of the mean ns over many
+        # alternating rounds resolves below a step; the best is the best round's.
+        py_ns, c_ns = alone[kind]["pyprobe"], alone[kind]["C"]
+        out[kind]["pyprobe"]["test_run_ratio"] = [
+            (sum(c_ns) / len(c_ns)) / (sum(py_ns) / len(py_ns)), max(q / p for p, q in zip(py_ns, c_ns))]
     return out
 
 
