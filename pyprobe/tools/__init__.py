@@ -50,6 +50,7 @@ TOOLS = {
     "biotop": "block device I/O by process, top-like",
     "biopattern": "random and sequential block I/O per disk",
     "tcptop": "TCP send/recv throughput by process and host",
+    "drsnoop": "trace direct (and memory cgroup) reclaim, with latency",
 }
 
 
