@@ -51,6 +51,7 @@ TOOLS = {
     "biopattern": "random and sequential block I/O per disk",
     "tcptop": "TCP send/recv throughput by process and host",
     "drsnoop": "trace direct (and memory cgroup) reclaim, with latency",
+    "tcprtt": "TCP round trip time histogram",
 }
 
 

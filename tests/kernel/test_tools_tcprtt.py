@@ -1,0 +1,104 @@
+"""tcprtt: a child in a network namespace of its own exchanges 30 request/reply pairs over an
+IPv4 and an IPv6 loopback connection; each socket's count of samples is exactly the segments it
+received while ESTABLISHED: its tcpi_segs_in less the one handshake segment before (the client's
+SYN-ACK, the accepted socket's SYN)."""
+import json
+import os
+import socket
+import struct
+
+from tool_workloads import Gated, Tool, json_lines, own_netns, tcp_pair
+
+PORTS = {4: (47251, 47262), 6: (47273, 47284)}       # (server, client): fixed, the namespace is the child's own
+HOSTS = {4: (socket.AF_INET, "127.0.0.1"), 6: (socket.AF_INET6, "::1")}
+ROUNDS = 30
+LOOPBACK_KEY = struct.unpack("=I", socket.inet_aton("127.0.0.1"))[0]      # bcc's key: the address as read
+
+
+def segs_in(sock) -> int:
+    return struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 200), 140)[0]
+
+
+class PingPong:
+    """The child's exchange; established() then says how many segments each socket received in
+    ESTABLISHED: {(ip, "client"|"server"): n}."""
+
+    def __init__(self):
+        self._r, w = os.pipe()
+        self.child = Gated(self._work, w)
+
+    def _work(self, w):
+        own_netns()
+        seen = {}
+        for ip in (4, 6):
+            listener, client, server = tcp_pair(*HOSTS[ip], *PORTS[ip])
+            for _ in range(ROUNDS):
+                client.sendall(b"q" * 50)
+                assert len(server.recv(100)) == 50
+                server.sendall(b"r" * 50)
+                assert len(client.recv(100)) == 50
+            seen[f"{ip} client"] = segs_in(client) - 1
+            seen[f"{ip} server"] = segs_in(server) - 1
+            for s in (client, server, listener):
+                s.close()
+        os.write(w, json.dumps(seen).encode())
+
+    def run(self) -> dict:
+        assert self.child.go() == 0
+        text = os.read(self._r, 4096)
+        os.close(self._r)
+        return {(int(k.split()[0]), k.split()[1]): n for k, n in json.loads(text).items()}
+
+
+def total(prog, section=0) -> int:
+    return int(sum(prog.hist_srtt.sections().get(section, [0])))
+
+
+def test_tcprtt_counts_each_segment_received_established():
+    from pyprobe.tools.tcprtt import TcpRtt
+
+    work = PingPong()
+    sp, cp = PORTS[4]
+    with TcpRtt(lport=cp) as client, TcpRtt(lport=sp) as server, TcpRtt(rport=sp, family=socket.AF_INET6) as v6:
+        n = work.run()
+        counts = (total(client), total(server), total(v6))
+    assert counts == (n[4, "client"], n[4, "server"], 0)
+    assert n[4, "client"] >= ROUNDS and n[4, "server"] >= ROUNDS
+
+
+def test_tcprtt_by_local_address_with_averages_and_ipv6_filters():
+    from pyprobe.tools.tcprtt import TcpRtt, address_params
+
+    work = PingPong()
+    sp4, cp4 = PORTS[4]
+    sp6, cp6 = PORTS[6]
+    with TcpRtt(lport=cp4, by_addr=1, extension=1) as by_addr, \
+            TcpRtt(rport=sp6, **address_params("::1", local=True)) as v6, \
+            TcpRtt(rport=sp6, **address_params("::2", local=True)) as other, \
+            TcpRtt(rport=sp4, **address_params("127.0.0.2", local=False)) as other4:
+        n = work.run()
+        sections = {k: int(v.sum()) for k, v in by_addr.hist_srtt.sections().items()}
+        lat = by_addr.latency[LOOPBACK_KEY]
+        counts = (total(v6), total(other), total(other4))
+    assert sections == {LOOPBACK_KEY: n[4, "client"]}
+    assert int(lat["count"]) == n[4, "client"] and int(lat["latency"]) > 0
+    assert counts == (n[6, "client"], 0, 0)
+
+
+def test_tcprtt_command():
+    work = PingPong()
+    sp, cp = PORTS[4]
+    tool = Tool("tcprtt", "-p", str(cp), "-b", "-e", "-T")
+    n = work.run()
+    lines = tool.stop().splitlines()
+    head = next(i for i, l in enumerate(lines) if l.startswith("Local Address = 127.0.0.1 [AVG "))
+    assert lines[head + 1].split() == ["usecs", ":", "count", "distribution"]
+    assert sum(int(l.split()[4]) for l in lines[head + 2:] if "->" in l) == n[4, "client"]
+    assert lines[head - 1] == "" and len(lines[head - 2]) == 8 and lines[head - 2].count(":") == 2   # -T: the time
+
+    work = PingPong()
+    tool = Tool("tcprtt", "-6", "-P", str(PORTS[6][0]), "-m", "--json")
+    n = work.run()
+    out = json_lines(tool.stop())
+    assert [(o["section"], o["addr"], o["unit"]) for o in out] == [("All Addresses", "*******", "msecs")]
+    assert sum(b["count"] for b in out[0]["buckets"]) == n[6, "client"]
