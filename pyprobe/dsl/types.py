@@ -5,6 +5,10 @@ and in Python, so results are read with one `np.frombuffer`.
 """
 from __future__ import annotations
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    import numpy as np
+
 
 class CType:
     size: int
@@ -93,6 +97,12 @@ class ArrayType(CType):
 
     def pointer_decl(self, name: str) -> str:
         return self.c_decl(f"(*{name})")
+
+    def __call__(self) -> "np.ndarray":
+        """`u8[4]()`, a zeroed array in a handler; outside the kernel, the same zeroed bytes as numpy."""
+        import numpy as np
+
+        return np.zeros((), self.dtype()) if self.elem is char else np.zeros(self.n, self.elem.dtype())
 
     def dtype(self):
         import numpy as np

@@ -186,7 +186,7 @@ class BindSnoopBitfields(BindSnoop):
     bcc reads them; the translator reads no bitfields, so the two bytes are read whole."""
 
     def _ip_options(self, inet: "struct inet_sock *") -> u8:
-        bits = u8[2]()  # type: ignore[operator]  # (mypy reads handler code as Python)
+        bits = u8[2]()
         probe_read_kernel(bits, inet + offsetof("struct inet_sock", "pmtudisc") + 1)
         opts: u8 = 0
         if (bits[0] >> OLD_BIT_FREEBIND) & 1:

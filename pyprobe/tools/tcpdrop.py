@@ -83,8 +83,7 @@ class TcpDrop(Program):
         e.pid = tgid()
         e.reason = args.reason
         e.state = sc.skc_state
-        # (mypy reads handler code as Python: an array type called, a field of one indexed)
-        flags = u8[1]()  # type: ignore[operator]  # the header's flags byte (bitfields in struct tcphdr)
+        flags = u8[1]()  # the header's flags byte (bitfields in struct tcphdr)
         probe_read_kernel(flags, head + skb.transport_header + 13)
         e.tcpflags = flags[0]
         sport: u16 = th.source
@@ -101,8 +100,8 @@ class TcpDrop(Program):
             saddr: u32 = ip.saddr
             daddr: u32 = ip.daddr
             for i in range(4):
-                e.conn.saddr[i] = (saddr >> (8 * i)) & 0xFF  # type: ignore[index]
-                e.conn.daddr[i] = (daddr >> (8 * i)) & 0xFF  # type: ignore[index]
+                e.conn.saddr[i] = (saddr >> (8 * i)) & 0xFF
+                e.conn.daddr[i] = (daddr >> (8 * i)) & 0xFF
         e.stack_id = self.stack_traces.get_stackid(args)
         self.events.submit(e)
 
