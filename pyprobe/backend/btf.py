@@ -107,6 +107,35 @@ def members(tid: int) -> dict[str, int]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def bitfields(tid: int) -> dict[str, int]:
+    """Member name -> width in bits of the bitfield members of a struct or union, anonymous
+    members flattened as members() does; a whole-width member is not listed."""
+    t = _raw(tid)
+    kflag = bool(t.info >> 31)                 # offsets hold (bitfield size << 24) | bit offset
+    out: dict[str, int] = {}
+    ms = ffi.cast("struct btf_member *", t + 1)
+    for i in range(_vlen(t)):
+        name = _name(ms[i].name_off)
+        if not name:
+            inner = resolve(ms[i].type)
+            if inner.kind in (KIND_STRUCT, KIND_UNION):
+                for n, bits in bitfields(inner.id).items():
+                    out.setdefault(n, bits)
+            continue
+        if kflag:
+            bits = ms[i].offset >> 24
+        else:                                  # the old encoding: the width is the int type's own
+            member_type = resolve(ms[i].type)
+            bits = 0
+            if member_type.kind == KIND_INT:
+                encoding = ffi.cast("uint32_t *", _raw(member_type.id) + 1)[0]
+                bits = encoding & 0xFF if encoding & 0xFF != 8 * member_type.size else 0
+        if bits:
+            out[name] = bits
+    return out
+
+
 def proto_params(proto_id: int) -> list[tuple[str, int]] | None:
     """(name, type id) of each parameter of a FUNC_PROTO."""
     proto = _raw(proto_id)

@@ -16,7 +16,7 @@ from pyprobe.errors import PyprobeError
 VIEW_QUERIES = ("has", "function", "traceable", "has_btf_function", "has_tracepoint", "has_raw_tracepoint",
                 "tracepoints",
                 "syscall_function", "tracepoint_fields", "tracepoint_id")
-BTF_QUERIES = ("resolve", "members", "find", "struct_id", "function_params", "function_return", "proto_params")
+BTF_QUERIES = ("resolve", "members", "bitfields", "find", "struct_id", "function_params", "function_return", "proto_params")
 
 
 class NotRecorded(PyprobeError):

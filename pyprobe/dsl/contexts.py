@@ -263,6 +263,30 @@ def _btf_param(function: str, index: int):
     return type_of(params[index][1])
 
 
+def tp_btf_params(name: str):
+    """(name, type id) of a tp_btf tracepoint's arguments: its btf_trace_<name> prototype after
+    the context; None where BTF has no such tracepoint."""
+    from pyprobe.backend.vmlinux import KIND_PTR, KIND_TYPEDEF
+
+    btf = kernel().btf
+
+    tid = btf.find(f"btf_trace_{name}", KIND_TYPEDEF)
+    ptr = btf.resolve(tid) if tid else None
+    return btf.proto_params(ptr.target)[1:] if ptr and ptr.kind == KIND_PTR else None
+
+
+def _tp_btf_param(name: str, index: int):
+    """The DSL type of a tp_btf tracepoint's argument (None: untyped)."""
+    from pyprobe.dsl.kernel_data import type_of
+    from pyprobe.backend.vmlinux import BTFUnavailable
+
+    try:
+        params = tp_btf_params(name)
+    except BTFUnavailable:
+        return None
+    return type_of(params[index][1]) if params and index < len(params) else None
+
+
 class UprobeContext(KprobeContext):
     def __init__(self, kind: str, binary: str, symbol: str, probe: Probe):
         self.kind = kind
@@ -352,16 +376,13 @@ class BtfArgsContext(Context):
 
 def btf_args_context(kind: str, name: str, probe: Probe, loc):
     """Arguments of a tp_btf tracepoint (btf_trace_<name>) or of a kernel function, from BTF."""
-    from pyprobe.backend.vmlinux import KIND_PTR, KIND_TYPEDEF
     from pyprobe.dsl.kernel_data import type_of
     from pyprobe.errors import TranslationError
 
     btf = kernel().btf
 
     if kind == "tp_btf":
-        tid = btf.find(f"btf_trace_{name}", KIND_TYPEDEF)
-        ptr = btf.resolve(tid) if tid else None
-        proto_params = btf.proto_params(ptr.target)[1:] if ptr and ptr.kind == KIND_PTR else None
+        proto_params = tp_btf_params(name)
         ret = None
     else:
         function = f"bpf_lsm_{name}" if kind == "lsm" else name      # each LSM hook has its BTF-typed stub

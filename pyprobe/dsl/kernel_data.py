@@ -5,9 +5,11 @@ with the field offsets relocated by libbpf for the running kernel.
 """
 from __future__ import annotations
 
+import ast
+
 from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, char, scalar_for, u8, u64
 from pyprobe.dsl.target import kernel
-from pyprobe.dsl.values import KernelArray, KernelPath, Value
+from pyprobe.dsl.values import KernelArray, KernelBitfield, KernelPath, Value
 
 
 def pointer_to(btf_type_id: int):
@@ -93,6 +95,9 @@ def member(tr, node, base, name: str):
         reader = "BPF_CORE_READ_STR_INTO" if etype is char else "BPF_CORE_READ_INTO"
         tr.emit(f"{reader}(&{tmp}, {c_base}, {dotted});")
         return Value(tmp, arr, lvalue=True)
+    bits = btf.bitfields(owner_id).get(name)
+    if bits:
+        return bitfield(c_base, dotted, ast.unparse(node), bits, t.signed)
     dsl_type = type_of(fields[name])
     if dsl_type is None:
         tr.fail(node, f"{owner}.{name} has a type pyprobe cannot read yet")
@@ -105,6 +110,18 @@ def member(tr, node, base, name: str):
     if isinstance(dsl_type, PointerType):
         return Value(f"(__u64)BPF_CORE_READ({c_base}, {dotted})", dsl_type)
     return Value(f"BPF_CORE_READ({c_base}, {dotted})", dsl_type)
+
+
+def bitfield_type(bits: int, signed: bool):
+    """The integer a bitfield reads as: the narrowest that holds its width, with its signedness."""
+    return scalar_for(next(n for n in (1, 2, 4, 8) if bits <= 8 * n), signed)
+
+
+def bitfield(c_base: str, dotted: str, what: str, bits: int, signed: bool) -> KernelBitfield:
+    """A bitfield member, as libbpf reads one through a pointer: the bytes that hold it are
+    probe-read and shifted by CO-RE relocations for this kernel's layout (its sign extended)."""
+    t = bitfield_type(bits, signed)
+    return KernelBitfield(f"(({t.c_name})BPF_CORE_READ_BITFIELD_PROBED({c_base}, {dotted}))", t, what=what, bits=bits)
 
 
 def index(tr, node, array: KernelArray, i: Value):

@@ -122,6 +122,12 @@ class FakeCall:
         self.end_lineno, self.end_col_offset = node.end_lineno, node.end_col_offset
 
 
+def write_into_bitfield(what: str, bits: int) -> tuple[str, str]:
+    """`task.sched_reset_on_fork = 1`: both sides' words for a store into a kernel bitfield."""
+    return (f"{what} is a {bits}-bit bitfield of kernel memory: a handler reads it, it cannot write it",
+            "keep the value in a local or a map instead")
+
+
 def describe(value) -> str:
     if isinstance(value, MapRef):
         return f"the map self.{value.name}"

@@ -11,9 +11,9 @@ from pyprobe.dsl import operators
 from pyprobe.dsl import strings
 from pyprobe.dsl.cbuilder import condition as c_condition
 from pyprobe.dsl.refusals import FakeCall as _FakeCall, describe as _describe, get_result_changed, \
-    write_into_map_read
+    write_into_bitfield, write_into_map_read
 from pyprobe.dsl.types import ArrayType, CType, PointerType, Scalar, StructType, s64, u64
-from pyprobe.dsl.values import ContextRef, KernelPath, MapRef, Nullable, StructAlias, Value, as_map, literal
+from pyprobe.dsl.values import ContextRef, KernelBitfield, KernelPath, MapRef, Nullable, StructAlias, Value, as_map, literal
 
 
 class Statements:
@@ -181,6 +181,8 @@ class Statements:
             if lost is not None:
                 self.fail(target, *lost)
             dest = self.expr(target)
+            if isinstance(dest, KernelBitfield):
+                self.fail(target, *write_into_bitfield(dest.what, dest.bits))
             if not isinstance(dest, Value) or not dest.lvalue:
                 self.fail(target, "this cannot be assigned to")
             self.store(dest, value_node, value)

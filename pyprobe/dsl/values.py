@@ -70,6 +70,15 @@ class StructAlias(Value):
 
 
 @dataclass
+class KernelBitfield(Value):
+    """A bitfield member of kernel memory (`skb.pkt_type`, a 3-bit field), read whole by CO-RE;
+    `what` names it for the refusal of a write."""
+
+    what: str = ""
+    bits: int = 0
+
+
+@dataclass
 class StringLit:
     text: str
 

@@ -170,10 +170,10 @@ class FunctionSim(SimContext):
         for i in range(n):
             t = None
             if self.typed:
-                from pyprobe.dsl.contexts import _btf_param
+                from pyprobe.dsl.contexts import _btf_param, _tp_btf_param
 
                 try:
-                    t = _btf_param(self.function, i)
+                    t = (_tp_btf_param if self.kind == "tp_btf" else _btf_param)(self.function, i)
                 except Exception:             # noqa: BLE001 - no libbpf or BTF: untyped
                     t = None
             out.append(t or u64)

@@ -27,6 +27,15 @@ def wrap_code(code: str, t: Scalar) -> str:
     return f"(((({code}) + {half}) & {mask}) - {half})"
 
 
+def bits_code(code: str, bits: int, signed: bool) -> str:
+    """Python text of `code` held in a bitfield of this width (truncated, its top bit the sign)."""
+    mask = (1 << bits) - 1
+    if not signed:
+        return f"(({code}) & {mask})"
+    half = 1 << (bits - 1)
+    return f"(((({code}) + {half}) & {mask}) - {half})"
+
+
 def fits(src: Scalar | None, dst: Scalar, const: int | None = None) -> bool:
     """Whether every value of src is a value of dst (no conversion code needed)."""
     if dst.name == "bool":

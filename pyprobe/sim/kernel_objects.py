@@ -42,7 +42,7 @@ def struct_id(name: str):
 
 def member_type(tr, node, base, name: str):
     """("struct", (c_name, id)) | ("pointer", KernelPointer) | ("array", ArrayType) |
-    ("scalar", Scalar) | ("address", PointerType) | ("untyped", None)."""
+    ("scalar", Scalar) | ("bitfield", (Scalar, bits)) | ("address", PointerType) | ("untyped", None)."""
     b = _btf()
     if base.btf_id is None or b is None:
         return "untyped", None
@@ -63,6 +63,11 @@ def member_type(tr, node, base, name: str):
             scalar_for(elem.size, elem.signed) if elem.size in (1, 2, 4, 8) else u8)
         n = t.nelems if etype.size == elem.size else t.nelems * elem.size
         return "array", ArrayType(etype, max(n, 1))
+    bits = btf.bitfields(base.btf_id).get(name)
+    if bits:
+        from pyprobe.dsl.kernel_data import bitfield_type
+
+        return "bitfield", (bitfield_type(bits, t.signed), bits)
     dsl = type_of(fields[name])
     if dsl is None:
         tr.fail(node, f"{base.c_name}.{name} has a type pyprobe cannot read yet")

@@ -15,7 +15,8 @@ from pyprobe.dsl.refusals import ATOMIC_ADD_PLACE, ATTACH_COOKIE_OUTSIDE_TRACEPO
     USDT_COOKIE_OUTSIDE_USDT, perf_submit_without_ctx, read_from_integer, \
     read_from_string
 from pyprobe.dsl.values import MapRef, StringLit
-from pyprobe.sim.svalues import SKernel, SNullable, SV
+from pyprobe.sim.cvalues import bits_code
+from pyprobe.sim.svalues import SBitfield, SKernel, SNullable, SV
 
 HELPERS: dict = {}
 MAP_METHODS: dict = {}
@@ -433,6 +434,10 @@ def kernel_member(tr, node, base: SKernel, name: str):
         return SV(holder, t, buf=holder)
     if kind == "address":
         return SV(f"_kint({code}, {path!r}, {tr.lineno})", t)
+    if kind == "bitfield":                 # the test's value, cut to the field's width as the kernel holds it
+        (t, bits) = t
+        return SBitfield(bits_code(f"_kint({code}, {path!r}, {tr.lineno})", bits, t.signed), t,
+                         what=ast.unparse(node), bits=bits)
     from pyprobe.sim.cvalues import wrap_code
 
     return SV(wrap_code(f"_kint({code}, {path!r}, {tr.lineno})", t), t)

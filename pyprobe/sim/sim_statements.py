@@ -6,14 +6,15 @@ import ast
 from typing import TYPE_CHECKING, NoReturn
 
 from pyprobe.dsl import operators
-from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl, get_result_changed, write_into_map_read
+from pyprobe.dsl.refusals import REFUSED, describe as _describe_dsl, get_result_changed, write_into_bitfield, \
+    write_into_map_read
 from pyprobe.dsl.types import ArrayType, CType, KernelPointer, PointerType, Scalar, Struct, StructType, as_ctype, \
     char, s32, s64, u64
 from pyprobe.dsl.values import ContextRef, MapRef, PyObject, StringLit
 from pyprobe.errors import Location, TranslationError
 from pyprobe.sim import sim_builtins, sim_functions
 from pyprobe.sim.cvalues import fits, wrap_code
-from pyprobe.sim.svalues import SAlias, SKernel, SNullable, SV, const_value
+from pyprobe.sim.svalues import SAlias, SBitfield, SKernel, SNullable, SV, const_value
 
 
 
@@ -182,6 +183,8 @@ class SimStatements:
             if lost is not None:
                 self.fail(target, *lost)
             dest = self.expr(target)
+            if isinstance(dest, SBitfield):
+                self.fail(target, *write_into_bitfield(dest.what, dest.bits))
             if not isinstance(dest, SV) or not (dest.in_memory or dest.local):
                 self.fail(target, "this cannot be assigned to")
             self.store(dest, value_node, value)

@@ -67,6 +67,14 @@ class SAlias(SV):
 
 
 @dataclass
+class SBitfield(SV):
+    """A bitfield member of a kernel object (the translator's KernelBitfield): read only."""
+
+    what: str = ""
+    bits: int = 0
+
+
+@dataclass
 class SKernel:
     """A kernel object the test gave (a dict or an object with attributes): a pointer's target."""
 

@@ -93,6 +93,17 @@ class Switch(Program):
         self.out[1] += current_task().real_parent.tgid
 
 
+class Bitfields(Program):
+    out = Array(u64, 4)
+
+    @tp_btf("inet_sock_set_state")
+    def on(self, ctx, sk, oldstate, newstate):
+        common = sk.__sk_common
+        self.out[0] += sk.__sk_common.skc_reuse           # skc_reuse:4, through a path
+        self.out[1] += common.skc_reuseport               # skc_reuseport:1, through a local
+        self.out[2] += current_task().sched_reset_on_fork
+
+
 class SocketStorage(Program):
     socks = SkStorage(u64)
     total = Array(u64, 1)
@@ -255,6 +266,10 @@ CASES = [
                                                    "((struct file *)ctx[0])"]),
     (VfsReadTrampoline, {}, ['SEC("fentry/vfs_read")', 'SEC("fexit/vfs_read")', "((__s64)ctx[4])"]),
     (Switch, {}, ['SEC("tp_btf/sched_switch")', "((struct task_struct *)ctx[1])", "real_parent"]),
+    (Bitfields, {}, ["((__u8)BPF_CORE_READ_BITFIELD_PROBED(sk, __sk_common.skc_reuse))",
+                     "((__u8)BPF_CORE_READ_BITFIELD_PROBED(common, skc_reuseport))",
+                     "((__u8)BPF_CORE_READ_BITFIELD_PROBED(((struct task_struct *)bpf_get_current_task()), "
+                     "sched_reset_on_fork))"]),
     (SocketStorage, {}, ['SEC("tp_btf/sock_send_length")', "bpf_sk_storage_get(&socks, sk, 0, 0)",
                          "if (ctx->sk) bpf_sk_storage_delete(&socks, ctx->sk);"]),
     (Iterators, {}, ['SEC("iter/task")', "struct task_struct *task = ctx->task;", "if (!task) return 0;",

@@ -158,6 +158,8 @@ CASES = [
     (RAW, 'y = offsetof("struct task_struct *", "pid")', "offsetof() takes a struct type without '*'"),
     (RAW, 'y = offsetof("struct task_struct", "nosuch")', "struct task_struct has no member 'nosuch'"),
     (RAW, "y = current_task().sighand.action[70].sa.sa_flags", "index 70 is out of range"),
+    (RAW, "current_task().sched_reset_on_fork = 0",
+     "current_task().sched_reset_on_fork is a 1-bit bitfield of kernel memory: a handler reads it, it cannot write it"),
     (RAW, "y = self.pb.query(0)", "query() is for RingBuf"),
     (RAW, "y = self.rb.query(x)", "query() takes BPF_RB_AVAIL_DATA"),
     (RAW, "self.tail(1)", "tail calls are made from handlers, not from helper functions", HELPERS),
