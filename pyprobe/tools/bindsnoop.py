@@ -6,7 +6,7 @@ as tcpaccept does; a file that is no socket is left alone), its exit reads the s
 protocol, address, port (as the kernel picked it for port 0), bound device, and the options
 set before the call (bcc's OPTS: IP_FREEBIND, IP_TRANSPARENT, IP_BIND_ADDRESS_NO_PORT from
 inet_sock's inet_flags bits, Linux >= 6.6, else from its older one-bit fields, BindSnoopBitfields;
-choose() picks the class; SO_REUSEADDR and SO_REUSEPORT from the sock_common byte that holds them). -p, -u, one -P port, -E, --count, --cgroupmap/--mntnsmap filter in the kernel.
+choose() picks the class; SO_REUSEADDR and SO_REUSEPORT from sock_common's bitfields skc_reuse and skc_reuseport). -p, -u, one -P port, -E, --count, --cgroupmap/--mntnsmap filter in the kernel.
 
     from pyprobe.tools.bindsnoop import choose
     with choose()(target_pid=1234) as prog:
@@ -19,7 +19,7 @@ import os
 import socket
 
 from pyprobe import Hash, LruHash, Param, Program, RingBuf, TranslationError, Struct, bool_, char, s32, syscall, syscall_return, u8, u16, u32, u64
-from pyprobe.bpf import comm, current_task, ktime_ns, offsetof, probe_read_kernel, tgid, tid, uid
+from pyprobe.bpf import comm, current_task, ktime_ns, probe_read_kernel, tgid, tid, uid
 from pyprobe.tools import common, scoping
 from pyprobe.tools.scoping import Scoped
 from pyprobe.tools.tcpcommon import AF_INET, AF_INET6, address
@@ -51,9 +51,6 @@ ANY_UID = 0xFFFFFFFF
 S_IFMT, S_IFSOCK = 0o170000, 0o140000
 # include/net/inet_sock.h: bit numbers of inet_sock's inet_flags (Linux >= 6.6)
 INET_FLAGS_FREEBIND, INET_FLAGS_TRANSPARENT, INET_FLAGS_BIND_ADDRESS_NO_PORT = 11, 15, 18
-# before 6.6: the bits of the byte after pmtudisc (recverr:1, is_icsk:1, freebind:1, hdrincl:1,
-# mc_loop:1, transparent:1, ...), little-endian bitfields from the low bit
-OLD_BIT_FREEBIND, OLD_BIT_TRANSPARENT = 2, 5
 # bcc's OPTS bits, in its column order F T N R r
 OPT_FREEBIND, OPT_TRANSPARENT, OPT_NO_PORT, OPT_REUSEADDR, OPT_REUSEPORT = 1, 2, 4, 8, 16
 
@@ -152,12 +149,9 @@ class BindSnoop(Scoped, Program):
         e.protocol = sk.sk_protocol
         e.comm = comm()
         e.opts = self._ip_options(inet)
-        # skc_reuse:4 and skc_reuseport:1 share the byte before skc_bound_dev_if (bitfields)
-        reuse = u8[1]()
-        probe_read_kernel(reuse, sk + offsetof("struct sock_common", "skc_bound_dev_if") - 1)
-        if reuse[0] & 0x0F:
+        if sk.__sk_common.skc_reuse:                    # bitfields: skc_reuse:4, skc_reuseport:1
             e.opts |= OPT_REUSEADDR
-        if (reuse[0] >> 4) & 1:
+        if sk.__sk_common.skc_reuseport:
             e.opts |= OPT_REUSEPORT
         if family == AF_INET6:
             e.addr = sk.__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8
@@ -181,19 +175,16 @@ class BindSnoop(Scoped, Program):
 
 
 class BindSnoopBitfields(BindSnoop):
-    """Before Linux 6.6 (no inet_flags): F, T and N are inet_sock's one-bit fields freebind and
-    transparent (in the byte after pmtudisc) and bind_address_no_port (the byte after that), as
-    bcc reads them; the translator reads no bitfields, so the two bytes are read whole."""
+    """Before Linux 6.6 (no inet_flags): F, T and N are inet_sock's one-bit fields freebind,
+    transparent and bind_address_no_port, read as bitfields as bcc reads them."""
 
     def _ip_options(self, inet: "struct inet_sock *") -> u8:
-        bits = u8[2]()
-        probe_read_kernel(bits, inet + offsetof("struct inet_sock", "pmtudisc") + 1)
         opts: u8 = 0
-        if (bits[0] >> OLD_BIT_FREEBIND) & 1:
+        if inet.freebind:
             opts |= OPT_FREEBIND
-        if (bits[0] >> OLD_BIT_TRANSPARENT) & 1:
+        if inet.transparent:
             opts |= OPT_TRANSPARENT
-        if bits[1] & 1:                                  # bind_address_no_port: the next byte's first bit
+        if inet.bind_address_no_port:
             opts |= OPT_NO_PORT
         return opts
 
