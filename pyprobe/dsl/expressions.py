@@ -103,6 +103,8 @@ class Expressions:
         if isinstance(base, KernelPath) or (isinstance(base, Value) and isinstance(base.type, KernelPointer)):
             return kernel_data.member(self, node, base, attr)
         if isinstance(base, Nullable):
+            if attr == "value" and isinstance(base.target, (Scalar, ArrayType)):
+                return base.deref()                    # v.value: the map's own value, in place (bcc's *v)
             base = base.deref()
         if isinstance(base, Value) and isinstance(base.type, StructType):
             ftype = base.type.field_types.get(attr)

@@ -83,7 +83,8 @@ def get_result_changed(target_node, target) -> tuple[str, str]:
     """`v += n` with v a .get() result of an integer (bcc's `(*v) += n`, `*tsp = 0`)."""
     text = ast.unparse(target_node)
     return (f"{text} is a .get() result (a {target!r} in the map, or None): `{text} += ...` cannot change it",
-            "change the value in the map by its key: self.<map>[key] += n (an atomic add), or self.<map>[key] = v")
+            f"change the value in place through {text}.value (`{text}.value += n`, `{text}.value = 0`), or by its "
+            "key: self.<map>[key] += n (an atomic add)")
 
 # atomic_add(place, n) of something that is no 32- or 64-bit integer in memory
 ATOMIC_ADD_PLACE = ("atomic_add(place, n) adds to a 32- or 64-bit integer in memory: a field of a map value "

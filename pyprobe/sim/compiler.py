@@ -227,6 +227,8 @@ class HandlerCompiler(SimStatements):
         if hasattr(base, "sim_attribute"):              # a compile-time object, e.g. ctx.packet
             return base.sim_attribute(self, node, attr)
         if isinstance(base, SNullable):
+            if attr == "value" and isinstance(base.target, (Scalar, ArrayType)):
+                return self.at(base.code, "0", base.target, True)     # v.value: the map's own value, in place
             base = base.deref()
         if isinstance(base, SV) and getattr(base.type, "bits", None) and attr in base.type.bits:
             return bitfield(base, attr)

@@ -81,6 +81,8 @@ def test_bindsnoop_reports_each_bind_with_its_options():
     from pyprobe.tools.bindsnoop import bind_dict, choose, counted
 
     BindSnoop = choose()
+    inet_flags = tuple(int(n) for n in os.uname().release.split(".")[:2]) >= (6, 6)
+    assert BindSnoop.__name__ == ("BindSnoop" if inet_flags else "BindSnoopBitfields")
 
     child, r = run_binds()
     with BindSnoop(target_pid=child.pid, errors=True) as prog:

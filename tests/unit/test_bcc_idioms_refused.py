@@ -129,8 +129,8 @@ def test_what_means_something_else_here_is_refused_alike():
 @pytest.mark.parametrize("program, hint", [
     (ReadIntoInteger, "an integer is read by assigning it: `pid = p.pid` reads the kernel member"),
     (SubmitWithCtx, "bcc's events.perf_submit(ctx, &data, sizeof(data)) is self.events.submit(data)"),
-    (AddThroughGet, "change the value in the map by its key: self.<map>[key] += n (an atomic add), "
-                    "or self.<map>[key] = v"),
+    (AddThroughGet, "change the value in place through v.value (`v.value += n`, `v.value = 0`), or by its key: "
+                    "self.<map>[key] += n (an atomic add)"),
     (AtomicOnMapRead, "a map's integer value is added to with self.m[k] += n (atomic already)"),
 ])
 def test_the_refusals_say_what_to_write(program, hint):

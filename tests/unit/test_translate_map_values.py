@@ -310,3 +310,37 @@ def test_none_beside_a_get_result_and_a_value_is_refused_at_the_none():
                 as refused:
             make()
         assert refused.value.lineno == NoneToo._name.__code__.co_firstlineno + 2
+
+
+class InPlace(Program):
+    start = Hash(u32, u64)
+    names = Hash(u32, char[8])
+    slots = Hash(u32, Slot)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        tsp = self.start.get(tgid())
+        if tsp is not None:
+            tsp.value = 0
+            tsp.value += 3
+        n = self.names.get(tgid())
+        if n is not None:
+            n.value = "ab"
+        s = self.slots.get(tgid())
+        if s is not None:
+            s.count = tsp.value if tsp is not None else 1
+
+
+def test_value_of_a_get_result_is_the_map_value_in_place():
+    """bcc's `if (tsp) *tsp = 0;`: a store through the pointer, no map update."""
+    c = InPlace.translate()
+    assert "(*tsp) = 0;" in c and "(*tsp) = ((*tsp) + 3);" in c
+    assert '__builtin_memcpy(&(*n), "ab\\000\\000\\000\\000\\000", 8);' in c
+    handler = c[c.index('SEC("raw_tracepoint/sys_enter")'):]
+    assert "update_elem" not in handler and "pp_set" not in handler
+    sim = InPlace.simulate()
+    sim.start[4242] = 9
+    sim.names[4242] = "xyz"
+    sim.slots[4242] = (0, 0)
+    sim.on_enter()
+    assert (sim.start[4242], sim.names[4242], int(sim.slots[4242]["count"])) == (3, b"ab", 3)
