@@ -1,7 +1,7 @@
 """Bitfield members of kernel structs, without the kernel: their C (libbpf's
 BPF_CORE_READ_BITFIELD_PROBED), their type (the member's width and signedness), the
 simulation's view of a value, and the refusal of a write, alike in the translator and
-simulate(). tests/kernel/test_bitfields.py reads them on the kernel."""
+simulate(). tests/kernel/test_bitfield_reads.py reads them on the kernel."""
 import json
 import os
 import sys
