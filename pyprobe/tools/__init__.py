@@ -52,6 +52,7 @@ TOOLS = {
     "tcptop": "TCP send/recv throughput by process and host",
     "drsnoop": "trace direct (and memory cgroup) reclaim, with latency",
     "tcprtt": "TCP round trip time histogram",
+    "netqtop": "packets and bytes per network queue, by size",
 }
 
 

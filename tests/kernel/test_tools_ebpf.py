@@ -44,6 +44,7 @@ EBPF_TOOLS = {
     "tcpretrans": ([], ["tcp_retransmit_skb"]),
     "tcptop": (["-4"], ["tp_btf:sock_send_length", "tp_btf:sock_recv_length"]),
     "tcprtt": (["-b", "-a", "::1"], ["tp_btf:tcp_probe"]),
+    "netqtop": (["-n", "lo"], ["tp_btf:net_dev_start_xmit", "tp_btf:netif_receive_skb"]),
     "gethostlatency": ([], ["uprobe", "getaddrinfo"]),
     "sslsniff": (["-p", "1"], ["uprobe", "SSL_write", "uretprobe"]),
     "memleak": (["-p", "1"], ["uprobe", "malloc", "uretprobe"]),
