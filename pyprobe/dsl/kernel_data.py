@@ -185,6 +185,10 @@ def offsetof(tr, node, type_text: str, field: str) -> Value:
         fields = btf.members(tid)
         if part not in fields:
             tr.fail(node.args[1], f"{c_name} has no member '{part}' in this kernel")
+        bits = btf.bitfields(tid).get(part)
+        if bits:                               # C's offsetof() refuses them too
+            tr.fail(node.args[1], f"'{part}' is a {bits}-bit bitfield: it has no byte offset",
+                    "read it as a member of a pointer (sk.__sk_common.skc_reuse): CO-RE finds its bits")
         t = btf.resolve(fields[part])
         tid = t.id if t.kind in (KIND_STRUCT, KIND_UNION) else None
         if tid is None and part != field.split(".")[-1]:

@@ -157,6 +157,7 @@ CASES = [
     (RAW, 'y = cast("struct sock *", self.h)', "cannot cast"),
     (RAW, 'y = offsetof("struct task_struct *", "pid")', "offsetof() takes a struct type without '*'"),
     (RAW, 'y = offsetof("struct task_struct", "nosuch")', "struct task_struct has no member 'nosuch'"),
+    (RAW, 'y = offsetof("struct sock", "__sk_common.skc_reuse")', "'skc_reuse' is a 4-bit bitfield: it has no byte offset"),
     (RAW, "y = current_task().sighand.action[70].sa.sa_flags", "index 70 is out of range"),
     (RAW, "current_task().sched_reset_on_fork = 0",
      "current_task().sched_reset_on_fork is a 1-bit bitfield of kernel memory: a handler reads it, it cannot write it"),
