@@ -27,7 +27,7 @@ def concrete(probe, skipped: list | None = None) -> list:
         found, refused = user_functions(binary, matching.matching(probe, elf.function_names.names()), elf)
         if skipped is not None:
             skipped.extend((f"{probe.kind}:{binary}:{name}", why) for name, why in refused)
-        return [Probe(probe.kind, (binary, n), dict(options, file_offset=off)) for n, off in found]
+        return [Probe(probe.kind, (binary, n), dict(options, file_offset=off, matched=True)) for n, off in found]
     return [Probe(probe.kind, (n,), dict(options)) for n in matching.matching(probe, matching.kprobe_names())]
 
 
@@ -46,15 +46,20 @@ def _file_offset(probe) -> int:
 
 def multi_capable(probes: list) -> bool:
     """Whether a program's probes can share one uprobe.multi link per binary: uprobes (or
-    uretprobes) only, one of them a pattern, on a kernel that has uprobe.multi."""
+    uretprobes) only, at functions (no address or offset), on a kernel that has uprobe.multi.
+    Named functions too: a perf-event uprobe takes a grace period to detach, under a lock
+    the others wait for (~0.2 s each: memleak's 19 took 4 s), uprobe.multi links detach
+    together (Session.detach)."""
     kinds = {p.kind for p in probes}
-    if not (len(kinds) == 1 and kinds <= {"uprobe", "uretprobe"} and any(matching.is_pattern(p) for p in probes)
-            and not any(p.options.get("address") is not None for p in probes)):
+    if not (len(kinds) == 1 and kinds <= {"uprobe", "uretprobe"}
+            and not any(p.options.get("address") is not None or p.options.get("offset") for p in probes)):
         return False
     from pyprobe.backend import features      # only then: other programs never import it (start-up)
 
     if features.has("uprobe_multi"):
         return True
+    if not any(matching.is_pattern(p) for p in probes):
+        return False
     old = features.old_build("uprobe_multi")
     if old is not None:                       # not silently: thousands of uprobes take minutes to detach
         from pyprobe.errors import warn

@@ -328,6 +328,9 @@ class Session:
             if e.errno != ENOTSUPP:
                 raise
             if len(probes) == 1:
+                if not probes[0].options.get("matched"):     # named, not matched by a pattern: its error
+                    raise BPFError(e.errno, f"attach {probes[0].describe()}", f"refused: {_REFUSED}; "
+                                   "probe a caller instead") from None
                 self.skipped.append((probes[0].describe(), _REFUSED))
                 return []
         links: list = []
@@ -344,6 +347,7 @@ class Session:
     def detach(self) -> None:
         """Destroy the links, newest first. Idempotent."""
         with deferred_signals():
+            _destroy_multi_links_together(self.links)
             while self.links:
                 attach_mod.destroy(self.links[-1])
                 self.links.pop()
@@ -372,6 +376,23 @@ class Session:
                 self.obj = ffi.NULL
         if first_error is not None:
             raise first_error
+
+
+def _destroy_multi_links_together(links: list) -> None:
+    """Close the uprobe.multi links at once, from threads, and drop them from `links`: each
+    close waits for a grace period (~60 ms), and closes made together share one."""
+    multi = [link for link in links if isinstance(getattr(link, "points", None), list)]
+    if len(multi) < 2:
+        return
+    import threading
+
+    threads = [threading.Thread(target=link.destroy) for link in multi]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    closed = {id(link) for link in multi if link.fd < 0}
+    links[:] = [link for link in links if id(link) not in closed]
 
 
 def _progress_report():
