@@ -317,7 +317,7 @@ class Session:
         link if it cannot probe one of them (ENOTSUPP: x86 refuses a first instruction with a
         lock or segment prefix, e.g. glibc's pthread_spin_lock): then each half is tried, and
         so on down to the refused functions, which are skipped."""
-        path = attach_mod.resolve_binary(probes[0].target[0])
+        path = attach_mod.resolve_binary(probes[0].target[0], probes[0].options.get("pid", -1))
         try:
             return [attach_mod.uprobe_multi(prog, path, [_offset(path, p) for p in probes],
                                             probes[0].kind == "uretprobe", probes[0].options.get("pid", -1),
