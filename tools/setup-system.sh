@@ -19,6 +19,8 @@ command -v objcopy >/dev/null 2>&1 || need+=(binutils)
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need+=(prometheus)
 # sslsniff's GnuTLS test: a client linked with GnuTLS (Debian's wget).
 command -v wget >/dev/null 2>&1 || need+=(wget)
+# sslsniff's NSS test: libcurl's NSS build (NSS's TLS, NSPR's PR_Send/PR_Recv), loaded by a script.
+ls /usr/lib/*/libcurl-nss.so.4 >/dev/null 2>&1 || need+=(libcurl3-nss)
 for extra in "$@"; do
     dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra")
 done

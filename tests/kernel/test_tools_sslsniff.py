@@ -163,3 +163,84 @@ def test_sslsniff_sees_gnutls_calls_of_wget(tmp_path):
     assert written.startswith(b"GET /pyprobe-gnutls HTTP/1.1\r\n") and written.endswith(b"\r\n\r\n")
     assert written == b"".join(payload(r) for r in served if r["rw"] == READ)
     assert read == RESPONSE == b"".join(payload(r) for r in served if r["rw"] == WRITE)
+
+
+NSS_FETCH = os.path.join(HERE, "data", "nss_fetch.py")
+
+
+def fetch_from(ready: str, argv: list, **popen):
+    """Wait for https_once's port, then run argv + [its URL] (a client); (pid, stdout, stderr, status)."""
+    import subprocess
+    import time
+
+    while not os.path.exists(ready):
+        time.sleep(0.01)
+    url = f"https://127.0.0.1:{open(ready).read()}/pyprobe-tls"
+    client = subprocess.Popen(argv + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    out, err = client.communicate(timeout=30)
+    return client.pid, out, err, client.returncode
+
+
+def request_of(port: str) -> bytes:
+    return f"GET /pyprobe-tls HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\n\r\n".encode()
+
+
+def test_sslsniff_sees_nss_calls_of_libcurl_nss(tmp_path):
+    """libcurl's NSS build (its TLS is NSS, its reads and writes NSPR's PR_Recv and PR_Send) fetches
+    from the OpenSSL server: NSS's write is the request OpenSSL read, NSS's read the response."""
+    import sys
+
+    from pyprobe.tools.sslsniff import READ, WRITE, library_path, open_tool, payload
+
+    if not os.path.exists("/usr/lib/x86_64-linux-gnu/libcurl-nss.so.4") or library_path("nss") is None:
+        pytest.skip("missing capability: libcurl's NSS build and NSPR (Debian's libcurl3-nss, which "
+                    "tools/setup-system.sh installs)")
+    ready = str(tmp_path / "port")
+    server = Gated(https_once, ready)
+    with open_tool([("nss", library_path("nss")), ("openssl", library_path("openssl"))]) as prog:
+        server.release()
+        pid, out, err, status = fetch_from(ready, [sys.executable, NSS_FETCH])
+        os.waitpid(server.pid, 0)
+        records = prog.events.drain()
+    assert status == 0 and out == b"pyprobe-gnutls-ok", err
+    request = request_of(open(ready).read())
+    assert [(int(r["rw"]), int(r["len"]), payload(r)) for r in records if r["pid"] == pid] == \
+        [(WRITE, len(request), request), (READ, len(RESPONSE), RESPONSE)]
+    assert [(int(r["rw"]), int(r["len"]), payload(r)) for r in records if r["pid"] == server.pid] == \
+        [(READ, len(request), request), (WRITE, len(RESPONSE), RESPONSE)]
+
+
+PY_FETCH = """
+import socket, ssl, sys
+host, port = sys.argv[1].split("/")[2].split(":")
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with ctx.wrap_socket(socket.create_connection((host, int(port)))) as s:
+    s.sendall(("GET /pyprobe-tls HTTP/1.1\\r\\nHost: %s:%s\\r\\nAccept: */*\\r\\n\\r\\n" % (host, port)).encode())
+    got = b""
+    while not got.endswith(b"-ok"):
+        got += s.recv(65536)
+sys.stdout.write(got.decode())
+"""
+
+
+def test_sslsniff_uid_filter(tmp_path):
+    """-u UID: a client running as uid 65534 against the server (root): only the client's write
+    and read are printed, with UID 65534 (-x)."""
+    python = "/usr/bin/python3"          # the system's: the test's venv may be one only root can read
+    if not os.access(python, os.X_OK):
+        pytest.skip("missing capability: /usr/bin/python3, for a TLS client running as uid 65534")
+    ready = str(tmp_path / "port")
+    server = Gated(https_once, ready)
+    tool = Tool("sslsniff", "-u", "65534", "-x")
+    server.release()
+    pid, out, err, status = fetch_from(ready, [python, "-c", PY_FETCH], user=65534, group=65534)
+    os.waitpid(server.pid, 0)
+    printed = tool.stop()
+    assert status == 0 and out.endswith(b"pyprobe-gnutls-ok"), err
+    request = request_of(open(ready).read())
+    heads = [l.split() for l in printed.splitlines() if l.startswith(("READ/RECV", "WRITE/SEND"))]
+    assert [(h[0], h[4], h[5], h[6]) for h in heads if h[3] == str(pid)] == \
+        [("WRITE/SEND", str(len(request)), "65534", str(pid)), ("READ/RECV", str(len(RESPONSE)), "65534", str(pid))]
+    assert all(h[5] == "65534" for h in heads) and not any(h[3] == str(server.pid) for h in heads), printed
