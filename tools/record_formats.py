@@ -10,7 +10,7 @@ import os
 import re
 import sys
 
-CATEGORIES = ["syscalls", "raw_syscalls", "sched", "block", "random", "signal", "task", "tcp", "sock", "timer"]
+CATEGORIES = ["syscalls", "raw_syscalls", "sched", "block", "random", "signal", "task", "tcp", "sock", "timer", "kmem", "percpu"]
 FIELD = re.compile(r"field:(?P<decl>[^;]+);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);\s*signed:(?P<signed>\d)")
 
 

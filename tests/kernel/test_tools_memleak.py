@@ -136,3 +136,108 @@ def test_memleak_runs_a_command(threads_app):  # noqa: F811
     assert f"Executing '{command}' and tracing the resulting process." in out
     assert re.search(rf"^\t{LEAKS * SIZE} bytes in {LEAKS} allocations from stack$", out, re.M), out
     assert not re.search(rf"^\t{FREED * (SIZE + 1)} bytes", out, re.M)
+
+
+def test_memleak_sampling_keeps_the_sampled_allocations_exactly(threads_app):  # noqa: F811
+    """-s 2 (bcc's: an allocation is traced when its entry's ktime_ns is a multiple of 2): of
+    400 malloc(48)s kept and 200 malloc(49)s freed, the ones whose entry -t reports are
+    outstanding exactly, the freed ones none; about half, never all or none (2^-399)."""
+    from pyprobe.tools.memleak import ALLOC_ENTER, ALLOC_EXIT, FREE_ENTER, open_tool
+
+    work = Started([threads_app, "leaks", "400", str(SIZE), "200"])
+    try:
+        with open_tool(pid=work.pid, sample_every=2, trace_all=1, min_size=SIZE, max_size=SIZE + 1) as prog:
+            work.run()
+            messages = prog.messages.drain()
+            keys, values = prog.allocs.to_numpy()
+    finally:
+        work.close()
+    kinds = [int(k) for k in messages["kind"]]
+    exits = [(int(m["size"]), int(m["address"])) for m in messages if m["kind"] == ALLOC_EXIT]
+    assert kinds.count(ALLOC_ENTER) == len(exits)
+    kept = sorted((int(v["size"]), int(k)) for k, v in zip(keys, values))
+    assert kept == sorted(e for e in exits if e[0] == SIZE)            # every sampled malloc(48), once
+    freed = [(int(m["size"]), int(m["address"])) for m in messages if m["kind"] == FREE_ENTER]
+    assert freed == [e for e in exits if e[0] == SIZE + 1]             # every sampled malloc(49), freed
+    assert 0 < len(kept) < 400 and 0 < len(freed) < 200
+
+
+def prefixed_allocator(directory) -> tuple[str, str]:
+    """(libppalloc.so, its program): an allocator whose functions are pp_malloc, pp_free, ..."""
+    import os
+    import subprocess
+
+    from tool_workloads import DATA
+
+    source = os.path.join(DATA, "prefixed_alloc.c")
+    lib, app = os.path.join(str(directory), "libppalloc.so"), os.path.join(str(directory), "prefixed_alloc_app")
+    subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-DLIBRARY", "-o", lib, source], check=True)
+    subprocess.run(["gcc", "-O1", "-fno-omit-frame-pointer", "-o", app, source, f"-L{directory}", "-lppalloc",
+                    f"-Wl,-rpath,{directory}"], check=True)
+    return lib, app
+
+
+def test_memleak_other_allocator_by_object_and_prefix(tmp_path):
+    """-O LIB --symbols-prefix pp_: the library's pp_malloc/pp_calloc/pp_free are traced, libc's
+    malloc is not: of 6 pp_malloc(40)s kept beside 6 libc malloc(40)s, 4 freed, one pp_calloc(3, 24),
+    exactly 240 bytes in 6 allocations from keep_some and 72 in 1 from main."""
+    lib, app = prefixed_allocator(tmp_path)
+    work = Started([app, "6", "40", "4"])
+    tool = Tool("memleak", "-p", str(work.pid), "-O", lib, "--symbols-prefix", "pp_", "-o", "0", "60")
+    try:
+        work.run()
+        out = tool.stop()
+    finally:
+        work.close()
+    entries = re.findall(r"^\t(\d+) bytes in (\d+) allocations from stack\n\t\t0x[0-9a-f]+\t(\w+)\+0x[0-9a-f]+ "
+                         r"\[prefixed_alloc_app\]$", out, re.M)
+    assert sorted(entries) == [("240", "6", "keep_some"), ("72", "1", "main")], out
+    assert len(re.findall(r"^\t\d+ bytes in", out, re.M)) == 2, out
+
+
+def test_memleak_percpu_counts_a_maps_percpu_values():
+    """--percpu (the percpu tracepoints): a child makes a BPF per-CPU array of 11 values of 1016
+    bytes (one percpu allocation each) and keeps it, and one of 5 values of 1008 bytes that it
+    closes: exactly 11 allocations of 1016 bytes are outstanding under array_map_alloc(), and
+    once the closed map's deferred free has run, none of 1008 bytes."""
+    import ctypes
+    import os
+    import time
+
+    from tool_workloads import Gated
+
+    from pyprobe.tools.memleak import frames, open_tool, outstanding
+
+    r, w = os.pipe()
+
+    def hold():
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        def percpu_array(value_size, entries):
+            attr = (ctypes.c_uint32 * 32)(6, 4, value_size, entries)       # BPF_MAP_TYPE_PERCPU_ARRAY
+            fd = libc.syscall(321, 0, attr, ctypes.sizeof(attr))           # bpf(BPF_MAP_CREATE)
+            assert fd >= 0, os.strerror(ctypes.get_errno())
+            return fd
+
+        percpu_array(1016, 11)
+        os.close(percpu_array(1008, 5))
+        os.write(w, b"x")
+        time.sleep(30)                                                     # the test kills it once read
+
+    def array_rows(prog):
+        return sorted((size // count, count) for sid, size, count, _ in outstanding(prog)
+                      if "array_map_alloc" in " ".join(frames(prog, sid, None, False)))
+
+    child = Gated(hold)
+    try:
+        with open_tool(None, percpu=True, min_size=1008, max_size=1016) as prog:
+            child.release()
+            assert os.read(r, 1) == b"x"
+            deadline = time.monotonic() + 10
+            while (1008, 5) in array_rows(prog) and time.monotonic() < deadline:
+                time.sleep(0.02)                 # the closed map is freed from a work queue
+            rows = array_rows(prog)
+    finally:
+        os.kill(child.pid, 9)
+        os.waitpid(child.pid, 0)
+    assert rows == [(1016, 11)], rows
