@@ -284,6 +284,17 @@ def test_mountsnoop_mntnsmap_reports_only_the_umount_in_the_new_mount_namespace(
     assert mine == [(inside.pid, ns, f'umount("{tag}-inside", 0x0) = -ENOENT')]
 
 
+def test_mountsnoop_cgroupmap_reports_only_the_umount_inside_the_cgroup(idset, cgroup):
+    path, ids = idset
+    tag = f"/nonexistent-pyprobe-scope-{os.getpid()}"
+    inside, outside = Twin("umount", tag + "-inside"), Twin("umount", tag + "-outside")
+    inside.move_to(cgroup)
+    ids[os.stat(cgroup).st_ino] = 1
+    seen = run_tool(["mountsnoop", "--json", "--cgroupmap", path], inside, outside)
+    mine = [(e["pid"], e["call"]) for e in seen if e["pid"] in (inside.pid, outside.pid)]
+    assert mine == [(inside.pid, f'umount("{tag}-inside", 0x0) = -ENOENT')]
+
+
 def test_a_missing_map_is_an_error_naming_its_path():
     missing = f"/sys/fs/bpf/pp_scope_missing_{os.getpid()}"
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
