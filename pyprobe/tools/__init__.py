@@ -53,6 +53,8 @@ TOOLS = {
     "drsnoop": "trace direct (and memory cgroup) reclaim, with latency",
     "tcprtt": "TCP round trip time histogram",
     "netqtop": "packets and bytes per network queue, by size",
+    "wakeuptime": "blocked time by the waker's kernel stack",
+    "offwaketime": "blocked time by off-CPU stack and waker stack",
 }
 
 

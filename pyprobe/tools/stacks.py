@@ -115,3 +115,27 @@ def print_stack(kernel: list[str], user: list[str], comm: str, pid: int, value: 
               else "    %s" % f)
     print("    %-16s %s (%d)" % ("-", comm, pid))
     print("        %d\n" % value)
+
+
+def from_tracepoint(frames: list[str]) -> list[str]:
+    """A kernel stack taken in a BTF tracepoint, past our program and bpf_trace_runN (the ids'
+    skip), without __traceiter_NAME: that frame is there only while more than one probe is on
+    the tracepoint (with one, its static call goes straight to the probe), so it depends on what
+    else runs on the host."""
+    return frames[1:] if frames and frames[0].startswith("__traceiter_") else frames
+
+
+def merged(rows, key_fields: tuple[str, ...], sum_fields: tuple[str, ...]):
+    """Rows whose key fields (frames as lists included) are equal, summed: one stack may have two
+    ids (from_tracepoint)."""
+    import numpy as np
+
+    out: dict = {}
+    for r in rows:
+        key = tuple(tuple(r[f]) if isinstance(r[f], list) else r[f] for f in key_fields)
+        if key in out:
+            for f in sum_fields:
+                out[key][f] += r[f]
+        else:
+            out[key] = r.copy()
+    return np.array(list(out.values()), dtype=rows.dtype) if out else rows[:0]
