@@ -1,17 +1,22 @@
 """Bitfield members of kernel structs (task_struct's one-bit flags, sock_common's skc_reuse:4,
 sk_buff's pkt_type:3), read as libbpf's BPF_CORE_READ_BITFIELD_PROBED reads them: through a
 tp_btf argument, a current_task() chain and a sub-struct path, each from a workload that sets
-the bits, and the simulation of the same handlers given the same values."""
+the bits, and the simulation of the same handlers given the same values. In the qemu matrix
+too (kernel_matrix): CO-RE finds the bits in each kernel's layout."""
 import os
 import socket
 import struct
 import sys
+
+import pytest
 
 from pyprobe import Hash, Param, Program, Struct, tp_btf, u8, u16, u32, u64
 from pyprobe.bpf import current_task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from tool_workloads import own_netns  # noqa: E402
+
+pytestmark = pytest.mark.kernel_matrix
 
 TCP_LISTEN = 10
 
