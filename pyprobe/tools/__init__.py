@@ -55,6 +55,7 @@ TOOLS = {
     "netqtop": "packets and bytes per network queue, by size",
     "wakeuptime": "blocked time by the waker's kernel stack",
     "offwaketime": "blocked time by off-CPU stack and waker stack",
+    "filelife": "trace short-lived files: their age at deletion",
 }
 
 

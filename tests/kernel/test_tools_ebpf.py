@@ -45,6 +45,7 @@ EBPF_TOOLS = {
     "tcptop": (["-4"], ["tp_btf:sock_send_length", "tp_btf:sock_recv_length"]),
     "tcprtt": (["-b", "-a", "::1"], ["tp_btf:tcp_probe"]),
     "netqtop": (["-n", "lo"], ["tp_btf:net_dev_start_xmit", "tp_btf:netif_receive_skb"]),
+    "filelife": (["-p", "1"], ["sys_exit_openat", "sys_exit_creat", "sys_enter_unlinkat", "sys_exit_unlink"]),
     "gethostlatency": ([], ["uprobe", "getaddrinfo"]),
     "sslsniff": (["-p", "1"], ["uprobe", "SSL_write", "uretprobe"]),
     "memleak": (["-p", "1"], ["uprobe", "malloc", "uretprobe"]),

@@ -38,7 +38,7 @@ def test_tools_start_without_clang_and_without_a_cache(tmp_path):
                  ["tcpconnect", "-d", "--duration", "0.1"],
                  ["bitesize", "0.1", "1"], ["biotop", "-C", "0.1", "1"], ["biopattern", "0.1", "1"],
                  ["tcptop", "-C", "1", "1"], ["tcprtt", "-d", "1"],
-                 ["netqtop", "-n", "lo", "-i", "0.1", "--duration", "0.1"],
+                 ["netqtop", "-n", "lo", "-i", "0.1", "--duration", "0.1"], ["filelife", "--duration", "0.1"],
                  # options given at load (Params): the same shipped object
                  ["runqlat", "--pidnss", "--duration", "0.1"], ["syscount", "-c", "1", "-d", "0.1"],
                  ["tcpretrans", "-s", "--duration", "0.1"],
