@@ -56,6 +56,7 @@ TOOLS = {
     "wakeuptime": "blocked time by the waker's kernel stack",
     "offwaketime": "blocked time by off-CPU stack and waker stack",
     "filelife": "trace short-lived files: their age at deletion",
+    "compactsnoop": "trace memory compaction passes, with latency",
 }
 
 
