@@ -57,6 +57,7 @@ TOOLS = {
     "offwaketime": "blocked time by off-CPU stack and waker stack",
     "filelife": "trace short-lived files: their age at deletion",
     "compactsnoop": "trace memory compaction passes, with latency",
+    "wqlat": "workqueue latency histogram",
 }
 
 

@@ -48,7 +48,7 @@ def test_tools_start_without_clang_and_without_a_cache(tmp_path):
                  ["memleak", "-p", str(os.getpid()), "--duration", "0.1"], ["memleak", "--duration", "0.1"],
                  ["oomkill", "--duration", "0.1"], ["drsnoop", "-d", "0.1"],
                  ["wakeuptime", "-f", "1"], ["offwaketime", "-f", "1"],
-                 ["compactsnoop", "-d", "0.1"]):
+                 ["compactsnoop", "-d", "0.1"], ["wqlat", "-W", "0.1", "1"], ["wqlat", "-w", "events", "0.1", "1"]):
         done = subprocess.run([sys.executable, "-m", "pyprobe", *argv], capture_output=True, text=True, env=env,
                               timeout=60)
         assert done.returncode == 0, (argv, done.stderr)
