@@ -55,9 +55,10 @@ def main(argv=None, prog=None) -> int:
     args = p.parse_args(argv)
     dev = 0
     if args.disk:
-        dev = next((d for d, name in disk_names().items() if name == args.disk), None)
-        if dev is None:
+        found = next((d for d, name in disk_names().items() if name == args.disk), None)
+        if found is None:
             p.error(f"no such disk {args.disk!r}")
+        dev = found
 
     def trace():
         with BiteSize(target_pid=args.pid or 0, target_dev=dev) as tool:

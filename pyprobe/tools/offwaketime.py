@@ -173,12 +173,12 @@ def blocked(prog, show_offset: bool = False):
                      common.text(k["waker"]), int(v), counts.get(bytes(k), 0), *frames,
                      int(k["t_user_stack"]), int(k["t_kernel_stack"]), int(k["w_user_stack"]),
                      int(k["w_kernel_stack"])))
-    rows = np.array(rows, dtype=[("t_pid", "u4"), ("t_tgid", "u4"), ("target", "U16"), ("w_pid", "u4"),
-                                 ("w_tgid", "u4"), ("waker", "U16"), ("usecs", "u8"), ("count", "u8"),
-                                 ("t_user", object), ("t_kernel", object), ("w_user", object), ("w_kernel", object),
-                                 ("t_user_stack_id", "i8"), ("t_kernel_stack_id", "i8"),
-                                 ("w_user_stack_id", "i8"), ("w_kernel_stack_id", "i8")])
-    return stacks.merged(rows, ("t_pid", "t_tgid", "target", "w_pid", "w_tgid", "waker", "t_user", "t_kernel",
+    table = np.array(rows, dtype=[("t_pid", "u4"), ("t_tgid", "u4"), ("target", "U16"), ("w_pid", "u4"),
+                                  ("w_tgid", "u4"), ("waker", "U16"), ("usecs", "u8"), ("count", "u8"),
+                                  ("t_user", object), ("t_kernel", object), ("w_user", object), ("w_kernel", object),
+                                  ("t_user_stack_id", "i8"), ("t_kernel_stack_id", "i8"),
+                                  ("w_user_stack_id", "i8"), ("w_kernel_stack_id", "i8")])
+    return stacks.merged(table, ("t_pid", "t_tgid", "target", "w_pid", "w_tgid", "waker", "t_user", "t_kernel",
                                 "w_user", "w_kernel"), ("usecs", "count"))
 
 

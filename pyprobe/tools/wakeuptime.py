@@ -96,9 +96,9 @@ def wakeups(prog, show_offset: bool = False):
              counts.get((int(k["waker_stack"]), bytes(k["waker"]), bytes(k["target"])), 0),
              stacks.from_tracepoint(named[(int(k["waker_stack"]), None)]), int(k["waker_stack"]))
             for k, v in zip(keys, values)]
-    rows = np.array(rows, dtype=[("waker", "U16"), ("target", "U16"), ("usecs", "u8"), ("count", "u8"),
-                                 ("stack", object), ("stack_id", "i8")])
-    return stacks.merged(rows, ("waker", "target", "stack"), ("usecs", "count"))
+    table = np.array(rows, dtype=[("waker", "U16"), ("target", "U16"), ("usecs", "u8"), ("count", "u8"),
+                                  ("stack", object), ("stack_id", "i8")])
+    return stacks.merged(table, ("waker", "target", "stack"), ("usecs", "count"))
 
 
 def main(argv=None, prog=None) -> int:
