@@ -1,7 +1,7 @@
 """bcc's --ebpf: a tool prints the C it would load for the options given, and loads nothing.
 
 The tools bcc gives --ebpf to take it here; the others (syncsnoop, funccount, stackcount,
-bashreadline, threadsnoop, pidpersec) refuse it as bcc's do. In tests/kernel because tracepoint formats are read from
+bashreadline, threadsnoop, pidpersec, oomkill) refuse it as bcc's do. In tests/kernel because tracepoint formats are read from
 tracefs (root); a tool on BTF tracepoints prints its program as any user (the last test).
 """
 import contextlib
@@ -51,6 +51,11 @@ EBPF_TOOLS = {
     "memleak": (["-p", "1"], ["uprobe", "malloc", "uretprobe"]),
     "shmsnoop": (["-p", "1"], ["sys_enter_shmget", "sys_exit_shmctl"]),
     "mountsnoop": (["-P"], ["sys_enter_mount", "sys_exit_umount", "sys_enter_move_mount"]),
+    "drsnoop": (["-p", "1"], ["mm_vmscan_direct_reclaim_begin", "mm_vmscan_memcg_reclaim_end"]),
+    "wakeuptime": (["-p", "1"], ["tp_btf:sched_switch", "tp_btf:sched_waking"]),
+    "offwaketime": (["-K"], ["tp_btf:sched_switch", "tp_btf:sched_waking"]),
+    "compactsnoop": (["-K"], ["tp_btf:mm_compaction_begin", "tp_btf:mm_compaction_end"]),
+    "wqlat": (["-w", "events"], ["workqueue_queue_work", "workqueue_execute_start"]),
 }
 
 
@@ -97,7 +102,7 @@ def test_ebpf_shows_what_the_options_change():
 
 
 @pytest.mark.parametrize("name", ["syncsnoop", "funccount", "stackcount", "bashreadline", "threadsnoop",
-                                  "pidpersec", "bitesize", "biopattern"])
+                                  "pidpersec", "bitesize", "biopattern", "oomkill"])
 def test_tools_bcc_gives_no_ebpf_refuse_it(name, capsys):
     with pytest.raises(SystemExit) as done:
         run_tool(name, ["--ebpf", "c:malloc"] if name in ("funccount", "stackcount") else ["--ebpf"])
