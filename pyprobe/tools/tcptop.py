@@ -6,15 +6,15 @@ gives the sock, the bytes moved or an error, and the flags): every sendmsg()/rec
 socket that moved bytes counts them under (process, its name, both ends). A receive that only
 peeked (MSG_PEEK) is not counted, as the tracepoint's own output does not.
 
-    from pyprobe.tools.tcptop import TcpTop, throughput
-    with TcpTop() as prog:
+    from pyprobe.tools.tcptop import choose, throughput
+    with choose()() as prog:       # TcpTop, or TcpTopKprobes before Linux 6.3
         ...
     throughput(prog)   # [{"pid", "comm", "ip", "laddr", "lport", "raddr", "rport", "rx", "tx"}], maps emptied
 """
 from __future__ import annotations
 
-from pyprobe import Hash, Param, Program, Struct, char, tp_btf, u8, u16, u32, u64
-from pyprobe.bpf import comm, tgid
+from pyprobe import Hash, Param, Program, Struct, char, kprobe, kretprobe, s64, tp_btf, u8, u16, u32, u64
+from pyprobe.bpf import comm, retval, tgid, tid
 from pyprobe.tools import common, scoping
 from pyprobe.tools.scoping import Scoped
 from pyprobe.tools.tcpcommon import AF_INET, AF_INET6, IPPROTO_TCP, address, ip_version
@@ -97,6 +97,46 @@ class TcpTop(Scoped, Program):
             self.recv_bytes[key] += ret
 
 
+class TcpTopKprobes(TcpTop):
+    """Kernels before the socket tracepoints (Linux < 6.3), with kprobes: bcc's kprobes, the sock
+    kept by thread from tcp_sendmsg()'s entry to its return, and tcp_cleanup_rbuf()'s bytes copied
+    (which, as bcc's, counts a MSG_PEEK receive too)."""
+
+    sending = Hash(u32, u64, max_entries=10240)     # by thread: the sock tcp_sendmsg() was given
+
+    @kprobe("tcp_sendmsg")
+    def on_send(self, ctx, sk, msg, size):
+        self.sending[tid()] = sk
+
+    @kretprobe("tcp_sendmsg")
+    def on_sent(self, ctx):
+        addr: u64 = self.sending[tid()]          # 0: no entry seen
+        if addr == 0:
+            return
+        sk: "struct sock *" = addr
+        ret: s64 = retval(ctx)
+        if ret > 0:
+            key = Session()
+            if self._session(sk, key):
+                self.send_bytes[key] += ret
+        del self.sending[tid()]
+
+    @kprobe("tcp_cleanup_rbuf")
+    def on_recv(self, ctx, sk, copied):
+        if copied <= 0:
+            return
+        key = Session()
+        if self._session(sk, key):
+            self.recv_bytes[key] += copied
+
+
+def choose() -> type[Program]:
+    """The socket layer's tracepoints where the kernel has them, else bcc's kprobes."""
+    if common.tracepoint_exists("sock", "sock_send_length") or not common.has_kprobes():
+        return TcpTop
+    return TcpTopKprobes
+
+
 def throughput(prog) -> list[dict]:
     """Bytes received and sent per session since the last call, the most first; both maps are
     read and emptied in one pass each (bcc's items_lookup_and_delete_batch)."""
@@ -128,7 +168,7 @@ def main(argv=None, prog=None) -> int:
     args = p.parse_args(argv)
 
     def trace():
-        tool = TcpTop(target_pid=args.pid or 0, family=AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0,
+        tool = choose()(target_pid=args.pid or 0, family=AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0,
                       **scoping.scope(args))
         with common.opened(args, tool):
             common.announce(tool, "Tracing... Output every %s secs. Hit Ctrl-C to end" % args.interval)

@@ -5,6 +5,8 @@ import mmap
 import os
 
 from test_tools_sched_block import dev_t, disk  # noqa: F401  (disk: the module's loop device fixture)
+import pytest
+
 from tool_workloads import Gated, Tool, json_lines, set_comm
 
 KIB = 1024
@@ -44,6 +46,8 @@ def slots(counts) -> dict:
 
 
 def test_bitesize_counts_each_size_under_its_process_name(disk):
+    """Host only: the loop device issues each request in its submitter's context; the qemu scratch
+    disk's scheduler dispatches from a kworker (bcc's name of the section is the issuer's)."""
     from pyprobe.tools.bitesize import BiteSize
 
     path, name = disk
@@ -71,6 +75,7 @@ TOTAL_KIB = sum(size * n for size, n in SIZES) // KIB        # 198
 N_IOS = sum(n for _, n in SIZES)                            # 12
 
 
+@pytest.mark.kernel_matrix
 def test_biotop_counts_a_process_reads_and_writes(disk):
     from pyprobe.tools.biotop import BioTop, rows
 
@@ -108,6 +113,7 @@ def test_biotop_command_rows(disk):
     assert lines[-1] == "Detaching..."
 
 
+@pytest.mark.kernel_matrix
 def test_biopattern_judges_each_request_against_the_last(disk):
     """12 writes one after the other from sector 0, then the same read back: the first write only
     sets where the next is expected (bcc's rule: not counted), the 11 next writes are sequential,

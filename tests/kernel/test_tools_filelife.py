@@ -61,6 +61,7 @@ def expected(pid, comm, disk, shm) -> list[dict]:
     return [{"pid": pid, "comm": comm, "path": p, "file": os.path.basename(p)} for p in paths]
 
 
+@pytest.mark.kernel_matrix
 def test_filelife_reports_each_life_of_a_file_born_while_tracing(dirs):
     from pyprobe.tools.filelife import FileLife, Lives
 

@@ -5,6 +5,8 @@ import os
 import socket
 import time
 
+import pytest
+
 from tool_workloads import Gated, Tool, json_lines, own_netns
 
 PAYLOADS = [10, 10, 10, 100, 100, 1000, 5000, 5000, 30000]
@@ -58,6 +60,7 @@ def expected(lengths) -> dict:
     return {0: {"bytes": sum(lengths), "packets": len(lengths), **groups(lengths)}}
 
 
+@pytest.mark.kernel_matrix
 def test_netqtop_counts_each_packet_of_its_namespace_lo():
     from pyprobe.tools.netqtop import NetQTop, name_params, queues
 
