@@ -40,9 +40,10 @@ EXAMPLES = """examples:
 
 STACK_STORAGE_SIZE = 16384          # bcc's default
 
-# the kernel stack is taken inside the tracepoint: skip our program, bpf_trace_run4 and
-# __traceiter_sched_switch, so that it starts at __schedule as bcc's does
-SKIP_FRAMES = 3
+# the kernel stack is taken inside the tracepoint: skip our program and bpf_trace_run4, and
+# stacks.from_tracepoint() drops __traceiter_sched_switch (there only while the tracepoint has
+# more than one probe), so that it starts at __schedule as bcc's does
+SKIP_FRAMES = 2
 
 
 class Away(Struct):
@@ -118,11 +119,13 @@ def blocked(prog, show_offset: bool = False):
     named = stacks.name_stacks(prog.stack_traces, list(zip(keys["user_stack"].tolist(), pids))
                                + [(s, None) for s in keys["kernel_stack"].tolist()], show_offset)
     rows = [(pid, int(k["tid"]), common.text(k["comm"]), int(v), named[(int(k["user_stack"]), pid)],
-             named[(int(k["kernel_stack"]), None)], int(k["user_stack"]), int(k["kernel_stack"]))
+             stacks.from_tracepoint(named[(int(k["kernel_stack"]), None)]), int(k["user_stack"]),
+             int(k["kernel_stack"]))
             for k, pid, v in zip(keys, pids, values)]
-    return np.array(rows, dtype=[("pid", "u4"), ("tid", "u4"), ("comm", "U16"), ("usecs", "u8"),
-                                 ("user", object), ("kernel", object), ("user_stack_id", "i8"),
-                                 ("kernel_stack_id", "i8")])
+    table = np.array(rows, dtype=[("pid", "u4"), ("tid", "u4"), ("comm", "U16"), ("usecs", "u8"),
+                                  ("user", object), ("kernel", object), ("user_stack_id", "i8"),
+                                  ("kernel_stack_id", "i8")])
+    return stacks.merged(table, ("pid", "tid", "comm", "user", "kernel"), ("usecs",))
 
 
 def main(argv=None, prog=None) -> int:
