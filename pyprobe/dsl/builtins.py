@@ -74,7 +74,8 @@ def _retval(tr, node, ctx):
         return tr.context.return_value(tr.context_param)
     if not tr.context_has_return:
         tr.fail(node, *RETVAL_OUTSIDE_RETURN)
-    return Value(f"PT_REGS_RC({tr.context_param})", s64)
+    # PT_REGS_RC is an unsigned long: cast, or C would compare and shift it unsigned (`retval(ctx) < 0` never true)
+    return Value(f"((__s64)PT_REGS_RC({tr.context_param}))", s64)
 
 
 @helper("usdt_arg")

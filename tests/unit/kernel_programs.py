@@ -284,7 +284,7 @@ CASES = [
                       "bpf_redirect_map(&xsks, ctx->rx_queue_index, 2)", 'SEC("sockops")',
                       "int established(struct bpf_sock_ops *ctx)", "bpf_sock_hash_update(ctx, &by_port, &"]),
     (Raw, {}, ['SEC("raw_tracepoint/sys_enter")', "ctx->args[1]"]),
-    (User, {}, ['SEC("uprobe")', 'SEC("uretprobe")', "PT_REGS_PARM1(ctx)", "PT_REGS_RC(ctx)"]),
+    (User, {}, ['SEC("uprobe")', 'SEC("uretprobe")', "PT_REGS_PARM1(ctx)", "((__s64)PT_REGS_RC(ctx))"]),
     (Sample, {}, ['SEC("perf_event")', "struct bpf_perf_event_data *ctx"]),
     (Packets, {}, ['SEC("xdp")', "ctx->data_end"]),
     (Tc, {}, ['SEC("tc")', "ctx->len"]),
