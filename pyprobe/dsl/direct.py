@@ -8,8 +8,10 @@ writes the instructions clang would, and bpf_elf.py the object libbpf loads.
 
 The subset (anything else raises Unsupported, and clang compiles the program as before):
 - programs: @tracepoint / @syscall (as its tracepoint) and @raw_tracepoint handlers taking
-  (self, ctx); integer Params (a .rodata.pyprobe section, as the translator's); no kernel
-  types, no helper functions, no tail calls;
+  (self, ctx); on x86-64 @uprobe, @uretprobe, @kprobe and @kretprobe handlers with their
+  function's integer arguments, registers and retval(ctx) (dsl/direct_regs.py); integer
+  Params (a .rodata.pyprobe section, as the translator's); no kernel types but pt_regs (read
+  at fixed offsets, no CO-RE), no helper functions, no tail calls;
 - maps: Hash, LruHash, PerCpuHash, LruPerCpuHash, Array, PerCpuArray and log2/linear
   Histograms (sectioned too), with integer values and integer keys (Struct keys and values
   for the hashes, Struct keys for sectioned histograms); RingBuf (without wakeup_bytes) and
@@ -33,12 +35,14 @@ against clang and the simulation on generated handlers of the subset.
 from __future__ import annotations
 
 from pyprobe.backend.bpf_elf import MapDef, ProgramCode, write_object
+from pyprobe.dsl import direct_regs
 from pyprobe.dsl.direct_handler import HandlerCompiler, Unsupported, integer_type, record_type
 from pyprobe.dsl.types import StructType
 
 _MAP_KINDS = {"hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "array", "percpu_array", "histogram",
               "ringbuf", "perfbuf"}
 _HASHES = {"hash", "lru_hash", "percpu_hash", "lru_percpu_hash"}
+_TRACEPOINT_KINDS = {"tracepoint", "syscall", "syscall_return", "raw_tracepoint"}
 
 
 def compile_program(cls, source) -> bytes | None:
@@ -61,8 +65,10 @@ def refusal(cls, source=None) -> str | None:
         for name, handler in _handlers(cls).items():
             # (several probes are several programs of one handler: @syscall("clone") @syscall("clone3"))
             kinds = {p.kind for p in handler.probes}
-            if not kinds or not kinds <= {"tracepoint", "syscall", "syscall_return", "raw_tracepoint"}:
-                raise Unsupported(f"{name}: its probes")
+            if not kinds or not (kinds <= _TRACEPOINT_KINDS or kinds <= set(direct_regs.KINDS)):
+                raise Unsupported(f"{name}: its probes")        # (one handler, one context type)
+            if kinds <= set(direct_regs.KINDS):
+                direct_regs.check_machine()
             try:
                 HandlerCompiler(handler.func, maps, None, None, params).compile()
             except Unsupported as e:
@@ -144,12 +150,17 @@ def _map_defs(maps: dict) -> list:
 
 
 def _compile(cls, source) -> bytes:
+    kinds = set()
     for info in source.programs:
-        if not info.attach or info.probe.kind not in ("tracepoint", "raw_tracepoint"):
+        if not info.attach or info.probe.kind not in ("tracepoint", "raw_tracepoint", *direct_regs.KINDS):
             raise Unsupported(f"{info.probe.kind} programs")
+        kinds.add(info.probe.kind)
     maps = _maps(cls)
     params = _params(source.params)
-    if source.kernel_types or source.co_re_types:
+    if kinds & set(direct_regs.KINDS):
+        direct_regs.check_machine()
+    # a pt_regs context is dumped without CO-RE (its registers at fixed offsets); any other type is clang's
+    if source.co_re_types or set(source.kernel_types) - {"struct pt_regs"}:
         raise Unsupported("kernel types")
     if set(source.maps) != set(maps):
         raise Unsupported("maps the translator added")
@@ -160,14 +171,16 @@ def _compile(cls, source) -> bytes:
     programs = []
     for info in source.programs:
         probe = info.probe
-        section = "/".join((probe.kind,) + tuple(probe.target))
-        if f'SEC("{section}")\nint {info.c_name}(' not in source.text:
+        section = _section(source.text, info.c_name)
+        if section != "/".join((probe.kind,) + tuple(probe.target)) and not (
+                probe.kind in direct_regs.KINDS and section.split("/")[0] == probe.kind):
             raise Unsupported("a program section the translator wrote otherwise")
         handler = handlers.get(info.handler)
         if handler is None:
             raise Unsupported("a program without its handler")
         fields = _tracepoint_fields(*probe.target) if probe.kind == "tracepoint" else None
-        compiler = HandlerCompiler(handler.func, maps, probe.kind, fields, params)
+        function = probe.target[0] if probe.kind in ("kprobe", "kretprobe") else None
+        compiler = HandlerCompiler(handler.func, maps, probe.kind, fields, params, function)
         code = compiler.compile()
         programs.append(ProgramCode(section, info.c_name, code, compiler.asm.map_refs))
     rodata = None
@@ -178,6 +191,15 @@ def _compile(cls, source) -> bytes:
             raise Unsupported("Params the translator wrote otherwise")
         rodata = (SECTION, "pp_params", pack(source.params, {}))
     return write_object(programs, _map_defs(maps), license, rodata)
+
+
+def _section(text: str, c_name: str) -> str:
+    """The SEC("...") the translator wrote before `int <c_name>(`."""
+    end = text.find(f'")\nint {c_name}(')
+    start = text.rfind('SEC("', 0, end)
+    if end < 0 or start < 0 or "\n" in text[start:end]:
+        raise Unsupported("a program section the translator wrote otherwise")
+    return text[start + 5:end]
 
 
 def _params(params: dict):

@@ -156,6 +156,9 @@ class Expressions:
                 return self.helper(builtin)
             if builtin == "log2" and len(node.args) == 1:
                 return self.log2(self.expr(node.args[0]))
+            if builtin == "retval" and len(node.args) == 1 and isinstance(node.args[0], ast.Name) \
+                    and node.args[0].id == self.ctx_name:
+                return self.return_value()
             from pyprobe.dsl.types import Scalar
 
             if isinstance(obj, Scalar) and len(node.args) == 1:
@@ -181,6 +184,10 @@ class Expressions:
 
         if self.kind is None:            # plausibility: any field may be an integer
             return Val(self.take(), u64)
+        from pyprobe.dsl import direct_regs
+
+        if self.kind in direct_regs.KINDS:
+            return self.register(name)
         if self.kind != "tracepoint" or name not in self.fields:
             raise Unsupported(f"field {name}")
         offset, t = self.fields[name]
@@ -188,6 +195,28 @@ class Expressions:
         reg = self.take()
         self.asm.load(reg, self.ctx_reg, offset, t.size)
         return Val(reg, t, clean=not t.signed or t.size == 8)
+
+    def register(self, name: str) -> Val:
+        """ctx.ip, ctx.parm1, ...: PT_REGS_IP(ctx), ... of a pt_regs context (dsl/direct_regs.py)."""
+        from pyprobe.dsl import direct_regs
+        from pyprobe.dsl.types import u64
+
+        offset = direct_regs.register_offset(name)
+        if self.ctx_reg is None:
+            raise Unsupported("registers without the context")
+        reg = self.take()
+        self.asm.load(reg, self.ctx_reg, offset, 8)
+        return Val(reg, u64)
+
+    def return_value(self) -> Val:
+        """retval(ctx): PT_REGS_RC(ctx), a long long, in a kretprobe or uretprobe handler."""
+        from pyprobe.dsl import direct_regs
+        from pyprobe.dsl.types import s64
+
+        if self.kind not in (None, *direct_regs.RETURNS):
+            raise Unsupported("retval() outside a return probe")
+        v = self.register("rc") if self.kind is not None else Val(self.take(), None)
+        return Val(v.reg, s64)
 
     def char_field(self, name: str, want):
         """(offset, type) of a tracepoint's char array field (to copy; `want`: the type asked for)."""

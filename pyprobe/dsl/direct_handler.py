@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 
 from pyprobe.backend import bpf_insn as I
+from pyprobe.dsl import direct_regs
 from pyprobe.dsl.direct_expressions import (Expressions, Unsupported, Val, _fits32, _has_call, _wrap,
                                             integer_type)
 from pyprobe.dsl.direct_locals import Locals, record_type
@@ -22,11 +23,13 @@ __all__ = ["HandlerCompiler", "Unsupported", "integer_type", "record_type"]
 
 
 class HandlerCompiler(Expressions, Locals, Output):
-    def __init__(self, func, maps: dict, kind: str | None, fields: dict | None, params=None):
+    def __init__(self, func, maps: dict, kind: str | None, fields: dict | None, params=None,
+                 function: str | None = None):
         self.func = func
+        self.function = function          # a kprobe's kernel function (its arguments' BTF types)
         self.maps = maps
         self.params = params              # the Params' struct pp_params, or None
-        self.kind = kind                  # tracepoint, raw_tracepoint; None: plausibility only
+        self.kind = kind                  # tracepoint, raw_tracepoint, k/uprobe, k/uretprobe; None: plausibility only
         self.fields = fields or {}        # a tracepoint's: name -> (offset, type)
         self.locals: dict = {}            # name -> Local (dsl/direct_locals.py)
         self.declaring = True
@@ -50,20 +53,33 @@ class HandlerCompiler(Expressions, Locals, Output):
 
         _, fdef = function_ast(self.func)
         args = fdef.args
-        if args.vararg or args.kwarg or args.kwonlyargs or args.defaults or len(args.args) != 2 \
-                or args.args[0].arg != "self" or args.args[1].annotation is not None:
+        if args.vararg or args.kwarg or args.kwonlyargs or args.defaults or len(args.args) < 2 \
+                or args.args[0].arg != "self" or args.args[1].annotation is not None \
+                or (len(args.args) > 2 and self.kind not in (None, *direct_regs.KINDS)):
             raise Unsupported("handler arguments")
         self.ctx_name = args.args[1].arg
+        arguments = direct_regs.argument_types(self.kind, self.function, fdef, self.python)
+        for name, t in arguments:                                # locals set from their registers
+            if name in ("self", self.ctx_name):
+                raise Unsupported("handler arguments")
+            if t is None:                                        # a kernel pointer nothing reads
+                continue
+            local = self.declare(name, t)
+            if local.type is not t or local.value is not None:
+                raise Unsupported(f"{name} declared again")
         body = list(fdef.body)
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                 and isinstance(body[0].value.value, str):
             body = body[1:]                                      # the docstring
         if any(isinstance(n, ast.Name) and n.id == self.ctx_name for s in body for n in ast.walk(s)) \
-                or self.sends_to_perf(body):                     # bpf_perf_event_output(ctx, ...)
+                or self.sends_to_perf(body) or any(t for _, t in arguments):        # bpf_perf_event_output(ctx, ...)
             self.ctx_reg = ctx_reg = self.free.pop(0)            # r6: calls clobber r1
             self.asm.mov(ctx_reg, I.R1)
         if not self.declaring:
             self.zero_locals()
+        for (name, t), register in zip(arguments, direct_regs.ARGUMENTS):
+            if t is not None:
+                self.store(self.locals[name].offset, self.register(register), t)
         if not self.block(body):
             self.ret(0)
         return self.asm.finish()

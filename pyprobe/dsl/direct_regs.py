@@ -38,9 +38,13 @@ def register_offset(name: str) -> int:
 
 
 def argument_types(kind: str | None, function: str | None, fdef, python) -> list:
-    """The types of the handler's parameters after ctx, as the translator gives them: a uprobe's
+    """(name, type) of the handler's parameters after ctx, as the translator gives them: a uprobe's
     are u64, a kprobe's the integer type BTF gives the function's argument (u64 without one);
-    an annotation (`b: u32`) converts. `python` resolves an annotation's name."""
+    an annotation (`b: u32`) converts. A kernel pointer the body never names (`file` in
+    `def enter(self, ctx, file, buf, count)`) has the type None: nothing reads it. `python`
+    resolves an annotation's name."""
+    import ast
+
     from pyprobe.dsl.types import u64
 
     params = fdef.args.args[2:]
@@ -56,12 +60,22 @@ def argument_types(kind: str | None, function: str | None, fdef, python) -> list
 
             typed = _btf_param(function, i)
             if typed is not None:
-                t = integer_type(typed)        # a pointer, a struct: clang (CO-RE reads)
+                try:
+                    t = integer_type(typed)
+                except Unsupported:            # a pointer, a struct: clang (CO-RE reads), unless unused
+                    if p.annotation is not None or _named(fdef, p.arg):
+                        raise
+                    out.append((p.arg, None))
+                    continue
         if p.annotation is not None:
-            import ast
-
             if not isinstance(p.annotation, ast.Name):
                 raise Unsupported("an annotation that is not an integer type")
             t = integer_type(python(p.annotation.id))
         out.append((p.arg, t))
     return out
+
+
+def _named(fdef, name: str) -> bool:
+    import ast
+
+    return any(isinstance(n, ast.Name) and n.id == name for stmt in fdef.body for n in ast.walk(stmt))

@@ -11,10 +11,11 @@ import struct
 import pytest
 
 from pyprobe import (Array, Hash, Histogram, LruHash, Param, PerCpuArray, PerfBuf, Program, RingBuf, Struct, char,
-                     raw_tracepoint, s16, syscall, syscall_return, u8, u16, u32, u64)
+                     kprobe, kretprobe, raw_tracepoint, s16, syscall, syscall_return, u8, u16, u32, u64, uprobe,
+                     uretprobe)
 from pyprobe.backend import clang
 from pyprobe.backend.libbpf import ffi, lib
-from pyprobe.bpf import comm, ktime_ns, log2, tgid, tid, trace_printk
+from pyprobe.bpf import comm, ktime_ns, log2, retval, tgid, tid, trace_printk
 from pyprobe.dsl import direct
 
 LIMIT = 100
@@ -168,7 +169,7 @@ def _program(directory, body: str, extra: str = ""):
     """A Program with one raw tracepoint handler whose body is `body`, from a file of its own."""
     path = directory / f"direct_case_{next(_modules)}.py"
     path.write_text(f'''
-from pyprobe import Program, Hash, RingBuf, Param, StackTrace, Struct, raw_tracepoint, kprobe, u32, u16, u64, s32
+from pyprobe import Program, Hash, RingBuf, Param, StackTrace, Struct, raw_tracepoint, perf_event, u32, u16, u64, s32
 from pyprobe.bpf import ktime_ns, tgid, trace_printk
 
 
@@ -215,7 +216,7 @@ def test_a_handler_outside_the_subset_goes_to_clang(body, why, monkeypatch, tmp_
 @pytest.mark.parametrize("extra, why", [
     ("    events = RingBuf(Rec, wakeup_bytes=4096)", "a RingBuf with wakeup_bytes"),
     ("    stacks = StackTrace()", "map kind stack_trace"),
-    ("    @kprobe('vfs_read')\n    def k(self, ctx):\n        self.m[1] += 1", "probes"),
+    ("    @perf_event('cpu-clock', freq=99)\n    def k(self, ctx):\n        self.m[1] += 1", "probes"),
 ])
 def test_a_program_outside_the_subset_goes_to_clang(extra, why, tmp_path):
     P = _program(tmp_path, "self.m[1] += 1", extra)
@@ -269,3 +270,91 @@ def test_handlers_of_several_syscalls_are_plausible_and_compiled():
     assert direct.refusal(Both, Both._source()) is None
     progs, _ = opened(direct.compile_program(Both, Both._source()))
     assert sorted(progs) == ["enter", "enter_1", "leave", "leave_1"]
+
+
+# ---- pt_regs contexts: uprobes, uretprobes, kprobes, kretprobes (dsl/direct_regs.py) ----------
+class Regs(Program):
+    """Function arguments (as parameters, annotated, assigned; as ctx.parmN), ctx.ip, retval."""
+    calls = Hash(u64, u64)
+    small = Hash(u32, u64)
+
+    @uprobe("/bin/true", "main")
+    def enter(self, ctx, a, b: u16, c):
+        c = c + a
+        self.calls[c] += b
+        self.small[u32(ctx.parm4)] += ctx.ip
+
+    @uretprobe("/bin/true", "main")
+    def leave(self, ctx):
+        if retval(ctx) < 0:
+            self.small[0] += 1
+        self.calls[ctx.rc] += 1
+
+    @kprobe("vfs_read")
+    def read(self, ctx, file, buf, count):       # file and buf: kernel pointers nothing reads
+        self.calls[count] += 1
+
+    @kretprobe("vfs_read")
+    def read_done(self, ctx):
+        self.calls[retval(ctx) >> 4] += 1
+
+
+def _loads(code: bytes) -> list[tuple[int, int, int]]:
+    """(dst, src, offset) of every 64-bit load (BPF_LDX | BPF_MEM | BPF_DW) of a program."""
+    out = []
+    for i in range(0, len(code), 8):
+        op, regs, off = struct.unpack_from("<BBh", code, i)
+        if op == 0x79:
+            out.append((regs & 0xF, regs >> 4, off))
+    return out
+
+
+def test_uprobes_and_kprobes_compile_to_objects_libbpf_opens():
+    """Registers read at x86-64's pt_regs offsets (di 112, si 104, cx 88, ax 80, ip 128) from the
+    context kept in r6, as clang's object reads them."""
+    assert direct.refusal(Regs) is None
+    source = Regs._source()
+    assert direct.refusal(Regs, source) is None
+    obj = direct.compile_program(Regs, source)
+    progs, maps = opened(obj)
+    assert sorted(progs) == ["enter", "leave", "read", "read_done"]
+    assert sorted(maps) == ["calls", "small"]
+    ours = sections(obj)
+    assert {(6, 112), (6, 104), (6, 96), (6, 88), (6, 128)} <= {(src, off) for _, src, off in _loads(ours["uprobe"])}
+    assert {(6, 80)} <= {(src, off) for _, src, off in _loads(ours["uretprobe"])}
+    assert {(6, 96)} <= {(src, off) for _, src, off in _loads(ours["kprobe/vfs_read"])}     # count: PARM3, dx
+    assert {(6, 80)} <= {(src, off) for _, src, off in _loads(ours["kretprobe/vfs_read"])}
+    theirs = sections(clang.compile_c(source.full_text()))
+    for section in ("uprobe", "uretprobe", "kprobe/vfs_read", "kretprobe/vfs_read"):
+        assert {off for _, _, off in _loads(theirs[section]) if off > 0} <= \
+            {off for _, _, off in _loads(ours[section])}               # every register clang reads, we read
+
+
+# each goes to clang whole (ctx.parm6: clang's error, as libbpf 1.1 has no PT_REGS_PARM6)
+REGS_OUTSIDE = [
+    ("@uprobe('/bin/true', 'main')", "ctx", "self.m[1] = ctx.parm6", "register parm6"),
+    # kernel pointers, read or declared: CO-RE, clang's
+    ("@uprobe('/bin/true', 'main')", "ctx, a: 'struct file *'", "self.m[1] = 1", "kernel types"),
+    ("@kprobe('vfs_read')", "ctx, file", "self.m[file.f_flags] += 1", "kernel types"),
+    ("@uretprobe('/bin/true', 'main')", "ctx, a", "self.m[1] = 1", "function arguments of a uretprobe handler"),
+]
+
+
+@pytest.mark.parametrize("decorator, params, body, why", REGS_OUTSIDE, ids=[w for *_, w in REGS_OUTSIDE])
+def test_a_pt_regs_handler_outside_the_subset_goes_to_clang(decorator, params, body, why, tmp_path):
+    path = tmp_path / f"direct_regs_case_{next(_modules)}.py"
+    path.write_text(f'''
+from pyprobe import Program, Hash, kprobe, uprobe, uretprobe, u32, u64
+
+
+class P(Program):
+    m = Hash(u32, u64)
+
+    {decorator}
+    def h(self, {params}):
+        {body}
+''')
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert why in direct.refusal(module.P, module.P._source())
