@@ -58,7 +58,7 @@ class HandlerCompiler(Expressions, Locals, Output):
                 or (len(args.args) > 2 and self.kind not in (None, *direct_regs.KINDS)):
             raise Unsupported("handler arguments")
         self.ctx_name = args.args[1].arg
-        arguments = direct_regs.argument_types(self.kind, self.function, fdef, self.python)
+        arguments = direct_regs.argument_types(self.kind, self.function, fdef, self.python, self.maps)
         for name, t in arguments:                                # locals set from their registers
             if name in ("self", self.ctx_name):
                 raise Unsupported("handler arguments")

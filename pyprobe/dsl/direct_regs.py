@@ -37,12 +37,13 @@ def register_offset(name: str) -> int:
     return _OFFSETS[REGISTERS[name]]
 
 
-def argument_types(kind: str | None, function: str | None, fdef, python) -> list:
+def argument_types(kind: str | None, function: str | None, fdef, python, maps: dict) -> list:
     """(name, type) of the handler's parameters after ctx, as the translator gives them: a uprobe's
     are u64, a kprobe's the integer type BTF gives the function's argument (u64 without one);
     an annotation (`b: u32`) converts. A kernel pointer the body never names (`file` in
-    `def enter(self, ctx, file, buf, count)`) has the type None: nothing reads it. `python`
-    resolves an annotation's name."""
+    `def enter(self, ctx, file, buf, count)`) has the type None: nothing reads it; one the body
+    names only as a key of maps keyed by 64-bit integers (bcc's `start[req]`) is its address, a
+    u64, as the map's key converts it. `python` resolves an annotation's name."""
     import ast
 
     from pyprobe.dsl.types import u64
@@ -63,9 +64,12 @@ def argument_types(kind: str | None, function: str | None, fdef, python) -> list
                 try:
                     t = integer_type(typed)
                 except Unsupported:            # a pointer, a struct: clang (CO-RE reads), unless unused
-                    if p.annotation is not None or _named(fdef, p.arg):
+                    if p.annotation is not None or not _pointer(typed):
                         raise
-                    out.append((p.arg, None))
+                    uses = _uses(fdef, p.arg)
+                    if any(not _a_key(use, parent, maps) for use, parent in uses):
+                        raise
+                    out.append((p.arg, u64 if uses else None))
                     continue
         if p.annotation is not None:
             if not isinstance(p.annotation, ast.Name):
@@ -75,7 +79,46 @@ def argument_types(kind: str | None, function: str | None, fdef, python) -> list
     return out
 
 
-def _named(fdef, name: str) -> bool:
+
+def _pointer(t) -> bool:
+    from pyprobe.dsl.types import PointerType
+
+    return isinstance(t, PointerType)
+
+
+def _uses(fdef, name: str) -> list:
+    """(node, parent) of every Name `name` in the body."""
     import ast
 
-    return any(isinstance(n, ast.Name) and n.id == name for stmt in fdef.body for n in ast.walk(stmt))
+    out = []
+    for stmt in fdef.body:
+        for parent in ast.walk(stmt):
+            for child in ast.iter_child_nodes(parent):
+                if isinstance(child, ast.Name) and child.id == name:
+                    out.append((child, parent))
+    return out
+
+
+def _a_key(node, parent, maps: dict) -> bool:
+    """Whether node is the whole key of self.m[k], self.m.get(k) / .delete(k) / .increment(k), or
+    `k in self.m`, of a map keyed by a 64-bit integer."""
+    import ast
+
+    def keyed(m) -> bool:
+        from pyprobe.dsl.types import Scalar
+
+        spec = maps.get(m.attr) if isinstance(m, ast.Attribute) and isinstance(m.value, ast.Name) \
+            and m.value.id == "self" else None
+        return spec is not None and isinstance(spec.key, Scalar) and spec.key.size == 8 \
+            and spec.key.name != "char"
+
+    if isinstance(parent, ast.Subscript):
+        return parent.slice is node and keyed(parent.value)
+    if isinstance(parent, ast.Call):
+        f = parent.func
+        return bool(parent.args) and parent.args[0] is node and isinstance(f, ast.Attribute) \
+            and f.attr in ("get", "delete", "increment") and keyed(f.value)
+    if isinstance(parent, ast.Compare):
+        return parent.left is node and len(parent.ops) == 1 and isinstance(parent.ops[0], (ast.In, ast.NotIn)) \
+            and keyed(parent.comparators[0])
+    return False

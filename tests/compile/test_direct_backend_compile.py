@@ -298,6 +298,16 @@ class Regs(Program):
     def read_done(self, ctx):
         self.calls[retval(ctx) >> 4] += 1
 
+    @kprobe("vfs_write")
+    def write(self, ctx, file):                  # a pointer as a key: its address (bcc's start[req])
+        if file in self.calls:
+            del self.calls[file]
+        self.calls[file] = ctx.parm3
+        v = self.calls.get(file)
+        if v is not None:
+            self.calls[ctx.parm2] = v + 1
+        self.calls.increment(file, 2)
+
 
 def _loads(code: bytes) -> list[tuple[int, int, int]]:
     """(dst, src, offset) of every 64-bit load (BPF_LDX | BPF_MEM | BPF_DW) of a program."""
@@ -317,15 +327,16 @@ def test_uprobes_and_kprobes_compile_to_objects_libbpf_opens():
     assert direct.refusal(Regs, source) is None
     obj = direct.compile_program(Regs, source)
     progs, maps = opened(obj)
-    assert sorted(progs) == ["enter", "leave", "read", "read_done"]
+    assert sorted(progs) == ["enter", "leave", "read", "read_done", "write"]
     assert sorted(maps) == ["calls", "small"]
     ours = sections(obj)
     assert {(6, 112), (6, 104), (6, 96), (6, 88), (6, 128)} <= {(src, off) for _, src, off in _loads(ours["uprobe"])}
     assert {(6, 80)} <= {(src, off) for _, src, off in _loads(ours["uretprobe"])}
     assert {(6, 96)} <= {(src, off) for _, src, off in _loads(ours["kprobe/vfs_read"])}     # count: PARM3, dx
     assert {(6, 80)} <= {(src, off) for _, src, off in _loads(ours["kretprobe/vfs_read"])}
+    assert {(6, 112), (6, 96)} <= {(src, off) for _, src, off in _loads(ours["kprobe/vfs_write"])}
     theirs = sections(clang.compile_c(source.full_text()))
-    for section in ("uprobe", "uretprobe", "kprobe/vfs_read", "kretprobe/vfs_read"):
+    for section in ("uprobe", "uretprobe", "kprobe/vfs_read", "kretprobe/vfs_read", "kprobe/vfs_write"):
         assert {off for _, _, off in _loads(theirs[section]) if off > 0} <= \
             {off for _, _, off in _loads(ours[section])}               # every register clang reads, we read
 
@@ -337,6 +348,10 @@ REGS_OUTSIDE = [
     ("@uprobe('/bin/true', 'main')", "ctx, a: 'struct file *'", "self.m[1] = 1", "kernel types"),
     ("@kprobe('vfs_read')", "ctx, file", "self.m[file.f_flags] += 1", "kernel types"),
     ("@uretprobe('/bin/true', 'main')", "ctx, a", "self.m[1] = 1", "function arguments of a uretprobe handler"),
+    # a kernel pointer is an address only as the whole key of a map keyed by 64-bit integers
+    ("@kprobe('vfs_read')", "ctx, file", "self.m[file] = 1", "type pointer"),              # m: u32 keys
+    ("@kprobe('vfs_read')", "ctx, file", "self.big[file + 1] = 1", "type pointer"),        # pointer arithmetic
+    ("@kprobe('vfs_read')", "ctx, file", "self.big[1] = file", "type pointer"),
 ]
 
 
@@ -349,6 +364,7 @@ from pyprobe import Program, Hash, kprobe, uprobe, uretprobe, u32, u64
 
 class P(Program):
     m = Hash(u32, u64)
+    big = Hash(u64, u64)
 
     {decorator}
     def h(self, {params}):

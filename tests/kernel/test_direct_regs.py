@@ -1,28 +1,31 @@
-"""The direct backend's uprobe and uretprobe programs (pyprobe/dsl/direct_regs.py) against clang's.
+"""The direct backend's pt_regs programs (pyprobe/dsl/direct_regs.py) against clang's.
 
 BPF_PROG_TEST_RUN cannot run kprobe-type programs, so the generated handlers of
-test_direct_backend.py's grammar are attached, as uprobes and uretprobes, to pp_work() of a
-C workload of this test's own (tests/kernel/data/regs_app.c), with the raw tracepoint's
-`ctx.args[i]` read from the function's arguments (parameters, annotated or not, and
-`ctx.parm2`) or, at its return, from `retval(ctx)`, `ctx.rc` and `ctx.ip`. For each event the
-one workload process calls pp_work() twice with the same arguments on the same CPU: once with
+test_direct_backend.py's grammar are attached to real functions, with the raw tracepoint's
+`ctx.args[i]` read from the function's arguments (parameters, annotated or not, `ctx.parmN`)
+or, at its return, from `retval(ctx)`, `ctx.rc` and `ctx.ip`: as uprobes and uretprobes on
+pp_work() of a C workload of this test's own (tests/kernel/data/regs_app.c), and, where the
+kernel has kprobes (the qemu matrix), as kprobes and kretprobes on vfs_read of this thread's
+reads. For each event the same process makes the same call twice on the same CPU: once with
 clang's copy of the Program attached, once with the direct backend's; the maps, records and
-trace_printk lines each saw must be identical.
+trace_printk lines each saw must be identical. Then hand-written pairs with exact values.
 """
 from __future__ import annotations
 
+import errno
 import importlib.util
 import itertools
 import os
 import re
 import subprocess
+import threading
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pyprobe import CompileError, Hash, Param, Program, u32, u64, uprobe, uretprobe
-from pyprobe.bpf import retval, tgid
+from pyprobe import CompileError, Hash, Param, Program, kprobe, kretprobe, s64, u32, u64, uprobe, uretprobe
+from pyprobe.bpf import retval, tgid, tid
 from pyprobe.dsl import direct
 from pyprobe.errors import TranslationError
 from test_direct_backend import EVENT_ARGS, HEADER, LEFT_OUT, PrintedLines, handlers, load, snapshot
@@ -63,23 +66,100 @@ class Workload:
         self.proc.wait()
 
 
-def write_module(directory, exe: str, bodies: list[list[str]]):
-    text = HEADER.replace("raw_tracepoint,", "uprobe, uretprobe,").replace(
-        "\nclass P(Program):", f"\nfrom pyprobe.bpf import retval\nAPP = {exe!r}\n\n\nclass P(Program):")
+class Uprobes:
+    """The grammar's handlers as uprobes and uretprobes on regs_app's pp_work."""
+
+    def __init__(self, exe: str):
+        self.exe = exe
+
+    def head(self) -> str:
+        return f"from pyprobe.bpf import retval\nAPP = {self.exe!r}\n"
+
+    def handler(self, i: int, lines: list[str]) -> tuple[str, list[str], list[str]]:
+        """(decorator and def line, lines, what the grammar's ctx.args[0..3] read)"""
+        if i % 2 == 0:
+            return (f"    @uprobe(APP, 'pp_work')\n    def h{i}(self, ctx, a0, a1, a2: u32, a3):\n",
+                    ["a1 = a1 + a3"] + lines, ENTRY_READS)        # an argument assigned like any local
+        return f"    @uretprobe(APP, 'pp_work')\n    def h{i}(self, ctx):\n", lines, RETURN_READS
+
+    def start(self):
+        return Workload(self.exe)
+
+    def fire(self, workload, args, cpu: int) -> None:
+        workload.call(args, cpu)
+
+    def pid(self, workload) -> int:
+        return workload.proc.pid
+
+
+class Kprobes:
+    """The grammar's handlers as kprobes and kretprobes on vfs_read, for this thread's reads into
+    one buffer (so `buf`, ctx.parm2, is the same for both copies): of /dev/zero, or of a write-only
+    fd, where vfs_read returns -EBADF."""
+
+    def __init__(self):
+        self.tid = threading.get_native_id()
+
+    def head(self) -> str:
+        return f"from pyprobe.bpf import retval\nTID = {self.tid}\n"
+
+    def handler(self, i: int, lines: list[str]) -> tuple[str, list[str], list[str]]:
+        mine = ["if tid() != TID:", "    return"]
+        if i % 2 == 0:
+            return (f"    @kprobe('vfs_read')\n    def h{i}(self, ctx, file, buf, count):\n",
+                    mine + ["self.lh[file] += 1"] + lines,              # a kernel pointer as a key: its address
+                    ["count", "ctx.parm3", "s16(count)", "(count ^ ctx.parm2)"])
+        return (f"    @kretprobe('vfs_read')\n    def h{i}(self, ctx):\n", mine + lines,
+                ["retval(ctx)", "ctx.rc", "(retval(ctx) >> 3)", "(retval(ctx) - 5)"])
+
+    def start(self):
+        return Reader()
+
+    def fire(self, reader, args, cpu: int) -> None:
+        reader.read(args[0] % 65536, bad=bool(args[1] & 1), cpu=cpu)
+
+    def pid(self, reader) -> int:
+        return self.tid
+
+
+class Reader:
+    """read(2) of n bytes into one buffer on a chosen CPU, from /dev/zero or a write-only fd."""
+
+    def __init__(self):
+        self.buf = bytearray(65536)
+        self.zero = open("/dev/zero", "rb", buffering=0)
+        self.null = os.open("/dev/null", os.O_WRONLY)
+        self.bad = open(self.null, "rb", buffering=0, closefd=False)   # FileIO.readinto: one read(2)
+
+    def read(self, n: int, bad: bool = False, cpu: int | None = None) -> int:
+        online = os.sched_getaffinity(0)
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        try:
+            return (self.bad if bad else self.zero).readinto(memoryview(self.buf)[:n])
+        except OSError as e:
+            assert e.errno == errno.EBADF
+            return -e.errno
+        finally:
+            os.sched_setaffinity(0, online)
+
+    def close(self):
+        self.zero.close()
+        self.bad.close()
+        os.close(self.null)
+
+
+def write_module(directory, setup, bodies: list[list[str]]):
+    text = HEADER.replace("raw_tracepoint,", "uprobe, uretprobe, kprobe, kretprobe,").replace(
+        "\nclass P(Program):", f"\n{setup.head()}\n\nclass P(Program):")
     starts = []                  # the module's line of each handler's decorator
     for i, lines in enumerate(bodies):
         starts.append(text.count("\n") + 2)
-        if i % 2 == 0:
-            reads = ENTRY_READS
-            head = f"\n    @uprobe(APP, 'pp_work')\n    def h{i}(self, ctx, a0, a1, a2: u32, a3):\n"
-            lines = ["a1 = a1 + a3"] + lines                 # an argument assigned like any local
-        else:
-            reads = RETURN_READS
-            head = f"\n    @uretprobe(APP, 'pp_work')\n    def h{i}(self, ctx):\n"
+        head, lines, reads = setup.handler(i, lines)
         body = "".join(f"        {line}\n" for line in lines)
         for j, read in enumerate(reads):
             body = body.replace(f"ctx.args[{j}]", read)
-        text += head + body
+        text += "\n" + head + body
     name = f"direct_regs_{os.getpid()}_{next(_counter)}"
     path = directory / f"{name}.py"
     path.write_text(text)
@@ -114,9 +194,9 @@ def _lines(printed: PrintedLines, pid: int) -> list[str]:
     return out
 
 
-def check(directory, exe, monkeypatch, bodies, events, printed) -> int:
+def check(directory, setup, monkeypatch, bodies, events, printed) -> int:
     while True:
-        module = write_module(directory, exe, bodies)
+        module = write_module(directory, setup, bodies)
         sides = {backend: type(f"{backend.title()}Regs", (module.P,), {}) for backend in ("clang", "direct")}
         why = direct.refusal(sides["direct"]) or ""
         if any(reason in why for reason in LEFT_OUT):    # left to clang (C's undefined behaviour)
@@ -133,7 +213,7 @@ def check(directory, exe, monkeypatch, bodies, events, printed) -> int:
         if not bodies:
             return 0
     progs = {"clang": clang_side, "direct": load(sides["direct"], monkeypatch, "direct")}
-    workload = Workload(exe)
+    workload = setup.start()
     try:
         online = sorted(os.sched_getaffinity(0))
         cases = 0
@@ -143,10 +223,10 @@ def check(directory, exe, monkeypatch, bodies, events, printed) -> int:
             for backend, p in progs.items():
                 p.attach()
                 try:
-                    workload.call(args, cpu)
+                    setup.fire(workload, args, cpu)
                 finally:
                     p.detach()
-                seen[backend] = _lines(printed, workload.proc.pid)
+                seen[backend] = _lines(printed, setup.pid(workload))
                 maps[backend] = snapshot(p)
             where = "handlers:\n" + "\n\n".join("\n".join("    " + line for line in lines) for lines in bodies) + \
                 f"\nevent {n} of {events!r}"
@@ -162,7 +242,8 @@ def check(directory, exe, monkeypatch, bodies, events, printed) -> int:
             p.close()
 
 
-def test_direct_uprobes_agree_with_clang(app, tmp_path, monkeypatch, capsys):
+def run_grammar(setup, tmp_path, monkeypatch) -> int:
+    """MODULES Programs of PER_MODULE generated handlers, EVENTS events each: the cases that agreed."""
     monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
     total = [0]
 
@@ -172,16 +253,21 @@ def test_direct_uprobes_agree_with_clang(app, tmp_path, monkeypatch, capsys):
     @given(st.lists(handlers(), min_size=PER_MODULE, max_size=PER_MODULE),
            st.lists(st.tuples(st.integers(0, 1), EVENT_ARGS), min_size=EVENTS, max_size=EVENTS))
     def run(bodies, events):
-        total[0] += check(tmp_path, app, monkeypatch, bodies, events, printed)
+        total[0] += check(tmp_path, setup, monkeypatch, bodies, events, printed)
 
     printed = PrintedLines()
     try:
         run()
     finally:
         printed.close()
+    return total[0]
+
+
+def test_direct_uprobes_agree_with_clang(app, tmp_path, monkeypatch, capsys):
+    total = run_grammar(Uprobes(app), tmp_path, monkeypatch)
     with capsys.disabled():
-        print(f"\ndirect backend: {total[0]} uprobe/uretprobe handler x event cases agree with clang")
-    assert total[0] >= MODULES * PER_MODULE * EVENTS * 3 // 4
+        print(f"\ndirect backend: {total} uprobe/uretprobe handler x event cases agree with clang")
+    assert total >= MODULES * PER_MODULE * EVENTS * 3 // 4
 
 
 # ---- a hand-written pair: exact values the probes saw ---------------------------------------
@@ -244,3 +330,68 @@ def test_uprobe_arguments_and_return_values_through_the_direct_backend(app, tmp_
 
 def _refuse(*args, **kwargs):
     raise AssertionError("clang was called for a program inside the direct backend's subset")
+
+
+# ---- kprobes (in the qemu kernel matrix: this host has none) ----------------------------------
+@pytest.mark.needs_kprobes
+def test_direct_kprobes_agree_with_clang(tmp_path, monkeypatch, capsys):
+    total = run_grammar(Kprobes(), tmp_path, monkeypatch)
+    with capsys.disabled():
+        print(f"\ndirect backend: {total} kprobe/kretprobe handler x event cases agree with clang")
+    assert total >= MODULES * PER_MODULE * EVENTS * 3 // 4
+
+
+class Reads(Program):
+    target = Param(u32)            # the reading thread
+    sizes = Hash(u64, u64)         # count -> calls
+    results = Hash(s64, u64)       # what vfs_read returned -> calls
+    bytes_asked = Hash(u32, u64)   # 0 -> sum of ctx.parm3
+    files = Hash(u64, u64)         # the struct file's address -> reads
+
+    @kprobe("vfs_read")
+    def enter(self, ctx, file, buf, count):
+        if tid() == self.target:
+            self.sizes[count] += 1
+            self.bytes_asked[0] += ctx.parm3
+            self.files[file] += 1
+
+    @kretprobe("vfs_read")
+    def leave(self, ctx):
+        if tid() == self.target:
+            self.results[retval(ctx)] += 1
+
+
+@pytest.mark.needs_kprobes
+def test_kprobe_arguments_and_return_values_through_the_direct_backend(tmp_path, monkeypatch):
+    """Both copies attached at once see the same reads: exact counts and results."""
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    progs = {}
+    for backend in ("clang", "direct"):
+        cls = type(f"{backend.title()}Reads", (Reads,), {})
+        with monkeypatch.context() as m:
+            if backend == "clang":
+                m.setenv("PYPROBE_BACKEND", "clang")
+            else:
+                m.delenv("PYPROBE_BACKEND", raising=False)
+                m.setattr("pyprobe.backend.clang.compile_c", _refuse)
+                assert direct.refusal(cls) is None
+            progs[backend] = cls(target=threading.get_native_id()).load()
+    reader = Reader()
+    try:
+        for p in progs.values():
+            p.attach()
+        assert [reader.read(n) for n in (1, 100, 4096)] == [1, 100, 4096]
+        assert reader.read(8, bad=True) == -errno.EBADF
+        for p in progs.values():
+            p.detach()
+        for backend, p in progs.items():
+            assert p._source().from_direct == (backend == "direct")
+            assert dict(p.sizes.items()) == {1: 1, 100: 1, 4096: 1, 8: 1}
+            assert dict(p.results.items()) == {1: 1, 100: 1, 4096: 1, -errno.EBADF: 1}
+            assert p.bytes_asked[0] == 1 + 100 + 4096 + 8
+            assert sorted(p.files.values()) == [1, 3]              # /dev/null's file once, /dev/zero's 3 times
+        assert dict(progs["direct"].files.items()) == dict(progs["clang"].files.items())
+    finally:
+        reader.close()
+        for p in progs.values():
+            p.close()
