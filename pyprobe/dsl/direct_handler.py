@@ -13,7 +13,7 @@ from pyprobe.backend import bpf_insn as I
 from pyprobe.dsl import direct_regs
 from pyprobe.dsl.direct_expressions import (Expressions, Unsupported, Val, _fits32, _has_call, _wrap,
                                             integer_type)
-from pyprobe.dsl.direct_locals import Locals, record_type
+from pyprobe.dsl.direct_locals import READS, Locals, record_type
 from pyprobe.dsl.direct_output import SENDS, Output
 from pyprobe.dsl.types import StructType
 
@@ -137,8 +137,12 @@ class HandlerCompiler(Expressions, Locals, Output):
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
             call = node.value
             f = call.func
-            if isinstance(f, ast.Name) and getattr(self.python(f.id), "_pp_builtin", None) == "trace_printk":
+            builtin = getattr(self.python(f.id), "_pp_builtin", None) if isinstance(f, ast.Name) else None
+            if builtin == "trace_printk":
                 self.trace_printk_call(call)
+                return False
+            if builtin in READS:
+                self.probe_read_call(call, builtin)
                 return False
             if isinstance(f, ast.Attribute) and f.attr in SENDS:
                 spec, name = self.self_map(f.value)

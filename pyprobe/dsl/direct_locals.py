@@ -60,6 +60,8 @@ class Locals:
     maps: dict
     ctx_reg: Any
     release: Any            # Expressions' (before this class in HandlerCompiler's bases)
+    materialize: Any
+    clean: Any
     char_field: Any
 
     def expr(self, node) -> Val:
@@ -211,6 +213,32 @@ class Locals:
             self.copy(base, off, src, t.size)
         self.release(Val(base, None))
 
+    def probe_read_call(self, call, name: str) -> None:
+        """probe_read_user_str(e.path, p) as a statement, into a char[N] field of a struct local:
+        the field zeroed first (the _str reads), then bpf_probe_read_*(&e.path, N, (void *)p)."""
+        from pyprobe.dsl.types import ArrayType
+
+        helper_id, zeroed = _READS[name]
+        if len(call.args) != 2 or call.keywords or self.not_a_local_field(call.args[0]):
+            raise Unsupported(f"{name}() arguments")
+        t = self.field_type(call.args[0])
+        if not isinstance(t, ArrayType) or self.locals[call.args[0].value.id].value is not None:
+            raise Unsupported(f"{name}() into something else than a char array of a struct local")
+        src = self.expr(call.args[1])
+        if src.const is None and src.type.size != 8:
+            raise Unsupported(f"{name}() from a narrower integer")     # the translator's refusal
+        src = self.materialize(src)
+        self.clean(src)
+        _, off, _ = self.field_of(call.args[0])
+        if zeroed:
+            self.zero(off, t.size)
+        self.asm.mov(I.R3, src.reg)
+        self.asm.mov(I.R1, I.FP)
+        self.asm.alu(I.ADD, I.R1, imm=off)
+        self.asm.mov_imm(I.R2, t.size)
+        self.asm.call(helper_id)
+        self.release(src)
+
     def not_a_local_field(self, node) -> bool:
         """Whether node is anything but `name.attr` of a local (whose field it would be)."""
         return not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in self.locals)
@@ -346,3 +374,10 @@ def _literal_local_type(n: int):
     from pyprobe.dsl.types import s64, u64
 
     return s64 if n < (1 << 63) else u64
+
+
+# pyprobe.bpf's reads (dsl/builtins.py): the kernel helper each calls, and whether the buffer is
+# zeroed first (the _str ones, so a record holds nothing after the string's NUL)
+_READS = {"probe_read": (113, False), "probe_read_kernel": (113, False), "probe_read_user": (112, False),
+          "probe_read_str": (115, True), "probe_read_kernel_str": (115, True), "probe_read_user_str": (114, True)}
+READS = tuple(_READS)

@@ -15,7 +15,7 @@ from pyprobe import (Array, Hash, Histogram, LruHash, Param, PerCpuArray, PerfBu
                      uretprobe)
 from pyprobe.backend import clang
 from pyprobe.backend.libbpf import ffi, lib
-from pyprobe.bpf import comm, ktime_ns, log2, retval, tgid, tid, trace_printk
+from pyprobe.bpf import comm, ktime_ns, log2, probe_read_kernel, probe_read_user_str, retval, tgid, tid, trace_printk
 from pyprobe.dsl import direct
 
 LIMIT = 100
@@ -277,12 +277,17 @@ class Regs(Program):
     """Function arguments (as parameters, annotated, assigned; as ctx.parmN), ctx.ip, retval."""
     calls = Hash(u64, u64)
     small = Hash(u32, u64)
+    ring = RingBuf(Record)
 
     @uprobe("/bin/true", "main")
     def enter(self, ctx, a, b: u16, c):
         c = c + a
         self.calls[c] += b
         self.small[u32(ctx.parm4)] += ctx.ip
+        r = Record()
+        probe_read_user_str(r.comm, a)              # a string argument into a record (zeroed first)
+        probe_read_kernel(r.comm, ctx.parm5)
+        self.ring.submit(r)
 
     @uretprobe("/bin/true", "main")
     def leave(self, ctx):
@@ -309,6 +314,11 @@ class Regs(Program):
         self.calls.increment(file, 2)
 
 
+def _calls(code: bytes) -> set[int]:
+    """The helpers a program calls."""
+    return {struct.unpack_from("<i", code, i + 4)[0] for i in range(0, len(code), 8) if code[i] == 0x85}
+
+
 def _loads(code: bytes) -> list[tuple[int, int, int]]:
     """(dst, src, offset) of every 64-bit load (BPF_LDX | BPF_MEM | BPF_DW) of a program."""
     out = []
@@ -328,8 +338,9 @@ def test_uprobes_and_kprobes_compile_to_objects_libbpf_opens():
     obj = direct.compile_program(Regs, source)
     progs, maps = opened(obj)
     assert sorted(progs) == ["enter", "leave", "read", "read_done", "write"]
-    assert sorted(maps) == ["calls", "small"]
+    assert sorted(maps) == ["calls", "pp_lost_ring", "ring", "small"]
     ours = sections(obj)
+    assert {114, 113} <= _calls(ours["uprobe"])        # bpf_probe_read_user_str, bpf_probe_read_kernel
     assert {(6, 112), (6, 104), (6, 96), (6, 88), (6, 128)} <= {(src, off) for _, src, off in _loads(ours["uprobe"])}
     assert {(6, 80)} <= {(src, off) for _, src, off in _loads(ours["uretprobe"])}
     assert {(6, 96)} <= {(src, off) for _, src, off in _loads(ours["kprobe/vfs_read"])}     # count: PARM3, dx

@@ -16,6 +16,7 @@ import errno
 import importlib.util
 import itertools
 import os
+import queue
 import re
 import subprocess
 import threading
@@ -24,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pyprobe import CompileError, Hash, Param, Program, kprobe, kretprobe, s64, u32, u64, uprobe, uretprobe
-from pyprobe.bpf import retval, tgid, tid
+from pyprobe import CompileError, Hash, Param, Program, Struct, char, kprobe, kretprobe, s64, u32, u64, uprobe, uretprobe
+from pyprobe.bpf import probe_read_user_str, retval, tgid, tid
 from pyprobe.dsl import direct
 from pyprobe.errors import TranslationError
 from test_direct_backend import EVENT_ARGS, HEADER, LEFT_OUT, PrintedLines, handlers, load, snapshot
@@ -40,6 +41,7 @@ EVENTS = 4
 ENTRY_READS = ["a0", "ctx.parm2", "a2", "a3"]           # a2: u32, converted as the translator declares it
 RETURN_READS = ["retval(ctx)", "ctx.rc", "(retval(ctx) >> 3)", "ctx.ip"]
 _counter = itertools.count()
+ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +57,12 @@ class Workload:
     def __init__(self, exe: str):
         self.proc = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    def call(self, args, cpu: int) -> None:
+    def call(self, args, cpu: int, word: str | None = None) -> None:
+        """pp_work(*args, word); word by default from the arguments: 1 to 26 letters (a char[16]
+        field takes 15 of them and a NUL)."""
         os.sched_setaffinity(self.proc.pid, {cpu})
-        self.proc.stdin.write(" ".join(map(str, args)) + "\n")
+        word = word or ALPHABET[:1 + args[2] % 26]
+        self.proc.stdin.write(" ".join(map(str, args)) + f" {word}\n")
         self.proc.stdin.flush()
         assert self.proc.stdout.readline() == "ok\n"
 
@@ -73,13 +78,14 @@ class Uprobes:
         self.exe = exe
 
     def head(self) -> str:
-        return f"from pyprobe.bpf import retval\nAPP = {self.exe!r}\n"
+        return f"from pyprobe.bpf import retval, probe_read_user, probe_read_user_str\nAPP = {self.exe!r}\n"
 
     def handler(self, i: int, lines: list[str]) -> tuple[str, list[str], list[str]]:
         """(decorator and def line, lines, what the grammar's ctx.args[0..3] read)"""
-        if i % 2 == 0:
-            return (f"    @uprobe(APP, 'pp_work')\n    def h{i}(self, ctx, a0, a1, a2: u32, a3):\n",
-                    ["a1 = a1 + a3"] + lines, ENTRY_READS)        # an argument assigned like any local
+        if i % 2 == 0:       # an argument assigned like any local; the word read into a record's char[16]
+            read = "probe_read_user_str" if i % 4 == 0 else "probe_read_user"
+            return (f"    @uprobe(APP, 'pp_work')\n    def h{i}(self, ctx, a0, a1, a2: u32, a3, word):\n",
+                    ["a1 = a1 + a3"] + lines[:1] + [f"{read}(r.comm, word)"] + lines[1:], ENTRY_READS)
         return f"    @uretprobe(APP, 'pp_work')\n    def h{i}(self, ctx):\n", lines, RETURN_READS
 
     def start(self):
@@ -91,17 +97,21 @@ class Uprobes:
     def pid(self, workload) -> int:
         return workload.proc.pid
 
+    def stop(self, workload) -> None:
+        workload.close()
+
 
 class Kprobes:
-    """The grammar's handlers as kprobes and kretprobes on vfs_read, for this thread's reads into
-    one buffer (so `buf`, ctx.parm2, is the same for both copies): of /dev/zero, or of a write-only
-    fd, where vfs_read returns -EBADF."""
+    """The grammar's handlers as kprobes and kretprobes on vfs_read, for the reads of one thread of
+    this test's own (attaching and detaching read files too, in the main thread) into one buffer
+    (so `buf`, ctx.parm2, is the same for both copies): of /dev/zero, or of a write-only fd, where
+    vfs_read returns -EBADF."""
 
     def __init__(self):
-        self.tid = threading.get_native_id()
+        self.reader = Reader()
 
     def head(self) -> str:
-        return f"from pyprobe.bpf import retval\nTID = {self.tid}\n"
+        return f"from pyprobe.bpf import retval\nTID = {self.reader.tid}\n"
 
     def handler(self, i: int, lines: list[str]) -> tuple[str, list[str], list[str]]:
         mine = ["if tid() != TID:", "    return"]
@@ -113,37 +123,60 @@ class Kprobes:
                 ["retval(ctx)", "ctx.rc", "(retval(ctx) >> 3)", "(retval(ctx) - 5)"])
 
     def start(self):
-        return Reader()
+        return self.reader
 
     def fire(self, reader, args, cpu: int) -> None:
         reader.read(args[0] % 65536, bad=bool(args[1] & 1), cpu=cpu)
 
     def pid(self, reader) -> int:
-        return self.tid
+        return reader.tid
+
+    def stop(self, reader) -> None:
+        pass                       # one reader for every module (its tid is in their source)
 
 
 class Reader:
-    """read(2) of n bytes into one buffer on a chosen CPU, from /dev/zero or a write-only fd."""
+    """A thread of its own that makes read(2)s of n bytes into one buffer, on a chosen CPU, from
+    /dev/zero or from a write-only fd."""
 
     def __init__(self):
         self.buf = bytearray(65536)
         self.zero = open("/dev/zero", "rb", buffering=0)
         self.null = os.open("/dev/null", os.O_WRONLY)
         self.bad = open(self.null, "rb", buffering=0, closefd=False)   # FileIO.readinto: one read(2)
+        self.requests: queue.Queue = queue.Queue()
+        self.results: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        self.tid = self.results.get()
 
-    def read(self, n: int, bad: bool = False, cpu: int | None = None) -> int:
-        online = os.sched_getaffinity(0)
+    def _serve(self):
+        self.results.put(threading.get_native_id())
+        while (request := self.requests.get()) is not None:
+            try:
+                self.results.put(self._read(*request))
+            except BaseException as e:         # noqa: BLE001 - raised again in the caller
+                self.results.put(e)
+
+    def _read(self, n: int, bad: bool, cpu: int | None) -> int:
         if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
+            os.sched_setaffinity(0, {cpu})     # this thread's
         try:
             return (self.bad if bad else self.zero).readinto(memoryview(self.buf)[:n])
         except OSError as e:
             assert e.errno == errno.EBADF
             return -e.errno
-        finally:
-            os.sched_setaffinity(0, online)
+
+    def read(self, n: int, bad: bool = False, cpu: int | None = None) -> int:
+        self.requests.put((n, bad, cpu))
+        result = self.results.get()
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def close(self):
+        self.requests.put(None)
+        self.thread.join()
         self.zero.close()
         self.bad.close()
         os.close(self.null)
@@ -237,7 +270,7 @@ def check(directory, setup, monkeypatch, bodies, events, printed) -> int:
             cases += len(bodies)
         return cases
     finally:
-        workload.close()
+        setup.stop(workload)
         for p in progs.values():
             p.close()
 
@@ -271,19 +304,27 @@ def test_direct_uprobes_agree_with_clang(app, tmp_path, monkeypatch, capsys):
 
 
 # ---- a hand-written pair: exact values the probes saw ---------------------------------------
+class Word(Struct):
+    s: char[16]
+
+
 class Calls(Program):
     target = Param(u32)            # the workload's pid
-    args = Hash(u64, u64)          # (call number) -> a ^ d of pp_work(a, b, c, d, n)
+    args = Hash(u64, u64)          # a -> a ^ d of pp_work(a, b, c, d, word)
+    words = Hash(Word, u64)        # the word, up to 15 bytes -> calls
     rets = Hash(u64, u64)          # the value pp_work returned -> times
     narrow = Hash(u32, u64)        # c as a u32 -> its b
     negative = Hash(u32, u64)      # 0 -> calls that returned a negative long long
 
     @uprobe("/nonexistent", "pp_work")
-    def enter(self, ctx, a, b, c: u32, d, n):
+    def enter(self, ctx, a, b, c: u32, d, word):
         if tgid() != self.target:
             return
-        self.args[n] = a ^ d
+        self.args[a] = a ^ d
         self.narrow[c] = b
+        w = Word()
+        probe_read_user_str(w.s, word)
+        self.words[w] += 1
 
     @uretprobe("/nonexistent", "pp_work")
     def exit(self, ctx):
@@ -312,20 +353,22 @@ def test_uprobe_arguments_and_return_values_through_the_direct_backend(app, tmp_
             prog = cls(attach_to=attach_to, target=workload.proc.pid)
             try:
                 prog.attach()
-                for args in calls:
-                    workload.call(args, sorted(os.sched_getaffinity(0))[0])
+                for args, word in zip(calls, ("one", "two", ALPHABET)):
+                    workload.call(args, sorted(os.sched_getaffinity(0))[0], word)
                 results[backend] = (dict(prog.args.items()), dict(prog.rets.items()), dict(prog.narrow.items()),
-                                    dict(prog.negative.items()))
+                                    dict(prog.negative.items()),
+                                    {bytes(k["s"]): v for k, v in prog.words.items()})
                 assert prog._source().from_direct == (backend == "direct")
             finally:
                 prog.close()
                 workload.close()
     mask = (1 << 64) - 1
     assert results["direct"] == results["clang"] == (
-        {1: 1 ^ 4, 2: (2**64 - 1) ^ 1, 3: 10 ^ 40},
+        {1: 1 ^ 4, 2**64 - 1: (2**64 - 1) ^ 1, 10: 10 ^ 40},
         {(a * 31 + (b ^ c) - d) & mask: 1 for a, b, c, d in calls},
         {3: 2, 5: 0, 30: 20},
-        {0: 1})                    # (2**64 - 1) * 31 + 5 - 1 is -27
+        {0: 1},                    # (2**64 - 1) * 31 + 5 - 1 is -27
+        {b"one": 1, b"two": 1, ALPHABET[:15].encode(): 1})
 
 
 def _refuse(*args, **kwargs):
@@ -335,7 +378,11 @@ def _refuse(*args, **kwargs):
 # ---- kprobes (in the qemu kernel matrix: this host has none) ----------------------------------
 @pytest.mark.needs_kprobes
 def test_direct_kprobes_agree_with_clang(tmp_path, monkeypatch, capsys):
-    total = run_grammar(Kprobes(), tmp_path, monkeypatch)
+    setup = Kprobes()
+    try:
+        total = run_grammar(setup, tmp_path, monkeypatch)
+    finally:
+        setup.reader.close()
     with capsys.disabled():
         print(f"\ndirect backend: {total} kprobe/kretprobe handler x event cases agree with clang")
     assert total >= MODULES * PER_MODULE * EVENTS * 3 // 4
@@ -366,18 +413,18 @@ def test_kprobe_arguments_and_return_values_through_the_direct_backend(tmp_path,
     """Both copies attached at once see the same reads: exact counts and results."""
     monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
     progs = {}
-    for backend in ("clang", "direct"):
-        cls = type(f"{backend.title()}Reads", (Reads,), {})
-        with monkeypatch.context() as m:
-            if backend == "clang":
-                m.setenv("PYPROBE_BACKEND", "clang")
-            else:
-                m.delenv("PYPROBE_BACKEND", raising=False)
-                m.setattr("pyprobe.backend.clang.compile_c", _refuse)
-                assert direct.refusal(cls) is None
-            progs[backend] = cls(target=threading.get_native_id()).load()
     reader = Reader()
     try:
+        for backend in ("clang", "direct"):
+            cls = type(f"{backend.title()}Reads", (Reads,), {})
+            with monkeypatch.context() as m:
+                if backend == "clang":
+                    m.setenv("PYPROBE_BACKEND", "clang")
+                else:
+                    m.delenv("PYPROBE_BACKEND", raising=False)
+                    m.setattr("pyprobe.backend.clang.compile_c", _refuse)
+                    assert direct.refusal(cls) is None
+                progs[backend] = cls(target=reader.tid).load()
         for p in progs.values():
             p.attach()
         assert [reader.read(n) for n in (1, 100, 4096)] == [1, 100, 4096]
