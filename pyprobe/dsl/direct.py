@@ -8,7 +8,7 @@ writes the instructions clang would, and bpf_elf.py the object libbpf loads.
 
 The subset (anything else raises Unsupported, and clang compiles the program as before):
 - programs: @tracepoint / @syscall (as its tracepoint) and @raw_tracepoint handlers taking
-  (self, ctx); on x86-64 @uprobe, @uretprobe, @kprobe and @kretprobe handlers with their
+  (self, ctx); on x86-64 @uprobe, @uretprobe, @kprobe, @kretprobe, @ksyscall and @kretsyscall handlers with their
   function's integer arguments, registers and retval(ctx) (dsl/direct_regs.py); integer
   Params (a .rodata.pyprobe section, as the translator's); no kernel types but pt_regs (read
   at fixed offsets, no CO-RE), no helper functions, no tail calls;
@@ -178,7 +178,9 @@ def _compile(cls, source) -> bytes:
         handler = handlers.get(info.handler)
         if handler is None:
             raise Unsupported("a program without its handler")
-        fields = _tracepoint_fields(*probe.target) if probe.kind == "tracepoint" else None
+        fields = _tracepoint_fields(*probe.target) if probe.kind == "tracepoint" else \
+            direct_regs.syscall_fields(probe.kind, probe.target[0]) if probe.kind in ("ksyscall", "kretsyscall") \
+            else None
         function = probe.target[0] if probe.kind in ("kprobe", "kretprobe") else None
         compiler = HandlerCompiler(handler.func, maps, probe.kind, fields, params, function)
         code = compiler.compile()

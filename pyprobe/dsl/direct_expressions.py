@@ -165,6 +165,15 @@ class Expressions:
                 return self.cast(self.expr(node.args[0]), integer_type(obj))
         raise Unsupported(f"{type(node).__name__} expressions")
 
+    def has_call(self, node) -> bool:
+        """Whether evaluating node calls a helper, so r0-r5 do not survive it: a call, a map read,
+        or (in a ksyscall handler) an argument, read from the syscall's registers by a probe read."""
+        if _has_call(node):
+            return True
+        return self.kind in (None, "ksyscall") and any(
+            isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == self.ctx_name
+            for n in ast.walk(node))
+
     def python(self, name: str):
         """A module-level or closure name, as the translator resolves it."""
         func = self.func
@@ -186,6 +195,8 @@ class Expressions:
             return Val(self.take(), u64)
         from pyprobe.dsl import direct_regs
 
+        if self.kind in ("ksyscall", "kretsyscall") and name in self.fields:
+            return self.syscall_field(name)
         if self.kind in direct_regs.KINDS:
             return self.register(name)
         if self.kind != "tracepoint" or name not in self.fields:
@@ -207,6 +218,30 @@ class Expressions:
         reg = self.take()
         self.asm.load(reg, self.ctx_reg, offset, 8)
         return Val(reg, u64)
+
+    def syscall_field(self, name: str) -> Val:
+        """args.<name> of a ksyscall/kretsyscall handler, as the translator reads it (dsl/contexts.py
+        KprobeContext): an argument or the syscall's number read (bpf_probe_read_kernel, as
+        BPF_CORE_READ) from the syscall's own registers, whose address is the wrapper's first
+        argument; the return value from the wrapper's."""
+        from pyprobe.dsl import direct_regs
+        from pyprobe.dsl.types import u64
+
+        where, t = self.fields[name]
+        if where == "rc":
+            v = self.register("rc")
+        else:
+            a = self.asm
+            slot = self.slot(8)
+            a.load(I.R3, self.ctx_reg, direct_regs.register_offset("parm1"), 8)
+            a.alu(I.ADD, I.R3, imm=direct_regs.syscall_offset(where))
+            a.mov(I.R1, I.FP)
+            a.alu(I.ADD, I.R1, imm=slot)
+            a.mov_imm(I.R2, 8)
+            a.call(I.PROBE_READ_KERNEL)
+            v = Val(self.take(), u64)
+            a.load(v.reg, I.FP, slot, 8)
+        return v if t is u64 else self.cast(v, integer_type(t))
 
     def return_value(self) -> Val:
         """retval(ctx): PT_REGS_RC(ctx), a long long, in a kretprobe or uretprobe handler."""
@@ -305,7 +340,7 @@ class Expressions:
 
         op = type(node.op)
         left = self.expr(node.left)
-        if left.const is None and _has_call(node.right) and left.reg not in I.CALLEE_SAVED:
+        if left.const is None and self.has_call(node.right) and left.reg not in I.CALLEE_SAVED:
             left = self.saved(left)                 # the right operand's calls clobber r0
         right = self.expr(node.right)
         if left.const is not None and right.const is not None:

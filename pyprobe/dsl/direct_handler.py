@@ -11,7 +11,7 @@ import ast
 
 from pyprobe.backend import bpf_insn as I
 from pyprobe.dsl import direct_regs
-from pyprobe.dsl.direct_expressions import (Expressions, Unsupported, Val, _fits32, _has_call, _wrap,
+from pyprobe.dsl.direct_expressions import (Expressions, Unsupported, Val, _fits32, _wrap,
                                             integer_type)
 from pyprobe.dsl.direct_locals import READS, Locals, record_type
 from pyprobe.dsl.direct_output import SENDS, Output
@@ -30,7 +30,7 @@ class HandlerCompiler(Expressions, Locals, Output):
         self.maps = maps
         self.params = params              # the Params' struct pp_params, or None
         self.kind = kind                  # tracepoint, raw_tracepoint, k/uprobe, k/uretprobe; None: plausibility only
-        self.fields = fields or {}        # a tracepoint's: name -> (offset, type)
+        self.fields = fields or {}        # a tracepoint's: name -> (offset, type); a ksyscall's: direct_regs.syscall_fields
         self.locals: dict = {}            # name -> Local (dsl/direct_locals.py)
         self.declaring = True
 
@@ -58,7 +58,8 @@ class HandlerCompiler(Expressions, Locals, Output):
                 or (len(args.args) > 2 and self.kind not in (None, *direct_regs.KINDS)):
             raise Unsupported("handler arguments")
         self.ctx_name = args.args[1].arg
-        arguments = direct_regs.argument_types(self.kind, self.function, fdef, self.python, self.maps)
+        arguments = direct_regs.argument_types(self.kind, self.function, fdef, self.python, self.maps,
+                                               self.fields)
         for name, t in arguments:                                # locals set from their registers
             if name in ("self", self.ctx_name):
                 raise Unsupported("handler arguments")
@@ -77,9 +78,10 @@ class HandlerCompiler(Expressions, Locals, Output):
             self.asm.mov(ctx_reg, I.R1)
         if not self.declaring:
             self.zero_locals()
-        for (name, t), register in zip(arguments, direct_regs.ARGUMENTS):
+        for i, ((name, t), register) in enumerate(zip(arguments, direct_regs.ARGUMENTS)):
             if t is not None:
-                self.store(self.locals[name].offset, self.register(register), t)
+                v = self.syscall_field(f"arg{i}") if self.kind == "ksyscall" else self.register(register)
+                self.store(self.locals[name].offset, v, t)
         if not self.block(body):
             self.ret(0)
         return self.asm.finish()
@@ -269,7 +271,7 @@ class HandlerCompiler(Expressions, Locals, Output):
 
         op = type(node.ops[0])
         left = self.expr(node.left)
-        if left.const is None and _has_call(node.comparators[0]) and left.reg not in I.CALLEE_SAVED:
+        if left.const is None and self.has_call(node.comparators[0]) and left.reg not in I.CALLEE_SAVED:
             left = self.saved(left)
         right = self.expr(node.comparators[0])
         if left.const is not None and right.const is not None:       # folded as the translator does

@@ -378,6 +378,8 @@ def _literal_local_type(n: int):
 
 # pyprobe.bpf's reads (dsl/builtins.py): the kernel helper each calls, and whether the buffer is
 # zeroed first (the _str ones, so a record holds nothing after the string's NUL)
-_READS = {"probe_read": (113, False), "probe_read_kernel": (113, False), "probe_read_user": (112, False),
-          "probe_read_str": (115, True), "probe_read_kernel_str": (115, True), "probe_read_user_str": (114, True)}
+_READS = {"probe_read": (I.PROBE_READ_KERNEL, False), "probe_read_kernel": (I.PROBE_READ_KERNEL, False),
+          "probe_read_user": (I.PROBE_READ_USER, False), "probe_read_str": (I.PROBE_READ_KERNEL_STR, True),
+          "probe_read_kernel_str": (I.PROBE_READ_KERNEL_STR, True),
+          "probe_read_user_str": (I.PROBE_READ_USER_STR, True)}
 READS = tuple(_READS)

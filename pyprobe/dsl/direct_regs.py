@@ -13,8 +13,8 @@ import os
 
 from pyprobe.dsl.direct_expressions import Unsupported, integer_type
 
-KINDS = ("kprobe", "kretprobe", "uprobe", "uretprobe")
-RETURNS = ("kretprobe", "uretprobe")          # retval(ctx) exists (the translator refuses it elsewhere)
+KINDS = ("kprobe", "kretprobe", "uprobe", "uretprobe", "ksyscall", "kretsyscall")
+RETURNS = ("kretprobe", "uretprobe", "kretsyscall")    # retval(ctx) exists (the translator refuses it elsewhere)
 
 # x86-64's struct pt_regs (arch/x86/include/asm/ptrace.h): byte offsets of the registers
 _OFFSETS = {"bp": 32, "r8": 72, "ax": 80, "cx": 88, "dx": 96, "si": 104, "di": 112, "ip": 128, "sp": 152}
@@ -23,6 +23,9 @@ _OFFSETS = {"bp": 32, "r8": 72, "ax": 80, "cx": 88, "dx": 96, "si": 104, "di": 1
 REGISTERS = {"ip": "ip", "sp": "sp", "fp": "bp", "rc": "ax", "parm1": "di", "parm2": "si", "parm3": "dx",
              "parm4": "cx", "parm5": "r8"}
 ARGUMENTS = ("parm1", "parm2", "parm3", "parm4", "parm5")      # the function's arguments, in order
+# a syscall's arguments in its own registers (libbpf's PT_REGS_PARMn_CORE_SYSCALL: the 4th is r10
+# on x86-64), and its number (orig_ax)
+_SYSCALL_OFFSETS = {"parm1": 112, "parm2": 104, "parm3": 96, "parm4": 56, "parm5": 72, "orig_ax": 120}
 
 
 def check_machine() -> None:
@@ -37,7 +40,48 @@ def register_offset(name: str) -> int:
     return _OFFSETS[REGISTERS[name]]
 
 
-def argument_types(kind: str | None, function: str | None, fdef, python, maps: dict) -> list:
+def syscall_offset(where: str) -> int:
+    return _SYSCALL_OFFSETS[where]
+
+
+def syscall_fields(kind: str, name: str) -> dict:
+    """args.<field> of a ksyscall/kretsyscall handler, as KprobeContext gives them: name ->
+    (where: a register of the syscall's ("parm1".., "orig_ax") or the wrapper's return "rc",
+    type), with `arg0`..`arg4` by position; a pointer is its address, a u64 (as the tracepoint's
+    fields in dsl/direct.py)."""
+    from pyprobe.dsl.contexts import field_type
+    from pyprobe.dsl.target import kernel
+    from pyprobe.dsl.types import PointerType, s32, s64, u64
+
+    event = f"sys_{'enter' if kind == 'ksyscall' else 'exit'}_{name}"
+    view = kernel()
+    formats = [f for f in view.tracepoint_fields("syscalls", event) if not f.name.startswith("common_")] \
+        if view.has_tracepoint("syscalls", event) else None
+    out: dict = {}
+    if formats is None:                    # the fields every syscall has (KprobeContext's fallbacks)
+        if kind == "kretsyscall":
+            out["ret"] = ("rc", s64)
+        else:
+            out["__syscall_nr"] = ("orig_ax", s32)
+    arguments = [f for f in formats or () if f.name != "__syscall_nr"]
+    for f in formats or ():
+        t = field_type(f, "syscalls")
+        t = u64 if isinstance(t, PointerType) else t
+        if f.name == "__syscall_nr":
+            if kind == "ksyscall":
+                out[f.name] = ("orig_ax", t)
+        elif kind == "kretsyscall":
+            out[f.name] = ("rc", t)
+        elif arguments.index(f) < len(ARGUMENTS):
+            out[f.name] = (ARGUMENTS[arguments.index(f)], t)
+    if kind == "ksyscall":
+        for i, register in enumerate(ARGUMENTS):
+            t = field_type(arguments[i], "syscalls") if i < len(arguments) else u64
+            out[f"arg{i}"] = (register, u64 if isinstance(t, PointerType) else t)
+    return out
+
+
+def argument_types(kind: str | None, function: str | None, fdef, python, maps: dict, fields: dict) -> list:
     """(name, type) of the handler's parameters after ctx, as the translator gives them: a uprobe's
     are u64, a kprobe's the integer type BTF gives the function's argument (u64 without one);
     an annotation (`b: u32`) converts. A kernel pointer the body never names (`file` in
@@ -49,13 +93,15 @@ def argument_types(kind: str | None, function: str | None, fdef, python, maps: d
     from pyprobe.dsl.types import u64
 
     params = fdef.args.args[2:]
-    if params and (kind is not None and kind not in ("kprobe", "uprobe")):
+    if params and (kind is not None and kind not in ("kprobe", "uprobe", "ksyscall")):
         raise Unsupported(f"function arguments of a {kind} handler")
     if len(params) > len(ARGUMENTS):
         raise Unsupported("more than 5 function arguments")
     out = []
     for i, p in enumerate(params):
         t = u64
+        if kind == "ksyscall":               # typed as the syscall tracepoint's format says
+            t = integer_type(fields[f"arg{i}"][1])
         if kind == "kprobe" and function is not None:
             from pyprobe.dsl.contexts import _btf_param
 

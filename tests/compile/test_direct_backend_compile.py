@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from pyprobe import (Array, Hash, Histogram, LruHash, Param, PerCpuArray, PerfBuf, Program, RingBuf, Struct, char,
-                     kprobe, kretprobe, raw_tracepoint, s16, syscall, syscall_return, u8, u16, u32, u64, uprobe,
+                     kprobe, kretprobe, kretsyscall, ksyscall, raw_tracepoint, s16, syscall, syscall_return, u8, u16, u32, u64, uprobe,
                      uretprobe)
 from pyprobe.backend import clang
 from pyprobe.backend.libbpf import ffi, lib
@@ -350,6 +350,41 @@ def test_uprobes_and_kprobes_compile_to_objects_libbpf_opens():
     for section in ("uprobe", "uretprobe", "kprobe/vfs_read", "kretprobe/vfs_read", "kprobe/vfs_write"):
         assert {off for _, _, off in _loads(theirs[section]) if off > 0} <= \
             {off for _, _, off in _loads(ours[section])}               # every register clang reads, we read
+
+
+class SyscallArgs(Program):
+    """ksyscall/kretsyscall: args.<field> by the format's names and types, arguments as parameters."""
+    calls = Hash(u64, u64)
+
+    @ksyscall("read")
+    def enter(self, args, fd, buf):
+        self.calls[args.count] += fd
+        self.calls[buf + args.__syscall_nr] += args.arg0 + tgid()
+
+    @kretsyscall("read")
+    def leave(self, args):
+        self.calls[args.ret] += 1
+        if retval(args) < 0:
+            self.calls[0] += 1
+
+
+def test_ksyscall_arguments_are_read_from_the_syscalls_registers():
+    """args.count: bpf_probe_read_kernel (113) of 8 bytes at the syscall's pt_regs (the wrapper's
+    first argument, di at 112) + dx's offset 96, as PT_REGS_PARM3_CORE_SYSCALL; the number at orig_ax
+    (120); args.ret the wrapper's ax (80)."""
+    source = SyscallArgs._source()
+    assert direct.refusal(SyscallArgs) is None and direct.refusal(SyscallArgs, source) is None
+    obj = direct.compile_program(SyscallArgs, source)
+    assert sorted(opened(obj)[0]) == ["enter", "leave"]
+    ours = sections(obj)
+    code = ours["ksyscall/read"]
+    assert I_PROBE_READ_KERNEL in _calls(code)
+    adds = {struct.unpack_from("<i", code, i + 4)[0] for i in range(0, len(code), 8) if code[i] == 0x07}
+    assert {112, 104, 96, 120} <= adds                                  # di (fd), si (buf), dx (count), orig_ax
+    assert (6, 80) in {(src, off) for _, src, off in _loads(ours["kretsyscall/read"])}
+
+
+I_PROBE_READ_KERNEL = 113
 
 
 # each goes to clang whole (ctx.parm6: clang's error, as libbpf 1.1 has no PT_REGS_PARM6)

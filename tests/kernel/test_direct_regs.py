@@ -25,7 +25,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pyprobe import CompileError, Hash, Param, Program, Struct, char, kprobe, kretprobe, s64, u32, u64, uprobe, uretprobe
+from pyprobe import (CompileError, Hash, Param, Program, Struct, char, kprobe, kretprobe, kretsyscall, ksyscall, s64, u32,
+                     u64, uprobe, uretprobe)
 from pyprobe.bpf import probe_read_user_str, retval, tgid, tid
 from pyprobe.dsl import direct
 from pyprobe.errors import TranslationError
@@ -133,6 +134,23 @@ class Kprobes:
 
     def stop(self, reader) -> None:
         pass                       # one reader for every module (its tid is in their source)
+
+
+class Ksyscalls(Kprobes):
+    """The same reads seen by ksyscall and kretsyscall handlers of read(2): args.<field> named as
+    the syscall tracepoint's format names them, read from the syscall's own registers."""
+
+    def head(self) -> str:
+        return f"from pyprobe import ksyscall, kretsyscall\n{super().head()}"
+
+    def handler(self, i: int, lines: list[str]) -> tuple[str, list[str], list[str]]:
+        mine = ["if tid() != TID:", "    return"]
+        if i % 2 == 0:
+            return (f"    @ksyscall('read')\n    def h{i}(self, ctx, fd, buf, count: u16):\n",
+                    mine + ["self.lh[buf] += fd"] + lines,
+                    ["ctx.count", "count", "ctx.arg2", "(ctx.buf ^ ctx.__syscall_nr)"])
+        return (f"    @kretsyscall('read')\n    def h{i}(self, ctx):\n", mine + lines,
+                ["ctx.ret", "retval(ctx)", "(ctx.ret >> 2)", "ctx.ip"])
 
 
 class Reader:
@@ -438,6 +456,69 @@ def test_kprobe_arguments_and_return_values_through_the_direct_backend(tmp_path,
             assert p.bytes_asked[0] == 1 + 100 + 4096 + 8
             assert sorted(p.files.values()) == [1, 3]              # /dev/null's file once, /dev/zero's 3 times
         assert dict(progs["direct"].files.items()) == dict(progs["clang"].files.items())
+    finally:
+        reader.close()
+        for p in progs.values():
+            p.close()
+
+
+@pytest.mark.needs_kprobes
+def test_direct_ksyscalls_agree_with_clang(tmp_path, monkeypatch, capsys):
+    setup = Ksyscalls()
+    try:
+        total = run_grammar(setup, tmp_path, monkeypatch)
+    finally:
+        setup.reader.close()
+    with capsys.disabled():
+        print(f"\ndirect backend: {total} ksyscall/kretsyscall handler x event cases agree with clang")
+    assert total >= MODULES * PER_MODULE * EVENTS * 3 // 4
+
+
+class SyscallReads(Program):
+    target = Param(u32)            # the reading thread
+    sizes = Hash(u64, u64)         # args.count -> calls
+    fds = Hash(u32, u64)           # fd -> calls
+    results = Hash(s64, u64)       # args.ret -> calls
+
+    @ksyscall("read")
+    def enter(self, args, fd):
+        if tid() == self.target:
+            self.sizes[args.count] += 1
+            self.fds[fd] += 1
+
+    @kretsyscall("read")
+    def leave(self, args):
+        if tid() == self.target:
+            self.results[args.ret] += 1
+
+
+@pytest.mark.needs_kprobes
+def test_ksyscall_arguments_and_results_through_the_direct_backend(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    progs = {}
+    reader = Reader()
+    try:
+        for backend in ("clang", "direct"):
+            cls = type(f"{backend.title()}SyscallReads", (SyscallReads,), {})
+            with monkeypatch.context() as m:
+                if backend == "clang":
+                    m.setenv("PYPROBE_BACKEND", "clang")
+                else:
+                    m.delenv("PYPROBE_BACKEND", raising=False)
+                    m.setattr("pyprobe.backend.clang.compile_c", _refuse)
+                    assert direct.refusal(cls) is None
+                progs[backend] = cls(target=reader.tid).load()
+        for p in progs.values():
+            p.attach()
+        assert [reader.read(n) for n in (3, 300)] == [3, 300]
+        assert reader.read(5, bad=True) == -errno.EBADF
+        for p in progs.values():
+            p.detach()
+        for backend, p in progs.items():
+            assert p._source().from_direct == (backend == "direct")
+            assert dict(p.sizes.items()) == {3: 1, 300: 1, 5: 1}
+            assert dict(p.fds.items()) == {reader.zero.fileno(): 2, reader.null: 1}
+            assert dict(p.results.items()) == {3: 1, 300: 1, -errno.EBADF: 1}
     finally:
         reader.close()
         for p in progs.values():
