@@ -82,7 +82,8 @@ usdt_cookie = _helper("usdt_cookie", "(ctx) -> u64",
                       "(usdt(..., cookie=N)), else 0.")
 attach_cookie = _helper("attach_cookie", "(args) -> u64",
                         "attach_cookie(args): the cookie the tracepoint that fired was attached with "
-                        "(tracepoint(..., cookie=N)), else 0.")
+                        "(tracepoint(..., cookie=N)), or a uprobe's in a uprobe.multi link (the address in "
+                        "its file of the function's symbol), else 0.")
 atomic_add = _helper("atomic_add", "(place: place, n: int) -> any",
                      "atomic_add(v.total, n): add n to a 32- or 64-bit integer in place, atomically (bcc's "
                      "__sync_fetch_and_add(&v->total, n)); a statement, for a field of a map value.")

@@ -127,6 +127,8 @@ int pp_trivial_prog(int prog_type, uint32_t expected_attach_type, uint32_t attac
 int bpf_program__set_expected_attach_type(struct bpf_program *prog, int type);
 int pp_uprobe_multi_link(int prog_fd, const char *path, const unsigned long *offsets, uint32_t cnt,
                          uint32_t flags, int pid);
+int pp_uprobe_multi_link_cookies(int prog_fd, const char *path, const unsigned long *offsets,
+                                 const uint64_t *cookies, uint32_t cnt, uint32_t flags, int pid);
 int pp_tcx_link(int prog_fd, int ifindex, int egress);
 struct bpf_link *pp_iter_attach(const struct bpf_program *prog, int map_fd);
 int bpf_iter_create(int link_fd);
@@ -324,8 +326,8 @@ static struct perf_buffer *pp_perf_new(int map_fd, size_t page_cnt, uint32_t wak
 /* One link attaching a program to several functions of a binary (BPF_TRACE_UPROBE_MULTI,
  * Linux >= 6.6; libbpf 1.1 has no wrapper). union bpf_attr's link_create is laid out by
  * hand, as the system's linux/bpf.h may predate it. Returns a link fd or -errno. */
-static int pp_uprobe_multi_link(int prog_fd, const char *path, const unsigned long *offsets, uint32_t cnt,
-                                uint32_t flags, int pid)
+static int pp_uprobe_multi_link_cookies(int prog_fd, const char *path, const unsigned long *offsets,
+                                        const uint64_t *cookies, uint32_t cnt, uint32_t flags, int pid)
 {
     struct {
         uint32_t prog_fd, target_fd, attach_type, flags;
@@ -339,11 +341,18 @@ static int pp_uprobe_multi_link(int prog_fd, const char *path, const unsigned lo
     attr.attach_type = 48;                      /* BPF_TRACE_UPROBE_MULTI */
     attr.path = (uint64_t)(unsigned long)path;
     attr.offsets = (uint64_t)(unsigned long)offsets;
+    attr.cookies = (uint64_t)(unsigned long)cookies;   /* one a function, bpf_get_attach_cookie()'s; or NULL */
     attr.cnt = cnt;
     attr.multi_flags = flags;                   /* BPF_F_UPROBE_MULTI_RETURN = 1 */
     attr.pid = pid > 0 ? (uint32_t)pid : 0;
     fd = syscall(__NR_bpf, 28 /* BPF_LINK_CREATE */, &attr, sizeof(attr));
     return fd < 0 ? -errno : fd;
+}
+
+static int pp_uprobe_multi_link(int prog_fd, const char *path, const unsigned long *offsets, uint32_t cnt,
+                                uint32_t flags, int pid)
+{
+    return pp_uprobe_multi_link_cookies(prog_fd, path, offsets, NULL, cnt, flags, pid);
 }
 
 /* A tc program as a tcx link on an interface (BPF_TCX_INGRESS/EGRESS, Linux >= 6.6; libbpf 1.1

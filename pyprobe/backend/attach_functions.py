@@ -178,12 +178,18 @@ class MultiLink:
 BPF_TRACE_UPROBE_MULTI = 48
 
 
-def uprobe_multi(prog, path: str, offsets: list[int], retprobe: bool, pid: int, points: list[str]) -> MultiLink:
+def uprobe_multi(prog, path: str, offsets: list[int], retprobe: bool, pid: int, points: list[str],
+                 cookies: list[int] | None = None) -> MultiLink:
     """Attach prog (loaded with expected_attach_type BPF_TRACE_UPROBE_MULTI) to the functions
-    at these file offsets of path, in one link."""
+    at these file offsets of path, in one link; each with its cookie (bpf_get_attach_cookie())
+    where given and this module has the helper (a module built before it attaches without)."""
     c_offsets = ffi.new("unsigned long[]", offsets)
-    fd = lib.pp_uprobe_multi_link(lib.bpf_program__fd(prog), path.encode(), c_offsets, len(offsets),
-                                  1 if retprobe else 0, pid)
+    flags = 1 if retprobe else 0
+    if cookies and any(cookies) and hasattr(lib, "pp_uprobe_multi_link_cookies"):
+        fd = lib.pp_uprobe_multi_link_cookies(lib.bpf_program__fd(prog), path.encode(), c_offsets,
+                                              ffi.new("uint64_t[]", cookies), len(offsets), flags, pid)
+    else:
+        fd = lib.pp_uprobe_multi_link(lib.bpf_program__fd(prog), path.encode(), c_offsets, len(offsets), flags, pid)
     if fd < 0:
         raise BPFError(-fd, f"attach uprobe.multi to {len(offsets)} functions of {path}")
     return MultiLink(fd, points)

@@ -15,7 +15,8 @@ from pyprobe.dsl import strings
 from pyprobe.dsl.helper_specs import register_reads, registry
 
 from pyprobe.dsl.types import ArrayType, PointerType, StructType, char, s64, u32, u64
-from pyprobe.dsl.refusals import ATOMIC_ADD_PLACE, ATTACH_COOKIE_OUTSIDE_TRACEPOINT, READ_INTO_INTEGER, RETVAL_OUTSIDE_RETURN, \
+from pyprobe.dsl.refusals import ATOMIC_ADD_PLACE, ATTACH_COOKIE_KINDS, ATTACH_COOKIE_OUTSIDE_TRACEPOINT, \
+    READ_INTO_INTEGER, RETVAL_OUTSIDE_RETURN, \
     USDT_COOKIE_OUTSIDE_USDT, describe as _describe, perf_submit_without_ctx, read_from_integer, \
     read_from_string
 from pyprobe.dsl.values import Nullable, StringLit, Value
@@ -98,7 +99,7 @@ def _usdt_cookie(tr, node, ctx):
 
 @helper("attach_cookie")
 def _attach_cookie(tr, node, ctx):
-    if tr.context is None or tr.context.attach.kind != "tracepoint":
+    if tr.context is None or tr.context.attach.kind not in ATTACH_COOKIE_KINDS:
         tr.fail(node, ATTACH_COOKIE_OUTSIDE_TRACEPOINT)
     return Value(f"bpf_get_attach_cookie({tr.context_param})", u64)
 

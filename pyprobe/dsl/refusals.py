@@ -41,8 +41,10 @@ RETVAL_OUTSIDE_RETURN = ("retval(ctx) is only defined in a kretprobe, uretprobe,
                          "attach this handler with @kretprobe, @uretprobe or @fexit")
 
 # cookies outside the probe kind that has them: the translator's and the simulation's words
-ATTACH_COOKIE_OUTSIDE_TRACEPOINT = ("attach_cookie(args) is only defined in a @tracepoint handler "
-                                    "(a @usdt handler reads its cookie with usdt_cookie(ctx))")
+ATTACH_COOKIE_KINDS = frozenset(("tracepoint", "uprobe", "uretprobe", "kprobe", "kretprobe"))
+ATTACH_COOKIE_OUTSIDE_TRACEPOINT = ("attach_cookie(args) is only defined in a @tracepoint, @uprobe, @uretprobe, "
+                                    "@kprobe or @kretprobe handler (a @usdt handler reads its cookie with "
+                                    "usdt_cookie(ctx))")
 USDT_COOKIE_OUTSIDE_USDT = "usdt_cookie(ctx) is only defined in a @usdt handler"
 
 

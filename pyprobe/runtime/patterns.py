@@ -27,7 +27,11 @@ def concrete(probe, skipped: list | None = None) -> list:
         found, refused = user_functions(binary, matching.matching(probe, elf.function_names.names()), elf)
         if skipped is not None:
             skipped.extend((f"{probe.kind}:{binary}:{name}", why) for name, why in refused)
-        return [Probe(probe.kind, (binary, n), dict(options, file_offset=off, matched=True)) for n, off in found]
+        # symbol_address: the name's own address in the file (an IFUNC's symbol, not the
+        # implementation probed), each function's cookie in a uprobe.multi link
+        return [Probe(probe.kind, (binary, n), dict(options, file_offset=off, matched=True,
+                                                     symbol_address=elf.function_names.address_of(n)))
+                for n, off in found]
     return [Probe(probe.kind, (n,), dict(options)) for n in matching.matching(probe, matching.kprobe_names())]
 
 

@@ -39,7 +39,10 @@ def _offset(path: str, probe) -> int:
         raise UnsupportedProbe(f"{probe.describe()}: {path} has no function {probe.target[1]}")
     if evex_at(path, offset):
         raise UnsupportedProbe(f"{probe.describe()}: refused: {EVEX_REFUSED}; probe a caller instead")
+    from pyprobe.backend.elf import read_elf
+
     probe.options["file_offset"] = offset
+    probe.options["symbol_address"] = read_elf(path).function_names.address_of(probe.target[1])
     return offset
 
 
@@ -319,9 +322,10 @@ class Session:
         so on down to the refused functions, which are skipped."""
         path = attach_mod.resolve_binary(probes[0].target[0], probes[0].options.get("pid", -1))
         try:
-            return [attach_mod.uprobe_multi(prog, path, [_offset(path, p) for p in probes],
-                                            probes[0].kind == "uretprobe", probes[0].options.get("pid", -1),
-                                            [p.describe() for p in probes])]
+            offsets = [_offset(path, p) for p in probes]
+            return [attach_mod.uprobe_multi(prog, path, offsets, probes[0].kind == "uretprobe",
+                                            probes[0].options.get("pid", -1), [p.describe() for p in probes],
+                                            [p.options.get("symbol_address") or 0 for p in probes])]
         except BPFError as e:
             from pyprobe.runtime.patterns import ENOTSUPP
 

@@ -183,6 +183,8 @@ class FunctionSim(SimContext):
         ctx = {}
         if self.has_return:
             ctx["retval"] = wrap(int(fields.pop("retval", 0)), s64)
+        if self.kind in ("uprobe", "uretprobe", "kprobe", "kretprobe"):   # attach_cookie(ctx)
+            ctx["_cookie"] = cookie_in(fields.pop("attach_cookie", self.cookie), "attach_cookie")
         if self.kind == "usdt":
             ctx["usdt_args"] = list(fields.pop("usdt_args", ()))
             ctx["_cookie"] = cookie_in(fields.pop("usdt_cookie", self.cookie), "usdt_cookie")

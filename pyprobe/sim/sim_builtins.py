@@ -11,7 +11,8 @@ import ast
 from pyprobe.dsl.types import ArrayType, KernelPointer, PointerType, Scalar, StructType, char, s32, s64, u16, u32, \
     u64
 from pyprobe.dsl.helper_specs import register_reads, registry
-from pyprobe.dsl.refusals import ATOMIC_ADD_PLACE, ATTACH_COOKIE_OUTSIDE_TRACEPOINT, READ_INTO_INTEGER, RETVAL_OUTSIDE_RETURN, \
+from pyprobe.dsl.refusals import ATOMIC_ADD_PLACE, ATTACH_COOKIE_KINDS, ATTACH_COOKIE_OUTSIDE_TRACEPOINT, \
+    READ_INTO_INTEGER, RETVAL_OUTSIDE_RETURN, \
     USDT_COOKIE_OUTSIDE_USDT, perf_submit_without_ctx, read_from_integer, \
     read_from_string
 from pyprobe.dsl.values import MapRef, StringLit
@@ -88,7 +89,7 @@ def _usdt_arg(tr, node, ctx, n):
 
 @helper("attach_cookie")
 def _attach_cookie(tr, node, ctx):
-    if tr.context is None or tr.context.kind != "tracepoint":
+    if tr.context is None or tr.context.kind not in ATTACH_COOKIE_KINDS:
         tr.fail(node, ATTACH_COOKIE_OUTSIDE_TRACEPOINT)
     return SV("ctx['_cookie']", u64)      # the point's cookie, or the event's attach_cookie=
 

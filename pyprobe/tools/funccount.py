@@ -54,7 +54,12 @@ class FuncCount(Program):
             return
         if self.target_cpu != ANY_CPU and smp_processor_id() != self.target_cpu:
             return
-        hit = self.counts.lookup_or_init(ctx.ip, Hit())
+        # a uprobe.multi link gives each function its symbol's address in the file as cookie: the
+        # name the pattern matched, where ctx.ip is an IFUNC's implementation (__strlen_avx2)
+        key = attach_cookie(ctx)
+        if key == 0:
+            key = ctx.ip
+        hit = self.counts.lookup_or_init(key, Hit())
         if hit is None:
             return
         hit.count += 1
@@ -161,6 +166,13 @@ def _by_page(functions: list[tuple[str, str]]) -> dict[int, str]:
     return {page: name for page, name in found.items() if page not in taken}
 
 
+def _by_symbol(functions: list[tuple[str, str]]) -> dict[int, str]:
+    """{address of its symbol in its file: name} of the functions attached, as the cookies the
+    uprobe.multi links gave them (aliases share an address; only the one attached is listed)."""
+    return {address: function for binary, function in functions
+            if (address := pyprobe.usymname(binary, function)) >= 0}
+
+
 def counted(prog, spec: probespec.Spec | None = None):
     """The counts as numpy records: func (its name: CATEGORY:NAME for a tracepoint, a USDT probe's
     name, as bcc), addr (a tracepoint's event id, a USDT probe's index), count."""
@@ -172,6 +184,7 @@ def counted(prog, spec: probespec.Spec | None = None):
         else {}
     functions = getattr(prog, "attached_functions", []) if spec is None or spec.kind == "uprobe" else []
     attached = {function for _, function in functions}
+    by_symbol = _by_symbol(functions) if functions and len(keys) else {}
     by_page = None
     for ip, hit in zip(keys.tolist(), values):
         if spec is not None and spec.kind == "tracepoint":
@@ -180,6 +193,8 @@ def counted(prog, spec: probespec.Spec | None = None):
             name = spec.usdt_points()[ip][1]
         elif spec is not None and spec.kind == "kprobe":
             name = pyprobe.ksym(ip)
+        elif ip in by_symbol:                               # a cookie: the symbol's address in its file
+            name = by_symbol[ip]
         else:
             name = pyprobe.usym(ip, int(hit["pid"]))
             if attached and name not in attached:      # the caller has exited, or an alias (__libc_malloc)

@@ -113,3 +113,31 @@ def test_funccount_names_the_calls_of_a_process_gone_before_the_counts_are_read(
         rows = {r["func"]: int(r["count"]) for r in counted(prog, spec)}
         prog.close()
         assert rows == expected, (pattern, rows)
+
+
+def test_funccount_names_libc_ifuncs_as_the_pattern_matched_them(tmp_path):
+    """glibc's strlen and strcmp are IFUNCs: the probe sits on the implementation this CPU runs
+    (__strlen_avx2, ...), and the count is printed under the name the pattern matched, as bcc
+    prints it (each function's uprobe.multi cookie is its symbol's address in the file)."""
+    from pyprobe.backend import features
+    from pyprobe.backend.attach import resolve_binary
+    from pyprobe.backend.elf import read_elf
+    from tool_workloads import Tool, build_c
+
+    if not features.has("uprobe_multi"):
+        pytest.skip("uprobe.multi missing: needs Linux >= 6.6 (its per-function cookies name the IFUNCs)")
+    names = read_elf(resolve_binary("c")).function_names
+    assert all(names.address_of(f) in names.ifuncs for f in ("strlen", "strcmp"))
+    exe = build_c("ifunc_calls.c", tmp_path)
+    work = Started([exe, "17", "5"])
+    tool = Tool("funccount", "-p", str(work.pid), "-r", "c:^(strlen|strcmp)$")
+    try:
+        work.run()
+        out = tool.stop()
+    finally:
+        work.close()
+    assert tool.probes.count("libc.so.6:str") == 2, tool.probes      # neither starts with EVEX here
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("FUNC"))
+    rows = [line.split() for line in lines[header + 1:] if line.strip() and line != "Detaching..."]
+    assert rows == [["strcmp", "5"], ["strlen", "17"]], out

@@ -5,7 +5,7 @@ tests/kernel/test_cookies_sim_agree.py."""
 import pytest
 from refused_alike import refused_alike
 
-from pyprobe import Hash, Program, raw_tracepoint, tracepoint, u64, usdt
+from pyprobe import Hash, Program, raw_tracepoint, tracepoint, u64, uprobe, usdt
 from pyprobe.bpf import attach_cookie, usdt_cookie
 
 
@@ -106,5 +106,24 @@ class RawUsdtCookie(Program):
 
 
 def test_cookies_of_other_probe_kinds_are_refused_alike():
-    assert refused_alike(RawCookie, r"attach_cookie\(args\) is only defined in a @tracepoint handler") == 2
+    assert refused_alike(RawCookie, r"attach_cookie\(args\) is only defined in a @tracepoint, @uprobe, @uretprobe, @kprobe or @kretprobe handler") == 2
     assert refused_alike(RawUsdtCookie, r"usdt_cookie\(ctx\) is only defined in a @usdt handler") == 2
+
+
+class UprobeCookie(Program):
+    counts = Hash(u64, u64)
+
+    @uprobe("c", "strlen")
+    def on_call(self, ctx):
+        self.counts[attach_cookie(ctx)] += 1
+
+
+def test_a_uprobe_handler_reads_the_cookie_its_function_was_attached_with():
+    """In a uprobe.multi link each function's cookie is its symbol's address in the file
+    (funccount names an IFUNC by it): an event passes its point's, 0 by default."""
+    sim = UprobeCookie.simulate()
+    sim.on_call()
+    sim.on_call(attach_cookie=0x9F3A0)
+    sim.on_call(attach_cookie=0x9F3A0)
+    assert sorted(sim.counts.items()) == [(0, 1), (0x9F3A0, 2)]
+    assert "bpf_get_attach_cookie(ctx)" in UprobeCookie.translate()

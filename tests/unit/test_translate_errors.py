@@ -207,5 +207,5 @@ def test_attach_cookie_is_refused_outside_tracepoint_handlers(tmp_path):
     spec = importlib.util.spec_from_file_location("acookie2", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    with pytest.raises(TranslationError, match=r"attach_cookie\(args\) is only defined in a @tracepoint handler"):
+    with pytest.raises(TranslationError, match=r"attach_cookie\(args\) is only defined in a @tracepoint, @uprobe, @uretprobe, @kprobe or @kretprobe handler"):
         module.P.translate()
