@@ -27,12 +27,21 @@ def concrete(probe, skipped: list | None = None) -> list:
         found, refused = user_functions(binary, matching.matching(probe, elf.function_names.names()), elf)
         if skipped is not None:
             skipped.extend((f"{probe.kind}:{binary}:{name}", why) for name, why in refused)
-        # symbol_address: the name's own address in the file (an IFUNC's symbol, not the
-        # implementation probed), each function's cookie in a uprobe.multi link
         return [Probe(probe.kind, (binary, n), dict(options, file_offset=off, matched=True,
-                                                     symbol_address=elf.function_names.address_of(n)))
+                                                     symbol_address=ifunc_symbol(binary, n, elf)))
                 for n, off in found]
     return [Probe(probe.kind, (n,), dict(options)) for n in matching.matching(probe, matching.kprobe_names())]
+
+
+def ifunc_symbol(path: str, name: str, elf) -> int:
+    """An IFUNC's own symbol address in its file (pyprobe.usymname's), its cookie in a
+    uprobe.multi link: the probe sits on the implementation (__strlen_evex), and the handler
+    can count the call under the name asked for (funccount). 0 for other functions."""
+    if elf.function_names.address_of(name) not in elf.function_names.ifuncs:
+        return 0
+    from pyprobe.runtime.symbols import usymname
+
+    return max(usymname(path, name), 0)
 
 
 def _file_offset(probe) -> int:

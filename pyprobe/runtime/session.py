@@ -40,9 +40,10 @@ def _offset(path: str, probe) -> int:
     if evex_at(path, offset):
         raise UnsupportedProbe(f"{probe.describe()}: refused: {EVEX_REFUSED}; probe a caller instead")
     from pyprobe.backend.elf import read_elf
+    from pyprobe.runtime.patterns import ifunc_symbol
 
     probe.options["file_offset"] = offset
-    probe.options["symbol_address"] = read_elf(path).function_names.address_of(probe.target[1])
+    probe.options["symbol_address"] = ifunc_symbol(path, probe.target[1], read_elf(path))
     return offset
 
 
