@@ -54,8 +54,8 @@ class FuncCount(Program):
             return
         if self.target_cpu != ANY_CPU and smp_processor_id() != self.target_cpu:
             return
-        # a uprobe.multi link gives each function its symbol's address in the file as cookie: the
-        # name the pattern matched, where ctx.ip is an IFUNC's implementation (__strlen_avx2)
+        # a uprobe.multi link gives an IFUNC its symbol's address in the file as cookie: the name
+        # the pattern matched, where ctx.ip is the implementation's (__strlen_evex)
         key = attach_cookie(ctx)
         if key == 0:
             key = ctx.ip
@@ -167,8 +167,10 @@ def _by_page(functions: list[tuple[str, str]]) -> dict[int, str]:
 
 
 def _by_symbol(functions: list[tuple[str, str]]) -> dict[int, str]:
-    """{address of its symbol in its file: name} of the functions attached, as the cookies the
-    uprobe.multi links gave them (aliases share an address; only the one attached is listed)."""
+    """{address of its symbol in its file: name} of the functions attached: the cookies the
+    uprobe.multi links gave the IFUNCs among them. Other calls are keyed by their address in a
+    process, which a library's symbols lie below; a non-PIE executable's addresses are its
+    symbols' own, so they name the same function."""
     return {address: function for binary, function in functions
             if (address := pyprobe.usymname(binary, function)) >= 0}
 
