@@ -1,21 +1,21 @@
 """drsnoop: the reclaims a reader stalls in at its memory cgroup's limit, each one, exactly.
 
-A 64 MiB file, dropped from the page cache, is read by dd (uid 4321) in a memory cgroup of the
-test's own limited to 32 MiB: each page cache charge that finds the cgroup full reclaims
-(mm_vmscan_memcg_reclaim_begin/end; no global memory pressure here, so no direct reclaim).
-The file is not cached when dd starts (mincore(2): no page resident), so the pages the records
-reclaimed are exactly the file's pages less those still cached at the end (mincore again): a
-reclaim missed would leave pages unaccounted. (Not memory.stat's cache: 2 pages of something
-else were charged to the cgroup in 1 of ~40 runs.) Their number is at most the times the
-cgroup counted a charge failing (v1 memory.failcnt, v2 memory.events max): each reclaim follows
-one, but v1 also counts a failed try at a 64-page batch that the exact charge then met, with no
-reclaim (seen: 14 failures, 13 reclaims, in 1 of 6 runs)."""
+A 64 MiB file, dropped from the page cache, is read by a child (dr_reader, uid 4321) in a memory
+cgroup of the test's own limited to 32 MiB: each page cache charge that finds the cgroup full
+reclaims (mm_vmscan_memcg_reclaim_begin/end; no global memory pressure here, so no direct
+reclaim). The file is not cached when the reader starts (mincore(2): no page resident) and the
+reader charges nothing else as it reads, so the pages the records reclaimed are exactly the
+file's pages less those still cached at the end (mincore again): a reclaim missed would leave
+pages unaccounted. Their number is at most the times the cgroup counted a charge failing (v1
+memory.failcnt, v2 memory.events max): each reclaim follows one, but v1 also counts a failed try
+at a 64-page batch that the exact charge then met, with no reclaim (seen: 14 failures, 13
+reclaims, in 1 of 6 runs)."""
 import ctypes
 import os
 
 import pytest
 
-from tool_workloads import MemoryCgroup, Tool, json_lines
+from tool_workloads import MemoryCgroup, Tool, json_lines, set_comm
 
 LIMIT = 32 << 20
 FILE_BYTES = 64 << 20
@@ -53,7 +53,11 @@ def resident_pages(path: str) -> int:
 
 
 class Reader:
-    """dd reading the file (its stdin) as uid 4321, in the cgroup, held at a gate until go()."""
+    """A child reading the file as uid 4321 (named dr_reader), in the cgroup, held at a gate until
+    go(). It is ready before it joins the cgroup (file open, uid taken, its 1 MiB buffer touched)
+    and reads with readv() into that buffer, so the only pages it charges to the cgroup as it reads
+    are the file's: dd, exec'd there, charged a page of something else now and then, which reclaim
+    took or left (1 page more or 2 fewer than the file's in ~1 of 20 runs)."""
 
     def __init__(self, path: str):
         reason = MemoryCgroup.skip_reason()
@@ -66,17 +70,28 @@ class Reader:
         self.path = path
         self.cgroup = MemoryCgroup(LIMIT)
         r, self._gate = os.pipe()
+        ready_r, ready_w = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:
+            code = 1
             try:
                 os.close(self._gate)
-                os.read(r, 1)
-                os.dup2(os.open(path, os.O_RDONLY), 0)          # opened as root: pytest's tmp is 0700
+                os.close(ready_r)
+                src = os.open(path, os.O_RDONLY)                 # opened as root: pytest's tmp is 0700
+                buf = bytearray(b"\1" * (1 << 20))
+                set_comm("dr_reader")
                 os.setuid(UID)
-                os.execvp("dd", ["dd", "of=/dev/null", "bs=1M", "status=none"])
+                os.write(ready_w, b"r")
+                os.read(r, 1)
+                while os.readv(src, [buf]):
+                    pass
+                code = 0
             finally:
-                os._exit(127)
+                os._exit(code)
         os.close(r)
+        os.close(ready_w)
+        assert os.read(ready_r, 1) == b"r"
+        os.close(ready_r)
         self.cgroup.add(self.pid)
         self.failcnt = self._failcnt()
 
@@ -113,7 +128,7 @@ def test_drsnoop_counts_each_memcg_reclaim(big_file):
         reader.close()
     assert 0 < len(records) <= reader.reclaims
     assert {(r["pid"], r["tid"], r["comm"], r["uid"], r["memcg"]) for r in records} == \
-        {(reader.pid, reader.pid, "dd", UID, True)}
+        {(reader.pid, reader.pid, "dr_reader", UID, True)}
     assert sum(r["pages"] for r in records) == reader.reclaimed_pages
     assert len(direct_records) == 0               # bcc's points: no reclaim for the system's memory here
 
@@ -129,7 +144,7 @@ def test_drsnoop_command_uid_columns_and_json(big_file):
     assert out[0].split() == ["TIME(s)", "UID", "COMM", "PID", "LAT(ms)", "PAGES"]
     rows = [line.split() for line in out[1:]]
     assert 0 < len(rows) <= reader.reclaims
-    assert {(int(uid), comm, int(pid)) for _, uid, comm, pid, _, _ in rows} == {(UID, "dd", reader.pid)}
+    assert {(int(uid), comm, int(pid)) for _, uid, comm, pid, _, _ in rows} == {(UID, "dr_reader", reader.pid)}
     assert sum(int(row[5]) for row in rows) == reader.reclaimed_pages
     assert float(rows[0][0]) == 0.0
 
@@ -141,5 +156,5 @@ def test_drsnoop_command_uid_columns_and_json(big_file):
     finally:
         reader.close()
     assert 0 < len(records) <= reader.reclaims
-    assert {(r["tid"], r["comm"], r["memcg"]) for r in records} == {(reader.pid, "dd", True)}
+    assert {(r["tid"], r["comm"], r["memcg"]) for r in records} == {(reader.pid, "dr_reader", True)}
     assert sum(r["pages"] for r in records) == reader.reclaimed_pages
