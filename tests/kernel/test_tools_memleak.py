@@ -245,3 +245,18 @@ def test_memleak_percpu_counts_a_maps_percpu_values():
         os.kill(child.pid, 9)
         os.waitpid(child.pid, 0)
     assert rows == [(1016, 11)], rows
+
+
+def test_memleak_command_trace_lines(threads_app):  # noqa: F811
+    # -t: a line per call, bcc's message after the pid; -z 200 -Z 200 keeps posix_memalign(64, 200) only
+    work = Started([threads_app, "leaks", str(LEAKS), str(SIZE), str(FREED)])
+    tool = Tool("memleak", "-p", str(work.pid), "-t", "-z", "200", "-Z", "200")
+    try:
+        work.run()
+        out = tool.stop()
+    finally:
+        work.close()
+    lines = [line for line in out.splitlines() if line.startswith(str(work.pid))]
+    assert [line.split(None, 1)[1] for line in lines[:1]] == ["alloc entered, size = 200"], out
+    exited = re.fullmatch(rf"{work.pid} +alloc exited, size = 200, result = ([0-9a-f]+)", lines[1])
+    assert len(lines) == 2 and exited and int(exited[1], 16) % 64 == 0, out
