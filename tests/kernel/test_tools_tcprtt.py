@@ -21,7 +21,10 @@ import pytest
 from prog_test_run import prog_fd, recursion_misses
 from tool_workloads import Gated, Tool, json_lines, own_netns, tcp_pair
 
-PORTS = {4: (47251, 47262), 6: (47273, 47284)}       # (server, client): fixed, the namespace is the child's own
+# (server, client) in the child's own namespace, but the tool filters by port in every namespace:
+# ports of this run's own, so a run of the same test elsewhere on the host is not counted
+_BASE = 20000 + (os.getpid() % 9000) * 4
+PORTS = {4: (_BASE, _BASE + 1), 6: (_BASE + 2, _BASE + 3)}
 HOSTS = {4: (socket.AF_INET, "127.0.0.1"), 6: (socket.AF_INET6, "::1")}
 ROUNDS = 30
 QUIET = 0.5     # s: the connections idle before their segments are counted (a last ACK is delayed up to 200 ms)
