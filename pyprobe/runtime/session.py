@@ -36,7 +36,11 @@ def _offset(path: str, probe) -> int:
         return probe.options["file_offset"]
     offset = named_offset(path, probe.target[1])
     if offset is None:
-        raise UnsupportedProbe(f"{probe.describe()}: {path} has no function {probe.target[1]}")
+        from pyprobe.backend.attach import _closest
+        from pyprobe.backend.attach_functions import _function_names
+
+        raise UnsupportedProbe(f"{probe.describe()}: {path} has no function {probe.target[1]}"
+                               + _closest(probe.target[1], _function_names(path)))
     if evex_at(path, offset):
         raise UnsupportedProbe(f"{probe.describe()}: refused: {EVEX_REFUSED}; probe a caller instead")
     from pyprobe.backend.elf import read_elf
