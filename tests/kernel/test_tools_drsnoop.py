@@ -82,7 +82,8 @@ class Reader:
                 set_comm("dr_reader")
                 os.setuid(UID)
                 os.write(ready_w, b"r")
-                os.read(r, 1)
+                if os.read(r, 1) != b"g":                       # closed unreleased: end unrun
+                    os._exit(1)
                 while os.readv(src, [buf]):
                     pass
                 code = 0
@@ -90,10 +91,15 @@ class Reader:
                 os._exit(code)
         os.close(r)
         os.close(ready_w)
-        assert os.read(ready_r, 1) == b"r"
-        os.close(ready_r)
-        self.cgroup.add(self.pid)
-        self.failcnt = self._failcnt()
+        try:
+            assert os.read(ready_r, 1) == b"r"
+            self.cgroup.add(self.pid)
+            self.failcnt = self._failcnt()
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            os.close(ready_r)
 
     def _failcnt(self) -> int:
         name = "memory.events" if self.cgroup.v2 else "memory.failcnt"
@@ -106,12 +112,20 @@ class Reader:
     def go(self) -> None:
         os.write(self._gate, b"g")
         os.close(self._gate)
+        self._gate = -1
         _, status = os.waitpid(self.pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         self.reclaims = self._failcnt() - self.failcnt
         self.reclaimed_pages = FILE_BYTES // os.sysconf("SC_PAGE_SIZE") - resident_pages(self.path)
 
     def close(self) -> None:
+        if self._gate >= 0:                # never released: end it unrun
+            os.close(self._gate)
+            self._gate = -1
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:          # reaped by go()
+            pass
         self.cgroup.close()
 
 

@@ -36,12 +36,16 @@ class OomKillWorkload:
         if reason:
             pytest.skip(reason)
         self.cgroup = MemoryCgroup(LIMIT)
-        self.victim = Started([app, "victim", str(VICTIM_MIB)])
-        self.trigger = Started([app, "trigger", str(TRIGGER_MIB)])
-        self.cgroup.add(self.victim.pid)
-        self.cgroup.add(self.trigger.pid)
-        self.victim.run()                 # holds its 64 MiB
         self.killed = False
+        try:
+            self.victim = Started([app, "victim", str(VICTIM_MIB)])
+            self.trigger = Started([app, "trigger", str(TRIGGER_MIB)])
+            self.cgroup.add(self.victim.pid)
+            self.cgroup.add(self.trigger.pid)
+            self.victim.run()                 # holds its 64 MiB
+        except BaseException:
+            self.close()
+            raise
 
     def kill(self) -> None:
         """The trigger's work; it stays alive (its stack can be named in its process) until close()."""
@@ -50,13 +54,15 @@ class OomKillWorkload:
         self.killed = True
 
     def close(self) -> None:
-        if self.killed:
-            self.trigger.close()
-        for p in (self.victim.proc, self.trigger.proc):
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        self.cgroup.close()
+        try:
+            if self.killed:
+                self.trigger.close()
+        finally:
+            for p in [w.proc for w in (getattr(self, "victim", None), getattr(self, "trigger", None)) if w]:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            self.cgroup.close()           # whatever failed above: the cgroup is removed
 
 
 def check(kill: dict, work: OomKillWorkload) -> None:
