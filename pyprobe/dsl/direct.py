@@ -9,10 +9,11 @@ writes the instructions clang would, and bpf_elf.py the object libbpf loads.
 The subset (anything else raises Unsupported, and clang compiles the program as before):
 - programs: @tracepoint / @syscall (as its tracepoint) and @raw_tracepoint handlers taking
   (self, ctx); on x86-64 @uprobe, @uretprobe, @kprobe, @kretprobe, @ksyscall and @kretsyscall handlers with their
-  function's integer arguments, registers and retval(ctx) (dsl/direct_regs.py); integer
+  function's integer arguments, registers and retval(ctx), and @perf_event handlers
+  (dsl/direct_regs.py); integer
   Params (a .rodata.pyprobe section, as the translator's); no kernel types but pt_regs (read
   at fixed offsets, no CO-RE), no helper functions, no tail calls;
-- maps: Hash, LruHash, PerCpuHash, LruPerCpuHash, Array, PerCpuArray and log2/linear
+- maps: StackTrace (self.stacks.get_stackid(ctx, flags)), Hash, LruHash, PerCpuHash, LruPerCpuHash, Array, PerCpuArray and log2/linear
   Histograms (sectioned too), with integer values and integer keys (Struct keys and values
   for the hashes, Struct keys for sectioned histograms); RingBuf (without wakeup_bytes) and
   PerfBuf of Struct records;
@@ -40,7 +41,7 @@ from pyprobe.dsl.direct_handler import HandlerCompiler, Unsupported, integer_typ
 from pyprobe.dsl.types import StructType
 
 _MAP_KINDS = {"hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "array", "percpu_array", "histogram",
-              "ringbuf", "perfbuf"}
+              "ringbuf", "perfbuf", "stack_trace"}
 _HASHES = {"hash", "lru_hash", "percpu_hash", "lru_percpu_hash"}
 _TRACEPOINT_KINDS = {"tracepoint", "syscall", "syscall_return", "raw_tracepoint"}
 
@@ -117,6 +118,10 @@ def _maps(cls) -> dict:
         if spec.kind not in _MAP_KINDS or getattr(spec, "inner", None) is not None:
             raise Unsupported(f"map kind {spec.kind}")
         sectioned = spec.kind == "histogram" and getattr(spec, "storage").kind != "array"   # a hash of (section, slot)
+        if spec.kind == "stack_trace":             # get_stackid() only: u32 ids, frames the kernel writes
+            if getattr(spec, "build_id", False):
+                raise Unsupported("a StackTrace of build ids")
+            continue
         if spec.kind in ("ringbuf", "perfbuf"):
             if getattr(spec, "wakeup_bytes", 0):
                 raise Unsupported("a RingBuf with wakeup_bytes")
@@ -141,6 +146,8 @@ def _map_defs(maps: dict) -> list:
             defs.append(MapDef(name, spec.map_type, spec.max_entries, 0, None, None))
         elif spec.kind == "perfbuf":
             defs.append(MapDef(name, spec.map_type, 0, 0, 4, 4))
+        elif spec.kind == "stack_trace":               # __type(key, __u32); __type(value, __u64[127])
+            defs.append(MapDef(name, spec.map_type, spec.max_entries, spec.flags, (4, False), spec.value.size))
         else:
             key, value = ((t.size if isinstance(t, StructType) else (t.size, t.signed)) for t in (spec.key, spec.value))
             defs.append(MapDef(name, spec.map_type, spec.max_entries, spec.flags, key, value))
@@ -160,7 +167,7 @@ def _compile(cls, source) -> bytes:
     if kinds & set(direct_regs.KINDS):
         direct_regs.check_machine()
     # a pt_regs context is dumped without CO-RE (its registers at fixed offsets); any other type is clang's
-    if source.co_re_types or set(source.kernel_types) - {"struct pt_regs"}:
+    if source.co_re_types or set(source.kernel_types) - direct_regs.KERNEL_TYPES:
         raise Unsupported("kernel types")
     if set(source.maps) != set(maps):
         raise Unsupported("maps the translator added")

@@ -68,6 +68,8 @@ class Expressions:
         raise NotImplementedError
 
     read_local: Any                    # direct_locals.py's (after this class in HandlerCompiler's bases)
+    self_map: Any                      # HandlerCompiler's
+    slot: Any
     read_field: Any
 
     # ---- registers -------------------------------------------------------------
@@ -127,6 +129,13 @@ class Expressions:
             return self.constant(self.python(node.id))
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self.ctx_name:
             return self.field(node.attr)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "regs" \
+                and isinstance(node.value.value, ast.Name) and node.value.value.id == self.ctx_name \
+                and self.kind in (None, "perf_event"):
+            return self.register(node.attr) if self.kind else Val(self.take(), u64)      # ctx.regs.ip
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get_stackid" \
+                and not node.keywords and 1 <= len(node.args) <= 2:
+            return self.stack_id(node)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in self.locals:
             return self.read_field(node)
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) \
@@ -197,6 +206,10 @@ class Expressions:
 
         if self.kind in ("ksyscall", "kretsyscall") and name in self.fields:
             return self.syscall_field(name)
+        if self.kind == "perf_event" and name in direct_regs.PERF_EVENT_FIELDS:
+            reg = self.take()
+            self.asm.load(reg, self.ctx_reg, direct_regs.PERF_EVENT_FIELDS[name], 8)
+            return Val(reg, u64)
         if self.kind in direct_regs.KINDS:
             return self.register(name)
         if self.kind != "tracepoint" or name not in self.fields:
@@ -242,6 +255,25 @@ class Expressions:
             v = Val(self.take(), u64)
             a.load(v.reg, I.FP, slot, 8)
         return v if t is u64 else self.cast(v, integer_type(t))
+
+    def stack_id(self, node) -> Val:
+        """self.stacks.get_stackid(ctx[, flags]): bpf_get_stackid(ctx, &stacks, flags), a long (the
+        translator checked the flags: constant bits of pyprobe.bpf and frames to skip)."""
+        from pyprobe.dsl.types import s64
+
+        spec, name = self.self_map(node.func.value)
+        if spec.kind != "stack_trace" or not isinstance(node.args[0], ast.Name) \
+                or node.args[0].id != self.ctx_name or self.ctx_reg is None:
+            raise Unsupported("get_stackid() of this map or context")
+        flags = self.expr(node.args[1]) if len(node.args) == 2 else Val(None, None, const=0)
+        if flags.const is None or not 0 <= flags.const < (1 << 31):
+            raise Unsupported("get_stackid() flags")
+        a = self.asm
+        a.mov(I.R1, self.ctx_reg)
+        a.load_map(I.R2, name)
+        a.mov_imm(I.R3, flags.const)
+        a.call(I.GET_STACKID)
+        return Val(I.R0, s64)
 
     def return_value(self) -> Val:
         """retval(ctx): PT_REGS_RC(ctx), a long long, in a kretprobe or uretprobe handler."""

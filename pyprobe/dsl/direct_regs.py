@@ -1,5 +1,6 @@
-"""The pt_regs context of the direct backend (dsl/direct.py): kprobe, kretprobe, uprobe and
-uretprobe handlers, whose `ctx` is a `struct pt_regs *`.
+"""The pt_regs context of the direct backend (dsl/direct.py): kprobe, kretprobe, uprobe,
+uretprobe, ksyscall and kretsyscall handlers, whose `ctx` is a `struct pt_regs *`, and perf_event
+handlers, whose `struct bpf_perf_event_data *` starts with one.
 
 The translator reads registers with libbpf's PT_REGS_* macros (dsl/registers.py,
 dsl/contexts.py) on a pt_regs dumped without CO-RE, so clang's object loads them at the fixed
@@ -13,7 +14,7 @@ import os
 
 from pyprobe.dsl.direct_expressions import Unsupported, integer_type
 
-KINDS = ("kprobe", "kretprobe", "uprobe", "uretprobe", "ksyscall", "kretsyscall")
+KINDS = ("kprobe", "kretprobe", "uprobe", "uretprobe", "ksyscall", "kretsyscall", "perf_event")
 RETURNS = ("kretprobe", "uretprobe", "kretsyscall")    # retval(ctx) exists (the translator refuses it elsewhere)
 
 # x86-64's struct pt_regs (arch/x86/include/asm/ptrace.h): byte offsets of the registers
@@ -26,6 +27,11 @@ ARGUMENTS = ("parm1", "parm2", "parm3", "parm4", "parm5")      # the function's 
 # a syscall's arguments in its own registers (libbpf's PT_REGS_PARMn_CORE_SYSCALL: the 4th is r10
 # on x86-64), and its number (orig_ax)
 _SYSCALL_OFFSETS = {"parm1": 112, "parm2": 104, "parm3": 96, "parm4": 56, "parm5": 72, "orig_ax": 120}
+
+
+# struct bpf_perf_event_data: the interrupted registers (a struct pt_regs) at 0, then these
+PERF_EVENT_FIELDS = {"sample_period": 168, "addr": 176}
+KERNEL_TYPES = {"struct pt_regs", "struct bpf_perf_event_data"}     # dumped without CO-RE
 
 
 def check_machine() -> None:

@@ -11,11 +11,11 @@ import struct
 import pytest
 
 from pyprobe import (Array, Hash, Histogram, LruHash, Param, PerCpuArray, PerfBuf, Program, RingBuf, Struct, char,
-                     kprobe, kretprobe, kretsyscall, ksyscall, raw_tracepoint, s16, syscall, syscall_return, u8, u16, u32, u64, uprobe,
+                     StackTrace, kprobe, kretprobe, kretsyscall, ksyscall, perf_event, raw_tracepoint, s16, syscall, syscall_return, u8, u16, u32, u64, uprobe,
                      uretprobe)
 from pyprobe.backend import clang
 from pyprobe.backend.libbpf import ffi, lib
-from pyprobe.bpf import comm, ktime_ns, log2, probe_read_kernel, probe_read_user_str, retval, tgid, tid, trace_printk
+from pyprobe.bpf import BPF_F_USER_STACK, comm, ktime_ns, log2, probe_read_kernel, probe_read_user_str, retval, tgid, tid, trace_printk
 from pyprobe.dsl import direct
 
 LIMIT = 100
@@ -169,7 +169,7 @@ def _program(directory, body: str, extra: str = ""):
     """A Program with one raw tracepoint handler whose body is `body`, from a file of its own."""
     path = directory / f"direct_case_{next(_modules)}.py"
     path.write_text(f'''
-from pyprobe import Program, Hash, RingBuf, Param, StackTrace, Struct, raw_tracepoint, perf_event, u32, u16, u64, s32
+from pyprobe import Program, Hash, RingBuf, Param, StackTrace, Struct, raw_tracepoint, tp_btf, u32, u16, u64, s32
 from pyprobe.bpf import ktime_ns, tgid, trace_printk
 
 
@@ -215,8 +215,8 @@ def test_a_handler_outside_the_subset_goes_to_clang(body, why, monkeypatch, tmp_
 
 @pytest.mark.parametrize("extra, why", [
     ("    events = RingBuf(Rec, wakeup_bytes=4096)", "a RingBuf with wakeup_bytes"),
-    ("    stacks = StackTrace()", "map kind stack_trace"),
-    ("    @perf_event('cpu-clock', freq=99)\n    def k(self, ctx):\n        self.m[1] += 1", "probes"),
+    ("    stacks = StackTrace(build_id=True)", "a StackTrace of build ids"),
+    ("    @tp_btf('sched_switch')\n    def k(self, ctx):\n        self.m[1] += 1", "probes"),
 ])
 def test_a_program_outside_the_subset_goes_to_clang(extra, why, tmp_path):
     P = _program(tmp_path, "self.m[1] += 1", extra)
@@ -385,6 +385,40 @@ def test_ksyscall_arguments_are_read_from_the_syscalls_registers():
 
 
 I_PROBE_READ_KERNEL = 113
+
+
+class Samples(Program):
+    """perf_event registers and fields; stack ids from a perf event and a uprobe."""
+    stacks = StackTrace(max_entries=256)
+    hits = Hash(u64, u64)
+
+    @perf_event("cpu-clock", freq=99)
+    def sample(self, ctx):
+        self.hits[self.stacks.get_stackid(ctx)] += 1
+        self.hits[ctx.regs.ip] += ctx.sample_period
+        self.hits[ctx.addr ^ ctx.sp] += 1
+
+    @uprobe("/bin/true", "main")
+    def enter(self, ctx):
+        self.hits[self.stacks.get_stackid(ctx, BPF_F_USER_STACK | 2)] += 1
+
+
+def test_perf_events_and_stack_ids_compile_to_objects_libbpf_opens():
+    """bpf_get_stackid (27) with the flags' value in r3; ctx.regs.ip at 128 of the perf event's
+    registers (struct bpf_perf_event_data starts with them), sample_period at 168, addr at 176."""
+    source = Samples._source()
+    assert direct.refusal(Samples) is None and direct.refusal(Samples, source) is None
+    obj = direct.compile_program(Samples, source)
+    progs, maps = opened(obj)
+    assert sorted(progs) == ["enter", "sample"] and sorted(maps) == ["hits", "stacks"]
+    ours = sections(obj)
+    assert 27 in _calls(ours["perf_event"]) and 27 in _calls(ours["uprobe"])
+    assert {128, 168, 176, 152} <= {off for _, src, off in _loads(ours["perf_event"]) if src == 6}
+    movs = {(code[i + 1] & 0xF, struct.unpack_from("<i", code, i + 4)[0])
+            for code in (ours["uprobe"],) for i in range(0, len(code), 8) if code[i] == 0xB7}
+    assert (3, (1 << 8) | 2) in movs                                    # r3 = BPF_F_USER_STACK | 2
+
+
 
 
 # each goes to clang whole (ctx.parm6: clang's error, as libbpf 1.1 has no PT_REGS_PARM6)

@@ -25,9 +25,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pyprobe import (CompileError, Hash, Param, Program, Struct, char, kprobe, kretprobe, kretsyscall, ksyscall, s64, u32,
-                     u64, uprobe, uretprobe)
-from pyprobe.bpf import probe_read_user_str, retval, tgid, tid
+from pyprobe import (CompileError, Hash, Param, Program, StackTrace, Struct, char, kprobe, kretprobe, kretsyscall,
+                     ksyscall, perf_event, s64, u32, u64, uprobe, uretprobe)
+from pyprobe.bpf import BPF_F_USER_STACK, probe_read_user_str, retval, tgid, tid
 from pyprobe.dsl import direct
 from pyprobe.errors import TranslationError
 from test_direct_backend import EVENT_ARGS, HEADER, LEFT_OUT, PrintedLines, handlers, load, snapshot
@@ -521,5 +521,102 @@ def test_ksyscall_arguments_and_results_through_the_direct_backend(tmp_path, mon
             assert dict(p.results.items()) == {3: 1, 300: 1, -errno.EBADF: 1}
     finally:
         reader.close()
+        for p in progs.values():
+            p.close()
+
+
+# ---- stack ids and perf events ---------------------------------------------------------------
+class UserStacks(Program):
+    target = Param(u32)
+    stacks = StackTrace(max_entries=64)
+    ids = Hash(u64, s64)           # the function's address (ctx.ip) -> its user stack's id
+
+    @uprobe("/nonexistent", "pp_work")
+    def enter(self, ctx):
+        if tgid() == self.target:
+            self.ids[ctx.ip] = self.stacks.get_stackid(ctx, BPF_F_USER_STACK)
+
+
+def _load_side(cls, backend: str, monkeypatch, **kwargs):
+    with monkeypatch.context() as m:
+        if backend == "clang":
+            m.setenv("PYPROBE_BACKEND", "clang")
+        else:
+            m.delenv("PYPROBE_BACKEND", raising=False)
+            m.setattr("pyprobe.backend.clang.compile_c", _refuse)
+            assert direct.refusal(cls) is None
+        prog = cls(**kwargs).load()
+    assert prog._source().from_direct == (backend == "direct")
+    return prog
+
+
+def test_user_stack_ids_through_the_direct_backend(app, tmp_path, monkeypatch):
+    """The same call of the same process, each copy attached in turn: the same user stack,
+    innermost frame pp_work itself."""
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    workload = Workload(app)
+    stacks = {}
+    try:
+        for backend in ("clang", "direct"):
+            cls = type(f"{backend.title()}UserStacks", (UserStacks,), {})
+            prog = _load_side(cls, backend, monkeypatch, attach_to={"enter": uprobe(app, "pp_work")},
+                              target=workload.proc.pid)
+            try:
+                prog.attach()
+                workload.call((1, 2, 3, 4), sorted(os.sched_getaffinity(0))[0])
+                prog.detach()
+                (ip, stack_id), = prog.ids.items()
+                assert stack_id >= 0
+                frames = list(prog.stacks.walk(stack_id))
+                assert frames[0] == ip and len(frames) >= 2          # pp_work, then main (and libc's start)
+                stacks[backend] = frames
+            finally:
+                prog.close()
+    finally:
+        workload.close()
+    assert stacks["direct"] == stacks["clang"]
+
+
+class Faults(Program):
+    periods = Hash(u64, u64)       # ctx.sample_period -> samples
+    halves = Hash(u32, u64)        # ctx.regs.ip >> 47 (0: the user half of the address space) -> samples
+
+    @perf_event("page-faults", period=1)
+    def fault(self, ctx):
+        self.periods[ctx.sample_period] += 1
+        self.halves[u32(ctx.regs.ip >> 47)] += 1
+
+
+def test_perf_event_samples_through_the_direct_backend(tmp_path, monkeypatch):
+    """Both copies sample every page fault of one child (period 1): the same samples, each with
+    sample_period 1, the child's own writes at user addresses (a fault inside a syscall's copy has
+    a kernel one)."""
+    import sys
+
+    monkeypatch.setenv("PYPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline(); b = b'x' * (8 << 20); "
+                              "print('ok', flush=True); sys.stdin.readline()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    progs = {}
+    try:
+        for backend in ("clang", "direct"):
+            cls = type(f"{backend.title()}Faults", (Faults,), {})
+            progs[backend] = _load_side(cls, backend, monkeypatch,
+                                        attach_to={"fault": perf_event("page-faults", period=1, pid=child.pid)})
+        for p in progs.values():
+            p.attach()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "ok\n"      # its faults are done; it waits
+        for p in progs.values():
+            p.detach()
+        seen = {backend: (dict(p.periods.items()), dict(p.halves.items())) for backend, p in progs.items()}
+        samples = seen["clang"][0].get(1, 0)
+        assert seen["direct"] == seen["clang"]
+        periods, halves = seen["clang"]
+        assert periods == {1: samples} and sum(halves.values()) == samples and halves.get(0, 0) >= 1
+    finally:
+        child.stdin.close()
+        child.wait()
         for p in progs.values():
             p.close()
