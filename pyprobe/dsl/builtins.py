@@ -263,10 +263,10 @@ def _increment(tr, node, ref, key, n=None):
     if macro is None:
         tr.fail(node, f"self.{ref.name} is a {type(ref.spec).__name__}: it has no counters to increment",
                 _offers(ref) if not ref.spec.entries_in_handlers else None)
-    amount = "1" if n is None else tr.scalar(node.args[1], n).code
-    if n is not None and n.const is None and _reads_self(node.args[1]):
+    value = None if n is None else tr.scalar(node.args[1], n)     # reads through a .get() result
+    amount = "1" if value is None else value.code
+    if value is not None and value.const is None and _reads_self(node.args[1]):
         # the amount is evaluated before the key is created (`k in m` in it sees the map as it was)
-        value = tr.scalar(node.args[1], n)
         tmp = tr.temp(value.scalar, "n")
         tr.emit(f"{tmp} = {amount};")
         amount = tmp

@@ -344,3 +344,25 @@ def test_value_of_a_get_result_is_the_map_value_in_place():
     sim.slots[4242] = (0, 0)
     sim.on_enter()
     assert (sim.start[4242], sim.names[4242], int(sim.slots[4242]["count"])) == (3, b"ab", 3)
+
+
+class IncrementByValue(Program):
+    weights = Hash(u32, u64)
+    totals = Hash(u32, u64)
+
+    @raw_tracepoint("sys_enter")
+    def on_enter(self, ctx):
+        w = self.weights.get(tgid())
+        if w:
+            self.totals.increment(tgid(), w)
+
+
+def test_increment_by_a_checked_get_result_reads_through_it():
+    """`m.increment(k, v)` with `v` a checked .get() result adds the value it points at (it
+    used to stop the translator with an internal AttributeError)."""
+    assert "pp_hash_add(totals, (__u32)(bpf_get_current_pid_tgid() >> 32), (*w));" in IncrementByValue.translate()
+    sim = IncrementByValue.simulate()
+    sim.weights[4242] = 7
+    sim.on_enter()
+    sim.on_enter()
+    assert sim.totals[4242] == 14
