@@ -40,15 +40,15 @@ class Counted(Program):
         self.ring.submit(r)
 
 
-def spawn_calls(n: int):
-    """A child that waits for 'go', calls getppid() n times, and exits."""
+def spawn_calls(n: int, call=os.getppid):
+    """A child that waits for 'go', makes n calls of `call` (getppid()) as fast as it can, and exits."""
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(w)
         os.read(r, 1)
         for _ in range(n):
-            os.getppid()
+            call()
         os._exit(0)
     os.close(r)
     return child, w
@@ -196,27 +196,13 @@ class Busy(Program):
             self.perf.submit(e)
 
 
-def spawn_loop(n: int, call):
-    """A child that waits for 'go', then makes n calls of `call` as fast as it can."""
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(w)
-        os.read(r, 1)
-        for _ in range(n):
-            call()
-        os._exit(0)
-    os.close(r)
-    return child, w
-
-
 @pytest.mark.parametrize("kind", ["ring", "perf"])
 def test_a_busy_stream_gathers_instead_of_waking_the_reader_per_batch(kind):
     # A reader that waited in poll() after each drain would be woken every few records,
     # each wake-up an irq_work and an IPI paid by the traced process. A stream bringing
     # a record a millisecond or more gathers for a millisecond between drains instead.
     n = 100_000
-    child, go = spawn_loop(n, os.getppid if kind == "ring" else lambda: os.getpgid(0))
+    child, go = spawn_calls(n, os.getppid if kind == "ring" else lambda: os.getpgid(0))
     with Busy(target=child) as prog:
         stream = getattr(prog, kind)
         os.write(go, b"g")
