@@ -181,8 +181,8 @@ def tcp_pair(family, host: str, server_port: int, client_port: int):
 class MemoryCgroup:
     """A memory cgroup of the test's own, under this process's, limited to `limit` bytes (cgroup v2
     memory.max, or v1's memory.limit_in_bytes where the memory controller is on a v1 hierarchy);
-    add(pid) moves a process in; close() kills what is left in it and removes it. skip_reason()
-    names what a host lacks for it."""
+    add(pid) moves a process in; close() kills what is left in it and removes it. missing()
+    names the capability a host lacks for it, or is None."""
 
     def __init__(self, limit: int):
         self.path = os.path.join(self._parent(), f"pyprobe-test-{os.getpid()}-{time.monotonic_ns()}")
@@ -218,12 +218,12 @@ class MemoryCgroup:
         return None
 
     @classmethod
-    def skip_reason(cls):
+    def missing(cls):
         found = cls._hierarchy()
         if found is None:
-            return "missing capability: a memory cgroup controller (cgroup v1 memory or v2 memory.max)"
+            return "a memory cgroup controller (cgroup v1 memory or v2 memory.max)"
         if not os.access(found[1], os.W_OK):
-            return f"missing capability: write access to this process's memory cgroup {found[1]}"
+            return f"write access to this process's memory cgroup {found[1]}"
         return None
 
     def _parent(self) -> str:

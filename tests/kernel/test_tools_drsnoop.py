@@ -60,9 +60,9 @@ class Reader:
     took or left (1 page more or 2 fewer than the file's in ~1 of 20 runs)."""
 
     def __init__(self, path: str):
-        reason = MemoryCgroup.skip_reason()
-        if reason:
-            pytest.skip(reason)
+        lacking = MemoryCgroup.missing()
+        if lacking:
+            pytest.skip(f"missing capability: {lacking}")
         fd = os.open(path, os.O_RDONLY)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)      # read from disk, charged to the cgroup
         os.close(fd)

@@ -32,9 +32,9 @@ class OomKillWorkload:
     """The victim and the trigger, each in the cgroup and at its gate; kill() runs the trigger."""
 
     def __init__(self, app: str):
-        reason = MemoryCgroup.skip_reason()
-        if reason:
-            pytest.skip(reason)
+        lacking = MemoryCgroup.missing()
+        if lacking:
+            pytest.skip(f"missing capability: {lacking}")
         self.cgroup = MemoryCgroup(LIMIT)
         self.killed = False
         try:
